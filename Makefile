@@ -1,0 +1,80 @@
+# dept: PostgreSQL extension (PGXS) + a pure C model layer (src/nn).
+#
+#   make && make install      build and install the extension and the default model
+#   make unittest             C unit tests of src/nn (no server needed)
+#   make unittest SANITIZE=1  the same under AddressSanitizer + UBSan
+#   make installcheck         pg_regress against a running server
+#   make prove                pgTAP files in test/pgtap against a running server
+
+EXTENSION = dept
+MODULE_big = dept
+DATA = dept--1.0.sql
+
+NN_SRCS = $(sort $(wildcard src/nn/*.c))
+PG_SRCS = $(sort $(wildcard src/pg/*.c))
+OBJS = $(NN_SRCS:.c=.o) $(PG_SRCS:.c=.o)
+
+REGRESS = embed errors
+REGRESS_OPTS = --load-extension=dept
+
+BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+NN_LIBS = $(BLAS_LIBS) -lutf8proc -lcjson -lm
+
+PG_CPPFLAGS = -Isrc/nn $(BLAS_CFLAGS)
+PG_CFLAGS = -Werror
+SHLIB_LINK = $(NN_LIBS)
+
+# Default model directory: $(pg_config --sharedir)/dept/models/use-lite.
+MODEL_SRC = build/model/use-lite
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)
+
+# src/nn is plain C11 compiled without PostgreSQL's flags or headers.
+NN_CC ?= cc
+NN_CFLAGS = -std=c11 -D_GNU_SOURCE -O3 -fPIC -g -Wall -Wextra -Werror \
+	-Wno-unused-parameter $(BLAS_CFLAGS)
+ifdef SANITIZE
+NN_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+TEST_DIR = build/test-asan
+else
+TEST_DIR = build/test
+endif
+
+src/nn/%.o: src/nn/%.c $(wildcard src/nn/*.h)
+	$(NN_CC) $(NN_CFLAGS) -c -o $@ $<
+
+$(PG_SRCS:.c=.o): $(wildcard src/nn/*.h src/pg/*.h)
+
+# ---- model ---------------------------------------------------------------
+$(MODEL_SRC)/.verified:
+	scripts/fetch-model.sh $(MODEL_SRC)
+
+model: $(MODEL_SRC)/.verified
+
+all: model
+
+install: install-model
+install-model: $(MODEL_SRC)/.verified
+	$(MKDIR_P) '$(DESTDIR)$(datadir)/dept/models/use-lite'
+	$(INSTALL_DATA) $(MODEL_SRC)/model.json $(MODEL_SRC)/vocab.json \
+		$(MODEL_SRC)/group1-shard*of7 $(MODEL_SRC)/LICENSE \
+		'$(DESTDIR)$(datadir)/dept/models/use-lite/'
+
+# ---- C unit tests ----------------------------------------------------------
+UNIT_SRCS = $(sort $(wildcard test/nn/test_*.c))
+UNIT_BINS = $(patsubst test/nn/%.c,$(TEST_DIR)/%,$(UNIT_SRCS))
+
+$(TEST_DIR)/%: test/nn/%.c test/nn/unit.h $(NN_SRCS) $(wildcard src/nn/*.h)
+	@mkdir -p $(TEST_DIR)
+	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -Itest/nn -o $@ $< $(NN_SRCS) $(NN_LIBS)
+
+unittest: $(UNIT_BINS) $(MODEL_SRC)/.verified
+	@DEPT_MODEL_DIR=$(abspath $(MODEL_SRC)) test/run-unit.sh $(UNIT_BINS)
+
+prove:
+	DEPT_FIXTURE_DIR=$(abspath test/fixtures) pg_prove --ext .sql -r test/pgtap
+
+.PHONY: model install-model unittest prove

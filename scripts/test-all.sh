@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Run every test of dept on this machine: install dependencies, build,
+# install, C unit tests (plain and under ASan/UBSan), then start a
+# throw-away PostgreSQL cluster and run pg_regress and pgTAP against it.
+# Ends with one line "N passed, N failed" and a non-zero exit on failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+scripts/install-deps.sh
+make -s -j"$(nproc)"
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo make -s install >/dev/null
+
+passed=0
+failed=0
+tally() {    # tally NAME PASSED FAILED
+	echo "== $1: $2 passed, $3 failed"
+	passed=$((passed + $2))
+	failed=$((failed + $3))
+}
+count_unit() {    # reads run-unit.sh output on stdin
+	sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -1
+}
+
+# --- C unit tests of src/nn -------------------------------------------------
+set +e
+make -s unittest >build/unit.log 2>&1; rc=$?
+set -e
+cat build/unit.log
+read -r p f < <(count_unit <build/unit.log || true)
+[ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ] && f=1
+tally "unit" "${p:-0}" "${f:-1}"
+
+set +e
+make -s unittest SANITIZE=1 >build/unit-asan.log 2>&1; rc=$?
+set -e
+cat build/unit-asan.log
+read -r p f < <(count_unit <build/unit-asan.log || true)
+[ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ] && f=1
+tally "unit (ASan+UBSan)" "${p:-0}" "${f:-1}"
+
+# --- a throw-away cluster ---------------------------------------------------
+pgdir=$(mktemp -d /tmp/dept-test.XXXXXX)
+port=${DEPT_TEST_PORT:-5499}
+cleanup() { scripts/pg-cluster.sh stop "$pgdir" || true; rm -rf "$pgdir"; }
+trap cleanup EXIT
+scripts/pg-cluster.sh start "$pgdir" "$port"
+export PGHOST=$pgdir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+export DEPT_FIXTURE_DIR=$root/test/fixtures
+
+# --- pg_regress -------------------------------------------------------------
+set +e
+make -s installcheck >build/regress.log 2>&1; rc=$?
+set -e
+cat build/regress.log
+[ -f regression.diffs ] && cat regression.diffs
+total=$(grep -cE '^(not )?ok [0-9]+|^test [a-z_]+ +\.\.\. ' build/regress.log || true)
+bad=$(grep -cE '^not ok |\.\.\. FAILED' build/regress.log || true)
+[ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+tally "pg_regress" "$((total - bad > 0 ? total - bad : 0))" "$bad"
+
+# --- pgTAP ------------------------------------------------------------------
+psql -q -X -c 'CREATE DATABASE dept_tap' >/dev/null
+set +e
+PGDATABASE=dept_tap pg_prove --ext .sql -r test/pgtap >build/pgtap.log 2>&1; rc=$?
+set -e
+cat build/pgtap.log
+tests=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' build/pgtap.log | tail -1)
+bad=$(sed -n 's/^.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' build/pgtap.log | awk '{s+=$1} END {print s+0}')
+[ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+tally "pgTAP" "$(( ${tests:-0} - bad > 0 ? ${tests:-0} - bad : 0))" "$bad"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

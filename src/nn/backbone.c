@@ -1,0 +1,105 @@
+/*
+ * backbone.c: family detection and the batch-embedding convenience shared
+ * by every backbone (see backbone.h).
+ */
+#include "backbone.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "use_lite.h"
+
+static bool
+file_exists_in(const char *dir, const char *name)
+{
+	char		path[4096];
+	struct stat st;
+
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int) sizeof(path))
+		return false;
+	return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+NnStatus
+backbone_open(Backbone **out, const char *dir, NnError *err)
+{
+	struct stat st;
+
+	*out = NULL;
+	if (dir == NULL || dir[0] == '\0')
+		return nn_fail(err, NN_ERR_ARG, "model directory is empty");
+	if (strlen(dir) > 3000)
+		return nn_fail(err, NN_ERR_ARG, "model directory path is too long");
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return nn_fail(err, NN_ERR_IO, "model directory \"%s\" does not exist", dir);
+	if (file_exists_in(dir, "model.json"))
+		return use_lite_open(out, dir, err);
+	return nn_fail(err, NN_ERR_IO,
+				   "no model found in \"%s\": expected model.json and vocab.json", dir);
+}
+
+void
+backbone_close(Backbone *bb)
+{
+	if (bb != NULL)
+		bb->ops->close(bb);
+}
+
+NnStatus
+backbone_embed_texts(const Backbone *bb, BackboneRun *run,
+					 const char *const *texts, const size_t *lens,
+					 int n, float *out, NnError *err)
+{
+	int			max_tokens = bb->max_tokens;
+	int32_t    *ids = NULL;
+	int		   *counts = NULL;
+	float	   *x = NULL;
+	uint8_t    *mask = NULL;
+	int			seq_len = 1;
+	NnStatus	status = NN_OK;
+
+	if (n <= 0)
+		return NN_OK;
+	ids = malloc(sizeof(int32_t) * (size_t) n * max_tokens);
+	counts = malloc(sizeof(int) * (size_t) n);
+	if (ids == NULL || counts == NULL)
+	{
+		status = nn_fail(err, NN_ERR_NOMEM, "out of memory tokenizing %d texts", n);
+		goto done;
+	}
+	for (int i = 0; i < n; i++)
+	{
+		counts[i] = bb->ops->tokenize(bb, texts[i], lens[i], ids + (size_t) i * max_tokens,
+									  max_tokens);
+		if (counts[i] < 0)
+		{
+			status = nn_fail(err, NN_ERR_NOMEM, "out of memory tokenizing text %d", i);
+			goto done;
+		}
+		if (counts[i] > seq_len)
+			seq_len = counts[i];
+	}
+
+	/* Pad every row to the longest; padded positions are masked out. */
+	x = calloc((size_t) n * seq_len * bb->d_embed, sizeof(float));
+	mask = calloc((size_t) n * seq_len, 1);
+	if (x == NULL || mask == NULL)
+	{
+		status = nn_fail(err, NN_ERR_NOMEM, "out of memory embedding %d texts", n);
+		goto done;
+	}
+	for (int i = 0; i < n; i++)
+		bb->ops->embed_tokens(bb, ids + (size_t) i * max_tokens, counts[i],
+							  x + (size_t) i * seq_len * bb->d_embed,
+							  mask + (size_t) i * seq_len);
+	status = bb->ops->forward(bb, run, x, mask, n, seq_len, out, err);
+
+done:
+	free(ids);
+	free(counts);
+	free(x);
+	free(mask);
+	return status;
+}

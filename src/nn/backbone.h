@@ -1,0 +1,103 @@
+/*
+ * backbone.h: the interface every frozen transformer family implements.
+ *
+ * A backbone turns text into a pooled sentence vector in three steps, each
+ * exposed separately so that adapters can act between them (DESIGN.md 1):
+ *
+ *   tokenize      bytes        -> token ids              (n <= max_tokens)
+ *   embed_tokens  token ids    -> frozen embeddings E    (n x d_embed) + mask
+ *   forward       embeddings X -> pooled vectors h       (batch x d_out)
+ *
+ * PT/DePT/EPT build X from E (prepend prompt rows, add the low-rank offset)
+ * before calling forward; positional information is added *inside* forward,
+ * so prompt rows get positions too, as in HF PEFT.  Callers only see
+ * Backbone and BackboneOps: a new family (Hugging Face BERT, T5) adds an
+ * open function and an ops table, nothing else changes.
+ *
+ * Activation buffers live in a BackboneRun, allocated once for a maximum
+ * batch shape (llama2.c's RunState), so forward never allocates.
+ */
+#ifndef DEPT_NN_BACKBONE_H
+#define DEPT_NN_BACKBONE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "nn_common.h"
+
+typedef struct Backbone Backbone;
+typedef struct BackboneRun BackboneRun;
+
+typedef struct BackboneOps
+{
+	const char *family;			/* "use-lite", later "bert", "t5" */
+
+	/*
+	 * Tokenize len bytes (need not be valid UTF-8) into at most max_ids ids.
+	 * Returns the number of ids written; text beyond max_ids is truncated.
+	 */
+	int			(*tokenize) (const Backbone *bb, const char *text, size_t len,
+							 int32_t *ids, int max_ids);
+
+	/*
+	 * Look up the frozen embeddings of n ids into x (n x d_embed) and set
+	 * mask[i] = 1 for ids that take part in attention and pooling (use-lite
+	 * treats the unknown piece, id 0, as padding, as the original graph does).
+	 */
+	void		(*embed_tokens) (const Backbone *bb, const int32_t *ids, int n,
+								 float *x, uint8_t *mask);
+
+	/* Activation buffers for up to max_batch rows of max_seq positions. */
+	BackboneRun *(*run_new) (const Backbone *bb, int max_batch, int max_seq);
+	void		(*run_free) (BackboneRun *run);
+
+	/*
+	 * x: (batch, seq_len, d_embed) input embeddings, mask: (batch, seq_len),
+	 * out: (batch, d_out) sentence vectors.  seq_len <= max_positions.
+	 */
+	NnStatus	(*forward) (const Backbone *bb, BackboneRun *run, const float *x,
+							const uint8_t *mask, int batch, int seq_len,
+							float *out, NnError *err);
+
+	/*
+	 * Input-backward of the last forward on run: dx (batch, seq_len,
+	 * d_embed) = d(loss)/dx from dout (batch, d_out) = d(loss)/d(out).  The
+	 * backbone is frozen: no weight gradient is computed.  NULL for a family
+	 * that cannot train yet.
+	 */
+	NnStatus	(*backward) (const Backbone *bb, BackboneRun *run, const float *dout,
+							 float *dx, NnError *err);
+
+	void		(*close) (Backbone *bb);
+} BackboneOps;
+
+struct Backbone
+{
+	const BackboneOps *ops;
+	int			vocab_size;
+	int			d_embed;		/* width of token embeddings fed to forward */
+	int			d_out;			/* width of the pooled sentence vector */
+	int			max_tokens;		/* tokenize truncates to this many ids */
+	int			max_positions;	/* longest sequence forward accepts (with prompts) */
+	char		fingerprint[65];	/* hex SHA-256 identifying the weights */
+	void	   *impl;			/* family-specific state */
+};
+
+/*
+ * Open the model stored in directory dir, choosing the family from the
+ * files present (model.json + vocab.json: use-lite).
+ */
+NnStatus	backbone_open(Backbone **out, const char *dir, NnError *err);
+void		backbone_close(Backbone *bb);
+
+/*
+ * Convenience for inference: tokenize, embed and run n texts in one batch
+ * padded to the longest; out is (n, d_out).  run must hold n rows of
+ * bb->max_tokens positions.
+ */
+NnStatus	backbone_embed_texts(const Backbone *bb, BackboneRun *run,
+								 const char *const *texts, const size_t *lens,
+								 int n, float *out, NnError *err);
+
+#endif							/* DEPT_NN_BACKBONE_H */

@@ -1,0 +1,212 @@
+/*
+ * kernels.c: forward kernels (contracts in kernels.h).
+ *
+ * GEMMs go to cblas_sgemm; everything else is a simple loop over rows in
+ * float, summing in the order TensorFlow's reference kernels do (mean, then
+ * variance of the centred values), so that results agree with the TF.js
+ * runtime to float rounding.
+ */
+#include "kernels.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+void
+matmul_forward(float *out, const float *inp, const float *weight,
+			   const float *bias, int N, int C, int OC)
+{
+	if (N <= 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
+				1.0f, inp, C, weight, OC, 0.0f, out, OC);
+	if (bias != NULL)
+		for (int i = 0; i < N; i++)
+		{
+			float	   *o = out + (size_t) i * OC;
+
+			for (int j = 0; j < OC; j++)
+				o[j] += bias[j];
+		}
+}
+
+void
+residual_forward(float *out, const float *a, const float *b, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		out[i] = a[i] + b[i];
+}
+
+void
+layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+				  const float *weight, const float *bias, int N, int C, float eps)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *x = inp + (size_t) i * C;
+		float	   *o = out + (size_t) i * C;
+		float		m = 0.0f,
+					v = 0.0f,
+					s;
+
+		for (int j = 0; j < C; j++)
+			m += x[j];
+		m /= (float) C;
+		for (int j = 0; j < C; j++)
+		{
+			float		d = x[j] - m;
+
+			v += d * d;
+		}
+		v /= (float) C;
+		s = 1.0f / sqrtf(v + eps);
+		/* TF: (weight * rstd) * (x - mean) + bias */
+		for (int j = 0; j < C; j++)
+			o[j] = (weight[j] * s) * (x[j] - m) + bias[j];
+		mean[i] = m;
+		rstd[i] = s;
+	}
+}
+
+size_t
+attention_cache_size(const int *offsets, int B, int NH)
+{
+	size_t		n = 0;
+
+	for (int b = 0; b < B; b++)
+	{
+		size_t		len = (size_t) (offsets[b + 1] - offsets[b]);
+
+		n += (size_t) NH * len * len;
+	}
+	return n;
+}
+
+/* In-place softmax of each of the rows of p (rows x n). */
+static void
+softmax_rows(float *p, int rows, int n)
+{
+	for (int i = 0; i < rows; i++)
+	{
+		float	   *r = p + (size_t) i * n;
+		float		mx = r[0],
+					sum = 0.0f;
+
+		for (int j = 1; j < n; j++)
+			if (r[j] > mx)
+				mx = r[j];
+		for (int j = 0; j < n; j++)
+		{
+			r[j] = expf(r[j] - mx);
+			sum += r[j];
+		}
+		for (int j = 0; j < n; j++)
+			r[j] /= sum;
+	}
+}
+
+void
+attention_forward(float *out, float *att, const float *qkv,
+				  const int *offsets, int B, int C, int NH, float scale)
+{
+	int			hs = C / NH;
+	int			C3 = 3 * C;
+	float	   *a = att;
+
+	for (int b = 0; b < B; b++)
+	{
+		int			o = offsets[b];
+		int			n = offsets[b + 1] - o;
+
+		if (n <= 0)
+			continue;
+		for (int h = 0; h < NH; h++)
+		{
+			const float *q = qkv + (size_t) o * C3 + (size_t) h * hs;
+			const float *k = q + C;
+			const float *v = q + 2 * C;
+			float	   *p = a + (size_t) h * n * n;
+
+			/* p (n x n) = scale * q k^T, then softmax over keys */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
+						scale, q, C3, k, C3, 0.0f, p, n);
+			softmax_rows(p, n, n);
+			/* out rows of this head (n x hs, stride C) = p v */
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
+						1.0f, p, n, v, C3, 0.0f, out + (size_t) o * C + (size_t) h * hs, C);
+		}
+		a += (size_t) NH * n * n;
+	}
+}
+
+void
+relu_forward(float *out, const float *inp, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void
+tanh_forward(float *out, const float *inp, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		out[i] = tanhf(inp[i]);
+}
+
+void
+meanpool_forward(float *out, const float *inp, const int *offsets, int B, int C)
+{
+	for (int b = 0; b < B; b++)
+	{
+		float	   *o = out + (size_t) b * C;
+		int			n = offsets[b + 1] - offsets[b];
+		float		div = (float) (n > 1 ? n : 1);
+
+		memset(o, 0, sizeof(float) * (size_t) C);
+		for (int t = offsets[b]; t < offsets[b + 1]; t++)
+		{
+			const float *x = inp + (size_t) t * C;
+
+			for (int j = 0; j < C; j++)
+				o[j] += x[j];
+		}
+		for (int j = 0; j < C; j++)
+			o[j] /= div;
+	}
+}
+
+void
+l2norm_forward(float *out, float *inv_norm, const float *inp, int B, int C, float eps)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *x = inp + (size_t) b * C;
+		float	   *o = out + (size_t) b * C;
+		float		ss = 0.0f,
+					r;
+
+		for (int j = 0; j < C; j++)
+			ss += x[j] * x[j];
+		r = 1.0f / sqrtf(ss > eps ? ss : eps);
+		for (int j = 0; j < C; j++)
+			o[j] = x[j] * r;
+		inv_norm[b] = r;
+	}
+}
+
+void
+timing_signal_forward(float *out, const float *inv_timescales, int K, int P)
+{
+	for (int p = 0; p < P; p++)
+	{
+		float	   *o = out + (size_t) p * 2 * K;
+
+		for (int k = 0; k < K; k++)
+		{
+			float		st = (float) p * inv_timescales[k];
+
+			o[k] = sinf(st);
+			o[K + k] = cosf(st);
+		}
+	}
+}

@@ -1,0 +1,27 @@
+/*
+ * dept.h: shared declarations of the PostgreSQL layer.
+ *
+ * src/pg owns everything that touches the server: GUCs, the per-backend
+ * model cache, SQL-callable functions.  It calls into src/nn (pure C) and
+ * turns NnStatus codes into ereport()s with SQLSTATEs.
+ */
+#ifndef DEPT_PG_DEPT_H
+#define DEPT_PG_DEPT_H
+
+#include "postgres.h"
+
+#include "backbone.h"
+
+/* GUCs */
+extern char *dept_model_path;
+extern int	dept_threads;
+
+/* Methods */
+extern const Backbone *DeptGetBackbone(void);
+extern BackboneRun *DeptGetRun(int batch);
+extern void DeptApplyThreads(void);
+extern const char *DeptModelDirectory(void);
+extern double DeptModelLoadMillis(void);
+extern void DeptReportNnError(const NnError *err, const char *what) pg_attribute_noreturn();
+
+#endif							/* DEPT_PG_DEPT_H */

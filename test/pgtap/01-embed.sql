@@ -1,0 +1,66 @@
+-- dept_embed inside the server: shape, reference values, volatility, parallel query.
+\set ON_ERROR_STOP 1
+\set QUIET 1
+\getenv fixtures DEPT_FIXTURE_DIR
+\set reference `cat :fixtures/reference_embeddings.json`
+BEGIN;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION IF NOT EXISTS dept;
+SELECT plan(14);
+
+SELECT has_function('dept_embed', ARRAY['text']);
+SELECT has_function('dept_tokenize', ARRAY['text']);
+SELECT function_returns('dept_embed', ARRAY['text'], 'real[]');
+SELECT volatility_is('dept_embed', ARRAY['text'], 'stable');
+SELECT is_strict('dept_embed', ARRAY['text']);
+SELECT is((SELECT proparallel FROM pg_proc WHERE proname = 'dept_embed'), 's',
+		  'dept_embed is PARALLEL SAFE');
+
+-- The TF.js runtime's outputs for four texts, to 1e-5 per component.
+CREATE TEMP TABLE reference AS
+SELECT t.text, e.embedding
+FROM jsonb_array_elements_text((:'reference'::jsonb) -> 'texts') WITH ORDINALITY AS t(text, i)
+JOIN LATERAL (SELECT array_agg(v::real ORDER BY j) AS embedding
+			  FROM jsonb_array_elements_text((:'reference'::jsonb) -> 'embeddings' -> (t.i::int - 1))
+				   WITH ORDINALITY AS x(v, j)) e ON true;
+SELECT is((SELECT count(*) FROM reference), 4::bigint, 'four reference texts');
+SELECT cmp_ok((SELECT max(abs(a - b))
+			   FROM reference r,
+					LATERAL unnest(dept_embed(r.text), r.embedding) AS u(a, b)),
+			  '<', 1e-5::real, 'embeddings match the TF.js runtime within 1e-5');
+SELECT is((SELECT bool_and(array_length(dept_embed(text), 1) = 512) FROM reference), true,
+		  'every embedding has 512 components');
+
+-- Parallel query gives the same vectors as a serial scan.
+CREATE TABLE parallel_texts AS
+SELECT i, 'sentence number ' || i || ' about ' || (ARRAY['films', 'banks', 'sport', 'rain'])[1 + i % 4] AS body
+FROM generate_series(1, 400) i;
+ANALYZE parallel_texts;
+CREATE TEMP TABLE serial_result AS SELECT i, dept_embed(body) AS e FROM parallel_texts;
+SET LOCAL parallel_setup_cost = 0;
+SET LOCAL parallel_tuple_cost = 0;
+SET LOCAL min_parallel_table_scan_size = 0;
+SET LOCAL max_parallel_workers_per_gather = 2;
+CREATE FUNCTION pg_temp.explain_analyze(query text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	line text;
+	plan text := '';
+BEGIN
+	FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF) ' || query LOOP
+		plan := plan || line || E'\n';
+	END LOOP;
+	RETURN plan;
+END $$;
+SELECT matches(pg_temp.explain_analyze('SELECT i, dept_embed(body) FROM parallel_texts'),
+			   'Workers Launched: [12]', 'parallel workers run dept_embed');
+SELECT is((SELECT count(*) FROM parallel_texts p JOIN serial_result s USING (i)
+		   WHERE dept_embed(p.body) = s.e), 400::bigint,
+		  'parallel workers compute the same vectors as the leader');
+
+SELECT is(array_length(dept_tokenize(repeat('longer text ', 300)), 1), 128,
+		  'tokenization truncates at 128 tokens');
+SELECT is(dept_tokenize(''), '{}'::int[], 'empty text has no tokens');
+SELECT ok(dept_embed('') IS NOT NULL, 'empty text still has an embedding');
+
+SELECT * FROM finish();
+ROLLBACK;
