@@ -63,6 +63,13 @@ install-model: $(MODEL_SRC)/.verified
 		$(MODEL_SRC)/group1-shard*of7 $(MODEL_SRC)/LICENSE \
 		'$(DESTDIR)$(datadir)/dept/models/use-lite/'
 
+# ---- the training command-line tool ---------------------------------------
+dept-train: src/cli/dept_train.c $(NN_SRCS) $(wildcard src/nn/*.h)
+	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -o $@ src/cli/dept_train.c $(NN_SRCS) $(NN_LIBS)
+
+all: dept-train
+EXTRA_CLEAN = dept-train build/test build/test-asan
+
 # ---- C unit tests ----------------------------------------------------------
 UNIT_SRCS = $(sort $(wildcard test/nn/test_*.c))
 UNIT_BINS = $(patsubst test/nn/%.c,$(TEST_DIR)/%,$(UNIT_SRCS))

@@ -1,0 +1,361 @@
+/*
+ * dept-train: train and evaluate an adapter on a delimited file, without a
+ * server.  It is how the benchmarks run: a progress bar on stderr, a JSON
+ * report (metrics, parameter count, time per epoch, tokens/s, peak memory,
+ * inference time) on stdout or in --report.
+ *
+ *   dept-train --train train.tsv [--test test.tsv] [--method dept] [options]
+ *
+ * Files have a header row; --text-column and --label-column name the
+ * fields (default "text" and "label"); .csv files are read as CSV.
+ */
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "backbone.h"
+#include "dataset.h"
+#include "train.h"
+
+typedef struct CliArgs
+{
+	const char *train_path;
+	const char *test_path;
+	const char *model_dir;
+	const char *report_path;
+	const char *text_column;
+	const char *label_column;
+	int			threads;
+	bool		quiet;
+	TrainOptions opt;
+} CliArgs;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f,
+			"usage: dept-train --train FILE [--test FILE] [options]\n"
+			"  --model DIR            backbone directory (default build/model/use-lite)\n"
+			"  --method M             probe | pt | dept | ept (default dept)\n"
+			"  --prompt-length N      l for pt, m for dept/ept (default 60)\n"
+			"  --budget L             rank from the budget of PT with L vectors (default 100)\n"
+			"  --rank R               explicit rank r (overrides --budget)\n"
+			"  --max-length S         tokens per row (default 128)\n"
+			"  --subspaces K --subspace-rank Q   EPT (default 4, 4)\n"
+			"  --epochs E --max-steps N --batch-size B --seed S\n"
+			"  --lr X --lowrank-lr X --ept-lr X --head-lr X --weight-decay X\n"
+			"  --valid-fraction F --eval-every N --patience N --warmup-ratio F --max-grad-norm X\n"
+			"  --init-text TEXT       prompt init text ('' = sampled vocabulary)\n"
+			"  --text-column NAME --label-column NAME\n"
+			"  --threads N            OpenBLAS threads (default 1)\n"
+			"  --report FILE          write the JSON report there (default stdout)\n"
+			"  --quiet                no progress bar\n");
+}
+
+static int
+parse_method(const char *s, AdapterMethod *m)
+{
+	const char *names[] = {"probe", "pt", "dept", "ept"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0)
+		{
+			*m = (AdapterMethod) i;
+			return 0;
+		}
+	return -1;
+}
+
+static const char *
+method_name(AdapterMethod m)
+{
+	const char *names[] = {"probe", "pt", "dept", "ept"};
+
+	return names[m];
+}
+
+static int
+parse_args(int argc, char **argv, CliArgs *a)
+{
+	static struct option longopts[] = {
+		{"train", required_argument, 0, 't'}, {"test", required_argument, 0, 'T'},
+		{"model", required_argument, 0, 'M'}, {"method", required_argument, 0, 'm'},
+		{"prompt-length", required_argument, 0, 'p'}, {"budget", required_argument, 0, 'b'},
+		{"rank", required_argument, 0, 'r'}, {"max-length", required_argument, 0, 's'},
+		{"subspaces", required_argument, 0, 'K'}, {"subspace-rank", required_argument, 0, 'q'},
+		{"epochs", required_argument, 0, 'e'}, {"max-steps", required_argument, 0, 'n'},
+		{"batch-size", required_argument, 0, 'B'}, {"seed", required_argument, 0, 'S'},
+		{"lr", required_argument, 0, 1}, {"lowrank-lr", required_argument, 0, 2},
+		{"ept-lr", required_argument, 0, 3}, {"head-lr", required_argument, 0, 4},
+		{"weight-decay", required_argument, 0, 5}, {"valid-fraction", required_argument, 0, 6},
+		{"eval-every", required_argument, 0, 7}, {"patience", required_argument, 0, 8},
+		{"warmup-ratio", required_argument, 0, 9}, {"max-grad-norm", required_argument, 0, 10},
+		{"init-text", required_argument, 0, 11}, {"text-column", required_argument, 0, 12},
+		{"label-column", required_argument, 0, 13}, {"threads", required_argument, 0, 14},
+		{"report", required_argument, 0, 15}, {"quiet", no_argument, 0, 16},
+		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
+	};
+	TrainOptions *o = &a->opt;
+	int			c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 't': a->train_path = optarg; break;
+			case 'T': a->test_path = optarg; break;
+			case 'M': a->model_dir = optarg; break;
+			case 'm':
+				if (parse_method(optarg, &o->method) != 0)
+				{
+					fprintf(stderr, "dept-train: unknown method \"%s\"\n", optarg);
+					return -1;
+				}
+				break;
+			case 'p': o->prompt_len = atoi(optarg); break;
+			case 'b': o->budget = atoi(optarg); break;
+			case 'r': o->rank = atoi(optarg); break;
+			case 's': o->max_len = atoi(optarg); break;
+			case 'K': o->subspaces = atoi(optarg); break;
+			case 'q': o->subspace_rank = atoi(optarg); break;
+			case 'e': o->epochs = atoi(optarg); break;
+			case 'n': o->max_steps = atol(optarg); break;
+			case 'B': o->batch_size = atoi(optarg); break;
+			case 'S': o->seed = strtoull(optarg, NULL, 10); break;
+			case 1: o->lr_prompt = strtof(optarg, NULL); break;
+			case 2: o->lr_lowrank = strtof(optarg, NULL); break;
+			case 3: o->lr_ept = strtof(optarg, NULL); break;
+			case 4: o->lr_head = strtof(optarg, NULL); break;
+			case 5: o->weight_decay = strtof(optarg, NULL); break;
+			case 6: o->valid_fraction = strtod(optarg, NULL); break;
+			case 7: o->eval_every = atoi(optarg); break;
+			case 8: o->patience = atoi(optarg); break;
+			case 9: o->warmup_ratio = strtof(optarg, NULL); break;
+			case 10: o->max_grad_norm = strtod(optarg, NULL); break;
+			case 11: o->init_text = optarg; break;
+			case 12: a->text_column = optarg; break;
+			case 13: a->label_column = optarg; break;
+			case 14: a->threads = atoi(optarg); break;
+			case 15: a->report_path = optarg; break;
+			case 16: a->quiet = true; break;
+			case 'h': usage(stdout); exit(0);
+			default: usage(stderr); return -1;
+		}
+	}
+	if (a->train_path == NULL)
+	{
+		usage(stderr);
+		return -1;
+	}
+	return 0;
+}
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static bool
+progress_bar(void *arg, const TrainProgress *p)
+{
+	int			width = 30,
+				filled = (int) (width * p->step / (p->total_steps ? p->total_steps : 1));
+
+	fprintf(stderr, "\r[%.*s%*s] step %ld/%ld epoch %d loss %.4f valid acc %s%.4f %.1f rows/s ETA %.0fs ",
+			filled, "##############################", width - filled, "", p->step,
+			p->total_steps, p->epoch, p->loss, p->valid_accuracy < 0 ? "-" : "",
+			p->valid_accuracy < 0 ? 0.0 : p->valid_accuracy, p->rows_per_second, p->eta_seconds);
+	if (p->step == p->total_steps)
+		fputc('\n', stderr);
+	return true;
+}
+
+static char
+delimiter_for(const char *path)
+{
+	size_t		n = strlen(path);
+
+	return (n > 4 && strcmp(path + n - 4, ".csv") == 0) ? ',' : '\t';
+}
+
+static void
+json_string(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s; s++)
+	{
+		unsigned char c = (unsigned char) *s;
+
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void
+json_metrics(FILE *f, const ClassMetrics *m, const Dataset *ds)
+{
+	int			C = m->n_classes;
+
+	fprintf(f, "{\"rows\": %ld, \"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
+			(long) m->total, m->accuracy, m->macro_f1);
+	for (int c = 0; c < C; c++)
+	{
+		fprintf(f, "%s", c ? ", " : "");
+		json_string(f, ds->class_names[c]);
+		fprintf(f, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
+				m->precision[c], m->recall[c], m->f1[c]);
+	}
+	fprintf(f, "}, \"confusion\": [");
+	for (int t = 0; t < C; t++)
+	{
+		fprintf(f, "%s[", t ? ", " : "");
+		for (int p = 0; p < C; p++)
+			fprintf(f, "%s%ld", p ? ", " : "", (long) m->confusion[t * C + p]);
+		fprintf(f, "]");
+	}
+	fprintf(f, "]}");
+}
+
+/* Test rows whose labels the training set knows; others are reported unknown. */
+static int
+remap_test_labels(const Dataset *train, Dataset *test)
+{
+	int			unknown = 0;
+
+	for (int i = 0; i < test->n_rows; i++)
+	{
+		int			found = -1;
+
+		for (int c = 0; c < train->n_classes; c++)
+			if (strcmp(train->class_names[c], test->row_labels[i]) == 0)
+				found = c;
+		test->labels[i] = found;
+		unknown += found < 0;
+	}
+	test->n_classes = train->n_classes;
+	return unknown;
+}
+
+int
+main(int argc, char **argv)
+{
+	CliArgs		a = {0};
+	Backbone   *bb = NULL;
+	Dataset    *train = NULL,
+			   *test = NULL;
+	TrainResult res;
+	NnError		err = {0};
+	FILE	   *out = stdout;
+	ClassMetrics *test_metrics = NULL;
+	double		infer_ms_per_1000 = -1;
+	struct rusage ru;
+
+	train_options_default(&a.opt);
+	a.model_dir = "build/model/use-lite";
+	a.text_column = "text";
+	a.label_column = "label";
+	a.threads = 1;
+	if (parse_args(argc, argv, &a) != 0)
+		return 2;
+	openblas_set_num_threads(a.threads);
+	if (!a.quiet)
+		a.opt.progress = progress_bar;
+
+	if (backbone_open(&bb, a.model_dir, &err) != NN_OK ||
+		dataset_load(&train, a.train_path, delimiter_for(a.train_path), a.text_column,
+					 a.label_column, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		return 1;
+	}
+	if (a.test_path)
+	{
+		Dataset    *t = NULL;
+		NnError		terr;
+
+		/* classes are the training set's: map the test labels onto them */
+		if (dataset_load(&t, a.test_path, delimiter_for(a.test_path), a.text_column,
+						 a.label_column, &terr) != NN_OK)
+		{
+			fprintf(stderr, "dept-train: %s\n", terr.msg);
+			return 1;
+		}
+		test = t;
+		if (remap_test_labels(train, test) > 0)
+			fprintf(stderr, "dept-train: test rows with labels unseen in training are left out\n");
+	}
+
+	if (train_adapter(bb, train, &a.opt, &res, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		return 1;
+	}
+	if (test)
+	{
+		int		   *rows = malloc(sizeof(int) * test->n_rows);
+		double		t0;
+
+		for (int i = 0; i < test->n_rows; i++)
+			rows[i] = i;
+		t0 = now_seconds();
+		if (evaluate_rows(bb, res.adapter, test, rows, test->n_rows, a.opt.batch_size,
+						  &test_metrics, &err) != NN_OK)
+		{
+			fprintf(stderr, "dept-train: %s\n", err.msg);
+			return 1;
+		}
+		infer_ms_per_1000 = (now_seconds() - t0) * 1000.0 * 1000.0 / test->n_rows;
+		free(rows);
+	}
+
+	getrusage(RUSAGE_SELF, &ru);
+	if (a.report_path && (out = fopen(a.report_path, "w")) == NULL)
+	{
+		fprintf(stderr, "dept-train: could not write %s\n", a.report_path);
+		return 1;
+	}
+	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
+			method_name(a.opt.method), bb->ops->family, openblas_get_corename(), a.threads);
+	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
+			adapter_prompt_rows(&res.adapter->cfg), res.adapter->cfg.rank, res.adapter->cfg.max_len,
+			res.adapter->cfg.subspaces, res.adapter->cfg.subspace_rank);
+	fprintf(out, " \"trainable_params\": %zu, \"train_rows\": %d, \"valid_rows\": %d, \"skipped_rows\": %ld,\n",
+			res.param_count, res.n_train, res.n_valid, train->skipped);
+	fprintf(out, " \"steps\": %ld, \"epochs\": %d, \"best_step\": %ld, \"seconds\": %.3f, \"seconds_per_epoch\": %.3f,\n",
+			res.steps, res.epochs_run, res.best_step, res.seconds, res.seconds_per_epoch);
+	fprintf(out, " \"train_tokens\": %ld, \"tokens_per_second\": %.1f, \"peak_rss_mb\": %.1f,\n",
+			res.train_tokens, res.tokens_per_second, ru.ru_maxrss / 1024.0);
+	fprintf(out, " \"inference_ms_per_1000_rows\": %.1f,\n \"valid\": ", infer_ms_per_1000);
+	if (res.valid_metrics)
+		json_metrics(out, res.valid_metrics, train);
+	else
+		fprintf(out, "null");
+	fprintf(out, ",\n \"test\": ");
+	if (test_metrics)
+		json_metrics(out, test_metrics, train);
+	else
+		fprintf(out, "null");
+	fprintf(out, "}\n");
+	if (out != stdout)
+		fclose(out);
+
+	metrics_free(test_metrics);
+	train_result_free(&res);
+	dataset_free(train);
+	dataset_free(test);
+	backbone_close(bb);
+	return 0;
+}

@@ -1,0 +1,36 @@
+/*
+ * metrics.h: classification metrics from a confusion matrix.
+ *
+ * confusion[t * C + p] counts rows of true class t predicted as p.
+ * Macro-F1 averages the per-class F1 over all C classes; a class with no
+ * true and no predicted rows has precision = recall = F1 = 0, as
+ * scikit-learn reports with zero_division=0.
+ */
+#ifndef DEPT_NN_METRICS_H
+#define DEPT_NN_METRICS_H
+
+#include <stdint.h>
+
+typedef struct ClassMetrics
+{
+	int			n_classes;
+	int64_t		total;
+	double		accuracy;
+	double		macro_f1;
+	double	   *precision;		/* (C) */
+	double	   *recall;			/* (C) */
+	double	   *f1;				/* (C) */
+	int64_t    *confusion;		/* (C, C) true x predicted */
+} ClassMetrics;
+
+/* Allocate zeroed metrics for C classes; NULL if memory ran out. */
+ClassMetrics *metrics_new(int n_classes);
+void		metrics_free(ClassMetrics *m);
+
+/* Count one prediction. */
+void		metrics_add(ClassMetrics *m, int true_class, int predicted_class);
+
+/* Fill accuracy, per-class precision/recall/F1 and macro-F1 from the counts. */
+void		metrics_finish(ClassMetrics *m);
+
+#endif							/* DEPT_NN_METRICS_H */

@@ -1,0 +1,105 @@
+/*
+ * train.h: training and evaluating an adapter on a frozen backbone.
+ *
+ * One step (DESIGN.md 1): tokens -> frozen embeddings E -> adapter builds X
+ * -> backbone forward -> pooled h -> head -> softmax cross-entropy; then
+ * backward through the head, the backbone (input gradients only) and the
+ * adapter, global-norm clipping and AdamW with per-group learning rates
+ * under linear warm-up/decay.  Mini-batches are padded to their longest
+ * row; DePT's A is still indexed by absolute position.  Validation runs
+ * every eval_every steps; the best adapter (by validation accuracy) is
+ * kept and training stops after `patience` evaluations without
+ * improvement.  Everything is deterministic for a seed and thread count.
+ *
+ * The linear probe never needs the backbone's backward: its pooled vectors
+ * are computed once and the head is trained on them.
+ */
+#ifndef DEPT_NN_TRAIN_H
+#define DEPT_NN_TRAIN_H
+
+#include <stdbool.h>
+
+#include "adapter.h"
+#include "backbone.h"
+#include "dataset.h"
+#include "metrics.h"
+
+typedef struct TrainProgress
+{
+	long		step;
+	long		total_steps;
+	int			epoch;
+	double		loss;			/* mean loss of the last step */
+	double		valid_accuracy; /* of the latest evaluation, or -1 */
+	double		rows_per_second;
+	double		eta_seconds;
+} TrainProgress;
+
+typedef struct TrainOptions
+{
+	AdapterMethod method;
+	int			prompt_len;		/* l for PT, m for DePT/EPT */
+	int			budget;			/* when rank is 0: PT length whose budget sets r */
+	int			rank;			/* r */
+	int			max_len;		/* s: tokens kept per row (<= backbone max_tokens) */
+	float		alpha;
+	int			subspaces;		/* EPT K */
+	int			subspace_rank;	/* EPT q */
+	float		lr_prompt;
+	float		lr_lowrank;
+	float		lr_ept;
+	float		lr_head;
+	float		weight_decay;
+	int			epochs;
+	long		max_steps;		/* 0 = epochs decide */
+	int			batch_size;
+	double		valid_fraction;
+	uint64_t	seed;
+	int			eval_every;		/* steps between evaluations; 0 = once per epoch */
+	int			patience;		/* evaluations without improvement; 0 = no early stop */
+	float		warmup_ratio;
+	double		max_grad_norm;	/* 0 = no clipping */
+	const char *init_text;		/* prompt TEXT init; NULL or "" = sampled vocabulary */
+	/* called after every step; returning false cancels training */
+	bool		(*progress) (void *arg, const TrainProgress *p);
+	void	   *progress_arg;
+} TrainOptions;
+
+typedef struct TrainResult
+{
+	Adapter    *adapter;		/* the best checkpoint; caller frees */
+	ClassMetrics *valid_metrics;	/* of the best checkpoint; caller frees */
+	int			n_train;
+	int			n_valid;
+	long		steps;
+	int			epochs_run;
+	long		best_step;
+	double		seconds;
+	double		seconds_per_epoch;
+	long		train_tokens;	/* tokens (prompt rows included) through forward+backward */
+	double		tokens_per_second;
+	size_t		param_count;
+	bool		cancelled;
+} TrainResult;
+
+/* Defaults: DePT m = 60 within the budget of PT l = 100, paper learning rates. */
+void		train_options_default(TrainOptions *opt);
+
+NnStatus	train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
+						  TrainResult *result, NnError *err);
+
+void		train_result_free(TrainResult *result);
+
+/*
+ * Class probabilities (n, C) of n texts in batches of batch_size.  run
+ * must hold batch_size rows of prompt rows + max_len positions.
+ */
+NnStatus	classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a,
+						   const char *const *texts, const size_t *lens, int n,
+						   int batch_size, float *probs, NnError *err);
+
+/* Metrics of the adapter on rows of ds. */
+NnStatus	evaluate_rows(const Backbone *bb, Adapter *a, const Dataset *ds, const int *rows,
+						  int n_rows, int batch_size, ClassMetrics **out, NnError *err);
+
+#endif							/* DEPT_NN_TRAIN_H */
