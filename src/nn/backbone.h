@@ -42,8 +42,9 @@ typedef struct BackboneOps
 
 	/*
 	 * Look up the frozen embeddings of n ids into x (n x d_embed) and set
-	 * mask[i] = 1 for ids that take part in attention and pooling (use-lite
-	 * treats the unknown piece, id 0, as padding, as the original graph does).
+	 * mask[i] = 1 for ids that take part in attention and pooling (every
+	 * real id; use-lite's graph marks only its padding value -1 as absent,
+	 * the unknown piece 0 is a real token).
 	 */
 	void		(*embed_tokens) (const Backbone *bb, const int32_t *ids, int n,
 								 float *x, uint8_t *mask);

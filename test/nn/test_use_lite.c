@@ -1,7 +1,8 @@
 /*
  * test_use_lite.c: the use-lite backbone against the original TF.js runtime.
  *
- * Golden data: shared/models/use-lite/reference_embeddings.json (4 texts)
+ * Golden data: reference_embeddings.json (4 texts, copied from
+ * shared/models/use-lite into test/fixtures)
  * and test/fixtures/use_lite_embeddings.json (38 texts with the runtime's
  * token ids, made by tools/fixtures/gen-embedding-fixture.mjs).  Every
  * embedding must match within 1e-5 per component, from ids and from text,
@@ -527,7 +528,8 @@ load_reference(Case **out)
 	Case	   *cases;
 	int			n;
 
-	snprintf(path, sizeof(path), "%s/models/use-lite/reference_embeddings.json", UNIT_SHARED_DIR());
+	snprintf(path, sizeof(path), "%s/reference_embeddings.json",
+			 unit_env("DEPT_FIXTURE_DIR", "test/fixtures"));
 	n = load_cases(path, &cases);
 	CHECK(n == 4, "cannot read %s", path);
 	if (n != 4)
