@@ -1,10 +1,13 @@
 /*
- * kernels.c: forward kernels (contracts in kernels.h).
+ * kernels.c: forward and input-backward kernels (contracts in kernels.h).
  *
  * GEMMs go to cblas_sgemm; everything else is a simple loop over rows in
  * float, summing in the order TensorFlow's reference kernels do (mean, then
  * variance of the centred values), so that results agree with the TF.js
- * runtime to float rounding.
+ * runtime to float rounding.  The backwards' row reductions (layernorm,
+ * softmax, l2-normalize) are short dot products kept in float too: they are
+ * a few percent of the work next to the GEMMs, and their rounding is far
+ * below what test_use_lite_grad accepts against float64 PyTorch.
  */
 #include "kernels.h"
 
@@ -31,10 +34,30 @@ matmul_forward(float *out, const float *inp, const float *weight,
 }
 
 void
+matmul_backward(float *dinp, const float *dout, const float *weight, int N, int C, int OC)
+{
+	if (N <= 0)
+		return;
+	/* weight is (C, OC) row-major, so weight^T is the transposed operand */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC,
+				1.0f, dout, OC, weight, OC, 1.0f, dinp, C);
+}
+
+void
 residual_forward(float *out, const float *a, const float *b, size_t N)
 {
 	for (size_t i = 0; i < N; i++)
 		out[i] = a[i] + b[i];
+}
+
+void
+residual_backward(float *da, float *db, const float *dout, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+	{
+		da[i] += dout[i];
+		db[i] += dout[i];
+	}
 }
 
 void
@@ -65,6 +88,39 @@ layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
 			o[j] = (weight[j] * s) * (x[j] - m) + bias[j];
 		mean[i] = m;
 		rstd[i] = s;
+	}
+}
+
+void
+layernorm_backward(float *dinp, const float *dout, const float *inp,
+				   const float *weight, const float *mean, const float *rstd, int N, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *x = inp + (size_t) i * C;
+		const float *dy = dout + (size_t) i * C;
+		float	   *dx = dinp + (size_t) i * C;
+		float		m = mean[i],
+					s = rstd[i],
+					g_mean = 0.0f,
+					gx_mean = 0.0f;
+
+		/* the two row means of the standard formula (llm.c layernorm_backward) */
+		for (int j = 0; j < C; j++)
+		{
+			float		g = weight[j] * dy[j];
+
+			g_mean += g;
+			gx_mean += g * ((x[j] - m) * s);
+		}
+		g_mean /= (float) C;
+		gx_mean /= (float) C;
+		for (int j = 0; j < C; j++)
+		{
+			float		xhat = (x[j] - m) * s;
+
+			dx[j] += s * (weight[j] * dy[j] - g_mean - xhat * gx_mean);
+		}
 	}
 }
 
@@ -139,6 +195,71 @@ attention_forward(float *out, float *att, const float *qkv,
 	}
 }
 
+/*
+ * In-place softmax backward of each row of dp (rows x n) given the
+ * probabilities p: dp = p * (dp - <p, dp>), the gradient of the logits.
+ */
+static void
+softmax_rows_backward(float *dp, const float *p, int rows, int n)
+{
+	for (int i = 0; i < rows; i++)
+	{
+		float	   *d = dp + (size_t) i * n;
+		const float *r = p + (size_t) i * n;
+		float		dot = 0.0f;
+
+		for (int j = 0; j < n; j++)
+			dot += r[j] * d[j];
+		for (int j = 0; j < n; j++)
+			d[j] = r[j] * (d[j] - dot);
+	}
+}
+
+void
+attention_backward(float *dqkv, float *scratch, const float *dout,
+				   const float *qkv, const float *att, const int *offsets,
+				   int B, int C, int NH, float scale)
+{
+	int			hs = C / NH;
+	int			C3 = 3 * C;
+	const float *a = att;
+
+	for (int b = 0; b < B; b++)
+	{
+		int			o = offsets[b];
+		int			n = offsets[b + 1] - o;
+
+		if (n <= 0)
+			continue;
+		for (int h = 0; h < NH; h++)
+		{
+			size_t		col = (size_t) o * C3 + (size_t) h * hs;
+			const float *q = qkv + col;
+			const float *k = q + C;
+			const float *v = q + 2 * C;
+			float	   *dq = dqkv + col;
+			float	   *dk = dq + C;
+			float	   *dv = dq + 2 * C;
+			const float *p = a + (size_t) h * n * n;
+			const float *dy = dout + (size_t) o * C + (size_t) h * hs;
+			float	   *dp = scratch;
+
+			/* out = p v:  dv += p^T dy,  dp = dy v^T */
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
+						1.0f, p, n, dy, C, 1.0f, dv, C3);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
+						1.0f, dy, C, v, C3, 0.0f, dp, n);
+			/* through the softmax: dp becomes d(logits), logits = scale q k^T */
+			softmax_rows_backward(dp, p, n, n);
+			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
+						scale, dp, n, k, C3, 1.0f, dq, C3);
+			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
+						scale, dp, n, q, C3, 1.0f, dk, C3);
+		}
+		a += (size_t) NH * n * n;
+	}
+}
+
 void
 relu_forward(float *out, const float *inp, size_t N)
 {
@@ -147,10 +268,24 @@ relu_forward(float *out, const float *inp, size_t N)
 }
 
 void
+relu_backward(float *dinp, const float *dout, const float *out, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void
 tanh_forward(float *out, const float *inp, size_t N)
 {
 	for (size_t i = 0; i < N; i++)
 		out[i] = tanhf(inp[i]);
+}
+
+void
+tanh_backward(float *dinp, const float *dout, const float *out, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
 }
 
 void
@@ -176,6 +311,25 @@ meanpool_forward(float *out, const float *inp, const int *offsets, int B, int C)
 }
 
 void
+meanpool_backward(float *dinp, const float *dout, const int *offsets, int B, int C)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *g = dout + (size_t) b * C;
+		int			n = offsets[b + 1] - offsets[b];
+		float		div = (float) (n > 1 ? n : 1);
+
+		for (int t = offsets[b]; t < offsets[b + 1]; t++)
+		{
+			float	   *dx = dinp + (size_t) t * C;
+
+			for (int j = 0; j < C; j++)
+				dx[j] += g[j] / div;
+		}
+	}
+}
+
+void
 l2norm_forward(float *out, float *inv_norm, const float *inp, int B, int C, float eps)
 {
 	for (int b = 0; b < B; b++)
@@ -195,6 +349,32 @@ l2norm_forward(float *out, float *inv_norm, const float *inp, int B, int C, floa
 }
 
 void
+l2norm_backward(float *dinp, const float *dout, const float *inp,
+				const float *inv_norm, int B, int C, float eps)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *x = inp + (size_t) b * C;
+		const float *dy = dout + (size_t) b * C;
+		float	   *dx = dinp + (size_t) b * C;
+		float		r = inv_norm[b],
+					ss = 0.0f,
+					dot = 0.0f,
+					c;
+
+		/* ss exactly as the forward summed it, to take the same branch */
+		for (int j = 0; j < C; j++)
+		{
+			ss += x[j] * x[j];
+			dot += x[j] * dy[j];
+		}
+		c = ss > eps ? r * r * r * dot : 0.0f;
+		for (int j = 0; j < C; j++)
+			dx[j] += r * dy[j] - c * x[j];
+	}
+}
+
+void
 timing_signal_forward(float *out, const float *inv_timescales, int K, int P)
 {
 	for (int p = 0; p < P; p++)
@@ -208,5 +388,34 @@ timing_signal_forward(float *out, const float *inv_timescales, int K, int P)
 			o[k] = sinf(st);
 			o[K + k] = cosf(st);
 		}
+	}
+}
+
+void
+timing_sum_forward(float *out, const float *x, const float *signal, const int *rows,
+				   int N, int T, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *xi = x + (size_t) rows[i] * C;
+		const float *sig = signal + (size_t) (rows[i] % T) * C;
+		float	   *o = out + (size_t) i * C;
+
+		/* the graph's order: Layer_0/add(x, AddTimingSignal(x) = x + signal) */
+		for (int j = 0; j < C; j++)
+			o[j] = xi[j] + (xi[j] + sig[j]);
+	}
+}
+
+void
+timing_sum_backward(float *dx, const float *dout, const int *rows, int N, int T, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *g = dout + (size_t) i * C;
+		float	   *d = dx + (size_t) rows[i] * C;
+
+		for (int j = 0; j < C; j++)
+			d[j] += 2.0f * g[j];
 	}
 }

@@ -2,12 +2,18 @@
  * kernels.h: the numeric building blocks of the backbones, llm.c style.
  *
  * Every kernel is a plain function over row-major float arrays, named
- * <op>_forward; its <op>_backward partner (to come, for the adapters'
- * input gradients) will take the same arguments in the same order plus the
- * gradients, so each forward caches what backward needs (layernorm's mean
- * and rstd, attention's probabilities, the post-ReLU activations,
- * l2-normalize's inverse norm) in caller-provided buffers.  Kernels never
- * allocate and never fail; shapes are the caller's responsibility.
+ * <op>_forward, with an <op>_backward partner for the adapters' input
+ * gradients.  A backward takes the gradient it produces first (dinp), then
+ * the incoming gradient (dout), then the forward's arguments it needs in the
+ * forward's order, then the sizes; each forward caches what backward needs
+ * (layernorm's mean and rstd, attention's probabilities, the post-ReLU and
+ * post-tanh activations, l2-normalize's inverse norm) in caller-provided
+ * buffers.  The backbones are frozen, so only input gradients exist here: no
+ * weight or bias gradient is ever computed (that is half the FLOPs of a
+ * full backward).  As in llm.c, backwards ACCUMULATE into dinp (the caller
+ * zeroes it once), except the element-wise relu/tanh backwards, which may
+ * run in place like their forwards and therefore overwrite dinp.  Kernels
+ * never allocate and never fail; shapes are the caller's responsibility.
  *
  * Sequences are *packed*: a batch of B sequences of lengths n_0..n_{B-1} is
  * stored as N = sum n_b consecutive rows, and offsets[b] .. offsets[b+1] are
@@ -36,8 +42,18 @@
 void		matmul_forward(float *out, const float *inp, const float *weight,
 						   const float *bias, int N, int C, int OC);
 
+/* dinp (N, C) += dout (N, OC) @ weight^T: one sgemm, no weight/bias grads. */
+void		matmul_backward(float *dinp, const float *dout, const float *weight,
+							int N, int C, int OC);
+
 /* out (N) = a (N) + b (N); out may alias a or b. */
 void		residual_forward(float *out, const float *a, const float *b, size_t N);
+
+/*
+ * da (N) += dout, db (N) += dout.  (use_lite needs no call: its residual
+ * stream's gradient buffer is shared by both branches.)
+ */
+void		residual_backward(float *da, float *db, const float *dout, size_t N);
 
 /*
  * out (N, C) = (inp - mean) * rstd * weight + bias per row, caching
@@ -46,6 +62,15 @@ void		residual_forward(float *out, const float *a, const float *b, size_t N);
 void		layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
 							  const float *weight, const float *bias, int N, int C,
 							  float eps);
+
+/*
+ * dinp (N, C) += d/d(inp) from dout (N, C), with the forward's inp and its
+ * cached mean and rstd: with xhat = (inp - mean) rstd and g = weight dout,
+ * dinp = rstd (g - mean(g) - xhat mean(g xhat)) per row.
+ */
+void		layernorm_backward(float *dinp, const float *dout, const float *inp,
+							   const float *weight, const float *mean, const float *rstd,
+							   int N, int C);
 
 /*
  * Multi-head self-attention over packed sequences.
@@ -64,17 +89,41 @@ void		attention_forward(float *out, float *att, const float *qkv,
 /* Floats attention_forward needs in att for these sequences. */
 size_t		attention_cache_size(const int *offsets, int B, int NH);
 
+/*
+ * dqkv (N, 3C) += d/d(qkv) from dout (N, C), with the forward's qkv and
+ * cached att.  Per sequence and head, with P = att, O = P V, S = scale Q K^T:
+ * dV = P^T dO, dP = dO V^T, dS = P * (dP - rowsum(P * dP)) (softmax),
+ * dQ = scale dS K, dK = scale dS^T Q: four sgemm per head.  scratch holds
+ * max_b(n_b)^2 floats (one head's dP).
+ */
+void		attention_backward(float *dqkv, float *scratch, const float *dout,
+							   const float *qkv, const float *att, const int *offsets,
+							   int B, int C, int NH, float scale);
+
 /* out (N) = max(inp, 0); out may alias inp. */
 void		relu_forward(float *out, const float *inp, size_t N);
 
+/*
+ * dinp (N) = dout where the forward's out > 0, else 0 (out > 0 exactly when
+ * inp > 0, so the cached output suffices).  OVERWRITES dinp; it may alias
+ * dout.
+ */
+void		relu_backward(float *dinp, const float *dout, const float *out, size_t N);
+
 /* out (N) = tanh(inp); out may alias inp. */
 void		tanh_forward(float *out, const float *inp, size_t N);
+
+/* dinp (N) = dout (1 - out^2) from the forward's out.  OVERWRITES dinp; may alias dout. */
+void		tanh_backward(float *dinp, const float *dout, const float *out, size_t N);
 
 /*
  * out (B, C) = mean of each sequence's rows of inp (N, C); an empty
  * sequence gives zeros (the sum is divided by max(n_b, 1)).
  */
 void		meanpool_forward(float *out, const float *inp, const int *offsets, int B, int C);
+
+/* dinp (N, C) += dout[b] / max(n_b, 1) on every row of sequence b. */
+void		meanpool_backward(float *dinp, const float *dout, const int *offsets, int B, int C);
 
 /*
  * out (B, C) = inp * inv_norm per row with inv_norm (B) = 1 / sqrt(max(sum
@@ -84,11 +133,36 @@ void		l2norm_forward(float *out, float *inv_norm, const float *inp, int B, int C
 						   float eps);
 
 /*
+ * dinp (B, C) += d/d(inp) from dout (B, C), with the forward's inp and
+ * cached inv_norm r: r dout - r^3 inp <inp, dout> per row, or r dout where
+ * the row's sum of squares was clamped to eps (r is then a constant).
+ */
+void		l2norm_backward(float *dinp, const float *dout, const float *inp,
+							const float *inv_norm, int B, int C, float eps);
+
+/*
  * The sinusoidal timing signal (Vaswani et al. 2017, tensor2tensor's
  * get_timing_signal_1d): out (P, 2K) row p = [sin(p * inv_timescales[k]) for
  * k < K, cos(p * inv_timescales[k]) for k < K], the product taken in float
  * as TF does.
  */
 void		timing_signal_forward(float *out, const float *inv_timescales, int K, int P);
+
+/*
+ * The packed input of a transformer stack whose graph adds the embedding
+ * twice (use-lite's Layer_0/add of AddTimingSignal's x + signal to x):
+ * out (N, C) row i = x[r] + (x[r] + signal[r % T]) with r = rows[i], where x
+ * is (batch, T, C) padded and signal (T, C) the timing signal, so rows[i] =
+ * b * T + t packs sequence b's position t.
+ */
+void		timing_sum_forward(float *out, const float *x, const float *signal,
+							   const int *rows, int N, int T, int C);
+
+/*
+ * dx (batch, T, C) row rows[i] += 2 dout[i]; rows not packed (padding) are
+ * left alone, so the caller's zeroed dx stays 0 there.
+ */
+void		timing_sum_backward(float *dx, const float *dout, const int *rows, int N, int T,
+								int C);
 
 #endif							/* DEPT_NN_KERNELS_H */

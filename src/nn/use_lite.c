@@ -18,6 +18,18 @@
  * The graph pools the first count rows, count = number of valid ones; the
  * valid rows always form a prefix there, and pooling the masked rows is the
  * same thing for that case and the natural meaning for any other mask.
+ *
+ * Backward (input gradients only; the weights are frozen): the forward keeps
+ * in the run exactly what the backward reads -- x0 and each layer's h_mid and
+ * h_out (the layer-norm inputs), the layer norms' mean/rstd, qkv and the
+ * attention probabilities, the post-ReLU FFN activations, the post-tanh
+ * vector and the l2 inverse norms -- and nothing it does not (the layer-norm
+ * outputs and the concatenated heads are only GEMM inputs and live in a
+ * scratch buffer).  The backward walks the same packed rows in reverse with
+ * dX = dY W^T sgemm calls: about the forward's FLOPs again, none for weight
+ * gradients.  Padding positions of dx are zero: they never influence a
+ * valid row (keys are masked, pooling skips them).  The backward only reads
+ * the forward's caches, so it may be repeated.
  */
 #include "use_lite.h"
 
@@ -83,16 +95,13 @@ typedef struct UseLite
 /* One layer's activations over N packed rows, kept for the backward pass. */
 typedef struct UseLiteActs
 {
-	float	   *ln1;			/* (N, d_in) */
 	float	   *ln1_mean,
-			   *ln1_rstd;		/* (N) */
+			   *ln1_rstd;		/* (N) of LN1 over the layer input */
 	float	   *qkv;			/* (N, 3 d_in) */
 	float	   *att;			/* attention probabilities, see attention_forward */
-	float	   *atty;			/* (N, d_in) heads concatenated, before Wo */
 	float	   *h_mid;			/* (N, 512) after the attention residual */
-	float	   *ln2;			/* (N, 512) */
 	float	   *ln2_mean,
-			   *ln2_rstd;		/* (N) */
+			   *ln2_rstd;		/* (N) of LN2 over h_mid */
 	float	   *fch;			/* (N, 1536) after ReLU */
 	float	   *h_out;			/* (N, 512) layer output */
 } UseLiteActs;
@@ -108,10 +117,16 @@ typedef struct UseLiteRun
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
 	float	   *x0;				/* (N, 256) X + (X + signal) */
 	UseLiteActs layer[UL_N_LAYERS];
-	float	   *proj;			/* (N, 512) scratch for projections */
 	float	   *pooled;			/* (max_batch, 512) */
 	float	   *hidden;			/* (max_batch, 512) after tanh */
 	float	   *inv_norm;		/* (max_batch) */
+	/* scratch, dead between calls */
+	float	   *tmp;			/* (N, 512) forward: LN outputs, heads; backward: d(those) */
+	float	   *proj;			/* (N, 512) forward: projections; backward: residual grad */
+	float	   *dbig;			/* (N, 1536) backward: d(fch), d(qkv), dx0 */
+	float	   *datt;			/* (max_seq, max_seq) backward: one head's dP */
+	float	   *dhidden;		/* (max_batch, 512) backward: d(tanh output), d(pre-tanh) */
+	float	   *dpooled;		/* (max_batch, 512) backward */
 	void	   *arena;			/* every float buffer above */
 } UseLiteRun;
 
@@ -375,6 +390,7 @@ layout_run(UseLiteRun *run, char *base, const UseLite *m)
 	size_t		off = 0;
 	size_t		R = (size_t) run->max_batch * run->max_seq;
 	size_t		B = (size_t) run->max_batch;
+	size_t		S = (size_t) run->max_seq;
 
 	run->x0 = carve(base, &off, R * UL_D_EMBED);
 	for (int l = 0; l < UL_N_LAYERS; l++)
@@ -382,24 +398,27 @@ layout_run(UseLiteRun *run, char *base, const UseLite *m)
 		UseLiteActs *a = &run->layer[l];
 		size_t		d = (size_t) m->layer[l].d_in;
 
-		a->ln1 = carve(base, &off, R * d);
 		a->ln1_mean = carve(base, &off, R);
 		a->ln1_rstd = carve(base, &off, R);
 		a->qkv = carve(base, &off, R * 3 * d);
 		/* worst case: every sequence max_seq long */
-		a->att = carve(base, &off, B * m->layer[l].n_heads * run->max_seq * run->max_seq);
-		a->atty = carve(base, &off, R * d);
+		a->att = carve(base, &off, B * m->layer[l].n_heads * S * S);
 		a->h_mid = carve(base, &off, R * UL_D_MODEL);
-		a->ln2 = carve(base, &off, R * UL_D_MODEL);
 		a->ln2_mean = carve(base, &off, R);
 		a->ln2_rstd = carve(base, &off, R);
 		a->fch = carve(base, &off, R * UL_D_FF);
 		a->h_out = carve(base, &off, R * UL_D_MODEL);
 	}
-	run->proj = carve(base, &off, R * UL_D_MODEL);
 	run->pooled = carve(base, &off, B * UL_D_MODEL);
 	run->hidden = carve(base, &off, B * UL_D_MODEL);
 	run->inv_norm = carve(base, &off, B);
+	run->tmp = carve(base, &off, R * UL_D_MODEL);
+	run->proj = carve(base, &off, R * UL_D_MODEL);
+	/* d(fch) is the widest gradient; d(qkv) of layer 1 is as wide (3 x 512) */
+	run->dbig = carve(base, &off, R * UL_D_FF);
+	run->datt = carve(base, &off, S * S);
+	run->dhidden = carve(base, &off, B * UL_D_MODEL);
+	run->dpooled = carve(base, &off, B * UL_D_MODEL);
 	return off;
 }
 
@@ -448,18 +467,22 @@ use_lite_run_new(const Backbone *bb, int max_batch, int max_seq)
 
 /* ---- forward ---------------------------------------------------------------- */
 
-/* One pre-norm transformer layer over the N packed rows of inp. */
+/*
+ * One pre-norm transformer layer over the N packed rows of inp.  tmp and
+ * proj are (N, 512) scratch: tmp holds LN1's output, then the concatenated
+ * heads, then LN2's output, each dead once projected.
+ */
 static void
-layer_forward(const UseLite *m, const UseLiteLayer *L, UseLiteActs *a, float *proj,
-			  const float *inp, int N, const int *offsets, int B)
+layer_forward(const UseLite *m, const UseLiteLayer *L, UseLiteActs *a, float *tmp,
+			  float *proj, const float *inp, int N, const int *offsets, int B)
 {
 	int			d = L->d_in;
 
 	/* attention block: h_mid = MHA(LN(inp)) + residual */
-	layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, inp, L->ln1_w, L->ln1_b, N, d, m->ln_eps);
-	matmul_forward(a->qkv, a->ln1, L->w_qkv, L->b_qkv, N, d, 3 * d);
-	attention_forward(a->atty, a->att, a->qkv, offsets, B, d, L->n_heads, L->q_scale);
-	matmul_forward(proj, a->atty, L->w_o, L->b_o, N, d, UL_D_MODEL);
+	layernorm_forward(tmp, a->ln1_mean, a->ln1_rstd, inp, L->ln1_w, L->ln1_b, N, d, m->ln_eps);
+	matmul_forward(a->qkv, tmp, L->w_qkv, L->b_qkv, N, d, 3 * d);
+	attention_forward(tmp, a->att, a->qkv, offsets, B, d, L->n_heads, L->q_scale);
+	matmul_forward(proj, tmp, L->w_o, L->b_o, N, d, UL_D_MODEL);
 	if (L->w_res != NULL)
 	{
 		/* AdjustResidualInput: a dense layer brings inp to the model width */
@@ -470,12 +493,56 @@ layer_forward(const UseLite *m, const UseLiteLayer *L, UseLiteActs *a, float *pr
 		residual_forward(a->h_mid, proj, inp, (size_t) N * UL_D_MODEL);
 
 	/* FFN block: h_out = relu(LN(h_mid) W1 + b1) W2 + b2 + h_mid */
-	layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->h_mid, L->ln2_w, L->ln2_b,
+	layernorm_forward(tmp, a->ln2_mean, a->ln2_rstd, a->h_mid, L->ln2_w, L->ln2_b,
 					  N, UL_D_MODEL, m->ln_eps);
-	matmul_forward(a->fch, a->ln2, L->w_fc1, L->b_fc1, N, UL_D_MODEL, UL_D_FF);
+	matmul_forward(a->fch, tmp, L->w_fc1, L->b_fc1, N, UL_D_MODEL, UL_D_FF);
 	relu_forward(a->fch, a->fch, (size_t) N * UL_D_FF);
 	matmul_forward(proj, a->fch, L->w_fc2, L->b_fc2, N, UL_D_FF, UL_D_MODEL);
 	residual_forward(a->h_out, proj, a->h_mid, (size_t) N * UL_D_MODEL);
+}
+
+/*
+ * Input-backward of layer_forward.  On entry dres (N, 512) = d(h_out); on
+ * exit it is d(inp) for layer 1 (whose input is 512 wide: the residual path
+ * is the identity, so the same buffer carries both branches), while layer 0,
+ * whose residual goes through AdjustResidualInput, leaves d(inp) (N, 256)
+ * in dinp instead.  dsmall (N, 512), dbig (N, 1536) and datt are scratch;
+ * dinp may be dbig (d(qkv) is dead by the time dinp is written).
+ */
+static void
+layer_backward(const UseLiteLayer *L, const UseLiteActs *a, float *dres, float *dinp,
+			   float *dsmall, float *dbig, float *datt, const float *inp, int N,
+			   const int *offsets, int B)
+{
+	int			d = L->d_in;
+
+	/* FFN block, h_out = h_mid + relu(LN2(h_mid) W1 + b1) W2 + b2 */
+	memset(dbig, 0, sizeof(float) * N * UL_D_FF);
+	matmul_backward(dbig, dres, L->w_fc2, N, UL_D_FF, UL_D_MODEL);
+	relu_backward(dbig, dbig, a->fch, (size_t) N * UL_D_FF);
+	memset(dsmall, 0, sizeof(float) * N * UL_D_MODEL);
+	matmul_backward(dsmall, dbig, L->w_fc1, N, UL_D_MODEL, UL_D_FF);
+	/* dres becomes d(h_mid): the residual's identity plus the LN2 branch */
+	layernorm_backward(dres, dsmall, a->h_mid, L->ln2_w, a->ln2_mean, a->ln2_rstd,
+					   N, UL_D_MODEL);
+
+	/* attention block, h_mid = MHA(LN1(inp)) Wo + bo + residual(inp) */
+	memset(dsmall, 0, sizeof(float) * N * d);
+	matmul_backward(dsmall, dres, L->w_o, N, d, UL_D_MODEL);
+	memset(dbig, 0, sizeof(float) * N * 3 * d);
+	attention_backward(dbig, datt, dsmall, a->qkv, a->att, offsets, B, d, L->n_heads,
+					   L->q_scale);
+	memset(dsmall, 0, sizeof(float) * N * d);
+	matmul_backward(dsmall, dbig, L->w_qkv, N, d, 3 * d);
+	if (L->w_res != NULL)
+	{
+		/* d(inp) = dres Wd^T + LN1 branch */
+		memset(dinp, 0, sizeof(float) * N * d);
+		matmul_backward(dinp, dres, L->w_res, N, d, UL_D_MODEL);
+		layernorm_backward(dinp, dsmall, inp, L->ln1_w, a->ln1_mean, a->ln1_rstd, N, d);
+	}
+	else
+		layernorm_backward(dres, dsmall, inp, L->ln1_w, a->ln1_mean, a->ln1_rstd, N, d);
 }
 
 static NnStatus
@@ -497,35 +564,71 @@ use_lite_forward(const Backbone *bb, BackboneRun *brun, const float *x,
 	if (batch == 0)
 		return NN_OK;
 
-	/* Pack the valid rows: x0 = X + (X + signal[t]), as Layer_0/add computes it. */
+	/* Pack the valid rows; each keeps its column index as position. */
 	for (int b = 0; b < batch; b++)
 	{
 		run->offsets[b] = N;
 		for (int t = 0; t < seq_len; t++)
-		{
-			size_t		src = (size_t) b * seq_len + t;
-			const float *xi = x + src * UL_D_EMBED;
-			const float *sig = m->timing + (size_t) t * UL_D_EMBED;
-			float	   *o = run->x0 + (size_t) N * UL_D_EMBED;
-
-			if (!mask[src])
-				continue;
-			for (int j = 0; j < UL_D_EMBED; j++)
-				o[j] = xi[j] + (xi[j] + sig[j]);
-			run->rows[N++] = (int) src;
-		}
+			if (mask[(size_t) b * seq_len + t])
+				run->rows[N++] = b * seq_len + t;
 	}
 	run->offsets[batch] = N;
+	/* x0 = X + (X + signal[t]), as Layer_0/add computes it */
+	timing_sum_forward(run->x0, x, m->timing, run->rows, N, seq_len, UL_D_EMBED);
 
-	layer_forward(m, &m->layer[0], &run->layer[0], run->proj, run->x0, N, run->offsets, batch);
-	layer_forward(m, &m->layer[1], &run->layer[1], run->proj, run->layer[0].h_out, N,
+	layer_forward(m, &m->layer[0], &run->layer[0], run->tmp, run->proj, run->x0, N,
 				  run->offsets, batch);
+	layer_forward(m, &m->layer[1], &run->layer[1], run->tmp, run->proj, run->layer[0].h_out,
+				  N, run->offsets, batch);
 
 	/* pool, tanh dense, l2 normalize */
 	meanpool_forward(run->pooled, run->layer[1].h_out, run->offsets, batch, UL_D_MODEL);
 	matmul_forward(run->hidden, run->pooled, m->w_tanh, m->b_tanh, batch, UL_D_MODEL, UL_D_MODEL);
 	tanh_forward(run->hidden, run->hidden, (size_t) batch * UL_D_MODEL);
 	l2norm_forward(out, run->inv_norm, run->hidden, batch, UL_D_MODEL, m->l2_eps);
+	return NN_OK;
+}
+
+/*
+ * dx (batch, seq_len, 256) = d(loss)/dX of the last forward on run, from
+ * dout (batch, 512) = d(loss)/d(out).  Every dx element is written: padding
+ * positions get 0.
+ */
+static NnStatus
+use_lite_backward(const Backbone *bb, BackboneRun *brun, const float *dout, float *dx,
+				  NnError *err)
+{
+	const UseLite *m = bb->impl;
+	UseLiteRun *run = (UseLiteRun *) brun;
+	int			B,
+				N;
+
+	if (run == NULL)
+		return nn_fail(err, NN_ERR_ARG, "no activation buffers (run is NULL)");
+	B = run->batch;
+	if (B == 0)
+		return NN_OK;
+	N = run->offsets[B];
+	memset(dx, 0, sizeof(float) * (size_t) B * run->seq_len * UL_D_EMBED);
+	if (N == 0)
+		return NN_OK;			/* only empty sequences: out = l2(tanh(bt)) is constant */
+
+	/* head: out = l2norm(tanh(pooled Wt + bt)), pooled = mean of the rows */
+	memset(run->dhidden, 0, sizeof(float) * B * UL_D_MODEL);
+	l2norm_backward(run->dhidden, dout, run->hidden, run->inv_norm, B, UL_D_MODEL, m->l2_eps);
+	tanh_backward(run->dhidden, run->dhidden, run->hidden, (size_t) B * UL_D_MODEL);
+	memset(run->dpooled, 0, sizeof(float) * B * UL_D_MODEL);
+	matmul_backward(run->dpooled, run->dhidden, m->w_tanh, B, UL_D_MODEL, UL_D_MODEL);
+	memset(run->proj, 0, sizeof(float) * N * UL_D_MODEL);
+	meanpool_backward(run->proj, run->dpooled, run->offsets, B, UL_D_MODEL);
+
+	/* the stack in reverse; run->proj carries the residual stream's gradient */
+	layer_backward(&m->layer[1], &run->layer[1], run->proj, NULL, run->tmp, run->dbig,
+				   run->datt, run->layer[0].h_out, N, run->offsets, B);
+	layer_backward(&m->layer[0], &run->layer[0], run->proj, run->dbig, run->tmp, run->dbig,
+				   run->datt, run->x0, N, run->offsets, B);
+	/* x0 = X + (X + signal): dX = 2 dx0 on the packed rows */
+	timing_sum_backward(dx, run->dbig, run->rows, N, run->seq_len, UL_D_EMBED);
 	return NN_OK;
 }
 
@@ -536,6 +639,7 @@ static const BackboneOps use_lite_ops = {
 	.run_new = use_lite_run_new,
 	.run_free = use_lite_run_free,
 	.forward = use_lite_forward,
+	.backward = use_lite_backward,
 	.close = use_lite_close,
 };
 

@@ -21,6 +21,10 @@
  * the 128-token clip are read from the weights manifest.  Masking: the graph
  * masks only absent (padding) positions; every id the tokenizer emits,
  * including the unknown piece 0, is a real token.
+ *
+ * The backward op gives d(loss)/dX for the adapters (input gradients only,
+ * zero at padding), checked against an independent float64 PyTorch model
+ * (tools/ref/use_lite_torch.py) by test/nn/test_use_lite_grad.c.
  */
 #ifndef DEPT_NN_USE_LITE_H
 #define DEPT_NN_USE_LITE_H
