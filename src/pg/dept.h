@@ -18,7 +18,7 @@ extern int	dept_threads;
 
 /* Methods */
 extern const Backbone *DeptGetBackbone(void);
-extern BackboneRun *DeptGetRun(int batch);
+extern BackboneRun *DeptGetRun(int batch, int seq);
 extern void DeptApplyThreads(void);
 extern const char *DeptModelDirectory(void);
 extern double DeptModelLoadMillis(void);

@@ -43,7 +43,7 @@ dept_embed(PG_FUNCTION_ARGS)
 	const char *bytes = VARDATA_ANY(input);
 	size_t		len = VARSIZE_ANY_EXHDR(input);
 	const Backbone *bb = DeptGetBackbone();
-	BackboneRun *run = DeptGetRun(1);
+	BackboneRun *run = DeptGetRun(1, bb->max_tokens);
 	float	   *out = palloc(sizeof(float) * bb->d_out);
 	NnError		err;
 

@@ -23,6 +23,7 @@ static char cached_dir[MAXPGPATH];
 static double cached_load_ms = 0.0;
 static BackboneRun *cached_run = NULL;
 static int	cached_run_batch = 0;
+static int	cached_run_seq = 0;
 static int	applied_threads = 0;
 
 /* The directory to load: dept.model_path, or the installed default. */
@@ -90,6 +91,7 @@ DeptDropBackbone(void)
 		cached_backbone->ops->run_free(cached_run);
 	cached_run = NULL;
 	cached_run_batch = 0;
+	cached_run_seq = 0;
 	backbone_close(cached_backbone);
 	cached_backbone = NULL;
 	cached_dir[0] = '\0';
@@ -136,18 +138,23 @@ DeptModelLoadMillis(void)
 	return cached_backbone ? cached_load_ms : 0.0;
 }
 
-/* Activation buffers for at least batch rows of the current backbone. */
+/* Activation buffers for at least batch rows of seq positions. */
 BackboneRun *
-DeptGetRun(int batch)
+DeptGetRun(int batch, int seq)
 {
 	const Backbone *bb = DeptGetBackbone();
 
-	if (cached_run != NULL && cached_run_batch >= batch)
+	if (cached_run != NULL && cached_run_batch >= batch && cached_run_seq >= seq)
 		return cached_run;
 	if (cached_run != NULL)
 		bb->ops->run_free(cached_run);
-	cached_run = bb->ops->run_new(bb, batch, bb->max_tokens);
+	if (cached_run_batch > batch)
+		batch = cached_run_batch;
+	if (cached_run_seq > seq)
+		seq = cached_run_seq;
+	cached_run = bb->ops->run_new(bb, batch, seq);
 	cached_run_batch = cached_run ? batch : 0;
+	cached_run_seq = cached_run ? seq : 0;
 	if (cached_run == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),

@@ -1,0 +1,65 @@
+/*
+ * dept_train.h: a training job as shared between the calling backend and
+ * its background worker (one dynamic shared memory segment per job).
+ *
+ * The caller validates everything, fills the request, pins the segment and
+ * starts the worker; the worker unpins it once attached (so the segment
+ * lives exactly as long as someone uses it), records the job in dept.jobs,
+ * reads the rows as the calling role, trains, stores the adapter, and
+ * reports progress and the outcome both in the segment (for a waiting
+ * caller) and in dept.jobs (for everyone else).
+ */
+#ifndef DEPT_PG_TRAIN_H
+#define DEPT_PG_TRAIN_H
+
+#include "postgres.h"
+
+#include "storage/spin.h"
+#include "utils/jsonb.h"
+
+#include "train.h"
+
+typedef enum DeptJobState
+{
+	JOB_STARTING = 0,			/* worker not yet attached */
+	JOB_RUNNING = 1,			/* job row committed, training under way */
+	JOB_SUCCEEDED = 2,
+	JOB_FAILED = 3,
+	JOB_CANCELLED = 4
+} DeptJobState;
+
+#define DEPT_NAME_LEN 256
+
+typedef struct DeptTrainRequest
+{
+	/* written by the caller before the worker starts */
+	int64		job_id;
+	Oid			database;
+	Oid			role;
+	Oid			relation;
+	char		adapter[DEPT_NAME_LEN];
+	char		relation_name[3 * DEPT_NAME_LEN];	/* for display and dept.jobs */
+	char		label_column[NAMEDATALEN];
+	char		text_column[NAMEDATALEN];
+	char		method[16];
+	char		activate[16];
+	char		options_json[8192];
+	char		init_text[1024];
+	bool		prompt_len_set;
+	TrainOptions opt;			/* progress fields and init_text set by the worker */
+
+	/* progress, written by the worker under mutex */
+	slock_t		mutex;
+	DeptJobState state;
+	bool		cancel_requested;	/* set by a waiting caller that was cancelled */
+	TrainProgress progress;
+	int			version;
+	int			sqlerrcode;
+	char		error[1024];
+} DeptTrainRequest;
+
+/* Methods */
+extern void DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options);
+PGDLLEXPORT void dept_train_worker_main(Datum arg);
+
+#endif							/* DEPT_PG_TRAIN_H */

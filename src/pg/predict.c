@@ -1,0 +1,548 @@
+/*
+ * predict.c: inference with stored adapters: dept_predict,
+ * dept_predict_proba (single and batch), dept_evaluate, dept_export,
+ * dept_import, dept_activate.
+ *
+ * Each backend caches deserialized adapters by name.  Once per statement
+ * the cache asks dept.adapters which version is active (and its xmin), so
+ * a version activated by another session is used from that session's next
+ * statement on, and a whole SELECT over many rows costs one catalog lookup.
+ * The lookup runs as the calling role: row security decides who may use
+ * an adapter.  Inference never writes, so it runs in parallel workers and
+ * on hot standbys.
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/proc.h"
+#include "utils/acl.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+
+#include "adapter_io.h"
+#include "dept.h"
+#include "dept_catalog.h"
+#include "train.h"
+
+PG_FUNCTION_INFO_V1(dept_predict);
+PG_FUNCTION_INFO_V1(dept_predict_proba);
+PG_FUNCTION_INFO_V1(dept_predict_batch);
+PG_FUNCTION_INFO_V1(dept_predict_proba_batch);
+PG_FUNCTION_INFO_V1(dept_evaluate);
+PG_FUNCTION_INFO_V1(dept_export);
+PG_FUNCTION_INFO_V1(dept_import);
+PG_FUNCTION_INFO_V1(dept_activate);
+
+#define DEPT_PREDICT_BATCH 32
+
+typedef struct CachedAdapter
+{
+	char	   *name;
+	int			version;
+	int64		row_xmin;
+	Adapter    *adapter;		/* malloc'd by src/nn */
+	char	  **labels;
+	int			n_labels;
+	TimestampTz checked_statement;	/* statement start of the last catalog check */
+	LocalTransactionId checked_lxid;
+	struct CachedAdapter *next;
+} CachedAdapter;
+
+static CachedAdapter *adapter_cache = NULL;
+
+static void
+DeptNoSuchAdapter(const char *name)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("adapter \"%s\" does not exist or has no active version", name),
+			 errhint("Train one with dept_train, or see dept.adapters for the adapters you may use.")));
+}
+
+/* Deserialize bytes into entry, replacing what it held. */
+static void
+DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *name)
+{
+	Adapter    *a = NULL;
+	char		fingerprint[65];
+	char	  **labels = NULL;
+	NnError		err;
+	const Backbone *bb = DeptGetBackbone();
+
+	nn_error_clear(&err);
+	if (adapter_deserialize((const uint8_t *) VARDATA_ANY(tensors), VARSIZE_ANY_EXHDR(tensors),
+							DEPT_PREDICT_BATCH, &a, fingerprint, &labels, &err) != NN_OK)
+		ereport(ERROR,
+				(errcode(err.status == NN_ERR_NOMEM ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),
+				 errmsg("adapter \"%s\" is corrupted: %s", name, err.msg)));
+	if (strcmp(fingerprint, bb->fingerprint) != 0 || a->cfg.d != bb->d_embed ||
+		a->cfg.h_dim != bb->d_out)
+	{
+		adapter_free_class_names(labels, a->cfg.n_classes);
+		adapter_free(a);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adapter \"%s\" was trained on another backbone than the loaded one", name),
+				 errdetail("Adapter backbone %.16s..., loaded backbone %.16s....", fingerprint,
+						   bb->fingerprint)));
+	}
+	if (entry->adapter)
+	{
+		adapter_free_class_names(entry->labels, entry->n_labels);
+		adapter_free(entry->adapter);
+	}
+	entry->adapter = a;
+	entry->labels = labels;
+	entry->n_labels = a->cfg.n_classes;
+}
+
+/* The active version of name, loading or refreshing it at most once per statement. */
+static CachedAdapter *
+DeptGetAdapter(const char *name)
+{
+	CachedAdapter *entry;
+	TimestampTz stmt = GetCurrentStatementStartTimestamp();
+	LocalTransactionId lxid = MyProc->lxid;
+
+	for (entry = adapter_cache; entry; entry = entry->next)
+		if (strcmp(entry->name, name) == 0)
+			break;
+	if (entry && entry->adapter && entry->checked_statement == stmt && entry->checked_lxid == lxid)
+		return entry;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(name)};
+		bool		isnull;
+		int			version;
+		int64		row_xmin;
+
+		DeptSpiExec("SELECT version, xmin::text::bigint FROM dept.adapters WHERE name = $1 AND active",
+					1, types, values, NULL, true, 1);
+		if (SPI_processed == 0)
+			DeptNoSuchAdapter(name);
+		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		row_xmin = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		if (entry == NULL)
+		{
+			entry = MemoryContextAllocZero(TopMemoryContext, sizeof(CachedAdapter));
+			entry->name = MemoryContextStrdup(TopMemoryContext, name);
+			entry->next = adapter_cache;
+			adapter_cache = entry;
+		}
+		if (entry->adapter == NULL || entry->version != version || entry->row_xmin != row_xmin)
+		{
+			Datum		v[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
+			Oid			t[2] = {TEXTOID, INT4OID};
+
+			DeptSpiExec("SELECT tensors FROM dept.adapters WHERE name = $1 AND version = $2",
+						2, t, v, NULL, true, 1);
+			if (SPI_processed == 0)
+				DeptNoSuchAdapter(name);
+			DeptLoadAdapterBytes(entry,
+								 DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+															   SPI_tuptable->tupdesc, 1, &isnull)),
+								 name);
+			entry->version = version;
+			entry->row_xmin = row_xmin;
+		}
+	}
+	SPI_finish();
+	entry->checked_statement = stmt;
+	entry->checked_lxid = lxid;
+	return entry;
+}
+
+/* Class probabilities (n x C) of n texts, palloc'd. */
+static float *
+DeptClassify(CachedAdapter *entry, const char *const *texts, const size_t *lens, int n)
+{
+	const Backbone *bb = DeptGetBackbone();
+	int			seq = adapter_prompt_rows(&entry->adapter->cfg) + entry->adapter->cfg.max_len;
+	BackboneRun *run = DeptGetRun(DEPT_PREDICT_BATCH, seq);
+	float	   *probs = palloc(sizeof(float) * (size_t) n * entry->n_labels);
+	NnError		err;
+
+	nn_error_clear(&err);
+	if (classify_texts(bb, run, entry->adapter, texts, lens, n, DEPT_PREDICT_BATCH, probs,
+					   &err) != NN_OK)
+		DeptReportNnError(&err, "could not classify text");
+	return probs;
+}
+
+static int
+DeptArgmax(const float *x, int n)
+{
+	int			best = 0;
+
+	for (int i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+static Datum
+DeptProbaJsonb(CachedAdapter *entry, const float *p)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoChar(&buf, '{');
+	for (int c = 0; c < entry->n_labels; c++)
+	{
+		if (c)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, entry->labels[c]);
+		appendStringInfo(&buf, ": %.6g", p[c]);
+	}
+	appendStringInfoChar(&buf, '}');
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+Datum
+dept_predict(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *input = PG_GETARG_TEXT_PP(1);
+	CachedAdapter *entry = DeptGetAdapter(name);
+	const char *bytes = VARDATA_ANY(input);
+	size_t		len = VARSIZE_ANY_EXHDR(input);
+	float	   *p = DeptClassify(entry, &bytes, &len, 1);
+
+	PG_RETURN_TEXT_P(cstring_to_text(entry->labels[DeptArgmax(p, entry->n_labels)]));
+}
+
+Datum
+dept_predict_proba(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *input = PG_GETARG_TEXT_PP(1);
+	CachedAdapter *entry = DeptGetAdapter(name);
+	const char *bytes = VARDATA_ANY(input);
+	size_t		len = VARSIZE_ANY_EXHDR(input);
+
+	PG_RETURN_DATUM(DeptProbaJsonb(entry, DeptClassify(entry, &bytes, &len, 1)));
+}
+
+/* Classify the non-null elements of a text[]; nulls stay null in the result. */
+static Datum
+DeptPredictArray(FunctionCallInfo fcinfo, bool proba)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
+	CachedAdapter *entry = DeptGetAdapter(name);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n,
+				k = 0;
+	const char **texts;
+	size_t	   *lens;
+	float	   *probs;
+	Datum	   *out;
+	int			dims[1],
+				lbs[1] = {1};
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("inputs must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+	texts = palloc(sizeof(char *) * (n + 1));
+	lens = palloc(sizeof(size_t) * (n + 1));
+	for (int i = 0; i < n; i++)
+		if (!nulls[i])
+		{
+			text	   *t = DatumGetTextPP(elems[i]);
+
+			texts[k] = VARDATA_ANY(t);
+			lens[k++] = VARSIZE_ANY_EXHDR(t);
+		}
+	probs = k > 0 ? DeptClassify(entry, texts, lens, k) : NULL;
+	out = palloc(sizeof(Datum) * (n + 1));
+	k = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (nulls[i])
+			continue;
+		if (proba)
+			out[i] = DeptProbaJsonb(entry, probs + (size_t) k * entry->n_labels);
+		else
+			out[i] = CStringGetTextDatum(entry->labels[DeptArgmax(probs + (size_t) k * entry->n_labels,
+																   entry->n_labels)]);
+		k++;
+	}
+	dims[0] = n;
+	if (n == 0)
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(proba ? JSONBOID : TEXTOID));
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, 1, dims, lbs, proba ? JSONBOID : TEXTOID,
+											 -1, false, TYPALIGN_INT));
+}
+
+Datum
+dept_predict_batch(PG_FUNCTION_ARGS)
+{
+	return DeptPredictArray(fcinfo, false);
+}
+
+Datum
+dept_predict_proba_batch(PG_FUNCTION_ARGS)
+{
+	return DeptPredictArray(fcinfo, true);
+}
+
+/* Metrics of the adapter over (text, label) rows read as the caller. */
+Datum
+dept_evaluate(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			relid = PG_GETARG_OID(1);
+	char	   *label_column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *text_column = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	CachedAdapter *entry = DeptGetAdapter(name);
+	ClassMetrics *m = metrics_new(entry->n_labels);
+	char	   *sql;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	int64		unknown = 0,
+				skipped = 0;
+	StringInfoData buf;
+	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "dept_evaluate batch",
+													ALLOCSET_DEFAULT_SIZES);
+
+	if (m == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	sql = psprintf("SELECT %s::text, %s::text FROM %s", quote_identifier(text_column),
+				   quote_identifier(label_column),
+				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+											  get_rel_name(relid)));
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	plan = SPI_prepare(sql, 0, NULL);
+	if (plan == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("could not read columns \"%s\" and \"%s\" of %s", text_column,
+						label_column, get_rel_name(relid))));
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		const char *texts[DEPT_PREDICT_BATCH];
+		size_t		lens[DEPT_PREDICT_BATCH];
+		int			truth[DEPT_PREDICT_BATCH];
+		int			k = 0;
+		MemoryContext old;
+		float	   *probs;
+
+		SPI_cursor_fetch(portal, true, DEPT_PREDICT_BATCH);
+		if (SPI_processed == 0)
+			break;
+		old = MemoryContextSwitchTo(batch_cxt);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		tn,
+						ln;
+			Datum		t = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &tn);
+			Datum		l = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &ln);
+			char	   *label;
+
+			if (tn || ln)
+			{
+				skipped++;
+				continue;
+			}
+			label = TextDatumGetCString(l);
+			truth[k] = -1;
+			for (int c = 0; c < entry->n_labels; c++)
+				if (strcmp(entry->labels[c], label) == 0)
+					truth[k] = c;
+			texts[k] = VARDATA_ANY(DatumGetTextPP(t));
+			lens[k] = VARSIZE_ANY_EXHDR(DatumGetTextPP(t));
+			k++;
+		}
+		probs = k > 0 ? DeptClassify(entry, texts, lens, k) : NULL;
+		for (int i = 0; i < k; i++)
+		{
+			if (truth[i] < 0)
+				unknown++;
+			else
+				metrics_add(m, truth[i], DeptArgmax(probs + (size_t) i * entry->n_labels,
+													entry->n_labels));
+		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(batch_cxt);
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	SPI_finish();
+	metrics_finish(m);
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"adapter\": ");
+	escape_json(&buf, name);
+	appendStringInfo(&buf, ", \"version\": %d, \"rows\": %lld, \"skipped_null\": %lld, "
+					 "\"unknown_label\": %lld, \"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
+					 entry->version, (long long) m->total, (long long) skipped,
+					 (long long) unknown, m->accuracy, m->macro_f1);
+	for (int c = 0; c < entry->n_labels; c++)
+	{
+		if (c)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, entry->labels[c]);
+		appendStringInfo(&buf, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
+						 m->precision[c], m->recall[c], m->f1[c]);
+	}
+	appendStringInfoString(&buf, "}, \"labels\": [");
+	for (int c = 0; c < entry->n_labels; c++)
+	{
+		if (c)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, entry->labels[c]);
+	}
+	appendStringInfoString(&buf, "], \"confusion\": [");
+	for (int t = 0; t < entry->n_labels; t++)
+	{
+		appendStringInfo(&buf, "%s[", t ? ", " : "");
+		for (int p = 0; p < entry->n_labels; p++)
+			appendStringInfo(&buf, "%s%lld", p ? ", " : "",
+							 (long long) m->confusion[t * entry->n_labels + p]);
+		appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoString(&buf, "]}");
+	metrics_free(m);
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+}
+
+Datum
+dept_export(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
+	bytea	   *result;
+	MemoryContext caller = CurrentMemoryContext;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	DeptSpiExec("SELECT tensors FROM dept.adapters WHERE name = $1 AND active", 1, types, values,
+				NULL, true, 1);
+	if (SPI_processed == 0)
+		DeptNoSuchAdapter(name);
+	{
+		bytea	   *b = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+													  1, &isnull));
+		size_t		len = VARSIZE_ANY_EXHDR(b);
+
+		result = MemoryContextAlloc(caller, VARHDRSZ + len);
+		SET_VARSIZE(result, VARHDRSZ + len);
+		memcpy(VARDATA(result), VARDATA_ANY(b), len);
+	}
+	SPI_finish();
+	PG_RETURN_BYTEA_P(result);
+}
+
+static const char *
+DeptMethodName(AdapterMethod m)
+{
+	static const char *const names[] = {"probe", "pt", "dept", "ept"};
+
+	return names[m];
+}
+
+Datum
+dept_import(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bytea	   *data = PG_GETARG_BYTEA_P(1);
+	bool		activate = PG_GETARG_BOOL(2);
+	Adapter    *a = NULL;
+	char		fingerprint[65];
+	char	  **labels = NULL;
+	NnError		err;
+	DeptAdapterRow row = {0};
+	bool		activated;
+	int			version;
+
+	if (name[0] == '\0' || strlen(name) >= 256)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("adapter name must be 1 to 255 bytes long")));
+	nn_error_clear(&err);
+	if (adapter_deserialize((const uint8_t *) VARDATA(data), VARSIZE(data) - VARHDRSZ, 1, &a,
+							fingerprint, &labels, &err) != NN_OK)
+		ereport(ERROR,
+				(errcode(err.status == NN_ERR_NOMEM ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),
+				 errmsg("not a valid dept adapter: %s", err.msg)));
+	row.name = name;
+	row.owner = GetUserId();
+	row.method = DeptMethodName(a->cfg.method);
+	row.backbone = "use-lite";
+	row.fingerprint = pstrdup(fingerprint);
+	row.n_labels = a->cfg.n_classes;
+	row.labels = palloc(sizeof(char *) * row.n_labels);
+	for (int i = 0; i < row.n_labels; i++)
+		row.labels[i] = pstrdup(labels[i]);
+	adapter_free_class_names(labels, a->cfg.n_classes);
+	adapter_free(a);
+	row.hyperparameters_json = "{\"imported\": true}";
+	row.metrics_json = "{}";
+	row.tensors = data;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	DeptCheckAdapterWritable(name);
+	version = DeptStoreAdapter(&row, activate ? "always" : "never", &activated);
+	SPI_finish();
+	PG_RETURN_INT32(version);
+}
+
+Datum
+dept_activate(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	int32		version = PG_GETARG_INT32(1);
+	Oid			owner;
+	DeptSavedUser saved;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	owner = DeptAdapterOwner(name);
+	if (!OidIsValid(owner))
+		DeptNoSuchAdapter(name);
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("only the owner of adapter \"%s\" may activate its versions", name)));
+	DeptBecomeCatalogOwner(&saved);
+	{
+		Oid			types[2] = {TEXTOID, INT4OID};
+		Datum		values[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
+
+		DeptLockAdapterName(name);
+		DeptSpiExec("SELECT 1 FROM dept.adapters WHERE name = $1 AND version = $2", 2, types,
+					values, NULL, false, 1);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("adapter \"%s\" has no version %d", name, version)));
+		DeptSpiExec("UPDATE dept.adapters SET active = false WHERE name = $1 AND active", 1,
+					types, values, NULL, false, 0);
+		DeptSpiExec("UPDATE dept.adapters SET active = true WHERE name = $1 AND version = $2", 2,
+					types, values, NULL, false, 0);
+	}
+	DeptRestoreUser(&saved);
+	SPI_finish();
+	PG_RETURN_VOID();
+}

@@ -1,0 +1,191 @@
+/*
+ * train_options.c: dept_train's options jsonb -> TrainOptions, with every
+ * key known and every value type- and range-checked before any work starts.
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/numeric.h"
+
+#include "dept_train.h"
+
+typedef enum OptionKind
+{
+	OPT_INT,
+	OPT_REAL,
+	OPT_TEXT
+} OptionKind;
+
+typedef struct OptionSpec
+{
+	const char *key;
+	OptionKind	kind;
+	double		min;
+	double		max;
+} OptionSpec;
+
+static const OptionSpec option_specs[] = {
+	{"prompt_length", OPT_INT, 0, 200},
+	{"rank", OPT_INT, 0, 4096},
+	{"budget", OPT_INT, 1, 1000},
+	{"lr", OPT_REAL, 1e-8, 10},
+	{"lowrank_lr", OPT_REAL, 1e-8, 10},
+	{"head_lr", OPT_REAL, 1e-8, 10},
+	{"ept_lr", OPT_REAL, 1e-8, 10},
+	{"weight_decay", OPT_REAL, 0, 1},
+	{"epochs", OPT_INT, 1, 1000},
+	{"max_steps", OPT_INT, 0, 10000000},
+	{"batch_size", OPT_INT, 1, 256},
+	{"max_length", OPT_INT, 1, 128},
+	{"valid_fraction", OPT_REAL, 0, 0.5},
+	{"seed", OPT_INT, 0, 9007199254740991.0},
+	{"subspaces", OPT_INT, 1, 64},
+	{"subspace_rank", OPT_INT, 1, 256},
+	{"eval_every", OPT_INT, 0, 10000000},
+	{"patience", OPT_INT, 0, 1000},
+	{"warmup_ratio", OPT_REAL, 0, 0.5},
+	{"max_grad_norm", OPT_REAL, 0, 1e6},
+	{"init_text", OPT_TEXT, 0, 1000},
+	{"model", OPT_TEXT, 1, 64},
+};
+
+static const OptionSpec *
+find_spec(const char *key)
+{
+	for (size_t i = 0; i < lengthof(option_specs); i++)
+		if (strcmp(option_specs[i].key, key) == 0)
+			return &option_specs[i];
+	return NULL;
+}
+
+static void
+bad_option(const char *key, const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value for option \"%s\"", key),
+			 errdetail("%s", detail)));
+}
+
+/* The numeric value of option key, range-checked (integral for OPT_INT). */
+static double
+option_number(const OptionSpec *spec, const JsonbValue *v)
+{
+	double		x;
+
+	if (v->type != jbvNumeric)
+		bad_option(spec->key, "The value must be a number.");
+	x = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	if (isnan(x) || x < spec->min || x > spec->max)
+		bad_option(spec->key, psprintf("The value must be between %g and %g.", spec->min, spec->max));
+	if (spec->kind == OPT_INT && x != floor(x))
+		bad_option(spec->key, "The value must be an integer.");
+	return x;
+}
+
+static void
+apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
+{
+	TrainOptions *o = &req->opt;
+	const char *k = spec->key;
+	double		x = 0;
+
+	if (spec->kind == OPT_TEXT)
+	{
+		if (v->type != jbvString)
+			bad_option(k, "The value must be a string.");
+		if (v->val.string.len > spec->max || v->val.string.len < spec->min)
+			bad_option(k, psprintf("The value must be %g to %g bytes long.", spec->min, spec->max));
+		if (strcmp(k, "init_text") == 0)
+		{
+			memcpy(req->init_text, v->val.string.val, v->val.string.len);
+			req->init_text[v->val.string.len] = '\0';
+		}
+		else if (v->val.string.len != 8 || strncmp(v->val.string.val, "use-lite", 8) != 0)
+			bad_option(k, "Only the default model \"use-lite\" is available.");
+		return;
+	}
+	x = option_number(spec, v);
+	if (strcmp(k, "prompt_length") == 0) { o->prompt_len = (int) x; req->prompt_len_set = true; }
+	else if (strcmp(k, "rank") == 0) o->rank = (int) x;
+	else if (strcmp(k, "budget") == 0) o->budget = (int) x;
+	else if (strcmp(k, "lr") == 0) o->lr_prompt = (float) x;
+	else if (strcmp(k, "lowrank_lr") == 0) o->lr_lowrank = (float) x;
+	else if (strcmp(k, "head_lr") == 0) o->lr_head = (float) x;
+	else if (strcmp(k, "ept_lr") == 0) o->lr_ept = (float) x;
+	else if (strcmp(k, "weight_decay") == 0) o->weight_decay = (float) x;
+	else if (strcmp(k, "epochs") == 0) o->epochs = (int) x;
+	else if (strcmp(k, "max_steps") == 0) o->max_steps = (long) x;
+	else if (strcmp(k, "batch_size") == 0) o->batch_size = (int) x;
+	else if (strcmp(k, "max_length") == 0) o->max_len = (int) x;
+	else if (strcmp(k, "valid_fraction") == 0) o->valid_fraction = x;
+	else if (strcmp(k, "seed") == 0) o->seed = (uint64_t) x;
+	else if (strcmp(k, "subspaces") == 0) o->subspaces = (int) x;
+	else if (strcmp(k, "subspace_rank") == 0) o->subspace_rank = (int) x;
+	else if (strcmp(k, "eval_every") == 0) o->eval_every = (int) x;
+	else if (strcmp(k, "patience") == 0) o->patience = (int) x;
+	else if (strcmp(k, "warmup_ratio") == 0) o->warmup_ratio = (float) x;
+	else if (strcmp(k, "max_grad_norm") == 0) o->max_grad_norm = x;
+}
+
+/*
+ * Fill req->opt from the method name and the options object.  Unknown keys,
+ * wrong types and out-of-range values are errors (22023).
+ */
+void
+DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+	static const char *const methods[] = {"probe", "pt", "dept", "ept"};
+	int			m = -1;
+
+	train_options_default(&req->opt);
+	strlcpy(req->init_text, "Classify the text:", sizeof(req->init_text));
+	for (int i = 0; i < 4; i++)
+		if (strcmp(method, methods[i]) == 0)
+			m = i;
+	if (m < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown training method \"%s\"", method),
+				 errhint("Use one of probe, pt, dept, ept.")));
+	req->opt.method = (AdapterMethod) m;
+	strlcpy(req->method, method, sizeof(req->method));
+
+	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("options must be a jsonb object")));
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+	{
+		char	   *key;
+		const OptionSpec *spec;
+
+		if (tok != WJB_KEY)
+			continue;
+		key = pnstrdup(v.val.string.val, v.val.string.len);
+		spec = find_spec(key);
+		if (spec == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("unknown option \"%s\"", key),
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model.")));
+		tok = JsonbIteratorNext(&it, &v, true);
+		if (tok != WJB_VALUE)
+			bad_option(key, "The value must be a number or a string.");
+		apply_option(req, spec, &v);
+	}
+	/* plain prompt tuning spends the whole budget on the prompt */
+	if (req->opt.method == ADAPTER_PT && !req->prompt_len_set)
+		req->opt.prompt_len = req->opt.budget;
+	if (req->opt.method == ADAPTER_PT && req->opt.prompt_len == 0)
+		bad_option("prompt_length", "Prompt tuning needs at least one prompt vector.");
+	if (req->opt.method == ADAPTER_EPT && req->opt.prompt_len == 0)
+		bad_option("prompt_length", "EPT needs at least one prompt vector.");
+}

@@ -1,0 +1,975 @@
+/*
+ * train_worker.c: dept_train, its background worker, dept_wait and
+ * dept_cancel (DESIGN.md section 4; pattern of contrib/pg_prewarm's
+ * autoprewarm and pg_cron: one dynamic worker per job so a failure is
+ * contained, the job's outcome recorded in a fresh transaction).
+ */
+#include "postgres.h"
+
+#include <math.h>
+
+#include "access/htup_details.h"
+#include "access/relation.h"
+#include "access/xact.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
+
+#include "adapter_io.h"
+#include "dataset.h"
+#include "dept.h"
+#include "dept_catalog.h"
+#include "dept_train.h"
+
+PG_FUNCTION_INFO_V1(dept_train);
+PG_FUNCTION_INFO_V1(dept_wait);
+PG_FUNCTION_INFO_V1(dept_cancel);
+
+static const char *const job_state_names[] = {"queued", "running", "succeeded", "failed", "cancelled"};
+
+/* ---------------------------------------------------------------------------
+ * Validation in the calling backend
+ * ---------------------------------------------------------------------------
+ */
+
+static bool
+DeptIsTextType(Oid typid)
+{
+	Oid			base = getBaseType(typid);
+
+	return base == TEXTOID || base == VARCHAROID || base == BPCHAROID;
+}
+
+/* The relation must be of a kind with rows, and committed. */
+static void
+DeptCheckRelation(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	char		relkind;
+	bool		created_here;
+
+	if (!HeapTupleIsValid(tup))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("relation with OID %u does not exist", relid)));
+	relkind = ((Form_pg_class) GETSTRUCT(tup))->relkind;
+	created_here = TransactionIdIsCurrentTransactionId(HeapTupleHeaderGetXmin(tup->t_data));
+	ReleaseSysCache(tup);
+
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_VIEW && relkind != RELKIND_MATVIEW &&
+		relkind != RELKIND_PARTITIONED_TABLE && relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table, view or materialized view", get_rel_name(relid))));
+	if (created_here)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("relation \"%s\" was created in the current transaction", get_rel_name(relid)),
+				 errdetail("The training worker runs in its own transaction and cannot see it."),
+				 errhint("Commit the transaction that creates the table, then train.")));
+}
+
+/* attnum of a readable column, or an error naming it. */
+static AttrNumber
+DeptCheckColumn(Oid relid, const char *column, const char *role)
+{
+	AttrNumber	attnum = get_attnum(relid, column);
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist", column,
+						get_rel_name(relid)),
+				 errdetail("It was given as the %s column.", role)));
+	/* training reads the rows as the calling role: it needs SELECT on them */
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck(relid, attnum, GetUserId(), ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for column \"%s\" of relation \"%s\"", column,
+						get_rel_name(relid)),
+				 errhint("Training reads the rows as the calling role, which needs SELECT on them.")));
+	return attnum;
+}
+
+/* The only text-like column besides the label, or an error. */
+static char *
+DeptInferTextColumn(Oid relid, AttrNumber label_attnum)
+{
+	Relation	rel = relation_open(relid, AccessShareLock);
+	TupleDesc	desc = RelationGetDescr(rel);
+	char	   *found = NULL;
+	int			count = 0;
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && att->attnum != label_attnum && DeptIsTextType(att->atttypid))
+		{
+			count++;
+			found = pstrdup(NameStr(att->attname));
+		}
+	}
+	relation_close(rel, AccessShareLock);
+	if (count != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot infer the text column of \"%s\"", get_rel_name(relid)),
+				 errdetail("The relation has %d text columns besides the label.", count),
+				 errhint("Pass text_column => 'name'.")));
+	return found;
+}
+
+/* Schema-qualified, quoted name of relid, safe to put in SQL. */
+static char *
+DeptQualifiedName(Oid relid)
+{
+	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+									  get_rel_name(relid));
+}
+
+/* The label column must hold at least two distinct non-null values. */
+static void
+DeptCheckLabels(Oid relid, const char *label_column)
+{
+	char	   *rel = DeptQualifiedName(relid);
+	const char *col = quote_identifier(label_column);
+	char	   *sql;
+	bool		isnull;
+	int64		with_label;
+
+	sql = psprintf("SELECT (SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s IS NOT NULL LIMIT 1) s), "
+				   "EXISTS (SELECT 1 FROM %s WHERE %s IS NOT NULL AND %s::text <> "
+				   "(SELECT %s::text FROM %s WHERE %s IS NOT NULL LIMIT 1))",
+				   rel, col, rel, col, col, col, rel, col);
+	DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
+	with_label = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (with_label == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("relation \"%s\" has no rows with a label in column \"%s\"",
+						get_rel_name(relid), label_column)));
+	if (!DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("label column \"%s\" has only one distinct value", label_column),
+				 errdetail("A classifier needs at least two classes.")));
+}
+
+static void
+DeptCheckModelFits(const DeptTrainRequest *req)
+{
+	const Backbone *bb = DeptGetBackbone();
+	int			prompt = req->opt.method == ADAPTER_PROBE ? 0 : req->opt.prompt_len;
+
+	if (prompt + req->opt.max_len > bb->max_positions)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("prompt_length %d + max_length %d exceed the model's %d positions",
+						prompt, req->opt.max_len, bb->max_positions)));
+	if (req->opt.rank > bb->d_embed)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("rank %d is larger than the embedding width %d", req->opt.rank, bb->d_embed)));
+	if (req->opt.max_len > bb->max_tokens)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_length %d exceeds the model's %d tokens", req->opt.max_len,
+						bb->max_tokens)));
+}
+
+static int64
+DeptNextJobId(void)
+{
+	DeptSavedUser saved;
+	bool		isnull;
+	int64		id;
+
+	DeptBecomeCatalogOwner(&saved);
+	DeptSpiExec("SELECT nextval('dept.job_ids')", 0, NULL, NULL, NULL, false, 1);
+	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	DeptRestoreUser(&saved);
+	return id;
+}
+
+static char *
+DeptTextArg(FunctionCallInfo fcinfo, int n, const char *what)
+{
+	if (PG_ARGISNULL(n))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("%s must not be null", what)));
+	return text_to_cstring(PG_GETARG_TEXT_PP(n));
+}
+
+/* ---------------------------------------------------------------------------
+ * Starting and waiting for the worker
+ * ---------------------------------------------------------------------------
+ */
+
+static BackgroundWorkerHandle *
+DeptStartWorker(dsm_segment *seg, int64 job_id)
+{
+	BackgroundWorker worker;
+	BackgroundWorkerHandle *handle;
+
+	memset(&worker, 0, sizeof(worker));
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "dept");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "dept_train_worker_main");
+	snprintf(worker.bgw_name, BGW_MAXLEN, "dept training job " INT64_FORMAT, job_id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "dept training");
+	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	worker.bgw_notify_pid = MyProcPid;
+
+	if (!RegisterDynamicBackgroundWorker(&worker, &handle))
+	{
+		dsm_unpin_segment(dsm_segment_handle(seg));
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("could not start a training worker: no background worker slot is free"),
+				 errhint("Raise max_worker_processes (now %d) and restart the server, or wait for running jobs to end.",
+						 max_worker_processes)));
+	}
+	return handle;
+}
+
+static DeptJobState
+DeptReadState(DeptTrainRequest *req, TrainProgress *progress)
+{
+	DeptJobState state;
+
+	SpinLockAcquire(&req->mutex);
+	state = req->state;
+	if (progress)
+		*progress = req->progress;
+	SpinLockRelease(&req->mutex);
+	return state;
+}
+
+/*
+ * Error if the worker waits for a lock this transaction holds (say the
+ * caller activated the same adapter earlier in its transaction): waiting
+ * for it would never end.
+ */
+static void
+DeptCheckWorkerNotBlocked(pid_t worker_pid, const DeptTrainRequest *req)
+{
+	Oid			types[2] = {INT4OID, INT4OID};
+	Datum		values[2] = {Int32GetDatum(MyProcPid), Int32GetDatum(worker_pid)};
+	bool		isnull;
+	bool		blocked;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	DeptSpiExec("SELECT $1 = ANY (pg_catalog.pg_blocking_pids($2))", 2, types, values, NULL,
+				true, 1);
+	blocked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	SPI_finish();
+	if (blocked)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("training job " INT64_FORMAT " waits for a lock held by this transaction",
+						req->job_id),
+				 errhint("Commit first, or train with wait => false and call dept_wait after committing.")));
+}
+
+/* Sleep until woken or 100 ms pass; errors if the worker died without reporting. */
+static void
+DeptWaitStep(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
+{
+	static int	ticks = 0;
+	pid_t		pid;
+
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
+					 PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
+	if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STARTED && ++ticks % 10 == 0)
+		DeptCheckWorkerNotBlocked(pid, req);
+	else if (GetBackgroundWorkerPid(handle, &pid) == BGWH_STOPPED &&
+			 DeptReadState(req, NULL) <= JOB_RUNNING)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("training job " INT64_FORMAT " ended without reporting its outcome",
+						req->job_id),
+				 errhint("See the server log for the worker's messages.")));
+}
+
+/* Relay progress as NOTICEs until the job ends; cancel it if we are cancelled. */
+static void
+DeptWaitForJob(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
+{
+	TimestampTz last_notice = GetCurrentTimestamp();
+
+	PG_TRY();
+	{
+		TrainProgress p;
+
+		while (DeptReadState(req, &p) <= JOB_RUNNING)
+		{
+			DeptWaitStep(handle, req);
+			if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(), 2000) && p.step > 0)
+			{
+				ereport(NOTICE,
+						(errmsg("job " INT64_FORMAT ": step %ld/%ld, epoch %d, loss %.4f, validation accuracy %s, %.1f rows/s, ETA %.0f s",
+								req->job_id, p.step, p.total_steps, p.epoch, p.loss,
+								p.valid_accuracy < 0 ? "-" : psprintf("%.4f", p.valid_accuracy),
+								p.rows_per_second, p.eta_seconds)));
+				last_notice = GetCurrentTimestamp();
+			}
+		}
+	}
+	PG_CATCH();
+	{
+		/* the caller gave up (cancel, timeout): the job must not go on alone */
+		SpinLockAcquire(&req->mutex);
+		req->cancel_requested = true;
+		SpinLockRelease(&req->mutex);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+}
+
+Datum
+dept_train(PG_FUNCTION_ARGS)
+{
+	Oid			relid;
+	char	   *label_column = DeptTextArg(fcinfo, 1, "label_column");
+	char	   *text_column = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
+	char	   *adapter = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
+	char	   *method = DeptTextArg(fcinfo, 4, "method");
+	char	   *activate = DeptTextArg(fcinfo, 7, "activate");
+	bool		wait;
+	Jsonb	   *options;
+	AttrNumber	label_attnum,
+				text_attnum;
+	dsm_segment *seg;
+	DeptTrainRequest *req;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(5) || PG_ARGISNULL(6))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("relation, options and wait must not be null")));
+	relid = PG_GETARG_OID(0);
+	options = PG_GETARG_JSONB_P(5);
+	wait = PG_GETARG_BOOL(6);
+	if (strcmp(activate, "always") != 0 && strcmp(activate, "if_better") != 0 &&
+		strcmp(activate, "never") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("activate must be 'always', 'if_better' or 'never', not \"%s\"", activate)));
+
+	DeptCheckRelation(relid);
+	label_attnum = DeptCheckColumn(relid, label_column, "label");
+	if (text_column == NULL)
+		text_column = DeptInferTextColumn(relid, label_attnum);
+	text_attnum = DeptCheckColumn(relid, text_column, "text");
+	if (text_attnum == label_attnum)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the text and label columns must differ")));
+	if (!DeptIsTextType(get_atttype(relid, text_attnum)))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("column \"%s\" is of type %s, not a text type", text_column,
+						format_type_be(get_atttype(relid, text_attnum))),
+				 errhint("Train on a text, varchar or char column, or on a view that casts it.")));
+	if (adapter == NULL)
+		adapter = psprintf("%s_%s", get_rel_name(relid), label_column);
+	if (adapter[0] == '\0' || strlen(adapter) >= DEPT_NAME_LEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("adapter name must be 1 to %d bytes long", DEPT_NAME_LEN - 1)));
+
+	seg = dsm_create(sizeof(DeptTrainRequest), 0);
+	req = dsm_segment_address(seg);
+	memset(req, 0, sizeof(*req));
+	SpinLockInit(&req->mutex);
+	DeptParseTrainOptions(req, method, options);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	DeptReapJobs();
+	DeptCheckAdapterWritable(adapter);
+	DeptCheckLabels(relid, label_column);
+	DeptCheckModelFits(req);
+	req->job_id = DeptNextJobId();
+	SPI_finish();
+
+	req->database = MyDatabaseId;
+	req->role = GetUserId();
+	req->relation = relid;
+	strlcpy(req->adapter, adapter, sizeof(req->adapter));
+	strlcpy(req->relation_name, DeptQualifiedName(relid), sizeof(req->relation_name));
+	strlcpy(req->label_column, label_column, sizeof(req->label_column));
+	strlcpy(req->text_column, text_column, sizeof(req->text_column));
+	strlcpy(req->activate, activate, sizeof(req->activate));
+	{
+		char	   *json = JsonbToCString(NULL, &options->root, VARSIZE(options));
+
+		if (strlen(json) >= sizeof(req->options_json))
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("options are too long")));
+		strlcpy(req->options_json, json, sizeof(req->options_json));
+	}
+
+	/* the worker unpins the segment once attached; it then lives as long as it is mapped */
+	dsm_pin_segment(seg);
+	handle = DeptStartWorker(seg, req->job_id);
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("the training worker could not start"),
+				 errhint("See the server log; max_worker_processes is %d.", max_worker_processes)));
+	/* returning before the job row exists would let dept_wait miss it */
+	while (DeptReadState(req, NULL) == JOB_STARTING)
+		DeptWaitStep(handle, req);
+
+	if (!wait)
+	{
+		int64		job_id = req->job_id;
+
+		dsm_detach(seg);
+		PG_RETURN_TEXT_P(cstring_to_text(psprintf(INT64_FORMAT, job_id)));
+	}
+
+	DeptWaitForJob(handle, req);
+	{
+		/* copy the outcome out of the segment before detaching from it */
+		DeptTrainRequest outcome = *req;
+
+		dsm_detach(seg);
+		if (outcome.state == JOB_CANCELLED)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("training job " INT64_FORMAT " was cancelled", outcome.job_id)));
+		if (outcome.state == JOB_FAILED)
+			ereport(ERROR,
+					(errcode(outcome.sqlerrcode ? outcome.sqlerrcode : ERRCODE_INTERNAL_ERROR),
+					 errmsg("training job " INT64_FORMAT " failed: %s", outcome.job_id,
+							outcome.error)));
+		ereport(NOTICE,
+				(errmsg("adapter \"%s\" version %d trained (job " INT64_FORMAT ", validation accuracy %.4f)",
+						outcome.adapter, outcome.version, outcome.job_id,
+						outcome.progress.valid_accuracy)));
+		PG_RETURN_TEXT_P(cstring_to_text(outcome.adapter));
+	}
+}
+
+/* ---------------------------------------------------------------------------
+ * The worker
+ * ---------------------------------------------------------------------------
+ */
+
+static void
+DeptWorkerBeginTxn(void)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+}
+
+static void
+DeptWorkerCommit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+}
+
+static void
+DeptSetState(DeptTrainRequest *req, DeptJobState state)
+{
+	SpinLockAcquire(&req->mutex);
+	req->state = state;
+	SpinLockRelease(&req->mutex);
+}
+
+/* Record the job as running, with this worker's pid, in its own transaction. */
+static void
+DeptJobInsert(DeptTrainRequest *req)
+{
+	Oid			types[10] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID,
+	JSONBOID, TEXTOID, INT4OID};
+	Datum		values[10];
+	DeptSavedUser saved;
+
+	DeptWorkerBeginTxn();
+	values[0] = Int64GetDatum(req->job_id);
+	values[1] = CStringGetTextDatum(req->adapter);
+	values[2] = ObjectIdGetDatum(req->role);
+	values[3] = CStringGetTextDatum(req->relation_name);
+	values[4] = CStringGetTextDatum(req->label_column);
+	values[5] = CStringGetTextDatum(req->text_column);
+	values[6] = CStringGetTextDatum(req->method);
+	values[7] = DirectFunctionCall1(jsonb_in, CStringGetDatum(req->options_json));
+	values[8] = CStringGetTextDatum(req->activate);
+	values[9] = Int32GetDatum(MyProcPid);
+	DeptBecomeCatalogOwner(&saved);
+	DeptSpiExec("INSERT INTO dept.jobs (id, adapter, owner, status, relation, label_column, "
+				"text_column, method, options, activate, worker_pid, started_at) "
+				"VALUES ($1, $2, $3::regrole, 'running', $4, $5, $6, $7, $8, $9, $10, now())",
+				10, types, values, NULL, false, 0);
+	DeptRestoreUser(&saved);
+	DeptWorkerCommit();
+	pgstat_report_activity(STATE_RUNNING, psprintf("training adapter %s", req->adapter));
+}
+
+/* Read (text, label) rows through a cursor, as the calling role. */
+static Dataset *
+DeptReadRows(DeptTrainRequest *req)
+{
+	Dataset    *ds = dataset_new();
+	char	   *sql;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	NnError		err;
+
+	if (ds == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	DeptWorkerBeginTxn();
+	sql = psprintf("SELECT %s::text, %s::text FROM %s",
+				   quote_identifier(req->text_column), quote_identifier(req->label_column),
+				   DeptQualifiedName(req->relation));
+	plan = SPI_prepare(sql, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", sql);
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		text_null,
+						label_null;
+			Datum		t = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &text_null);
+			Datum		l = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &label_null);
+			text	   *tt = text_null ? NULL : DatumGetTextPP(t);
+			text	   *lt = label_null ? NULL : DatumGetTextPP(l);
+
+			if (dataset_add(ds, tt ? VARDATA_ANY(tt) : NULL, tt ? VARSIZE_ANY_EXHDR(tt) : 0,
+							lt ? VARDATA_ANY(lt) : NULL, lt ? VARSIZE_ANY_EXHDR(lt) : 0,
+							&err) != NN_OK)
+				DeptReportNnError(&err, "could not read training rows");
+		}
+		SPI_freetuptable(SPI_tuptable);
+		CHECK_FOR_INTERRUPTS();
+	}
+	SPI_cursor_close(portal);
+	DeptWorkerCommit();
+	if (dataset_finish(ds, &err) != NN_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot train on %s: %s", req->relation_name, err.msg)));
+	return ds;
+}
+
+/*
+ * Called by the training loop after every step: publish progress, write it
+ * to dept.jobs at most twice a second, and stop when cancelled.
+ */
+static bool
+DeptWorkerProgress(void *arg, const TrainProgress *p)
+{
+	static TimestampTz last_write = 0;
+	DeptTrainRequest *req = arg;
+	bool		cancel;
+
+	SpinLockAcquire(&req->mutex);
+	req->progress = *p;
+	cancel = req->cancel_requested;
+	SpinLockRelease(&req->mutex);
+	CHECK_FOR_INTERRUPTS();
+	if (cancel)
+		return false;
+	if (TimestampDifferenceExceeds(last_write, GetCurrentTimestamp(), 500) ||
+		p->step == p->total_steps)
+	{
+		Oid			types[8] = {INT8OID, INT8OID, INT8OID, INT4OID, FLOAT8OID, FLOAT8OID,
+		FLOAT8OID, FLOAT8OID};
+		Datum		values[8];
+		char		nulls[8] = "        ";
+		DeptSavedUser saved;
+		bool		isnull;
+
+		values[0] = Int64GetDatum(req->job_id);
+		values[1] = Int64GetDatum(p->step);
+		values[2] = Int64GetDatum(p->total_steps);
+		values[3] = Int32GetDatum(p->epoch);
+		values[4] = Float8GetDatum(p->loss);
+		values[5] = Float8GetDatum(p->valid_accuracy);
+		nulls[5] = p->valid_accuracy < 0 ? 'n' : ' ';
+		values[6] = Float8GetDatum(p->rows_per_second);
+		values[7] = Float8GetDatum(p->eta_seconds);
+		DeptWorkerBeginTxn();
+		DeptBecomeCatalogOwner(&saved);
+		DeptSpiExec("UPDATE dept.jobs SET step = $2, total_steps = $3, epoch = $4, loss = $5, "
+					"valid_accuracy = $6, rows_per_second = $7, eta_seconds = $8 "
+					"WHERE id = $1 RETURNING cancel_requested",
+					8, types, values, nulls, false, 0);
+		if (SPI_processed > 0)
+			cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												&isnull));
+		DeptRestoreUser(&saved);
+		DeptWorkerCommit();
+		last_write = GetCurrentTimestamp();
+	}
+	return !cancel;
+}
+
+static void
+DeptAppendMetricsJson(StringInfo buf, const ClassMetrics *m, char **class_names)
+{
+	appendStringInfo(buf, "\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_rows\": %lld, \"per_class\": {",
+					 m->accuracy, m->macro_f1, (long long) m->total);
+	for (int c = 0; c < m->n_classes; c++)
+	{
+		if (c)
+			appendStringInfoString(buf, ", ");
+		escape_json(buf, class_names[c]);
+		appendStringInfo(buf, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
+						 m->precision[c], m->recall[c], m->f1[c]);
+	}
+	appendStringInfoString(buf, "}, \"confusion\": [");
+	for (int t = 0; t < m->n_classes; t++)
+	{
+		appendStringInfo(buf, "%s[", t ? ", " : "");
+		for (int p = 0; p < m->n_classes; p++)
+			appendStringInfo(buf, "%s%lld", p ? ", " : "",
+							 (long long) m->confusion[t * m->n_classes + p]);
+		appendStringInfoChar(buf, ']');
+	}
+	appendStringInfoChar(buf, ']');
+}
+
+/* Serialize and store the trained adapter; mark the job succeeded. */
+static void
+DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainResult *res)
+{
+	const Adapter *a = res->adapter;
+	uint8_t    *bytes = NULL;
+	size_t		len = 0;
+	NnError		err;
+	DeptAdapterRow row = {0};
+	StringInfoData hyper,
+				metrics;
+	bytea	   *tensors;
+	bool		activated;
+
+	if (adapter_serialize(a, bb->fingerprint, (const char *const *) ds->class_names, &bytes,
+						  &len, &err) != NN_OK)
+		DeptReportNnError(&err, "could not serialize the adapter");
+	tensors = palloc(VARHDRSZ + len);
+	SET_VARSIZE(tensors, VARHDRSZ + len);
+	memcpy(VARDATA(tensors), bytes, len);
+	free(bytes);
+
+	initStringInfo(&hyper);
+	appendStringInfo(&hyper,
+					 "{\"method\": \"%s\", \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, "
+					 "\"alpha\": %g, \"subspaces\": %d, \"subspace_rank\": %d, \"lr\": %g, "
+					 "\"lowrank_lr\": %g, \"ept_lr\": %g, \"head_lr\": %g, \"weight_decay\": %g, "
+					 "\"epochs\": %d, \"max_steps\": %ld, \"batch_size\": %d, \"valid_fraction\": %g, "
+					 "\"seed\": %llu, \"trainable_params\": %zu, \"init_text\": ",
+					 req->method, adapter_prompt_rows(&a->cfg), a->cfg.rank, a->cfg.max_len,
+					 a->cfg.alpha, a->cfg.subspaces, a->cfg.subspace_rank, req->opt.lr_prompt,
+					 req->opt.lr_lowrank, req->opt.lr_ept, req->opt.lr_head, req->opt.weight_decay,
+					 req->opt.epochs, req->opt.max_steps, req->opt.batch_size,
+					 req->opt.valid_fraction, (unsigned long long) req->opt.seed, res->param_count);
+	escape_json(&hyper, req->init_text);
+	appendStringInfoChar(&hyper, '}');
+
+	initStringInfo(&metrics);
+	appendStringInfoChar(&metrics, '{');
+	if (res->valid_metrics)
+	{
+		DeptAppendMetricsJson(&metrics, res->valid_metrics, ds->class_names);
+		appendStringInfoString(&metrics, ", ");
+	}
+	appendStringInfo(&metrics,
+					 "\"steps\": %ld, \"best_step\": %ld, \"epochs\": %d, \"train_seconds\": %.3f, "
+					 "\"tokens_per_second\": %.1f}",
+					 res->steps, res->best_step, res->epochs_run, res->seconds,
+					 res->tokens_per_second);
+
+	row.name = req->adapter;
+	row.owner = req->role;
+	row.method = req->method;
+	row.backbone = bb->ops->family;
+	row.fingerprint = bb->fingerprint;
+	row.labels = ds->class_names;
+	row.n_labels = ds->n_classes;
+	row.hyperparameters_json = hyper.data;
+	row.metrics_json = metrics.data;
+	row.valid_accuracy = res->valid_metrics ? res->valid_metrics->accuracy : 0.0;
+	row.relation = req->relation_name;
+	row.label_column = req->label_column;
+	row.text_column = req->text_column;
+	row.train_rows = res->n_train;
+	row.valid_rows = res->n_valid;
+	row.skipped_rows = ds->skipped;
+	row.tensors = tensors;
+
+	DeptWorkerBeginTxn();
+	req->version = DeptStoreAdapter(&row, req->activate, &activated);
+	{
+		Oid			types[5] = {INT8OID, INT4OID, INT8OID, INT8OID, FLOAT8OID};
+		Datum		values[5] = {Int64GetDatum(req->job_id), Int32GetDatum(req->version),
+			Int64GetDatum(ds->n_rows), Int64GetDatum(ds->skipped),
+		Float8GetDatum(row.valid_accuracy)};
+		DeptSavedUser saved;
+
+		DeptBecomeCatalogOwner(&saved);
+		DeptSpiExec("UPDATE dept.jobs SET status = 'succeeded', finished_at = now(), "
+					"adapter_version = $2, rows_read = $3, rows_skipped = $4, valid_accuracy = $5 "
+					"WHERE id = $1", 5, types, values, NULL, false, 0);
+		DeptRestoreUser(&saved);
+	}
+	DeptWorkerCommit();
+	SpinLockAcquire(&req->mutex);
+	req->progress.valid_accuracy = row.valid_accuracy;
+	SpinLockRelease(&req->mutex);
+	if (!activated)
+		ereport(LOG,
+				(errmsg("dept: adapter \"%s\" version %d stored but not activated: validation accuracy %.4f is below the active version's",
+						req->adapter, req->version, row.valid_accuracy)));
+}
+
+static void
+DeptJobFinish(DeptTrainRequest *req, DeptJobState state, const char *error)
+{
+	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
+	Datum		values[3];
+	char		nulls[3] = {' ', ' ', error ? ' ' : 'n'};
+	DeptSavedUser saved;
+
+	values[0] = Int64GetDatum(req->job_id);
+	values[1] = CStringGetTextDatum(job_state_names[state]);
+	values[2] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	DeptWorkerBeginTxn();
+	DeptBecomeCatalogOwner(&saved);
+	DeptSpiExec("UPDATE dept.jobs SET status = $2, error = $3, finished_at = now() WHERE id = $1",
+				3, types, values, nulls, false, 0);
+	DeptRestoreUser(&saved);
+	DeptWorkerCommit();
+}
+
+static void
+DeptRunJob(DeptTrainRequest *req)
+{
+	Dataset    *ds;
+	const Backbone *bb;
+	TrainResult res;
+	NnError		err;
+	NnStatus	st;
+
+	DeptJobInsert(req);
+	DeptSetState(req, JOB_RUNNING);
+	ds = DeptReadRows(req);
+
+	StartTransactionCommand();
+	bb = DeptGetBackbone();
+	CommitTransactionCommand();
+
+	req->opt.progress = DeptWorkerProgress;
+	req->opt.progress_arg = req;
+	req->opt.init_text = req->init_text;
+	nn_error_clear(&err);
+	st = train_adapter(bb, ds, &req->opt, &res, &err);
+	if (st != NN_OK)
+		DeptReportNnError(&err, "training failed");
+	if (res.cancelled)
+	{
+		train_result_free(&res);
+		dataset_free(ds);
+		DeptJobFinish(req, JOB_CANCELLED, NULL);
+		DeptSetState(req, JOB_CANCELLED);
+		return;
+	}
+	DeptStoreResult(req, bb, ds, &res);
+	train_result_free(&res);
+	dataset_free(ds);
+	DeptSetState(req, JOB_SUCCEEDED);
+}
+
+void
+dept_train_worker_main(Datum arg)
+{
+	dsm_segment *seg;
+	DeptTrainRequest *req;
+	MemoryContext worker_context;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, StatementCancelHandler);
+	BackgroundWorkerUnblockSignals();
+
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dept training worker could not attach to its job")));
+	dsm_unpin_segment(dsm_segment_handle(seg));
+	req = dsm_segment_address(seg);
+	BackgroundWorkerInitializeConnectionByOid(req->database, req->role, 0);
+	worker_context = AllocSetContextCreate(TopMemoryContext, "dept training job",
+										   ALLOCSET_DEFAULT_SIZES);
+
+	PG_TRY();
+	{
+		DeptRunJob(req);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+		DeptJobState state;
+
+		MemoryContextSwitchTo(worker_context);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		state = edata->sqlerrcode == ERRCODE_QUERY_CANCELED ? JOB_CANCELLED : JOB_FAILED;
+		SpinLockAcquire(&req->mutex);
+		req->sqlerrcode = edata->sqlerrcode;
+		strlcpy(req->error, edata->message ? edata->message : "unknown error", sizeof(req->error));
+		SpinLockRelease(&req->mutex);
+		ereport(LOG,
+				(errmsg("dept: training job " INT64_FORMAT " %s: %s", req->job_id,
+						job_state_names[state], req->error)));
+		DeptJobFinish(req, state, state == JOB_FAILED ? req->error : NULL);
+		DeptSetState(req, state);
+	}
+	PG_END_TRY();
+	dsm_detach(seg);
+	proc_exit(0);
+}
+
+/* ---------------------------------------------------------------------------
+ * dept_wait, dept_cancel
+ * ---------------------------------------------------------------------------
+ */
+
+/* status and owner of a job visible to the caller; false if none. */
+static bool
+DeptLookupJob(int64 job_id, char **status, Oid *owner)
+{
+	Oid			types[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(job_id)};
+	bool		isnull;
+
+	DeptSpiExec("SELECT status, owner::oid FROM dept.jobs WHERE id = $1", 1, types, values,
+				NULL, false, 1);
+	if (SPI_processed == 0)
+		return false;
+	*status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												&isnull));
+	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+											&isnull));
+	return true;
+}
+
+static bool
+DeptJobIsOver(const char *status)
+{
+	return strcmp(status, "queued") != 0 && strcmp(status, "running") != 0;
+}
+
+static void
+DeptNoSuchJob(int64 job_id)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("training job " INT64_FORMAT " does not exist", job_id)));
+}
+
+Datum
+dept_wait(PG_FUNCTION_ARGS)
+{
+	int64		job_id = PG_GETARG_INT64(0);
+	char	   *status = NULL;
+	Oid			owner;
+	MemoryContext caller = CurrentMemoryContext;
+
+	for (;;)
+	{
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		DeptReapJobs();
+		if (!DeptLookupJob(job_id, &status, &owner))
+			DeptNoSuchJob(job_id);
+		if (DeptJobIsOver(status))
+		{
+			char	   *result = MemoryContextStrdup(caller, status);
+
+			SPI_finish();
+			PG_RETURN_TEXT_P(cstring_to_text(result));
+		}
+		SPI_finish();
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+Datum
+dept_cancel(PG_FUNCTION_ARGS)
+{
+	int64		job_id = PG_GETARG_INT64(0);
+	char	   *status;
+	Oid			owner;
+	bool		requested = false;
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	DeptReapJobs();
+	if (!DeptLookupJob(job_id, &status, &owner))
+		DeptNoSuchJob(job_id);
+	if (!has_privs_of_role(GetUserId(), owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("training job " INT64_FORMAT " belongs to another role", job_id)));
+	if (!DeptJobIsOver(status))
+	{
+		Oid			types[1] = {INT8OID};
+		Datum		values[1] = {Int64GetDatum(job_id)};
+		DeptSavedUser saved;
+
+		DeptBecomeCatalogOwner(&saved);
+		DeptSpiExec("UPDATE dept.jobs SET cancel_requested = true WHERE id = $1", 1, types,
+					values, NULL, false, 0);
+		DeptRestoreUser(&saved);
+		requested = true;
+	}
+	SPI_finish();
+	PG_RETURN_BOOL(requested);
+}
