@@ -84,7 +84,6 @@ CREATE TABLE dept.jobs (
 	rows_skipped bigint,
 	adapter_version integer,
 	error text,
-	cancel_requested boolean NOT NULL DEFAULT false,
 	worker_pid integer,
 	created_at timestamptz NOT NULL DEFAULT now(),
 	started_at timestamptz,

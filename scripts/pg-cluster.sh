@@ -32,6 +32,7 @@ port = $port
 unix_socket_directories = '$dir'
 shared_preload_libraries = 'pg_cron'
 cron.database_name = 'postgres'
+cron.use_background_workers = on
 max_worker_processes = 16
 fsync = off
 CONF

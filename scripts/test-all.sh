@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run every test of dept on this machine: install dependencies, build,
 # install, C unit tests (plain and under ASan/UBSan), then start a
-# throw-away PostgreSQL cluster and run pg_regress and pgTAP against it.
+# throw-away PostgreSQL cluster and run pg_regress, pgTAP and the shell TAP
+# tests (training worker killed, pg_cron) against it.
 # Ends with one line "N passed, N failed" and a non-zero exit on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,6 +72,16 @@ tests=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' build/pgtap.log | tai
 bad=$(sed -n 's/^.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' build/pgtap.log | awk '{s+=$1} END {print s+0}')
 [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
 tally "pgTAP" "$(( ${tests:-0} - bad > 0 ? ${tests:-0} - bad : 0))" "$bad"
+
+# --- shell TAP tests: worker crash, pg_cron --------------------------------
+set +e
+prove test/sh/*.sh >build/sh.log 2>&1; rc=$?
+set -e
+cat build/sh.log
+tests=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' build/sh.log | tail -1)
+bad=$(sed -n 's/^.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' build/sh.log | awk '{s+=$1} END {print s+0}')
+[ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+tally "shell TAP" "$(( ${tests:-0} - bad > 0 ? ${tests:-0} - bad : 0))" "$bad"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -47,7 +47,7 @@ train_options_default(TrainOptions *opt)
 	opt->alpha = 8.0f;
 	opt->subspaces = 4;
 	opt->subspace_rank = 4;
-	opt->lr_prompt = 3e-1f;
+	opt->lr_prompt = 3e-2f;
 	opt->lr_lowrank = 1e-3f;
 	opt->lr_ept = 1e-3f;
 	opt->lr_head = 1e-2f;

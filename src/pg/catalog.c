@@ -78,6 +78,8 @@ DeptReapJobs(void)
 
 	if (RecoveryInProgress())
 		return;
+	/* pg_stat_activity is otherwise a snapshot taken once per transaction */
+	DeptSpiExec("SELECT pg_catalog.pg_stat_clear_snapshot()", 0, NULL, NULL, NULL, false, 0);
 	DeptBecomeCatalogOwner(&saved);
 	DeptSpiExec("UPDATE dept.jobs SET status = 'failed', finished_at = now(), "
 				"error = 'the training worker exited before finishing (server restart, crash or kill)' "

@@ -596,7 +596,8 @@ DeptReadRows(DeptTrainRequest *req)
 
 /*
  * Called by the training loop after every step: publish progress, write it
- * to dept.jobs at most twice a second, and stop when cancelled.
+ * to dept.jobs at most twice a second, and stop when cancelled (a waiting
+ * caller's flag, or a query-cancel signal from dept_cancel).
  */
 static bool
 DeptWorkerProgress(void *arg, const TrainProgress *p)
@@ -620,7 +621,6 @@ DeptWorkerProgress(void *arg, const TrainProgress *p)
 		Datum		values[8];
 		char		nulls[8] = "        ";
 		DeptSavedUser saved;
-		bool		isnull;
 
 		values[0] = Int64GetDatum(req->job_id);
 		values[1] = Int64GetDatum(p->step);
@@ -634,12 +634,8 @@ DeptWorkerProgress(void *arg, const TrainProgress *p)
 		DeptWorkerBeginTxn();
 		DeptBecomeCatalogOwner(&saved);
 		DeptSpiExec("UPDATE dept.jobs SET step = $2, total_steps = $3, epoch = $4, loss = $5, "
-					"valid_accuracy = $6, rows_per_second = $7, eta_seconds = $8 "
-					"WHERE id = $1 RETURNING cancel_requested",
+					"valid_accuracy = $6, rows_per_second = $7, eta_seconds = $8 WHERE id = $1",
 					8, types, values, nulls, false, 0);
-		if (SPI_processed > 0)
-			cancel = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-												&isnull));
 		DeptRestoreUser(&saved);
 		DeptWorkerCommit();
 		last_write = GetCurrentTimestamp();
@@ -878,22 +874,25 @@ dept_train_worker_main(Datum arg)
  * ---------------------------------------------------------------------------
  */
 
-/* status and owner of a job visible to the caller; false if none. */
+/* status, owner and worker pid of a job visible to the caller; false if none. */
 static bool
-DeptLookupJob(int64 job_id, char **status, Oid *owner)
+DeptLookupJob(int64 job_id, char **status, Oid *owner, int *worker_pid)
 {
 	Oid			types[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(job_id)};
 	bool		isnull;
+	Datum		pid;
 
-	DeptSpiExec("SELECT status, owner::oid FROM dept.jobs WHERE id = $1", 1, types, values,
-				NULL, false, 1);
+	DeptSpiExec("SELECT status, owner::oid, worker_pid FROM dept.jobs WHERE id = $1", 1, types,
+				values, NULL, false, 1);
 	if (SPI_processed == 0)
 		return false;
 	*status = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 												&isnull));
 	*owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
 											&isnull));
+	pid = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+	*worker_pid = isnull ? 0 : DatumGetInt32(pid);
 	return true;
 }
 
@@ -917,6 +916,7 @@ dept_wait(PG_FUNCTION_ARGS)
 	int64		job_id = PG_GETARG_INT64(0);
 	char	   *status = NULL;
 	Oid			owner;
+	int			worker_pid;
 	MemoryContext caller = CurrentMemoryContext;
 
 	for (;;)
@@ -924,7 +924,7 @@ dept_wait(PG_FUNCTION_ARGS)
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
 		DeptReapJobs();
-		if (!DeptLookupJob(job_id, &status, &owner))
+		if (!DeptLookupJob(job_id, &status, &owner, &worker_pid))
 			DeptNoSuchJob(job_id);
 		if (DeptJobIsOver(status))
 		{
@@ -941,34 +941,44 @@ dept_wait(PG_FUNCTION_ARGS)
 	}
 }
 
+/*
+ * Ask a job to stop with a query-cancel signal to its worker, which acts at
+ * its next step whatever the caller's transaction does (a flag in
+ * dept.jobs would hold the job's row lock until the caller commits, and
+ * the worker could not record its end).  The worker then records the job
+ * as cancelled and stores nothing.
+ */
 Datum
 dept_cancel(PG_FUNCTION_ARGS)
 {
 	int64		job_id = PG_GETARG_INT64(0);
 	char	   *status;
 	Oid			owner;
+	int			worker_pid;
 	bool		requested = false;
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	DeptReapJobs();
-	if (!DeptLookupJob(job_id, &status, &owner))
+	if (!DeptLookupJob(job_id, &status, &owner, &worker_pid))
 		DeptNoSuchJob(job_id);
 	if (!has_privs_of_role(GetUserId(), owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("training job " INT64_FORMAT " belongs to another role", job_id)));
-	if (!DeptJobIsOver(status))
+	if (!DeptJobIsOver(status) && worker_pid > 0)
 	{
-		Oid			types[1] = {INT8OID};
-		Datum		values[1] = {Int64GetDatum(job_id)};
-		DeptSavedUser saved;
+		Oid			types[1] = {INT4OID};
+		Datum		values[1] = {Int32GetDatum(worker_pid)};
+		bool		isnull;
 
-		DeptBecomeCatalogOwner(&saved);
-		DeptSpiExec("UPDATE dept.jobs SET cancel_requested = true WHERE id = $1", 1, types,
-					values, NULL, false, 0);
-		DeptRestoreUser(&saved);
-		requested = true;
+		/* as the caller: pg_cancel_backend checks that it may signal the worker's role */
+		DeptSpiExec("SELECT coalesce(bool_or(pg_catalog.pg_cancel_backend(a.pid)), false) "
+					"FROM pg_catalog.pg_stat_activity a "
+					"WHERE a.pid = $1 AND a.backend_type = 'dept training'",
+					1, types, values, NULL, false, 1);
+		requested = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											   &isnull));
 	}
 	SPI_finish();
 	PG_RETURN_BOOL(requested);

@@ -29,7 +29,7 @@ DROP ROLE IF EXISTS tap_outsider;
 CREATE ROLE tap_outsider LOGIN;
 
 BEGIN;
-SELECT plan(33);
+SELECT plan(41);
 
 -- The first version: a linear probe, trained and activated.
 SELECT is(dept_train('tap_reviews', 'label', adapter => 'tap_probe', method => 'probe',
@@ -84,6 +84,43 @@ SELECT throws_ok($$SELECT dept_import('tap_bad', '\x44455054deadbeef'::bytea)$$,
 				 'a truncated adapter is data_corrupted');
 SELECT throws_ok($$SELECT dept_import('tap_bad', substring(dept_export('tap_probe') from 1 for 200))$$,
 				 'XX001', NULL, 'a cut adapter is data_corrupted');
+
+-- DePT: a short prompt plus a low-rank update, trained through the backbone's backward.
+SELECT is(dept_train('tap_reviews', 'label', adapter => 'tap_dept', method => 'dept',
+					 options => '{"prompt_length": 8, "max_length": 32, "batch_size": 16, "max_steps": 12, "seed": 3}'),
+		  'tap_dept', 'DePT trains in SQL');
+SELECT results_eq($$SELECT method, (hyperparameters ->> 'prompt_length')::int,
+						   (hyperparameters ->> 'rank')::int > 0
+					FROM dept.adapters WHERE name = 'tap_dept'$$,
+				  $$VALUES ('dept', 8, true)$$, 'its prompt length and a budget-derived rank are recorded');
+SELECT ok(dept_predict('tap_dept', 'a wonderful film') IN ('negative', 'positive'),
+		  'the DePT adapter predicts');
+
+-- Cancelling a running job: it stops within about a second and stores nothing.
+CREATE FUNCTION pg_temp.wait_until_training(job bigint) RETURNS boolean LANGUAGE plpgsql AS $$
+DECLARE
+	deadline timestamptz := clock_timestamp() + interval '60 seconds';
+BEGIN
+	LOOP
+		IF EXISTS (SELECT 1 FROM dept.jobs WHERE id = job AND status = 'running' AND step > 0) THEN
+			RETURN true;
+		END IF;
+		IF clock_timestamp() > deadline THEN
+			RETURN false;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+END $$;
+SELECT dept_train('tap_reviews', 'label', adapter => 'tap_cancelled', method => 'dept',
+				  options => '{"epochs": 50}', wait => false) AS job \gset
+SELECT ok(pg_temp.wait_until_training(:job), 'the long job is running');
+SELECT clock_timestamp() AS cancel_at \gset
+SELECT ok(dept_cancel(:job), 'dept_cancel accepts a running job');
+SELECT is(dept_wait(:job), 'cancelled', 'the job ends as cancelled');
+SELECT cmp_ok(extract(epoch FROM clock_timestamp() - :'cancel_at'::timestamptz)::float8,
+			  '<', 3.0::float8, 'it stopped within about a second (at most one training step)');
+SELECT is((SELECT count(*) FROM dept.adapters WHERE name = 'tap_cancelled'), 0::bigint,
+		  'a cancelled job stores no adapter');
 
 -- Validation errors, before any work starts.
 SELECT throws_ok($$SELECT dept_train('no_such_table', 'label')$$, '42P01', NULL, 'unknown table');
