@@ -7,6 +7,8 @@
  */
 #include "postgres.h"
 
+#include <cblas.h>
+
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "utils/array.h"
@@ -76,7 +78,7 @@ dept_tokenize(PG_FUNCTION_ARGS)
 										  TYPALIGN_INT));
 }
 
-/* dept_model_info() RETURNS jsonb: what the backend has loaded, and how fast. */
+/* dept_model_info() RETURNS jsonb: what the backend has loaded, how fast, which BLAS kernels. */
 Datum
 dept_model_info(PG_FUNCTION_ARGS)
 {
@@ -93,8 +95,10 @@ dept_model_info(PG_FUNCTION_ARGS)
 	appendStringInfo(&buf,
 					 ", \"vocab_size\": %d, \"d_embed\": %d, \"d_out\": %d"
 					 ", \"max_tokens\": %d, \"max_positions\": %d"
-					 ", \"load_ms\": %.3f, \"threads\": %d}",
+					 ", \"load_ms\": %.3f, \"threads\": %d, \"blas_core\": ",
 					 bb->vocab_size, bb->d_embed, bb->d_out, bb->max_tokens,
 					 bb->max_positions, DeptModelLoadMillis(), dept_threads);
+	escape_json(&buf, openblas_get_corename());
+	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }
