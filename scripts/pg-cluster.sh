@@ -4,7 +4,8 @@
 #   scripts/pg-cluster.sh stop DIR
 # The server listens on 127.0.0.1 and a socket in DIR, trusts local
 # connections, and preloads pg_cron.  PostgreSQL refuses to run as root, so
-# as root the cluster belongs to the "postgres" system user.
+# as root the cluster belongs to the "postgres" system user.  Settings in
+# $DEPT_PG_EXTRA_CONF are appended to postgresql.conf at initdb.
 set -euo pipefail
 cmd=$1
 dir=$2
@@ -35,6 +36,7 @@ cron.database_name = 'postgres'
 cron.use_background_workers = on
 max_worker_processes = 16
 fsync = off
+${DEPT_PG_EXTRA_CONF:-}
 CONF
 	fi
 	as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null

@@ -697,7 +697,9 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 					 "\"lowrank_lr\": %g, \"ept_lr\": %g, \"head_lr\": %g, \"weight_decay\": %g, "
 					 "\"epochs\": %d, \"max_steps\": %ld, \"batch_size\": %d, \"valid_fraction\": %g, "
 					 "\"seed\": %llu, \"trainable_params\": %zu, \"init_text\": ",
-					 req->method, adapter_prompt_rows(&a->cfg), a->cfg.rank, a->cfg.max_len,
+					 req->method, adapter_prompt_rows(&a->cfg),
+					 (a->cfg.method == ADAPTER_DEPT || a->cfg.method == ADAPTER_EPT) ? a->cfg.rank : 0,
+					 a->cfg.max_len,
 					 a->cfg.alpha, a->cfg.subspaces, a->cfg.subspace_rank, req->opt.lr_prompt,
 					 req->opt.lr_lowrank, req->opt.lr_ept, req->opt.lr_head, req->opt.weight_decay,
 					 req->opt.epochs, req->opt.max_steps, req->opt.batch_size,
