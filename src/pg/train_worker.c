@@ -11,6 +11,7 @@
 #include "access/htup_details.h"
 #include "access/relation.h"
 #include "access/xact.h"
+#include "catalog/pg_authid.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -196,6 +197,25 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_length %d exceeds the model's %d tokens", req->opt.max_len,
 						bb->max_tokens)));
+}
+
+/* The worker connects as the calling role, which therefore needs LOGIN. */
+static void
+DeptCheckRoleCanLogin(Oid role)
+{
+	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
+	bool		can_login;
+
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for role %u", role);
+	can_login = ((Form_pg_authid) GETSTRUCT(tup))->rolcanlogin;
+	ReleaseSysCache(tup);
+	if (!can_login)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("role \"%s\" cannot log in, so no training worker can run as it",
+						GetUserNameFromId(role, false)),
+				 errhint("Train as a role with LOGIN, or ALTER ROLE ... LOGIN.")));
 }
 
 static int64
@@ -384,6 +404,7 @@ dept_train(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("activate must be 'always', 'if_better' or 'never', not \"%s\"", activate)));
 
+	DeptCheckRoleCanLogin(GetUserId());
 	DeptCheckRelation(relid);
 	label_attnum = DeptCheckColumn(relid, label_column, "label");
 	if (text_column == NULL)

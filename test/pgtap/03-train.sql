@@ -29,7 +29,7 @@ DROP ROLE IF EXISTS tap_outsider;
 CREATE ROLE tap_outsider LOGIN;
 
 BEGIN;
-SELECT plan(41);
+SELECT plan(42);
 
 -- The first version: a linear probe, trained and activated.
 SELECT is(dept_train('tap_reviews', 'label', adapter => 'tap_probe', method => 'probe',
@@ -149,6 +149,13 @@ SELECT throws_ok($$SELECT dept_predict('tap_probe', 'x')$$, '42704', NULL,
 RESET ROLE;
 SELECT throws_ok($$SET LOCAL ROLE tap_outsider; SELECT dept_activate('tap_probe', 2)$$, '42501', NULL,
 				 'dept_activate is not granted to everyone');
+CREATE ROLE tap_nologin NOLOGIN;
+GRANT SELECT ON tap_reviews TO tap_nologin;
+GRANT EXECUTE ON FUNCTION dept_train(regclass, text, text, text, text, jsonb, boolean, text) TO tap_nologin;
+SET LOCAL ROLE tap_nologin;
+SELECT throws_ok($$SELECT dept_train('tap_reviews', 'label')$$, '42501', NULL,
+				 'a role without LOGIN is told why no worker can run as it');
+RESET ROLE;
 
 SELECT * FROM finish();
 ROLLBACK;
