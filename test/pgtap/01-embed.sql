@@ -6,6 +6,7 @@
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
+\ir helpers.psql
 SELECT plan(14);
 
 SELECT has_function('dept_embed', ARRAY['text']);
@@ -41,16 +42,6 @@ SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 SET LOCAL min_parallel_table_scan_size = 0;
 SET LOCAL max_parallel_workers_per_gather = 2;
-CREATE FUNCTION pg_temp.explain_analyze(query text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-	plan text := '';
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF) ' || query LOOP
-		plan := plan || line || E'\n';
-	END LOOP;
-	RETURN plan;
-END $$;
 SELECT matches(pg_temp.explain_analyze('SELECT i, dept_embed(body) FROM parallel_texts'),
 			   'Workers Launched: [12]', 'parallel workers run dept_embed');
 SELECT is((SELECT count(*) FROM parallel_texts p JOIN serial_result s USING (i)

@@ -8,16 +8,12 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
+\ir helpers.psql
 DROP TABLE IF EXISTS tap_reviews, tap_reviews_test, tap_one_label, tap_secret;
 CREATE TABLE tap_reviews (label text, body text, stars int);
 CREATE TABLE tap_reviews_test (label text, body text);
 \set train_data `cat :fixtures/sst2_train_600.tsv`
 \set test_data `cat :fixtures/sst2_test_200.tsv`
-CREATE FUNCTION pg_temp.tsv_rows(data text) RETURNS TABLE (label text, body text) LANGUAGE sql AS $$
-	SELECT split_part(line, E'\t', 1), substr(line, strpos(line, E'\t') + 1)
-	FROM regexp_split_to_table(data, E'\n') AS line
-	WHERE line <> '' AND line <> E'label\ttext'
-$$;
 INSERT INTO tap_reviews (label, body) SELECT * FROM pg_temp.tsv_rows(:'train_data');
 INSERT INTO tap_reviews_test SELECT * FROM pg_temp.tsv_rows(:'test_data');
 INSERT INTO tap_reviews VALUES (NULL, 'a row without a label', 1), ('positive', NULL, 2);

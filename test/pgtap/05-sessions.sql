@@ -8,14 +8,12 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
+\ir helpers.psql
 CREATE EXTENSION IF NOT EXISTS dblink;
 DROP TABLE IF EXISTS ses_reviews, ses_flipped, ses_many;
 \set train_data `cat :fixtures/sst2_train_600.tsv`
 CREATE TABLE ses_reviews (label text, body text);
-INSERT INTO ses_reviews
-SELECT split_part(line, E'\t', 1), substr(line, strpos(line, E'\t') + 1)
-FROM regexp_split_to_table(:'train_data', E'\n') AS line
-WHERE line <> '' AND line <> E'label\ttext';
+INSERT INTO ses_reviews SELECT * FROM pg_temp.tsv_rows(:'train_data');
 -- the same texts with the labels swapped: an adapter that predicts the opposite
 CREATE TABLE ses_flipped AS
 SELECT CASE label WHEN 'positive' THEN 'negative' ELSE 'positive' END AS label, body FROM ses_reviews;
@@ -63,16 +61,6 @@ SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 SET LOCAL min_parallel_table_scan_size = 0;
 SET LOCAL max_parallel_workers_per_gather = 2;
-CREATE FUNCTION pg_temp.explain_analyze(query text) RETURNS text LANGUAGE plpgsql AS $$
-DECLARE
-	line text;
-	plan text := '';
-BEGIN
-	FOR line IN EXECUTE 'EXPLAIN (ANALYZE, COSTS OFF) ' || query LOOP
-		plan := plan || line || E'\n';
-	END LOOP;
-	RETURN plan;
-END $$;
 SELECT matches(pg_temp.explain_analyze($$SELECT dept_predict('ses_model', body) FROM ses_many$$),
 			   'Workers Launched: [12]', 'parallel workers run dept_predict');
 SELECT is((SELECT count(*) FROM ses_many m JOIN serial_labels s USING (i, body)
