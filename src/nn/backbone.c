@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bert.h"
+#include "hf_config.h"
 #include "use_lite.h"
 
 static bool
@@ -36,6 +38,21 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 		return nn_fail(err, NN_ERR_IO, "model directory \"%s\" does not exist", dir);
 	if (file_exists_in(dir, "model.json"))
 		return use_lite_open(out, dir, err);
+	if (file_exists_in(dir, "config.json"))
+	{
+		/* a Hugging Face directory: the family is config.json's model_type */
+		char		type[HF_NAME_LEN];
+		char		path[4096];
+		NnStatus	s;
+
+		snprintf(path, sizeof(path), "%s/config.json", dir);
+		if ((s = hf_config_model_type(path, type, err)) != NN_OK)
+			return s;
+		if (strcmp(type, "bert") == 0)
+			return bert_open(out, dir, err);
+		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported (bert)",
+					   type, path);
+	}
 	return nn_fail(err, NN_ERR_IO,
 				   "no model found in \"%s\": expected model.json and vocab.json", dir);
 }

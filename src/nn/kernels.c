@@ -419,3 +419,118 @@ timing_sum_backward(float *dx, const float *dout, const int *rows, int N, int T,
 			d[j] += 2.0f * g[j];
 	}
 }
+
+/* ---- Hugging Face (PyTorch-layout) kernels ---- */
+
+void
+linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+			   int N, int C, int OC, int ldo)
+{
+	if (N <= 0)
+		return;
+	/* weight is (OC, C) row-major: the transposed operand gives inp @ weight^T */
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
+				1.0f, inp, C, weight, C, 0.0f, out, ldo);
+	if (bias != NULL)
+		for (int i = 0; i < N; i++)
+		{
+			float	   *o = out + (size_t) i * ldo;
+
+			for (int j = 0; j < OC; j++)
+				o[j] += bias[j];
+		}
+}
+
+void
+linear_backward(float *dinp, const float *dout, const float *weight, int N, int C, int OC,
+				int ldd)
+{
+	if (N <= 0)
+		return;
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
+				1.0f, dout, ldd, weight, C, 1.0f, dinp, C);
+}
+
+void
+gelu_forward(float *out, const float *inp, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+	{
+		float		x = inp[i];
+
+		out[i] = 0.5f * x * (1.0f + erff(x * (float) M_SQRT1_2));
+	}
+}
+
+void
+gelu_backward(float *dinp, const float *dout, const float *inp, size_t N)
+{
+	/* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+	const float inv_sqrt_2pi = 0.3989422804014327f;
+
+	for (size_t i = 0; i < N; i++)
+	{
+		float		x = inp[i];
+		float		cdf = 0.5f * (1.0f + erff(x * (float) M_SQRT1_2));
+		float		pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+
+		dinp[i] = dout[i] * (cdf + x * pdf);
+	}
+}
+
+void
+embed_sum_forward(float *out, const float *x, const float *pos, const float *type,
+				  const int *rows, int N, int T, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *xi = x + (size_t) rows[i] * C;
+		const float *p = pos + (size_t) (rows[i] % T) * C;
+		float	   *o = out + (size_t) i * C;
+
+		for (int j = 0; j < C; j++)
+			o[j] = (xi[j] + (type ? type[j] : 0.0f)) + p[j];
+	}
+}
+
+void
+embed_sum_backward(float *dx, const float *dout, const int *rows, int N, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *g = dout + (size_t) i * C;
+		float	   *d = dx + (size_t) rows[i] * C;
+
+		for (int j = 0; j < C; j++)
+			d[j] += g[j];
+	}
+}
+
+void
+firstrow_forward(float *out, const float *inp, const int *offsets, int B, int C)
+{
+	for (int b = 0; b < B; b++)
+	{
+		float	   *o = out + (size_t) b * C;
+
+		if (offsets[b + 1] > offsets[b])
+			memcpy(o, inp + (size_t) offsets[b] * C, sizeof(float) * (size_t) C);
+		else
+			memset(o, 0, sizeof(float) * (size_t) C);
+	}
+}
+
+void
+firstrow_backward(float *dinp, const float *dout, const int *offsets, int B, int C)
+{
+	for (int b = 0; b < B; b++)
+	{
+		float	   *d = dinp + (size_t) offsets[b] * C;
+		const float *g = dout + (size_t) b * C;
+
+		if (offsets[b + 1] <= offsets[b])
+			continue;
+		for (int j = 0; j < C; j++)
+			d[j] += g[j];
+	}
+}

@@ -23,7 +23,8 @@
  * rows are ever computed.
  *
  * Weights follow the TensorFlow layout: a dense layer's kernel is
- * (in, out) row-major, so out = inp @ weight + bias.
+ * (in, out) row-major, so out = inp @ weight + bias.  The linear_* pair
+ * (for Hugging Face checkpoints) takes PyTorch's (out, in) instead.
  *
  * Threads: nothing here creates any; cblas_sgemm uses as many as the caller
  * configured in OpenBLAS.
@@ -164,5 +165,57 @@ void		timing_sum_forward(float *out, const float *x, const float *signal,
  */
 void		timing_sum_backward(float *dx, const float *dout, const int *rows, int N, int T,
 								int C);
+
+/* ---- Hugging Face (PyTorch-layout) kernels: BERT and later families ---- */
+
+/*
+ * out (N, OC) = inp (N, C) @ weight^T + bias with weight (OC, C) row-major,
+ * PyTorch nn.Linear's layout as stored in safetensors (so the file's bytes
+ * are used as they are); bias may be NULL.  Rows of out are ldo >= OC
+ * floats apart, so q, k and v can be written side by side into one
+ * (N, 3C) buffer for attention_forward.
+ */
+void		linear_forward(float *out, const float *inp, const float *weight,
+						   const float *bias, int N, int C, int OC, int ldo);
+
+/* dinp (N, C) += dout (N, OC; rows ldd apart) @ weight: one sgemm. */
+void		linear_backward(float *dinp, const float *dout, const float *weight,
+							int N, int C, int OC, int ldd);
+
+/*
+ * out (N) = GELU(inp) = inp * Phi(inp) = 0.5 inp (1 + erf(inp / sqrt 2)),
+ * the exact form (PyTorch's default, HF "gelu"); out may alias inp, but
+ * the backward needs inp, so a caller that trains keeps it.
+ */
+void		gelu_forward(float *out, const float *inp, size_t N);
+
+/*
+ * dinp (N) = dout (Phi(inp) + inp phi(inp)) from the forward's inp.
+ * OVERWRITES dinp; it may alias dout.
+ */
+void		gelu_backward(float *dinp, const float *dout, const float *inp, size_t N);
+
+/*
+ * The packed input of a BERT stack: out (N, C) row i = (x[r] + type) +
+ * pos[r % T] with r = rows[i], x (batch, T, C) padded word embeddings,
+ * pos (>= T, C) the position table and type (C) one token-type row (may be
+ * NULL); the sum is taken in HF's order (inputs + token type, then
+ * position).  Position t is the column, so prompt rows prepended to x take
+ * positions 0..m-1 as in HF PEFT.
+ */
+void		embed_sum_forward(float *out, const float *x, const float *pos, const float *type,
+							  const int *rows, int N, int T, int C);
+
+/* dx (batch, T, C) row rows[i] += dout[i]; rows not packed are left alone. */
+void		embed_sum_backward(float *dx, const float *dout, const int *rows, int N, int C);
+
+/*
+ * out (B, C) = the first row of each sequence (BERT's [CLS] pooling);
+ * an empty sequence gives zeros.
+ */
+void		firstrow_forward(float *out, const float *inp, const int *offsets, int B, int C);
+
+/* dinp (N, C) first row of sequence b += dout[b]. */
+void		firstrow_backward(float *dinp, const float *dout, const int *offsets, int B, int C);
 
 #endif							/* DEPT_NN_KERNELS_H */

@@ -204,6 +204,8 @@ checkpoint_copy(Adapter *a, float *buf, bool save)
 
 	for (int i = 0; i < n; i++)
 	{
+		if (list[i]->n == 0)
+			continue;			/* a tensor the method does not have: w is NULL */
 		if (save)
 			memcpy(buf, list[i]->w, sizeof(float) * list[i]->n);
 		else
