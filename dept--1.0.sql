@@ -90,6 +90,17 @@ CREATE TABLE dept.jobs (
 	finished_at timestamptz
 );
 CREATE SEQUENCE dept.job_ids OWNED BY dept.jobs.id;
+
+CREATE TABLE dept.models (
+	name text PRIMARY KEY,
+	path text NOT NULL,
+	family text NOT NULL,
+	fingerprint text NOT NULL,
+	registered_by regrole NOT NULL,
+	registered_at timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE dept.models IS
+	'backbone models registered with dept_register_model; "use-lite" (the default) needs no row';
 COMMENT ON TABLE dept.jobs IS 'training jobs with their status and progress';
 
 ALTER TABLE dept.adapters ENABLE ROW LEVEL SECURITY;
@@ -98,14 +109,21 @@ CREATE POLICY adapters_readable ON dept.adapters FOR SELECT
 	USING (pg_has_role(current_user, owner, 'USAGE'));
 CREATE POLICY jobs_readable ON dept.jobs FOR SELECT
 	USING (pg_has_role(current_user, owner, 'USAGE'));
-REVOKE ALL ON dept.adapters, dept.jobs FROM PUBLIC;
+REVOKE ALL ON dept.adapters, dept.jobs, dept.models FROM PUBLIC;
 GRANT USAGE ON SCHEMA dept TO PUBLIC;
-GRANT SELECT ON dept.adapters, dept.jobs TO PUBLIC;
+GRANT SELECT ON dept.adapters, dept.jobs, dept.models TO PUBLIC;
 REVOKE ALL ON SEQUENCE dept.job_ids FROM PUBLIC;
 
 SELECT pg_catalog.pg_extension_config_dump('dept.adapters', '');
 SELECT pg_catalog.pg_extension_config_dump('dept.jobs', '');
 SELECT pg_catalog.pg_extension_config_dump('dept.job_ids', '');
+SELECT pg_catalog.pg_extension_config_dump('dept.models', '');
+
+CREATE FUNCTION dept_register_model(name text, path text) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'dept_register_model'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION dept_register_model(text, text) IS
+	'load a model directory (Hugging Face BERT: config.json + model.safetensors + tokenizer.json) and register it under a name for dept_train''s "model" option; superuser or pg_read_server_files';
 
 -- ---------------------------------------------------------------------------
 -- Training

@@ -49,9 +49,17 @@ adapter_rank_for_budget(int l, int d, int s, int m, int subspaces, int subspace_
 	long		budget = (long) (l - m) * d;
 
 	budget -= (long) subspaces * (2L * d * subspace_rank + d + 1);
+	long		r;
+
 	if (budget <= 0 || s + d <= 0)
 		return 0;
-	return (int) (budget / (s + d));
+	r = budget / (s + d);
+	/* a rank beyond min(s, d) adds parameters but no expressiveness */
+	if (r > d)
+		r = d;
+	if (r > s)
+		r = s;
+	return (int) r;
 }
 
 static NnStatus

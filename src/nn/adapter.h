@@ -115,7 +115,8 @@ size_t		adapter_param_count(const AdapterConfig *cfg);
 /*
  * The rank r that spends the budget of PT with l prompt vectors on a
  * prompt of m rows plus A, B (and EPT's extras when subspaces > 0):
- * m d + r (s + d) [+ K (2 d q + d + 1)] <= l d.  Returns 0 if none fits.
+ * m d + r (s + d) [+ K (2 d q + d + 1)] <= l d, capped at min(s, d) (a
+ * larger rank adds nothing).  Returns 0 if none fits.
  */
 int			adapter_rank_for_budget(int l, int d, int s, int m, int subspaces, int subspace_rank);
 

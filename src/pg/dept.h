@@ -18,10 +18,14 @@ extern int	dept_threads;
 
 /* Methods */
 extern const Backbone *DeptGetBackbone(void);
+extern const Backbone *DeptGetBackboneAt(const char *dir);
+extern BackboneRun *DeptGetRunFor(const Backbone *bb, int batch, int seq);
+extern char *DeptModelDirFor(const char *model_name);
 extern BackboneRun *DeptGetRun(int batch, int seq);
 extern void DeptApplyThreads(void);
 extern const char *DeptModelDirectory(void);
 extern double DeptModelLoadMillis(void);
+extern int	DeptNnSqlState(const NnError *err);
 extern void DeptReportNnError(const NnError *err, const char *what) pg_attribute_noreturn();
 
 #endif							/* DEPT_PG_DEPT_H */

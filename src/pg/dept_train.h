@@ -45,6 +45,8 @@ typedef struct DeptTrainRequest
 	char		activate[16];
 	char		options_json[8192];
 	char		init_text[1024];
+	char		model_name[64];		/* "use-lite" or a name in dept.models */
+	char		model_dir[MAXPGPATH];	/* resolved by the caller */
 	bool		prompt_len_set;
 	TrainOptions opt;			/* progress fields and init_text set by the worker */
 

@@ -4,26 +4,35 @@
  * The backbone's weights are mmap'ed read-only by src/nn, so every backend
  * shares one copy through the page cache; what each backend owns is the
  * small tokenizer and the activation buffers (BackboneRun).  The cache is
- * keyed by the resolved model directory: changing dept.model_path makes
- * the next call load the new model.  Memory comes from malloc inside src/nn
- * and lives as long as the backend, so no MemoryContext owns it.
+ * keyed by model directory: the default one (dept.model_path) and any
+ * registered model an adapter was trained on; changing dept.model_path
+ * makes the next call use the new directory.  Model memory comes from
+ * malloc inside src/nn and lives as long as the backend.
  */
 #include "postgres.h"
 
 #include <cblas.h>
 
 #include "miscadmin.h"
+#include "utils/memutils.h"
 #include "portability/instr_time.h"
 #include "port.h"
 
 #include "dept.h"
 
-static Backbone *cached_backbone = NULL;
-static char cached_dir[MAXPGPATH];
-static double cached_load_ms = 0.0;
-static BackboneRun *cached_run = NULL;
-static int	cached_run_batch = 0;
-static int	cached_run_seq = 0;
+/* One loaded model directory with its activation buffers. */
+typedef struct LoadedModel
+{
+	char		dir[MAXPGPATH];
+	Backbone   *bb;
+	double		load_ms;
+	BackboneRun *run;
+	int			run_batch;
+	int			run_seq;
+	struct LoadedModel *next;
+} LoadedModel;
+
+static LoadedModel *loaded_models = NULL;
 static int	applied_threads = 0;
 
 /* The directory to load: dept.model_path, or the installed default. */
@@ -44,33 +53,30 @@ DeptModelDirectory(void)
 	return default_dir;
 }
 
+/* The SQLSTATE of a src/nn failure. */
+int
+DeptNnSqlState(const NnError *err)
+{
+	switch (err->status)
+	{
+		case NN_ERR_IO:
+			return ERRCODE_UNDEFINED_FILE;
+		case NN_ERR_FORMAT:
+			return ERRCODE_DATA_CORRUPTED;
+		case NN_ERR_NOMEM:
+			return ERRCODE_OUT_OF_MEMORY;
+		default:
+			return ERRCODE_INVALID_PARAMETER_VALUE;
+	}
+}
+
 /* Turn a failure of src/nn into an ereport with a matching SQLSTATE. */
 void
 DeptReportNnError(const NnError *err, const char *what)
 {
-	int			code;
-
-	switch (err->status)
-	{
-		case NN_ERR_IO:
-			code = ERRCODE_UNDEFINED_FILE;
-			break;
-		case NN_ERR_FORMAT:
-			code = ERRCODE_DATA_CORRUPTED;
-			break;
-		case NN_ERR_NOMEM:
-			code = ERRCODE_OUT_OF_MEMORY;
-			break;
-		default:
-			code = ERRCODE_INVALID_PARAMETER_VALUE;
-			break;
-	}
 	ereport(ERROR,
-			(errcode(code),
-			 errmsg("%s: %s", what, err->msg),
-			 (err->status == NN_ERR_IO || err->status == NN_ERR_FORMAT) ?
-			 errhint("Check the setting \"dept.model_path\" (now \"%s\"), or reinstall the default model with \"make install\".",
-					 DeptModelDirectory()) : 0));
+			(errcode(DeptNnSqlState(err)),
+			 errmsg("%s: %s", what, err->msg)));
 }
 
 /* Set OpenBLAS's thread count from dept.threads when it changed. */
@@ -84,35 +90,30 @@ DeptApplyThreads(void)
 	}
 }
 
-static void
-DeptDropBackbone(void)
+static LoadedModel *
+DeptFindModel(const Backbone *bb)
 {
-	if (cached_run != NULL)
-		cached_backbone->ops->run_free(cached_run);
-	cached_run = NULL;
-	cached_run_batch = 0;
-	cached_run_seq = 0;
-	backbone_close(cached_backbone);
-	cached_backbone = NULL;
-	cached_dir[0] = '\0';
+	for (LoadedModel *m = loaded_models; m; m = m->next)
+		if (m->bb == bb)
+			return m;
+	elog(ERROR, "backbone is not in the model cache");
+	return NULL;
 }
 
-/* The backbone for the current dept.model_path, loading it if needed. */
+/* The backbone in directory dir, loading it on first use in this backend. */
 const Backbone *
-DeptGetBackbone(void)
+DeptGetBackboneAt(const char *dir)
 {
-	const char *dir = DeptModelDirectory();
+	LoadedModel *m;
 	Backbone   *bb = NULL;
 	NnError		err;
 	instr_time	start,
 				duration;
 
 	DeptApplyThreads();
-	if (cached_backbone != NULL && strcmp(cached_dir, dir) == 0)
-		return cached_backbone;
-	if (cached_backbone != NULL)
-		DeptDropBackbone();
-
+	for (m = loaded_models; m; m = m->next)
+		if (strcmp(m->dir, dir) == 0)
+			return m->bb;
 	if (strlen(dir) >= MAXPGPATH)
 		ereport(ERROR,
 				(errcode(ERRCODE_NAME_TOO_LONG),
@@ -121,43 +122,64 @@ DeptGetBackbone(void)
 	nn_error_clear(&err);
 	INSTR_TIME_SET_CURRENT(start);
 	if (backbone_open(&bb, dir, &err) != NN_OK)
-		DeptReportNnError(&err, "could not load model");
+		ereport(ERROR,
+				(errcode(DeptNnSqlState(&err)),
+				 errmsg("could not load model: %s", err.msg),
+				 strcmp(dir, DeptModelDirectory()) == 0 ?
+				 errhint("Check the setting \"dept.model_path\" (now \"%s\"), or reinstall the default model with \"make install\".", dir) :
+				 errhint("Check the model directory \"%s\" and its files.", dir)));
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 
-	cached_backbone = bb;
-	strlcpy(cached_dir, dir, sizeof(cached_dir));
-	cached_load_ms = INSTR_TIME_GET_MILLISEC(duration);
-	return cached_backbone;
+	m = MemoryContextAllocZero(TopMemoryContext, sizeof(LoadedModel));
+	strlcpy(m->dir, dir, sizeof(m->dir));
+	m->bb = bb;
+	m->load_ms = INSTR_TIME_GET_MILLISEC(duration);
+	m->next = loaded_models;
+	loaded_models = m;
+	return bb;
 }
 
-/* Milliseconds the current backbone took to load (0 before the first load). */
+/* The default backbone: dept.model_path, or the installed use-lite. */
+const Backbone *
+DeptGetBackbone(void)
+{
+	return DeptGetBackboneAt(DeptModelDirectory());
+}
+
+/* Milliseconds the default backbone took to load in this backend. */
 double
 DeptModelLoadMillis(void)
 {
-	return cached_backbone ? cached_load_ms : 0.0;
+	return DeptFindModel(DeptGetBackbone())->load_ms;
 }
 
-/* Activation buffers for at least batch rows of seq positions. */
+/* Activation buffers of bb for at least batch rows of seq positions. */
 BackboneRun *
-DeptGetRun(int batch, int seq)
+DeptGetRunFor(const Backbone *bb, int batch, int seq)
 {
-	const Backbone *bb = DeptGetBackbone();
+	LoadedModel *m = DeptFindModel(bb);
 
-	if (cached_run != NULL && cached_run_batch >= batch && cached_run_seq >= seq)
-		return cached_run;
-	if (cached_run != NULL)
-		bb->ops->run_free(cached_run);
-	if (cached_run_batch > batch)
-		batch = cached_run_batch;
-	if (cached_run_seq > seq)
-		seq = cached_run_seq;
-	cached_run = bb->ops->run_new(bb, batch, seq);
-	cached_run_batch = cached_run ? batch : 0;
-	cached_run_seq = cached_run ? seq : 0;
-	if (cached_run == NULL)
+	if (m->run != NULL && m->run_batch >= batch && m->run_seq >= seq)
+		return m->run;
+	if (m->run != NULL)
+		bb->ops->run_free(m->run);
+	m->run = NULL;
+	batch = Max(batch, m->run_batch);
+	seq = Max(seq, m->run_seq);
+	m->run = bb->ops->run_new(bb, batch, seq);
+	m->run_batch = m->run ? batch : 0;
+	m->run_seq = m->run ? seq : 0;
+	if (m->run == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory allocating model buffers for %d rows", batch)));
-	return cached_run;
+	return m->run;
+}
+
+/* Activation buffers of the default backbone. */
+BackboneRun *
+DeptGetRun(int batch, int seq)
+{
+	return DeptGetRunFor(DeptGetBackbone(), batch, seq);
 }

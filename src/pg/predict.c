@@ -49,6 +49,7 @@ typedef struct CachedAdapter
 	char	   *name;
 	int			version;
 	int64		row_xmin;
+	char		model_dir[MAXPGPATH];	/* the backbone it was trained on */
 	Adapter    *adapter;		/* malloc'd by src/nn */
 	char	  **labels;
 	int			n_labels;
@@ -76,7 +77,7 @@ DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *nam
 	char		fingerprint[65];
 	char	  **labels = NULL;
 	NnError		err;
-	const Backbone *bb = DeptGetBackbone();
+	const Backbone *bb = DeptGetBackboneAt(entry->model_dir);
 
 	nn_error_clear(&err);
 	if (adapter_deserialize((const uint8_t *) VARDATA_ANY(tensors), VARSIZE_ANY_EXHDR(tensors),
@@ -128,8 +129,8 @@ DeptGetAdapter(const char *name)
 		int			version;
 		int64		row_xmin;
 
-		DeptSpiExec("SELECT version, xmin::text::bigint FROM dept.adapters WHERE name = $1 AND active",
-					1, types, values, NULL, true, 1);
+		DeptSpiExec("SELECT version, xmin::text::bigint, backbone FROM dept.adapters "
+					"WHERE name = $1 AND active", 1, types, values, NULL, true, 1);
 		if (SPI_processed == 0)
 			DeptNoSuchAdapter(name);
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -143,9 +144,13 @@ DeptGetAdapter(const char *name)
 		}
 		if (entry->adapter == NULL || entry->version != version || entry->row_xmin != row_xmin)
 		{
+			char	   *model = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+																  SPI_tuptable->tupdesc, 3, &isnull));
+
 			Datum		v[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
 			Oid			t[2] = {TEXTOID, INT4OID};
 
+			strlcpy(entry->model_dir, DeptModelDirFor(model), sizeof(entry->model_dir));
 			DeptSpiExec("SELECT tensors FROM dept.adapters WHERE name = $1 AND version = $2",
 						2, t, v, NULL, true, 1);
 			if (SPI_processed == 0)
@@ -168,9 +173,9 @@ DeptGetAdapter(const char *name)
 static float *
 DeptClassify(CachedAdapter *entry, const char *const *texts, const size_t *lens, int n)
 {
-	const Backbone *bb = DeptGetBackbone();
+	const Backbone *bb = DeptGetBackboneAt(entry->model_dir);
 	int			seq = adapter_prompt_rows(&entry->adapter->cfg) + entry->adapter->cfg.max_len;
-	BackboneRun *run = DeptGetRun(DEPT_PREDICT_BATCH, seq);
+	BackboneRun *run = DeptGetRunFor(bb, DEPT_PREDICT_BATCH, seq);
 	float	   *probs = palloc(sizeof(float) * (size_t) n * entry->n_labels);
 	NnError		err;
 
@@ -488,7 +493,7 @@ dept_import(PG_FUNCTION_ARGS)
 	row.name = name;
 	row.owner = GetUserId();
 	row.method = DeptMethodName(a->cfg.method);
-	row.backbone = "use-lite";
+	row.backbone = "use-lite";	/* the registered model with this fingerprint, if any, below */
 	row.fingerprint = pstrdup(fingerprint);
 	row.n_labels = a->cfg.n_classes;
 	row.labels = palloc(sizeof(char *) * row.n_labels);
@@ -502,6 +507,17 @@ dept_import(PG_FUNCTION_ARGS)
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
+	{
+		Oid			types[1] = {TEXTOID};
+		Datum		values[1] = {CStringGetTextDatum(fingerprint)};
+		bool		isnull;
+
+		DeptSpiExec("SELECT name FROM dept.models WHERE fingerprint = $1 ORDER BY name LIMIT 1",
+					1, types, values, NULL, true, 1);
+		if (SPI_processed > 0)
+			row.backbone = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
+															 SPI_tuptable->tupdesc, 1, &isnull));
+	}
 	DeptCheckAdapterWritable(name);
 	version = DeptStoreAdapter(&row, activate ? "always" : "never", &activated);
 	SPI_finish();

@@ -104,8 +104,11 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 			memcpy(req->init_text, v->val.string.val, v->val.string.len);
 			req->init_text[v->val.string.len] = '\0';
 		}
-		else if (v->val.string.len != 8 || strncmp(v->val.string.val, "use-lite", 8) != 0)
-			bad_option(k, "Only the default model \"use-lite\" is available.");
+		else
+		{
+			memcpy(req->model_name, v->val.string.val, v->val.string.len);
+			req->model_name[v->val.string.len] = '\0';
+		}
 		return;
 	}
 	x = option_number(spec, v);
@@ -146,6 +149,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 
 	train_options_default(&req->opt);
 	strlcpy(req->init_text, "Classify the text:", sizeof(req->init_text));
+	strlcpy(req->model_name, "use-lite", sizeof(req->model_name));
 	for (int i = 0; i < 4; i++)
 		if (strcmp(method, methods[i]) == 0)
 			m = i;

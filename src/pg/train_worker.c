@@ -180,7 +180,7 @@ DeptCheckLabels(Oid relid, const char *label_column)
 static void
 DeptCheckModelFits(const DeptTrainRequest *req)
 {
-	const Backbone *bb = DeptGetBackbone();
+	const Backbone *bb = DeptGetBackboneAt(req->model_dir);
 	int			prompt = req->opt.method == ADAPTER_PROBE ? 0 : req->opt.prompt_len;
 
 	if (prompt + req->opt.max_len > bb->max_positions)
@@ -192,6 +192,11 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("rank %d is larger than the embedding width %d", req->opt.rank, bb->d_embed)));
+	if (req->opt.method != ADAPTER_PROBE && bb->ops->backward == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("model \"%s\" (%s) cannot train prompts yet", req->model_name, bb->ops->family),
+				 errhint("Train a linear probe with method => 'probe'.")));
 	if (req->opt.max_len > bb->max_tokens)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -438,6 +443,7 @@ dept_train(PG_FUNCTION_ARGS)
 	DeptReapJobs();
 	DeptCheckAdapterWritable(adapter);
 	DeptCheckLabels(relid, label_column);
+	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));
 	DeptCheckModelFits(req);
 	req->job_id = DeptNextJobId();
 	SPI_finish();
@@ -726,6 +732,10 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 					 req->opt.epochs, req->opt.max_steps, req->opt.batch_size,
 					 req->opt.valid_fraction, (unsigned long long) req->opt.seed, res->param_count);
 	escape_json(&hyper, req->init_text);
+	appendStringInfoString(&hyper, ", \"model\": ");
+	escape_json(&hyper, req->model_name);
+	appendStringInfoString(&hyper, ", \"family\": ");
+	escape_json(&hyper, bb->ops->family);
 	appendStringInfoChar(&hyper, '}');
 
 	initStringInfo(&metrics);
@@ -744,7 +754,7 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	row.name = req->adapter;
 	row.owner = req->role;
 	row.method = req->method;
-	row.backbone = bb->ops->family;
+	row.backbone = req->model_name;
 	row.fingerprint = bb->fingerprint;
 	row.labels = ds->class_names;
 	row.n_labels = ds->n_classes;
@@ -816,9 +826,7 @@ DeptRunJob(DeptTrainRequest *req)
 	DeptSetState(req, JOB_RUNNING);
 	ds = DeptReadRows(req);
 
-	StartTransactionCommand();
-	bb = DeptGetBackbone();
-	CommitTransactionCommand();
+	bb = DeptGetBackboneAt(req->model_dir);
 
 	req->opt.progress = DeptWorkerProgress;
 	req->opt.progress_arg = req;
