@@ -14,7 +14,7 @@ NN_SRCS = $(sort $(wildcard src/nn/*.c))
 PG_SRCS = $(sort $(wildcard src/pg/*.c))
 OBJS = $(NN_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
-REGRESS = embed errors hf_bert
+REGRESS = embed errors hf_bert hf_t5
 REGRESS_OPTS = --load-extension=dept
 
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)

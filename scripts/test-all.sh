@@ -50,12 +50,14 @@ trap cleanup EXIT
 scripts/pg-cluster.sh start "$pgdir" "$port"
 export PGHOST=$pgdir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 export DEPT_FIXTURE_DIR=$root/test/fixtures
-# the tiny Hugging Face BERT of ../shared, where the server (another OS user) can read it
-mkdir -p "$pgdir/models/bert-tiny"
+# the tiny Hugging Face models of ../shared, where the server (another OS user) can read them
+mkdir -p "$pgdir/models/bert-tiny" "$pgdir/models/t5-tiny"
 cp "$root"/../shared/fixtures/hf/bert-tiny-random/{config.json,model.safetensors,tokenizer.json,vocab.txt} \
 	"$pgdir/models/bert-tiny/"
+cp "$root"/../shared/fixtures/hf/t5-tiny-random/{config.json,model.safetensors,tokenizer.json} \
+	"$pgdir/models/t5-tiny/"
 chmod -R a+rX "$pgdir/models"
-export DEPT_BERT_DIR=$pgdir/models/bert-tiny
+export DEPT_BERT_DIR=$pgdir/models/bert-tiny DEPT_T5_DIR=$pgdir/models/t5-tiny
 
 # --- pg_regress -------------------------------------------------------------
 set +e

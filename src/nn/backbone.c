@@ -11,6 +11,7 @@
 
 #include "bert.h"
 #include "hf_config.h"
+#include "t5.h"
 #include "use_lite.h"
 
 static bool
@@ -50,7 +51,9 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 			return s;
 		if (strcmp(type, "bert") == 0)
 			return bert_open(out, dir, err);
-		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported (bert)",
+		if (strcmp(type, "t5") == 0)
+			return t5_open(out, dir, err);
+		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported (bert, t5)",
 					   type, path);
 	}
 	return nn_fail(err, NN_ERR_IO,
