@@ -298,11 +298,7 @@ hash_file(Sha256 *ctx, const char *dir, const char *name)
 static void
 fingerprint(const Bert *m, const char *dir, char hex[65])
 {
-	static const char hexd[] = "0123456789abcdef";
 	Sha256		ctx;
-	uint8_t		d[SHA256_DIGEST_LEN];
-	size_t		hlen;
-	const char *header = safetensors_header(m->st, &hlen);
 
 	sha256_init(&ctx);
 	sha256_update(&ctx, "bert", 5);
@@ -312,24 +308,8 @@ fingerprint(const Bert *m, const char *dir, char hex[65])
 		hash_file(&ctx, dir, "vocab.txt");
 		hash_file(&ctx, dir, "tokenizer_config.json");
 	}
-	sha256_update(&ctx, header, hlen);
-	for (int i = 0; i < safetensors_count(m->st); i++)
-	{
-		const StTensor *t = safetensors_tensor(m->st, i);
-		const uint8_t *raw = safetensors_raw(m->st, t);
-		size_t		head = t->nbytes < BERT_SAMPLE_BYTES ? t->nbytes : BERT_SAMPLE_BYTES;
-
-		sha256_update(&ctx, raw, head);
-		if (t->nbytes > head)
-			sha256_update(&ctx, raw + t->nbytes - head, head);
-	}
-	sha256_final(&ctx, d);
-	for (int i = 0; i < SHA256_DIGEST_LEN; i++)
-	{
-		hex[2 * i] = hexd[d[i] >> 4];
-		hex[2 * i + 1] = hexd[d[i] & 15];
-	}
-	hex[64] = '\0';
+	safetensors_hash_sample(m->st, &ctx, BERT_SAMPLE_BYTES);
+	sha256_final_hex(&ctx, hex);
 }
 
 static void

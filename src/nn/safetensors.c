@@ -605,3 +605,22 @@ safetensors_get(const Safetensors *st, const char *name, StDtype dtype, int ndim
 	*data = st->data + t->offset;
 	return NN_OK;
 }
+
+void
+safetensors_hash_sample(const Safetensors *st, Sha256 *ctx, size_t sample_bytes)
+{
+	size_t		hlen;
+	const char *header = safetensors_header(st, &hlen);
+
+	sha256_update(ctx, header, hlen);
+	for (int i = 0; i < safetensors_count(st); i++)
+	{
+		const StTensor *t = safetensors_tensor(st, i);
+		const uint8_t *raw = safetensors_raw(st, t);
+		size_t		head = t->nbytes < sample_bytes ? t->nbytes : sample_bytes;
+
+		sha256_update(ctx, raw, head);
+		if (t->nbytes > head)
+			sha256_update(ctx, raw + t->nbytes - head, head);
+	}
+}

@@ -46,6 +46,7 @@
 #include <stdint.h>
 
 #include "nn_common.h"
+#include "sha256.h"
 
 #define ST_MAX_DIMS 8
 #define ST_MAX_HEADER ((uint64_t) 100 << 20)	/* the reference library's limit */
@@ -95,6 +96,12 @@ const StTensor *safetensors_find(const Safetensors *st, const char *name);
 
 /* The tensor's bytes as stored in the file (any dtype). */
 const void *safetensors_raw(const Safetensors *st, const StTensor *t);
+
+/*
+ * Feed ctx the header and the first and last sample_bytes of every tensor:
+ * a fingerprint that tells checkpoints apart without reading every weight.
+ */
+void		safetensors_hash_sample(const Safetensors *st, Sha256 *ctx, size_t sample_bytes);
 
 /* Size in bytes of one element of dtype, and its name ("F32"). */
 size_t		safetensors_dtype_size(StDtype dtype);

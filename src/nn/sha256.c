@@ -151,19 +151,26 @@ sha256_final(Sha256 *ctx, uint8_t digest[SHA256_DIGEST_LEN])
 }
 
 void
-sha256_hex(const void *data, size_t len, char hex[65])
+sha256_final_hex(Sha256 *ctx, char hex[65])
 {
 	static const char digits[] = "0123456789abcdef";
-	Sha256		ctx;
 	uint8_t		d[SHA256_DIGEST_LEN];
 
-	sha256_init(&ctx);
-	sha256_update(&ctx, data, len);
-	sha256_final(&ctx, d);
+	sha256_final(ctx, d);
 	for (int i = 0; i < SHA256_DIGEST_LEN; i++)
 	{
 		hex[2 * i] = digits[d[i] >> 4];
 		hex[2 * i + 1] = digits[d[i] & 15];
 	}
 	hex[64] = '\0';
+}
+
+void
+sha256_hex(const void *data, size_t len, char hex[65])
+{
+	Sha256		ctx;
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, data, len);
+	sha256_final_hex(&ctx, hex);
 }

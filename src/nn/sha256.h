@@ -29,4 +29,7 @@ void		sha256_final(Sha256 *ctx, uint8_t digest[SHA256_DIGEST_LEN]);
 /* Hash len bytes and write the 64 hex digits plus a NUL into hex. */
 void		sha256_hex(const void *data, size_t len, char hex[65]);
 
+/* Finish ctx and write its digest as 64 lowercase hex digits + NUL. */
+void		sha256_final_hex(Sha256 *ctx, char hex[65]);
+
 #endif							/* DEPT_NN_SHA256_H */

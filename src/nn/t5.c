@@ -1281,12 +1281,8 @@ t5_pad_id(const Backbone *bb)
 static void
 fingerprint(const T5 *m, const char *cfg, size_t cfg_len, const char *dir, char hex[65])
 {
-	static const char hexd[] = "0123456789abcdef";
 	Sha256		ctx;
-	uint8_t		d[SHA256_DIGEST_LEN];
-	size_t		hlen,
-				tlen;
-	const char *header = safetensors_header(m->st, &hlen);
+	size_t		tlen;
 	char		path[4096];
 	char	   *tok;
 
@@ -1299,24 +1295,8 @@ fingerprint(const T5 *m, const char *cfg, size_t cfg_len, const char *dir, char 
 		sha256_update(&ctx, tok, tlen);
 		free(tok);
 	}
-	sha256_update(&ctx, header, hlen);
-	for (int i = 0; i < safetensors_count(m->st); i++)
-	{
-		const StTensor *t = safetensors_tensor(m->st, i);
-		const uint8_t *raw = safetensors_raw(m->st, t);
-		size_t		head = t->nbytes < T5_SAMPLE_BYTES ? t->nbytes : T5_SAMPLE_BYTES;
-
-		sha256_update(&ctx, raw, head);
-		if (t->nbytes > head)
-			sha256_update(&ctx, raw + t->nbytes - head, head);
-	}
-	sha256_final(&ctx, d);
-	for (int i = 0; i < SHA256_DIGEST_LEN; i++)
-	{
-		hex[2 * i] = hexd[d[i] >> 4];
-		hex[2 * i + 1] = hexd[d[i] & 15];
-	}
-	hex[64] = '\0';
+	safetensors_hash_sample(m->st, &ctx, T5_SAMPLE_BYTES);
+	sha256_final_hex(&ctx, hex);
 }
 
 NnStatus
