@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what building and testing dept needs, from Debian's packages
 # (bookworm): PostgreSQL 15 server + headers, pgTAP, pg_cron, OpenBLAS,
-# utf8proc, cJSON, node/npm (to fetch the model).  Idempotent; as root or
+# utf8proc, cJSON, clang with libFuzzer, node/npm (to fetch the model).  Idempotent; as root or
 # through sudo.
 set -euo pipefail
 packages=(
@@ -9,6 +9,7 @@ packages=(
 	postgresql-15 postgresql-server-dev-15 postgresql-15-pgtap postgresql-15-cron
 	libtap-parser-sourcehandler-pgtap-perl
 	libopenblas-dev libutf8proc-dev libcjson-dev
+	clang libclang-rt-14-dev
 	nodejs npm
 )
 missing=()

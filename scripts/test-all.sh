@@ -42,6 +42,15 @@ read -r p f < <(count_unit <build/unit-asan.log || true)
 [ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ] && f=1
 tally "unit (ASan+UBSan)" "${p:-0}" "${f:-1}"
 
+# --- fuzzing: each libFuzzer harness for a short fixed time ---------------------
+set +e
+test/fuzz/run.sh "${DEPT_FUZZ_SECONDS:-10}" >build/fuzz.log 2>&1; rc=$?
+set -e
+cat build/fuzz.log
+read -r p f < <(sed -n 's/^\([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' build/fuzz.log | tail -1 || true)
+[ "$rc" -ne 0 ] && [ "${f:-0}" -eq 0 ] && f=1
+tally "fuzz" "${p:-0}" "${f:-1}"
+
 # --- a throw-away cluster ---------------------------------------------------
 pgdir=$(mktemp -d /tmp/dept-test.XXXXXX)
 port=${DEPT_TEST_PORT:-5499}

@@ -78,7 +78,9 @@ option_number(const OptionSpec *spec, const JsonbValue *v)
 
 	if (v->type != jbvNumeric)
 		bad_option(spec->key, "The value must be a number.");
-	x = DatumGetFloat8(DirectFunctionCall1(numeric_float8, NumericGetDatum(v->val.numeric)));
+	/* no overflow error: an absurd magnitude is just out of range (22023) */
+	x = DatumGetFloat8(DirectFunctionCall1(numeric_float8_no_overflow,
+										   NumericGetDatum(v->val.numeric)));
 	if (isnan(x) || x < spec->min || x > spec->max)
 		bad_option(spec->key, psprintf("The value must be between %g and %g.", spec->min, spec->max));
 	if (spec->kind == OPT_INT && x != floor(x))

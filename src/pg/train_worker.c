@@ -149,20 +149,23 @@ DeptQualifiedName(Oid relid)
 									  get_rel_name(relid));
 }
 
-/* The label column must hold at least two distinct non-null values. */
+/* The usable rows must hold at least two distinct labels. */
 static void
-DeptCheckLabels(Oid relid, const char *label_column)
+DeptCheckLabels(Oid relid, const char *label_column, const char *text_column)
 {
 	char	   *rel = DeptQualifiedName(relid);
 	const char *col = quote_identifier(label_column);
+	char	   *usable = psprintf("%s IS NOT NULL AND %s::text <> '' AND %s IS NOT NULL", col, col,
+								  quote_identifier(text_column));
 	char	   *sql;
 	bool		isnull;
 	int64		with_label;
 
-	sql = psprintf("SELECT (SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s IS NOT NULL LIMIT 1) s), "
-				   "EXISTS (SELECT 1 FROM %s WHERE %s IS NOT NULL AND %s::text <> "
-				   "(SELECT %s::text FROM %s WHERE %s IS NOT NULL LIMIT 1))",
-				   rel, col, rel, col, col, col, rel, col);
+	/* count only rows the worker will use: a text, and a non-empty label */
+	sql = psprintf("SELECT (SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT 1) s), "
+				   "EXISTS (SELECT 1 FROM %s WHERE %s AND %s::text <> "
+				   "(SELECT %s::text FROM %s WHERE %s LIMIT 1))",
+				   rel, usable, rel, usable, col, col, rel, usable);
 	DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
 	with_label = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	if (with_label == 0)
@@ -188,6 +191,14 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("prompt_length %d + max_length %d exceed the model's %d positions",
 						prompt, req->opt.max_len, bb->max_positions)));
+	if (req->opt.method == ADAPTER_EPT && req->opt.rank == 0 &&
+		adapter_rank_for_budget(req->opt.budget, bb->d_embed, req->opt.max_len, req->opt.prompt_len,
+								req->opt.subspaces, req->opt.subspace_rank) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("the budget of %d prompt vectors leaves no room for EPT's low-rank pair",
+						req->opt.budget),
+				 errhint("Raise budget, or lower prompt_length, subspaces or subspace_rank.")));
 	if (req->opt.rank > bb->d_embed)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -442,7 +453,7 @@ dept_train(PG_FUNCTION_ARGS)
 		elog(ERROR, "SPI_connect failed");
 	DeptReapJobs();
 	DeptCheckAdapterWritable(adapter);
-	DeptCheckLabels(relid, label_column);
+	DeptCheckLabels(relid, label_column, text_column);
 	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));
 	DeptCheckModelFits(req);
 	req->job_id = DeptNextJobId();
@@ -618,6 +629,19 @@ DeptReadRows(DeptTrainRequest *req)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot train on %s: %s", req->relation_name, err.msg)));
+	/* what the adapter format can store, checked before hours of training */
+	if (ds->n_classes > ADAPTER_IO_MAX_CLASSES)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("cannot train on %s: %d distinct labels, at most %d are supported",
+						req->relation_name, ds->n_classes, ADAPTER_IO_MAX_CLASSES)));
+	for (int c = 0; c < ds->n_classes; c++)
+		if (strlen(ds->class_names[c]) > ADAPTER_IO_MAX_CLASS_NAME)
+			ereport(ERROR,
+					(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+					 errmsg("cannot train on %s: a label is %zu bytes long, at most %d are supported",
+							req->relation_name, strlen(ds->class_names[c]),
+							ADAPTER_IO_MAX_CLASS_NAME)));
 	return ds;
 }
 
