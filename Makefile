@@ -81,7 +81,12 @@ $(TEST_DIR)/%: test/nn/%.c test/nn/unit.h $(NN_SRCS) $(wildcard src/nn/*.h)
 unittest: $(UNIT_BINS) $(MODEL_SRC)/.verified
 	@DEPT_MODEL_DIR=$(abspath $(MODEL_SRC)) test/run-unit.sh $(UNIT_BINS)
 
+# Load test: 16 pgbench clients for DURATION s (default 60) during training
+# and version flips; CI runs it for 20 s.
+stresscheck:
+	prove -v test/stress/load.sh :: $(or $(DURATION),60)
+
 prove:
 	DEPT_FIXTURE_DIR=$(abspath test/fixtures) pg_prove --ext .sql -r test/pgtap
 
-.PHONY: model install-model unittest prove
+.PHONY: model install-model unittest prove stresscheck

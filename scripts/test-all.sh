@@ -74,7 +74,7 @@ make -s installcheck >build/regress.log 2>&1; rc=$?
 set -e
 cat build/regress.log
 [ -f regression.diffs ] && cat regression.diffs
-total=$(grep -cE '^(not )?ok [0-9]+|^test [a-z_]+ +\.\.\. ' build/regress.log || true)
+total=$(grep -cE '^(not )?ok [0-9]+|^test [a-z0-9_]+ +\.\.\. ' build/regress.log || true)
 bad=$(grep -cE '^not ok |\.\.\. FAILED' build/regress.log || true)
 [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
 tally "pg_regress" "$((total - bad > 0 ? total - bad : 0))" "$bad"
@@ -99,6 +99,16 @@ tests=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' build/sh.log | tail -
 bad=$(sed -n 's/^.*Failed \([0-9]*\)\/[0-9]* subtests.*/\1/p' build/sh.log | awk '{s+=$1} END {print s+0}')
 [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
 tally "shell TAP" "$(( ${tests:-0} - bad > 0 ? ${tests:-0} - bad : 0))" "$bad"
+
+# --- load: 16 clients during training and version flips (reduced to 20 s) ---
+set +e
+prove -v test/stress/load.sh :: "${DEPT_STRESS_SECONDS:-20}" >build/stress.log 2>&1; rc=$?
+set -e
+cat build/stress.log
+tests=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' build/stress.log | tail -1)
+bad=$(grep -c '^not ok' build/stress.log || true)
+[ "$rc" -ne 0 ] && [ "$bad" -eq 0 ] && bad=1
+tally "load" "$(( ${tests:-0} - bad > 0 ? ${tests:-0} - bad : 0))" "$bad"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
