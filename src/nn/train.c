@@ -355,6 +355,9 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 	if ((opt->method == ADAPTER_DEPT || opt->method == ADAPTER_EPT) && cfg.rank == 0)
 		cfg.rank = adapter_rank_for_budget(opt->budget, cfg.d, cfg.max_len, cfg.prompt_len,
 										   cfg.subspaces, cfg.subspace_rank);
+	if (opt->method == ADAPTER_DEPT && opt->rank == 0 && cfg.prompt_len > opt->budget)
+		return nn_fail(err, NN_ERR_ARG, "a DePT prompt of %d rows exceeds the budget of %d prompt vectors",
+					   cfg.prompt_len, opt->budget);
 	if (opt->method == ADAPTER_EPT && cfg.rank == 0)
 		return nn_fail(err, NN_ERR_ARG, "the budget of %d prompt vectors leaves no room for EPT's low-rank pair",
 					   opt->budget);

@@ -191,6 +191,12 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("prompt_length %d + max_length %d exceed the model's %d positions",
 						prompt, req->opt.max_len, bb->max_positions)));
+	if (req->opt.method == ADAPTER_DEPT && req->opt.rank == 0 && req->opt.prompt_len > req->opt.budget)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a DePT prompt of %d rows exceeds the budget of %d prompt vectors",
+						req->opt.prompt_len, req->opt.budget),
+				 errhint("Lower prompt_length, raise budget, or give rank explicitly.")));
 	if (req->opt.method == ADAPTER_EPT && req->opt.rank == 0 &&
 		adapter_rank_for_budget(req->opt.budget, bb->d_embed, req->opt.max_len, req->opt.prompt_len,
 								req->opt.subspaces, req->opt.subspace_rank) == 0)
