@@ -47,6 +47,7 @@
  * holds the window since the last cut, not the whole text.
  */
 #include "sp_tokenizer.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -114,61 +115,6 @@ sp_reserve(void **buf, size_t *cap, size_t need, size_t elem)
 	return true;
 }
 
-/*
- * Decode the code point at s[*pos] as the WHATWG UTF-8 decoder does: a bad
- * lead byte, or a lead byte followed by fewer bytes in their allowed range
- * than it needs, becomes one U+FFFD and the byte that broke the sequence is
- * read again.  *valid tells whether the bytes were well-formed.
- */
-static uint32_t
-sp_utf8_next(const uint8_t *s, size_t len, size_t *pos, bool *valid)
-{
-	uint32_t	c = s[*pos];
-	uint8_t		lo = 0x80,
-				hi = 0xBF;
-	int			need;
-	size_t		p = *pos + 1;
-
-	*valid = true;
-	if (c < 0x80)
-	{
-		*pos = p;
-		return c;
-	}
-	if (c >= 0xC2 && c <= 0xDF)
-		need = 1, c &= 0x1F;
-	else if (c >= 0xE0 && c <= 0xEF)
-	{
-		need = 2;
-		lo = (c == 0xE0) ? 0xA0 : 0x80;
-		hi = (c == 0xED) ? 0x9F : 0xBF;
-		c &= 0x0F;
-	}
-	else if (c >= 0xF0 && c <= 0xF4)
-	{
-		need = 3;
-		lo = (c == 0xF0) ? 0x90 : 0x80;
-		hi = (c == 0xF4) ? 0x8F : 0xBF;
-		c &= 0x07;
-	}
-	else
-		need = -1;
-	for (; need > 0; need--, p++)
-	{
-		if (p >= len || s[p] < lo || s[p] > hi)
-			break;
-		c = (c << 6) | (s[p] & 0x3F);
-		lo = 0x80;
-		hi = 0xBF;
-	}
-	*pos = p;
-	if (need != 0)
-	{
-		*valid = false;
-		return 0xFFFD;
-	}
-	return c;
-}
 
 /* ---- NFKC --------------------------------------------------------------- */
 
@@ -472,7 +418,7 @@ sp_trie_insert(SpTokenizer *tok, int id, double score)
 
 	while (pos < len)
 	{
-		uint32_t	cp = sp_utf8_next(s, len, &pos, &valid);
+		uint32_t	cp = utf8_decode_next(s, len, &pos, &valid);
 		uint64_t	key = ((uint64_t) node << 21) | cp;
 		size_t		slot = sp_slot(tok, key);
 
@@ -583,7 +529,7 @@ sp_entry_check(const cJSON *e, int i, const char **piece, double *score,
 	*n_cps = *n_utf16 = 0;
 	while (pos < len)
 	{
-		uint32_t	cp = sp_utf8_next((const uint8_t *) p->valuestring, len, &pos, &valid);
+		uint32_t	cp = utf8_decode_next((const uint8_t *) p->valuestring, len, &pos, &valid);
 
 		if (!valid)
 			return nn_fail(err, NN_ERR_FORMAT, "vocab entry %d: piece is not valid UTF-8", i);
@@ -845,7 +791,7 @@ sp_decode_block(SpEncoder *e)
 	{
 		size_t		p = e->pos;
 		bool		valid;
-		uint32_t	cp = sp_utf8_next(e->text, e->len, &p, &valid);
+		uint32_t	cp = utf8_decode_next(e->text, e->len, &p, &valid);
 
 		if (n >= SP_BLOCK && sp_nfkc_boundary(cp))
 			break;

@@ -22,6 +22,7 @@
  * lookups.
  */
 #include "wordpiece.h"
+#include "utf8.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -136,57 +137,13 @@ is_word_char(uint32_t c)
 		cat == UTF8PROC_CATEGORY_PC;
 }
 
-/*
- * Decode the code point at s[*pos] as the WHATWG UTF-8 decoder does: a bad
- * lead byte, or a lead byte followed by fewer bytes in their allowed range
- * than it needs, gives one U+FFFD and the byte that broke the sequence is
- * read again.
- */
+/* The code point at s[*pos], invalid bytes decoded as WHATWG does (utf8.c). */
 static uint32_t
 utf8_next(const uint8_t *s, size_t len, size_t *pos)
 {
-	uint32_t	c = s[*pos];
-	uint8_t		lo = 0x80,
-				hi = 0xBF;
-	int			need;
-	size_t		p = *pos + 1;
+	bool		valid;
 
-	if (c < 0x80)
-	{
-		*pos = p;
-		return c;
-	}
-	if (c >= 0xC2 && c <= 0xDF)
-		need = 1, c &= 0x1F;
-	else if (c >= 0xE0 && c <= 0xEF)
-	{
-		lo = c == 0xE0 ? 0xA0 : 0x80;
-		hi = c == 0xED ? 0x9F : 0xBF;
-		need = 2, c &= 0x0F;
-	}
-	else if (c >= 0xF0 && c <= 0xF4)
-	{
-		lo = c == 0xF0 ? 0x90 : 0x80;
-		hi = c == 0xF4 ? 0x8F : 0xBF;
-		need = 3, c &= 0x07;
-	}
-	else
-	{
-		*pos = p;
-		return 0xFFFD;
-	}
-	for (; need > 0; need--)
-	{
-		if (p >= len || s[p] < lo || s[p] > hi)
-		{
-			*pos = p;
-			return 0xFFFD;
-		}
-		c = (c << 6) | (s[p++] & 0x3F);
-		lo = 0x80, hi = 0xBF;
-	}
-	*pos = p;
-	return c;
+	return utf8_decode_next(s, len, pos, &valid);
 }
 
 /* UTF-8 of c into out (4 bytes room); returns the length. */
