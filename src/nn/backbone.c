@@ -60,6 +60,23 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 				   "no model found in \"%s\": expected model.json and vocab.json", dir);
 }
 
+size_t
+backbone_alloc_bytes(size_t n)
+{
+	/* glibc: a 16-byte header, up to 64 bytes lost to alignment, whole pages for mmap'ed chunks */
+	if (n > SIZE_MAX - 8192)
+		return SIZE_MAX;
+	return (n + 16 + 64 + 4095) / 4096 * 4096;
+}
+
+size_t
+backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+{
+	if (bb == NULL || bb->ops->run_bytes == NULL)
+		return SIZE_MAX;
+	return bb->ops->run_bytes(bb, max_batch, max_seq, max_label);
+}
+
 void
 backbone_close(Backbone *bb)
 {

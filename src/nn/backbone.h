@@ -54,6 +54,18 @@ typedef struct BackboneOps
 	void		(*run_free) (BackboneRun *run);
 
 	/*
+	 * Bytes of heap a run for this shape holds at its largest, without
+	 * allocating it: what run_new(bb, max_batch, max_seq) allocates (every
+	 * allocation rounded up by backbone_alloc_bytes), plus, for an
+	 * encoder-decoder, the decoder buffers its label loss grows to for
+	 * max_batch sequences of max_label target tokens (0: encoder only;
+	 * families without a decoder ignore it).  SIZE_MAX when run_new would
+	 * refuse the shape.  Callers check it against a memory budget before
+	 * training (dept.max_training_memory).
+	 */
+	size_t		(*run_bytes) (const Backbone *bb, int max_batch, int max_seq, int max_label);
+
+	/*
 	 * x: (batch, seq_len, d_embed) input embeddings, mask: (batch, seq_len),
 	 * out: (batch, d_out) sentence vectors.  seq_len <= max_positions.
 	 */
@@ -92,6 +104,16 @@ struct Backbone
  */
 NnStatus	backbone_open(Backbone **out, const char *dir, NnError *err);
 void		backbone_close(Backbone *bb);
+
+/*
+ * An upper bound of the heap bytes one malloc/posix_memalign(64) of n bytes
+ * takes: n plus the chunk header and alignment, rounded up to a page (large
+ * chunks are mmap'ed whole pages).
+ */
+size_t		backbone_alloc_bytes(size_t n);
+
+/* bb->ops->run_bytes, or SIZE_MAX for a family that does not estimate. */
+size_t		backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label);
 
 /*
  * Convenience for inference: tokenize, embed and run n texts in one batch

@@ -441,6 +441,32 @@ bert_run_free(BackboneRun *brun)
 	free(run);
 }
 
+/* Heap bytes bert_run_new allocates for this shape (no decoder: max_label is unused). */
+static size_t
+bert_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+{
+	const Bert *m = bb->impl;
+	BertRun		run = {0};
+	size_t		bytes;
+
+	(void) max_label;
+	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions ||
+		max_batch > (1 << 20) || (double) max_batch * max_seq * m->F > 2147483647.0 ||
+		(double) max_batch * m->NH * max_seq * max_seq * m->L > (double) ((size_t) 1 << 38))
+		return SIZE_MAX;
+	/* layout_run writes (NULL) pointers into the per-layer structs */
+	if ((run.layer = calloc((size_t) m->L, sizeof(BertActs))) == NULL)
+		return SIZE_MAX;
+	run.max_batch = max_batch;
+	run.max_seq = max_seq;
+	bytes = layout_run(&run, NULL, m);
+	free(run.layer);
+	return backbone_alloc_bytes(sizeof(BertRun)) + backbone_alloc_bytes(bytes) +
+		backbone_alloc_bytes(sizeof(BertActs) * (size_t) m->L) +
+		backbone_alloc_bytes(sizeof(int) * ((size_t) max_batch + 1)) +
+		backbone_alloc_bytes(sizeof(int) * (size_t) max_batch * max_seq);
+}
+
 /* Buffers for max_batch sequences of up to max_seq positions; NULL if impossible. */
 static BackboneRun *
 bert_run_new(const Backbone *bb, int max_batch, int max_seq)
@@ -712,6 +738,7 @@ static const BackboneOps bert_ops = {
 	.tokenize = bert_tokenize,
 	.embed_tokens = bert_embed_tokens,
 	.run_new = bert_run_new,
+	.run_bytes = bert_run_bytes,
 	.run_free = bert_run_free,
 	.forward = bert_forward,
 	.backward = bert_backward,

@@ -688,6 +688,50 @@ t5_run_new(const Backbone *bb, int max_batch, int max_seq)
 	return (BackboneRun *) run;
 }
 
+/*
+ * Heap bytes of a run for this shape: the encoder arena run_new allocates,
+ * and, when max_label > 0, the decoder arena t5_loss_forward grows to for
+ * max_batch sequences of max_label targets (t5_label_loglik over C
+ * candidates needs the decoder part for max_batch * C sequences).
+ */
+static size_t
+t5_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+{
+	const T5   *m = bb->impl;
+	const T5Config *c = &m->c;
+	T5Run		run = {0};
+	double		R = (double) max_batch * max_seq;
+	size_t		bytes;
+
+	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions || max_batch > (1 << 20) ||
+		max_label < 0 || max_label > T5_MAX_POSITIONS ||
+		R * (c->F > 3 * c->inner ? c->F : 3 * c->inner) > 2147483647.0 ||
+		(R * (8.0 * c->d + 4.0 * c->inner + 2.0 * c->F) + (double) max_batch * c->NH * max_seq *
+		 max_seq) * (c->Le + 1) + R * 2.0 * c->inner * c->Ld > T5_MAX_RUN_BYTES / 4)
+		return SIZE_MAX;
+	/* the layouts write (NULL) pointers into the per-block structs */
+	run.e = calloc((size_t) c->Le, sizeof(T5Acts));
+	run.dl = calloc((size_t) c->Ld, sizeof(T5Acts));
+	run.dkv_hold = calloc((size_t) c->Ld, sizeof(T5Acts));
+	run.max_batch = max_batch;
+	run.max_seq = max_seq;
+	bytes = SIZE_MAX;
+	if (run.e != NULL && run.dl != NULL && run.dkv_hold != NULL)
+	{
+		bytes = backbone_alloc_bytes(sizeof(T5Run)) +
+			backbone_alloc_bytes(sizeof(T5Acts) * (size_t) c->Le) +
+			2 * backbone_alloc_bytes(sizeof(T5Acts) * (size_t) c->Ld) +
+			backbone_alloc_bytes(layout_encoder(&run, NULL, m));
+		if (max_label > 0)
+			bytes += backbone_alloc_bytes(layout_decoder(&run, NULL, m, (size_t) max_batch,
+														 (size_t) max_label));
+	}
+	free(run.e);
+	free(run.dl);
+	free(run.dkv_hold);
+	return bytes;
+}
+
 /* ---- forward ------------------------------------------------------------------------ */
 
 /* FFN sub-layer: out = inp + FF(RMS inp), caching the RMS factor and pre-activations. */
@@ -1254,6 +1298,7 @@ static const BackboneOps t5_ops = {
 	.tokenize = t5_tokenize,
 	.embed_tokens = t5_embed_tokens,
 	.run_new = t5_run_new,
+	.run_bytes = t5_run_bytes,
 	.run_free = t5_run_free,
 	.forward = t5_forward,
 	.backward = t5_backward,

@@ -465,6 +465,23 @@ use_lite_run_new(const Backbone *bb, int max_batch, int max_seq)
 	return (BackboneRun *) run;
 }
 
+/* Heap bytes use_lite_run_new allocates for this shape (no decoder: max_label is unused). */
+static size_t
+use_lite_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+{
+	UseLiteRun	run = {0};
+
+	(void) max_label;
+	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions || max_batch > (1 << 20))
+		return SIZE_MAX;
+	run.max_batch = max_batch;
+	run.max_seq = max_seq;
+	return backbone_alloc_bytes(sizeof(UseLiteRun)) +
+		backbone_alloc_bytes(layout_run(&run, NULL, bb->impl)) +
+		backbone_alloc_bytes(sizeof(int) * ((size_t) max_batch + 1)) +
+		backbone_alloc_bytes(sizeof(int) * (size_t) max_batch * max_seq);
+}
+
 /* ---- forward ---------------------------------------------------------------- */
 
 /*
@@ -638,6 +655,7 @@ static const BackboneOps use_lite_ops = {
 	.embed_tokens = use_lite_embed_tokens,
 	.run_new = use_lite_run_new,
 	.run_free = use_lite_run_free,
+	.run_bytes = use_lite_run_bytes,
 	.forward = use_lite_forward,
 	.backward = use_lite_backward,
 	.close = use_lite_close,
