@@ -68,7 +68,7 @@ dept-train: src/cli/dept_train.c $(NN_SRCS) $(wildcard src/nn/*.h)
 	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -o $@ src/cli/dept_train.c $(NN_SRCS) $(NN_LIBS)
 
 all: dept-train
-EXTRA_CLEAN = dept-train build/test build/test-asan
+EXTRA_CLEAN = dept-train dept-bench build/test build/test-asan
 
 # ---- C unit tests ----------------------------------------------------------
 UNIT_SRCS = $(sort $(wildcard test/nn/test_*.c))
@@ -90,3 +90,12 @@ prove:
 	DEPT_FIXTURE_DIR=$(abspath test/fixtures) pg_prove --ext .sql -r test/pgtap
 
 .PHONY: model install-model unittest prove stresscheck
+
+# ---- benchmarks (bench/run) --------------------------------------------------
+dept-bench: bench/dept_bench.c $(NN_SRCS) $(wildcard src/nn/*.h)
+	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -o $@ bench/dept_bench.c $(NN_SRCS) $(NN_LIBS)
+
+bench: dept-bench
+	bench/run
+
+.PHONY: bench

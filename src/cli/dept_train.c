@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include "backbone.h"
+#include "blas_setup.h"
 #include "dataset.h"
 #include "train.h"
 
@@ -270,7 +271,7 @@ main(int argc, char **argv)
 	a.threads = 1;
 	if (parse_args(argc, argv, &a) != 0)
 		return 2;
-	openblas_set_num_threads(a.threads);
+	nn_blas_setup(a.threads);
 	if (!a.quiet)
 		a.opt.progress = progress_bar;
 

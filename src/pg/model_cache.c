@@ -11,7 +11,7 @@
  */
 #include "postgres.h"
 
-#include <cblas.h>
+#include "blas_setup.h"
 
 #include "miscadmin.h"
 #include "utils/memutils.h"
@@ -85,7 +85,7 @@ DeptApplyThreads(void)
 {
 	if (applied_threads != dept_threads)
 	{
-		openblas_set_num_threads(dept_threads);
+		nn_blas_setup(dept_threads);
 		applied_threads = dept_threads;
 	}
 }

@@ -39,7 +39,6 @@
  * results hold for one build, core type and thread count: the AVX2 kernels
  * give slightly different numbers (test accuracy 0.740 instead of 0.745).
  */
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +47,7 @@
 
 #include "adapter.h"
 #include "backbone.h"
+#include "blas_setup.h"
 #include "dataset.h"
 #include "train.h"
 #include "unit.h"
@@ -451,7 +451,7 @@ main(void)
 {
 	NnError		err = {0};
 
-	openblas_set_num_threads(1);
+	nn_blas_setup(1);
 	if (backbone_open(&model, UNIT_MODEL_DIR(), &err) != NN_OK)
 	{
 		printf("not ok 1 - backbone_open %s: %s\n1..1\n", UNIT_MODEL_DIR(), err.msg);

@@ -1,0 +1,474 @@
+/*
+ * dept-bench: the standalone C figures of bench/run, one JSON object per
+ * line on stdout, so that bench/report.py can set them beside the peers'.
+ *
+ *   dept-bench peak    [--threads T]                  the machine's sgemm GFLOP/s (2048^3)
+ *   dept-bench embed   --texts F [--batch B] [--threads T] [--limit N]
+ *   dept-bench predict --texts F --method M [--batch B] [--threads T] [--limit N]
+ *   dept-bench train   --texts F --method M [--batch B] [--steps N] [--threads T]
+ *
+ * F is a TSV with the header "label<TAB>text".  embed and predict time
+ * the whole path a user pays for -- tokenize, embed, adapter, encoder,
+ * pooling, head -- over every text, in file order, in batches of B (1 is
+ * one text per call).  train times the DePT/PT step of train.c: forward,
+ * softmax cross-entropy, input-backward through the frozen encoder, the
+ * adapter's backward, clipping and AdamW, on batches of B texts taken in
+ * file order and padded to the batch's longest, after 2 warm-up steps.
+ * Tokens are counted as the encoder sees them: prompt rows plus real
+ * tokens (padding is packed away by use-lite, see use_lite.c).
+ *
+ * "gflop" is the dense work of the use-lite forward, counted exactly:
+ * 2 x rows x weights for every projection, plus 4 n^2 d for the two
+ * attention products of each sequence of n rows and width d.  It is only
+ * meaningful for the use-lite backbone, which is what bench/run measures.
+ */
+#include <cblas.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "adapter.h"
+#include "backbone.h"
+#include "dataset.h"
+#include "optim.h"
+#include "blas_setup.h"
+#include "train.h"
+
+typedef struct BenchArgs
+{
+	const char *texts_path;
+	const char *model_dir;
+	const char *method;
+	int			batch;
+	int			threads;
+	int			limit;
+	int			steps;
+} BenchArgs;
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static long
+peak_rss_kb(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_maxrss;
+}
+
+/* Dense FLOPs of the use-lite forward over one sequence of n rows. */
+static double
+use_lite_flops(int n)
+{
+	/* layer 0 (256 wide): qkv, output, AdjustResidualInput, FFN */
+	double		w0 = 256.0 * 768 + 256.0 * 512 + 256.0 * 512 + 512.0 * 1536 * 2;
+	/* layer 1 (512 wide): qkv, output, FFN */
+	double		w1 = 512.0 * 1536 + 512.0 * 512 + 512.0 * 1536 * 2;
+	double		attention = 4.0 * n * n * (256 + 512);
+
+	return 2.0 * n * (w0 + w1) + attention + 2.0 * 512 * 512;
+}
+
+static void
+print_blas(void)
+{
+	printf("\"blas_core\": \"%s\", \"threads\": %d", openblas_get_corename(),
+		   openblas_get_num_threads());
+}
+
+static int
+bench_peak(const BenchArgs *a)
+{
+	int			n = 2048;
+	float	   *x = malloc(sizeof(float) * n * n),
+			   *y = malloc(sizeof(float) * n * n),
+			   *z = malloc(sizeof(float) * n * n);
+	double		best = 0;
+
+	for (long i = 0; i < (long) n * n; i++)
+	{
+		x[i] = (float) (i % 7) * 0.1f;
+		y[i] = (float) (i % 5) * 0.1f;
+	}
+	for (int rep = 0; rep < 6; rep++)
+	{
+		double		t0 = now_seconds();
+		double		gf;
+
+		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, x, n, y, n,
+					0.0f, z, n);
+		gf = 2.0 * n * n * n / (now_seconds() - t0) * 1e-9;
+		if (gf > best)
+			best = gf;
+	}
+	printf("{\"bench\": \"peak\", ");
+	print_blas();
+	printf(", \"m\": %d, \"sgemm_gflops\": %.1f}\n", n, best);
+	free(x);
+	free(y);
+	free(z);
+	return 0;
+}
+
+static Dataset *
+load_texts(const BenchArgs *a)
+{
+	Dataset    *ds = NULL;
+	NnError		err;
+
+	if (dataset_load(&ds, a->texts_path, '\t', "text", "label", &err) != NN_OK ||
+		dataset_finish(ds, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-bench: %s: %s\n", a->texts_path, err.msg);
+		exit(1);
+	}
+	if (a->limit > 0 && a->limit < ds->n_rows)
+		ds->n_rows = a->limit;
+	return ds;
+}
+
+static Backbone *
+open_model(const BenchArgs *a)
+{
+	Backbone   *bb = NULL;
+	NnError		err;
+
+	if (backbone_open(&bb, a->model_dir, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-bench: %s: %s\n", a->model_dir, err.msg);
+		exit(1);
+	}
+	return bb;
+}
+
+static AdapterMethod
+method_of(const char *name)
+{
+	if (strcmp(name, "probe") == 0)
+		return ADAPTER_PROBE;
+	if (strcmp(name, "pt") == 0)
+		return ADAPTER_PT;
+	if (strcmp(name, "dept") == 0)
+		return ADAPTER_DEPT;
+	if (strcmp(name, "ept") == 0)
+		return ADAPTER_EPT;
+	fprintf(stderr, "dept-bench: unknown method %s\n", name);
+	exit(2);
+}
+
+/*
+ * An adapter as dept_train makes it by default (PT l = 100; DePT m = 60
+ * with r from the budget of 100 at s = 128), with the prompt from sampled
+ * vocabulary rows and, for prediction, B non-zero, so that every product
+ * of a trained adapter is computed.
+ */
+static Adapter *
+make_adapter(const Backbone *bb, AdapterMethod method, int n_classes, int max_batch)
+{
+	AdapterConfig cfg = {0};
+	Adapter    *ad = NULL;
+	NnError		err;
+	int			P;
+
+	cfg.method = method;
+	cfg.d = bb->d_embed;
+	cfg.h_dim = bb->d_out;
+	cfg.n_classes = n_classes;
+	cfg.max_len = bb->max_tokens;
+	cfg.alpha = 8.0f;
+	cfg.prompt_len = method == ADAPTER_PT ? 100 : method == ADAPTER_PROBE ? 0 : 60;
+	if (method == ADAPTER_EPT)
+	{
+		cfg.subspaces = 4;
+		cfg.subspace_rank = 4;
+	}
+	if (method == ADAPTER_DEPT || method == ADAPTER_EPT)
+		cfg.rank = adapter_rank_for_budget(100, cfg.d, cfg.max_len, cfg.prompt_len,
+										   cfg.subspaces, cfg.subspace_rank);
+	if (adapter_new(&ad, &cfg, max_batch, 42, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-bench: %s\n", err.msg);
+		exit(1);
+	}
+	P = adapter_prompt_rows(&cfg);
+	if (P > 0)
+	{
+		int32_t    *ids = malloc(sizeof(int32_t) * P);
+		float	   *rows = malloc(sizeof(float) * P * bb->d_embed);
+		uint8_t    *mask = malloc(P);
+
+		for (int i = 0; i < P; i++)
+			ids[i] = 6 + (i * 37) % 5000;
+		bb->ops->embed_tokens(bb, ids, P, rows, mask);
+		adapter_init_prompt(ad, rows, P);
+		free(ids);
+		free(rows);
+		free(mask);
+	}
+	for (size_t i = 0; i < ad->lora_b.n; i++)
+		ad->lora_b.w[i] = 1e-3f * (float) ((int) (i % 13) - 6);
+	return ad;
+}
+
+/* Rows the encoder sees for each text: prompt rows + tokens. */
+static void
+count_tokens(const Backbone *bb, const Dataset *ds, int prompt_rows, long *tokens,
+			 double *gflop)
+{
+	int32_t    *ids = malloc(sizeof(int32_t) * bb->max_tokens);
+
+	*tokens = 0;
+	*gflop = 0;
+	for (int i = 0; i < ds->n_rows; i++)
+	{
+		int			n = bb->ops->tokenize(bb, ds->texts[i], ds->text_lens[i], ids,
+										  bb->max_tokens);
+
+		*tokens += n + prompt_rows;
+		*gflop += use_lite_flops(n + prompt_rows) * 1e-9;
+	}
+	free(ids);
+}
+
+static int
+bench_infer(const BenchArgs *a, bool with_adapter)
+{
+	Dataset    *ds = load_texts(a);
+	Backbone   *bb = open_model(a);
+	AdapterMethod method = with_adapter ? method_of(a->method) : ADAPTER_PROBE;
+	Adapter    *ad = with_adapter ? make_adapter(bb, method, ds->n_classes, a->batch) : NULL;
+	int			P = ad ? adapter_prompt_rows(&ad->cfg) : 0;
+	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
+	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows *
+							 (ad ? ds->n_classes : bb->d_out));
+	long		tokens;
+	double		gflop,
+				t0,
+				secs;
+	NnError		err;
+	NnStatus	st = NN_OK;
+
+	count_tokens(bb, ds, P, &tokens, &gflop);
+	t0 = now_seconds();
+	if (ad)
+		st = classify_texts(bb, run, ad, (const char *const *) ds->texts, ds->text_lens,
+							ds->n_rows, a->batch, out, &err);
+	else
+		for (int s = 0; s < ds->n_rows && st == NN_OK; s += a->batch)
+		{
+			int			B = ds->n_rows - s < a->batch ? ds->n_rows - s : a->batch;
+
+			st = backbone_embed_texts(bb, run, (const char *const *) ds->texts + s,
+									  ds->text_lens + s, B, out + (size_t) s * bb->d_out, &err);
+		}
+	secs = now_seconds() - t0;
+	if (st != NN_OK)
+	{
+		fprintf(stderr, "dept-bench: %s\n", err.msg);
+		return 1;
+	}
+	printf("{\"bench\": \"%s\", \"method\": \"%s\", ", ad ? "predict" : "embed",
+		   ad ? a->method : "none");
+	print_blas();
+	printf(", \"batch\": %d, \"texts\": %d, \"tokens\": %ld, \"seconds\": %.4f, "
+		   "\"texts_per_second\": %.1f, \"tokens_per_second\": %.0f, \"gflops\": %.1f, "
+		   "\"peak_rss_kb\": %ld}\n",
+		   a->batch, ds->n_rows, tokens, secs, ds->n_rows / secs, tokens / secs,
+		   gflop / secs, peak_rss_kb());
+	free(out);
+	bb->ops->run_free(run);
+	adapter_free(ad);
+	backbone_close(bb);
+	dataset_free(ds);
+	return 0;
+}
+
+/* Training buffers for batches of B texts of up to s tokens after P prompt rows. */
+typedef struct StepBuffers
+{
+	int32_t    *ids;
+	int		   *count;
+	float	   *E,
+			   *X,
+			   *dX,
+			   *h,
+			   *dh,
+			   *logits;
+	uint8_t    *e_mask,
+			   *x_mask;
+	int		   *labels;
+} StepBuffers;
+
+static void
+step_buffers_init(StepBuffers *sb, const Backbone *bb, int B, int P)
+{
+	size_t		s = bb->max_tokens,
+				d = bb->d_embed;
+
+	sb->ids = malloc(sizeof(int32_t) * B * s);
+	sb->count = malloc(sizeof(int) * B);
+	sb->E = malloc(sizeof(float) * B * s * d);
+	sb->e_mask = malloc(B * s);
+	sb->X = malloc(sizeof(float) * B * (P + s) * d);
+	sb->dX = malloc(sizeof(float) * B * (P + s) * d);
+	sb->x_mask = malloc(B * (P + s));
+	sb->h = malloc(sizeof(float) * B * bb->d_out);
+	sb->dh = malloc(sizeof(float) * B * bb->d_out);
+	sb->logits = malloc(sizeof(float) * B * 64);
+	sb->labels = malloc(sizeof(int) * B);
+}
+
+/* One training step on rows [first, first + B) of ds; returns the loss. */
+static double
+train_step(const Backbone *bb, BackboneRun *run, Adapter *ad, AdamW *opt, StepBuffers *sb,
+		   const Dataset *ds, int first, int B, long *tokens)
+{
+	int			P = adapter_prompt_rows(&ad->cfg),
+				s = bb->max_tokens,
+				n = 1;
+	size_t		d = bb->d_embed;
+	double		loss;
+	NnError		err;
+
+	for (int b = 0; b < B; b++)
+	{
+		int			row = (first + b) % ds->n_rows;
+
+		sb->count[b] = bb->ops->tokenize(bb, ds->texts[row], ds->text_lens[row],
+										 sb->ids + (size_t) b * s, s);
+		sb->labels[b] = ds->labels[row];
+		if (sb->count[b] > n)
+			n = sb->count[b];
+		*tokens += P + sb->count[b];
+	}
+	memset(sb->E, 0, sizeof(float) * (unsigned) B * (unsigned) n * d);
+	memset(sb->e_mask, 0, (size_t) (unsigned) B * (unsigned) n);
+	for (int b = 0; b < B; b++)
+		bb->ops->embed_tokens(bb, sb->ids + (size_t) b * s, sb->count[b],
+							  sb->E + (size_t) b * n * d, sb->e_mask + (size_t) b * n);
+	adamw_zero_grad(opt);
+	adapter_forward(ad, sb->E, sb->e_mask, B, n, sb->X, sb->x_mask);
+	if (bb->ops->forward(bb, run, sb->X, sb->x_mask, B, P + n, sb->h, &err) != NN_OK)
+		goto fail;
+	head_forward(ad, sb->h, B, sb->logits);
+	loss = head_loss_backward(ad, sb->h, sb->logits, sb->labels, B, sb->dh);
+	if (bb->ops->backward(bb, run, sb->dh, sb->dX, &err) != NN_OK)
+		goto fail;
+	adapter_backward(ad, sb->dX, B, n);
+	clip_grad_norm(opt, 1.0);
+	adamw_step(opt, 1.0f);
+	return loss;
+fail:
+	fprintf(stderr, "dept-bench: %s\n", err.msg);
+	exit(1);
+}
+
+static int
+bench_train(const BenchArgs *a)
+{
+	Dataset    *ds = load_texts(a);
+	Backbone   *bb = open_model(a);
+	Adapter    *ad = make_adapter(bb, method_of(a->method), ds->n_classes, a->batch);
+	int			P = adapter_prompt_rows(&ad->cfg);
+	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
+	StepBuffers sb;
+	AdamW		opt;
+	long		tokens = 0;
+	double		t0,
+				secs,
+				loss = 0;
+
+	step_buffers_init(&sb, bb, a->batch, P);
+	adamw_init(&opt);
+	opt.lr[GROUP_PROMPT] = 3e-2f;
+	opt.lr[GROUP_LOWRANK] = 1e-3f;
+	opt.lr[GROUP_EPT] = 1e-3f;
+	opt.lr[GROUP_HEAD] = 1e-2f;
+	adapter_register(ad, &opt);
+	for (int i = 0; i < 2; i++)
+		train_step(bb, run, ad, &opt, &sb, ds, i * a->batch, a->batch, &tokens);
+	tokens = 0;
+	t0 = now_seconds();
+	for (int i = 0; i < a->steps; i++)
+		loss = train_step(bb, run, ad, &opt, &sb, ds, (i + 2) * a->batch, a->batch, &tokens);
+	secs = now_seconds() - t0;
+	printf("{\"bench\": \"train\", \"method\": \"%s\", ", a->method);
+	print_blas();
+	printf(", \"batch\": %d, \"steps\": %d, \"prompt_rows\": %d, \"rank\": %d, "
+		   "\"trainable_params\": %zu, \"tokens\": %ld, \"seconds\": %.4f, "
+		   "\"ms_per_step\": %.2f, \"tokens_per_second\": %.0f, \"last_loss\": %.4f, "
+		   "\"peak_rss_kb\": %ld}\n",
+		   a->batch, a->steps, P, ad->cfg.rank, adapter_param_count(&ad->cfg), tokens, secs,
+		   secs / a->steps * 1e3, tokens / secs, loss, peak_rss_kb());
+	bb->ops->run_free(run);
+	adapter_free(ad);
+	backbone_close(bb);
+	dataset_free(ds);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"texts", required_argument, NULL, 't'},
+		{"model", required_argument, NULL, 'm'},
+		{"method", required_argument, NULL, 'M'},
+		{"batch", required_argument, NULL, 'b'},
+		{"threads", required_argument, NULL, 'T'},
+		{"limit", required_argument, NULL, 'n'},
+		{"steps", required_argument, NULL, 's'},
+		{NULL, 0, NULL, 0}
+	};
+	BenchArgs	a = {NULL, "build/model/use-lite", "dept", 1, 1, 0, 20};
+	const char *cmd;
+	int			c;
+
+	if (argc < 2)
+	{
+		fprintf(stderr, "usage: dept-bench peak|embed|predict|train [options]\n");
+		return 2;
+	}
+	cmd = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1)
+	{
+		switch (c)
+		{
+			case 't': a.texts_path = optarg; break;
+			case 'm': a.model_dir = optarg; break;
+			case 'M': a.method = optarg; break;
+			case 'b': a.batch = atoi(optarg); break;
+			case 'T': a.threads = atoi(optarg); break;
+			case 'n': a.limit = atoi(optarg); break;
+			case 's': a.steps = atoi(optarg); break;
+			default: return 2;
+		}
+	}
+	nn_blas_setup(a.threads);
+	if (strcmp(cmd, "peak") == 0)
+		return bench_peak(&a);
+	if (a.texts_path == NULL || a.batch < 1)
+	{
+		fprintf(stderr, "dept-bench: --texts FILE and --batch >= 1 are needed\n");
+		return 2;
+	}
+	if (strcmp(cmd, "embed") == 0)
+		return bench_infer(&a, false);
+	if (strcmp(cmd, "predict") == 0)
+		return bench_infer(&a, true);
+	if (strcmp(cmd, "train") == 0)
+		return bench_train(&a);
+	fprintf(stderr, "dept-bench: unknown command %s\n", cmd);
+	return 2;
+}
