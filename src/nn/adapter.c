@@ -29,11 +29,17 @@ is_ept(const AdapterConfig *cfg)
 	return cfg->method == ADAPTER_EPT && cfg->subspaces > 0;
 }
 
+static bool
+has_linear_head(const AdapterConfig *cfg)
+{
+	return cfg->head != ADAPTER_HEAD_TEXT;
+}
+
 size_t
 adapter_param_count(const AdapterConfig *cfg)
 {
 	size_t		d = cfg->d;
-	size_t		n = (size_t) cfg->n_classes * cfg->h_dim + cfg->n_classes;
+	size_t		n = has_linear_head(cfg) ? (size_t) cfg->n_classes * cfg->h_dim + cfg->n_classes : 0;
 
 	n += (size_t) adapter_prompt_rows(cfg) * d;
 	if (has_low_rank(cfg))
@@ -99,6 +105,10 @@ check_config(const AdapterConfig *cfg, int max_batch, NnError *err)
 		return nn_fail(err, NN_ERR_ARG, "adapter needs d, h_dim, max_batch > 0 and at least 2 classes");
 	if (cfg->method < ADAPTER_PROBE || cfg->method > ADAPTER_EPT)
 		return nn_fail(err, NN_ERR_ARG, "unknown adapter method %d", (int) cfg->method);
+	if (cfg->head != ADAPTER_HEAD_LINEAR && cfg->head != ADAPTER_HEAD_TEXT)
+		return nn_fail(err, NN_ERR_ARG, "unknown adapter head %d", (int) cfg->head);
+	if (cfg->method == ADAPTER_PROBE && cfg->head == ADAPTER_HEAD_TEXT)
+		return nn_fail(err, NN_ERR_ARG, "a linear probe trains only a linear head: it cannot be text-to-text");
 	if (cfg->method != ADAPTER_PROBE && cfg->prompt_len < 0)
 		return nn_fail(err, NN_ERR_ARG, "prompt length must not be negative");
 	if (cfg->method == ADAPTER_PT && cfg->prompt_len <= 0)
@@ -146,8 +156,11 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 	st |= param_alloc(&a->ept_v, K * q * d);
 	st |= param_alloc(&a->gate_w, K * d);
 	st |= param_alloc(&a->gate_b, K);
-	st |= param_alloc(&a->head_w, (size_t) cfg->n_classes * cfg->h_dim);
-	st |= param_alloc(&a->head_b, cfg->n_classes);
+	if (has_linear_head(cfg))
+	{
+		st |= param_alloc(&a->head_w, (size_t) cfg->n_classes * cfg->h_dim);
+		st |= param_alloc(&a->head_b, cfg->n_classes);
+	}
 	if (s)
 	{
 		a->low_rank = calloc(s * d, sizeof(float));
@@ -206,7 +219,29 @@ adapter_free(Adapter *a)
 	free(a->gates);
 	free(a->scratch);
 	free(a->scratch_q);
+	free(a->label_ids);
 	free(a);
+}
+
+NnStatus
+adapter_set_label_ids(Adapter *a, const int32_t *ids, int label_len, NnError *err)
+{
+	int32_t    *copy;
+	size_t		n;
+
+	if (a->cfg.head != ADAPTER_HEAD_TEXT)
+		return nn_fail(err, NN_ERR_ARG, "only a text-to-text adapter ranks label strings");
+	if (label_len <= 0 || ids == NULL)
+		return nn_fail(err, NN_ERR_ARG, "label token ids need a length > 0");
+	n = (size_t) a->cfg.n_classes * label_len;
+	if ((copy = malloc(sizeof(int32_t) * n)) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory for label token ids");
+	for (size_t i = 0; i < n; i++)
+		copy[i] = ids[i] >= 0 ? ids[i] : -1;
+	free(a->label_ids);
+	a->label_ids = copy;
+	a->label_len = label_len;
+	return NN_OK;
 }
 
 void

@@ -16,7 +16,14 @@
  *            P* = F + sum_k g_k F U_k V_k                    K subspaces U_k: d x q, V_k: q x d
  *
  * EPT has no public code; this is our reading of its abstract, as written
- * in DESIGN.md.  The DePT update applies to every position of the padded
+ * in DESIGN.md.
+ *
+ * The head is either linear (logits z = W_c h + b_c on the pooled vector,
+ * trainable) or text-to-text (ADAPTER_HEAD_TEXT, T5 as in the DePT paper):
+ * no head parameters at all; the classes are label strings whose token ids
+ * (label_ids, set by the training layer from the backbone's tokenizer) the
+ * decoder scores by teacher-forced log-likelihood.  A probe has nothing to
+ * train without a linear head, so it always has one.  The DePT update applies to every position of the padded
  * batch (the mask hides padding anyway); prompt rows never get it.
  *
  * Every trainable tensor is an AdapterParam holding value, gradient and
@@ -43,6 +50,13 @@ typedef enum AdapterMethod
 	ADAPTER_EPT = 3
 } AdapterMethod;
 
+/* How classes are read off the backbone. */
+typedef enum AdapterHead
+{
+	ADAPTER_HEAD_LINEAR = 0,	/* linear head on the pooled vector */
+	ADAPTER_HEAD_TEXT = 1		/* T5 text-to-text: label strings ranked by log-likelihood */
+} AdapterHead;
+
 /* Parameter groups, each with its own learning rate and weight decay. */
 typedef enum AdapterGroup
 {
@@ -64,6 +78,7 @@ typedef struct AdapterConfig
 	float		alpha;			/* DePT scale numerator (8) */
 	int			subspaces;		/* K (EPT) */
 	int			subspace_rank;	/* q (EPT) */
+	AdapterHead head;			/* linear (W_c, b_c) or text-to-text (no head tensors) */
 } AdapterConfig;
 
 typedef struct AdapterParam
@@ -90,6 +105,13 @@ typedef struct Adapter
 	AdapterParam head_w;		/* (C, h_dim) */
 	AdapterParam head_b;		/* (C) */
 
+	/*
+	 * Text-to-text head: each class's target token ids (label tokens then
+	 * "</s>"), (C, label_len), padded with -1; NULL until set.
+	 */
+	int32_t    *label_ids;
+	int			label_len;
+
 	/* forward caches, sized for max_batch rows */
 	int			max_batch;
 	float	   *low_rank;		/* (s, d) L = A B */
@@ -109,7 +131,7 @@ typedef struct Adapter
 /* Number of prompt rows the adapter prepends. */
 int			adapter_prompt_rows(const AdapterConfig *cfg);
 
-/* Trainable parameter count (head included) for a configuration. */
+/* Trainable parameter count (a linear head included) for a configuration. */
 size_t		adapter_param_count(const AdapterConfig *cfg);
 
 /*
@@ -123,8 +145,8 @@ int			adapter_rank_for_budget(int l, int d, int s, int m, int subspaces, int sub
 /*
  * Allocate an adapter for cfg and up to max_batch rows.  Initialisation:
  * A kaiming-uniform (U(-1/sqrt(r), 1/sqrt(r)) as DePT's PEFT code), B = 0,
- * EPT U ~ U(-1/sqrt(d), 1/sqrt(d)), V = 0, gate 0, head 0; the prompt is
- * filled by adapter_init_prompt.
+ * EPT U ~ U(-1/sqrt(d), 1/sqrt(d)), V = 0, gate 0, head 0 (a text-to-text
+ * head has no tensors); the prompt is filled by adapter_init_prompt.
  */
 NnStatus	adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch,
 						uint64_t seed, NnError *err);
@@ -136,6 +158,13 @@ void		adapter_free(Adapter *a);
  * rows for the sampled init).
  */
 void		adapter_init_prompt(Adapter *a, const float *rows, int n_rows);
+
+/*
+ * Text-to-text head: keep a copy of ids (n_classes, label_len), each row a
+ * class's target token ids padded with negative values.  NN_ERR_ARG for a
+ * linear head or a bad shape, NN_ERR_NOMEM.
+ */
+NnStatus	adapter_set_label_ids(Adapter *a, const int32_t *ids, int label_len, NnError *err);
 
 /* Register every trainable tensor with opt, in its group. */
 void		adapter_register(Adapter *a, AdamW *opt);

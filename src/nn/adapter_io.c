@@ -31,8 +31,9 @@ enum
 	OFF_N_TENSORS = 52,
 	OFF_TOTAL_SIZE = 56,
 	OFF_FINGERPRINT = 64,
-	OFF_RESERVED = 96,
-	N_RESERVED = 2,
+	OFF_HEAD = 96,				/* version 2; reserved (0) in version 1 */
+	OFF_RESERVED = 100,
+	N_RESERVED = 1,
 	FINGERPRINT_LEN = 32,
 	N_TENSOR_KINDS = 9,
 	MAX_NDIM = 3
@@ -265,7 +266,7 @@ expected_tensors(const AdapterConfig *cfg, TensorSpec *spec)
 				r = (uint32_t) cfg->rank,
 				K = (uint32_t) cfg->subspaces,
 				q = (uint32_t) cfg->subspace_rank,
-				C = (uint32_t) cfg->n_classes;
+				C = cfg->head == ADAPTER_HEAD_TEXT ? 0 : (uint32_t) cfg->n_classes;
 	const uint32_t shapes[N_TENSOR_KINDS][MAX_NDIM + 1] = {
 		{2, P, d}, {2, s, r}, {2, r, d},
 		{3, K, d, q}, {3, K, q, d}, {2, K, d}, {1, K},
@@ -357,6 +358,11 @@ check_config(const AdapterConfig *c, NnStatus st, NnError *err)
 		check_range("subspaces", c->subspaces, ept, ADAPTER_MAX_SUBSPACES, st, err) ||
 		check_range("subspace_rank", c->subspace_rank, ept, c->d, st, err))
 		return st;
+	if (c->head != ADAPTER_HEAD_LINEAR && c->head != ADAPTER_HEAD_TEXT)
+		return nn_fail(err, st, "adapter head %u is not 0 (linear) or 1 (text-to-text)",
+					   (unsigned) c->head);
+	if (c->method == ADAPTER_PROBE && c->head == ADAPTER_HEAD_TEXT)
+		return nn_fail(err, st, "a probe adapter cannot have a text-to-text head");
 	if (c->method == ADAPTER_PROBE && check_unused(c, "prompt", c->prompt_len, st, err))
 		return st;
 	if (!(dept || ept) && check_unused(c, "low-rank pair", c->rank, st, err))
@@ -494,9 +500,13 @@ write_header(uint8_t *p, const AdapterConfig *c, int n_tensors, uint64_t total,
 	const int	dims[] = {(int) c->method, c->d, c->h_dim, c->n_classes, c->prompt_len,
 	c->max_len, c->rank, c->subspaces, c->subspace_rank};
 
+	bool		text = c->head == ADAPTER_HEAD_TEXT;
+
 	memset(p, 0, ADAPTER_IO_HEADER_SIZE);	/* reserved fields are zero */
 	memcpy(p + OFF_MAGIC, ADAPTER_IO_MAGIC, 4);
-	put_u32(p + OFF_VERSION, ADAPTER_IO_VERSION);
+	/* the oldest version that holds the adapter: 1 unless its head is text-to-text */
+	put_u32(p + OFF_VERSION, text ? ADAPTER_IO_VERSION_TEXT_HEAD : 1);
+	put_u32(p + OFF_HEAD, text ? (uint32_t) ADAPTER_HEAD_TEXT : 0);
 	put_u32(p + OFF_HEADER_SIZE, ADAPTER_IO_HEADER_SIZE);
 	for (int i = 0; i < 9; i++)
 		put_u32(p + OFF_CONFIG + 4 * i, (uint32_t) dims[i]);
@@ -621,7 +631,9 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 	"max_len", "rank", "subspaces", "subspace_rank"};
 	int		   *const dims[] = {NULL, &cfg->d, &cfg->h_dim, &cfg->n_classes, &cfg->prompt_len,
 	&cfg->max_len, &cfg->rank, &cfg->subspaces, &cfg->subspace_rank};
-	uint32_t	v;
+	uint32_t	v,
+				version,
+				head;
 	uint64_t	total;
 
 	if (len < 4 || memcmp(buf, ADAPTER_IO_MAGIC, 4) != 0)
@@ -629,9 +641,9 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 							: "not a dept adapter: the magic number is not \"DEPT\"");
 	if (len < 8)
 		return format_error(err, "adapter truncated: no format version");
-	if ((v = get_u32(buf + OFF_VERSION)) != ADAPTER_IO_VERSION)
-		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u is not supported (this build reads %d)",
-					   v, ADAPTER_IO_VERSION);
+	if ((version = get_u32(buf + OFF_VERSION)) < 1 || version > ADAPTER_IO_VERSION)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u is not supported (this build reads 1 to %d)",
+					   version, ADAPTER_IO_VERSION);
 	if (len < ADAPTER_IO_MIN_SIZE)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter truncated: %zu bytes, the smallest is %d",
 					   len, ADAPTER_IO_MIN_SIZE);
@@ -647,7 +659,14 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 	for (int i = 0; i < N_RESERVED; i++)
 		if ((v = get_u32(buf + OFF_RESERVED + 4 * i)) != 0)
 			return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field %d at offset %d is %u, not 0",
-						   i, OFF_RESERVED + 4 * i, v);
+						   i + 1, OFF_RESERVED + 4 * i, v);
+	head = get_u32(buf + OFF_HEAD);
+	if (version == 1 && head != 0)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field 0 at offset %d is %u, not 0 "
+					   "(format version 1 has no head field)", OFF_HEAD, head);
+	if (version == ADAPTER_IO_VERSION_TEXT_HEAD && head != ADAPTER_HEAD_TEXT)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a text-to-text head (1), "
+					   "but the head at offset %d is %u", version, OFF_HEAD, head);
 
 	memset(cfg, 0, sizeof(*cfg));
 	for (int i = 0; i < 9; i++)
@@ -662,6 +681,7 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 			*dims[i] = (int) v;
 	}
 	cfg->alpha = bits_float(get_u32(buf + OFF_ALPHA));
+	cfg->head = head == 0 ? ADAPTER_HEAD_LINEAR : ADAPTER_HEAD_TEXT;
 	return check_config(cfg, NN_ERR_FORMAT, err);
 }
 

@@ -8,12 +8,12 @@
  * the same on every host; float32 values are IEEE-754 binary32 bit
  * patterns, little endian.  There is no padding and no alignment.
  *
- * Layout, format version 1:
+ * Layout, format versions 1 and 2 (they differ only in the head field):
  *
  *   offset  size  field
  *   ------  ----  -----------------------------------------------------------
  *        0     4  magic          "DEPT" (0x44 0x45 0x50 0x54)
- *        4     4  u32 version    ADAPTER_IO_VERSION (1)
+ *        4     4  u32 version    1 (linear head) or 2 (text-to-text head)
  *        8     4  u32 header_size ADAPTER_IO_HEADER_SIZE (104): bytes 0..103
  *       12     4  u32 method     0 probe, 1 PT, 2 DePT, 3 EPT (AdapterMethod)
  *       16     4  u32 d          token embedding width       1..16384
@@ -28,13 +28,19 @@
  *       52     4  u32 n_tensors  number of tensor records that follow
  *       56     8  u64 total_size length of the whole byte string, CRC included
  *       64    32  fingerprint    the backbone's SHA-256, 32 raw bytes
- *       96     8  reserved       2 x u32, must be zero
+ *       96     4  u32 head       version 1: reserved, must be 0 (a linear
+ *                                head); version 2: must be 1 (ADAPTER_HEAD_TEXT:
+ *                                T5 text-to-text, no head tensors, classes
+ *                                ranked by the log-likelihood of their names)
+ *      100     4  reserved       u32, must be zero
  *
  *      104        class names:   u32 count (== n_classes), then per class
  *                                u32 length (1..1024) + that many bytes of
  *                                UTF-8 (no terminator; no NUL, no overlong
  *                                form, no surrogate, nothing past U+10FFFF);
  *                                names are distinct; class i is logit i
+ *                                (text-to-text: class i is the label string
+ *                                the decoder scores, tokenized at load time)
  *
  *        .        tensors:       n_tensors records, each
  *                                u32 name_len (1..32), name bytes (ASCII),
@@ -65,7 +71,14 @@
  *
  *   "prompt" (P, d)   "lora_a" (s, r)   "lora_b" (r, d)
  *   "ept_u" (K, d, q) "ept_v" (K, q, d) "gate_w" (K, d)  "gate_b" (K)
- *   "head_w" (C, h_dim)                 "head_b" (C)
+ *   "head_w" (C, h_dim)                 "head_b" (C)   (linear head only)
+ *
+ * Versions: a linear-head adapter is written as version 1, exactly as
+ * builds before version 2 wrote it (so they still read it), and a
+ * text-to-text adapter as version 2, the only thing version 2 adds.  The
+ * reader takes both; a version-2 header whose head is not 1 is refused,
+ * since the writer would have stored that adapter as version 1 (one
+ * encoding per adapter).  A probe is never text-to-text.
  *
  * Size limits, so that a forged header cannot make the reader allocate
  * much more than the bytes it was given: the per-field ranges above, at
@@ -97,7 +110,8 @@
 #include "nn_common.h"
 
 #define ADAPTER_IO_MAGIC "DEPT"
-#define ADAPTER_IO_VERSION 1
+#define ADAPTER_IO_VERSION 2		/* the newest version read and written */
+#define ADAPTER_IO_VERSION_TEXT_HEAD 2	/* the first with a text-to-text head */
 #define ADAPTER_IO_HEADER_SIZE 104
 #define ADAPTER_IO_MIN_SIZE (ADAPTER_IO_HEADER_SIZE + 4 + 4)	/* + class count + CRC */
 

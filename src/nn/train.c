@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "rng.h"
+#include "t5.h"
 
 /* Every row's token ids, computed once. */
 typedef struct TokenCache
@@ -33,6 +34,7 @@ typedef struct Workspace
 	float	   *dh;				/* (B, d_out) */
 	float	   *logits;			/* (B, C) */
 	int		   *labels;			/* (B) */
+	int32_t    *targets;		/* (B, label_len) text-to-text target ids, or NULL */
 	BackboneRun *run;
 } Workspace;
 
@@ -108,6 +110,7 @@ workspace_free(const Backbone *bb, Workspace *ws)
 	free(ws->dh);
 	free(ws->logits);
 	free(ws->labels);
+	free(ws->targets);
 	if (ws->run)
 		bb->ops->run_free(ws->run);
 	memset(ws, 0, sizeof(*ws));
@@ -179,6 +182,55 @@ forward_rows(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc
 	if (st != NN_OK)
 		return st;
 	head_forward(a, ws->h, B, ws->logits);
+	*n_out = n;
+	return NN_OK;
+}
+
+/*
+ * Class scores (B, C) of rows into ws->logits: the linear head's logits,
+ * or for a text-to-text head the log-likelihood of every label string.
+ */
+static NnStatus
+score_rows(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc,
+		   const int *rows, int B, NnError *err)
+{
+	int			n;
+
+	if (a->cfg.head != ADAPTER_HEAD_TEXT)
+		return forward_rows(bb, a, ws, tc, rows, B, &n, err);
+	n = gather_embeddings(bb, tc, rows, B, ws->E, ws->e_mask);
+	adapter_forward(a, ws->E, ws->e_mask, B, n, ws->X, ws->x_mask);
+	return t5_label_loglik(bb, ws->run, ws->X, ws->x_mask, B, adapter_prompt_rows(&a->cfg) + n,
+						   a->label_ids, a->cfg.n_classes, a->label_len, ws->logits, err);
+}
+
+/*
+ * One text-to-text training step on rows: cross-entropy of each row's
+ * label string, teacher-forced; its gradient reaches the adapter through
+ * dX (train.h).  *loss is the mean over the target tokens, *n_out the
+ * padded token length.
+ */
+static NnStatus
+text_step(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc,
+		  const Dataset *ds, const int *rows, int B, double *loss, int *n_out, NnError *err)
+{
+	int			n = gather_embeddings(bb, tc, rows, B, ws->E, ws->e_mask);
+	int			L = a->label_len;
+	float		l = 0.0f;
+	NnStatus	st;
+
+	for (int b = 0; b < B; b++)
+		memcpy(ws->targets + (size_t) b * L, a->label_ids + (size_t) ds->labels[rows[b]] * L,
+			   sizeof(int32_t) * L);
+	adapter_forward(a, ws->E, ws->e_mask, B, n, ws->X, ws->x_mask);
+	st = t5_loss_forward(bb, ws->run, ws->X, ws->x_mask, B, adapter_prompt_rows(&a->cfg) + n,
+						 ws->targets, L, &l, NULL, err);
+	if (st == NN_OK)
+		st = t5_loss_backward(bb, ws->run, ws->dX, err);
+	if (st != NN_OK)
+		return st;
+	adapter_backward(a, ws->dX, B, n);
+	*loss = l;
 	*n_out = n;
 	return NN_OK;
 }
@@ -262,7 +314,6 @@ evaluate_cached(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache 
 	for (int start = 0; start < n_rows; start += ws->max_batch)
 	{
 		int			B = n_rows - start < ws->max_batch ? n_rows - start : ws->max_batch;
-		int			n;
 
 		if (features != NULL)
 		{
@@ -271,7 +322,7 @@ evaluate_cached(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache 
 					   features + (size_t) rows[start + b] * bb->d_out, sizeof(float) * bb->d_out);
 			head_forward(a, ws->h, B, ws->logits);
 		}
-		else if (forward_rows(bb, a, ws, tc, rows + start, B, &n, err) != NN_OK)
+		else if (score_rows(bb, a, ws, tc, rows + start, B, err) != NN_OK)
 		{
 			metrics_free(m);
 			return err ? err->status : NN_ERR_FORMAT;
@@ -338,7 +389,10 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 			 NnError *err)
 {
 	AdapterConfig cfg = {0};
+	NnStatus	st;
 
+	if ((st = train_choose_head(bb, opt, &cfg.head, err)) != NN_OK)
+		return st;
 	cfg.method = opt->method;
 	cfg.d = bb->d_embed;
 	cfg.h_dim = bb->d_out;
@@ -361,7 +415,100 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 	if (opt->method == ADAPTER_EPT && cfg.rank == 0)
 		return nn_fail(err, NN_ERR_ARG, "the budget of %d prompt vectors leaves no room for EPT's low-rank pair",
 					   opt->budget);
-	return adapter_new(a, &cfg, opt->batch_size, opt->seed, err);
+	if ((st = adapter_new(a, &cfg, opt->batch_size, opt->seed, err)) != NN_OK)
+		return st;
+	if ((st = text_head_bind_labels(bb, *a, (const char *const *) ds->class_names, err)) != NN_OK)
+	{
+		adapter_free(*a);
+		*a = NULL;
+	}
+	return st;
+}
+
+NnStatus
+train_choose_head(const Backbone *bb, const TrainOptions *opt, AdapterHead *head, NnError *err)
+{
+	bool		t5 = t5_is(bb);
+
+	switch (opt->head)
+	{
+		case TRAIN_HEAD_AUTO:
+			*head = t5 && opt->method != ADAPTER_PROBE ? ADAPTER_HEAD_TEXT : ADAPTER_HEAD_LINEAR;
+			return NN_OK;
+		case TRAIN_HEAD_LINEAR:
+			*head = ADAPTER_HEAD_LINEAR;
+			return NN_OK;
+		case TRAIN_HEAD_TEXT:
+			if (!t5)
+				return nn_fail(err, NN_ERR_ARG, "a text-to-text head needs a T5 backbone, not %s",
+							   bb->ops->family);
+			if (opt->method == ADAPTER_PROBE)
+				return nn_fail(err, NN_ERR_ARG, "a linear probe trains only a linear head: "
+							   "it cannot be text-to-text");
+			*head = ADAPTER_HEAD_TEXT;
+			return NN_OK;
+	}
+	return nn_fail(err, NN_ERR_ARG, "unknown head %d", (int) opt->head);
+}
+
+NnStatus
+text_head_bind_labels(const Backbone *bb, Adapter *a, const char *const *names, NnError *err)
+{
+	int			C = a->cfg.n_classes,
+				max = bb->max_tokens,
+				len = 1;
+	int32_t    *ids,
+			   *packed = NULL;
+	int		   *count;
+	NnStatus	st = NN_OK;
+
+	if (a->cfg.head != ADAPTER_HEAD_TEXT)
+		return NN_OK;
+	if (!t5_is(bb))
+		return nn_fail(err, NN_ERR_ARG, "a text-to-text adapter needs a T5 backbone, not %s",
+					   bb->ops->family);
+	ids = malloc(sizeof(int32_t) * (size_t) C * max);
+	count = malloc(sizeof(int) * (size_t) C);
+	if (ids == NULL || count == NULL)
+	{
+		st = nn_fail(err, NN_ERR_NOMEM, "out of memory tokenizing %d labels", C);
+		goto done;
+	}
+	for (int c = 0; c < C; c++)
+	{
+		count[c] = bb->ops->tokenize(bb, names[c], strlen(names[c]), ids + (size_t) c * max, max);
+		if (count[c] <= 0)
+		{
+			st = nn_fail(err, NN_ERR_NOMEM, "could not tokenize label %d", c);
+			goto done;
+		}
+		if (count[c] > len)
+			len = count[c];
+	}
+	/* equal ids would get equal scores: rank classification could never pick one of them */
+	for (int c = 0; c < C; c++)
+		for (int k = c + 1; k < C; k++)
+			if (count[c] == count[k] &&
+				memcmp(ids + (size_t) c * max, ids + (size_t) k * max, sizeof(int32_t) * count[c]) == 0)
+			{
+				st = nn_fail(err, NN_ERR_ARG, "labels \"%.64s\" and \"%.64s\" tokenize to the same ids, "
+							 "so text-to-text classification cannot tell them apart", names[c], names[k]);
+				goto done;
+			}
+	if ((packed = malloc(sizeof(int32_t) * (size_t) C * len)) == NULL)
+	{
+		st = nn_fail(err, NN_ERR_NOMEM, "out of memory for label token ids");
+		goto done;
+	}
+	for (int c = 0; c < C; c++)
+		for (int t = 0; t < len; t++)
+			packed[(size_t) c * len + t] = t < count[c] ? ids[(size_t) c * max + t] : -1;
+	st = adapter_set_label_ids(a, packed, len, err);
+done:
+	free(ids);
+	free(count);
+	free(packed);
+	return st;
 }
 
 static NnStatus
@@ -396,7 +543,8 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 			   *order = NULL;
 	float	   *features = NULL,
 			   *best = NULL;
-	bool		probe = opt->method == ADAPTER_PROBE;
+	bool		probe = opt->method == ADAPTER_PROBE,
+				text;
 	double		best_acc = -1.0,
 				last_acc = -1.0,
 				start_time = now_seconds();
@@ -413,6 +561,7 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 	if ((st = make_adapter(bb, ds, opt, &a, err)) != NN_OK)
 		return st;
 	res->param_count = adapter_param_count(&a->cfg);
+	text = a->cfg.head == ADAPTER_HEAD_TEXT;
 	rng_seed(&rng, opt->seed ^ 0x5eedULL);
 	init_prompt(bb, a, opt, &rng);
 
@@ -437,6 +586,11 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 	if ((st = workspace_init(bb, &ws, opt->batch_size, adapter_prompt_rows(&a->cfg), opt->max_len,
 							 ds->n_classes, !probe, err)) != NN_OK)
 		goto done;
+	if (text && (ws.targets = malloc(sizeof(int32_t) * (size_t) opt->batch_size * a->label_len)) == NULL)
+	{
+		st = nn_fail(err, NN_ERR_NOMEM, "out of memory for label targets");
+		goto done;
+	}
 	if (probe)
 	{
 		features = malloc(sizeof(float) * (size_t) ds->n_rows * bb->d_out);
@@ -479,24 +633,31 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 			adamw_zero_grad(&adamw);
 			for (int b = 0; b < B; b++)
 				ws.labels[b] = ds->labels[order[start + b]];
-			if (probe)
+			if (text)
 			{
-				for (int b = 0; b < B; b++)
-					memcpy(ws.h + (size_t) b * bb->d_out,
-						   features + (size_t) order[start + b] * bb->d_out,
-						   sizeof(float) * bb->d_out);
-				head_forward(a, ws.h, B, ws.logits);
-			}
-			else if ((st = forward_rows(bb, a, &ws, &tc, order + start, B, &n, err)) != NN_OK)
-				goto done;
-			loss = head_loss_backward(a, ws.h, ws.logits, ws.labels, B, ws.dh);
-			if (!probe)
-			{
-				if ((st = bb->ops->backward(bb, ws.run, ws.dh, ws.dX, err)) != NN_OK)
+				if ((st = text_step(bb, a, &ws, &tc, ds, order + start, B, &loss, &n, err)) != NN_OK)
 					goto done;
-				adapter_backward(a, ws.dX, B, n);
-				res->train_tokens += (long) B * (adapter_prompt_rows(&a->cfg) + n);
 			}
+			else
+			{
+				if (probe)
+				{
+					for (int b = 0; b < B; b++)
+						memcpy(ws.h + (size_t) b * bb->d_out,
+							   features + (size_t) order[start + b] * bb->d_out,
+							   sizeof(float) * bb->d_out);
+					head_forward(a, ws.h, B, ws.logits);
+				}
+				else if ((st = forward_rows(bb, a, &ws, &tc, order + start, B, &n, err)) != NN_OK)
+					goto done;
+				loss = head_loss_backward(a, ws.h, ws.logits, ws.labels, B, ws.dh);
+				if (!probe && (st = bb->ops->backward(bb, ws.run, ws.dh, ws.dX, err)) != NN_OK)
+					goto done;
+				if (!probe)
+					adapter_backward(a, ws.dX, B, n);
+			}
+			if (!probe)
+				res->train_tokens += (long) B * (adapter_prompt_rows(&a->cfg) + n);
 			if (opt->max_grad_norm > 0)
 				clip_grad_norm(&adamw, opt->max_grad_norm);
 			adamw_step(&adamw, schedule_warmup_linear(step, warmup, total_steps));
@@ -598,7 +759,8 @@ evaluate_rows(const Backbone *bb, Adapter *a, const Dataset *ds, const int *rows
 	st = tokenize_all(bb, ds, max_len, &tc, err);
 	if (st == NN_OK)
 		st = workspace_init(bb, &ws, batch_size, adapter_prompt_rows(&a->cfg), max_len,
-							ds->n_classes, false, err);
+							ds->n_classes > a->cfg.n_classes ? ds->n_classes : a->cfg.n_classes,
+							false, err);
 	if (st == NN_OK)
 		st = evaluate_cached(bb, a, &ws, &tc, ds, NULL, rows, n_rows, out, err);
 	token_cache_free(&tc);
@@ -628,6 +790,11 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 		st = nn_fail(err, NN_ERR_NOMEM, "out of memory classifying texts");
 		goto done;
 	}
+	if (a->cfg.head == ADAPTER_HEAD_TEXT && a->label_ids == NULL)
+	{
+		st = nn_fail(err, NN_ERR_ARG, "text-to-text adapter without label ids (text_head_bind_labels)");
+		goto done;
+	}
 	for (int start = 0; start < n; start += batch_size)
 	{
 		int			B = n - start < batch_size ? n - start : batch_size;
@@ -651,9 +818,19 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 			bb->ops->embed_tokens(bb, ids + (size_t) b * max_len, count[b],
 								  E + (size_t) b * len * d, e_mask + (size_t) b * len);
 		adapter_forward(a, E, e_mask, B, len, X, x_mask);
-		if ((st = bb->ops->forward(bb, run, X, x_mask, B, P + len, h, err)) != NN_OK)
-			goto done;
-		head_forward(a, h, B, probs + (size_t) start * C);
+		if (a->cfg.head == ADAPTER_HEAD_TEXT)
+		{
+			/* rank classification: the scores become probabilities by the softmax below */
+			if ((st = t5_label_loglik(bb, run, X, x_mask, B, P + len, a->label_ids, C,
+									  a->label_len, probs + (size_t) start * C, err)) != NN_OK)
+				goto done;
+		}
+		else
+		{
+			if ((st = bb->ops->forward(bb, run, X, x_mask, B, P + len, h, err)) != NN_OK)
+				goto done;
+			head_forward(a, h, B, probs + (size_t) start * C);
+		}
 		for (int b = 0; b < B; b++)
 		{
 			float	   *row = probs + (size_t) (start + b) * C;

@@ -13,6 +13,24 @@
  *
  * The linear probe never needs the backbone's backward: its pooled vectors
  * are computed once and the head is trained on them.
+ *
+ * Text-to-text (T5, the DePT paper's setting; the default head on a T5
+ * backbone): there is no linear head.  Each class is its label string,
+ * tokenized by the backbone's tokenizer followed by "</s>" (the class names
+ * of the dataset, or of a stored adapter: text_head_bind_labels).  A step
+ * runs adapter -> encoder -> teacher-forced decoder on each row's target
+ * label (t5_loss_forward: the mean cross-entropy over every target token
+ * of the batch, as transformers averages it), and t5_loss_backward returns
+ * d(loss)/dX, which adapter_backward turns into the prompt and low-rank
+ * gradients exactly as on the classifier path.  Prediction and validation
+ * are rank classification: t5_label_loglik scores every label string by
+ * sum_t log p(y_t | y_<t, X); the predicted class is the argmax, and the
+ * class probabilities are the softmax over the C scores, i.e. the
+ * sequence likelihoods renormalised over the label set (a choice: the
+ * decoder's mass on strings outside the set is ignored).  A probe has no
+ * meaning there (it trains only a linear head) and is refused when the
+ * text head is asked for explicitly; with TRAIN_HEAD_AUTO it keeps its
+ * linear head.
  */
 #ifndef DEPT_NN_TRAIN_H
 #define DEPT_NN_TRAIN_H
@@ -35,9 +53,18 @@ typedef struct TrainProgress
 	double		eta_seconds;
 } TrainProgress;
 
+/* Which head to train; AUTO is text-to-text on T5 (except for a probe), else linear. */
+typedef enum TrainHead
+{
+	TRAIN_HEAD_AUTO = 0,
+	TRAIN_HEAD_LINEAR = 1,
+	TRAIN_HEAD_TEXT = 2
+} TrainHead;
+
 typedef struct TrainOptions
 {
 	AdapterMethod method;
+	TrainHead	head;
 	int			prompt_len;		/* l for PT, m for DePT/EPT */
 	int			budget;			/* when rank is 0: PT length whose budget sets r */
 	int			rank;			/* r */
@@ -89,6 +116,24 @@ typedef struct TrainResult
  */
 void		train_options_default(TrainOptions *opt);
 
+/*
+ * The adapter head opt asks for on bb: NN_ERR_ARG when text-to-text is
+ * asked for on a backbone other than T5 or for a probe.
+ */
+NnStatus	train_choose_head(const Backbone *bb, const TrainOptions *opt, AdapterHead *head,
+							  NnError *err);
+
+/*
+ * Text-to-text adapter: tokenize its n_classes class names (the label
+ * strings, "</s>" appended) with bb's tokenizer into a's label_ids, as
+ * train_adapter does and as a loader must after adapter_deserialize.
+ * NN_ERR_ARG when bb is not T5 or two labels tokenize to the same ids
+ * (rank classification could not tell them apart); a linear-head adapter
+ * is left alone (NN_OK).
+ */
+NnStatus	text_head_bind_labels(const Backbone *bb, Adapter *a, const char *const *class_names,
+								  NnError *err);
+
 NnStatus	train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 						  TrainResult *result, NnError *err);
 
@@ -96,7 +141,9 @@ void		train_result_free(TrainResult *result);
 
 /*
  * Class probabilities (n, C) of n texts in batches of batch_size.  run
- * must hold batch_size rows of prompt rows + max_len positions.
+ * must hold batch_size rows of prompt rows + max_len positions.  A linear
+ * head gives softmax(logits); a text-to-text head (labels bound) gives
+ * softmax over the t5_label_loglik scores of the C label strings.
  */
 NnStatus	classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a,
 						   const char *const *texts, const size_t *lens, int n,

@@ -9,6 +9,12 @@
  * CRC recomputed), so the test reaches the check behind the CRC that is
  * meant to catch it.  The offsets below restate the table in
  * adapter_io.h, so a change of layout shows up here.
+ *
+ * Versions: linear-head adapters are still written as format version 1,
+ * byte for byte as the build before version 2 (commit ad9f541) wrote them
+ * (their lengths and CRCs are pinned below), and text-to-text adapters as
+ * version 2 with head = 1 and no head tensors; both read back, and a head
+ * field that disagrees with its version is refused.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -35,7 +41,8 @@ enum
 	OFF_N_TENSORS = 52,
 	OFF_TOTAL_SIZE = 56,
 	OFF_FINGERPRINT = 64,
-	OFF_RESERVED = 96,
+	OFF_HEAD = 96,				/* reserved (0) in version 1 */
+	OFF_RESERVED = 100,
 	OFF_CLASSES = 104
 };
 
@@ -250,7 +257,7 @@ test_round_trip(void)
 		}
 		CHECK(memcmp(buf, "DEPT", 4) == 0 && get32(buf + OFF_VERSION) == 1 &&
 			  get32(buf + OFF_HEADER_SIZE) == 104 && get32(buf + OFF_TOTAL_SIZE) == len &&
-			  get32(buf + OFF_RESERVED) == 0 && get32(buf + OFF_RESERVED + 4) == 0,
+			  get32(buf + OFF_HEAD) == 0 && get32(buf + OFF_RESERVED) == 0,
 			  "method %d: header fields at their documented offsets", m);
 		CHECK(buf[OFF_FINGERPRINT] == 0x00 && buf[OFF_FINGERPRINT + 1] == 0x11 &&
 			  buf[OFF_FINGERPRINT + 31] == 0x78, "method %d: raw fingerprint", m);
@@ -392,8 +399,10 @@ test_magic_version_sizes(void)
 	buf[3] = 'S';
 	EXPECT_REJECT(buf, len, "magic");
 	buf[3] = 'T';
-	put32(buf + OFF_VERSION, 2);
-	EXPECT_REJECT(buf, len, "version 2");
+	put32(buf + OFF_VERSION, 3);
+	EXPECT_REJECT(buf, len, "version 3");
+	put32(buf + OFF_VERSION, 0);
+	EXPECT_REJECT(buf, len, "version 0");
 	put32(buf + OFF_VERSION, 1);
 	EXPECT_FORGED(OFF_HEADER_SIZE, 100, "header size 100");
 	put32(buf + OFF_TOTAL_SIZE, (uint32_t) len + 1);
@@ -404,7 +413,8 @@ test_magic_version_sizes(void)
 	buf[len - 1] ^= 1;
 	EXPECT_REJECT(buf, len, "checksum");
 	buf[len - 1] ^= 1;
-	EXPECT_FORGED(OFF_RESERVED + 4, 1, "reserved field 1");
+	EXPECT_FORGED(OFF_RESERVED, 1, "reserved field 1");
+	EXPECT_FORGED(OFF_HEAD, 1, "reserved field 0");
 
 	/* one byte too many after the last tensor, consistently declared */
 	memcpy(big, buf, len - 4);
@@ -608,6 +618,132 @@ test_tensor_records(void)
 	free(buf);
 }
 
+/* Linear-head adapters encode exactly as format version 1 did before version 2 existed. */
+static void
+test_version1_unchanged(void)
+{
+	/* length and stored CRC of encode(method) at commit ad9f541 (format version 1 only) */
+	static const struct
+	{
+		size_t		len;
+		uint32_t	crc;
+	}			golden[] = {{264, 0xa4324cf1}, {366, 0x129db00b}, {506, 0x29bba5f1}, {972, 0xe1bc7bcc}};
+
+	for (int m = ADAPTER_PROBE; m <= ADAPTER_EPT; m++)
+	{
+		size_t		len;
+		uint8_t    *buf = encode((AdapterMethod) m, &len);
+
+		CHECK(len == golden[m].len && get32(buf + len - 4) == golden[m].crc,
+			  "method %d: %zu bytes, crc %08x; version 1 wrote %zu bytes, crc %08x", m, len,
+			  get32(buf + len - 4), golden[m].len, golden[m].crc);
+		CHECK(get32(buf + OFF_VERSION) == 1, "method %d: version 1", m);
+		free(buf);
+	}
+}
+
+/* Text-to-text adapters: version 2, head 1, no head tensors, one encoding. */
+static void
+test_text_head(void)
+{
+	for (int m = ADAPTER_PT; m <= ADAPTER_EPT; m++)
+	{
+		AdapterConfig cfg = config_for((AdapterMethod) m),
+					linear = cfg;
+		Adapter    *a = NULL,
+				   *b = NULL;
+		uint8_t    *buf = NULL,
+				   *again = NULL,
+				   *lin = NULL;
+		size_t		len = 0,
+					len2 = 0,
+					lin_len = 0;
+		char		fp[65],
+				  **names = NULL;
+		NnError		err;
+
+		cfg.head = ADAPTER_HEAD_TEXT;
+		CHECK(adapter_new(&a, &cfg, 2, 5, &err) == NN_OK, "method %d: %s", m, err.msg);
+		if (a == NULL)
+			continue;
+		randomize(a, 31 + (uint64_t) m);
+		CHECK(a->head_w.n == 0 && a->head_b.n == 0 && a->head_w.w == NULL,
+			  "method %d: a text head has no tensors", m);
+		CHECK(adapter_param_count(&cfg) == adapter_param_count(&linear) - (3 * 5 + 3),
+			  "method %d: parameter count without the head", m);
+		CHECK(adapter_serialize(a, FP, NAMES, &buf, &len, &err) == NN_OK, "method %d: %s", m, err.msg);
+		lin = encode((AdapterMethod) m, &lin_len);
+		CHECK(get32(buf + OFF_VERSION) == 2 && get32(buf + OFF_HEAD) == 1 &&
+			  get32(buf + OFF_RESERVED) == 0, "method %d: version 2, head 1", m);
+		CHECK(find_tensor(buf, "head_w") == 0 && find_tensor(buf, "head_b") == 0 &&
+			  get32(buf + OFF_N_TENSORS) == get32(lin + OFF_N_TENSORS) - 2,
+			  "method %d: no head tensors stored", m);
+		CHECK(len == lin_len - (4 + 6 + 4 + 8 + 8 + 4 * 15) - (4 + 6 + 4 + 4 + 8 + 4 * 3),
+			  "method %d: %zu bytes, the linear encoding minus the head records", m, len);
+		CHECK(adapter_deserialize(buf, len, 3, &b, fp, &names, &err) == NN_OK, "method %d: %s", m, err.msg);
+		if (b)
+		{
+			CHECK(memcmp(&a->cfg, &b->cfg, sizeof(AdapterConfig)) == 0 &&
+				  b->cfg.head == ADAPTER_HEAD_TEXT, "method %d: configuration read back", m);
+			CHECK(b->prompt.n == a->prompt.n &&
+				  memcmp(a->prompt.w, b->prompt.w, sizeof(float) * a->prompt.n) == 0 &&
+				  b->lora_a.n == a->lora_a.n && b->head_w.n == 0 && b->label_ids == NULL,
+				  "method %d: tensors read back", m);
+			CHECK(strcmp(names[2], NAMES[2]) == 0, "method %d: label strings kept", m);
+			CHECK(adapter_serialize(b, fp, (const char *const *) names, &again, &len2, &err) == NN_OK &&
+				  len2 == len && memcmp(again, buf, len) == 0, "method %d: re-encoding byte-identical", m);
+			adapter_free_class_names(names, b->cfg.n_classes);
+			adapter_free(b);
+		}
+		/* the head field must agree with the version */
+		put32(buf + OFF_HEAD, 0);
+		reseal(buf, len);
+		EXPECT_REJECT(buf, len, "version 2 stores a text-to-text head");
+		put32(buf + OFF_HEAD, 2);
+		reseal(buf, len);
+		EXPECT_REJECT(buf, len, "version 2 stores a text-to-text head");
+		put32(buf + OFF_HEAD, 1);
+		put32(buf + OFF_VERSION, 1);
+		reseal(buf, len);
+		EXPECT_REJECT(buf, len, "reserved field 0");
+		/* a linear adapter relabelled version 2 with head 1 lacks nothing but has head tensors */
+		put32(lin + OFF_VERSION, 2);
+		put32(lin + OFF_HEAD, 1);
+		reseal(lin, lin_len);
+		EXPECT_REJECT(lin, lin_len, "tensors");
+		adapter_free(a);
+		free(buf);
+		free(again);
+		free(lin);
+	}
+	{
+		AdapterConfig cfg = config_for(ADAPTER_PROBE);
+		Adapter    *a = NULL;
+		NnError		err;
+		int32_t		ids[6] = {5, 1, -100, 7, 8, 1},
+					more[3] = {1, 2, 3};
+
+		cfg.head = ADAPTER_HEAD_TEXT;
+		CHECK(adapter_new(&a, &cfg, 1, 1, &err) == NN_ERR_ARG && a == NULL &&
+			  strstr(err.msg, "probe"), "a text-to-text probe is refused: %s", err.msg);
+		cfg = config_for(ADAPTER_PT);
+		CHECK(adapter_new(&a, &cfg, 1, 1, &err) == NN_OK, "%s", err.msg);
+		CHECK(adapter_set_label_ids(a, ids, 2, &err) == NN_ERR_ARG, "label ids need a text head");
+		adapter_free(a);
+		cfg.head = ADAPTER_HEAD_TEXT;
+		CHECK(adapter_new(&a, &cfg, 1, 1, &err) == NN_OK, "%s", err.msg);
+		CHECK(adapter_set_label_ids(a, ids, 2, &err) == NN_OK && a->label_len == 2 &&
+			  a->label_ids[0] == 5 && a->label_ids[2] == -1 && a->label_ids[5] == 1,
+			  "label ids copied, padding -1");
+		CHECK(adapter_set_label_ids(a, more, 1, &err) == NN_OK && a->label_len == 1 &&
+			  a->label_ids[2] == 3, "label ids replaced");
+		CHECK(adapter_set_label_ids(a, more, 0, &err) == NN_ERR_ARG, "length 0 refused");
+		cfg.head = (AdapterHead) 7;
+		adapter_free(a);
+		CHECK(adapter_new(&a, &cfg, 1, 1, &err) == NN_ERR_ARG, "unknown head refused");
+	}
+}
+
 static void
 test_bad_arguments(void)
 {
@@ -652,5 +788,7 @@ main(void)
 	RUN_TEST(test_class_names);
 	RUN_TEST(test_tensor_records);
 	RUN_TEST(test_bad_arguments);
+	RUN_TEST(test_version1_unchanged);
+	RUN_TEST(test_text_head);
 	return unit_finish();
 }
