@@ -6,6 +6,8 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
 #include "utils/guc.h"
 
@@ -15,6 +17,7 @@ PG_MODULE_MAGIC;
 
 char	   *dept_model_path = NULL;
 int			dept_threads = 1;
+int			dept_max_training_memory = 2 * 1024 * 1024;	/* kB: 2 GB */
 
 void		_PG_init(void);
 
@@ -41,6 +44,24 @@ _PG_init(void)
 							1, 1, 64,
 							PGC_USERSET,
 							0,
+							NULL, NULL, NULL);
+
+	/*
+	 * Superuser-only: dept_train is granted to ordinary roles, and this
+	 * budget is what keeps their runs from exhausting the server's memory.
+	 * A superuser may raise it for one role (ALTER ROLE ... SET).  2 GB
+	 * admits use-lite's defaults (about 0.3 GB) up to batch 128, and
+	 * refuses the 3 GB run the hostile tests found (batch 256 x 256
+	 * positions).
+	 */
+	DefineCustomIntVariable("dept.max_training_memory",
+							"Largest estimated memory a training run may use.",
+							"Checked by dept_train before the worker starts and by the worker "
+							"once the rows are read; -1 means no limit.",
+							&dept_max_training_memory,
+							2 * 1024 * 1024, -1, MAX_KILOBYTES,
+							PGC_SUSET,
+							GUC_UNIT_KB,
 							NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dept");

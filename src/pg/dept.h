@@ -15,6 +15,7 @@
 /* GUCs */
 extern char *dept_model_path;
 extern int	dept_threads;
+extern int	dept_max_training_memory;	/* kB; -1 = no limit */
 
 /* Methods */
 extern const Backbone *DeptGetBackbone(void);

@@ -48,6 +48,7 @@ typedef struct DeptTrainRequest
 	char		model_name[64];		/* "use-lite" or a name in dept.models */
 	char		model_dir[MAXPGPATH];	/* resolved by the caller */
 	bool		prompt_len_set;
+	int64		max_training_memory;	/* bytes, the caller's dept.max_training_memory; -1 none */
 	TrainOptions opt;			/* progress fields and init_text set by the worker */
 
 	/* progress, written by the worker under mutex */
@@ -60,8 +61,31 @@ typedef struct DeptTrainRequest
 	char		error[1024];
 } DeptTrainRequest;
 
+/*
+ * The peak heap of a training run, by part (train_options.c): what the
+ * backbone's run, train.c's batch buffers, the adapter with its AdamW
+ * state and the rows read will hold at once, the model's weight files
+ * (mmap'ed, resident while training) and the worker process itself.
+ */
+typedef struct DeptMemoryEstimate
+{
+	double		activations;	/* backbone run buffers (run_bytes) */
+	double		workspace;		/* batch embeddings, inputs, gradients, logits */
+	double		adapter;		/* parameters, gradients, AdamW moments, best copy */
+	double		rows;			/* texts, labels, token ids, split, probe features */
+	double		weights;		/* the model directory's files */
+	double		process;		/* the worker itself: backend, libraries, OpenBLAS buffers */
+	double		total;
+	int			prompt_rows;	/* of the adapter the run trains */
+} DeptMemoryEstimate;
+
 /* Methods */
 extern void DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options);
+extern void DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir,
+									   const TrainOptions *opt, int n_classes, double n_rows,
+									   double text_bytes, int max_label, DeptMemoryEstimate *est);
+extern void DeptCheckTrainingMemory(const DeptMemoryEstimate *est, const TrainOptions *opt,
+									int64 limit);
 PGDLLEXPORT void dept_train_worker_main(Datum arg);
 
 #endif							/* DEPT_PG_TRAIN_H */

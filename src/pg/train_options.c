@@ -1,15 +1,31 @@
 /*
  * train_options.c: dept_train's options jsonb -> TrainOptions, with every
- * key known and every value type- and range-checked before any work starts.
+ * key known and every value type- and range-checked before any work starts;
+ * and the memory a run will need, checked against dept.max_training_memory.
+ *
+ * The memory estimate mirrors what train.c allocates for a run (its peak is
+ * reached after the first step and held to the end): the backbone's
+ * activation buffers for batch_size rows of prompt + max_length positions
+ * (each family's run_bytes, unit-tested against the real allocation, with
+ * T5's decoder for the longest label), train.c's batch buffers, the
+ * adapter's parameters with their gradients, AdamW moments and best
+ * checkpoint, every row read (texts and labels as copied, token ids,
+ * split, probe features) and the model's weight files.  dept_train checks
+ * it before starting the worker, with the row count the planner has for
+ * the relation and no texts; the worker checks it again while reading
+ * (texts included) and once more with the exact rows before training.
  */
 #include "postgres.h"
 
 #include <math.h>
+#include <sys/stat.h>
 
+#include "storage/fd.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/numeric.h"
 
+#include "dept.h"
 #include "dept_train.h"
 
 typedef enum OptionKind
@@ -194,4 +210,135 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 		bad_option("prompt_length", "Prompt tuning needs at least one prompt vector.");
 	if (req->opt.method == ADAPTER_EPT && req->opt.prompt_len == 0)
 		bad_option("prompt_length", "EPT needs at least one prompt vector.");
+}
+
+/* Bytes of the regular files directly in dir (the model's weights, vocabulary, config). */
+static double
+DeptDirectoryBytes(const char *dir)
+{
+	DIR		   *d = AllocateDir(dir);
+	struct dirent *de;
+	double		total = 0;
+
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		char		path[MAXPGPATH];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+			total += st.st_size;
+	}
+	if (d)
+		FreeDir(d);
+	return total;
+}
+
+/*
+ * The peak memory of training on n_rows rows holding text_bytes of text and
+ * labels with n_classes classes (at least 2); max_label is the longest label
+ * in tokens, for an encoder-decoder's label loss (0: none).
+ */
+void
+DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const TrainOptions *opt,
+						   int n_classes, double n_rows, double text_bytes, int max_label,
+						   DeptMemoryEstimate *est)
+{
+	AdapterConfig cfg = {0};
+	bool		probe = opt->method == ADAPTER_PROBE;
+	double		B = opt->batch_size,
+				s = opt->max_len,
+				d = bb->d_embed,
+				out = bb->d_out,
+				C = Max(n_classes, 2),
+				P,
+				S,
+				params,
+				K = 0,
+				q = 0;
+	size_t		run;
+
+	cfg.method = opt->method;
+	cfg.d = bb->d_embed;
+	cfg.h_dim = bb->d_out;
+	cfg.n_classes = (int) C;
+	cfg.prompt_len = probe ? 0 : opt->prompt_len;
+	cfg.max_len = opt->max_len;
+	cfg.rank = opt->rank;
+	if (opt->method == ADAPTER_EPT)
+	{
+		cfg.subspaces = opt->subspaces;
+		cfg.subspace_rank = opt->subspace_rank;
+		K = opt->subspaces;
+		q = opt->subspace_rank;
+	}
+	if ((opt->method == ADAPTER_DEPT || opt->method == ADAPTER_EPT) && cfg.rank == 0)
+		cfg.rank = adapter_rank_for_budget(opt->budget, cfg.d, cfg.max_len, cfg.prompt_len,
+										   cfg.subspaces, cfg.subspace_rank);
+	P = adapter_prompt_rows(&cfg);
+	S = P + s;
+	params = (double) adapter_param_count(&cfg);
+
+	run = backbone_run_bytes(bb, opt->batch_size, (int) S, max_label);
+	est->activations = run == SIZE_MAX ? INFINITY : (double) run;
+	/* E, X (and dX when training) of the batch, masks, pooled h and dh, logits, dlogits, labels */
+	est->workspace = 4 * (B * s * d + B * S * d * (probe ? 1 : 2) + 2 * B * out + 2 * B * C + B) +
+		B * (s + S);
+	/* w, g and both AdamW moments of each parameter, the best checkpoint; A B and its gradient */
+	est->adapter = 4 * (5 * params);
+	if (opt->method == ADAPTER_DEPT || opt->method == ADAPTER_EPT)
+		est->adapter += 4 * 2 * s * d;
+	if (opt->method == ADAPTER_EPT)
+		est->adapter += 4 * (P * s + 2 * P * d + K * P * q + B * d + B * K + P * Max(d, s) + P * q);
+	/*
+	 * Per row: the text and label copies (with malloc's header and
+	 * rounding), the row arrays at twice their length (they double as
+	 * they grow), class index, sort and split arrays, and the max_length
+	 * token ids; the probe also keeps a pooled vector per row.
+	 */
+	est->rows = text_bytes + n_rows * (64 + 48 + 4 + 8 + 12 + 4 + 4 * s + (probe ? 4 * out : 0));
+	est->weights = DeptDirectoryBytes(model_dir);
+	/* a worker training a 1-row batch of 8 tokens peaks at about 30 MB above its model files */
+	est->process = 32.0 * 1024 * 1024;
+	est->total = est->activations + est->workspace + est->adapter + est->rows + est->weights +
+		est->process;
+	est->prompt_rows = (int) P;
+}
+
+/* "1.5 GB", "300.2 MB", "12 kB" */
+static char *
+DeptFormatBytes(double bytes)
+{
+	if (isinf(bytes) || bytes >= 1e18)
+		return pstrdup("more than can be addressed");
+	if (bytes >= 1024.0 * 1024 * 1024)
+		return psprintf("%.1f GB", bytes / (1024.0 * 1024 * 1024));
+	if (bytes >= 1024.0 * 1024)
+		return psprintf("%.1f MB", bytes / (1024.0 * 1024));
+	return psprintf("%.0f kB", ceil(bytes / 1024.0));
+}
+
+/*
+ * Refuse a run whose estimate exceeds limit bytes (-1: no limit) with
+ * 54000, the estimate by part and what to lower.
+ */
+void
+DeptCheckTrainingMemory(const DeptMemoryEstimate *est, const TrainOptions *opt, int64 limit)
+{
+	if (limit < 0 || est->total <= (double) limit)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+			 errmsg("training would need about %s of memory, more than dept.max_training_memory (%s)",
+					DeptFormatBytes(est->total), DeptFormatBytes((double) limit)),
+			 errdetail("Estimated peak %s: %s of model activations for batch_size %d x (%d prompt rows + max_length %d) positions, "
+					   "%s of batch buffers, %s of adapter and AdamW state, %s for the rows, %s of model files, %s for the worker process; "
+					   "the limit is %s.",
+					   DeptFormatBytes(est->total), DeptFormatBytes(est->activations),
+					   opt->batch_size, est->prompt_rows, opt->max_len, DeptFormatBytes(est->workspace),
+					   DeptFormatBytes(est->adapter), DeptFormatBytes(est->rows),
+					   DeptFormatBytes(est->weights), DeptFormatBytes(est->process),
+					   DeptFormatBytes((double) limit)),
+			 errhint("Lower the options batch_size, max_length or prompt_length, train on fewer rows, "
+					 "or ask a superuser to raise dept.max_training_memory.")));
 }

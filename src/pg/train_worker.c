@@ -37,6 +37,7 @@
 
 #include "adapter_io.h"
 #include "dataset.h"
+#include "t5.h"
 #include "dept.h"
 #include "dept_catalog.h"
 #include "dept_train.h"
@@ -219,6 +220,69 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("max_length %d exceeds the model's %d tokens", req->opt.max_len,
 						bb->max_tokens)));
+	{
+		AdapterHead head;
+		NnError		err;
+
+		/* "head": "text" needs T5 and a method with a prompt (train.h) */
+		if (train_choose_head(bb, &req->opt, &head, &err) != NN_OK)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("invalid value for option \"head\""),
+					 errdetail("%s.", err.msg),
+					 errhint("Use \"head\": \"linear\", or a T5 model with a method other than probe.")));
+	}
+}
+
+/* The planner's row count of a table or materialized view; 0 when it has none. */
+static double
+DeptRelationRowEstimate(Oid relid)
+{
+	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	double		rows = 0;
+
+	if (HeapTupleIsValid(tup))
+	{
+		Form_pg_class rel = (Form_pg_class) GETSTRUCT(tup);
+
+		if (rel->reltuples > 0)
+			rows = rel->reltuples;
+		ReleaseSysCache(tup);
+	}
+	return rows;
+}
+
+/*
+ * The run's memory estimate before any row is read: the buffers, the
+ * adapter, the model and the planner's row count (texts are counted by the
+ * worker as it reads them).  For T5 the decoder is sized for the longest
+ * label, bounded by its bytes + 2 tokens (a piece covers at least one
+ * byte; a leading U+2581 and "</s>" may add two).
+ */
+static void
+DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_column,
+						   const char *text_column)
+{
+	const Backbone *bb = DeptGetBackboneAt(req->model_dir);
+	DeptMemoryEstimate est;
+	int			max_label = 0;
+
+	if (t5_is(bb))
+	{
+		const char *col = quote_identifier(label_column);
+		char	   *sql = psprintf("SELECT coalesce(max(octet_length(%s::text)), 0) FROM %s "
+								   "WHERE %s IS NOT NULL AND %s IS NOT NULL", col,
+								   DeptQualifiedName(relid), col, quote_identifier(text_column));
+		bool		isnull;
+
+		DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
+		max_label = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+												&isnull));
+		max_label = Min(max_label + 2, T5_MAX_POSITIONS);
+	}
+	DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, DeptRelationRowEstimate(relid),
+							   0, max_label, &est);
+	DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
 }
 
 /* The worker connects as the calling role, which therefore needs LOGIN. */
@@ -462,6 +526,10 @@ dept_train(PG_FUNCTION_ARGS)
 	DeptCheckLabels(relid, label_column, text_column);
 	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));
 	DeptCheckModelFits(req);
+	/* the caller's budget travels with the job: the worker has no session of its own */
+	req->max_training_memory = dept_max_training_memory < 0 ? -1 :
+		(int64) dept_max_training_memory * 1024;
+	DeptCheckMemoryBeforeStart(req, relid, label_column, text_column);
 	req->job_id = DeptNextJobId();
 	SPI_finish();
 
@@ -587,15 +655,55 @@ DeptJobInsert(DeptTrainRequest *req)
 	pgstat_report_activity(STATE_RUNNING, psprintf("training adapter %s", req->adapter));
 }
 
-/* Read (text, label) rows through a cursor, as the calling role. */
+/*
+ * The exact estimate once the rows are read, before any training buffer
+ * exists: every text and label held, the classes, and for T5 the longest
+ * label in tokens (with "</s>").
+ */
+static void
+DeptCheckMemoryOfRows(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds, double held)
+{
+	DeptMemoryEstimate est;
+	int			max_label = 0;
+
+	if (t5_is(bb))
+	{
+		int32_t    *ids = palloc(sizeof(int32_t) * T5_MAX_TOKENS);
+
+		for (int c = 0; c < ds->n_classes; c++)
+		{
+			int			n = bb->ops->tokenize(bb, ds->class_names[c], strlen(ds->class_names[c]),
+											  ids, T5_MAX_TOKENS);
+
+			max_label = Max(max_label, n);
+		}
+		pfree(ids);
+	}
+	DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, ds->n_classes, ds->n_rows, held,
+							   max_label, &est);
+	ereport(LOG,
+			(errmsg("dept: training job " INT64_FORMAT " estimated at %.0f bytes (activations %.0f, batch %.0f, adapter %.0f, rows %.0f, model %.0f, process %.0f)",
+					req->job_id, est.total, est.activations, est.workspace, est.adapter,
+					est.rows, est.weights, est.process)));
+	DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
+}
+
+/*
+ * Read (text, label) rows through a cursor, as the calling role, checking
+ * the memory estimate with the rows held so far after every fetch: a table
+ * larger than dept.max_training_memory fails while reading, not by
+ * exhausting memory.
+ */
 static Dataset *
-DeptReadRows(DeptTrainRequest *req)
+DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 {
 	Dataset    *ds = dataset_new();
 	char	   *sql;
 	SPIPlanPtr	plan;
 	Portal		portal;
 	NnError		err;
+	double		held = 0;
+	DeptMemoryEstimate est;
 
 	if (ds == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
@@ -625,9 +733,15 @@ DeptReadRows(DeptTrainRequest *req)
 							lt ? VARDATA_ANY(lt) : NULL, lt ? VARSIZE_ANY_EXHDR(lt) : 0,
 							&err) != NN_OK)
 				DeptReportNnError(&err, "could not read training rows");
+			held += (tt && lt) ? VARSIZE_ANY_EXHDR(tt) + VARSIZE_ANY_EXHDR(lt) : 0;
 		}
 		SPI_freetuptable(SPI_tuptable);
 		CHECK_FOR_INTERRUPTS();
+		if (req->max_training_memory >= 0)
+		{
+			DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, ds->n_rows, held, 0, &est);
+			DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
+		}
 	}
 	SPI_cursor_close(portal);
 	DeptWorkerCommit();
@@ -648,6 +762,7 @@ DeptReadRows(DeptTrainRequest *req)
 					 errmsg("cannot train on %s: a label is %zu bytes long, at most %d are supported",
 							req->relation_name, strlen(ds->class_names[c]),
 							ADAPTER_IO_MAX_CLASS_NAME)));
+	DeptCheckMemoryOfRows(req, bb, ds, held);
 	return ds;
 }
 
@@ -854,9 +969,9 @@ DeptRunJob(DeptTrainRequest *req)
 
 	DeptJobInsert(req);
 	DeptSetState(req, JOB_RUNNING);
-	ds = DeptReadRows(req);
-
+	/* the model first: its estimate bounds the rows read */
 	bb = DeptGetBackboneAt(req->model_dir);
+	ds = DeptReadRows(req, bb);
 
 	req->opt.progress = DeptWorkerProgress;
 	req->opt.progress_arg = req;
