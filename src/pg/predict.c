@@ -10,6 +10,11 @@
  * The lookup runs as the calling role: row security decides who may use
  * an adapter.  Inference never writes, so it runs in parallel workers and
  * on hot standbys.
+ *
+ * A text-to-text (T5) adapter has no linear head: its labels are ranked by
+ * the decoder's log-likelihood of each label string and the probabilities
+ * are the softmax of those scores (classify_texts, train.h); its label
+ * strings are tokenized once when the adapter is loaded into the cache.
  */
 #include "postgres.h"
 
@@ -95,6 +100,13 @@ DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *nam
 				 errmsg("adapter \"%s\" was trained on another backbone than the loaded one", name),
 				 errdetail("Adapter backbone %.16s..., loaded backbone %.16s....", fingerprint,
 						   bb->fingerprint)));
+	}
+	/* a text-to-text adapter ranks its label strings: tokenize them once, here */
+	if (text_head_bind_labels(bb, a, (const char *const *) labels, &err) != NN_OK)
+	{
+		adapter_free_class_names(labels, a->cfg.n_classes);
+		adapter_free(a);
+		DeptReportNnError(&err, psprintf("could not use adapter \"%s\"", name));
 	}
 	if (entry->adapter)
 	{

@@ -66,6 +66,7 @@ static const OptionSpec option_specs[] = {
 	{"max_grad_norm", OPT_REAL, 0, 1e6},
 	{"init_text", OPT_TEXT, 0, 1000},
 	{"model", OPT_TEXT, 1, 64},
+	{"head", OPT_TEXT, 1, 16},
 };
 
 static const OptionSpec *
@@ -117,7 +118,17 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 			bad_option(k, "The value must be a string.");
 		if (v->val.string.len > spec->max || v->val.string.len < spec->min)
 			bad_option(k, psprintf("The value must be %g to %g bytes long.", spec->min, spec->max));
-		if (strcmp(k, "init_text") == 0)
+		if (strcmp(k, "head") == 0)
+		{
+			/* "text": T5 text-to-text (its default); "linear": mean-pool + linear head */
+			if (v->val.string.len == 4 && memcmp(v->val.string.val, "text", 4) == 0)
+				o->head = TRAIN_HEAD_TEXT;
+			else if (v->val.string.len == 6 && memcmp(v->val.string.val, "linear", 6) == 0)
+				o->head = TRAIN_HEAD_LINEAR;
+			else
+				bad_option(k, "The value must be \"text\" or \"linear\".");
+		}
+		else if (strcmp(k, "init_text") == 0)
 		{
 			memcpy(req->init_text, v->val.string.val, v->val.string.len);
 			req->init_text[v->val.string.len] = '\0';
@@ -197,7 +208,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");

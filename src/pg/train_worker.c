@@ -228,8 +228,7 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 		if (train_choose_head(bb, &req->opt, &head, &err) != NN_OK)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-					 errmsg("invalid value for option \"head\""),
-					 errdetail("%s.", err.msg),
+					 errmsg("%s", err.msg),
 					 errhint("Use \"head\": \"linear\", or a T5 model with a method other than probe.")));
 	}
 }
@@ -881,6 +880,8 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	escape_json(&hyper, req->model_name);
 	appendStringInfoString(&hyper, ", \"family\": ");
 	escape_json(&hyper, bb->ops->family);
+	appendStringInfo(&hyper, ", \"head\": \"%s\"",
+					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear");
 	appendStringInfoChar(&hyper, '}');
 
 	initStringInfo(&metrics);
