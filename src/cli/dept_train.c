@@ -8,6 +8,10 @@
  *
  * Files have a header row; --text-column and --label-column name the
  * fields (default "text" and "label"); .csv files are read as CSV.
+ * --model takes the default use-lite directory or a Hugging Face directory
+ * (BERT, T5); a T5 model trains text-to-text by default (the label strings
+ * as decoder targets, predictions by ranking them, train.h), --head linear
+ * gives it the mean-pool + linear head instead.
  */
 #include <cblas.h>
 #include <getopt.h>
@@ -40,8 +44,11 @@ usage(FILE *f)
 {
 	fprintf(f,
 			"usage: dept-train --train FILE [--test FILE] [options]\n"
-			"  --model DIR            backbone directory (default build/model/use-lite)\n"
+			"  --model DIR            backbone directory: use-lite or a Hugging Face BERT / T5\n"
+			"                         directory (default build/model/use-lite)\n"
 			"  --method M             probe | pt | dept | ept (default dept)\n"
+			"  --head H               text | linear: text-to-text is the default on T5\n"
+			"                         (not for probe), linear everywhere else\n"
 			"  --prompt-length N      l for pt, m for dept/ept (default 60)\n"
 			"  --budget L             rank from the budget of PT with L vectors (default 100)\n"
 			"  --rank R               explicit rank r (overrides --budget)\n"
@@ -98,6 +105,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"init-text", required_argument, 0, 11}, {"text-column", required_argument, 0, 12},
 		{"label-column", required_argument, 0, 13}, {"threads", required_argument, 0, 14},
 		{"report", required_argument, 0, 15}, {"quiet", no_argument, 0, 16},
+		{"head", required_argument, 0, 17},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -143,6 +151,17 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 14: a->threads = atoi(optarg); break;
 			case 15: a->report_path = optarg; break;
 			case 16: a->quiet = true; break;
+			case 17:
+				if (strcmp(optarg, "text") == 0)
+					o->head = TRAIN_HEAD_TEXT;
+				else if (strcmp(optarg, "linear") == 0)
+					o->head = TRAIN_HEAD_LINEAR;
+				else
+				{
+					fprintf(stderr, "dept-train: --head must be text or linear, not \"%s\"\n", optarg);
+					return -1;
+				}
+				break;
 			case 'h': usage(stdout); exit(0);
 			default: usage(stderr); return -1;
 		}
@@ -328,8 +347,10 @@ main(int argc, char **argv)
 		fprintf(stderr, "dept-train: could not write %s\n", a.report_path);
 		return 1;
 	}
-	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
-			method_name(a.opt.method), bb->ops->family, openblas_get_corename(), a.threads);
+	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"head\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
+			method_name(a.opt.method), bb->ops->family,
+			res.adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", openblas_get_corename(),
+			a.threads);
 	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
 			adapter_prompt_rows(&res.adapter->cfg), res.adapter->cfg.rank, res.adapter->cfg.max_len,
 			res.adapter->cfg.subspaces, res.adapter->cfg.subspace_rank);
