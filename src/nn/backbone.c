@@ -70,11 +70,11 @@ backbone_alloc_bytes(size_t n)
 }
 
 size_t
-backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs, int dec_len)
 {
 	if (bb == NULL || bb->ops->run_bytes == NULL)
 		return SIZE_MAX;
-	return bb->ops->run_bytes(bb, max_batch, max_seq, max_label);
+	return bb->ops->run_bytes(bb, max_batch, max_seq, dec_seqs, dec_len);
 }
 
 void

@@ -57,13 +57,15 @@ typedef struct BackboneOps
 	 * Bytes of heap a run for this shape holds at its largest, without
 	 * allocating it: what run_new(bb, max_batch, max_seq) allocates (every
 	 * allocation rounded up by backbone_alloc_bytes), plus, for an
-	 * encoder-decoder, the decoder buffers its label loss grows to for
-	 * max_batch sequences of max_label target tokens (0: encoder only;
-	 * families without a decoder ignore it).  SIZE_MAX when run_new would
-	 * refuse the shape.  Callers check it against a memory budget before
-	 * training (dept.max_training_memory).
+	 * encoder-decoder, the decoder buffers it grows to for dec_seqs
+	 * sequences of dec_len tokens (0: encoder only; families without a
+	 * decoder ignore both): a T5 label loss runs one decoder sequence per
+	 * row, rank classification over C labels C per row.  SIZE_MAX when
+	 * run_new would refuse the shape.  Callers check it against a memory
+	 * budget before training (dept.max_training_memory).
 	 */
-	size_t		(*run_bytes) (const Backbone *bb, int max_batch, int max_seq, int max_label);
+	size_t		(*run_bytes) (const Backbone *bb, int max_batch, int max_seq, int dec_seqs,
+							  int dec_len);
 
 	/*
 	 * x: (batch, seq_len, d_embed) input embeddings, mask: (batch, seq_len),
@@ -113,7 +115,8 @@ void		backbone_close(Backbone *bb);
 size_t		backbone_alloc_bytes(size_t n);
 
 /* bb->ops->run_bytes, or SIZE_MAX for a family that does not estimate. */
-size_t		backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label);
+size_t		backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs,
+							   int dec_len);
 
 /*
  * Convenience for inference: tokenize, embed and run n texts in one batch

@@ -441,15 +441,16 @@ bert_run_free(BackboneRun *brun)
 	free(run);
 }
 
-/* Heap bytes bert_run_new allocates for this shape (no decoder: max_label is unused). */
+/* Heap bytes bert_run_new allocates for this shape (no decoder: dec_* are unused). */
 static size_t
-bert_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+bert_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs, int dec_len)
 {
 	const Bert *m = bb->impl;
 	BertRun		run = {0};
 	size_t		bytes;
 
-	(void) max_label;
+	(void) dec_seqs;
+	(void) dec_len;
 	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions ||
 		max_batch > (1 << 20) || (double) max_batch * max_seq * m->F > 2147483647.0 ||
 		(double) max_batch * m->NH * max_seq * max_seq * m->L > (double) ((size_t) 1 << 38))

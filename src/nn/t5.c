@@ -690,12 +690,12 @@ t5_run_new(const Backbone *bb, int max_batch, int max_seq)
 
 /*
  * Heap bytes of a run for this shape: the encoder arena run_new allocates,
- * and, when max_label > 0, the decoder arena t5_loss_forward grows to for
- * max_batch sequences of max_label targets (t5_label_loglik over C
- * candidates needs the decoder part for max_batch * C sequences).
+ * and, when dec_seqs and dec_len are > 0, the decoder arena ensure_decoder
+ * grows to for dec_seqs sequences of dec_len tokens (t5_loss_forward: one
+ * per row; t5_label_loglik: one per row and candidate).
  */
 static size_t
-t5_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+t5_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs, int dec_len)
 {
 	const T5   *m = bb->impl;
 	const T5Config *c = &m->c;
@@ -704,7 +704,7 @@ t5_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
 	size_t		bytes;
 
 	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions || max_batch > (1 << 20) ||
-		max_label < 0 || max_label > T5_MAX_POSITIONS ||
+		dec_seqs < 0 || dec_seqs > (1 << 24) || dec_len < 0 || dec_len > T5_MAX_POSITIONS ||
 		R * (c->F > 3 * c->inner ? c->F : 3 * c->inner) > 2147483647.0 ||
 		(R * (8.0 * c->d + 4.0 * c->inner + 2.0 * c->F) + (double) max_batch * c->NH * max_seq *
 		 max_seq) * (c->Le + 1) + R * 2.0 * c->inner * c->Ld > T5_MAX_RUN_BYTES / 4)
@@ -722,9 +722,9 @@ t5_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
 			backbone_alloc_bytes(sizeof(T5Acts) * (size_t) c->Le) +
 			2 * backbone_alloc_bytes(sizeof(T5Acts) * (size_t) c->Ld) +
 			backbone_alloc_bytes(layout_encoder(&run, NULL, m));
-		if (max_label > 0)
-			bytes += backbone_alloc_bytes(layout_decoder(&run, NULL, m, (size_t) max_batch,
-														 (size_t) max_label));
+		if (dec_seqs > 0 && dec_len > 0)
+			bytes += backbone_alloc_bytes(layout_decoder(&run, NULL, m, (size_t) dec_seqs,
+														 (size_t) dec_len));
 	}
 	free(run.e);
 	free(run.dl);

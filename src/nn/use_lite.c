@@ -465,13 +465,14 @@ use_lite_run_new(const Backbone *bb, int max_batch, int max_seq)
 	return (BackboneRun *) run;
 }
 
-/* Heap bytes use_lite_run_new allocates for this shape (no decoder: max_label is unused). */
+/* Heap bytes use_lite_run_new allocates for this shape (no decoder: dec_* are unused). */
 static size_t
-use_lite_run_bytes(const Backbone *bb, int max_batch, int max_seq, int max_label)
+use_lite_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs, int dec_len)
 {
 	UseLiteRun	run = {0};
 
-	(void) max_label;
+	(void) dec_seqs;
+	(void) dec_len;
 	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions || max_batch > (1 << 20))
 		return SIZE_MAX;
 	run.max_batch = max_batch;

@@ -248,7 +248,10 @@ DeptDirectoryBytes(const char *dir)
 /*
  * The peak memory of training on n_rows rows holding text_bytes of text and
  * labels with n_classes classes (at least 2); max_label is the longest label
- * in tokens, for an encoder-decoder's label loss (0: none).
+ * in tokens, for T5's text-to-text head (0: not known or not used).  That
+ * head's decoder first grows to one sequence per row (the training loss),
+ * then to one per row and label (validation ranks every label), and holds
+ * both for a moment.
  */
 void
 DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const TrainOptions *opt,
@@ -256,6 +259,8 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 						   DeptMemoryEstimate *est)
 {
 	AdapterConfig cfg = {0};
+	AdapterHead head = ADAPTER_HEAD_LINEAR;
+	NnError		err;
 	bool		probe = opt->method == ADAPTER_PROBE;
 	double		B = opt->batch_size,
 				s = opt->max_len,
@@ -268,7 +273,13 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 				K = 0,
 				q = 0;
 	size_t		run;
+	bool		text;
 
+	/* a head the options cannot have is refused by the worker; estimate the linear one */
+	if (train_choose_head(bb, opt, &head, &err) != NN_OK)
+		head = ADAPTER_HEAD_LINEAR;
+	text = head == ADAPTER_HEAD_TEXT && max_label > 0;
+	cfg.head = head;
 	cfg.method = opt->method;
 	cfg.d = bb->d_embed;
 	cfg.h_dim = bb->d_out;
@@ -290,11 +301,20 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 	S = P + s;
 	params = (double) adapter_param_count(&cfg);
 
-	run = backbone_run_bytes(bb, opt->batch_size, (int) S, max_label);
+	run = backbone_run_bytes(bb, opt->batch_size, (int) S, text ? (int) Min(B * C, 1 << 24) : 0,
+							 text ? max_label : 0);
 	est->activations = run == SIZE_MAX ? INFINITY : (double) run;
+	if (text)
+	{
+		size_t		loss = backbone_run_bytes(bb, opt->batch_size, (int) S, opt->batch_size, max_label);
+		size_t		encoder = backbone_run_bytes(bb, opt->batch_size, (int) S, 0, 0);
+
+		est->activations += (loss == SIZE_MAX || encoder == SIZE_MAX) ? INFINITY :
+			(double) (loss - encoder);
+	}
 	/* E, X (and dX when training) of the batch, masks, pooled h and dh, logits, dlogits, labels */
 	est->workspace = 4 * (B * s * d + B * S * d * (probe ? 1 : 2) + 2 * B * out + 2 * B * C + B) +
-		B * (s + S);
+		B * (s + S) + (text ? 4 * (B + C) * max_label : 0);
 	/* w, g and both AdamW moments of each parameter, the best checkpoint; A B and its gradient */
 	est->adapter = 4 * (5 * params);
 	if (opt->method == ADAPTER_DEPT || opt->method == ADAPTER_EPT)

@@ -254,9 +254,9 @@ DeptRelationRowEstimate(Oid relid)
 /*
  * The run's memory estimate before any row is read: the buffers, the
  * adapter, the model and the planner's row count (texts are counted by the
- * worker as it reads them).  For T5 the decoder is sized for the longest
- * label, bounded by its bytes + 2 tokens (a piece covers at least one
- * byte; a leading U+2581 and "</s>" may add two).
+ * worker as it reads them).  For T5 the decoder is sized for its labels:
+ * how many, and the longest bounded by its bytes + 2 tokens (a piece covers
+ * at least one byte; a leading U+2581 and "</s>" may add two).
  */
 static void
 DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_column,
@@ -265,12 +265,13 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 	const Backbone *bb = DeptGetBackboneAt(req->model_dir);
 	DeptMemoryEstimate est;
 	int			max_label = 0;
+	int64		n_classes = 2;
 
 	if (t5_is(bb))
 	{
 		const char *col = quote_identifier(label_column);
-		char	   *sql = psprintf("SELECT coalesce(max(octet_length(%s::text)), 0) FROM %s "
-								   "WHERE %s IS NOT NULL AND %s IS NOT NULL", col,
+		char	   *sql = psprintf("SELECT coalesce(max(octet_length(%s::text)), 0), count(DISTINCT %s::text) "
+								   "FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL", col, col,
 								   DeptQualifiedName(relid), col, quote_identifier(text_column));
 		bool		isnull;
 
@@ -278,9 +279,11 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 		max_label = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 												&isnull));
 		max_label = Min(max_label + 2, T5_MAX_POSITIONS);
+		n_classes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+												&isnull));
 	}
-	DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, DeptRelationRowEstimate(relid),
-							   0, max_label, &est);
+	DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, (int) Min(n_classes, INT_MAX),
+							   DeptRelationRowEstimate(relid), 0, max_label, &est);
 	DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
 }
 

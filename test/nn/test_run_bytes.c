@@ -82,7 +82,7 @@ check_encoder_shapes(const Backbone *bb)
 
 		if (S > bb->max_positions)
 			continue;
-		est = backbone_run_bytes(bb, B, S, 0);
+		est = backbone_run_bytes(bb, B, S, 0, 0);
 		before = heap_in_use();
 		run = bb->ops->run_new(bb, B, S);
 		used = heap_in_use() - before;
@@ -93,9 +93,9 @@ check_encoder_shapes(const Backbone *bb)
 			   bb->ops->family, B, S, est, used, used ? (double) est / used : 0.0);
 		bb->ops->run_free(run);
 	}
-	CHECK(backbone_run_bytes(bb, 1, bb->max_positions + 1, 0) == SIZE_MAX,
+	CHECK(backbone_run_bytes(bb, 1, bb->max_positions + 1, 0, 0) == SIZE_MAX,
 		  "a shape run_new refuses is SIZE_MAX");
-	CHECK(backbone_run_bytes(bb, 0, 8, 0) == SIZE_MAX, "an empty batch is SIZE_MAX");
+	CHECK(backbone_run_bytes(bb, 0, 8, 0, 0) == SIZE_MAX, "an empty batch is SIZE_MAX");
 }
 
 static void
@@ -107,7 +107,7 @@ test_use_lite(void)
 		return;
 	check_encoder_shapes(bb);
 	/* the encoder-only families ignore max_label */
-	CHECK(backbone_run_bytes(bb, 4, 40, 9) == backbone_run_bytes(bb, 4, 40, 0), "max_label unused");
+	CHECK(backbone_run_bytes(bb, 4, 40, 4, 9) == backbone_run_bytes(bb, 4, 40, 0, 0), "no decoder");
 	backbone_close(bb);
 }
 
@@ -124,7 +124,11 @@ test_bert(void)
 	backbone_close(bb);
 }
 
-/* The encoder as above; then the decoder a label loss grows, measured after run_new. */
+/*
+ * The encoder as above; then the decoder a label loss grows (one sequence
+ * per row) and the one rank classification grows (one per row and
+ * candidate), each measured from before run_new.
+ */
 static void
 check_t5(const char *name)
 {
@@ -144,10 +148,11 @@ check_t5(const char *name)
 		size_t		n = (size_t) B * S * bb->d_embed;
 		float	   *x = calloc(n, sizeof(float));
 		uint8_t    *mask = malloc((size_t) B * S);
-		int32_t    *labels = malloc(sizeof(int32_t) * (size_t) B * L);
+		int			rows = B > 3 ? B : 3;	/* label rows, also the 3 candidates */
+		int32_t    *labels = malloc(sizeof(int32_t) * (size_t) rows * L);
 		size_t		before,
 					used,
-					est = backbone_run_bytes(bb, B, S, L);
+					est = backbone_run_bytes(bb, B, S, B, L);
 		BackboneRun *run;
 		float		loss;
 
@@ -155,7 +160,7 @@ check_t5(const char *name)
 		if (!x || !mask || !labels)
 			break;
 		memset(mask, 1, (size_t) B * S);
-		for (int j = 0; j < B * L; j++)
+		for (int j = 0; j < rows * L; j++)
 			labels[j] = j % L == L - 1 ? t5_eos_id(bb) : 5 + j % 7;
 		before = heap_in_use();
 		run = bb->ops->run_new(bb, B, S);
@@ -167,8 +172,27 @@ check_t5(const char *name)
 			  name, B, S, L, est, used);
 		printf("# %s batch %d x %d positions, %d-token labels: estimate %zu bytes, allocated %zu (%.3f)\n",
 			   name, B, S, L, est, used, (double) est / used);
-		CHECK(est > backbone_run_bytes(bb, B, S, 0), "the decoder counts");
+		CHECK(est > backbone_run_bytes(bb, B, S, 0, 0), "the decoder counts");
 		bb->ops->run_free(run);
+
+		/* rank classification over 3 candidates: B x 3 decoder sequences */
+		{
+			float	   *scores = malloc(sizeof(float) * (size_t) B * 3);
+
+			est = backbone_run_bytes(bb, B, S, B * 3, L);
+			before = heap_in_use();
+			run = bb->ops->run_new(bb, B, S);
+			CHECK(run != NULL && scores != NULL, "run_new");
+			CHECK(t5_label_loglik(bb, run, x, mask, B, S, labels, 3, L, scores, &err) == NN_OK,
+				  "%s", err.msg);
+			used = heap_in_use() - before;
+			CHECK(est >= used && est <= 2 * used,
+				  "%s %d x %d, 3 candidates of %d: estimate %zu, allocated %zu", name, B, S, L, est, used);
+			printf("# %s batch %d x %d positions, 3 candidates of %d tokens: estimate %zu bytes, allocated %zu (%.3f)\n",
+				   name, B, S, L, est, used, (double) est / used);
+			bb->ops->run_free(run);
+			free(scores);
+		}
 		free(x);
 		free(mask);
 		free(labels);
