@@ -108,6 +108,15 @@ NnStatus	backbone_open(Backbone **out, const char *dir, NnError *err);
 void		backbone_close(Backbone *bb);
 
 /*
+ * Whether backbone_open(dir) may read dir/name, for callers that copy a
+ * model directory (the server's private model cache): every file of a
+ * TF.js directory (its manifest names the shards), and in a Hugging Face
+ * directory every file but the checkpoint formats no loader reads
+ * (pytorch_model.bin, tf_model.h5, flax, ONNX, GGUF, sharded safetensors).
+ */
+bool		backbone_uses_file(const char *dir, const char *name);
+
+/*
  * An upper bound of the heap bytes one malloc/posix_memalign(64) of n bytes
  * takes: n plus the chunk header and alignment, rounded up to a page (large
  * chunks are mmap'ed whole pages).

@@ -1,5 +1,6 @@
 /*
- * model_cache.c: the per-backend backbone, loaded lazily on first use.
+ * model_cache.c: the per-backend backbone, loaded lazily on first use, from
+ * the server's private copy of the model directory.
  *
  * The backbone's weights are mmap'ed read-only by src/nn, so every backend
  * shares one copy through the page cache; what each backend owns is the
@@ -8,17 +9,51 @@
  * registered model an adapter was trained on; changing dept.model_path
  * makes the next call use the new directory.  Model memory comes from
  * malloc inside src/nn and lives as long as the backend.
+ *
+ * The private copy.  A file that is mmap'ed and then truncated in place
+ * raises SIGBUS in every process that touches a page past the new end, and
+ * a backend killed by a signal makes the postmaster restart the whole
+ * server.  The model directories are outside the server's control (the
+ * share directory, a registered path), so no backend maps them: the first
+ * backend to load a model copies the files backbone_uses_file names into
+ * $PGDATA/pgsql_tmp_dept_models/<key>/, where key is a SHA-256 of the
+ * source path and each file's name, size, inode, mtime and ctime.  It
+ * copies into a "tmp.<pid>.<key>" directory, fsyncs the files and the
+ * directory and renames it into place, so an entry is complete or absent;
+ * a backend that loses the rename race uses the winner's copy.  Every
+ * backend maps the copy: the weights are still shared through the page
+ * cache, and a new backend pays a readdir and a few stat calls for the key
+ * (no copy) once the entry exists.  Truncating or removing the source then
+ * harms no running backend; a new backend sees the changed source (a new
+ * key) and copies it, so it serves the new files or fails cleanly with the
+ * loader's error (58P01 missing, XX001 damaged) -- it never serves a copy
+ * of files that are gone.  Entries of the same source with an older key,
+ * and the temporary directories of backends that died, are removed when a
+ * new entry is made; backends still mapping them keep their inodes.  The
+ * "pgsql_tmp" prefix keeps the copies out of base backups (pg_basebackup
+ * skips such names); a standby makes its own.
  */
 #include "postgres.h"
 
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "blas_setup.h"
 
+#include "lib/stringinfo.h"
 #include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "storage/copydir.h"
+#include "storage/fd.h"
 #include "utils/memutils.h"
 #include "portability/instr_time.h"
 #include "port.h"
 
 #include "dept.h"
+#include "sha256.h"
+
+#define DEPT_MODEL_CACHE_DIR PG_TEMP_FILE_PREFIX "_dept_models"
 
 /* One loaded model directory with its activation buffers. */
 typedef struct LoadedModel
@@ -100,6 +135,220 @@ DeptFindModel(const Backbone *bb)
 	return NULL;
 }
 
+static int
+DeptCompareNames(const ListCell *a, const ListCell *b)
+{
+	return strcmp(lfirst(a), lfirst(b));
+}
+
+/* Entry names (the model files) in dir that backbone_open reads, sorted. */
+static List *
+DeptModelFiles(const char *dir)
+{
+	DIR		   *d = AllocateDir(dir);
+	struct dirent *de;
+	List	   *names = NIL;
+
+	while ((de = ReadDir(d, dir)) != NULL)
+	{
+		char		path[MAXPGPATH];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && backbone_uses_file(dir, de->d_name))
+			names = lappend(names, pstrdup(de->d_name));
+	}
+	FreeDir(d);
+	list_sort(names, DeptCompareNames);
+	return names;
+}
+
+/* The cache key of dir: its path and each file's name, size, inode, mtime and ctime. */
+static void
+DeptModelKey(const char *dir, List *files, char key[65])
+{
+	Sha256		ctx;
+	ListCell   *lc;
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, dir, strlen(dir) + 1);
+	foreach(lc, files)
+	{
+		const char *name = lfirst(lc);
+		char		path[MAXPGPATH];
+		struct stat st;
+		int64		fields[7] = {0};
+
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		if (stat(path, &st) == 0)
+		{
+			fields[0] = st.st_size;
+			fields[1] = st.st_ino;
+			fields[2] = st.st_dev;
+			fields[3] = st.st_mtim.tv_sec;
+			fields[4] = st.st_mtim.tv_nsec;
+			fields[5] = st.st_ctim.tv_sec;
+			fields[6] = st.st_ctim.tv_nsec;
+		}
+		sha256_update(&ctx, name, strlen(name) + 1);
+		sha256_update(&ctx, fields, sizeof(fields));
+	}
+	sha256_final_hex(&ctx, key);
+}
+
+/* The source directory an entry of the cache copies ("" if unknown). */
+static char *
+DeptEntrySource(const char *entry)
+{
+	char	   *path = psprintf("%s/source", entry);
+	FILE	   *f = AllocateFile(path, "r");
+	char		buf[MAXPGPATH] = "";
+
+	if (f != NULL)
+	{
+		size_t		n = fread(buf, 1, sizeof(buf) - 1, f);
+
+		buf[n] = '\0';
+		FreeFile(f);
+	}
+	return pstrdup(buf);
+}
+
+/*
+ * Remove what a new entry of dir (named keep) makes obsolete: older entries
+ * of the same source, and temporary directories of backends that are gone.
+ * Backends mapping a removed file keep it until they exit.
+ */
+static void
+DeptPruneModelCache(const char *root, const char *dir, const char *keep)
+{
+	DIR		   *d = AllocateDir(root);
+	struct dirent *de;
+
+	while ((de = ReadDir(d, root)) != NULL)
+	{
+		char	   *entry = psprintf("%s/%s", root, de->d_name);
+		int			pid;
+
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+			strcmp(de->d_name, keep) == 0)
+			continue;
+		if (sscanf(de->d_name, "tmp.%d.", &pid) == 1)
+		{
+			if (pid != MyProcPid && kill(pid, 0) != 0 && errno == ESRCH)
+				rmtree(entry, true);
+		}
+		else if (strcmp(DeptEntrySource(entry), dir) == 0)
+			rmtree(entry, true);
+	}
+	FreeDir(d);
+}
+
+/* Copy files of dir into the new directory tmp, each fsync'ed, then tmp itself. */
+static void
+DeptCopyModelFiles(const char *dir, List *files, const char *tmp)
+{
+	ListCell   *lc;
+	char	   *source = psprintf("%s/source", tmp);
+	FILE	   *f;
+
+	if (MakePGDirectory(tmp) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", tmp)));
+	foreach(lc, files)
+	{
+		const char *name = lfirst(lc);
+		char	   *from = psprintf("%s/%s", dir, name);
+		char	   *to = psprintf("%s/%s", tmp, name);
+
+		copy_file(from, to);
+		fsync_fname(to, false);
+	}
+	if ((f = AllocateFile(source, "w")) == NULL || fputs(dir, f) < 0 || FreeFile(f) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", source)));
+	fsync_fname(source, false);
+	fsync_fname(tmp, true);
+}
+
+/*
+ * The private copy of model directory dir (see the header comment), made
+ * on first use; NULL when dir is not a directory (the caller then reports
+ * the loader's own error for it).
+ */
+static char *
+DeptModelCacheEntry(const char *dir)
+{
+	char	   *root = psprintf("%s/%s", DataDir, DEPT_MODEL_CACHE_DIR);
+	char		key[65];
+	char	   *entry,
+			   *tmp;
+	struct stat st;
+	List	   *files;
+
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+		return NULL;
+	files = DeptModelFiles(dir);
+	DeptModelKey(dir, files, key);
+	entry = psprintf("%s/%s", root, key);
+	if (stat(entry, &st) == 0)
+		return entry;
+
+	if (MakePGDirectory(root) != 0 && errno != EEXIST)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create directory \"%s\": %m", root)));
+	tmp = psprintf("%s/tmp.%d.%s", root, MyProcPid, key);
+	if (stat(tmp, &st) == 0)
+		rmtree(tmp, true);		/* a leftover of an earlier backend with our pid */
+	PG_TRY();
+	{
+		DeptCopyModelFiles(dir, files, tmp);
+	}
+	PG_CATCH();
+	{
+		/* a half-made copy is never used: remove it, keep the error (disk full, ...) */
+		rmtree(tmp, true);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (rename(tmp, entry) != 0)
+	{
+		/* another backend made the entry first: use its copy */
+		if (errno != EEXIST && errno != ENOTEMPTY)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not rename \"%s\" to \"%s\": %m", tmp, entry)));
+		rmtree(tmp, true);
+		return entry;
+	}
+	fsync_fname(root, true);
+	DeptPruneModelCache(root, dir, key);
+	return entry;
+}
+
+/* Rewrite the private copy's path in a loader message as the source directory. */
+static char *
+DeptSourceMessage(const char *msg, const char *entry, const char *dir)
+{
+	StringInfoData buf;
+	const char *p = msg,
+			   *hit;
+	size_t		n = strlen(entry);
+
+	initStringInfo(&buf);
+	while ((hit = strstr(p, entry)) != NULL)
+	{
+		appendBinaryStringInfo(&buf, p, hit - p);
+		appendStringInfoString(&buf, dir);
+		p = hit + n;
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
 /* The backbone in directory dir, loading it on first use in this backend. */
 const Backbone *
 DeptGetBackboneAt(const char *dir)
@@ -109,6 +358,7 @@ DeptGetBackboneAt(const char *dir)
 	NnError		err;
 	instr_time	start,
 				duration;
+	char	   *entry;
 
 	DeptApplyThreads();
 	for (m = loaded_models; m; m = m->next)
@@ -121,13 +371,20 @@ DeptGetBackboneAt(const char *dir)
 
 	nn_error_clear(&err);
 	INSTR_TIME_SET_CURRENT(start);
-	if (backbone_open(&bb, dir, &err) != NN_OK)
+	entry = DeptModelCacheEntry(dir);
+	if (backbone_open(&bb, entry ? entry : dir, &err) != NN_OK)
+	{
+		/* a copy that does not load is not kept (the next try copies the source again) */
+		if (entry != NULL)
+			rmtree(entry, true);
 		ereport(ERROR,
 				(errcode(DeptNnSqlState(&err)),
-				 errmsg("could not load model: %s", err.msg),
+				 errmsg("could not load model: %s",
+						entry ? DeptSourceMessage(err.msg, entry, dir) : err.msg),
 				 strcmp(dir, DeptModelDirectory()) == 0 ?
 				 errhint("Check the setting \"dept.model_path\" (now \"%s\"), or reinstall the default model with \"make install\".", dir) :
 				 errhint("Check the model directory \"%s\" and its files.", dir)));
+	}
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
 
