@@ -164,23 +164,35 @@ hf_config_load(HfConfig *cfg, const char *path, NnError *err)
 }
 
 NnStatus
-hf_config_model_type(const char *path, char type[HF_NAME_LEN], NnError *err)
+hf_config_model_type_from_json(const char *json, size_t len, char type[HF_NAME_LEN],
+							   NnError *err)
 {
-	size_t		len = 0;
-	char	   *json = hf_read_file(path, HF_MAX_CONFIG_BYTES, &len);
-	cJSON	   *root;
+	cJSON	   *root = cJSON_ParseWithLength(json, len);
 
 	type[0] = '\0';
-	if (json == NULL)
-		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
-	root = cJSON_ParseWithLength(json, len);
-	free(json);
 	if (!cJSON_IsObject(root))
 	{
 		cJSON_Delete(root);
-		return nn_fail(err, NN_ERR_FORMAT, "\"%s\" is not a JSON object", path);
+		return nn_fail(err, NN_ERR_FORMAT, "config.json is not a JSON object");
 	}
 	model_type_of(root, type);
 	cJSON_Delete(root);
 	return NN_OK;
+}
+
+NnStatus
+hf_config_model_type(const char *path, char type[HF_NAME_LEN], NnError *err)
+{
+	size_t		len = 0;
+	char	   *json = hf_read_file(path, HF_MAX_CONFIG_BYTES, &len);
+	NnStatus	s;
+
+	type[0] = '\0';
+	if (json == NULL)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
+	s = hf_config_model_type_from_json(json, len, type, err);
+	free(json);
+	if (s == NN_ERR_FORMAT)
+		return nn_fail(err, NN_ERR_FORMAT, "\"%s\" is not a JSON object", path);
+	return s;
 }

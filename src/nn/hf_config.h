@@ -69,6 +69,10 @@ NnStatus	hf_config_load(HfConfig *cfg, const char *path, NnError *err);
  */
 NnStatus	hf_config_model_type(const char *path, char type[HF_NAME_LEN], NnError *err);
 
+/* The same from len bytes of config.json text (what the path version reads). */
+NnStatus	hf_config_model_type_from_json(const char *json, size_t len, char type[HF_NAME_LEN],
+										   NnError *err);
+
 /* Read a whole small file into a NUL-terminated malloc'ed buffer (NULL on failure). */
 char	   *hf_read_file(const char *path, size_t max_bytes, size_t *len);
 

@@ -3,7 +3,9 @@
 # with -fsanitize=fuzzer,address,undefined and run each for SECONDS
 # (default 20), one after the other:
 #
-#   test/fuzz/run.sh [SECONDS] [NAME ...]     NAME: tokenizer, weights, adapter_io
+#   test/fuzz/run.sh [SECONDS] [NAME ...]     NAME: adapter_io, hf_config,
+#                                             hf_unigram, safetensors, tokenizer,
+#                                             weights, wordpiece
 #
 # New corpus entries go to build/fuzz/corpus/<name>/, the committed seeds
 # in test/fuzz/corpus/<name>/ are only read; a crash, leak, timeout or
@@ -14,7 +16,8 @@
 #
 # Environment: CC (default clang), DEPT_MODEL_DIR (vocab.json for the
 # tokenizer harness, default build/model/use-lite: run make first),
-# FUZZ_FLAGS (extra libFuzzer flags, e.g. -jobs=2 -workers=2).
+# DEPT_SHARED_DIR (fixtures/hf/ for the wordpiece and hf_unigram harnesses,
+# default ../shared), FUZZ_FLAGS (extra libFuzzer flags, e.g. -jobs=2 -workers=2).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 
@@ -34,10 +37,11 @@ if [ ${#names[@]} -eq 0 ]; then
 fi
 
 # Per-harness input size limit: the tokenizer needs more than one 512-code
-# point block to reach its streaming paths.
+# point block to reach its streaming paths; the tokenizer.json seeds of
+# wordpiece and hf_unigram are up to 8 KB.
 max_len_of() {
 	case "$1" in
-	tokenizer) echo 8192 ;;
+	tokenizer | wordpiece | hf_unigram) echo 8192 ;;
 	*) echo 4096 ;;
 	esac
 }
