@@ -194,11 +194,15 @@ vocab_slot(const WordPiece *wp, const char *s, size_t len)
 	{
 		int32_t		id = wp->slots[i];
 		const char *t;
+		size_t		k = 0;
 
 		if (id < 0)
 			return i;
 		t = wp->token[id];
-		if (strncmp(t, s, len) == 0 && t[len] == '\0')
+		/* s may hold a NUL (text without clean_text): stop at t's end, never read past it */
+		while (k < len && t[k] != '\0' && t[k] == s[k])
+			k++;
+		if (k == len && t[len] == '\0')
 			return i;
 	}
 }
@@ -701,30 +705,33 @@ done:
 	return NN_OK;
 }
 
-/* tokenizer_config.json's BertTokenizer switches (absent file: BERT defaults). */
-static void
-read_vocab_options(const char *dir, WordPieceOptions *opt)
+void
+wordpiece_options_from_json(WordPieceOptions *opt, const char *json, size_t len)
 {
-	char		path[4096];
-	size_t		len;
-	char	   *json;
-	cJSON	   *root;
+	cJSON	   *root = json != NULL ? cJSON_ParseWithLength(json, len) : NULL;
 	const cJSON *sa;
 
-	opt->lowercase = true;
-	opt->strip_accents = -1;
-	opt->chinese_chars = true;
-	if (snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir) >= (int) sizeof(path) ||
-		(json = hf_read_file(path, WP_MAX_FILE, &len)) == NULL)
-		return;
-	root = cJSON_ParseWithLength(json, len);
-	free(json);
 	opt->lowercase = opt_bool(root, "do_lower_case", true);
+	opt->strip_accents = -1;
 	opt->chinese_chars = opt_bool(root, "tokenize_chinese_chars", true);
 	sa = item(root, "strip_accents");
 	if (cJSON_IsBool(sa))
 		opt->strip_accents = cJSON_IsTrue(sa) ? 1 : 0;
 	cJSON_Delete(root);
+}
+
+/* tokenizer_config.json's BertTokenizer switches (absent file: BERT defaults). */
+static void
+read_vocab_options(const char *dir, WordPieceOptions *opt)
+{
+	char		path[4096];
+	size_t		len = 0;
+	char	   *json = NULL;
+
+	if (snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir) < (int) sizeof(path))
+		json = hf_read_file(path, WP_MAX_FILE, &len);
+	wordpiece_options_from_json(opt, json, len);
+	free(json);
 }
 
 NnStatus

@@ -82,6 +82,14 @@ NnStatus	wordpiece_from_json(WordPiece **out, const char *json, size_t len, NnEr
 NnStatus	wordpiece_from_vocab(WordPiece **out, const char *txt, size_t len,
 								 const WordPieceOptions *opt, NnError *err);
 
+/*
+ * The vocab.txt options from tokenizer_config.json text (do_lower_case,
+ * strip_accents, tokenize_chinese_chars); BERT's defaults for whatever is
+ * absent, of another type, or when the text is not JSON.  wordpiece_load
+ * reads dir/tokenizer_config.json through this.
+ */
+void		wordpiece_options_from_json(WordPieceOptions *opt, const char *json, size_t len);
+
 void		wordpiece_free(WordPiece *wp);
 
 /*
