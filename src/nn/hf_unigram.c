@@ -30,7 +30,8 @@ typedef struct Buf
 	char	   *p;
 	size_t		len;
 	size_t		cap;
-	bool		oom;
+	size_t		limit;			/* most bytes it may hold, 0: no limit */
+	bool		oom;			/* out of memory, or over the limit */
 } Buf;
 
 static bool
@@ -41,6 +42,11 @@ buf_reserve(Buf *b, size_t extra)
 
 	if (b->oom)
 		return false;
+	if (b->limit > 0 && extra > b->limit - b->len)
+	{
+		b->oom = true;
+		return false;
+	}
 	need = b->len + extra + 1;
 	if (need <= b->cap)
 		return true;
@@ -95,6 +101,7 @@ buf_take(Buf *b, size_t *len)
 		free(b->p);
 		return NULL;
 	}
+	b->p[b->len] = '\0';		/* nothing was added to an empty text */
 	if (len)
 		*len = b->len;
 	return b->p;
@@ -429,9 +436,9 @@ norm_strip(const NormOp *op, const char *s, size_t len, size_t *out_len)
 }
 
 static char *
-norm_replace(const NormOp *op, const char *s, size_t len, size_t *out_len)
+norm_replace(const NormOp *op, const char *s, size_t len, size_t limit, size_t *out_len)
 {
-	Buf			b = {0};
+	Buf			b = {.limit = limit};
 	size_t		pl = op->pattern_len;
 
 	buf_reserve(&b, len);
@@ -537,6 +544,8 @@ charsmap_first(const NormOp *op, const char *key, size_t len, size_t *rep_len)
 			v = unit_value(op->units[pos]);
 			if (v >= op->strings_len)
 				return NULL;	/* `tokenizers` would yield "" past the end */
+			if (((uint8_t) op->strings[v] & 0xC0) == 0x80)
+				return NULL;	/* mid-character: not UTF-8 (`tokenizers` panics) */
 			for (e = v; e < op->strings_len && op->strings[e] != '\0'; e++)
 				;
 			*rep_len = e - v;
@@ -548,9 +557,9 @@ charsmap_first(const NormOp *op, const char *key, size_t len, size_t *rep_len)
 
 /* The Precompiled normalizer, grapheme by grapheme as `tokenizers` does it. */
 static char *
-norm_precompiled(const NormOp *op, const char *s, size_t len, size_t *out_len)
+norm_precompiled(const NormOp *op, const char *s, size_t len, size_t limit, size_t *out_len)
 {
-	Buf			b = {0};
+	Buf			b = {.limit = limit};
 	size_t		g = 0;			/* start of the current grapheme cluster */
 	utf8proc_int32_t state = 0;
 	int32_t		prev = -1;
@@ -596,8 +605,9 @@ norm_precompiled(const NormOp *op, const char *s, size_t len, size_t *out_len)
 	return buf_take(&b, out_len);
 }
 
+/* One normalizer; the Replace and Precompiled outputs stop at limit bytes (NULL). */
 static char *
-norm_apply(const NormOp *op, const char *s, size_t len, size_t *out_len)
+norm_apply(const NormOp *op, const char *s, size_t len, size_t limit, size_t *out_len)
 {
 	switch (op->kind)
 	{
@@ -611,9 +621,9 @@ norm_apply(const NormOp *op, const char *s, size_t len, size_t *out_len)
 		case NORM_STRIP:
 			return norm_strip(op, s, len, out_len);
 		case NORM_REPLACE:
-			return norm_replace(op, s, len, out_len);
+			return norm_replace(op, s, len, limit, out_len);
 		case NORM_PRECOMPILED:
-			return norm_precompiled(op, s, len, out_len);
+			return norm_precompiled(op, s, len, limit, out_len);
 	}
 	return NULL;
 }
@@ -1033,11 +1043,21 @@ find_added(const HfUnigram *u, const char *s, size_t from, size_t len, bool norm
 	return -1;
 }
 
-/* Run the normalizers over s; a malloc'ed result or NULL (out of memory). */
+/*
+ * Run the normalizers over s; a malloc'ed result or NULL (out of memory, or
+ * a stage's output longer than HFU_MAX_GROWTH * len + HFU_GROWTH_SLACK:
+ * chained expanding Replace rules grow exponentially, and one rule's
+ * content times the text is unbounded, so a hostile tokenizer.json could
+ * otherwise make a short text take all memory).  The Unicode forms and
+ * Lowercase grow by at most 18x, so only Replace and Precompiled need the
+ * limit inside the stage.
+ */
 static char *
 normalize(const HfUnigram *u, const char *s, size_t len, size_t *out_len)
 {
 	char	   *cur = malloc(len + 1);
+	size_t		limit = len < (SIZE_MAX - HFU_GROWTH_SLACK) / HFU_MAX_GROWTH
+		? HFU_MAX_GROWTH * len + HFU_GROWTH_SLACK : SIZE_MAX;
 
 	if (cur == NULL)
 		return NULL;
@@ -1047,9 +1067,14 @@ normalize(const HfUnigram *u, const char *s, size_t len, size_t *out_len)
 	for (int k = 0; k < u->n_norm; k++)
 	{
 		size_t		nl;
-		char	   *next = norm_apply(&u->norm[k], cur, *out_len, &nl);
+		char	   *next = norm_apply(&u->norm[k], cur, *out_len, limit, &nl);
 
 		free(cur);
+		if (next != NULL && nl > limit)
+		{
+			free(next);
+			next = NULL;
+		}
 		if (next == NULL)
 			return NULL;
 		cur = next;
@@ -1140,7 +1165,7 @@ hf_unigram_encode(const HfUnigram *u, const char *text, size_t len, unsigned fla
 	for (int k = 0; k < n_suf; k++)
 		emit(&e, u->suffix[k].id, u->suffix[k].token, strlen(u->suffix[k].token));
 	if (add_eos)
-		emit(&e, u->eos_id, u->piece[u->eos_id], strlen(u->piece[u->eos_id]));
+		emit(&e, u->eos_id, "</s>", 4);	/* eos_id may be an added token's, past piece[] */
 	if (e.oom)
 	{
 		if (tokens != NULL)
@@ -1549,6 +1574,11 @@ load_normalizer(HfUnigram *u, const cJSON *j, int depth, NnError *err)
 		if (content == NULL || (str == NULL && re == NULL))
 			return nn_fail(err, NN_ERR_FORMAT,
 						   "tokenizer.json: Replace normalizer needs a pattern and a content");
+		/* the stages after it expect valid UTF-8 */
+		if (!valid_utf8(content, strlen(content)) ||
+			!valid_utf8(str ? str : re, strlen(str ? str : re)))
+			return nn_fail(err, NN_ERR_FORMAT,
+						   "tokenizer.json: Replace pattern or content is not UTF-8");
 		if ((op->content = strdup(content)) == NULL)
 			return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
 		op->content_len = strlen(content);
@@ -1679,6 +1709,10 @@ add_special(Special **list, int *n, const cJSON *specials, const char *name, NnE
 		const cJSON *t = cJSON_GetArrayItem(toks, k++);
 		const char *tok = cJSON_IsString(t) ? t->valuestring : name;
 		Special    *q;
+
+		if (!valid_utf8(tok, strlen(tok)))
+			return nn_fail(err, NN_ERR_FORMAT,
+						   "tokenizer.json: template special \"%.40s\" is not UTF-8", name);
 
 		if (!json_int(it, 0, HFU_MAX_VOCAB + HFU_MAX_ADDED, &id))
 			return nn_fail(err, NN_ERR_FORMAT,

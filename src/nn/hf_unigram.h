@@ -99,6 +99,9 @@
 #define HFU_MAX_VOCAB (1 << 22)
 /* Largest tokenizer.json accepted (bytes). */
 #define HFU_MAX_JSON_BYTES ((size_t) 256 << 20)
+/* Longest normalized text of len bytes: HFU_MAX_GROWTH * len + HFU_GROWTH_SLACK. */
+#define HFU_MAX_GROWTH 64
+#define HFU_GROWTH_SLACK 4096
 
 /* hf_unigram_encode flags */
 #define HFU_SPECIALS 1			/* apply the post-processor template */
@@ -119,7 +122,10 @@ void		hf_unigram_free(HfUnigram *u);
 
 /*
  * Encode len bytes (any bytes) into at most max_ids ids; returns the count,
- * or -1 when out of memory.  With HFU_SPECIALS the template's special
+ * or -1 when out of memory or when a normalizer makes a stretch of the text
+ * longer than HFU_MAX_GROWTH times its length + HFU_GROWTH_SLACK bytes
+ * (which only a hostile tokenizer.json does: chained Replace rules with
+ * longer contents, or a charsmap with long replacements).  With HFU_SPECIALS the template's special
  * tokens are kept when truncating (the text's first pieces fill the rest);
  * HFU_EOS appends "</s>" unless the template already ends with it.  When
  * tokens is not NULL it receives a malloc'ed NUL-terminated string per id
@@ -131,7 +137,8 @@ int			hf_unigram_encode(const HfUnigram *u, const char *text, size_t len,
 
 /*
  * Just the normalizer on len bytes: a malloc'ed NUL-terminated string
- * (its length in *out_len), or NULL when out of memory.
+ * (its length in *out_len), or NULL when out of memory or over the
+ * HFU_MAX_GROWTH limit of hf_unigram_encode.
  */
 char	   *hf_unigram_normalize(const HfUnigram *u, const char *text, size_t len,
 								 size_t *out_len);

@@ -1,6 +1,6 @@
 /*
  * test_hf_readers.c: regressions of what the libFuzzer harnesses
- * test/fuzz/fuzz_wordpiece.c and fuzz_hf_config.c found
+ * test/fuzz/fuzz_wordpiece.c, fuzz_hf_unigram.c and fuzz_hf_config.c found
  * in the readers of Hugging Face files, and the buffer entry points they
  * call (wordpiece_options_from_json, hf_config_model_type_from_json).
  * Each input is the smallest form of what the fuzzer produced; most of
@@ -13,8 +13,25 @@
 #include <string.h>
 
 #include "hf_config.h"
+#include "hf_unigram.h"
 #include "wordpiece.h"
 #include "unit.h"
+
+static HfUnigram *
+unigram(const char *json, NnStatus expect)
+{
+	HfUnigram  *u = NULL;
+	NnError		err;
+	NnStatus	s;
+
+	nn_error_clear(&err);
+	s = hf_unigram_from_json(&u, json, strlen(json), &err);
+	CHECK(s == expect, "status %d, expected %d (%s) for %.80s", (int) s, (int) expect, err.msg, json);
+	CHECK((s == NN_OK) == (u != NULL), "tokenizer %p with status %d", (void *) u, (int) s);
+	return u;
+}
+
+#define UNIGRAM_MODEL "\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0],[\"a\",-1]]}"
 
 /*
  * A word holding a NUL byte (a tokenizer.json without normalizer keeps
@@ -85,11 +102,196 @@ test_config_model_type(void)
 		  type[0] == '\0' && err.msg[0] != '\0', "not an object");
 }
 
+/*
+ * A normalizer stage given an empty text (Replace, Lowercase, Precompiled)
+ * returned its buffer without the terminating NUL: hf_unigram_normalize("")
+ * was not a string.
+ */
+static void
+test_unigram_empty_normalized(void)
+{
+	static const char *const norms[] = {
+		"{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"b\"}",
+		"{\"type\":\"Lowercase\"}",
+		"{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"DAAAAADkAQB4DQAAAAAAgMOpAA==\"}",
+		"{\"type\":\"Strip\",\"strip_left\":true,\"strip_right\":true}",
+	};
+
+	for (size_t i = 0; i < sizeof(norms) / sizeof(norms[0]); i++)
+	{
+		char		json[512];
+		HfUnigram  *u;
+
+		snprintf(json, sizeof(json), "{" UNIGRAM_MODEL ",\"normalizer\":%s}", norms[i]);
+		if ((u = unigram(json, NN_OK)) != NULL)
+		{
+			size_t		len = 99;
+			char	   *n = hf_unigram_normalize(u, "", 0, &len);
+
+			CHECK(n != NULL && len == 0 && n[0] == '\0', "%s: \"\" normalized to %zu bytes, first %d",
+				  norms[i], len, n ? (int) (uint8_t) n[0] : -1);
+			free(n);
+			hf_unigram_free(u);
+		}
+	}
+}
+
+/*
+ * "</s>" only among the added tokens, with an id past the vocabulary: the
+ * HFU_EOS token string was read from piece[eos_id], out of bounds.
+ */
+static void
+test_unigram_eos_added_only(void)
+{
+	HfUnigram  *u = unigram("{" UNIGRAM_MODEL ",\"added_tokens\":[{\"id\":5,\"content\":\"</s>\"}]}",
+							NN_OK);
+	int32_t		ids[8];
+	char	   *toks[8];
+	int			n;
+
+	if (u == NULL)
+		return;
+	CHECK(hf_unigram_eos_id(u) == 5, "eos %d", (int) hf_unigram_eos_id(u));
+	n = hf_unigram_encode(u, "a", 1, HFU_EOS, ids, toks, 8);
+	CHECK(n == 2 && ids[0] == 1 && ids[1] == 5, "%d ids", n);
+	if (n == 2)
+	{
+		CHECK(strcmp(toks[0], "a") == 0 && strcmp(toks[1], "</s>") == 0, "tokens %s %s",
+			  toks[0], toks[1]);
+		free(toks[0]);
+		free(toks[1]);
+	}
+	hf_unigram_free(u);
+}
+
+/*
+ * Bytes that are not UTF-8 in a Replace pattern or content, or in a
+ * template special's token, went into the "valid UTF-8" pipeline: a later
+ * Unicode normalizer then failed (encode said out of memory) and the token
+ * strings were not UTF-8.  Refused at load now.
+ */
+static void
+test_unigram_replace_not_utf8(void)
+{
+	static const char *const bad[] = {
+		"\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\"a\"},\"content\":\"\xff\"}",
+		"\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"String\":\"\xc3\"},\"content\":\"x\"}",
+		"\"normalizer\":{\"type\":\"Replace\",\"pattern\":{\"Regex\":\"\xc3+\"},\"content\":\"x\"}",
+		("\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":[{\"Sequence\":{\"id\":\"A\"}},"
+		 "{\"SpecialToken\":{\"id\":\"\xe2\x82\"}}],\"special_tokens\":{\"\xe2\x82\":{\"ids\":[1]}}}"),
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	{
+		char		json[512];
+
+		snprintf(json, sizeof(json), "{" UNIGRAM_MODEL ",%s}", bad[i]);
+		hf_unigram_free(unigram(json, NN_ERR_FORMAT));
+	}
+	/* the same with UTF-8 loads and normalizes */
+	{
+		HfUnigram  *u = unigram("{" UNIGRAM_MODEL ",\"normalizer\":{\"type\":\"Replace\","
+								"\"pattern\":{\"Regex\":\"\xc3\xa9+\"},\"content\":\"e\"}}", NN_OK);
+		size_t		len;
+		char	   *n = u ? hf_unigram_normalize(u, "caf\xc3\xa9\xc3\xa9!", 8, &len) : NULL;
+
+		CHECK(n != NULL && strcmp(n, "cafe!") == 0, "got %s", n ? n : "(null)");
+		free(n);
+		hf_unigram_free(u);
+	}
+}
+
+/*
+ * A charsmap whose value points inside a multi-byte character of its
+ * strings (the key "x" -> offset 1 of "\xc3\xa9") put a lone continuation
+ * byte into the normalized text.  Such a match is ignored now (`tokenizers`
+ * panics on it); the same charsmap with offset 0 maps x to é.
+ */
+static void
+test_unigram_charsmap_mid_character(void)
+{
+	static const char mid[] = "DAAAAADkAQB4DQAAAQAAgMOpAA==",
+				whole[] = "DAAAAADkAQB4DQAAAAAAgMOpAA==";
+	const char *b64[] = {mid, whole};
+	const char *want[] = {"axa", "a\xc3\xa9" "a"};
+
+	for (int i = 0; i < 2; i++)
+	{
+		char		json[512];
+		HfUnigram  *u;
+
+		snprintf(json, sizeof(json),
+				 "{" UNIGRAM_MODEL ",\"normalizer\":{\"type\":\"Precompiled\","
+				 "\"precompiled_charsmap\":\"%s\"}}", b64[i]);
+		if ((u = unigram(json, NN_OK)) != NULL)
+		{
+			size_t		len;
+			char	   *n = hf_unigram_normalize(u, "axa", 3, &len);
+
+			CHECK(n != NULL && strcmp(n, want[i]) == 0, "charsmap %d: \"axa\" gave \"%s\"", i,
+				  n ? n : "(null)");
+			free(n);
+			hf_unigram_free(u);
+		}
+	}
+}
+
+/*
+ * Twelve chained Replace "a" -> "aaaaaaaa" rules (an 899-byte
+ * tokenizer.json) made encoding one "a" allocate 8^12 bytes.  The
+ * normalized text may now grow HFU_MAX_GROWTH-fold (+ HFU_GROWTH_SLACK
+ * bytes) at most: encode fails at once instead; moderate expansions work.
+ */
+static void
+test_unigram_growth_limit(void)
+{
+	char		json[4096];
+	size_t		o;
+	HfUnigram  *u;
+	int32_t		ids[8];
+	size_t		len;
+	char	   *n;
+	char		text[101];
+
+	o = (size_t) snprintf(json, sizeof(json), "{" UNIGRAM_MODEL ",\"normalizer\":"
+						  "{\"type\":\"Sequence\",\"normalizers\":[");
+	for (int i = 0; i < 12; i++)
+		o += (size_t) snprintf(json + o, sizeof(json) - o, "%s{\"type\":\"Replace\",\"pattern\":"
+							   "{\"String\":\"a\"},\"content\":\"aaaaaaaa\"}", i ? "," : "");
+	snprintf(json + o, sizeof(json) - o, "]}}");
+	if ((u = unigram(json, NN_OK)) != NULL)
+	{
+		CHECK(hf_unigram_encode(u, "a", 1, 0, ids, NULL, 8) == -1, "the blow-up was encoded");
+		CHECK(hf_unigram_normalize(u, "a", 1, &len) == NULL, "the blow-up was normalized");
+		CHECK(hf_unigram_encode(u, "bcd", 3, 0, ids, NULL, 8) == 1, "a text without a");
+		hf_unigram_free(u);
+	}
+	/* 100 x "a" -> 32 bytes each: 3,200 bytes, within 64 x 100 + 4096 */
+	snprintf(json, sizeof(json), "{" UNIGRAM_MODEL ",\"normalizer\":{\"type\":\"Replace\","
+			 "\"pattern\":{\"String\":\"a\"},\"content\":\"%s\"}}",
+			 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+	memset(text, 'a', 100);
+	text[100] = '\0';
+	if ((u = unigram(json, NN_OK)) != NULL)
+	{
+		n = hf_unigram_normalize(u, text, 100, &len);
+		CHECK(n != NULL && len == 3200, "moderate expansion: %zu bytes", n ? len : 0);
+		free(n);
+		CHECK(hf_unigram_encode(u, text, 100, 0, ids, NULL, 8) == 8, "moderate expansion encodes");
+		hf_unigram_free(u);
+	}
+}
+
 int
 main(void)
 {
 	RUN_TEST(test_wordpiece_nul_in_word);
 	RUN_TEST(test_wordpiece_options);
 	RUN_TEST(test_config_model_type);
+	RUN_TEST(test_unigram_empty_normalized);
+	RUN_TEST(test_unigram_eos_added_only);
+	RUN_TEST(test_unigram_replace_not_utf8);
+	RUN_TEST(test_unigram_charsmap_mid_character);
+	RUN_TEST(test_unigram_growth_limit);
 	return unit_finish();
 }
