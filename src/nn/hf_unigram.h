@@ -29,7 +29,10 @@
  *
  * Anything else (another model, normalizer or pre-tokenizer type, a regex
  * beyond the supported form) is NN_ERR_FORMAT naming it: a tokenizer that
- * cannot be reproduced is refused rather than approximated.
+ * cannot be reproduced is refused rather than approximated.  So are bytes
+ * that are not UTF-8 in pieces, added tokens, Replace patterns and
+ * contents, the Metaspace replacement, template special tokens and the
+ * charsmap's strings (JSON text is UTF-8; cJSON does not check it).
  *
  * Encoding, as `tokenizers` does it:
  *   0. bytes are decoded as UTF-8 the WHATWG way (every maximal invalid
@@ -79,7 +82,8 @@
  * in T5's layout -- Precompiled, Strip right, Replace " {2,}", then
  * WhitespaceSplit + Metaspace: 2,039 strings, every id and token equal.)
  * Every trie position and string offset is bounds-checked: a hostile
- * charsmap cannot read outside the blob.
+ * charsmap cannot read outside the blob; a value pointing inside a
+ * multi-byte character of the strings is no match (`tokenizers` panics).
  *
  * Not reproduced: the lstrip/rstrip/single_word flags of added tokens
  * (T5's are all false); "first" prepending after a normalizer that removed
@@ -125,12 +129,12 @@ void		hf_unigram_free(HfUnigram *u);
  * or -1 when out of memory or when a normalizer makes a stretch of the text
  * longer than HFU_MAX_GROWTH times its length + HFU_GROWTH_SLACK bytes
  * (which only a hostile tokenizer.json does: chained Replace rules with
- * longer contents, or a charsmap with long replacements).  With HFU_SPECIALS the template's special
- * tokens are kept when truncating (the text's first pieces fill the rest);
- * HFU_EOS appends "</s>" unless the template already ends with it.  When
- * tokens is not NULL it receives a malloc'ed NUL-terminated string per id
- * (the piece, the original text of a fused unknown, the special's
- * content); the caller frees each one.
+ * longer contents, or a charsmap with long replacements).  With
+ * HFU_SPECIALS the template's special tokens are kept when truncating (the
+ * text's first pieces fill the rest); HFU_EOS appends "</s>" unless the
+ * template already ends with it.  When tokens is not NULL it receives a
+ * malloc'ed NUL-terminated string per id (the piece, the original text of
+ * a fused unknown, the special's content); the caller frees each one.
  */
 int			hf_unigram_encode(const HfUnigram *u, const char *text, size_t len,
 							  unsigned flags, int32_t *ids, char **tokens, int max_ids);
