@@ -12,6 +12,9 @@
 #include "rng.h"
 #include "t5.h"
 
+/* Decoder sequences per t5_label_loglik call when ranking label strings (rank_scores). */
+#define TEXT_DECODER_SEQS 64
+
 /* Every row's token ids, computed once. */
 typedef struct TokenCache
 {
@@ -187,6 +190,34 @@ forward_rows(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc
 }
 
 /*
+ * Rank-classification scores (B, C) of B encoder inputs X (B, T, d): the
+ * log-likelihood of every label string.  The decoder runs one sequence per
+ * row and label, so rows go in groups of TEXT_DECODER_SEQS / C (at least
+ * one): its buffers then hold at most max(TEXT_DECODER_SEQS, C) sequences,
+ * whatever the batch size.
+ */
+static NnStatus
+rank_scores(const Backbone *bb, BackboneRun *run, const Adapter *a, const float *X,
+			const uint8_t *mask, int B, int T, float *scores, NnError *err)
+{
+	int			C = a->cfg.n_classes,
+				R = TEXT_DECODER_SEQS / C > 1 ? TEXT_DECODER_SEQS / C : 1;
+	size_t		d = bb->d_embed;
+
+	for (int r0 = 0; r0 < B; r0 += R)
+	{
+		int			n = B - r0 < R ? B - r0 : R;
+		NnStatus	st = t5_label_loglik(bb, run, X + (size_t) r0 * T * d, mask + (size_t) r0 * T,
+										 n, T, a->label_ids, C, a->label_len,
+										 scores + (size_t) r0 * C, err);
+
+		if (st != NN_OK)
+			return st;
+	}
+	return NN_OK;
+}
+
+/*
  * Class scores (B, C) of rows into ws->logits: the linear head's logits,
  * or for a text-to-text head the log-likelihood of every label string.
  */
@@ -200,8 +231,8 @@ score_rows(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc,
 		return forward_rows(bb, a, ws, tc, rows, B, &n, err);
 	n = gather_embeddings(bb, tc, rows, B, ws->E, ws->e_mask);
 	adapter_forward(a, ws->E, ws->e_mask, B, n, ws->X, ws->x_mask);
-	return t5_label_loglik(bb, ws->run, ws->X, ws->x_mask, B, adapter_prompt_rows(&a->cfg) + n,
-						   a->label_ids, a->cfg.n_classes, a->label_len, ws->logits, err);
+	return rank_scores(bb, ws->run, a, ws->X, ws->x_mask, B, adapter_prompt_rows(&a->cfg) + n,
+					   ws->logits, err);
 }
 
 /*
@@ -821,8 +852,8 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 		if (a->cfg.head == ADAPTER_HEAD_TEXT)
 		{
 			/* rank classification: the scores become probabilities by the softmax below */
-			if ((st = t5_label_loglik(bb, run, X, x_mask, B, P + len, a->label_ids, C,
-									  a->label_len, probs + (size_t) start * C, err)) != NN_OK)
+			if ((st = rank_scores(bb, run, a, X, x_mask, B, P + len, probs + (size_t) start * C,
+								  err)) != NN_OK)
 				goto done;
 		}
 		else

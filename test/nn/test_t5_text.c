@@ -31,8 +31,12 @@
  *                      classify_texts refuses
  *   pt_ept_text        PT and EPT train 6 steps text-to-text: finite tensors,
  *                      prompt moved, no head
+ *   text_early_stopping evaluation every step, patience 2: training stops 2
+ *                      evaluations after the best validation accuracy
  *   linear_head_option TRAIN_HEAD_LINEAR keeps the mean-pool + linear head
  *                      (format version 1); a probe on T5 trains its head
+ *   many_labels        40 labels: rows are ranked in groups that keep the
+ *                      decoder at 64 sequences, probabilities unchanged
  *   label_collisions   labels that tokenize to the same ids ("fi" and the
  *                      ligature U+FB01, equal after NFKC) are refused
  */
@@ -119,38 +123,44 @@ all_finite(const AdapterParam *p)
 	return true;
 }
 
-/* Candidates as t5.h wants them: each label tokenized ("</s>" appended), padded with -100. */
-static int
-tokenize_candidates(const char *const *names, int C, int32_t *cands, int cap)
+/*
+ * Candidates as t5.h wants them: each label tokenized ("</s>" appended),
+ * padded with -100, into a malloc'ed (C, *len) array.
+ */
+static int32_t *
+tokenize_candidates(const char *const *names, int C, int *len)
 {
 	int32_t		ids[64];
-	int			len = 1;
-	int			count[8];
+	int32_t    *cands;
+	int		   *count = malloc(sizeof(int) * C);
 
+	*len = 1;
 	for (int c = 0; c < C; c++)
-		if ((count[c] = model->ops->tokenize(model, names[c], strlen(names[c]), ids, 64)) > len)
-			len = count[c];
-	for (int c = 0; c < C && len <= cap; c++)
+		if ((count[c] = model->ops->tokenize(model, names[c], strlen(names[c]), ids, 64)) > *len)
+			*len = count[c];
+	cands = malloc(sizeof(int32_t) * C * *len);
+	for (int c = 0; c < C; c++)
 	{
 		model->ops->tokenize(model, names[c], strlen(names[c]), ids, 64);
-		for (int t = 0; t < len; t++)
-			cands[c * len + t] = t < count[c] ? ids[t] : -100;
+		for (int t = 0; t < *len; t++)
+			cands[c * *len + t] = t < count[c] ? ids[t] : -100;
 	}
-	return len;
+	free(count);
+	return cands;
 }
 
 /* Row-by-row rank-classification scores of texts, computed with t5_label_loglik directly. */
 static void
-direct_scores(Adapter *a, const char *const *texts, int n, float *scores)
+direct_scores_of(Adapter *a, const Dataset *data, const char *const *texts, int n, float *scores)
 {
-	const char *const *names = (const char *const *) ds->class_names;
-	int			C = ds->n_classes,
+	const char *const *names = (const char *const *) data->class_names;
+	int			C = data->n_classes,
 				s = a->cfg.max_len,
 				P = adapter_prompt_rows(&a->cfg),
-				d = model->d_embed;
-	int32_t		cands[128],
+				d = model->d_embed,
+				L;
+	int32_t    *cands = tokenize_candidates(names, C, &L),
 				ids[64];
-	int			L = tokenize_candidates(names, C, cands, 128 / C);
 	float	   *E = malloc(sizeof(float) * s * d),
 			   *X = malloc(sizeof(float) * (P + s) * d);
 	uint8_t		e_mask[64],
@@ -171,6 +181,13 @@ direct_scores(Adapter *a, const char *const *texts, int n, float *scores)
 	model->ops->run_free(run);
 	free(E);
 	free(X);
+	free(cands);
+}
+
+static void
+direct_scores(Adapter *a, const char *const *texts, int n, float *scores)
+{
+	direct_scores_of(a, ds, texts, n, scores);
 }
 
 static void
@@ -446,6 +463,29 @@ test_pt_ept_text(void)
 	}
 }
 
+/* Early stopping works on the rank-classification validation accuracy. */
+static void
+test_text_early_stopping(void)
+{
+	TrainOptions opt;
+	TrainResult res;
+	NnError		err;
+
+	text_options(&opt, ADAPTER_DEPT, 40);
+	opt.eval_every = 1;
+	opt.patience = 2;
+	if (train_adapter(model, ds, &opt, &res, &err) != NN_OK)
+	{
+		CHECK(false, "%s", err.msg);
+		return;
+	}
+	printf("# early stopping: %ld steps, best step %ld, valid accuracy %.3f\n", res.steps,
+		   res.best_step, res.valid_metrics ? res.valid_metrics->accuracy : -1.0);
+	CHECK(res.steps < 40 && res.steps == res.best_step + 2 && res.valid_metrics != NULL,
+		  "stopped 2 evaluations after the best one (%ld steps, best %ld)", res.steps, res.best_step);
+	train_result_free(&res);
+}
+
 static void
 test_linear_head_option(void)
 {
@@ -478,6 +518,68 @@ test_linear_head_option(void)
 			  "a T5 probe trains a linear head");
 		train_result_free(&res);
 	}
+}
+
+/*
+ * 40 labels: rank_scores splits a batch of 8 rows into one row per
+ * t5_label_loglik call (64 decoder sequences at most); the probabilities
+ * are still the softmax of each row's 40 scores.
+ */
+static void
+test_many_labels(void)
+{
+	Dataset    *many = dataset_new();
+	TrainOptions opt;
+	TrainResult res;
+	NnError		err;
+	enum
+	{
+		NC = 40, NR = 2 * NC
+	};
+	char		text[64],
+				label[32];
+	size_t		lens[NR];
+	float	   *probs = malloc(sizeof(float) * NR * NC),
+			   *scores = malloc(sizeof(float) * NR * NC);
+	double		worst = 0;
+	BackboneRun *run;
+
+	for (int i = 0; i < NR; i++)
+	{
+		snprintf(text, sizeof(text), "film number %d is %s", i, i % 3 ? "good" : "bad");
+		snprintf(label, sizeof(label), "label %d", i % NC);
+		dataset_add(many, text, strlen(text), label, strlen(label), &err);
+	}
+	CHECK(dataset_finish(many, &err) == NN_OK && many->n_classes == NC, "%d classes", many->n_classes);
+	text_options(&opt, ADAPTER_DEPT, 3);
+	opt.valid_fraction = 0;
+	if (train_adapter(model, many, &opt, &res, &err) != NN_OK)
+	{
+		CHECK(false, "train_adapter: %s", err.msg);
+		dataset_free(many);
+		free(probs);
+		free(scores);
+		return;
+	}
+	for (int i = 0; i < NR; i++)
+		lens[i] = many->text_lens[i];
+	run = model->ops->run_new(model, 8, adapter_prompt_rows(&res.adapter->cfg) + res.adapter->cfg.max_len);
+	CHECK(classify_texts(model, run, res.adapter, (const char *const *) many->texts, lens, NR, 8,
+						 probs, &err) == NN_OK, "%s", err.msg);
+	direct_scores_of(res.adapter, many, (const char *const *) many->texts, NR, scores);
+	for (int i = 0; i < NR; i++)
+	{
+		softmax(scores + i * NC, NC);
+		for (int c = 0; c < NC; c++)
+			if (fabs(probs[i * NC + c] - scores[i * NC + c]) > worst)
+				worst = fabs(probs[i * NC + c] - scores[i * NC + c]);
+	}
+	CHECK(worst < 1e-5, "40 labels: probabilities = softmax of the scores (%.3g)", worst);
+	model->ops->run_free(run);
+	train_result_free(&res);
+	dataset_free(many);
+	free(probs);
+	free(scores);
 }
 
 static void
@@ -517,7 +619,9 @@ main(void)
 	RUN_TEST(test_rank_classification);
 	RUN_TEST(test_text_round_trip);
 	RUN_TEST(test_pt_ept_text);
+	RUN_TEST(test_text_early_stopping);
 	RUN_TEST(test_linear_head_option);
+	RUN_TEST(test_many_labels);
 	RUN_TEST(test_label_collisions);
 	train_result_free(&dept_run);
 	dataset_free(ds);
