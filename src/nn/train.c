@@ -12,9 +12,6 @@
 #include "rng.h"
 #include "t5.h"
 
-/* Decoder sequences per t5_label_loglik call when ranking label strings (rank_scores). */
-#define TEXT_DECODER_SEQS 64
-
 /* Every row's token ids, computed once. */
 typedef struct TokenCache
 {
@@ -192,16 +189,16 @@ forward_rows(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc
 /*
  * Rank-classification scores (B, C) of B encoder inputs X (B, T, d): the
  * log-likelihood of every label string.  The decoder runs one sequence per
- * row and label, so rows go in groups of TEXT_DECODER_SEQS / C (at least
- * one): its buffers then hold at most max(TEXT_DECODER_SEQS, C) sequences,
- * whatever the batch size.
+ * row and label, so rows go in groups of B / C (at least one): its buffers
+ * then hold at most max(B, C) sequences, as many as a training step's
+ * B when C <= B, instead of B * C.
  */
 static NnStatus
 rank_scores(const Backbone *bb, BackboneRun *run, const Adapter *a, const float *X,
 			const uint8_t *mask, int B, int T, float *scores, NnError *err)
 {
 	int			C = a->cfg.n_classes,
-				R = TEXT_DECODER_SEQS / C > 1 ? TEXT_DECODER_SEQS / C : 1;
+				R = B / C > 1 ? B / C : 1;
 	size_t		d = bb->d_embed;
 
 	for (int r0 = 0; r0 < B; r0 += R)

@@ -28,8 +28,9 @@
  * class probabilities are the softmax over the C scores, i.e. the
  * sequence likelihoods renormalised over the label set (a choice: the
  * decoder's mass on strings outside the set is ignored).  Ranking runs
- * the decoder once per row and label, in groups of at most max(64, C)
- * sequences, so its buffers do not grow with the batch size.  A probe has no
+ * the decoder once per row and label, in groups of rows that keep it at
+ * max(batch, C) sequences (a training step runs batch), not batch * C.
+ * A probe has no
  * meaning there (it trains only a linear head) and is refused when the
  * text head is asked for explicitly; with TRAIN_HEAD_AUTO it keeps its
  * linear head.

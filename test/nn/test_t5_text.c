@@ -35,8 +35,9 @@
  *                      evaluations after the best validation accuracy
  *   linear_head_option TRAIN_HEAD_LINEAR keeps the mean-pool + linear head
  *                      (format version 1); a probe on T5 trains its head
- *   many_labels        40 labels: rows are ranked in groups that keep the
- *                      decoder at 64 sequences, probabilities unchanged
+ *   many_labels        40 labels, batch 8: rows are ranked one at a time
+ *                      (the decoder holds max(batch, C) sequences), the
+ *                      probabilities unchanged
  *   label_collisions   labels that tokenize to the same ids ("fi" and the
  *                      ligature U+FB01, equal after NFKC) are refused
  */
@@ -522,7 +523,7 @@ test_linear_head_option(void)
 
 /*
  * 40 labels: rank_scores splits a batch of 8 rows into one row per
- * t5_label_loglik call (64 decoder sequences at most); the probabilities
+ * t5_label_loglik call (40 decoder sequences each); the probabilities
  * are still the softmax of each row's 40 scores.
  */
 static void
