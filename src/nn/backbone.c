@@ -60,30 +60,22 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 				   "no model found in \"%s\": expected model.json and vocab.json", dir);
 }
 
-/* True when name ends with suffix. */
-static bool
-ends_with(const char *name, const char *suffix)
-{
-	size_t		n = strlen(name),
-				k = strlen(suffix);
-
-	return n >= k && strcmp(name + n - k, suffix) == 0;
-}
-
 bool
 backbone_uses_file(const char *dir, const char *name)
 {
-	static const char *const unread[] = {".bin", ".h5", ".msgpack", ".onnx", ".onnx_data", ".ot",
-	".pt", ".pth", ".ckpt", ".gguf", ".safetensors"};
+	/* what bert_open and t5_open read, and the index that makes them refuse a sharded checkpoint */
+	static const char *const hf_files[] = {"config.json", "model.safetensors",
+		"model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+	"special_tokens_map.json"};
 
 	if (file_exists_in(dir, "model.json"))
 		return true;
-	if (strcmp(name, "model.safetensors") == 0)
-		return true;
-	for (size_t i = 0; i < sizeof(unread) / sizeof(unread[0]); i++)
-		if (ends_with(name, unread[i]))
-			return false;
-	return true;
+	if (!file_exists_in(dir, "config.json"))
+		return false;
+	for (size_t i = 0; i < sizeof(hf_files) / sizeof(hf_files[0]); i++)
+		if (strcmp(name, hf_files[i]) == 0)
+			return true;
+	return false;
 }
 
 size_t

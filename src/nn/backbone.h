@@ -110,9 +110,10 @@ void		backbone_close(Backbone *bb);
 /*
  * Whether backbone_open(dir) may read dir/name, for callers that copy a
  * model directory (the server's private model cache): every file of a
- * TF.js directory (its manifest names the shards), and in a Hugging Face
- * directory every file but the checkpoint formats no loader reads
- * (pytorch_model.bin, tf_model.h5, flax, ONNX, GGUF, sharded safetensors).
+ * TF.js directory (model.json; its manifest names the shards), the
+ * config, tokenizer and model.safetensors files of a Hugging Face
+ * directory (config.json; not its other checkpoint formats), nothing in
+ * any other directory.
  */
 bool		backbone_uses_file(const char *dir, const char *name);
 

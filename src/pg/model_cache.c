@@ -154,8 +154,10 @@ DeptModelFiles(const char *dir)
 		char		path[MAXPGPATH];
 		struct stat st;
 
+		/* an unreadable file is left out: the loader then reports it missing, as without a copy */
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && backbone_uses_file(dir, de->d_name))
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0 &&
+			backbone_uses_file(dir, de->d_name))
 			names = lappend(names, pstrdup(de->d_name));
 	}
 	FreeDir(d);
@@ -275,8 +277,8 @@ DeptCopyModelFiles(const char *dir, List *files, const char *tmp)
 
 /*
  * The private copy of model directory dir (see the header comment), made
- * on first use; NULL when dir is not a directory (the caller then reports
- * the loader's own error for it).
+ * on first use; NULL when dir is not a directory or holds no model file
+ * (the caller then reports the loader's own error for it).
  */
 static char *
 DeptModelCacheEntry(const char *dir)
@@ -291,6 +293,8 @@ DeptModelCacheEntry(const char *dir)
 	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
 		return NULL;
 	files = DeptModelFiles(dir);
+	if (files == NIL)
+		return NULL;
 	DeptModelKey(dir, files, key);
 	entry = psprintf("%s/%s", root, key);
 	if (stat(entry, &st) == 0)
