@@ -223,7 +223,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 		bad_option("prompt_length", "EPT needs at least one prompt vector.");
 }
 
-/* Bytes of the regular files directly in dir (the model's weights, vocabulary, config). */
+/* Bytes of the model files in dir (weights, vocabulary, config: what backbone_open reads). */
 static double
 DeptDirectoryBytes(const char *dir)
 {
@@ -237,7 +237,7 @@ DeptDirectoryBytes(const char *dir)
 		struct stat st;
 
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode))
+		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && backbone_uses_file(dir, de->d_name))
 			total += st.st_size;
 	}
 	if (d)
