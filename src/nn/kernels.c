@@ -15,12 +15,20 @@
 #include <math.h>
 #include <string.h>
 
+#include "gemm_rows.h"
+
 void
 matmul_forward(float *out, const float *inp, const float *weight,
 			   const float *bias, int N, int C, int OC)
 {
 	if (N <= 0)
 		return;
+	if (gemm_rows_usable(N, C, OC))
+	{
+		/* a few rows: no packing of the weight (gemm_rows.h) */
+		gemm_rows(out, inp, weight, bias, N, C, OC);
+		return;
+	}
 	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
 				1.0f, inp, C, weight, OC, 0.0f, out, OC);
 	if (bias != NULL)

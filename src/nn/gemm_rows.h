@@ -1,0 +1,41 @@
+/*
+ * gemm_rows.h: out = inp W + bias for a few rows, reading the frozen
+ * weight W where it lies (row-major, mmap'ed), for the short sequences of
+ * single-row inference.
+ *
+ * Why: an sgemm of N rows against a C x OC weight makes OpenBLAS pack the
+ * whole weight into its panel layout on every call, a copy as large as the
+ * weight.  For N in the tens -- one sentence, one dept_predict call -- the
+ * packing costs about as much as the arithmetic (perf on a 21-token
+ * sentence: 48% of the forward in sgemm_itcopy, 39% in the kernel).  This
+ * kernel needs no packing: W's row k, contiguous, is exactly the vector
+ * that row k of the product multiplies, so each step loads 64 columns of
+ * one row of W and broadcasts one input value per output row:
+ *
+ *   for each block of 64 output columns j (the slab W[:, j..j+64), which
+ *   stays in L2 across row blocks), for each block of 6 output rows n:
+ *     acc[n][j..j+64) = bias; for k < C: acc[n] += inp[n][k] * W[k][j..j+64)
+ *
+ * 6 x 4 AVX-512 accumulators + 4 weight vectors + 1 broadcast fit the 32
+ * registers.  The sums run over k in order, one FMA each (OpenBLAS sums in
+ * blocks), so results differ from cblas_sgemm's by float rounding only.
+ */
+#ifndef DEPT_NN_GEMM_ROWS_H
+#define DEPT_NN_GEMM_ROWS_H
+
+#include <stdbool.h>
+
+/* Rows up to which gemm_rows is faster than OpenBLAS (measured: 75 vs 52 GFLOP/s
+ * at 21 rows of 512 x 1536, even at 64 rows, 10% slower at 96). */
+#define GEMM_ROWS_MAX_N 64
+
+/* Methods */
+
+/* True when this CPU runs the kernel and the shape suits it (OC % 64 == 0). */
+bool		gemm_rows_usable(int N, int C, int OC);
+
+/* out (N, OC) = inp (N, C) @ W (C, OC) + bias (OC, or NULL). */
+void		gemm_rows(float *out, const float *inp, const float *W, const float *bias,
+					  int N, int C, int OC);
+
+#endif							/* DEPT_NN_GEMM_ROWS_H */

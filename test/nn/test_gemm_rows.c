@@ -1,0 +1,141 @@
+/*
+ * test_gemm_rows.c: the packing-free few-rows product (gemm_rows.h) equals
+ * cblas_sgemm plus the bias, over the shapes use-lite runs at (C in 256,
+ * 512, 1536; OC in 512, 768, 1536), every row count up to the cut-over
+ * (GEMM_ROWS_MAX_N, so every tail of the 6-row blocks), with and without a
+ * bias; and matmul_forward's choice between the two is invisible.
+ *
+ * Tolerance: both sum C products in float, in different orders, so they
+ * differ by rounding: |diff| <= 1e-5 * sum_k |x_k w_k| + 1e-6 (measured
+ * worst ratio about 1e-7).  On a CPU without AVX-512 the kernel is not
+ * usable and the comparisons are skipped, saying so.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gemm_rows.h"
+#include "kernels.h"
+#include "rng.h"
+#include "unit.h"
+
+static Rng	rng;
+
+static float *
+random_floats(size_t n)
+{
+	float	   *x = malloc(sizeof(float) * n);
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float) (rng_uniform(&rng) * 2.0 - 1.0);
+	return x;
+}
+
+/* Worst |diff| / (sum_k |x_k w_k| + 1e-6) of gemm_rows against cblas_sgemm. */
+static double
+worst_error(int N, int C, int OC, bool with_bias)
+{
+	float	   *x = random_floats((size_t) N * C),
+			   *w = random_floats((size_t) C * OC),
+			   *b = with_bias ? random_floats(OC) : NULL,
+			   *got = malloc(sizeof(float) * N * OC),
+			   *want = malloc(sizeof(float) * N * OC);
+	double		worst = 0;
+
+	gemm_rows(got, x, w, b, N, C, OC);
+	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, x, C, w, OC,
+				0.0f, want, OC);
+	for (int n = 0; n < N; n++)
+		for (int j = 0; j < OC; j++)
+		{
+			double		scale = 1e-6;
+			double		diff;
+
+			for (int k = 0; k < C; k++)
+				scale += fabs((double) x[(size_t) n * C + k] * w[(size_t) k * OC + j]);
+			diff = fabs((double) got[(size_t) n * OC + j] -
+						(want[(size_t) n * OC + j] + (b ? b[j] : 0.0f)));
+			if (diff / scale > worst)
+				worst = diff / scale;
+		}
+	free(x);
+	free(w);
+	free(b);
+	free(got);
+	free(want);
+	return worst;
+}
+
+static void
+test_matches_cblas(void)
+{
+	static const int shapes[][2] = {{256, 768}, {256, 512}, {512, 1536}, {1536, 512}, {512, 512}};
+	double		worst = 0;
+
+	if (!gemm_rows_usable(1, 256, 512))
+	{
+		printf("# no AVX-512 here: gemm_rows is not used, nothing to compare\n");
+		return;
+	}
+	for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++)
+		for (int N = 1; N <= GEMM_ROWS_MAX_N; N += (N < 13 ? 1 : 7))
+			for (int with_bias = 0; with_bias < 2; with_bias++)
+			{
+				double		e = worst_error(N, shapes[s][0], shapes[s][1], with_bias);
+
+				CHECK(e <= 1e-5, "N=%d C=%d OC=%d bias=%d: error ratio %.3g", N, shapes[s][0],
+					  shapes[s][1], with_bias, e);
+				if (e > worst)
+					worst = e;
+			}
+	printf("# worst error ratio against cblas_sgemm: %.3g\n", worst);
+}
+
+static void
+test_usable_shapes(void)
+{
+	bool		avx512 = gemm_rows_usable(1, 256, 512);
+
+	CHECK(!gemm_rows_usable(0, 256, 512), "no rows");
+	CHECK(!gemm_rows_usable(GEMM_ROWS_MAX_N + 1, 256, 512), "above the cut-over");
+	CHECK(!gemm_rows_usable(4, 256, 520), "OC not a multiple of 64");
+	CHECK(gemm_rows_usable(GEMM_ROWS_MAX_N, 512, 1536) == avx512, "the largest row count");
+}
+
+/* matmul_forward gives the same product on both sides of the cut-over. */
+static void
+test_matmul_forward_either_side(void)
+{
+	int			C = 256,
+				OC = 768,
+				N = GEMM_ROWS_MAX_N + 6;
+	float	   *x = random_floats((size_t) N * C),
+			   *w = random_floats((size_t) C * OC),
+			   *b = random_floats(OC),
+			   *all = malloc(sizeof(float) * N * OC),
+			   *part = malloc(sizeof(float) * N * OC);
+	double		worst = 0;
+
+	matmul_forward(all, x, w, b, N, C, OC);		/* OpenBLAS */
+	matmul_forward(part, x, w, b, 6, C, OC);	/* gemm_rows where usable */
+	for (int i = 0; i < 6 * OC; i++)
+		if (fabs(all[i] - part[i]) > worst)
+			worst = fabs(all[i] - part[i]);
+	CHECK(worst < 1e-4, "first 6 rows differ by %.3g", worst);
+	free(x);
+	free(w);
+	free(b);
+	free(all);
+	free(part);
+}
+
+int
+main(void)
+{
+	rng_seed(&rng, 20261201);
+	RUN_TEST(test_matches_cblas);
+	RUN_TEST(test_usable_shapes);
+	RUN_TEST(test_matmul_forward_either_side);
+	return unit_finish();
+}
