@@ -6,6 +6,8 @@
  *   dept-bench embed   --texts F [--batch B] [--threads T] [--limit N]
  *   dept-bench predict --texts F --method M [--batch B] [--threads T] [--limit N]
  *   dept-bench train   --texts F --method M [--batch B] [--steps N] [--threads T]
+ *   dept-bench tokenize --texts F [--limit N]        label and ids of each text, a line each
+ *   dept-bench vectors --texts F --limit N           the first N sentence vectors, as JSON
  *
  * F is a TSV with the header "label<TAB>text".  embed and predict time
  * the whole path a user pays for -- tokenize, embed, adapter, encoder,
@@ -417,6 +419,62 @@ bench_train(const BenchArgs *a)
 	return 0;
 }
 
+/* The token ids of every text, space-separated, a line each: the PyTorch peer's input. */
+static int
+bench_tokenize(const BenchArgs *a)
+{
+	Dataset    *ds = load_texts(a);
+	Backbone   *bb = open_model(a);
+	int32_t    *ids = malloc(sizeof(int32_t) * bb->max_tokens);
+
+	for (int i = 0; i < ds->n_rows; i++)
+	{
+		int			n = bb->ops->tokenize(bb, ds->texts[i], ds->text_lens[i], ids,
+										  bb->max_tokens);
+
+		printf("%d", ds->labels[i]);
+		for (int j = 0; j < n; j++)
+			printf(" %d", ids[j]);
+		putchar('\n');
+	}
+	free(ids);
+	backbone_close(bb);
+	dataset_free(ds);
+	return 0;
+}
+
+/* Sentence vectors of the texts as one JSON array, to check a peer's agreement. */
+static int
+bench_vectors(const BenchArgs *a)
+{
+	Dataset    *ds = load_texts(a);
+	Backbone   *bb = open_model(a);
+	BackboneRun *run = bb->ops->run_new(bb, ds->n_rows, bb->max_tokens);
+	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows * bb->d_out);
+	NnError		err;
+
+	if (backbone_embed_texts(bb, run, (const char *const *) ds->texts, ds->text_lens,
+							 ds->n_rows, out, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-bench: %s\n", err.msg);
+		return 1;
+	}
+	putchar('[');
+	for (int i = 0; i < ds->n_rows; i++)
+	{
+		printf("%s[", i ? ", " : "");
+		for (int j = 0; j < bb->d_out; j++)
+			printf("%s%.9g", j ? ", " : "", out[(size_t) i * bb->d_out + j]);
+		putchar(']');
+	}
+	printf("]\n");
+	free(out);
+	bb->ops->run_free(run);
+	backbone_close(bb);
+	dataset_free(ds);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -469,6 +527,10 @@ main(int argc, char **argv)
 		return bench_infer(&a, true);
 	if (strcmp(cmd, "train") == 0)
 		return bench_train(&a);
+	if (strcmp(cmd, "tokenize") == 0)
+		return bench_tokenize(&a);
+	if (strcmp(cmd, "vectors") == 0)
+		return bench_vectors(&a);
 	fprintf(stderr, "dept-bench: unknown command %s\n", cmd);
 	return 2;
 }

@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""
+report.py: the table of bench/run from its JSON lines, beside the goals of
+issue 5; writes the same rows as JSON.
+
+  report.py RESULTS.jsonl OUT.json
+
+Standard library only.  A figure that a run did not produce prints as "-".
+"""
+import json
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip().startswith("{")]
+
+
+def pick(rows, **want):
+    """The first row whose fields equal every keyword (peer=None means ours)."""
+    for r in rows:
+        if all(r.get(k) == v for k, v in want.items()):
+            return r
+    return None
+
+
+def fmt(x, digits=1):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}"
+    return f"{x:,}"
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def main():
+    rows = load(sys.argv[1])
+    machine = pick(rows, bench="machine") or {}
+    table = []   # (figure, ours, peers, goal, met)
+
+    def add(figure, ours, peers, goal, met):
+        table.append({"figure": figure, "ours": ours, "peers": peers, "goal": goal,
+                      "met": None if met is None else bool(met)})
+
+    def field(r, k):
+        return r.get(k) if r else None
+
+    threads = sorted({r["threads"] for r in rows if r.get("bench") == "peak"})
+    for t in threads:
+        for b in (1, 32):
+            ours = field(pick(rows, bench="embed", peer=None, threads=t, batch=b), "texts_per_second")
+            node = field(pick(rows, bench="embed", peer="node", threads_requested=t, batch=b),
+                         "texts_per_second")
+            torch = field(pick(rows, bench="embed", peer="pytorch", threads=t, batch=b),
+                          "texts_per_second")
+            vn, vt = ratio(ours, node), ratio(ours, torch)
+            add(f"embed texts/s, batch {b}, {t} thread(s)", fmt(ours),
+                f"node {fmt(node)} ({fmt(vn, 2)}x), PyTorch {fmt(torch)} ({fmt(vt, 2)}x)",
+                ">= 3x node, >= 1.5x PyTorch",
+                vn is not None and vt is not None and vn >= 3 and vt >= 1.5)
+            ours = field(pick(rows, bench="predict", peer=None, threads=t, batch=b), "texts_per_second")
+            torch = field(pick(rows, bench="predict", peer="pytorch", threads=t, batch=b),
+                          "texts_per_second")
+            vt = ratio(ours, torch)
+            add(f"DePT predict texts/s, batch {b}, {t} thread(s)", fmt(ours),
+                f"PyTorch {fmt(torch)} ({fmt(vt, 2)}x)", ">= 1.5x PyTorch",
+                vt is not None and vt >= 1.5)
+
+    # SQL against the standalone C path: tokens/s, so that text lengths cancel
+    tokens_per_text = None
+    c_embed = pick(rows, bench="embed", peer=None, threads=1, batch=1)
+    if c_embed:
+        tokens_per_text = c_embed["tokens"] / c_embed["texts"]
+    sql_embed = pick(rows, bench="sql_embed", mode="serial")
+    if sql_embed and c_embed:
+        v = ratio(c_embed["texts_per_second"], sql_embed["texts_per_second"])
+        add("SQL dept_embed over the table, serial (texts/s)", fmt(sql_embed["texts_per_second"]),
+            f"C batch 1: {fmt(c_embed['texts_per_second'])} (C/SQL {fmt(v, 2)})",
+            "within 1.3x of C", v is not None and v <= 1.3)
+    c_pred = pick(rows, bench="predict", peer=None, threads=1, batch=1)
+    serial = pick(rows, bench="sql_predict", mode="serial")
+    if serial and c_pred and tokens_per_text:
+        prompt = 60   # DePT's default m, in dept-bench and in dept_train
+        sql_tps = serial["texts_per_second"] * (tokens_per_text + prompt)
+        v = ratio(c_pred["tokens_per_second"], sql_tps)
+        add("SQL dept_predict over the table, serial (texts/s)", fmt(serial["texts_per_second"]),
+            f"C batch 1: {fmt(c_pred['tokens_per_second'], 0)} tokens/s vs SQL {fmt(sql_tps, 0)} "
+            f"(C/SQL {fmt(v, 2)})", "within 1.3x of C", v is not None and v <= 1.3)
+    par = pick(rows, bench="sql_predict", mode="parallel2")
+    if par and serial:
+        v = ratio(par["texts_per_second"], serial["texts_per_second"])
+        add("SQL dept_predict, 2 parallel workers (texts/s)", fmt(par["texts_per_second"]),
+            f"{par['workers']} workers launched, {fmt(v, 2)}x serial", ">= 1.8x serial",
+            v is not None and v >= 1.8)
+    arr = pick(rows, bench="sql_predict", mode="array")
+    if arr and serial:
+        add("SQL dept_predict(text[]) over the table (texts/s)", fmt(arr["texts_per_second"]),
+            f"{fmt(ratio(arr['texts_per_second'], serial['texts_per_second']), 2)}x per-row", "-", None)
+    for call in ("dept_predict_dept", "dept_predict_probe", "dept_embed"):
+        lat = pick(rows, bench="sql_latency", call=call)
+        if lat:
+            add(f"latency of {call}, {lat['tokens']}-token text (ms)",
+                f"p50 {fmt(lat['p50_ms'], 2)}, p99 {fmt(lat['p99_ms'], 2)}",
+                f"{lat['calls']} calls", "p50 <= 2 ms", lat["p50_ms"] <= 2.0)
+    first = pick(rows, bench="sql_first_call")
+    if first:
+        add("first dept_predict in a new backend (ms)", fmt(first["median_ms"], 2),
+            f"max {fmt(first['max_ms'], 2)}; model load alone {fmt(first['model_load_median_ms'], 2)}",
+            "<= 20 ms", first["median_ms"] <= 20)
+    for t in threads:
+        ours = pick(rows, bench="train", peer=None, method="dept", threads=t)
+        torch = pick(rows, bench="train", peer="pytorch", method="dept", threads=t)
+        v = ratio(field(ours, "tokens_per_second"), field(torch, "tokens_per_second"))
+        add(f"DePT training tokens/s, batch 32, {t} thread(s)", fmt(field(ours, "tokens_per_second")),
+            f"PyTorch {fmt(field(torch, 'tokens_per_second'))} ({fmt(v, 2)}x)", ">= 1.5x PyTorch",
+            v is not None and v >= 1.5)
+    ed, ep = pick(rows, bench="epoch", method="dept"), pick(rows, bench="epoch", method="pt")
+    if ed and ep:
+        dt = 1 - ed["seconds_per_epoch"] / ep["seconds_per_epoch"]
+        dm = 1 - ed["peak_rss_mb"] / ep["peak_rss_mb"]
+        add("DePT vs PT epoch (2,000 rows), equal parameters",
+            f"{fmt(ed['seconds_per_epoch'], 2)} s, {fmt(ed['peak_rss_mb'])} MB",
+            f"PT {fmt(ep['seconds_per_epoch'], 2)} s, {fmt(ep['peak_rss_mb'])} MB: "
+            f"{dt:.0%} less time, {dm:.0%} less memory ({ed['trainable_params']:,} vs "
+            f"{ep['trainable_params']:,} parameters)", ">= 25% less time, >= 20% less memory",
+            dt >= 0.25 and dm >= 0.20)
+    for t in threads:
+        peak = pick(rows, bench="peak", threads=t)
+        emb = pick(rows, bench="embed", peer=None, threads=t, batch=32)
+        if peak and emb:
+            share = emb["gflops"] / peak["sgemm_gflops"]
+            add(f"forward GFLOP/s, batch 32, {t} thread(s)", fmt(emb["gflops"]),
+                f"sgemm peak {fmt(peak['sgemm_gflops'])} ({share:.0%})", ">= 50% of peak",
+                share >= 0.5)
+    mem = pick(rows, bench="sql_memory")
+    if mem and "after_rss_kb" in mem:
+        add("backend memory after load and 200 predictions (MB)",
+            f"RSS {mem['after_rss_kb'] / 1024:.1f}, PSS {mem['after_pss_kb'] / 1024:.1f}",
+            f"before load: RSS {mem['before_rss_kb'] / 1024:.1f}; shared clean "
+            f"{mem['after_shared_clean_kb'] / 1024:.1f}, private dirty "
+            f"{mem['after_private_dirty_kb'] / 1024:.1f}", "weights shared (mmap)", None)
+
+    agree = pick(rows, bench="agreement")
+    print(f"machine: {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores, BLAS core "
+          f"{machine.get('blas_core', '?')}, OpenBLAS {machine.get('openblas', '?')}, "
+          f"torch {machine.get('torch', '?')}, node {machine.get('node', '?')}, {machine.get('date', '')}")
+    if agree:
+        print(f"PyTorch peer vs ours: max |difference| {agree['max_abs_diff']:.2e} over "
+              f"{agree['texts']} sentence vectors")
+    print()
+    print("| figure | ours | peers / detail | goal | met |")
+    print("| --- | --- | --- | --- | --- |")
+    for r in table:
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "no")
+        print(f"| {r['figure']} | {r['ours']} | {r['peers']} | {r['goal']} | {met} |")
+    with open(sys.argv[2], "w") as f:
+        json.dump({"machine": machine, "agreement": agree, "table": table, "raw": rows}, f, indent=1)
+        f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

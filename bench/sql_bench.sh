@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# The SQL figures of bench/run, as JSON lines on stdout: dept_predict and
+# dept_embed over a table of TSV's texts (serial, two parallel workers, the
+# text[] form), single-row latency from pgbench, the first call of a new
+# backend, and a backend's memory after loading.  Starts its own server,
+# without OPENBLAS_CORETYPE (DESIGN.md section 6), on port $BENCH_PORT.
+#   bench/sql_bench.sh TSV TRAIN_TSV SENTENCE      (after make install)
+# SENTENCE is the text of the latency test.  Progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tsv=$1
+train_tsv=$2
+sentence=$3
+port=${BENCH_PORT:-5494}
+dir=$(mktemp -d /tmp/dept-bench-sql.XXXXXX)
+chmod 755 "$dir"
+trap 'scripts/pg-cluster.sh stop "$dir"; rm -rf "$dir"' EXIT
+say() { echo "sql_bench: $*" >&2; }
+
+DEPT_PG_EXTRA_CONF="max_parallel_workers_per_gather = 2
+max_parallel_workers = 4
+jit = off" env -u OPENBLAS_CORETYPE scripts/pg-cluster.sh start "$dir" "$port"
+export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
+q() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
+
+say "loading $(($(wc -l <"$tsv") - 1)) texts and training an adapter"
+cp "$tsv" "$dir/texts.tsv"
+cp "$train_tsv" "$dir/train.tsv"
+chmod 644 "$dir"/*.tsv
+q <<SQL
+CREATE EXTENSION dept;
+CREATE TABLE texts (label text, body text);
+COPY texts FROM '$dir/texts.tsv' WITH (FORMAT text, HEADER true);
+CREATE TABLE train (label text, body text);
+COPY train FROM '$dir/train.tsv' WITH (FORMAT text, HEADER true);
+ANALYZE texts;
+SET client_min_messages = warning;
+SELECT dept_train('train', 'label', adapter => 'bench', options => '{"epochs": 1, "max_steps": 4}');
+SELECT dept_train('train', 'label', adapter => 'bench_probe', method => 'probe', options => '{"epochs": 1}');
+SQL
+rows=$(q -c "SELECT count(*) FROM texts")
+
+# One query's execution time (ms) and workers launched, from EXPLAIN ANALYZE,
+# after a warm-up run of the same query in the same session.
+explain_ms() {    # explain_ms SETTINGS QUERY
+	q <<SQL | python3 -c '
+import json, sys
+plan = json.loads(sys.stdin.read())[0]
+def launched(node):
+    return node.get("Workers Launched", 0) + sum(launched(c) for c in node.get("Plans", []))
+print(plan["Execution Time"], launched(plan["Plan"]))'
+$1
+\\o /dev/null
+$2;
+\\o
+EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) $2;
+SQL
+}
+serial="SET max_parallel_workers_per_gather = 0;"
+parallel="SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+SET min_parallel_table_scan_size = 0; SET parallel_leader_participation = off;
+SET max_parallel_workers_per_gather = 2;"
+core=$(q -c "SELECT dept_embed('x') IS NOT NULL; SELECT dept_model_info() ->> 'blas_core'" | tail -1)
+
+emit_query() {    # emit_query NAME MODE SETTINGS QUERY
+	say "$1 ($2)"
+	read -r ms workers < <(explain_ms "$3" "$4")
+	printf '{"bench": "%s", "mode": "%s", "blas_core": "%s", "texts": %d, "workers": %d, "seconds": %.4f, "texts_per_second": %.1f}\n' \
+		"$1" "$2" "$core" "$rows" "$workers" "$(awk -v m="$ms" 'BEGIN {print m / 1000}')" \
+		"$(awk -v m="$ms" -v n="$rows" 'BEGIN {print n * 1000 / m}')"
+}
+emit_query sql_embed serial "$serial" "SELECT count(dept_embed(body)) FROM texts"
+emit_query sql_predict serial "$serial" "SELECT count(dept_predict('bench', body)) FROM texts"
+emit_query sql_predict parallel2 "$parallel" "SELECT count(dept_predict('bench', body)) FROM texts"
+emit_query sql_predict array "$serial" \
+	"SELECT cardinality(dept_predict('bench', (SELECT array_agg(body) FROM texts)))"
+
+# Single-row latency in a warm backend, as a client on the socket sees it,
+# for the DePT adapter, a linear probe (no prompt rows) and dept_embed.
+tokens=$(q -c "SELECT cardinality(dept_tokenize('${sentence//\'/\'\'}'))")
+latency() {    # latency NAME CALL
+	say "latency of $1 (pgbench, 10 s)"
+	printf "SELECT %s;\n" "$2" >"$dir/one.sql"
+	rm -f "$dir"/lat.*
+	(cd "$dir" && pgbench -n -c 1 -T 10 -f one.sql -l --log-prefix=lat >/dev/null 2>"$dir/pgbench.err")
+	cat "$dir"/lat.* | python3 -c '
+import json, sys
+lat = [int(line.split()[2]) / 1000.0 for line in sys.stdin]
+lat = sorted(lat[5:])   # the first call loads the model and adapter
+pick = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
+print(json.dumps({"bench": "sql_latency", "call": sys.argv[1], "tokens": int(sys.argv[2]),
+                  "calls": len(lat), "p50_ms": round(pick(0.50), 3), "p99_ms": round(pick(0.99), 3)}))' "$1" "$tokens"
+}
+quoted="'${sentence//\'/\'\'}'"
+latency dept_predict_dept "dept_predict('bench', $quoted)"
+latency dept_predict_probe "dept_predict('bench_probe', $quoted)"
+latency dept_embed "dept_embed($quoted)"
+
+# The first call of a new backend: model and adapter load plus one prediction,
+# timed inside the backend; and what the load alone took (dept_model_info).
+say "first call in 20 new backends"
+for _ in $(seq 1 20); do
+	q <<'SQL'
+SELECT clock_timestamp() AS t0 \gset
+SELECT dept_predict('bench', 'the first call of a new backend loads the model') IS NOT NULL AS ok \gset
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0')::numeric * 1000, 3) || ' ' || (dept_model_info() ->> 'load_ms');
+SQL
+done | python3 -c '
+import json, sys
+rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
+first = sorted(r[0] for r in rows); load = sorted(r[1] for r in rows)
+med = lambda v: v[len(v) // 2]
+print(json.dumps({"bench": "sql_first_call", "backends": len(rows), "median_ms": med(first),
+                  "max_ms": first[-1], "model_load_median_ms": med(load)}))'
+
+# Memory of one backend before and after it loaded the model and adapter and
+# predicted a batch; weights are mmap'ed, so they are shared (Pss < Rss).
+say "backend memory"
+q <<SQL | python3 -c '
+import json, sys
+vals = {}
+for line in sys.stdin:
+    if ":" in line and line.split(":")[0] in ("tag", "Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean"):
+        k, v = line.split(":", 1)
+        if k == "tag":
+            tag = v.strip()
+        else:
+            vals[tag + "_" + k.lower()] = int(v.split()[0])
+out = {"bench": "sql_memory"}
+out.update({k + "_kb": v for k, v in vals.items()})
+print(json.dumps(out))'
+SELECT pg_backend_pid() AS pid \gset
+\setenv DEPT_BENCH_PID :pid
+\echo tag: before
+\! cat /proc/\$DEPT_BENCH_PID/smaps_rollup
+SELECT count(dept_predict('bench', body)) FROM (SELECT body FROM texts LIMIT 200) t;
+\echo tag: after
+\! cat /proc/\$DEPT_BENCH_PID/smaps_rollup
+SQL
