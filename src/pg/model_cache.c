@@ -378,8 +378,8 @@ DeptGetBackboneAt(const char *dir)
 	entry = DeptModelCacheEntry(dir);
 	if (backbone_open(&bb, entry ? entry : dir, &err) != NN_OK)
 	{
-		/* a copy that does not load is not kept (the next try copies the source again) */
-		if (entry != NULL)
+		/* a copy of files that do not load is not kept (the next try copies the source again) */
+		if (entry != NULL && (err.status == NN_ERR_IO || err.status == NN_ERR_FORMAT))
 			rmtree(entry, true);
 		ereport(ERROR,
 				(errcode(DeptNnSqlState(&err)),
