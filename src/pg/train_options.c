@@ -249,9 +249,10 @@ DeptDirectoryBytes(const char *dir)
  * The peak memory of training on n_rows rows holding text_bytes of text and
  * labels with n_classes classes (at least 2); max_label is the longest label
  * in tokens, for T5's text-to-text head (0: not known or not used).  That
- * head's decoder first grows to one sequence per row (the training loss),
- * then to one per row and label (validation ranks every label), and holds
- * both for a moment.
+ * head's decoder holds one sequence per row for the training loss, and
+ * validation ranks the C labels of max(batch / C, 1) rows at a time: at
+ * most max(batch, C) sequences, and for a moment both arenas when C is the
+ * larger.
  */
 void
 DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const TrainOptions *opt,
@@ -301,10 +302,10 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 	S = P + s;
 	params = (double) adapter_param_count(&cfg);
 
-	run = backbone_run_bytes(bb, opt->batch_size, (int) S, text ? (int) Min(B * C, 1 << 24) : 0,
+	run = backbone_run_bytes(bb, opt->batch_size, (int) S, text ? (int) Min(Max(B, C), 1 << 24) : 0,
 							 text ? max_label : 0);
 	est->activations = run == SIZE_MAX ? INFINITY : (double) run;
-	if (text)
+	if (text && C > B)
 	{
 		size_t		loss = backbone_run_bytes(bb, opt->batch_size, (int) S, opt->batch_size, max_label);
 		size_t		encoder = backbone_run_bytes(bb, opt->batch_size, (int) S, 0, 0);
