@@ -7,6 +7,7 @@
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \getenv fixtures DEPT_FIXTURE_DIR
+\getenv t5_dir DEPT_T5_DIR
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
@@ -42,7 +43,7 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 BEGIN;
-SELECT plan(16);
+SELECT plan(18);
 
 SELECT is(current_setting('dept.max_training_memory'), '2GB', 'the default limit is 2 GB');
 
@@ -91,6 +92,24 @@ SELECT is((SELECT count(*) FROM dept.adapters WHERE name = 'tap_lim_texts'), 0::
 		  'and nothing was stored');
 RESET dept.max_training_memory;
 
+-- T5's text-to-text head: the decoder for the label strings is part of the estimate.
+\if :{?t5_dir}
+SELECT dept_register_model('tap_lim_t5', :'t5_dir') IS NOT NULL AS registered \gset
+SET dept.max_training_memory = '1MB';
+CREATE TEMP TABLE t5_refused AS
+	SELECT h, pg_temp.error_of(format($$SELECT dept_train('tap_lim_reviews', 'label', adapter => 'tap_lim_t5_%s',
+		options => '{"model": "tap_lim_t5", "head": "%s"}')$$, h, h)) AS e
+	FROM unnest(ARRAY['text', 'linear']) h;
+SELECT is((SELECT array_agg(e[1] ORDER BY h) FROM t5_refused), ARRAY['54000', '54000'],
+		  'T5 runs over the limit are refused with either head');
+SELECT cmp_ok((SELECT pg_size_bytes(substring(e[3] from ': ([0-9.]+ [kMG]B) of model activations')) FROM t5_refused WHERE h = 'text'),
+			  '>', (SELECT pg_size_bytes(substring(e[3] from ': ([0-9.]+ [kMG]B) of model activations')) FROM t5_refused WHERE h = 'linear'),
+			  'the text head''s activations include its decoder');
+RESET dept.max_training_memory;
+\else
+SELECT skip('DEPT_T5_DIR is not set: no T5 model to estimate', 2);
+\endif
+
 -- Only a superuser changes the budget; -1 lifts it.
 SET ROLE tap_lim_user;
 SELECT throws_ok($$SET dept.max_training_memory = '100GB'$$, '42501', NULL,
@@ -107,5 +126,6 @@ ROLLBACK;
 
 DELETE FROM dept.adapters WHERE name LIKE 'tap\_lim%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'tap\_lim%';
+DELETE FROM dept.models WHERE name = 'tap_lim_t5';
 DROP TABLE tap_lim_reviews, tap_lim_big;
 DROP ROLE tap_lim_user;
