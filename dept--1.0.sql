@@ -9,7 +9,8 @@ COMMENT ON SCHEMA dept IS 'catalog of the dept extension: adapters and training 
 
 CREATE FUNCTION dept_embed(input text) RETURNS real[]
 	AS 'MODULE_PATHNAME', 'dept_embed'
-	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+-- COST: see the inference functions below.
 COMMENT ON FUNCTION dept_embed(text) IS
 	'sentence vector of the text from the backbone (use-lite: 512 floats, L2-normalised); text beyond 128 tokens is truncated';
 
@@ -163,26 +164,28 @@ CREATE FUNCTION dept_import(adapter text, data bytea, activate boolean DEFAULT t
 COMMENT ON FUNCTION dept_import(text, bytea, boolean) IS 'store an exported adapter as a new version; returns the version';
 
 -- ---------------------------------------------------------------------------
--- Inference: read-only, parallel safe.
+-- Inference: read-only, parallel safe.  COST 10000 (25 planner units, about
+-- what a forward pass of milliseconds is worth against a page read) lets the
+-- planner choose a parallel plan for a large table without hand-set costs.
 -- ---------------------------------------------------------------------------
 CREATE FUNCTION dept_predict(adapter text, input text) RETURNS text
 	AS 'MODULE_PATHNAME', 'dept_predict'
-	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION dept_predict(text, text) IS 'the most probable label of the text under the active adapter version';
 
 CREATE FUNCTION dept_predict_proba(adapter text, input text) RETURNS jsonb
 	AS 'MODULE_PATHNAME', 'dept_predict_proba'
-	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION dept_predict_proba(text, text) IS 'label -> probability for the text';
 
 CREATE FUNCTION dept_predict(adapter text, inputs text[]) RETURNS text[]
 	AS 'MODULE_PATHNAME', 'dept_predict_batch'
-	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION dept_predict(text, text[]) IS 'labels of many texts in one batched forward pass';
 
 CREATE FUNCTION dept_predict_proba(adapter text, inputs text[]) RETURNS jsonb[]
 	AS 'MODULE_PATHNAME', 'dept_predict_proba_batch'
-	LANGUAGE C STRICT STABLE PARALLEL SAFE;
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION dept_predict_proba(text, text[]) IS 'label -> probability for many texts';
 
 CREATE FUNCTION dept_evaluate(adapter text, relation regclass, label_column text,

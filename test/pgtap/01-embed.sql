@@ -7,7 +7,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
 \ir helpers.psql
-SELECT plan(14);
+SELECT plan(16);
 
 SELECT has_function('dept_embed', ARRAY['text']);
 SELECT has_function('dept_tokenize', ARRAY['text']);
@@ -38,6 +38,24 @@ SELECT i, 'sentence number ' || i || ' about ' || (ARRAY['films', 'banks', 'spor
 FROM generate_series(1, 400) i;
 ANALYZE parallel_texts;
 CREATE TEMP TABLE serial_result AS SELECT i, dept_embed(body) AS e FROM parallel_texts;
+
+-- With the planner's default costs, the functions' COST makes a parallel plan
+-- pay off on a table that allows workers (it is below min_parallel_table_scan_size).
+CREATE FUNCTION pg_temp.plan_of(query text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+	line text;
+	plan text := '';
+BEGIN
+	FOR line IN EXECUTE 'EXPLAIN (COSTS OFF) ' || query LOOP
+		plan := plan || line || E'\n';
+	END LOOP;
+	RETURN plan;
+END $$;
+SELECT doesnt_match(pg_temp.plan_of('SELECT i, dept_embed(body) FROM parallel_texts'), 'Gather',
+					'a table without parallel_workers is scanned serially');
+ALTER TABLE parallel_texts SET (parallel_workers = 2);
+SELECT matches(pg_temp.plan_of('SELECT i, dept_embed(body) FROM parallel_texts'),
+			   'Workers Planned: 2', 'the planner chooses 2 workers for dept_embed at default costs');
 SET LOCAL parallel_setup_cost = 0;
 SET LOCAL parallel_tuple_cost = 0;
 SET LOCAL min_parallel_table_scan_size = 0;
