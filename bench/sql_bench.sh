@@ -98,22 +98,28 @@ latency dept_predict_dept "dept_predict('bench', $quoted)"
 latency dept_predict_probe "dept_predict('bench_probe', $quoted)"
 latency dept_embed "dept_embed($quoted)"
 
-# The first call of a new backend: model and adapter load plus one prediction,
-# timed inside the backend; and what the load alone took (dept_model_info).
-say "first call in 20 new backends"
-for _ in $(seq 1 20); do
-	q <<'SQL'
+# The first call of a new backend: library, model and adapter load plus one
+# prediction, timed inside the backend; and what the model load alone took
+# (dept_model_info).  Measured as installed, then with the library preloaded
+# by the postmaster (shared_preload_libraries), which removes dlopen's share.
+first_call() {    # first_call MODE
+	say "first call in 20 new backends ($1)"
+	for _ in $(seq 1 20); do
+		q <<'SQL'
 SELECT clock_timestamp() AS t0 \gset
 SELECT dept_predict('bench', 'the first call of a new backend loads the model') IS NOT NULL AS ok \gset
 SELECT round(extract(epoch FROM clock_timestamp() - :'t0')::numeric * 1000, 3) || ' ' || (dept_model_info() ->> 'load_ms');
 SQL
-done | python3 -c '
+	done | python3 -c '
 import json, sys
 rows = [list(map(float, l.split())) for l in sys.stdin if l.strip()]
 first = sorted(r[0] for r in rows); load = sorted(r[1] for r in rows)
 med = lambda v: v[len(v) // 2]
-print(json.dumps({"bench": "sql_first_call", "backends": len(rows), "median_ms": med(first),
-                  "max_ms": first[-1], "model_load_median_ms": med(load)}))'
+print(json.dumps({"bench": "sql_first_call", "mode": sys.argv[1], "backends": len(rows),
+                  "median_ms": med(first), "max_ms": first[-1],
+                  "model_load_median_ms": med(load)}))' "$1"
+}
+first_call installed
 
 # Memory of one backend before and after it loaded the model and adapter and
 # predicted a batch; weights are mmap'ed, so they are shared (Pss < Rss).
@@ -139,3 +145,11 @@ SELECT count(dept_predict('bench', body)) FROM (SELECT body FROM texts LIMIT 200
 \echo tag: after
 \! cat /proc/\$DEPT_BENCH_PID/smaps_rollup
 SQL
+
+# The same first call with the library preloaded: restart with it in
+# shared_preload_libraries.
+sed -i "s/^shared_preload_libraries = 'pg_cron'$/shared_preload_libraries = 'pg_cron,dept'/" \
+	"$dir/data/postgresql.conf"
+scripts/pg-cluster.sh stop "$dir"
+env -u OPENBLAS_CORETYPE scripts/pg-cluster.sh start "$dir" "$port"
+first_call preloaded
