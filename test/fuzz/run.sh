@@ -93,17 +93,17 @@ for name in "${names[@]}"; do
 		"${dict[@]}" ${FUZZ_FLAGS:-} "$out/corpus/$name" "${seeds[@]}" >"$log" 2>&1
 	rc=$?
 	execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
-	last=$(grep -E '^#[0-9]+' "$log" | tail -1)
+	last=$(grep -aE '^#[0-9]+' "$log" | tail -1)
 	cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last")
 	ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
 	corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9]*[a-zA-Z]*\).*/\1/p' <<<"$last")
 	stats="cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}"
-	if [ "$rc" -eq 0 ] && ! grep -qE '^==[0-9]+==ERROR|^SUMMARY: |Test unit written' "$log"; then
+	if [ "$rc" -eq 0 ] && ! grep -aqE '^==[0-9]+==ERROR|^SUMMARY: |Test unit written' "$log"; then
 		echo "ok $i - fuzz_$name: ${execs:-?} executions in $seconds s, $stats"
 		passed=$((passed + 1))
 	else
 		echo "not ok $i - fuzz_$name: failed after ${execs:-?} executions (exit $rc), $stats"
-		grep -E 'ERROR|SUMMARY|fuzz_[a-z_]+: |Test unit written|artifact' "$log" | head -20 | sed 's/^/# /'
+		grep -aE 'ERROR|SUMMARY|fuzz_[a-z_]+: |Test unit written|artifact' "$log" | head -20 | sed 's/^/# /'
 		echo "# full log: $log"
 		failed=$((failed + 1))
 	fi
