@@ -4,6 +4,8 @@
  */
 #include "blas_setup.h"
 
+#include "gemm_rows.h"
+
 #include <cblas.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -67,6 +69,7 @@ nn_blas_setup(int threads)
 	if (!corrected)
 		correct_core();
 	openblas_set_num_threads(threads > 0 ? threads : 1);
+	gemm_rows_set_threads(threads);
 	return openblas_get_corename();
 }
 

@@ -24,7 +24,7 @@
 
 /*
  * Correct the kernel set once per process (see above), then set the
- * number of BLAS threads.  Returns the core name in use.
+ * number of BLAS threads (OpenBLAS and gemm_rows).  Returns the core name in use.
  */
 const char *nn_blas_setup(int threads);
 

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gemm_rows.h"
 #include "kernels.h"
@@ -130,6 +131,45 @@ test_matmul_forward_either_side(void)
 	free(part);
 }
 
+/* Split over 2 and 3 threads, every element is bit-identical to one thread's. */
+static void
+test_threads_identical(void)
+{
+	int			C = 512,
+				OC = 1536,
+				N = 21;
+	float	   *x = random_floats((size_t) N * C),
+			   *w = random_floats((size_t) C * OC),
+			   *b = random_floats(OC),
+			   *one = malloc(sizeof(float) * N * OC),
+			   *many = malloc(sizeof(float) * N * OC);
+
+	if (!gemm_rows_usable(N, C, OC))
+	{
+		printf("# no AVX-512 here: gemm_rows is not used\n");
+		return;
+	}
+	gemm_rows_set_threads(1);
+	gemm_rows(one, x, w, b, N, C, OC);
+	for (int t = 2; t <= 3; t++)
+	{
+		gemm_rows_set_threads(t);
+		for (int rep = 0; rep < 50; rep++)
+		{
+			memset(many, 0, sizeof(float) * N * OC);
+			gemm_rows(many, x, w, b, N, C, OC);
+			CHECK(memcmp(one, many, sizeof(float) * N * OC) == 0,
+				  "%d threads, call %d: results differ from one thread's", t, rep);
+		}
+	}
+	gemm_rows_set_threads(1);
+	free(x);
+	free(w);
+	free(b);
+	free(one);
+	free(many);
+}
+
 int
 main(void)
 {
@@ -137,5 +177,6 @@ main(void)
 	RUN_TEST(test_matches_cblas);
 	RUN_TEST(test_usable_shapes);
 	RUN_TEST(test_matmul_forward_either_side);
+	RUN_TEST(test_threads_identical);
 	return unit_finish();
 }
