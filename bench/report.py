@@ -99,10 +99,11 @@ def main():
     if arr and serial:
         add("SQL dept_predict(text[]) over the table (texts/s)", fmt(arr["texts_per_second"]),
             f"{fmt(ratio(arr['texts_per_second'], serial['texts_per_second']), 2)}x per-row", "-", None)
-    for call in ("dept_predict_dept", "dept_predict_probe", "dept_embed"):
-        lat = pick(rows, bench="sql_latency", call=call)
+    for call, t in [(c, t) for t in (1, 2)
+                    for c in ("dept_predict_dept", "dept_predict_probe", "dept_embed")]:
+        lat = pick(rows, bench="sql_latency", call=call, dept_threads=t)
         if lat:
-            add(f"latency of {call}, {lat['tokens']}-token text (ms)",
+            add(f"latency of {call}, {lat['tokens']}-token text, dept.threads {t} (ms)",
                 f"p50 {fmt(lat['p50_ms'], 2)}, p99 {fmt(lat['p99_ms'], 2)}",
                 f"{lat['calls']} calls", "p50 <= 2 ms", lat["p50_ms"] <= 2.0)
     for mode in ("installed", "preloaded"):

@@ -40,6 +40,8 @@ SELECT dept_train('train', 'label', adapter => 'bench', options => '{"epochs": 1
 SELECT dept_train('train', 'label', adapter => 'bench_probe', method => 'probe', options => '{"epochs": 1}');
 SQL
 rows=$(q -c "SELECT count(*) FROM texts")
+q -c "SELECT json_build_object('bench', 'sql_table', 'rows', count(*), 'bytes', pg_relation_size('texts'))
+	FROM texts"
 
 # One query's execution time (ms) and workers launched, from EXPLAIN ANALYZE,
 # after a warm-up run of the same query in the same session.
@@ -80,23 +82,29 @@ emit_query sql_predict array "$serial" \
 # Single-row latency in a warm backend, as a client on the socket sees it,
 # for the DePT adapter, a linear probe (no prompt rows) and dept_embed.
 tokens=$(q -c "SELECT cardinality(dept_tokenize('${sentence//\'/\'\'}'))")
-latency() {    # latency NAME CALL
-	say "latency of $1 (pgbench, 10 s)"
+latency() {    # latency NAME CALL [THREADS]
+	local threads=${3:-1}
+	say "latency of $1, dept.threads $threads (pgbench, 10 s)"
 	printf "SELECT %s;\n" "$2" >"$dir/one.sql"
 	rm -f "$dir"/lat.*
-	(cd "$dir" && pgbench -n -c 1 -T 10 -f one.sql -l --log-prefix=lat >/dev/null 2>"$dir/pgbench.err")
+	(cd "$dir" && PGOPTIONS="-c dept.threads=$threads" pgbench -n -c 1 -T 10 -f one.sql -l \
+		--log-prefix=lat >/dev/null 2>"$dir/pgbench.err")
 	cat "$dir"/lat.* | python3 -c '
 import json, sys
 lat = [int(line.split()[2]) / 1000.0 for line in sys.stdin]
 lat = sorted(lat[5:])   # the first call loads the model and adapter
 pick = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))]
 print(json.dumps({"bench": "sql_latency", "call": sys.argv[1], "tokens": int(sys.argv[2]),
-                  "calls": len(lat), "p50_ms": round(pick(0.50), 3), "p99_ms": round(pick(0.99), 3)}))' "$1" "$tokens"
+                  "dept_threads": int(sys.argv[3]), "calls": len(lat),
+                  "p50_ms": round(pick(0.50), 3), "p99_ms": round(pick(0.99), 3)}))' "$1" "$tokens" "$threads"
 }
 quoted="'${sentence//\'/\'\'}'"
 latency dept_predict_dept "dept_predict('bench', $quoted)"
 latency dept_predict_probe "dept_predict('bench_probe', $quoted)"
 latency dept_embed "dept_embed($quoted)"
+latency dept_predict_dept "dept_predict('bench', $quoted)" 2
+latency dept_predict_probe "dept_predict('bench_probe', $quoted)" 2
+latency dept_embed "dept_embed($quoted)" 2
 
 # The first call of a new backend: library, model and adapter load plus one
 # prediction, timed inside the backend; and what the model load alone took

@@ -118,7 +118,7 @@ gemm_rows_usable(int N, int C, int OC)
  * thread count.  Helpers are created on first use and live as long as the
  * process; they block every signal (a PostgreSQL backend's handlers must
  * run on its own thread) and touch nothing but the job.  After a job a
- * helper spins for about a millisecond before it sleeps, because the
+ * helper spins for about 0.1 ms before it sleeps, because the
  * products of one forward pass follow each other within microseconds.
  */
 typedef struct GemmJob
@@ -146,7 +146,7 @@ static struct
 	pthread_cond_t wake;
 }			pool = {1, 0, {{0}}, {0}, 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
 
-#define SPIN_ROUNDS 20000		/* _mm_pause rounds, roughly a millisecond */
+#define SPIN_ROUNDS 2000		/* _mm_pause rounds, roughly 0.1 ms */
 
 static void *
 helper_main(void *arg)
