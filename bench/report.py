@@ -52,6 +52,8 @@ def main():
     for t in threads:
         for b in (1, 32):
             ours = field(pick(rows, bench="embed", peer=None, threads=t, batch=b), "texts_per_second")
+            if ours is None:
+                continue
             node = field(pick(rows, bench="embed", peer="node", threads_requested=t, batch=b),
                          "texts_per_second")
             torch = field(pick(rows, bench="embed", peer="pytorch", threads=t, batch=b),
@@ -62,6 +64,8 @@ def main():
                 ">= 3x node, >= 1.5x PyTorch",
                 vn is not None and vt is not None and vn >= 3 and vt >= 1.5)
             ours = field(pick(rows, bench="predict", peer=None, threads=t, batch=b), "texts_per_second")
+            if ours is None:
+                continue
             torch = field(pick(rows, bench="predict", peer="pytorch", threads=t, batch=b),
                           "texts_per_second")
             vt = ratio(ours, torch)
