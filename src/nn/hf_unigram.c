@@ -1814,9 +1814,10 @@ load_model(HfUnigram *u, const cJSON *model, NnError *err)
 			return nn_fail(err, NN_ERR_FORMAT,
 						   "tokenizer.json: vocab entry %d is not [piece, score]", i);
 		pl = strlen(p->valuestring);
-		if (pl > HFU_MAX_PIECE_BYTES || !valid_utf8(p->valuestring, pl))
+		/* an empty piece (also "\u0000..." as cJSON cuts it) could never be matched or found */
+		if (pl == 0 || pl > HFU_MAX_PIECE_BYTES || !valid_utf8(p->valuestring, pl))
 			return nn_fail(err, NN_ERR_FORMAT,
-						   "tokenizer.json: vocab entry %d is too long or not UTF-8", i);
+						   "tokenizer.json: vocab entry %d is empty, too long or not UTF-8", i);
 		if ((u->piece[i] = strdup(p->valuestring)) == NULL ||
 			!trie_insert(&u->trie, p->valuestring, pl, i))
 			return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");

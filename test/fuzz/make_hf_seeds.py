@@ -158,7 +158,7 @@ def wordpiece_seeds():
              "##ing", "play", "fi", "##ne", "i", "##i"}
     keep = dict(by_id[:3] + by_id[100:104])  # [PAD] [unused0] [unused1] [UNK] [CLS] [SEP] [MASK]
     keep.update({k: v for k, v in by_id[1000:1100]})
-    keep.update({w: vocab[w] for w in words if w in vocab})
+    keep.update({w: vocab[w] for w in sorted(words) if w in vocab})
     small = copy.deepcopy(tj)
     small["model"]["vocab"] = keep
     small["truncation"] = None
@@ -327,6 +327,8 @@ def unigram_seeds():
         model + b'"normalizer":{"type":"Replace","pattern":{"String":"a"},"content":"\xff"}} a')
     put("hf_unigram", "crash_regex_not_utf8.json",
         model + b'"normalizer":{"type":"Replace","pattern":{"Regex":"\xc3"},"content":"x"}} \xc3\xa9')
+    put("hf_unigram", "crash_empty_piece.json",
+        b'{"model":{"type":"Unigram","unk_id":0,"vocab":[["<unk>",0],["\0\0\0\x80e",-1]]}}')
     r = {"type": "Replace", "pattern": {"String": "a"}, "content": "aaaaaaaa"}
     put("hf_unigram", "crash_replace_blowup.json",
         model + b'"normalizer":' + dumps({"type": "Sequence", "normalizers": [r] * 12}).encode() + b"}")

@@ -282,6 +282,41 @@ test_unigram_growth_limit(void)
 	}
 }
 
+/*
+ * A vocabulary piece that is empty, or that cJSON cuts to "" at a raw or
+ * escaped NUL: it was accepted but could never be matched, and
+ * hf_unigram_piece_id did not find it.  Refused now (SentencePiece has no
+ * empty pieces either).
+ */
+static void
+test_unigram_empty_piece(void)
+{
+	static const char *const vocabs[] = {
+		"[[\"<unk>\",0],[\"\",-1]]",
+		"[[\"<unk>\",0],[\"\\u0000x\",-1]]",
+	};
+	static const char raw[] =
+		"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0],[\"\0\0\x80\",-1]]}}";
+
+	for (size_t i = 0; i < sizeof(vocabs) / sizeof(vocabs[0]); i++)
+	{
+		char		json[256];
+
+		snprintf(json, sizeof(json), "{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":%s}}",
+				 vocabs[i]);
+		hf_unigram_free(unigram(json, NN_ERR_FORMAT));
+	}
+	{
+		HfUnigram  *u = NULL;
+		NnError		err;
+
+		nn_error_clear(&err);
+		CHECK(hf_unigram_from_json(&u, raw, sizeof(raw) - 1, &err) == NN_ERR_FORMAT && u == NULL,
+			  "a piece with raw NUL bytes: %s", err.msg);
+		hf_unigram_free(u);
+	}
+}
+
 int
 main(void)
 {
@@ -293,5 +328,6 @@ main(void)
 	RUN_TEST(test_unigram_replace_not_utf8);
 	RUN_TEST(test_unigram_charsmap_mid_character);
 	RUN_TEST(test_unigram_growth_limit);
+	RUN_TEST(test_unigram_empty_piece);
 	return unit_finish();
 }
