@@ -330,6 +330,22 @@ step_buffers_init(StepBuffers *sb, const Backbone *bb, int B, int P)
 	sb->labels = malloc(sizeof(int) * B);
 }
 
+static void
+step_buffers_free(StepBuffers *sb)
+{
+	free(sb->ids);
+	free(sb->count);
+	free(sb->E);
+	free(sb->e_mask);
+	free(sb->X);
+	free(sb->dX);
+	free(sb->x_mask);
+	free(sb->h);
+	free(sb->dh);
+	free(sb->logits);
+	free(sb->labels);
+}
+
 /* One training step on rows [first, first + B) of ds; returns the loss. */
 static double
 train_step(const Backbone *bb, BackboneRun *run, Adapter *ad, AdamW *opt, StepBuffers *sb,
@@ -412,6 +428,7 @@ bench_train(const BenchArgs *a)
 		   "\"peak_rss_kb\": %ld}\n",
 		   a->batch, a->steps, P, ad->cfg.rank, adapter_param_count(&ad->cfg), tokens, secs,
 		   secs / a->steps * 1e3, tokens / secs, loss, peak_rss_kb());
+	step_buffers_free(&sb);
 	bb->ops->run_free(run);
 	adapter_free(ad);
 	backbone_close(bb);
