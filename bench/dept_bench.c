@@ -509,6 +509,7 @@ main(int argc, char **argv)
 	const char *cmd;
 	int			c;
 
+	nn_blas_reexec_with_core(argv);
 	if (argc < 2)
 	{
 		fprintf(stderr, "usage: dept-bench peak|embed|predict|train [options]\n");

@@ -2,8 +2,10 @@
 # The SQL figures of bench/run, as JSON lines on stdout: dept_predict and
 # dept_embed over a table of TSV's texts (serial, two parallel workers, the
 # text[] form), single-row latency from pgbench, the first call of a new
-# backend, and a backend's memory after loading.  Starts its own server,
-# without OPENBLAS_CORETYPE (DESIGN.md section 6), on port $BENCH_PORT.
+# backend, and a backend's memory after loading.  Starts its own server on
+# port $BENCH_PORT, without the environment's OPENBLAS_CORETYPE (DESIGN.md
+# section 6), with $BENCH_CORE instead when set (bench/run passes the kernels
+# dept-bench selects: OpenBLAS 0.3.21 does not know every CPU, blas_setup.h).
 #   bench/sql_bench.sh TSV TRAIN_TSV SENTENCE      (after make install)
 # SENTENCE is the text of the latency test.  Progress goes to stderr.
 set -euo pipefail
@@ -19,7 +21,8 @@ say() { echo "sql_bench: $*" >&2; }
 
 DEPT_PG_EXTRA_CONF="max_parallel_workers_per_gather = 2
 max_parallel_workers = 4
-jit = off" env -u OPENBLAS_CORETYPE scripts/pg-cluster.sh start "$dir" "$port"
+jit = off" env -u OPENBLAS_CORETYPE ${BENCH_CORE:+OPENBLAS_CORETYPE=$BENCH_CORE} \
+	scripts/pg-cluster.sh start "$dir" "$port"
 export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 q() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
 
@@ -159,5 +162,6 @@ SQL
 sed -i "s/^shared_preload_libraries = 'pg_cron'$/shared_preload_libraries = 'pg_cron,dept'/" \
 	"$dir/data/postgresql.conf"
 scripts/pg-cluster.sh stop "$dir"
-env -u OPENBLAS_CORETYPE scripts/pg-cluster.sh start "$dir" "$port"
+env -u OPENBLAS_CORETYPE ${BENCH_CORE:+OPENBLAS_CORETYPE=$BENCH_CORE} \
+	scripts/pg-cluster.sh start "$dir" "$port"
 first_call preloaded

@@ -280,6 +280,8 @@ main(int argc, char **argv)
 	NnError		err = {0};
 	FILE	   *out = stdout;
 	ClassMetrics *test_metrics = NULL;
+
+	nn_blas_reexec_with_core(argv);
 	double		infer_ms_per_1000 = -1;
 	struct rusage ru;
 

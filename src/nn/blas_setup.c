@@ -1,6 +1,7 @@
 /*
- * blas_setup.c: choosing OpenBLAS's kernel set by CPU features when its
- * model table does not know the CPU (design in blas_setup.h).
+ * blas_setup.c: OpenBLAS's thread count, and the kernel set the CPU's
+ * features call for when OpenBLAS's model table does not know the CPU
+ * (design in blas_setup.h).
  */
 #include "blas_setup.h"
 
@@ -10,12 +11,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* OpenBLAS DYNAMIC_ARCH internals: weak, so their absence is harmless. */
-extern void gotoblas_dynamic_init(void) __attribute__((weak));
-extern void gotoblas_dynamic_quit(void) __attribute__((weak));
-
-static bool corrected;
+#include <unistd.h>
 
 /* The best kernel set for this CPU's features, or NULL for none better than SSE. */
 static const char *
@@ -44,30 +40,35 @@ core_is_enough(const char *current, const char *wanted)
 	return strcmp(wanted, "Haswell") == 0 && strcmp(current, "Zen") == 0;
 }
 
-static void
-correct_core(void)
+const char *
+nn_blas_preferred_core(void)
 {
 	const char *wanted;
 
-	corrected = true;
-	if (getenv("OPENBLAS_CORETYPE") != NULL || gotoblas_dynamic_init == NULL ||
-		gotoblas_dynamic_quit == NULL)
-		return;
+	if (getenv("OPENBLAS_CORETYPE") != NULL)
+		return NULL;
 	wanted = core_for_features();
 	if (wanted == NULL || core_is_enough(openblas_get_corename(), wanted))
+		return NULL;
+	return wanted;
+}
+
+void
+nn_blas_reexec_with_core(char **argv)
+{
+	const char *wanted = nn_blas_preferred_core();
+
+	if (wanted == NULL)
 		return;
-	/* gotoblas_dynamic_init reads OPENBLAS_CORETYPE; leave the environment as found */
+	/* OpenBLAS reads OPENBLAS_CORETYPE when it loads: start again with it set */
 	setenv("OPENBLAS_CORETYPE", wanted, 1);
-	gotoblas_dynamic_quit();
-	gotoblas_dynamic_init();
-	unsetenv("OPENBLAS_CORETYPE");
+	execv("/proc/self/exe", argv);
+	unsetenv("OPENBLAS_CORETYPE");	/* exec failed: run with what OpenBLAS chose */
 }
 
 const char *
 nn_blas_setup(int threads)
 {
-	if (!corrected)
-		correct_core();
 	openblas_set_num_threads(threads > 0 ? threads : 1);
 	gemm_rows_set_threads(threads);
 	return openblas_get_corename();
