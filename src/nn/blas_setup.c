@@ -73,9 +73,3 @@ nn_blas_setup(int threads)
 	gemm_rows_set_threads(threads);
 	return openblas_get_corename();
 }
-
-const char *
-nn_blas_core(void)
-{
-	return openblas_get_corename();
-}

@@ -33,7 +33,4 @@ const char *nn_blas_preferred_core(void);
 /* Re-execute the program with OPENBLAS_CORETYPE set when a better kernel set exists. */
 void		nn_blas_reexec_with_core(char **argv);
 
-/* The kernel set OpenBLAS uses now, e.g. "Cooperlake". */
-const char *nn_blas_core(void);
-
 #endif							/* DEPT_NN_BLAS_SETUP_H */
