@@ -17,9 +17,10 @@ OBJS = $(NN_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 REGRESS = embed errors hf_bert hf_t5
 REGRESS_OPTS = --load-extension=dept
 
+# OpenBLAS is not linked: src/nn/blas.c loads it at first use (see blas.h);
+# only its cblas.h is needed to build.
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
-BLAS_LIBS := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
-NN_LIBS = $(BLAS_LIBS) -lutf8proc -lcjson -lm
+NN_LIBS = -lutf8proc -lcjson -lm -ldl -lpthread
 
 PG_CPPFLAGS = -Isrc/nn $(BLAS_CFLAGS)
 PG_CFLAGS = -Werror

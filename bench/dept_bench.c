@@ -24,7 +24,7 @@
  * attention products of each sequence of n rows and width d.  It is only
  * meaningful for the use-lite backbone, which is what bench/run measures.
  */
-#include <cblas.h>
+#include "blas.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +36,7 @@
 #include "backbone.h"
 #include "dataset.h"
 #include "optim.h"
-#include "blas_setup.h"
+#include "blas.h"
 #include "train.h"
 
 typedef struct BenchArgs
@@ -84,8 +84,8 @@ use_lite_flops(int n)
 static void
 print_blas(void)
 {
-	printf("\"blas_core\": \"%s\", \"threads\": %d", openblas_get_corename(),
-		   openblas_get_num_threads());
+	printf("\"blas_core\": \"%s\", \"threads\": %d", nn_blas_core(),
+		   nn_blas_threads());
 }
 
 static int
@@ -107,7 +107,7 @@ bench_peak(const BenchArgs *a)
 		double		t0 = now_seconds();
 		double		gf;
 
-		cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, x, n, y, n,
+		nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, x, n, y, n,
 					0.0f, z, n);
 		gf = 2.0 * n * n * n / (now_seconds() - t0) * 1e-9;
 		if (gf > best)
@@ -509,7 +509,6 @@ main(int argc, char **argv)
 	const char *cmd;
 	int			c;
 
-	nn_blas_reexec_with_core(argv);
 	if (argc < 2)
 	{
 		fprintf(stderr, "usage: dept-bench peak|embed|predict|train [options]\n");

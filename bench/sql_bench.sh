@@ -4,8 +4,8 @@
 # text[] form), single-row latency from pgbench, the first call of a new
 # backend, and a backend's memory after loading.  Starts its own server on
 # port $BENCH_PORT, without the environment's OPENBLAS_CORETYPE (DESIGN.md
-# section 6), with $BENCH_CORE instead when set (bench/run passes the kernels
-# dept-bench selects: OpenBLAS 0.3.21 does not know every CPU, blas_setup.h).
+# section 6): the extension loads OpenBLAS with the kernels the CPU calls
+# for (src/nn/blas.h).
 #   bench/sql_bench.sh TSV TRAIN_TSV SENTENCE      (after make install)
 # SENTENCE is the text of the latency test.  Progress goes to stderr.
 set -euo pipefail
@@ -21,7 +21,7 @@ say() { echo "sql_bench: $*" >&2; }
 
 DEPT_PG_EXTRA_CONF="max_parallel_workers_per_gather = 2
 max_parallel_workers = 4
-jit = off" env -u OPENBLAS_CORETYPE ${BENCH_CORE:+OPENBLAS_CORETYPE=$BENCH_CORE} \
+jit = off" env -u OPENBLAS_CORETYPE \
 	scripts/pg-cluster.sh start "$dir" "$port"
 export PGHOST=$dir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 q() { psql -X -qAt -v ON_ERROR_STOP=1 "$@"; }
@@ -162,6 +162,6 @@ SQL
 sed -i "s/^shared_preload_libraries = 'pg_cron'$/shared_preload_libraries = 'pg_cron,dept'/" \
 	"$dir/data/postgresql.conf"
 scripts/pg-cluster.sh stop "$dir"
-env -u OPENBLAS_CORETYPE ${BENCH_CORE:+OPENBLAS_CORETYPE=$BENCH_CORE} \
+env -u OPENBLAS_CORETYPE \
 	scripts/pg-cluster.sh start "$dir" "$port"
 first_call preloaded

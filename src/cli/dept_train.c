@@ -13,7 +13,7 @@
  * as decoder targets, predictions by ranking them, train.h), --head linear
  * gives it the mean-pool + linear head instead.
  */
-#include <cblas.h>
+#include "blas.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@
 #include <time.h>
 
 #include "backbone.h"
-#include "blas_setup.h"
+#include "blas.h"
 #include "dataset.h"
 #include "train.h"
 
@@ -281,7 +281,6 @@ main(int argc, char **argv)
 	FILE	   *out = stdout;
 	ClassMetrics *test_metrics = NULL;
 
-	nn_blas_reexec_with_core(argv);
 	double		infer_ms_per_1000 = -1;
 	struct rusage ru;
 
@@ -351,7 +350,7 @@ main(int argc, char **argv)
 	}
 	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"head\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
 			method_name(a.opt.method), bb->ops->family,
-			res.adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", openblas_get_corename(),
+			res.adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", nn_blas_core(),
 			a.threads);
 	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
 			adapter_prompt_rows(&res.adapter->cfg), res.adapter->cfg.rank, res.adapter->cfg.max_len,

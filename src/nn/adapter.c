@@ -4,7 +4,7 @@
  */
 #include "adapter.h"
 
-#include <cblas.h>
+#include "blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,7 +305,7 @@ static void
 gemm(bool ta, bool tb, int M, int N, int K, float alpha, const float *A, int lda,
 	 const float *B, int ldb, float beta, float *C, int ldc)
 {
-	cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+	nn_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
 				M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
@@ -410,7 +410,7 @@ adapter_forward(Adapter *a, const float *E, const uint8_t *e_mask, int B, int n,
 		memcpy(xb + (size_t) P * d, E + (size_t) b * n * d, sizeof(float) * n * d);
 		/* DePT: E + c (A B)[0:n], position-wise */
 		if (low_rank)
-			cblas_saxpy(n * d, a->scale, a->low_rank, 1, xb + (size_t) P * d, 1);
+			nn_axpy(n * d, a->scale, a->low_rank, xb + (size_t) P * d);
 		memset(x_mask + (size_t) b * T, 1, P);
 		memcpy(x_mask + (size_t) b * T + P, e_mask + (size_t) b * n, n);
 	}
@@ -434,7 +434,7 @@ ept_backward_row(Adapter *a, const float *D, int b)
 	float		dg[ADAPTER_MAX_SUBSPACES];
 	double		g_dot_dg = 0.0;
 
-	cblas_saxpy(P * d, 1.0f, D, 1, a->grad_fused, 1);
+	nn_axpy(P * d, 1.0f, D, a->grad_fused);
 	for (int k = 0; k < K; k++)
 	{
 		const float *U = a->ept_u.w + (size_t) k * d * q;
@@ -458,7 +458,7 @@ ept_backward_row(Adapter *a, const float *D, int b)
 	{
 		float		dz = (float) (g[k] * (dg[k] - g_dot_dg));
 
-		cblas_saxpy(d, dz, mean, 1, a->gate_w.g + (size_t) k * d, 1);
+		nn_axpy(d, dz, mean, a->gate_w.g + (size_t) k * d);
 		a->gate_b.g[k] += dz;
 	}
 }
@@ -477,7 +477,7 @@ ept_fusion_backward(Adapter *a)
 	float	   *dS = a->scratch;
 	float		inv_sqrt_d = 1.0f / sqrtf((float) d);
 
-	cblas_saxpy(P * d, 1.0f, a->grad_fused, 1, a->prompt.g, 1);
+	nn_axpy(P * d, 1.0f, a->grad_fused, a->prompt.g);
 	gemm(false, true, P, s, d, 1.0f, a->grad_fused, d, a->low_rank, d, 0.0f, dS, s);
 	gemm(true, false, s, d, P, 1.0f, a->fusion_attn, s, a->grad_fused, d, 1.0f,
 		 a->grad_low_rank, d);
@@ -518,9 +518,9 @@ adapter_backward(Adapter *a, const float *dX, int B, int n)
 		if (is_ept(&a->cfg))
 			ept_backward_row(a, db, b);
 		else if (P > 0)
-			cblas_saxpy(P * d, 1.0f, db, 1, a->prompt.g, 1);
+			nn_axpy(P * d, 1.0f, db, a->prompt.g);
 		if (low_rank)
-			cblas_saxpy(n * d, a->scale, db + (size_t) P * d, 1, a->grad_low_rank, 1);
+			nn_axpy(n * d, a->scale, db + (size_t) P * d, a->grad_low_rank);
 	}
 	if (is_ept(&a->cfg))
 		ept_fusion_backward(a);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "bert.h"
+#include "blas.h"
 #include "hf_config.h"
 #include "t5.h"
 #include "use_lite.h"
@@ -31,6 +32,8 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 	struct stat st;
 
 	*out = NULL;
+	if (nn_blas_load(err) != NN_OK)
+		return NN_ERR_IO;
 	if (dir == NULL || dir[0] == '\0')
 		return nn_fail(err, NN_ERR_ARG, "model directory is empty");
 	if (strlen(dir) > 3000)

@@ -1,7 +1,7 @@
 /*
  * kernels.c: forward and input-backward kernels (contracts in kernels.h).
  *
- * GEMMs go to cblas_sgemm; everything else is a simple loop over rows in
+ * GEMMs go to OpenBLAS (nn_sgemm); everything else is a simple loop over rows in
  * float, summing in the order TensorFlow's reference kernels do (mean, then
  * variance of the centred values), so that results agree with the TF.js
  * runtime to float rounding.  The backwards' row reductions (layernorm,
@@ -11,7 +11,7 @@
  */
 #include "kernels.h"
 
-#include <cblas.h>
+#include "blas.h"
 #include <math.h>
 #include <string.h>
 
@@ -29,7 +29,7 @@ matmul_forward(float *out, const float *inp, const float *weight,
 		gemm_rows(out, inp, weight, bias, N, C, OC);
 		return;
 	}
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
 				1.0f, inp, C, weight, OC, 0.0f, out, OC);
 	if (bias != NULL)
 		for (int i = 0; i < N; i++)
@@ -47,7 +47,7 @@ matmul_backward(float *dinp, const float *dout, const float *weight, int N, int 
 	if (N <= 0)
 		return;
 	/* weight is (C, OC) row-major, so weight^T is the transposed operand */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC,
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC,
 				1.0f, dout, OC, weight, OC, 1.0f, dinp, C);
 }
 
@@ -192,11 +192,11 @@ attention_forward(float *out, float *att, const float *qkv,
 			float	   *p = a + (size_t) h * n * n;
 
 			/* p (n x n) = scale * q k^T, then softmax over keys */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
 						scale, q, C3, k, C3, 0.0f, p, n);
 			softmax_rows(p, n, n);
 			/* out rows of this head (n x hs, stride C) = p v */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
 						1.0f, p, n, v, C3, 0.0f, out + (size_t) o * C + (size_t) h * hs, C);
 		}
 		a += (size_t) NH * n * n;
@@ -253,15 +253,15 @@ attention_backward(float *dqkv, float *scratch, const float *dout,
 			float	   *dp = scratch;
 
 			/* out = p v:  dv += p^T dy,  dp = dy v^T */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
 						1.0f, p, n, dy, C, 1.0f, dv, C3);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
 						1.0f, dy, C, v, C3, 0.0f, dp, n);
 			/* through the softmax: dp becomes d(logits), logits = scale q k^T */
 			softmax_rows_backward(dp, p, n, n);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
 						scale, dp, n, k, C3, 1.0f, dq, C3);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
 						scale, dp, n, q, C3, 1.0f, dk, C3);
 		}
 		a += (size_t) NH * n * n;
@@ -437,7 +437,7 @@ linear_forward(float *out, const float *inp, const float *weight, const float *b
 	if (N <= 0)
 		return;
 	/* weight is (OC, C) row-major: the transposed operand gives inp @ weight^T */
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
 				1.0f, inp, C, weight, C, 0.0f, out, ldo);
 	if (bias != NULL)
 		for (int i = 0; i < N; i++)
@@ -455,7 +455,7 @@ linear_backward(float *dinp, const float *dout, const float *weight, int N, int 
 {
 	if (N <= 0)
 		return;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
 				1.0f, dout, ldd, weight, C, 1.0f, dinp, C);
 }
 

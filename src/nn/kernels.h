@@ -26,7 +26,7 @@
  * (in, out) row-major, so out = inp @ weight + bias.  The linear_* pair
  * (for Hugging Face checkpoints) takes PyTorch's (out, in) instead.
  *
- * Threads: nothing here creates any; cblas_sgemm uses as many as the caller
+ * Threads: nothing here creates any; OpenBLAS uses as many as the caller
  * configured in OpenBLAS.
  */
 #ifndef DEPT_NN_KERNELS_H

@@ -2,14 +2,14 @@
  * t5_kernels.c: RMS norm, relative position buckets, T5 attention, FFN
  * activations and cross-entropy (contracts in t5_kernels.h).
  *
- * GEMMs go to cblas_sgemm; the rest are float loops.  Row reductions that
+ * GEMMs go to OpenBLAS (nn_sgemm); the rest are float loops.  Row reductions that
  * decide accuracy (the RMS norm's mean square, softmax sums, the
  * log-sum-exp) are accumulated in float like PyTorch's float32 kernels,
  * whose results these match to float rounding.
  */
 #include "t5_kernels.h"
 
-#include <cblas.h>
+#include "blas.h"
 #include <math.h>
 #include <string.h>
 
@@ -251,11 +251,11 @@ t5_attention_forward(float *out, float *att, const float *q, const float *k, con
 				continue;
 			}
 			/* p (nq x nk) = q k^T, unscaled (T5 folds the scale into its init) */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs,
 						1.0f, q + (size_t) qo * sh->ldq + (size_t) h * hs, sh->ldq,
 						k + (size_t) ko * sh->ldk + (size_t) h * hs, sh->ldk, 0.0f, p, nk);
 			bias_mask_softmax(p, nq, nk, sh->q_pos + qo, sh->kv_pos + ko, h, sh);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk,
 						1.0f, p, nk, v + (size_t) ko * sh->ldv + (size_t) h * hs, sh->ldv,
 						0.0f, o, C);
 		}
@@ -294,9 +294,9 @@ t5_attention_backward(float *dq, float *dk, float *dv, float *scratch, const flo
 			float	   *dp = scratch;
 
 			/* out = p v:  dv += p^T dy,  dp = dy v^T */
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq,
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq,
 						1.0f, p, nk, dy, C, 1.0f, dv + vc, sh->ldv);
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, nk, hs,
 						1.0f, dy, C, v + vc, sh->ldv, 0.0f, dp, nk);
 			/* softmax: ds = p (dp - <p, dp>); masked entries have p = 0 */
 			for (int i = 0; i < nq; i++)
@@ -311,9 +311,9 @@ t5_attention_backward(float *dq, float *dk, float *dv, float *scratch, const flo
 					d[j] = r[j] * (d[j] - dot);
 			}
 			/* s = q k^T: dq += ds k, dk += ds^T q */
-			cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk,
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, nk,
 						1.0f, dp, nk, k + kc, sh->ldk, 1.0f, dq + qc, sh->ldq);
-			cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq,
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, nk, hs, nq,
 						1.0f, dp, nk, q + qc, sh->ldq, 1.0f, dk + kc, sh->ldk);
 		}
 		a += (size_t) sh->NH * nq * nk;

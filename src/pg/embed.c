@@ -7,7 +7,7 @@
  */
 #include "postgres.h"
 
-#include <cblas.h>
+#include "blas.h"
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -98,7 +98,7 @@ dept_model_info(PG_FUNCTION_ARGS)
 					 ", \"load_ms\": %.3f, \"threads\": %d, \"blas_core\": ",
 					 bb->vocab_size, bb->d_embed, bb->d_out, bb->max_tokens,
 					 bb->max_positions, DeptModelLoadMillis(), dept_threads);
-	escape_json(&buf, openblas_get_corename());
+	escape_json(&buf, nn_blas_core());
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

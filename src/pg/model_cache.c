@@ -39,7 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blas_setup.h"
+#include "blas.h"
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"

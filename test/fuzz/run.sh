@@ -47,9 +47,8 @@ max_len_of() {
 }
 
 read -ra blas_cflags <<<"$(pkg-config --cflags openblas 2>/dev/null || true)"
-read -ra blas_libs <<<"$(pkg-config --libs openblas 2>/dev/null || echo -lopenblas)"
 cflags=(-std=c11 -D_GNU_SOURCE -O1 -g -fno-omit-frame-pointer -Isrc/nn "${blas_cflags[@]}")
-libs=("${blas_libs[@]}" -lutf8proc -lcjson -lm)
+libs=(-lutf8proc -lcjson -lm -ldl -lpthread)
 san=address,undefined
 
 # src/nn once, instrumented for coverage but without libFuzzer's main.

@@ -10,7 +10,7 @@
  * worst ratio about 1e-7).  On a CPU without AVX-512 the kernel is not
  * usable and the comparisons are skipped, saying so.
  */
-#include <cblas.h>
+#include "blas.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +45,7 @@ worst_error(int N, int C, int OC, bool with_bias)
 	double		worst = 0;
 
 	gemm_rows(got, x, w, b, N, C, OC);
-	cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, x, C, w, OC,
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C, 1.0f, x, C, w, OC,
 				0.0f, want, OC);
 	for (int n = 0; n < N; n++)
 		for (int j = 0; j < OC; j++)

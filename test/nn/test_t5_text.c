@@ -41,7 +41,7 @@
  *   label_collisions   labels that tokenize to the same ids ("fi" and the
  *                      ligature U+FB01, equal after NFKC) are refused
  */
-#include <cblas.h>
+#include "blas.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -607,7 +607,7 @@ main(void)
 	char		dir[4096];
 	NnError		err;
 
-	openblas_set_num_threads(1);
+	nn_blas_setup(1);
 	snprintf(dir, sizeof(dir), "%s/fixtures/hf/t5-tiny-random", UNIT_SHARED_DIR());
 	if (t5_open(&model, dir, &err) != NN_OK)
 	{

@@ -47,7 +47,7 @@
 
 #include "adapter.h"
 #include "backbone.h"
-#include "blas_setup.h"
+#include "blas.h"
 #include "dataset.h"
 #include "train.h"
 #include "unit.h"

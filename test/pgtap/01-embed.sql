@@ -3,11 +3,13 @@
 \set QUIET 1
 \getenv fixtures DEPT_FIXTURE_DIR
 \set reference `cat :fixtures/reference_embeddings.json`
+\set user_core ''
+\getenv user_core OPENBLAS_CORETYPE
 BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
 \ir helpers.psql
-SELECT plan(16);
+SELECT plan(17);
 
 SELECT has_function('dept_embed', ARRAY['text']);
 SELECT has_function('dept_tokenize', ARRAY['text']);
@@ -65,6 +67,17 @@ SELECT matches(pg_temp.explain_analyze('SELECT i, dept_embed(body) FROM parallel
 SELECT is((SELECT count(*) FROM parallel_texts p JOIN serial_result s USING (i)
 		   WHERE dept_embed(p.body) = s.e), 400::bigint,
 		  'parallel workers compute the same vectors as the leader');
+
+-- OpenBLAS is loaded with the kernels the CPU's features call for, not the
+-- SSE3 ones its model table gives a CPU it does not know (src/nn/blas.h);
+-- an OPENBLAS_CORETYPE in the server's environment (the one the tests run in) wins.
+SELECT ok(CASE
+			  WHEN :'user_core' <> '' THEN lower(core) = lower(:'user_core')
+			  WHEN cpu ~ '\savx512f\s' THEN core IN ('SkylakeX', 'Cooperlake', 'SapphireRapids')
+			  WHEN cpu ~ '\savx2\s' THEN core NOT IN ('Prescott', 'Nehalem', 'Core2')
+			  ELSE true END,
+		  format('OpenBLAS runs the kernels the CPU calls for (%s)', core))
+FROM (SELECT dept_model_info()->>'blas_core' AS core, pg_read_file('/proc/cpuinfo') AS cpu) k;
 
 SELECT is(array_length(dept_tokenize(repeat('longer text ', 300)), 1), 128,
 		  'tokenization truncates at 128 tokens');

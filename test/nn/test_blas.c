@@ -1,0 +1,180 @@
+/*
+ * test_blas.c: OpenBLAS loaded at first use (blas.h).
+ *
+ * - it loads, with the kernel set this CPU's features call for, or with the
+ *   user's own OPENBLAS_CORETYPE when one is set (the test runs itself again
+ *   with OPENBLAS_CORETYPE=Haswell), and the environment is left as it was;
+ * - nn_sgemm equals the plain-loop product for every layout, transpose,
+ *   alpha and beta the code uses, beta 0 ignoring NaNs in C;
+ * - nn_blas_setup sets OpenBLAS's thread count.
+ */
+#include "blas.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "rng.h"
+#include "unit.h"
+
+static bool
+is_avx512_core(const char *core)
+{
+	return strcmp(core, "SkylakeX") == 0 || strcmp(core, "Cooperlake") == 0 ||
+		strcmp(core, "SapphireRapids") == 0;
+}
+
+static void
+test_loads_the_kernels_the_cpu_calls_for(void)
+{
+	const char *user_core = getenv("OPENBLAS_CORETYPE");
+	NnError		err = {0};
+	const char *core;
+
+	CHECK(nn_blas_load(&err) == NN_OK, "%s", err.msg);
+	core = nn_blas_core();
+	printf("# OpenBLAS kernels: %s (OPENBLAS_CORETYPE %s)\n", core,
+		   user_core ? user_core : "unset");
+	if (user_core != NULL)
+	{
+		CHECK(strcasecmp(core, user_core) == 0, "core %s, user asked for %s", core, user_core);
+		CHECK(strcmp(getenv("OPENBLAS_CORETYPE"), user_core) == 0, "user's variable changed");
+		return;
+	}
+	CHECK(getenv("OPENBLAS_CORETYPE") == NULL, "OPENBLAS_CORETYPE left set to %s",
+		  getenv("OPENBLAS_CORETYPE"));
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+		CHECK(is_avx512_core(core), "AVX-512 CPU runs %s kernels", core);
+	else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		CHECK(strcmp(core, "Prescott") != 0 && strcmp(core, "Nehalem") != 0,
+			  "AVX2 CPU runs %s kernels", core);
+}
+
+/* With OPENBLAS_CORETYPE=Haswell in its environment, a new process runs Haswell's kernels. */
+static void
+test_the_users_coretype_wins(void)
+{
+	char		self[4096] = "",
+				command[4200],
+				core[64] = "";
+	FILE	   *child;
+
+	if (getenv("OPENBLAS_CORETYPE") != NULL)
+		return;					/* this run is already that case */
+	CHECK(readlink("/proc/self/exe", self, sizeof(self) - 1) > 0, "readlink failed");
+	snprintf(command, sizeof(command), "OPENBLAS_CORETYPE=Haswell '%s' --print-core", self);
+	child = popen(command, "r");
+	CHECK(child != NULL, "popen failed");
+	if (child == NULL)
+		return;
+	CHECK(fgets(core, sizeof(core), child) != NULL, "no output from the child");
+	CHECK(pclose(child) == 0, "child failed");
+	CHECK(strcmp(core, "Haswell\n") == 0, "child ran %s", core);
+}
+
+static float *
+random_floats(Rng *rng, size_t n)
+{
+	float	   *x = malloc(sizeof(float) * n);
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float) (rng_uniform(rng) * 2.0 - 1.0);
+	return x;
+}
+
+/* Worst |diff| between nn_sgemm and the loops for one layout and transpose pair. */
+static double
+worst_difference(Rng *rng, enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
+				 enum CBLAS_TRANSPOSE tb, float alpha, float beta)
+{
+	const int	M = 37,
+				N = 70,
+				K = 129;
+	/* leading dimensions one wider than needed, so a mixed-up stride shows */
+	int			rows_a = ((order == CblasRowMajor) == (ta == CblasNoTrans)) ? M : K,
+				rows_b = ((order == CblasRowMajor) == (tb == CblasNoTrans)) ? K : N,
+				rows_c = order == CblasRowMajor ? M : N;
+	int			lda = (rows_a == M ? K : M) + 1,
+				ldb = (rows_b == K ? N : K) + 1,
+				ldc = (rows_c == M ? N : M) + 1;
+	float	   *A = random_floats(rng, (size_t) rows_a * lda),
+			   *B = random_floats(rng, (size_t) rows_b * ldb),
+			   *C = random_floats(rng, (size_t) rows_c * ldc),
+			   *R = malloc(sizeof(float) * rows_c * ldc);
+	double		worst = 0;
+
+	if (beta == 0.0f)
+		for (int i = 0; i < rows_c * ldc; i++)
+			C[i] = NAN;
+	memcpy(R, C, sizeof(float) * rows_c * ldc);
+	nn_sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	nn_sgemm_loops(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+	for (int r = 0; r < rows_c; r++)
+		for (int c = 0; c < (rows_c == M ? N : M); c++)
+		{
+			double		d = fabs((double) C[r * ldc + c] - R[r * ldc + c]);
+
+			if (isnan(d))
+				d = INFINITY;
+			if (d > worst)
+				worst = d;
+		}
+	free(A);
+	free(B);
+	free(C);
+	free(R);
+	return worst;
+}
+
+static void
+test_sgemm_matches_the_loops(void)
+{
+	const enum CBLAS_ORDER orders[] = {CblasRowMajor, CblasColMajor};
+	const enum CBLAS_TRANSPOSE trans[] = {CblasNoTrans, CblasTrans};
+	const float scales[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.5f, -2.0f}};
+	Rng			rng;
+
+	rng_seed(&rng, 7);
+	for (int o = 0; o < 2; o++)
+		for (int a = 0; a < 2; a++)
+			for (int b = 0; b < 2; b++)
+				for (int s = 0; s < 3; s++)
+				{
+					double		d = worst_difference(&rng, orders[o], trans[a], trans[b],
+													 scales[s][0], scales[s][1]);
+
+					/* sums of 129 products of values in [-1, 1], in different orders */
+					CHECK(d < 1e-4, "order %d trans %d/%d alpha %g beta %g: worst diff %g",
+						  o, a, b, scales[s][0], scales[s][1], d);
+				}
+}
+
+static void
+test_setup_sets_the_thread_count(void)
+{
+	nn_blas_setup(2);
+	CHECK(nn_blas_threads() == 2, "threads %d after setup(2)", nn_blas_threads());
+	nn_blas_setup(0);
+	CHECK(nn_blas_threads() == 1, "threads %d after setup(0)", nn_blas_threads());
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--print-core") == 0)
+	{
+		printf("%s\n", nn_blas_core());
+		return 0;
+	}
+	RUN_TEST(test_loads_the_kernels_the_cpu_calls_for);
+	RUN_TEST(test_the_users_coretype_wins);
+	RUN_TEST(test_sgemm_matches_the_loops);
+	RUN_TEST(test_setup_sets_the_thread_count);
+	return unit_finish();
+}
