@@ -48,6 +48,7 @@ typedef struct BenchArgs
 	int			threads;
 	int			limit;
 	int			steps;
+	bool		bf16;			/* --precision bfloat16: inference products on AMX */
 } BenchArgs;
 
 static double
@@ -251,6 +252,7 @@ bench_infer(const BenchArgs *a, bool with_adapter)
 	Adapter    *ad = with_adapter ? make_adapter(bb, method, ds->n_classes, a->batch) : NULL;
 	int			P = ad ? adapter_prompt_rows(&ad->cfg) : 0;
 	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
+	bool		bf16 = a->bf16 && bb->ops->run_use_bf16 && bb->ops->run_use_bf16(run, true);
 	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows *
 							 (ad ? ds->n_classes : bb->d_out));
 	long		tokens;
@@ -279,8 +281,8 @@ bench_infer(const BenchArgs *a, bool with_adapter)
 		fprintf(stderr, "dept-bench: %s\n", err.msg);
 		return 1;
 	}
-	printf("{\"bench\": \"%s\", \"method\": \"%s\", ", ad ? "predict" : "embed",
-		   ad ? a->method : "none");
+	printf("{\"bench\": \"%s\", \"method\": \"%s\", \"precision\": \"%s\", ",
+		   ad ? "predict" : "embed", ad ? a->method : "none", bf16 ? "bfloat16" : "float32");
 	print_blas();
 	printf(", \"batch\": %d, \"texts\": %d, \"tokens\": %ld, \"seconds\": %.4f, "
 		   "\"texts_per_second\": %.1f, \"tokens_per_second\": %.0f, \"gflops\": %.1f, "
@@ -470,6 +472,8 @@ bench_vectors(const BenchArgs *a)
 	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows * bb->d_out);
 	NnError		err;
 
+	if (a->bf16 && bb->ops->run_use_bf16)
+		bb->ops->run_use_bf16(run, true);
 	if (backbone_embed_texts(bb, run, (const char *const *) ds->texts, ds->text_lens,
 							 ds->n_rows, out, &err) != NN_OK)
 	{
@@ -503,9 +507,10 @@ main(int argc, char **argv)
 		{"threads", required_argument, NULL, 'T'},
 		{"limit", required_argument, NULL, 'n'},
 		{"steps", required_argument, NULL, 's'},
+		{"precision", required_argument, NULL, 'p'},
 		{NULL, 0, NULL, 0}
 	};
-	BenchArgs	a = {NULL, "build/model/use-lite", "dept", 1, 1, 0, 20};
+	BenchArgs	a = {NULL, "build/model/use-lite", "dept", 1, 1, 0, 20, false};
 	const char *cmd;
 	int			c;
 
@@ -527,6 +532,7 @@ main(int argc, char **argv)
 			case 'T': a.threads = atoi(optarg); break;
 			case 'n': a.limit = atoi(optarg); break;
 			case 's': a.steps = atoi(optarg); break;
+			case 'p': a.bf16 = strcmp(optarg, "bfloat16") == 0; break;
 			default: return 2;
 		}
 	}

@@ -84,6 +84,14 @@ typedef struct BackboneOps
 	NnStatus	(*backward) (const Backbone *bb, BackboneRun *run, const float *dout,
 							 float *dx, NnError *err);
 
+	/*
+	 * Inference only: run the forward's products on run in bfloat16 on AMX
+	 * (gemm_amx.h) when on and the CPU has it; returns whether they will.
+	 * NULL for a family whose products are always float.  Runs start in
+	 * float, and a run that trains must stay so: the backward is float.
+	 */
+	bool		(*run_use_bf16) (BackboneRun *run, bool on);
+
 	void		(*close) (Backbone *bb);
 } BackboneOps;
 

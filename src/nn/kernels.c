@@ -15,6 +15,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "gemm_amx.h"
 #include "gemm_rows.h"
 
 void
@@ -39,6 +40,18 @@ matmul_forward(float *out, const float *inp, const float *weight,
 			for (int j = 0; j < OC; j++)
 				o[j] += bias[j];
 		}
+}
+
+void
+matmul_forward_bf16(float *out, const float *inp, const float *weight,
+					const float *bias, int N, int C, int OC)
+{
+	const AmxWeight *packed;
+
+	if (N > 0 && gemm_amx_usable(C, OC) && (packed = gemm_amx_weight(weight, C, OC)) != NULL &&
+		gemm_amx(out, inp, packed, bias, N))
+		return;
+	matmul_forward(out, inp, weight, bias, N, C, OC);	/* no AMX, or out of memory */
 }
 
 void

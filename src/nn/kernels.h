@@ -43,6 +43,13 @@
 void		matmul_forward(float *out, const float *inp, const float *weight,
 						   const float *bias, int N, int C, int OC);
 
+/*
+ * The same product in bfloat16 on AMX (gemm_amx.h) when the CPU runs it and
+ * the shape suits it, else matmul_forward.  For inference only.
+ */
+void		matmul_forward_bf16(float *out, const float *inp, const float *weight,
+								const float *bias, int N, int C, int OC);
+
 /* dinp (N, C) += dout (N, OC) @ weight^T: one sgemm, no weight/bias grads. */
 void		matmul_backward(float *dinp, const float *dout, const float *weight,
 							int N, int C, int OC);

@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gemm_amx.h"
 #include "kernels.h"
 #include "sha256.h"
 #include "sp_tokenizer.h"
@@ -111,6 +112,7 @@ typedef struct UseLiteRun
 {
 	int			max_batch;
 	int			max_seq;
+	bool		bf16;			/* products in bfloat16 (inference only, run_use_bf16) */
 	int			batch;			/* shape of the last forward */
 	int			seq_len;
 	int		   *offsets;		/* (max_batch + 1) packed row ranges */
@@ -328,6 +330,7 @@ use_lite_free(UseLite *m)
 static void
 use_lite_close(Backbone *bb)
 {
+	gemm_amx_forget_weights();	/* packed copies of weights about to be unmapped */
 	use_lite_free(bb->impl);
 	free(bb);
 }
@@ -485,26 +488,47 @@ use_lite_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs,
 
 /* ---- forward ---------------------------------------------------------------- */
 
+static bool
+use_lite_run_use_bf16(BackboneRun *brun, bool on)
+{
+	UseLiteRun *run = (UseLiteRun *) brun;
+
+	/* every use-lite product is C, OC in {256, 512, 1536}: one shape stands for all */
+	run->bf16 = on && gemm_amx_usable(UL_D_MODEL, UL_D_FF);
+	return run->bf16;
+}
+
+/* out = inp W + b in the run's precision */
+static void
+dense(const UseLiteRun *run, float *out, const float *inp, const float *W, const float *b,
+	  int N, int C, int OC)
+{
+	if (run->bf16)
+		matmul_forward_bf16(out, inp, W, b, N, C, OC);
+	else
+		matmul_forward(out, inp, W, b, N, C, OC);
+}
+
 /*
  * One pre-norm transformer layer over the N packed rows of inp.  tmp and
  * proj are (N, 512) scratch: tmp holds LN1's output, then the concatenated
  * heads, then LN2's output, each dead once projected.
  */
 static void
-layer_forward(const UseLite *m, const UseLiteLayer *L, UseLiteActs *a, float *tmp,
-			  float *proj, const float *inp, int N, const int *offsets, int B)
+layer_forward(const UseLite *m, const UseLiteRun *run, const UseLiteLayer *L, UseLiteActs *a,
+			  float *tmp, float *proj, const float *inp, int N, const int *offsets, int B)
 {
 	int			d = L->d_in;
 
 	/* attention block: h_mid = MHA(LN(inp)) + residual */
 	layernorm_forward(tmp, a->ln1_mean, a->ln1_rstd, inp, L->ln1_w, L->ln1_b, N, d, m->ln_eps);
-	matmul_forward(a->qkv, tmp, L->w_qkv, L->b_qkv, N, d, 3 * d);
+	dense(run, a->qkv, tmp, L->w_qkv, L->b_qkv, N, d, 3 * d);
 	attention_forward(tmp, a->att, a->qkv, offsets, B, d, L->n_heads, L->q_scale);
-	matmul_forward(proj, tmp, L->w_o, L->b_o, N, d, UL_D_MODEL);
+	dense(run, proj, tmp, L->w_o, L->b_o, N, d, UL_D_MODEL);
 	if (L->w_res != NULL)
 	{
 		/* AdjustResidualInput: a dense layer brings inp to the model width */
-		matmul_forward(a->h_mid, inp, L->w_res, L->b_res, N, d, UL_D_MODEL);
+		dense(run, a->h_mid, inp, L->w_res, L->b_res, N, d, UL_D_MODEL);
 		residual_forward(a->h_mid, proj, a->h_mid, (size_t) N * UL_D_MODEL);
 	}
 	else
@@ -513,9 +537,9 @@ layer_forward(const UseLite *m, const UseLiteLayer *L, UseLiteActs *a, float *tm
 	/* FFN block: h_out = relu(LN(h_mid) W1 + b1) W2 + b2 + h_mid */
 	layernorm_forward(tmp, a->ln2_mean, a->ln2_rstd, a->h_mid, L->ln2_w, L->ln2_b,
 					  N, UL_D_MODEL, m->ln_eps);
-	matmul_forward(a->fch, tmp, L->w_fc1, L->b_fc1, N, UL_D_MODEL, UL_D_FF);
+	dense(run, a->fch, tmp, L->w_fc1, L->b_fc1, N, UL_D_MODEL, UL_D_FF);
 	relu_forward(a->fch, a->fch, (size_t) N * UL_D_FF);
-	matmul_forward(proj, a->fch, L->w_fc2, L->b_fc2, N, UL_D_FF, UL_D_MODEL);
+	dense(run, proj, a->fch, L->w_fc2, L->b_fc2, N, UL_D_FF, UL_D_MODEL);
 	residual_forward(a->h_out, proj, a->h_mid, (size_t) N * UL_D_MODEL);
 }
 
@@ -594,14 +618,14 @@ use_lite_forward(const Backbone *bb, BackboneRun *brun, const float *x,
 	/* x0 = X + (X + signal[t]), as Layer_0/add computes it */
 	timing_sum_forward(run->x0, x, m->timing, run->rows, N, seq_len, UL_D_EMBED);
 
-	layer_forward(m, &m->layer[0], &run->layer[0], run->tmp, run->proj, run->x0, N,
+	layer_forward(m, run, &m->layer[0], &run->layer[0], run->tmp, run->proj, run->x0, N,
 				  run->offsets, batch);
-	layer_forward(m, &m->layer[1], &run->layer[1], run->tmp, run->proj, run->layer[0].h_out,
-				  N, run->offsets, batch);
+	layer_forward(m, run, &m->layer[1], &run->layer[1], run->tmp, run->proj,
+				  run->layer[0].h_out, N, run->offsets, batch);
 
 	/* pool, tanh dense, l2 normalize */
 	meanpool_forward(run->pooled, run->layer[1].h_out, run->offsets, batch, UL_D_MODEL);
-	matmul_forward(run->hidden, run->pooled, m->w_tanh, m->b_tanh, batch, UL_D_MODEL, UL_D_MODEL);
+	dense(run, run->hidden, run->pooled, m->w_tanh, m->b_tanh, batch, UL_D_MODEL, UL_D_MODEL);
 	tanh_forward(run->hidden, run->hidden, (size_t) batch * UL_D_MODEL);
 	l2norm_forward(out, run->inv_norm, run->hidden, batch, UL_D_MODEL, m->l2_eps);
 	return NN_OK;
@@ -659,6 +683,7 @@ static const BackboneOps use_lite_ops = {
 	.run_bytes = use_lite_run_bytes,
 	.forward = use_lite_forward,
 	.backward = use_lite_backward,
+	.run_use_bf16 = use_lite_run_use_bf16,
 	.close = use_lite_close,
 };
 

@@ -18,6 +18,13 @@ PG_MODULE_MAGIC;
 char	   *dept_model_path = NULL;
 int			dept_threads = 1;
 int			dept_max_training_memory = 2 * 1024 * 1024;	/* kB: 2 GB */
+int			dept_matmul_precision = DEPT_PRECISION_FLOAT32;
+
+static const struct config_enum_entry precision_options[] = {
+	{"float32", DEPT_PRECISION_FLOAT32, false},
+	{"bfloat16", DEPT_PRECISION_BFLOAT16, false},
+	{NULL, 0, false}
+};
 
 void		_PG_init(void);
 
@@ -36,6 +43,17 @@ _PG_init(void)
 							   PGC_SUSET,
 							   0,
 							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("dept.matmul_precision",
+							 "Precision of the model's matrix products in dept_embed and dept_predict.",
+							 "bfloat16 runs them on Intel AMX where the CPU has it, float32 elsewhere; "
+							 "training always uses float32.",
+							 &dept_matmul_precision,
+							 DEPT_PRECISION_FLOAT32,
+							 precision_options,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	DefineCustomIntVariable("dept.threads",
 							"Number of OpenBLAS threads each backend uses.",

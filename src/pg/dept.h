@@ -16,6 +16,13 @@
 extern char *dept_model_path;
 extern int	dept_threads;
 extern int	dept_max_training_memory;	/* kB; -1 = no limit */
+extern int	dept_matmul_precision;	/* DeptPrecision */
+
+typedef enum DeptPrecision
+{
+	DEPT_PRECISION_FLOAT32,
+	DEPT_PRECISION_BFLOAT16
+} DeptPrecision;
 
 /* Methods */
 extern const Backbone *DeptGetBackbone(void);
@@ -26,6 +33,7 @@ extern BackboneRun *DeptGetRun(int batch, int seq);
 extern void DeptApplyThreads(void);
 extern const char *DeptModelDirectory(void);
 extern double DeptModelLoadMillis(void);
+extern bool DeptRunsInBf16(const Backbone *bb);
 extern int	DeptNnSqlState(const NnError *err);
 extern void DeptReportNnError(const NnError *err, const char *what) pg_attribute_noreturn();
 

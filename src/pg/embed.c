@@ -99,6 +99,7 @@ dept_model_info(PG_FUNCTION_ARGS)
 					 bb->vocab_size, bb->d_embed, bb->d_out, bb->max_tokens,
 					 bb->max_positions, DeptModelLoadMillis(), dept_threads);
 	escape_json(&buf, nn_blas_core());
-	appendStringInfoChar(&buf, '}');
+	appendStringInfo(&buf, ", \"matmul_precision\": \"%s\"}",
+					 DeptRunsInBf16(bb) ? "bfloat16" : "float32");
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

@@ -64,6 +64,7 @@ typedef struct LoadedModel
 	BackboneRun *run;
 	int			run_batch;
 	int			run_seq;
+	bool		run_bf16;		/* run multiplies in bfloat16 (dept.matmul_precision) */
 	struct LoadedModel *next;
 } LoadedModel;
 
@@ -415,6 +416,16 @@ DeptModelLoadMillis(void)
 	return DeptFindModel(DeptGetBackbone())->load_ms;
 }
 
+/* m's run, set to the precision dept.matmul_precision asks for. */
+static BackboneRun *
+use_precision(const Backbone *bb, LoadedModel *m)
+{
+	bool		want = dept_matmul_precision == DEPT_PRECISION_BFLOAT16;
+
+	m->run_bf16 = bb->ops->run_use_bf16 != NULL && bb->ops->run_use_bf16(m->run, want);
+	return m->run;
+}
+
 /* Activation buffers of bb for at least batch rows of seq positions. */
 BackboneRun *
 DeptGetRunFor(const Backbone *bb, int batch, int seq)
@@ -422,7 +433,7 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 	LoadedModel *m = DeptFindModel(bb);
 
 	if (m->run != NULL && m->run_batch >= batch && m->run_seq >= seq)
-		return m->run;
+		return use_precision(bb, m);
 	if (m->run != NULL)
 		bb->ops->run_free(m->run);
 	m->run = NULL;
@@ -435,7 +446,15 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory allocating model buffers for %d rows", batch)));
-	return m->run;
+	return use_precision(bb, m);
+}
+
+/* Whether bb's inference products run in bfloat16 now (the GUC, and AMX on this CPU). */
+bool
+DeptRunsInBf16(const Backbone *bb)
+{
+	DeptGetRunFor(bb, 1, 1);
+	return DeptFindModel(bb)->run_bf16;
 }
 
 /* Activation buffers of the default backbone. */

@@ -9,7 +9,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
 \ir helpers.psql
-SELECT plan(17);
+SELECT plan(21);
 
 SELECT has_function('dept_embed', ARRAY['text']);
 SELECT has_function('dept_tokenize', ARRAY['text']);
@@ -78,6 +78,24 @@ SELECT ok(CASE
 			  ELSE true END,
 		  format('OpenBLAS runs the kernels the CPU calls for (%s)', core))
 FROM (SELECT dept_model_info()->>'blas_core' AS core, pg_read_file('/proc/cpuinfo') AS cpu) k;
+
+-- dept.matmul_precision: float32 by default; bfloat16 runs the products on
+-- AMX where the CPU has it and stays within cosine 0.9995 of the TF.js
+-- vectors; back to float32, the vectors are float's again, bit for bit.
+SELECT is(current_setting('dept.matmul_precision'), 'float32', 'products are float32 by default');
+CREATE TEMP TABLE float_vectors AS SELECT text, dept_embed(text) AS e FROM reference;
+SET LOCAL dept.matmul_precision = bfloat16;
+SELECT is(dept_model_info()->>'matmul_precision',
+		  CASE WHEN pg_read_file('/proc/cpuinfo') ~ '\samx_bf16\s' THEN 'bfloat16' ELSE 'float32' END,
+		  'bfloat16 products where the CPU has AMX BF16');
+SELECT cmp_ok((SELECT min(dot)
+			   FROM reference r,
+					LATERAL (SELECT sum(a * b) AS dot
+							 FROM unnest(dept_embed(r.text), r.embedding) AS u(a, b)) d),
+			  '>=', 0.9995::real, 'bfloat16 vectors within cosine 0.9995 of TF.js''s');
+RESET dept.matmul_precision;
+SELECT is((SELECT count(*) FROM float_vectors WHERE dept_embed(text) = e), 4::bigint,
+		  'float32 again gives the float vectors exactly');
 
 SELECT is(array_length(dept_tokenize(repeat('longer text ', 300)), 1), 128,
 		  'tokenization truncates at 128 tokens');

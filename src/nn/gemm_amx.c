@@ -1,0 +1,312 @@
+/*
+ * gemm_amx.c: the bfloat16 AMX product and its packed weights (design in
+ * gemm_amx.h).
+ */
+#include "gemm_amx.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+#include <immintrin.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define ARCH_REQ_XCOMP_PERM 0x1023
+#define XFEATURE_XTILEDATA 18
+
+#define TILE_ROWS 16			/* rows of a C or A tile */
+#define TILE_K 32				/* bfloat16 values of k per A row (64 bytes) */
+#define TILE_COLS 16			/* float32 columns of a C tile */
+
+struct AmxWeight
+{
+	int			C,
+				OC;
+	uint16_t   *data;			/* [OC/16][C/32][16 k pairs][16 columns][2] */
+};
+
+/* Packed copies, looked up by the float weight they were made from. */
+static struct
+{
+	const float **source;
+	AmxWeight **packed;
+	int			n,
+				cap;
+}			registry;
+
+static bool amx_ready;
+static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+
+static void
+check_amx(void)
+{
+	__builtin_cpu_init();
+	if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bf16"))
+		return;
+	/* AMX has no __builtin_cpu_supports name in GCC 12: CPUID leaf 7 EDX bits 22, 24 */
+	{
+		unsigned int a,
+					b,
+					c,
+					d;
+
+		__asm__ volatile ("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+		if (!(d & (1u << 22)) || !(d & (1u << 24)))
+			return;
+	}
+	/* the kernel hands out the 8 KB tile state only to processes that ask */
+	amx_ready = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+}
+
+bool
+gemm_amx_usable(int C, int OC)
+{
+	pthread_once(&amx_once, check_amx);
+	return amx_ready && C > 0 && OC > 0 && C % TILE_K == 0 && OC % (2 * TILE_COLS) == 0;
+}
+
+/* float32 -> bfloat16, round to nearest even (NaN stays NaN) */
+static uint16_t
+to_bf16(float f)
+{
+	uint32_t	u;
+
+	memcpy(&u, &f, sizeof(u));
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t) ((u >> 16) | 0x40);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t) (u >> 16);
+}
+
+static AmxWeight *
+pack_weight(const float *W, int C, int OC)
+{
+	AmxWeight  *p = malloc(sizeof(AmxWeight));
+	size_t		o = 0;
+
+	if (p == NULL)
+		return NULL;
+	p->C = C;
+	p->OC = OC;
+	p->data = aligned_alloc(64, (size_t) C * OC * sizeof(uint16_t));
+	if (p->data == NULL)
+	{
+		free(p);
+		return NULL;
+	}
+	for (int jb = 0; jb < OC / TILE_COLS; jb++)
+		for (int kb = 0; kb < C / TILE_K; kb++)
+			for (int kp = 0; kp < TILE_K / 2; kp++)
+				for (int c = 0; c < TILE_COLS; c++)
+					for (int t = 0; t < 2; t++)
+						p->data[o++] = to_bf16(W[(size_t) (kb * TILE_K + 2 * kp + t) * OC +
+												 jb * TILE_COLS + c]);
+	return p;
+}
+
+const AmxWeight *
+gemm_amx_weight(const float *W, int C, int OC)
+{
+	AmxWeight  *p;
+
+	for (int i = 0; i < registry.n; i++)
+		if (registry.source[i] == W && registry.packed[i]->C == C &&
+			registry.packed[i]->OC == OC)
+			return registry.packed[i];
+	if (registry.n == registry.cap)
+	{
+		int			cap = registry.cap ? 2 * registry.cap : 16;
+		const float **s = realloc(registry.source, sizeof(*s) * cap);
+		AmxWeight **q;
+
+		if (s == NULL)
+			return NULL;
+		registry.source = s;
+		if ((q = realloc(registry.packed, sizeof(*q) * cap)) == NULL)
+			return NULL;
+		registry.packed = q;
+		registry.cap = cap;
+	}
+	if ((p = pack_weight(W, C, OC)) == NULL)
+		return NULL;
+	registry.source[registry.n] = W;
+	registry.packed[registry.n++] = p;
+	return p;
+}
+
+void
+gemm_amx_forget_weights(void)
+{
+	for (int i = 0; i < registry.n; i++)
+	{
+		free(registry.packed[i]->data);
+		free(registry.packed[i]);
+	}
+	registry.n = 0;
+}
+
+typedef struct TileConfig
+{
+	uint8_t		palette;
+	uint8_t		start_row;
+	uint8_t		reserved[14];
+	uint16_t	bytes_per_row[16];
+	uint8_t		rows[16];
+} TileConfig;
+
+/*
+ * Tiles for a block of up to 32 rows: C00 C01 (rows 0-15, two 16-column
+ * halves) in tmm0-1, C10 C11 (rows 16-31) in tmm2-3, their A rows in tmm4-5,
+ * the two B column halves in tmm6-7.  rows1 = 0 leaves tmm2, 3, 5 unused.
+ */
+__attribute__((target("amx-tile")))
+static void
+configure_tiles(int rows0, int rows1)
+{
+	TileConfig	cfg;
+	const int	rows[8] = {rows0, rows0, rows1, rows1, rows0, rows1, TILE_K / 2, TILE_K / 2};
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.palette = 1;
+	for (int t = 0; t < 8; t++)
+	{
+		cfg.rows[t] = (uint8_t) rows[t];
+		cfg.bytes_per_row[t] = rows[t] ? 64 : 0;
+	}
+	/* GCC 12 does not see that ldtilecfg reads all 64 bytes and drops the stores */
+	__asm__ volatile ("" : : "m"(cfg) : "memory");
+	_tile_loadconfig(&cfg);
+}
+
+/* Row-major bfloat16 copy of n floats (n % 32 == 0), round to nearest even. */
+__attribute__((target("avx512f,avx512bf16")))
+static void
+rows_to_bf16(uint16_t *dst, const float *src, size_t n)
+{
+	for (size_t i = 0; i < n; i += 32)
+	{
+		__m512bh	pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16),
+											   _mm512_loadu_ps(src + i));
+
+		_mm512_storeu_si512((void *) (dst + i), (__m512i) pair);
+	}
+}
+
+/* One block of rows0 + rows1 (<= 32) rows: every 32-column block of the output. */
+__attribute__((target("amx-tile,amx-bf16")))
+static void
+row_block(float *out, const uint16_t *a, const AmxWeight *W, int rows1)
+{
+	const int	C = W->C,
+				OC = W->OC;
+	const uint16_t *a1 = a + (size_t) TILE_ROWS * C;
+
+	for (int jb = 0; jb < OC / TILE_COLS; jb += 2)
+	{
+		const uint16_t *b0 = W->data + (size_t) jb * C * TILE_COLS,
+				   *b1 = b0 + (size_t) C * TILE_COLS;
+		float	   *o = out + (size_t) jb * TILE_COLS;
+
+		_tile_zero(0);
+		_tile_zero(1);
+		if (rows1)
+		{
+			_tile_zero(2);
+			_tile_zero(3);
+		}
+		for (int kb = 0; kb < C / TILE_K; kb++)
+		{
+			/* a B tile is 16 k pairs x 16 columns = 512 bfloat16, 64 bytes a row */
+			_tile_loadd(4, a + kb * TILE_K, C * 2);
+			_tile_loadd(6, b0 + (size_t) kb * 512, 64);
+			_tile_loadd(7, b1 + (size_t) kb * 512, 64);
+			_tile_dpbf16ps(0, 4, 6);
+			_tile_dpbf16ps(1, 4, 7);
+			if (rows1)
+			{
+				_tile_loadd(5, a1 + kb * TILE_K, C * 2);
+				_tile_dpbf16ps(2, 5, 6);
+				_tile_dpbf16ps(3, 5, 7);
+			}
+		}
+		_tile_stored(0, o, OC * 4);
+		_tile_stored(1, o + TILE_COLS, OC * 4);
+		if (rows1)
+		{
+			_tile_stored(2, o + (size_t) TILE_ROWS * OC, OC * 4);
+			_tile_stored(3, o + (size_t) TILE_ROWS * OC + TILE_COLS, OC * 4);
+		}
+	}
+}
+
+__attribute__((target("amx-tile")))
+static void
+release_tiles(void)
+{
+	_tile_release();
+}
+
+bool
+gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N)
+{
+	const int	C = W->C,
+				OC = W->OC;
+	uint16_t   *a;
+	int			configured = -1;
+
+	if (N <= 0)
+		return true;
+	if ((a = malloc((size_t) N * C * sizeof(uint16_t))) == NULL)
+		return false;
+	rows_to_bf16(a, inp, (size_t) N * C);
+	for (int n0 = 0; n0 < N; n0 += 2 * TILE_ROWS)
+	{
+		int			rows = N - n0 < 2 * TILE_ROWS ? N - n0 : 2 * TILE_ROWS,
+					rows0 = rows < TILE_ROWS ? rows : TILE_ROWS;
+
+		if (rows != configured)
+		{
+			configure_tiles(rows0, rows - rows0);
+			configured = rows;
+		}
+		row_block(out + (size_t) n0 * OC, a + (size_t) n0 * C, W, rows - rows0);
+	}
+	release_tiles();
+	free(a);
+	if (bias != NULL)
+		for (int i = 0; i < N; i++)
+			for (int j = 0; j < OC; j++)
+				out[(size_t) i * OC + j] += bias[j];
+	return true;
+}
+
+#else							/* no AMX outside x86-64 */
+
+bool
+gemm_amx_usable(int C, int OC)
+{
+	return false;
+}
+
+const AmxWeight *
+gemm_amx_weight(const float *W, int C, int OC)
+{
+	return NULL;
+}
+
+bool
+gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N)
+{
+	return false;
+}
+
+void
+gemm_amx_forget_weights(void)
+{
+}
+
+#endif

@@ -1,0 +1,232 @@
+/*
+ * test_gemm_amx.c: the bfloat16 AMX product (gemm_amx.h).
+ *
+ * - bfloat16 rounding is to nearest, ties to even (known values);
+ * - gemm_amx equals the product of the bfloat16-rounded operands, computed
+ *   here in double, within float summation rounding (|diff| <= 1e-5 *
+ *   sum_k |x_k w_k| + 1e-6), over use-lite's shapes, every row count up to
+ *   70 (the tails of the 16- and 32-row blocks) on the smallest and the
+ *   block edges on the others, with and without bias;
+ * - against the float operands the difference stays within bfloat16's
+ *   rounding (2^-7 of sum_k |x_k w_k|), and the measured worst is printed;
+ * - packed weights are found again by address and shape, and made anew
+ *   after gemm_amx_forget_weights;
+ * - use-lite runs start in float; with run_use_bf16 its sentence vectors of
+ *   200 SST-2 test sentences stay within cosine 0.9995 of float's (the
+ *   measured worst is printed), and switching back gives float's exactly.
+ * On a CPU or kernel without AMX the kernel is not usable and the checks
+ * are skipped, saying so.
+ */
+#include "gemm_amx.h"
+
+#include "backbone.h"
+#include "dataset.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "rng.h"
+#include "unit.h"
+
+static Rng	rng;
+
+static float
+round_bf16(float f)
+{
+	uint32_t	u;
+
+	memcpy(&u, &f, sizeof(u));
+	u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
+
+static float *
+random_floats(size_t n)
+{
+	float	   *x = malloc(sizeof(float) * n);
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float) (rng_uniform(&rng) * 2.0 - 1.0);
+	return x;
+}
+
+static void
+test_rounding_is_to_nearest_even(void)
+{
+	/* 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even 1 */
+	CHECK(round_bf16(1.00390625f) == 1.0f, "%.9g", round_bf16(1.00390625f));
+	/* 1 + 3 * 2^-8 is halfway between 1 + 2^-7 and 1 + 2^-6: ties go to 1 + 2^-6 */
+	CHECK(round_bf16(1.01171875f) == 1.015625f, "%.9g", round_bf16(1.01171875f));
+	CHECK(round_bf16(1.0040f) == 1.0078125f, "above the tie rounds up");
+}
+
+/* Worst error ratios of gemm_amx against the rounded and the float operands. */
+static void
+compare(int N, int C, int OC, bool with_bias, double *worst_rounded, double *worst_float)
+{
+	float	   *x = random_floats((size_t) N * C),
+			   *w = random_floats((size_t) C * OC),
+			   *bias = with_bias ? random_floats(OC) : NULL,
+			   *out = malloc(sizeof(float) * N * OC);
+	const AmxWeight *packed = gemm_amx_weight(w, C, OC);
+
+	CHECK(packed != NULL, "pack %d x %d", C, OC);
+	CHECK(packed != NULL && gemm_amx(out, x, packed, bias, N), "gemm_amx %d x %d x %d", N, C, OC);
+	for (int i = 0; i < N && packed; i++)
+		for (int j = 0; j < OC; j++)
+		{
+			double		rounded = with_bias ? bias[j] : 0,
+						exact = rounded,
+						scale = 1e-6;
+
+			for (int k = 0; k < C; k++)
+			{
+				float		xv = x[(size_t) i * C + k],
+							wv = w[(size_t) k * OC + j];
+
+				rounded += (double) round_bf16(xv) * round_bf16(wv);
+				exact += (double) xv * wv;
+				scale += fabs((double) xv * wv);
+			}
+			*worst_rounded = fmax(*worst_rounded, fabs(out[(size_t) i * OC + j] - rounded) / scale);
+			*worst_float = fmax(*worst_float, fabs(out[(size_t) i * OC + j] - exact) / scale);
+		}
+	gemm_amx_forget_weights();	/* w is freed below; its address may come back */
+	free(x);
+	free(w);
+	free(bias);
+	free(out);
+}
+
+static void
+test_matches_the_rounded_product(void)
+{
+	static const int shapes[][2] = {{256, 512}, {512, 1536}, {1536, 512}, {512, 512}};
+	double		worst_rounded = 0,
+				worst_float = 0;
+
+	if (!gemm_amx_usable(512, 1536))
+	{
+		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+		return;
+	}
+	static const int some_rows[] = {1, 2, 15, 16, 17, 31, 32, 33, 47, 64, 70};
+
+	/* every row count on the smallest shape, the block edges on the others */
+	for (int N = 1; N <= 70; N++)
+		compare(N, shapes[0][0], shapes[0][1], N % 2 == 0, &worst_rounded, &worst_float);
+	for (int s = 1; s < 4; s++)
+		for (size_t i = 0; i < sizeof(some_rows) / sizeof(some_rows[0]); i++)
+			compare(some_rows[i], shapes[s][0], shapes[s][1], i % 2 == 0, &worst_rounded,
+					&worst_float);
+	printf("# worst error ratio: %.3g against the rounded operands, %.3g against float\n",
+		   worst_rounded, worst_float);
+	CHECK(worst_rounded <= 1e-5, "against the rounded operands: %g", worst_rounded);
+	CHECK(worst_float <= 1.0 / 128, "against the float operands: %g", worst_float);
+}
+
+static void
+test_packed_weights_are_kept_by_address(void)
+{
+	float	   *w = random_floats(256 * 512),
+			   *v = random_floats(256 * 512);
+	const AmxWeight *first;
+
+	if (!gemm_amx_usable(256, 512))
+	{
+		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+		free(w);
+		free(v);
+		return;
+	}
+	first = gemm_amx_weight(w, 256, 512);
+	CHECK(first != NULL, "pack");
+	CHECK(gemm_amx_weight(w, 256, 512) == first, "the same weight is packed once");
+	CHECK(gemm_amx_weight(v, 256, 512) != first, "another weight has its own copy");
+	CHECK(gemm_amx_weight(w, 512, 256) != first, "another shape has its own copy");
+	gemm_amx_forget_weights();
+	CHECK(gemm_amx_weight(w, 256, 512) != NULL, "packed again after forgetting");
+	gemm_amx_forget_weights();
+	CHECK(!gemm_amx_usable(100, 512) && !gemm_amx_usable(256, 48),
+		  "shapes that are not multiples of 32 are refused");
+	free(w);
+	free(v);
+}
+
+/* Sentence vectors of the first n texts, one run, in the precision asked for. */
+static void
+embed_all(const Backbone *bb, BackboneRun *run, const Dataset *ds, int n, float *out)
+{
+	NnError		err;
+
+	for (int i = 0; i < n; i++)
+		CHECK(backbone_embed_texts(bb, run, (const char *const *) ds->texts + i,
+								   ds->text_lens + i, 1, out + (size_t) i * bb->d_out,
+								   &err) == NN_OK, "embed: %s", err.msg);
+}
+
+static void
+test_use_lite_in_bf16_stays_close_to_float(void)
+{
+	Backbone   *bb = NULL;
+	BackboneRun *run;
+	Dataset    *ds = NULL;
+	NnError		err;
+	float	   *f32,
+			   *b16,
+			   *again;
+	double		worst = 1;
+	int			n;
+
+	CHECK(backbone_open(&bb, UNIT_MODEL_DIR(), &err) == NN_OK, "open: %s", err.msg);
+	CHECK(dataset_load(&ds, "test/fixtures/sst2_test_200.tsv", '\t', "text", "label",
+					   &err) == NN_OK, "data: %s", err.msg);
+	if (bb == NULL || ds == NULL)
+		return;
+	n = ds->n_rows;
+	run = bb->ops->run_new(bb, 1, bb->max_tokens);
+	f32 = malloc(sizeof(float) * n * bb->d_out);
+	b16 = malloc(sizeof(float) * n * bb->d_out);
+	again = malloc(sizeof(float) * n * bb->d_out);
+	embed_all(bb, run, ds, n, f32);
+	if (!bb->ops->run_use_bf16(run, true))
+		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+	else
+	{
+		embed_all(bb, run, ds, n, b16);
+		for (int i = 0; i < n; i++)
+		{
+			double		dot = 0;
+
+			for (int j = 0; j < bb->d_out; j++)
+				dot += (double) f32[(size_t) i * bb->d_out + j] * b16[(size_t) i * bb->d_out + j];
+			worst = fmin(worst, dot);	/* both are unit vectors */
+		}
+		printf("# worst cosine of bfloat16 to float over %d texts: %.6f\n", n, worst);
+		CHECK(worst >= 0.9995, "worst cosine %.6f", worst);
+	}
+	CHECK(!bb->ops->run_use_bf16(run, false), "switching back to float");
+	embed_all(bb, run, ds, n, again);
+	CHECK(memcmp(again, f32, sizeof(float) * n * bb->d_out) == 0, "float again is float");
+	free(f32);
+	free(b16);
+	free(again);
+	bb->ops->run_free(run);
+	backbone_close(bb);
+	dataset_free(ds);
+}
+
+int
+main(void)
+{
+	rng_seed(&rng, 11);
+	RUN_TEST(test_rounding_is_to_nearest_even);
+	RUN_TEST(test_matches_the_rounded_product);
+	RUN_TEST(test_packed_weights_are_kept_by_address);
+	RUN_TEST(test_use_lite_in_bf16_stays_close_to_float);
+	return unit_finish();
+}
