@@ -9,6 +9,9 @@
  *   dept-bench tokenize --texts F [--limit N]        label and ids of each text, a line each
  *   dept-bench vectors --texts F --limit N           the first N sentence vectors, as JSON
  *
+ * embed, predict and vectors take --precision bfloat16 to run the encoder's
+ * products on AMX (gemm_amx.h; what dept.matmul_precision = bfloat16 does).
+ *
  * F is a TSV with the header "label<TAB>text".  embed and predict time
  * the whole path a user pays for -- tokenize, embed, adapter, encoder,
  * pooling, head -- over every text, in file order, in batches of B (1 is

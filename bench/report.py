@@ -51,22 +51,22 @@ def main():
     threads = sorted({r["threads"] for r in rows if r.get("bench") == "peak"})
     for t in threads:
         for b in (1, 32):
-            ours = field(pick(rows, bench="embed", peer=None, threads=t, batch=b), "texts_per_second")
+            ours = field(pick(rows, bench="embed", peer=None, precision="float32", threads=t, batch=b), "texts_per_second")
             if ours is None:
                 continue
             node = field(pick(rows, bench="embed", peer="node", threads_requested=t, batch=b),
                          "texts_per_second")
-            torch = field(pick(rows, bench="embed", peer="pytorch", threads=t, batch=b),
+            torch = field(pick(rows, bench="embed", peer="pytorch", precision="float32", threads=t, batch=b),
                           "texts_per_second")
             vn, vt = ratio(ours, node), ratio(ours, torch)
             add(f"embed texts/s, batch {b}, {t} thread(s)", fmt(ours),
                 f"node {fmt(node)} ({fmt(vn, 2)}x), PyTorch {fmt(torch)} ({fmt(vt, 2)}x)",
                 ">= 3x node, >= 1.5x PyTorch",
                 vn is not None and vt is not None and vn >= 3 and vt >= 1.5)
-            ours = field(pick(rows, bench="predict", peer=None, threads=t, batch=b), "texts_per_second")
+            ours = field(pick(rows, bench="predict", peer=None, precision="float32", threads=t, batch=b), "texts_per_second")
             if ours is None:
                 continue
-            torch = field(pick(rows, bench="predict", peer="pytorch", threads=t, batch=b),
+            torch = field(pick(rows, bench="predict", peer="pytorch", precision="float32", threads=t, batch=b),
                           "texts_per_second")
             vt = ratio(ours, torch)
             add(f"DePT predict texts/s, batch {b}, {t} thread(s)", fmt(ours),
@@ -75,7 +75,7 @@ def main():
 
     # SQL against the standalone C path: tokens/s, so that text lengths cancel
     tokens_per_text = None
-    c_embed = pick(rows, bench="embed", peer=None, threads=1, batch=1)
+    c_embed = pick(rows, bench="embed", peer=None, precision="float32", threads=1, batch=1)
     if c_embed:
         tokens_per_text = c_embed["tokens"] / c_embed["texts"]
     sql_embed = pick(rows, bench="sql_embed", mode="serial")
@@ -84,7 +84,7 @@ def main():
         add("SQL dept_embed over the table, serial (texts/s)", fmt(sql_embed["texts_per_second"]),
             f"C batch 1: {fmt(c_embed['texts_per_second'])} (C/SQL {fmt(v, 2)})",
             "within 1.3x of C", v is not None and v <= 1.3)
-    c_pred = pick(rows, bench="predict", peer=None, threads=1, batch=1)
+    c_pred = pick(rows, bench="predict", peer=None, precision="float32", threads=1, batch=1)
     serial = pick(rows, bench="sql_predict", mode="serial")
     if serial and c_pred and tokens_per_text:
         prompt = 60   # DePT's default m, in dept-bench and in dept_train
@@ -105,11 +105,48 @@ def main():
             f"{fmt(ratio(arr['texts_per_second'], serial['texts_per_second']), 2)}x per-row", "-", None)
     for call, t in [(c, t) for t in (1, 2)
                     for c in ("dept_predict_dept", "dept_predict_probe", "dept_embed")]:
-        lat = pick(rows, bench="sql_latency", call=call, dept_threads=t)
+        lat = pick(rows, bench="sql_latency", call=call, dept_threads=t, precision="float32")
         if lat:
             add(f"latency of {call}, {lat['tokens']}-token text, dept.threads {t} (ms)",
                 f"p50 {fmt(lat['p50_ms'], 2)}, p99 {fmt(lat['p99_ms'], 2)}",
                 f"{lat['calls']} calls", "p50 <= 2 ms", lat["p50_ms"] <= 2.0)
+    # bfloat16 products (dept.matmul_precision), 1 thread, beside PyTorch's bfloat16
+    for b in (1, 32):
+        for bench, name in (("embed", "embed"), ("predict", "DePT predict")):
+            ours = field(pick(rows, bench=bench, peer=None, precision="bfloat16", threads=1, batch=b),
+                         "texts_per_second")
+            if ours is None:
+                continue
+            torch = field(pick(rows, bench=bench, peer="pytorch", precision="bfloat16", threads=1,
+                               batch=b), "texts_per_second")
+            node = field(pick(rows, bench="embed", peer="node", threads_requested=1, batch=b),
+                         "texts_per_second") if bench == "embed" else None
+            f32 = field(pick(rows, bench=bench, peer=None, precision="float32", threads=1, batch=b),
+                        "texts_per_second")
+            vt = ratio(ours, torch)
+            peers = f"PyTorch bfloat16 {fmt(torch)} ({fmt(vt, 2)}x)"
+            if node is not None:
+                peers = f"node {fmt(node)} ({fmt(ratio(ours, node), 2)}x), " + peers
+            add(f"{name} texts/s, batch {b}, 1 thread, bfloat16", fmt(ours),
+                f"{peers}; ours in float32 {fmt(f32)} ({fmt(ratio(ours, f32), 2)}x)",
+                ">= 1.5x PyTorch", vt is not None and vt >= 1.5)
+    for call in ("dept_predict_dept", "dept_predict_probe", "dept_embed"):
+        lat = pick(rows, bench="sql_latency", call=call, dept_threads=1, precision="bfloat16")
+        if lat:
+            add(f"latency of {call}, {lat['tokens']}-token text, dept.threads 1, bfloat16 (ms)",
+                f"p50 {fmt(lat['p50_ms'], 2)}, p99 {fmt(lat['p99_ms'], 2)}",
+                f"{lat['calls']} calls", "p50 <= 2 ms", lat["p50_ms"] <= 2.0)
+    acc = pick(rows, bench="sql_accuracy")
+    agree16 = pick(rows, bench="bf16_agreement")
+    if acc:
+        detail = (f"float32 {acc['accuracy_float32']:.4f}; {acc['predictions_changed']} of "
+                  f"{acc['texts']:,} predictions changed; probabilities within "
+                  f"{acc['max_proba_diff']:.2e}")
+        if agree16:
+            detail += (f"; sentence vectors: min cosine {agree16['min_cosine']:.6f} over "
+                       f"{agree16['texts']:,} texts")
+        add("accuracy of a trained DePT adapter in bfloat16 (SST-2, 2,000 texts)",
+            f"{acc['accuracy_bfloat16']:.4f}", detail, "accuracy holds", None)
     for mode in ("installed", "preloaded"):
         first = pick(rows, bench="sql_first_call", mode=mode)
         if first:
@@ -136,7 +173,7 @@ def main():
             dt >= 0.25 and dm >= 0.20)
     for t in threads:
         peak = pick(rows, bench="peak", threads=t)
-        emb = pick(rows, bench="embed", peer=None, threads=t, batch=32)
+        emb = pick(rows, bench="embed", peer=None, precision="float32", threads=t, batch=32)
         if peak and emb:
             share = emb["gflops"] / peak["sgemm_gflops"]
             add(f"forward GFLOP/s, batch 32, {t} thread(s)", fmt(emb["gflops"]),

@@ -22,6 +22,12 @@ backward, gradient clipping and AdamW with one parameter group per
 learning rate -- the step of src/nn/train.c, at the sizes dept_train uses
 by default (DePT m = 60, r = 26 from the budget of PT l = 100, s = 128).
 
+With PEER_PRECISION=bfloat16 in the environment, inference runs the dense
+layers' products in bfloat16 as ours does with dept.matmul_precision =
+bfloat16: weights cast to bfloat16 once at load, inputs cast per call,
+float32 outputs and biases, attention and the rest in float32 (on this
+CPU PyTorch's oneDNN runs bfloat16 linears on AMX).
+
 Prints one JSON line.  Weights are read with the manifest reader of
 tools/ref/use_lite_torch.py (the float64 golden model); everything else
 here is independent of it and of src/nn.
@@ -52,8 +58,9 @@ def load_reference_module():
 class Encoder:
     """The use-lite forward in float32 torch ops (model summary: src/nn/use_lite.h)."""
 
-    def __init__(self, model_dir):
+    def __init__(self, model_dir, bf16=False):
         ref = load_reference_module()
+        self.bf16 = bf16
         t = ref.read_manifest(model_dir)
 
         def f32(name):
@@ -98,16 +105,27 @@ class Encoder:
             self.layers.append(L)
         self.tanh = (f32("module/Encoder_en/hidden_layers/tanh_layer_0/weights").t().contiguous(),
                      f32("module/Encoder_en/hidden_layers/tanh_layer_0/bias"))
+        if bf16:
+            for L in self.layers:
+                for key in ("qkv", "o", "fc1", "fc2", "res"):
+                    if key in L:
+                        L[key] = (L[key][0].bfloat16(), L[key][1])
+            self.tanh = (self.tanh[0].bfloat16(), self.tanh[1])
+
+    def dense(self, x, wb):
+        if self.bf16:
+            return F.linear(x.bfloat16(), wb[0]).float() + wb[1]
+        return F.linear(x, *wb)
 
     def attention(self, a, key_bias, L):
         B, T, d = a.shape
         hs = d // self.heads
-        q, k, v = F.linear(a, *L["qkv"]).view(B, T, 3, self.heads, hs).permute(2, 0, 3, 1, 4)
+        q, k, v = self.dense(a, L["qkv"]).view(B, T, 3, self.heads, hs).permute(2, 0, 3, 1, 4)
         p = torch.softmax(torch.baddbmm(key_bias.expand(B * self.heads, T, T),
                                         q.reshape(-1, T, hs), k.reshape(-1, T, hs).transpose(1, 2),
                                         alpha=L["scale"]), dim=-1)
         y = torch.bmm(p, v.reshape(-1, T, hs)).view(B, self.heads, T, hs).transpose(1, 2)
-        return F.linear(y.reshape(B, T, d), *L["o"])
+        return self.dense(y.reshape(B, T, d), L["o"])
 
     def forward(self, x, mask):
         """x (B, T, 256), mask (B, T) float 0/1 -> (B, 512) unit vectors."""
@@ -116,11 +134,11 @@ class Encoder:
         h = 2.0 * x + self.signal[:T]
         for L in self.layers:
             att = self.attention(F.layer_norm(h, (h.shape[-1],), *L["ln1"], self.ln_eps), key_bias, L)
-            h = att + (F.linear(h, *L["res"]) if "res" in L else h)
-            u = F.relu(F.linear(F.layer_norm(h, (512,), *L["ln2"], self.ln_eps), *L["fc1"]))
-            h = h + F.linear(u, *L["fc2"])
+            h = att + (self.dense(h, L["res"]) if "res" in L else h)
+            u = F.relu(self.dense(F.layer_norm(h, (512,), *L["ln2"], self.ln_eps), L["fc1"]))
+            h = h + self.dense(u, L["fc2"])
         pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
-        y = torch.tanh(F.linear(pooled, *self.tanh))
+        y = torch.tanh(self.dense(pooled, self.tanh))
         return y / torch.sqrt((y * y).sum(1, keepdim=True).clamp(min=self.l2_eps))
 
 
@@ -236,7 +254,10 @@ def main():
     batch, threads = int(sys.argv[4]), int(sys.argv[5])
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
-    enc = Encoder(model_dir)
+    bf16 = os.environ.get("PEER_PRECISION") == "bfloat16"
+    if bf16 and cmd == "train":
+        raise SystemExit("training runs in float32 only")
+    enc = Encoder(model_dir, bf16)
     labels, rows = read_ids(ids_path)
     if cmd == "embed":
         out = run_infer(enc, rows, batch, None)
@@ -253,6 +274,7 @@ def main():
     else:
         raise SystemExit("unknown command " + cmd)
     out.update({"peer": "pytorch", "runtime": "torch " + torch.__version__,
+                "precision": "bfloat16" if bf16 else "float32",
                 "threads": torch.get_num_threads()})
     print(json.dumps(out))
 

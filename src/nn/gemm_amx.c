@@ -159,23 +159,22 @@ typedef struct TileConfig
 } TileConfig;
 
 /*
- * Tiles for a block of up to 32 rows: C00 C01 (rows 0-15, two 16-column
- * halves) in tmm0-1, C10 C11 (rows 16-31) in tmm2-3, their A rows in tmm4-5,
- * the two B column halves in tmm6-7.  rows1 = 0 leaves tmm2, 3, 5 unused.
+ * Tiles for blocks of 32 rows: C00 C01 (rows 0-15, two 16-column halves) in
+ * tmm0-1, C10 C11 (rows 16-31) in tmm2-3, their A rows in tmm4-5, the two B
+ * column halves in tmm6-7.  Every tile is 16 rows of 64 bytes.
  */
 __attribute__((target("amx-tile")))
 static void
-configure_tiles(int rows0, int rows1)
+configure_tiles(void)
 {
 	TileConfig	cfg;
-	const int	rows[8] = {rows0, rows0, rows1, rows1, rows0, rows1, TILE_K / 2, TILE_K / 2};
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.palette = 1;
 	for (int t = 0; t < 8; t++)
 	{
-		cfg.rows[t] = (uint8_t) rows[t];
-		cfg.bytes_per_row[t] = rows[t] ? 64 : 0;
+		cfg.rows[t] = TILE_ROWS;
+		cfg.bytes_per_row[t] = 64;
 	}
 	/* GCC 12 does not see that ldtilecfg reads all 64 bytes and drops the stores */
 	__asm__ volatile ("" : : "m"(cfg) : "memory");
@@ -196,51 +195,39 @@ rows_to_bf16(uint16_t *dst, const float *src, size_t n)
 	}
 }
 
-/* One block of rows0 + rows1 (<= 32) rows: every 32-column block of the output. */
+/*
+ * out[0..32) x [0..32) = a (32 rows, padded) @ the 32 packed columns at b0,
+ * written to out with row stride ld.  The B column pair is reused by every
+ * row block (the caller loops columns outside rows), so each weight comes
+ * from memory once per product.
+ */
 __attribute__((target("amx-tile,amx-bf16")))
 static void
-row_block(float *out, const uint16_t *a, const AmxWeight *W, int rows1)
+block_32x32(float *out, int ld, const uint16_t *a, const uint16_t *b0, int C)
 {
-	const int	C = W->C,
-				OC = W->OC;
-	const uint16_t *a1 = a + (size_t) TILE_ROWS * C;
+	const uint16_t *a1 = a + (size_t) TILE_ROWS * C,
+			   *b1 = b0 + (size_t) C * TILE_COLS;
 
-	for (int jb = 0; jb < OC / TILE_COLS; jb += 2)
+	_tile_zero(0);
+	_tile_zero(1);
+	_tile_zero(2);
+	_tile_zero(3);
+	for (int kb = 0; kb < C / TILE_K; kb++)
 	{
-		const uint16_t *b0 = W->data + (size_t) jb * C * TILE_COLS,
-				   *b1 = b0 + (size_t) C * TILE_COLS;
-		float	   *o = out + (size_t) jb * TILE_COLS;
-
-		_tile_zero(0);
-		_tile_zero(1);
-		if (rows1)
-		{
-			_tile_zero(2);
-			_tile_zero(3);
-		}
-		for (int kb = 0; kb < C / TILE_K; kb++)
-		{
-			/* a B tile is 16 k pairs x 16 columns = 512 bfloat16, 64 bytes a row */
-			_tile_loadd(4, a + kb * TILE_K, C * 2);
-			_tile_loadd(6, b0 + (size_t) kb * 512, 64);
-			_tile_loadd(7, b1 + (size_t) kb * 512, 64);
-			_tile_dpbf16ps(0, 4, 6);
-			_tile_dpbf16ps(1, 4, 7);
-			if (rows1)
-			{
-				_tile_loadd(5, a1 + kb * TILE_K, C * 2);
-				_tile_dpbf16ps(2, 5, 6);
-				_tile_dpbf16ps(3, 5, 7);
-			}
-		}
-		_tile_stored(0, o, OC * 4);
-		_tile_stored(1, o + TILE_COLS, OC * 4);
-		if (rows1)
-		{
-			_tile_stored(2, o + (size_t) TILE_ROWS * OC, OC * 4);
-			_tile_stored(3, o + (size_t) TILE_ROWS * OC + TILE_COLS, OC * 4);
-		}
+		/* a B tile is 16 k pairs x 16 columns = 512 bfloat16, 64 bytes a row */
+		_tile_loadd(4, a + kb * TILE_K, C * 2);
+		_tile_loadd(5, a1 + kb * TILE_K, C * 2);
+		_tile_loadd(6, b0 + (size_t) kb * 512, 64);
+		_tile_loadd(7, b1 + (size_t) kb * 512, 64);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+		_tile_dpbf16ps(2, 5, 6);
+		_tile_dpbf16ps(3, 5, 7);
 	}
+	_tile_stored(0, out, ld * 4);
+	_tile_stored(1, out + TILE_COLS, ld * 4);
+	_tile_stored(2, out + (size_t) TILE_ROWS * ld, ld * 4);
+	_tile_stored(3, out + (size_t) TILE_ROWS * ld + TILE_COLS, ld * 4);
 }
 
 __attribute__((target("amx-tile")))
@@ -254,26 +241,39 @@ bool
 gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N)
 {
 	const int	C = W->C,
-				OC = W->OC;
+				OC = W->OC,
+				padded = (N + 2 * TILE_ROWS - 1) / (2 * TILE_ROWS) * (2 * TILE_ROWS);
+	float		tail[2 * TILE_ROWS * 2 * TILE_COLS];
 	uint16_t   *a;
-	int			configured = -1;
 
 	if (N <= 0)
 		return true;
-	if ((a = malloc((size_t) N * C * sizeof(uint16_t))) == NULL)
+	/* the input rows in bfloat16, padded with zero rows to whole 32-row blocks */
+	if ((a = aligned_alloc(64, (size_t) padded * C * sizeof(uint16_t))) == NULL)
 		return false;
 	rows_to_bf16(a, inp, (size_t) N * C);
-	for (int n0 = 0; n0 < N; n0 += 2 * TILE_ROWS)
+	memset(a + (size_t) N * C, 0, (size_t) (padded - N) * C * sizeof(uint16_t));
+	configure_tiles();
+	for (int jb = 0; jb < OC / TILE_COLS; jb += 2)
 	{
-		int			rows = N - n0 < 2 * TILE_ROWS ? N - n0 : 2 * TILE_ROWS,
-					rows0 = rows < TILE_ROWS ? rows : TILE_ROWS;
+		const uint16_t *b0 = W->data + (size_t) jb * C * TILE_COLS;
 
-		if (rows != configured)
+		for (int n0 = 0; n0 < padded; n0 += 2 * TILE_ROWS)
 		{
-			configure_tiles(rows0, rows - rows0);
-			configured = rows;
+			float	   *o = out + (size_t) n0 * OC + jb * TILE_COLS;
+			int			rows = N - n0;
+
+			if (rows >= 2 * TILE_ROWS)
+				block_32x32(o, OC, a + (size_t) n0 * C, b0, C);
+			else
+			{
+				/* the last, partial block goes through a scratch block */
+				block_32x32(tail, 2 * TILE_COLS, a + (size_t) n0 * C, b0, C);
+				for (int r = 0; r < rows; r++)
+					memcpy(o + (size_t) r * OC, tail + r * 2 * TILE_COLS,
+						   sizeof(float) * 2 * TILE_COLS);
+			}
 		}
-		row_block(out + (size_t) n0 * OC, a + (size_t) n0 * C, W, rows - rows0);
 	}
 	release_tiles();
 	free(a);
