@@ -9,8 +9,9 @@
  *   dept-bench tokenize --texts F [--limit N]        label and ids of each text, a line each
  *   dept-bench vectors --texts F --limit N           the first N sentence vectors, as JSON
  *
- * embed, predict and vectors take --precision bfloat16 to run the encoder's
- * products on AMX (gemm_amx.h; what dept.matmul_precision = bfloat16 does).
+ * embed, predict, vectors and train take --precision bfloat16 to run the
+ * encoder's products on AMX (gemm_amx.h; what dept.matmul_precision =
+ * bfloat16 does in SQL, and dept_train's "precision" option in training).
  *
  * F is a TSV with the header "label<TAB>text".  embed and predict time
  * the whole path a user pays for -- tokenize, embed, adapter, encoder,
@@ -404,6 +405,7 @@ bench_train(const BenchArgs *a)
 	Adapter    *ad = make_adapter(bb, method_of(a->method), ds->n_classes, a->batch);
 	int			P = adapter_prompt_rows(&ad->cfg);
 	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
+	bool		bf16 = a->bf16 && bb->ops->run_use_bf16 && bb->ops->run_use_bf16(run, true);
 	StepBuffers sb;
 	AdamW		opt;
 	long		tokens = 0;
@@ -425,7 +427,8 @@ bench_train(const BenchArgs *a)
 	for (int i = 0; i < a->steps; i++)
 		loss = train_step(bb, run, ad, &opt, &sb, ds, (i + 2) * a->batch, a->batch, &tokens);
 	secs = now_seconds() - t0;
-	printf("{\"bench\": \"train\", \"method\": \"%s\", ", a->method);
+	printf("{\"bench\": \"train\", \"method\": \"%s\", \"precision\": \"%s\", ", a->method,
+		   bf16 ? "bfloat16" : "float32");
 	print_blas();
 	printf(", \"batch\": %d, \"steps\": %d, \"prompt_rows\": %d, \"rank\": %d, "
 		   "\"trainable_params\": %zu, \"tokens\": %ld, \"seconds\": %.4f, "

@@ -22,11 +22,12 @@ backward, gradient clipping and AdamW with one parameter group per
 learning rate -- the step of src/nn/train.c, at the sizes dept_train uses
 by default (DePT m = 60, r = 26 from the budget of PT l = 100, s = 128).
 
-With PEER_PRECISION=bfloat16 in the environment, inference runs the dense
-layers' products in bfloat16 as ours does with dept.matmul_precision =
-bfloat16: weights cast to bfloat16 once at load, inputs cast per call,
-float32 outputs and biases, attention and the rest in float32 (on this
-CPU PyTorch's oneDNN runs bfloat16 linears on AMX).
+With PEER_PRECISION=bfloat16 in the environment, the dense layers'
+products run in bfloat16 as ours do with dept.matmul_precision = bfloat16
+(and dept_train's "precision": "bfloat16"): weights cast to bfloat16 once
+at load, inputs cast per call, float32 outputs and biases, attention and
+the rest in float32; autograd takes the input-gradient through the same
+bfloat16 linears (on this CPU PyTorch's oneDNN runs them on AMX).
 
 Prints one JSON line.  Weights are read with the manifest reader of
 tools/ref/use_lite_torch.py (the float64 golden model); everything else
@@ -243,6 +244,7 @@ def run_train(enc, labels, rows, batch, steps, method):
         opt.step()
     secs = time.perf_counter() - t0
     return {"bench": "train", "method": method, "batch": batch, "steps": steps,
+            "precision": "bfloat16" if enc.bf16 else "float32",
             "prompt_rows": ad.m, "rank": ad.r, "trainable_params": ad.params(), "tokens": tokens,
             "seconds": round(secs, 4), "ms_per_step": round(secs / steps * 1e3, 2),
             "tokens_per_second": round(tokens / secs), "last_loss": round(float(loss), 4),
@@ -255,8 +257,6 @@ def main():
     torch.set_num_threads(threads)
     torch.set_num_interop_threads(1)
     bf16 = os.environ.get("PEER_PRECISION") == "bfloat16"
-    if bf16 and cmd == "train":
-        raise SystemExit("training runs in float32 only")
     enc = Encoder(model_dir, bf16)
     labels, rows = read_ids(ids_path)
     if cmd == "embed":

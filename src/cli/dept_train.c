@@ -58,6 +58,8 @@ usage(FILE *f)
 			"  --lr X --lowrank-lr X --ept-lr X --head-lr X --weight-decay X\n"
 			"  --valid-fraction F --eval-every N --patience N --warmup-ratio F --max-grad-norm X\n"
 			"  --init-text TEXT       prompt init text ('' = sampled vocabulary)\n"
+			"  --precision P          float32 (default) or bfloat16: the encoder's products\n"
+			"                         on AMX where the CPU has it (src/nn/gemm_amx.h)\n"
 			"  --text-column NAME --label-column NAME\n"
 			"  --threads N            OpenBLAS threads (default 1)\n"
 			"  --report FILE          write the JSON report there (default stdout)\n"
@@ -105,7 +107,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"init-text", required_argument, 0, 11}, {"text-column", required_argument, 0, 12},
 		{"label-column", required_argument, 0, 13}, {"threads", required_argument, 0, 14},
 		{"report", required_argument, 0, 15}, {"quiet", no_argument, 0, 16},
-		{"head", required_argument, 0, 17},
+		{"head", required_argument, 0, 17}, {"precision", required_argument, 0, 18},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -161,6 +163,15 @@ parse_args(int argc, char **argv, CliArgs *a)
 					fprintf(stderr, "dept-train: --head must be text or linear, not \"%s\"\n", optarg);
 					return -1;
 				}
+				break;
+			case 18:
+				if (strcmp(optarg, "float32") != 0 && strcmp(optarg, "bfloat16") != 0)
+				{
+					fprintf(stderr, "dept-train: --precision must be float32 or bfloat16, not \"%s\"\n",
+							optarg);
+					return -1;
+				}
+				o->bf16 = strcmp(optarg, "bfloat16") == 0;
 				break;
 			case 'h': usage(stdout); exit(0);
 			default: usage(stderr); return -1;
@@ -352,6 +363,7 @@ main(int argc, char **argv)
 			method_name(a.opt.method), bb->ops->family,
 			res.adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", nn_blas_core(),
 			a.threads);
+	fprintf(out, " \"precision\": \"%s\",\n", a.opt.bf16 ? "bfloat16" : "float32");
 	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
 			adapter_prompt_rows(&res.adapter->cfg), res.adapter->cfg.rank, res.adapter->cfg.max_len,
 			res.adapter->cfg.subspaces, res.adapter->cfg.subspace_rank);

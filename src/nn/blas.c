@@ -47,7 +47,7 @@ open_library(void)
 	void	   *lib = NULL;
 
 	for (size_t i = 0; lib == NULL && i < sizeof(names) / sizeof(names[0]); i++)
-		lib = dlopen(names[i], RTLD_NOW | RTLD_LOCAL);
+		lib = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL);	/* binds symbols as they are used */
 	return lib;
 }
 

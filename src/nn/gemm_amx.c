@@ -24,8 +24,9 @@
 
 struct AmxWeight
 {
-	int			C,
-				OC;
+	int			C,				/* the product's inner dimension k */
+				OC;				/* its columns */
+	bool		transposed;		/* packed from W^T: the source is (OC, C) */
 	uint16_t   *data;			/* [OC/16][C/32][16 k pairs][16 columns][2] */
 };
 
@@ -69,7 +70,22 @@ gemm_amx_usable(int C, int OC)
 	return amx_ready && C > 0 && OC > 0 && C % TILE_K == 0 && OC % (2 * TILE_COLS) == 0;
 }
 
-/* float32 -> bfloat16, round to nearest even (NaN stays NaN) */
+/*
+ * One row of tile B: columns c..c+16 of rows k and k+1 as 16 (W[k][c],
+ * W[k+1][c]) pairs, rounded to nearest even by the conversion instruction;
+ * row k's value is the low half of each 32-bit pair.
+ */
+__attribute__((target("avx512f,avx512bf16")))
+static void
+pack_pair_row(uint16_t *dst, const float *row_k, const float *row_k1)
+{
+	__m512i		lo = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(_mm512_loadu_ps(row_k))),
+				hi = _mm512_cvtepu16_epi32((__m256i) _mm512_cvtneps_pbh(_mm512_loadu_ps(row_k1)));
+
+	_mm512_storeu_si512((void *) dst, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+}
+
+/* float32 -> bfloat16, round to nearest even (NaN stays NaN), as vcvtneps2bf16 does */
 static uint16_t
 to_bf16(float f)
 {
@@ -82,40 +98,55 @@ to_bf16(float f)
 	return (uint16_t) (u >> 16);
 }
 
+/*
+ * The packed (C, OC) operand: W itself, or, transposed, the W^T of a
+ * source W (OC, C) -- what the input-backward dinp = dout W^T multiplies by.
+ */
 static AmxWeight *
-pack_weight(const float *W, int C, int OC)
+pack_weight(const float *W, int C, int OC, bool transposed)
 {
 	AmxWeight  *p = malloc(sizeof(AmxWeight));
-	size_t		o = 0;
+	uint16_t   *dst;
 
 	if (p == NULL)
 		return NULL;
 	p->C = C;
 	p->OC = OC;
+	p->transposed = transposed;
 	p->data = aligned_alloc(64, (size_t) C * OC * sizeof(uint16_t));
 	if (p->data == NULL)
 	{
 		free(p);
 		return NULL;
 	}
+	/* [OC/16][C/32][16 k pairs][16 columns][2]: per column block, k pairs in order */
+	dst = p->data;
 	for (int jb = 0; jb < OC / TILE_COLS; jb++)
-		for (int kb = 0; kb < C / TILE_K; kb++)
-			for (int kp = 0; kp < TILE_K / 2; kp++)
+		for (int k = 0; k < C; k += 2, dst += 2 * TILE_COLS)
+		{
+			if (!transposed)
+				pack_pair_row(dst, W + (size_t) k * OC + jb * TILE_COLS,
+							  W + (size_t) (k + 1) * OC + jb * TILE_COLS);
+			else
 				for (int c = 0; c < TILE_COLS; c++)
-					for (int t = 0; t < 2; t++)
-						p->data[o++] = to_bf16(W[(size_t) (kb * TILE_K + 2 * kp + t) * OC +
-												 jb * TILE_COLS + c]);
+				{
+					const float *src = W + (size_t) (jb * TILE_COLS + c) * C + k;
+
+					dst[2 * c] = to_bf16(src[0]);
+					dst[2 * c + 1] = to_bf16(src[1]);
+				}
+		}
 	return p;
 }
 
-const AmxWeight *
-gemm_amx_weight(const float *W, int C, int OC)
+static const AmxWeight *
+find_or_pack(const float *W, int C, int OC, bool transposed)
 {
 	AmxWeight  *p;
 
 	for (int i = 0; i < registry.n; i++)
 		if (registry.source[i] == W && registry.packed[i]->C == C &&
-			registry.packed[i]->OC == OC)
+			registry.packed[i]->OC == OC && registry.packed[i]->transposed == transposed)
 			return registry.packed[i];
 	if (registry.n == registry.cap)
 	{
@@ -131,11 +162,23 @@ gemm_amx_weight(const float *W, int C, int OC)
 		registry.packed = q;
 		registry.cap = cap;
 	}
-	if ((p = pack_weight(W, C, OC)) == NULL)
+	if ((p = pack_weight(W, C, OC, transposed)) == NULL)
 		return NULL;
 	registry.source[registry.n] = W;
 	registry.packed[registry.n++] = p;
 	return p;
+}
+
+const AmxWeight *
+gemm_amx_weight(const float *W, int C, int OC)
+{
+	return find_or_pack(W, C, OC, false);
+}
+
+const AmxWeight *
+gemm_amx_weight_transposed(const float *W, int C, int OC)
+{
+	return find_or_pack(W, OC, C, true);
 }
 
 void
@@ -203,15 +246,25 @@ rows_to_bf16(uint16_t *dst, const float *src, size_t n)
  */
 __attribute__((target("amx-tile,amx-bf16")))
 static void
-block_32x32(float *out, int ld, const uint16_t *a, const uint16_t *b0, int C)
+block_32x32(float *out, int ld, const uint16_t *a, const uint16_t *b0, int C, bool accumulate)
 {
 	const uint16_t *a1 = a + (size_t) TILE_ROWS * C,
 			   *b1 = b0 + (size_t) C * TILE_COLS;
 
-	_tile_zero(0);
-	_tile_zero(1);
-	_tile_zero(2);
-	_tile_zero(3);
+	if (accumulate)
+	{
+		_tile_loadd(0, out, ld * 4);
+		_tile_loadd(1, out + TILE_COLS, ld * 4);
+		_tile_loadd(2, out + (size_t) TILE_ROWS * ld, ld * 4);
+		_tile_loadd(3, out + (size_t) TILE_ROWS * ld + TILE_COLS, ld * 4);
+	}
+	else
+	{
+		_tile_zero(0);
+		_tile_zero(1);
+		_tile_zero(2);
+		_tile_zero(3);
+	}
 	for (int kb = 0; kb < C / TILE_K; kb++)
 	{
 		/* a B tile is 16 k pairs x 16 columns = 512 bfloat16, 64 bytes a row */
@@ -238,7 +291,8 @@ release_tiles(void)
 }
 
 bool
-gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N)
+gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N,
+		 bool accumulate)
 {
 	const int	C = W->C,
 				OC = W->OC,
@@ -264,11 +318,15 @@ gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, in
 			int			rows = N - n0;
 
 			if (rows >= 2 * TILE_ROWS)
-				block_32x32(o, OC, a + (size_t) n0 * C, b0, C);
+				block_32x32(o, OC, a + (size_t) n0 * C, b0, C, accumulate);
 			else
 			{
 				/* the last, partial block goes through a scratch block */
-				block_32x32(tail, 2 * TILE_COLS, a + (size_t) n0 * C, b0, C);
+				if (accumulate)
+					for (int r = 0; r < rows; r++)
+						memcpy(tail + r * 2 * TILE_COLS, o + (size_t) r * OC,
+							   sizeof(float) * 2 * TILE_COLS);
+				block_32x32(tail, 2 * TILE_COLS, a + (size_t) n0 * C, b0, C, accumulate);
 				for (int r = 0; r < rows; r++)
 					memcpy(o + (size_t) r * OC, tail + r * 2 * TILE_COLS,
 						   sizeof(float) * 2 * TILE_COLS);
@@ -298,8 +356,15 @@ gemm_amx_weight(const float *W, int C, int OC)
 	return NULL;
 }
 
+const AmxWeight *
+gemm_amx_weight_transposed(const float *W, int C, int OC)
+{
+	return NULL;
+}
+
 bool
-gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N)
+gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N,
+		 bool accumulate)
 {
 	return false;
 }

@@ -1,6 +1,7 @@
 /*
- * gemm_amx.h: out = inp W + bias in bfloat16 on Intel AMX, for inference
- * when dept.matmul_precision is 'bfloat16' (training always runs in float).
+ * gemm_amx.h: out = inp W + bias, and the input-backward dinp += dout W^T,
+ * in bfloat16 on Intel AMX: inference when dept.matmul_precision is
+ * 'bfloat16', training when its "precision" option is.
  *
  * Why: on one core the FP32 products of a 20-token sentence run at 75
  * GFLOP/s (gemm_rows.h), about half the AVX-512 peak, and a single-row
@@ -42,8 +43,16 @@ bool		gemm_amx_usable(int C, int OC);
 /* W (C, OC) packed for gemm_amx, made on first use; NULL when out of memory. */
 const AmxWeight *gemm_amx_weight(const float *W, int C, int OC);
 
-/* out (N, OC) = bf16(inp (N, C)) @ bf16(W) + bias; false (nothing written) when out of memory. */
-bool		gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N);
+/* W^T (OC, C) of the same W (C, OC), packed for gemm_amx: the input-backward's operand. */
+const AmxWeight *gemm_amx_weight_transposed(const float *W, int C, int OC);
+
+/*
+ * out (N, cols) = bf16(inp (N, k)) @ bf16(W) + bias (cols, or NULL), or
+ * out += that when accumulate; k, cols are W's packed shape.  False (out
+ * untouched) when out of memory.
+ */
+bool		gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N,
+					 bool accumulate);
 
 /* Free every packed weight (a backbone is closing: its addresses may be reused). */
 void		gemm_amx_forget_weights(void);

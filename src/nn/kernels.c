@@ -49,9 +49,21 @@ matmul_forward_bf16(float *out, const float *inp, const float *weight,
 	const AmxWeight *packed;
 
 	if (N > 0 && gemm_amx_usable(C, OC) && (packed = gemm_amx_weight(weight, C, OC)) != NULL &&
-		gemm_amx(out, inp, packed, bias, N))
+		gemm_amx(out, inp, packed, bias, N, false))
 		return;
 	matmul_forward(out, inp, weight, bias, N, C, OC);	/* no AMX, or out of memory */
+}
+
+void
+matmul_backward_bf16(float *dinp, const float *dout, const float *weight, int N, int C, int OC)
+{
+	const AmxWeight *packed;
+
+	if (N > 0 && gemm_amx_usable(OC, C) &&
+		(packed = gemm_amx_weight_transposed(weight, C, OC)) != NULL &&
+		gemm_amx(dinp, dout, packed, NULL, N, true))
+		return;
+	matmul_backward(dinp, dout, weight, N, C, OC);
 }
 
 void

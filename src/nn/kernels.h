@@ -54,6 +54,10 @@ void		matmul_forward_bf16(float *out, const float *inp, const float *weight,
 void		matmul_backward(float *dinp, const float *dout, const float *weight,
 							int N, int C, int OC);
 
+/* The same in bfloat16 on AMX (gemm_amx.h) when it runs here, else matmul_backward. */
+void		matmul_backward_bf16(float *dinp, const float *dout, const float *weight, int N,
+								 int C, int OC);
+
 /* out (N) = a (N) + b (N); out may alias a or b. */
 void		residual_forward(float *out, const float *a, const float *b, size_t N);
 

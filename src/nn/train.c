@@ -118,7 +118,7 @@ workspace_free(const Backbone *bb, Workspace *ws)
 
 static NnStatus
 workspace_init(const Backbone *bb, Workspace *ws, int max_batch, int prompt_rows, int max_len,
-			   int n_classes, bool training, NnError *err)
+			   int n_classes, bool training, bool bf16, NnError *err)
 {
 	size_t		B = max_batch,
 				d = bb->d_embed;
@@ -140,6 +140,8 @@ workspace_init(const Backbone *bb, Workspace *ws, int max_batch, int prompt_rows
 	ws->logits = malloc(sizeof(float) * B * n_classes);
 	ws->labels = malloc(sizeof(int) * B);
 	ws->run = bb->ops->run_new(bb, max_batch, ws->max_seq);
+	if (ws->run && bf16 && bb->ops->run_use_bf16)
+		bb->ops->run_use_bf16(ws->run, true);
 	if (!ws->E || !ws->e_mask || !ws->X || !ws->x_mask || (training && !ws->dX) || !ws->h ||
 		!ws->dh || !ws->logits || !ws->labels || !ws->run)
 	{
@@ -612,7 +614,7 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 	if ((st = tokenize_all(bb, ds, opt->max_len, &tc, err)) != NN_OK)
 		goto done;
 	if ((st = workspace_init(bb, &ws, opt->batch_size, adapter_prompt_rows(&a->cfg), opt->max_len,
-							 ds->n_classes, !probe, err)) != NN_OK)
+							 ds->n_classes, !probe, opt->bf16, err)) != NN_OK)
 		goto done;
 	if (text && (ws.targets = malloc(sizeof(int32_t) * (size_t) opt->batch_size * a->label_len)) == NULL)
 	{
@@ -788,7 +790,7 @@ evaluate_rows(const Backbone *bb, Adapter *a, const Dataset *ds, const int *rows
 	if (st == NN_OK)
 		st = workspace_init(bb, &ws, batch_size, adapter_prompt_rows(&a->cfg), max_len,
 							ds->n_classes > a->cfg.n_classes ? ds->n_classes : a->cfg.n_classes,
-							false, err);
+							false, false, err);
 	if (st == NN_OK)
 		st = evaluate_cached(bb, a, &ws, &tc, ds, NULL, rows, n_rows, out, err);
 	token_cache_free(&tc);

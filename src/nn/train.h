@@ -90,6 +90,7 @@ typedef struct TrainOptions
 	float		warmup_ratio;
 	double		max_grad_norm;	/* 0 = no clipping */
 	const char *init_text;		/* prompt TEXT init; NULL or "" = sampled vocabulary */
+	bool		bf16;			/* encoder products in bfloat16 on AMX where it runs (gemm_amx.h) */
 	/* called after every step; returning false cancels training */
 	bool		(*progress) (void *arg, const TrainProgress *p);
 	void	   *progress_arg;

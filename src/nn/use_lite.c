@@ -498,7 +498,7 @@ use_lite_run_use_bf16(BackboneRun *brun, bool on)
 	return run->bf16;
 }
 
-/* out = inp W + b in the run's precision */
+/* out = inp W + b in the run's precision; dense_backward: dinp += dout W^T */
 static void
 dense(const UseLiteRun *run, float *out, const float *inp, const float *W, const float *b,
 	  int N, int C, int OC)
@@ -507,6 +507,16 @@ dense(const UseLiteRun *run, float *out, const float *inp, const float *W, const
 		matmul_forward_bf16(out, inp, W, b, N, C, OC);
 	else
 		matmul_forward(out, inp, W, b, N, C, OC);
+}
+
+static void
+dense_backward(const UseLiteRun *run, float *dinp, const float *dout, const float *W, int N,
+			   int C, int OC)
+{
+	if (run->bf16)
+		matmul_backward_bf16(dinp, dout, W, N, C, OC);
+	else
+		matmul_backward(dinp, dout, W, N, C, OC);
 }
 
 /*
@@ -552,35 +562,35 @@ layer_forward(const UseLite *m, const UseLiteRun *run, const UseLiteLayer *L, Us
  * dinp may be dbig (d(qkv) is dead by the time dinp is written).
  */
 static void
-layer_backward(const UseLiteLayer *L, const UseLiteActs *a, float *dres, float *dinp,
-			   float *dsmall, float *dbig, float *datt, const float *inp, int N,
+layer_backward(const UseLiteRun *run, const UseLiteLayer *L, const UseLiteActs *a, float *dres,
+			   float *dinp, float *dsmall, float *dbig, float *datt, const float *inp, int N,
 			   const int *offsets, int B)
 {
 	int			d = L->d_in;
 
 	/* FFN block, h_out = h_mid + relu(LN2(h_mid) W1 + b1) W2 + b2 */
 	memset(dbig, 0, sizeof(float) * N * UL_D_FF);
-	matmul_backward(dbig, dres, L->w_fc2, N, UL_D_FF, UL_D_MODEL);
+	dense_backward(run, dbig, dres, L->w_fc2, N, UL_D_FF, UL_D_MODEL);
 	relu_backward(dbig, dbig, a->fch, (size_t) N * UL_D_FF);
 	memset(dsmall, 0, sizeof(float) * N * UL_D_MODEL);
-	matmul_backward(dsmall, dbig, L->w_fc1, N, UL_D_MODEL, UL_D_FF);
+	dense_backward(run, dsmall, dbig, L->w_fc1, N, UL_D_MODEL, UL_D_FF);
 	/* dres becomes d(h_mid): the residual's identity plus the LN2 branch */
 	layernorm_backward(dres, dsmall, a->h_mid, L->ln2_w, a->ln2_mean, a->ln2_rstd,
 					   N, UL_D_MODEL);
 
 	/* attention block, h_mid = MHA(LN1(inp)) Wo + bo + residual(inp) */
 	memset(dsmall, 0, sizeof(float) * N * d);
-	matmul_backward(dsmall, dres, L->w_o, N, d, UL_D_MODEL);
+	dense_backward(run, dsmall, dres, L->w_o, N, d, UL_D_MODEL);
 	memset(dbig, 0, sizeof(float) * N * 3 * d);
 	attention_backward(dbig, datt, dsmall, a->qkv, a->att, offsets, B, d, L->n_heads,
 					   L->q_scale);
 	memset(dsmall, 0, sizeof(float) * N * d);
-	matmul_backward(dsmall, dbig, L->w_qkv, N, d, 3 * d);
+	dense_backward(run, dsmall, dbig, L->w_qkv, N, d, 3 * d);
 	if (L->w_res != NULL)
 	{
 		/* d(inp) = dres Wd^T + LN1 branch */
 		memset(dinp, 0, sizeof(float) * N * d);
-		matmul_backward(dinp, dres, L->w_res, N, d, UL_D_MODEL);
+		dense_backward(run, dinp, dres, L->w_res, N, d, UL_D_MODEL);
 		layernorm_backward(dinp, dsmall, inp, L->ln1_w, a->ln1_mean, a->ln1_rstd, N, d);
 	}
 	else
@@ -660,14 +670,14 @@ use_lite_backward(const Backbone *bb, BackboneRun *brun, const float *dout, floa
 	l2norm_backward(run->dhidden, dout, run->hidden, run->inv_norm, B, UL_D_MODEL, m->l2_eps);
 	tanh_backward(run->dhidden, run->dhidden, run->hidden, (size_t) B * UL_D_MODEL);
 	memset(run->dpooled, 0, sizeof(float) * B * UL_D_MODEL);
-	matmul_backward(run->dpooled, run->dhidden, m->w_tanh, B, UL_D_MODEL, UL_D_MODEL);
+	dense_backward(run, run->dpooled, run->dhidden, m->w_tanh, B, UL_D_MODEL, UL_D_MODEL);
 	memset(run->proj, 0, sizeof(float) * N * UL_D_MODEL);
 	meanpool_backward(run->proj, run->dpooled, run->offsets, B, UL_D_MODEL);
 
 	/* the stack in reverse; run->proj carries the residual stream's gradient */
-	layer_backward(&m->layer[1], &run->layer[1], run->proj, NULL, run->tmp, run->dbig,
+	layer_backward(run, &m->layer[1], &run->layer[1], run->proj, NULL, run->tmp, run->dbig,
 				   run->datt, run->layer[0].h_out, N, run->offsets, B);
-	layer_backward(&m->layer[0], &run->layer[0], run->proj, run->dbig, run->tmp, run->dbig,
+	layer_backward(run, &m->layer[0], &run->layer[0], run->proj, run->dbig, run->tmp, run->dbig,
 				   run->datt, run->x0, N, run->offsets, B);
 	/* x0 = X + (X + signal): dX = 2 dx0 on the packed rows */
 	timing_sum_backward(dx, run->dbig, run->rows, N, run->seq_len, UL_D_EMBED);

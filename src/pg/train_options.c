@@ -67,6 +67,7 @@ static const OptionSpec option_specs[] = {
 	{"init_text", OPT_TEXT, 0, 1000},
 	{"model", OPT_TEXT, 1, 64},
 	{"head", OPT_TEXT, 1, 16},
+	{"precision", OPT_TEXT, 1, 16},
 };
 
 static const OptionSpec *
@@ -127,6 +128,16 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 				o->head = TRAIN_HEAD_LINEAR;
 			else
 				bad_option(k, "The value must be \"text\" or \"linear\".");
+		}
+		else if (strcmp(k, "precision") == 0)
+		{
+			/* the encoder's products in training: bfloat16 on AMX where it runs (gemm_amx.h) */
+			if (v->val.string.len == 7 && memcmp(v->val.string.val, "float32", 7) == 0)
+				o->bf16 = false;
+			else if (v->val.string.len == 8 && memcmp(v->val.string.val, "bfloat16", 8) == 0)
+				o->bf16 = true;
+			else
+				bad_option(k, "The value must be \"float32\" or \"bfloat16\".");
 		}
 		else if (strcmp(k, "init_text") == 0)
 		{
@@ -208,7 +219,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");

@@ -870,14 +870,16 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 					 "\"alpha\": %g, \"subspaces\": %d, \"subspace_rank\": %d, \"lr\": %g, "
 					 "\"lowrank_lr\": %g, \"ept_lr\": %g, \"head_lr\": %g, \"weight_decay\": %g, "
 					 "\"epochs\": %d, \"max_steps\": %ld, \"batch_size\": %d, \"valid_fraction\": %g, "
-					 "\"seed\": %llu, \"trainable_params\": %zu, \"init_text\": ",
+					 "\"seed\": %llu, \"trainable_params\": %zu, \"precision\": \"%s\", "
+					 "\"init_text\": ",
 					 req->method, adapter_prompt_rows(&a->cfg),
 					 (a->cfg.method == ADAPTER_DEPT || a->cfg.method == ADAPTER_EPT) ? a->cfg.rank : 0,
 					 a->cfg.max_len,
 					 a->cfg.alpha, a->cfg.subspaces, a->cfg.subspace_rank, req->opt.lr_prompt,
 					 req->opt.lr_lowrank, req->opt.lr_ept, req->opt.lr_head, req->opt.weight_decay,
 					 req->opt.epochs, req->opt.max_steps, req->opt.batch_size,
-					 req->opt.valid_fraction, (unsigned long long) req->opt.seed, res->param_count);
+					 req->opt.valid_fraction, (unsigned long long) req->opt.seed, res->param_count,
+					 req->opt.bf16 ? "bfloat16" : "float32");
 	escape_json(&hyper, req->init_text);
 	appendStringInfoString(&hyper, ", \"model\": ");
 	escape_json(&hyper, req->model_name);

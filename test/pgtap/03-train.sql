@@ -25,7 +25,7 @@ DROP ROLE IF EXISTS tap_outsider;
 CREATE ROLE tap_outsider LOGIN;
 
 BEGIN;
-SELECT plan(42);
+SELECT plan(45);
 
 -- The first version: a linear probe, trained and activated.
 SELECT is(dept_train('tap_reviews', 'label', adapter => 'tap_probe', method => 'probe',
@@ -91,6 +91,16 @@ SELECT results_eq($$SELECT method, (hyperparameters ->> 'prompt_length')::int,
 				  $$VALUES ('dept', 8, true)$$, 'its prompt length and a budget-derived rank are recorded');
 SELECT ok(dept_predict('tap_dept', 'a wonderful film') IN ('negative', 'positive'),
 		  'the DePT adapter predicts');
+
+-- The same run with the encoder's products in bfloat16 (AMX where the CPU
+-- has it, float32 elsewhere): recorded, and the adapter predicts like any other.
+SELECT is(dept_train('tap_reviews', 'label', adapter => 'tap_dept_bf16', method => 'dept',
+					 options => '{"prompt_length": 8, "max_length": 32, "batch_size": 16, "max_steps": 12, "seed": 3, "precision": "bfloat16"}'),
+		  'tap_dept_bf16', 'DePT trains with bfloat16 products');
+SELECT is((SELECT hyperparameters ->> 'precision' FROM dept.adapters WHERE name = 'tap_dept_bf16'),
+		  'bfloat16', 'the precision is recorded');
+SELECT ok(dept_predict('tap_dept_bf16', 'a wonderful film') IN ('negative', 'positive'),
+		  'the adapter trained in bfloat16 predicts');
 
 -- Cancelling a running job: it stops within about a second and stores nothing.
 CREATE FUNCTION pg_temp.wait_until_training(job bigint) RETURNS boolean LANGUAGE plpgsql AS $$

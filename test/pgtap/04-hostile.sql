@@ -84,7 +84,7 @@ INSERT INTO hostile_bigtext VALUES ('positive', repeat('a wonderful film ', 6200
 	('negative', repeat('x', 1048576));
 
 BEGIN;
-SELECT plan(128);
+SELECT plan(130);
 
 -- Outcome of a dept_train(..., wait => false) call: 'rejected <SQLSTATE>' if the
 -- call itself failed; else how its job ended (within deadline seconds, after
@@ -315,6 +315,8 @@ SELECT throws_ok(pg_temp.opt('probe', format('{"model": "%s"}', repeat('m', 65))
 SELECT throws_ok(pg_temp.opt('probe', '{"model": ""}'), '22023', NULL, 'an empty model name');
 SELECT throws_ok(pg_temp.opt('pt', format('{"init_text": "%s"}', repeat('x', 1001))), '22023', NULL,
 				 'init_text of 1,001 bytes');
+SELECT throws_ok(pg_temp.opt('dept', '{"precision": "float16"}'), '22023', NULL, 'precision float16');
+SELECT throws_ok(pg_temp.opt('dept', '{"precision": 16}'), '22023', NULL, 'precision as a number');
 SELECT throws_ok(pg_temp.opt('probe', '{"": 1}'), '22023', NULL, 'an empty option name');
 SELECT throws_ok(pg_temp.opt('probe', '[]'), '22023', NULL, 'options ''[]''');
 SELECT throws_ok(pg_temp.opt('probe', '1'), '22023', NULL, 'options ''1''');
