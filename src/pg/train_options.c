@@ -341,6 +341,9 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 	 */
 	est->rows = text_bytes + n_rows * (64 + 48 + 4 + 8 + 12 + 4 + 4 * s + (probe ? 4 * out : 0));
 	est->weights = DeptDirectoryBytes(model_dir);
+	/* bfloat16 training keeps each float weight packed twice (W and W^T) at 2 bytes: 1x again */
+	if (opt->bf16 && bb->ops->run_use_bf16 != NULL)
+		est->weights *= 2;
 	/* a worker training a 1-row batch of 8 tokens peaks at about 30 MB above its model files */
 	est->process = 32.0 * 1024 * 1024;
 	est->total = est->activations + est->workspace + est->adapter + est->rows + est->weights +
