@@ -283,6 +283,35 @@ block_32x32(float *out, int ld, const uint16_t *a, const uint16_t *b0, int C, bo
 	_tile_stored(3, out + (size_t) TILE_ROWS * ld + TILE_COLS, ld * 4);
 }
 
+/* The same for a block of at most 16 rows: the upper tiles only. */
+__attribute__((target("amx-tile,amx-bf16")))
+static void
+block_16x32(float *out, int ld, const uint16_t *a, const uint16_t *b0, int C, bool accumulate)
+{
+	const uint16_t *b1 = b0 + (size_t) C * TILE_COLS;
+
+	if (accumulate)
+	{
+		_tile_loadd(0, out, ld * 4);
+		_tile_loadd(1, out + TILE_COLS, ld * 4);
+	}
+	else
+	{
+		_tile_zero(0);
+		_tile_zero(1);
+	}
+	for (int kb = 0; kb < C / TILE_K; kb++)
+	{
+		_tile_loadd(4, a + kb * TILE_K, C * 2);
+		_tile_loadd(6, b0 + (size_t) kb * 512, 64);
+		_tile_loadd(7, b1 + (size_t) kb * 512, 64);
+		_tile_dpbf16ps(0, 4, 6);
+		_tile_dpbf16ps(1, 4, 7);
+	}
+	_tile_stored(0, out, ld * 4);
+	_tile_stored(1, out + TILE_COLS, ld * 4);
+}
+
 __attribute__((target("amx-tile")))
 static void
 release_tiles(void)
@@ -326,7 +355,10 @@ gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, in
 					for (int r = 0; r < rows; r++)
 						memcpy(tail + r * 2 * TILE_COLS, o + (size_t) r * OC,
 							   sizeof(float) * 2 * TILE_COLS);
-				block_32x32(tail, 2 * TILE_COLS, a + (size_t) n0 * C, b0, C, accumulate);
+				if (rows <= TILE_ROWS)
+					block_16x32(tail, 2 * TILE_COLS, a + (size_t) n0 * C, b0, C, accumulate);
+				else
+					block_32x32(tail, 2 * TILE_COLS, a + (size_t) n0 * C, b0, C, accumulate);
 				for (int r = 0; r < rows; r++)
 					memcpy(o + (size_t) r * OC, tail + r * 2 * TILE_COLS,
 						   sizeof(float) * 2 * TILE_COLS);
