@@ -5,7 +5,7 @@
  */
 #include "blas.h"
 
-#include "gemm_rows.h"
+#include "parallel.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -100,7 +100,7 @@ nn_blas_setup(int threads)
 		threads = 1;
 	if (nn_blas_load(&ignored) == NN_OK)
 		openblas.set_num_threads(threads);
-	gemm_rows_set_threads(threads);
+	nn_parallel_set_threads(threads);
 	return nn_blas_core();
 }
 

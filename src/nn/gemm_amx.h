@@ -23,7 +23,8 @@
  * weight, private to the process) until gemm_amx_forget_weights; the
  * packed copy is looked up by the weight's address, shape included.
  *
- * The kernel runs on the calling thread only.  Using AMX needs the
+ * The kernel runs on the calling thread only (split over two threads it
+ * was no faster on this machine's 2 vCPUs).  Using AMX needs the
  * kernel's permission (arch_prctl ARCH_REQ_XCOMP_PERM), asked once per
  * process; without it, or on a CPU without AMX, nothing here is usable and
  * callers take the float path.

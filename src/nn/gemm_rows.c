@@ -9,10 +9,9 @@
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <stdint.h>
+
+#include "parallel.h"
 
 #define ROW_BLOCK 6
 #define COL_BLOCK 64
@@ -110,17 +109,7 @@ gemm_rows_usable(int N, int C, int OC)
 	return has_avx512 && N > 0 && N <= GEMM_ROWS_MAX_N && C > 0 && OC % COL_BLOCK == 0;
 }
 
-/*
- * Threads.  With more than one thread (nn_blas_setup's count), the column
- * blocks are split evenly: helper i computes its share while the calling
- * thread computes the first.  Every output element is computed by one
- * thread with the same arithmetic, so results are identical for any
- * thread count.  Helpers are created on first use and live as long as the
- * process; they block every signal (a PostgreSQL backend's handlers must
- * run on its own thread) and touch nothing but the job.  After a job a
- * helper spins for about 0.1 ms before it sleeps, because the
- * products of one forward pass follow each other within microseconds.
- */
+/* One call's operands, shared by the parts of a split product (parallel.h). */
 typedef struct GemmJob
 {
 	float	   *out;
@@ -129,133 +118,30 @@ typedef struct GemmJob
 			   *bias;
 	int			N,
 				C,
-				OC,
-				j_begin,
-				j_end;
+				OC;
 } GemmJob;
 
-static struct
+/* The column blocks [begin, end) of a product. */
+static void
+column_blocks(void *ctx, int begin, int end)
 {
-	int			wanted;			/* threads asked for, calling thread included */
-	int			helpers;		/* helper threads running */
-	GemmJob		job[GEMM_ROWS_MAX_THREADS];
-	unsigned	born[GEMM_ROWS_MAX_THREADS];	/* generation when helper i started */
-	atomic_uint generation;		/* bumped once per split product */
-	atomic_int	pending;		/* helpers still working on it */
-	pthread_mutex_t lock;
-	pthread_cond_t wake;
-}			pool = {1, 0, {{0}}, {0}, 0, 0, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+	const GemmJob *j = ctx;
 
-#define SPIN_ROUNDS 2000		/* _mm_pause rounds, roughly 0.1 ms */
-
-static void *
-helper_main(void *arg)
-{
-	int			id = (int) (intptr_t) arg;
-	/* the generation at creation: only products issued later are this helper's */
-	unsigned	seen = pool.born[id];
-
-	for (;;)
-	{
-		unsigned	g = atomic_load(&pool.generation);
-
-		for (int spin = 0; g == seen && spin < SPIN_ROUNDS; spin++)
-		{
-			_mm_pause();
-			g = atomic_load(&pool.generation);
-		}
-		if (g == seen)
-		{
-			pthread_mutex_lock(&pool.lock);
-			while ((g = atomic_load(&pool.generation)) == seen)
-				pthread_cond_wait(&pool.wake, &pool.lock);
-			pthread_mutex_unlock(&pool.lock);
-		}
-		seen = g;
-		{
-			const GemmJob *j = &pool.job[id];
-
-			gemm_rows_avx512(j->out, j->inp, j->W, j->bias, j->N, j->C, j->OC, j->j_begin,
-							 j->j_end);
-		}
-		atomic_fetch_sub(&pool.pending, 1);
-	}
-	return NULL;
-}
-
-/* Start helpers up to wanted - 1; returns how many run. */
-static int
-start_helpers(void)
-{
-	sigset_t	all,
-				old;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	while (pool.helpers < pool.wanted - 1)
-	{
-		pthread_t	t;
-
-		pool.born[pool.helpers + 1] = atomic_load(&pool.generation);
-		if (pthread_create(&t, NULL, helper_main, (void *) (intptr_t) (pool.helpers + 1)) != 0)
-			break;
-		pthread_detach(t);
-		pool.helpers++;
-	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	return pool.helpers;
-}
-
-void
-gemm_rows_set_threads(int threads)
-{
-	pool.wanted = threads < 1 ? 1 : threads > GEMM_ROWS_MAX_THREADS ? GEMM_ROWS_MAX_THREADS : threads;
+	gemm_rows_avx512(j->out, j->inp, j->W, j->bias, j->N, j->C, j->OC, begin * COL_BLOCK,
+					 end * COL_BLOCK);
 }
 
 void
 gemm_rows(float *out, const float *inp, const float *W, const float *bias, int N, int C, int OC)
 {
-	int			blocks = OC / COL_BLOCK,
-				parts = pool.wanted;
+	GemmJob		job = {out, inp, W, bias, N, C, OC};
 
 	/* below a million multiply-adds a hand-off costs more than it saves */
-	if ((double) N * C * OC < 1048576.0)
-		parts = 1;
-	if (parts > blocks)
-		parts = blocks;
-	if (parts > 1 && pool.helpers < parts - 1)
-		parts = start_helpers() + 1 < parts ? pool.helpers + 1 : parts;
-	if (parts <= 1)
-	{
-		gemm_rows_avx512(out, inp, W, bias, N, C, OC, 0, OC);
-		return;
-	}
-	for (int p = 0; p < parts; p++)
-	{
-		GemmJob    *j = &pool.job[p];
-
-		*j = (GemmJob) {out, inp, W, bias, N, C, OC, blocks * p / parts * COL_BLOCK,
-		blocks * (p + 1) / parts * COL_BLOCK};
-	}
-	/* helpers beyond parts - 1 get empty ranges */
-	for (int p = parts; p <= pool.helpers; p++)
-		pool.job[p] = (GemmJob) {out, inp, W, bias, N, C, OC, OC, OC};
-	atomic_store(&pool.pending, pool.helpers);
-	atomic_fetch_add(&pool.generation, 1);
-	pthread_mutex_lock(&pool.lock);
-	pthread_cond_broadcast(&pool.wake);
-	pthread_mutex_unlock(&pool.lock);
-	gemm_rows_avx512(out, inp, W, bias, N, C, OC, pool.job[0].j_begin, pool.job[0].j_end);
-	while (atomic_load(&pool.pending) > 0)
-		_mm_pause();
+	nn_parallel_for(column_blocks, &job, OC / COL_BLOCK,
+					(double) N * C * OC < 1048576.0 ? 1 : nn_parallel_threads());
 }
 
 #else
-
-void
-gemm_rows_set_threads(int threads)
-{
-}
 
 bool
 gemm_rows_usable(int N, int C, int OC)

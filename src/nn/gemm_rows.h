@@ -29,21 +29,12 @@
  * at 21 rows of 512 x 1536, even at 64 rows, 10% slower at 96). */
 #define GEMM_ROWS_MAX_N 64
 
-/* Threads a product may be split over (gemm_rows_set_threads). */
-#define GEMM_ROWS_MAX_THREADS 8
-
 /* Methods */
 
 /* True when this CPU runs the kernel and the shape suits it (OC % 64 == 0). */
 bool		gemm_rows_usable(int N, int C, int OC);
 
-/*
- * Split products over this many threads, the caller's included (nn_blas_setup
- * passes dept.threads); 1, the default, starts no thread.
- */
-void		gemm_rows_set_threads(int threads);
-
-/* out (N, OC) = inp (N, C) @ W (C, OC) + bias (OC, or NULL). */
+/* out (N, OC) = inp (N, C) @ W (C, OC) + bias (OC, or NULL); split over nn_parallel_threads(). */
 void		gemm_rows(float *out, const float *inp, const float *W, const float *bias,
 					  int N, int C, int OC);
 

@@ -18,6 +18,7 @@
 
 #include "gemm_rows.h"
 #include "kernels.h"
+#include "parallel.h"
 #include "rng.h"
 #include "unit.h"
 
@@ -149,11 +150,11 @@ test_threads_identical(void)
 		printf("# no AVX-512 here: gemm_rows is not used\n");
 		return;
 	}
-	gemm_rows_set_threads(1);
+	nn_parallel_set_threads(1);
 	gemm_rows(one, x, w, b, N, C, OC);
 	for (int t = 2; t <= 3; t++)
 	{
-		gemm_rows_set_threads(t);
+		nn_parallel_set_threads(t);
 		for (int rep = 0; rep < 50; rep++)
 		{
 			memset(many, 0, sizeof(float) * N * OC);
@@ -162,7 +163,7 @@ test_threads_identical(void)
 				  "%d threads, call %d: results differ from one thread's", t, rep);
 		}
 	}
-	gemm_rows_set_threads(1);
+	nn_parallel_set_threads(1);
 	free(x);
 	free(w);
 	free(b);
