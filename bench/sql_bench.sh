@@ -6,13 +6,16 @@
 # port $BENCH_PORT, without the environment's OPENBLAS_CORETYPE (DESIGN.md
 # section 6): the extension loads OpenBLAS with the kernels the CPU calls
 # for (src/nn/blas.h).
-#   bench/sql_bench.sh TSV TRAIN_TSV SENTENCE      (after make install)
-# SENTENCE is the text of the latency test.  Progress goes to stderr.
+#   bench/sql_bench.sh TSV TRAIN_TSV SENTENCE [PREDICT_ROWS]     (after make install)
+# SENTENCE is the text of the latency test; PREDICT_ROWS (1000) the number of
+# leading texts dept-bench predict timed, which a serial dept_predict also
+# runs over, for a like-for-like comparison.  Progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tsv=$1
 train_tsv=$2
 sentence=$3
+predict_rows=${4:-1000}
 port=${BENCH_PORT:-5494}
 dir=$(mktemp -d /tmp/dept-bench-sql.XXXXXX)
 chmod 755 "$dir"
@@ -69,15 +72,20 @@ serial="SET max_parallel_workers_per_gather = 0;"
 parallel="SET parallel_leader_participation = off;"
 core=$(q -c "SELECT dept_embed('x') IS NOT NULL; SELECT dept_model_info() ->> 'blas_core'" | tail -1)
 
-emit_query() {    # emit_query NAME MODE SETTINGS QUERY
+emit_query() {    # emit_query NAME MODE SETTINGS QUERY [TEXTS]
+	local n=${5:-$rows}
 	say "$1 ($2)"
 	read -r ms workers < <(explain_ms "$3" "$4")
 	printf '{"bench": "%s", "mode": "%s", "blas_core": "%s", "texts": %d, "workers": %d, "seconds": %.4f, "texts_per_second": %.1f}\n' \
-		"$1" "$2" "$core" "$rows" "$workers" "$(awk -v m="$ms" 'BEGIN {print m / 1000}')" \
-		"$(awk -v m="$ms" -v n="$rows" 'BEGIN {print n * 1000 / m}')"
+		"$1" "$2" "$core" "$n" "$workers" "$(awk -v m="$ms" 'BEGIN {print m / 1000}')" \
+		"$(awk -v m="$ms" -v n="$n" 'BEGIN {print n * 1000 / m}')"
 }
 emit_query sql_embed serial "$serial" "SELECT count(dept_embed(body)) FROM texts"
 emit_query sql_predict serial "$serial" "SELECT count(dept_predict('bench', body)) FROM texts"
+# the texts dept-bench predict timed: the table's first rows, in COPY order
+emit_query sql_predict "serial_first_$predict_rows" "$serial" \
+	"SELECT count(dept_predict('bench', body)) FROM (SELECT body FROM texts LIMIT $predict_rows) t" \
+	"$predict_rows"
 emit_query sql_predict parallel2 "$parallel" "SELECT count(dept_predict('bench', body)) FROM texts"
 emit_query sql_predict array "$serial" \
 	"SELECT cardinality(dept_predict('bench', (SELECT array_agg(body) FROM texts)))"
