@@ -39,6 +39,13 @@ static struct
 				cap;
 }			registry;
 
+/* The input rows in bfloat16, kept between calls (one thread calls, see gemm_amx.h). */
+static struct
+{
+	uint16_t   *rows;
+	size_t		cap;			/* bfloat16 values */
+}			scratch;
+
 static bool amx_ready;
 static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
 
@@ -190,6 +197,9 @@ gemm_amx_forget_weights(void)
 		free(registry.packed[i]);
 	}
 	registry.n = 0;
+	free(scratch.rows);
+	scratch.rows = NULL;
+	scratch.cap = 0;
 }
 
 typedef struct TileConfig
@@ -379,14 +389,22 @@ gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, in
 	const int	C = W->C,
 				OC = W->OC,
 				padded = (N + 2 * TILE_ROWS - 1) / (2 * TILE_ROWS) * (2 * TILE_ROWS);
+	size_t		need = (size_t) padded * C;
 	uint16_t   *a;
 	AmxJob		job;
 
 	if (N <= 0)
 		return true;
 	/* the input rows in bfloat16, padded with zero rows to whole 32-row blocks */
-	if ((a = aligned_alloc(64, (size_t) padded * C * sizeof(uint16_t))) == NULL)
-		return false;
+	if (need > scratch.cap)
+	{
+		free(scratch.rows);
+		scratch.cap = 0;
+		if ((scratch.rows = aligned_alloc(64, need * sizeof(uint16_t))) == NULL)
+			return false;
+		scratch.cap = need;
+	}
+	a = scratch.rows;
 	rows_to_bf16(a, inp, (size_t) N * C);
 	memset(a + (size_t) N * C, 0, (size_t) (padded - N) * C * sizeof(uint16_t));
 	job = (AmxJob) {out, a, W, N, padded, accumulate};
@@ -396,7 +414,6 @@ gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, in
 	 * 440/361/409 texts/s on 1 thread, 441/364/387 on 2), so it is not done.
 	 */
 	column_pairs(&job, 0, OC / (2 * TILE_COLS));
-	free(a);
 	if (bias != NULL)
 		for (int i = 0; i < N; i++)
 			for (int j = 0; j < OC; j++)

@@ -24,7 +24,10 @@
  * packed copy is looked up by the weight's address, shape included.
  *
  * The kernel runs on the calling thread only (split over two threads it
- * was no faster on this machine's 2 vCPUs).  Using AMX needs the
+ * was no faster on this machine's 2 vCPUs), and one thread at a time may
+ * call into this module: the packed weights and the bfloat16 copy of the
+ * input rows are process-wide (a backend, a training worker and the CLI
+ * tools run their kernels on one thread).  Using AMX needs the
  * kernel's permission (arch_prctl ARCH_REQ_XCOMP_PERM), asked once per
  * process; without it, or on a CPU without AMX, nothing here is usable and
  * callers take the float path.
