@@ -256,7 +256,7 @@ bench_infer(const BenchArgs *a, bool with_adapter)
 	Adapter    *ad = with_adapter ? make_adapter(bb, method, ds->n_classes, a->batch) : NULL;
 	int			P = ad ? adapter_prompt_rows(&ad->cfg) : 0;
 	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
-	bool		bf16 = a->bf16 && bb->ops->run_use_bf16 && bb->ops->run_use_bf16(run, true);
+	bool		bf16 = a->bf16 && backbone_run_use_bf16(bb, run, true);
 	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows *
 							 (ad ? ds->n_classes : bb->d_out));
 	long		tokens;
@@ -405,7 +405,7 @@ bench_train(const BenchArgs *a)
 	Adapter    *ad = make_adapter(bb, method_of(a->method), ds->n_classes, a->batch);
 	int			P = adapter_prompt_rows(&ad->cfg);
 	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
-	bool		bf16 = a->bf16 && bb->ops->run_use_bf16 && bb->ops->run_use_bf16(run, true);
+	bool		bf16 = a->bf16 && backbone_run_use_bf16(bb, run, true);
 	StepBuffers sb;
 	AdamW		opt;
 	long		tokens = 0;
@@ -478,8 +478,8 @@ bench_vectors(const BenchArgs *a)
 	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows * bb->d_out);
 	NnError		err;
 
-	if (a->bf16 && bb->ops->run_use_bf16)
-		bb->ops->run_use_bf16(run, true);
+	if (a->bf16)
+		backbone_run_use_bf16(bb, run, true);
 	if (backbone_embed_texts(bb, run, (const char *const *) ds->texts, ds->text_lens,
 							 ds->n_rows, out, &err) != NN_OK)
 	{

@@ -98,6 +98,12 @@ backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs,
 	return bb->ops->run_bytes(bb, max_batch, max_seq, dec_seqs, dec_len);
 }
 
+bool
+backbone_run_use_bf16(const Backbone *bb, BackboneRun *run, bool on)
+{
+	return bb->ops->run_use_bf16 != NULL && bb->ops->run_use_bf16(run, on);
+}
+
 void
 backbone_close(Backbone *bb)
 {

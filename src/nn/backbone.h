@@ -136,6 +136,9 @@ size_t		backbone_alloc_bytes(size_t n);
 size_t		backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs,
 							   int dec_len);
 
+/* bb->ops->run_use_bf16(run, on), or false for a family whose products are always float. */
+bool		backbone_run_use_bf16(const Backbone *bb, BackboneRun *run, bool on);
+
 /*
  * Convenience for inference: tokenize, embed and run n texts in one batch
  * padded to the longest; out is (n, d_out).  run must hold n rows of

@@ -35,7 +35,10 @@
 /* Load OpenBLAS if it is not loaded yet (thread-safe, once per process). */
 NnStatus	nn_blas_load(NnError *err);
 
-/* Load OpenBLAS and use this many threads in it and in gemm_rows; returns the kernel set. */
+/*
+ * Load OpenBLAS and use this many threads in it and in the helper pool
+ * (parallel.h); returns the kernel set.
+ */
 const char *nn_blas_setup(int threads);
 
 /* OpenBLAS's kernel set ("Cooperlake", ...), or "none" when it did not load. */

@@ -140,8 +140,8 @@ workspace_init(const Backbone *bb, Workspace *ws, int max_batch, int prompt_rows
 	ws->logits = malloc(sizeof(float) * B * n_classes);
 	ws->labels = malloc(sizeof(int) * B);
 	ws->run = bb->ops->run_new(bb, max_batch, ws->max_seq);
-	if (ws->run && bf16 && bb->ops->run_use_bf16)
-		bb->ops->run_use_bf16(ws->run, true);
+	if (ws->run && bf16)
+		backbone_run_use_bf16(bb, ws->run, true);
 	if (!ws->E || !ws->e_mask || !ws->X || !ws->x_mask || (training && !ws->dX) || !ws->h ||
 		!ws->dh || !ws->logits || !ws->labels || !ws->run)
 	{

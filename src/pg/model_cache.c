@@ -64,7 +64,6 @@ typedef struct LoadedModel
 	BackboneRun *run;
 	int			run_batch;
 	int			run_seq;
-	bool		run_bf16;		/* run multiplies in bfloat16 (dept.matmul_precision) */
 	struct LoadedModel *next;
 } LoadedModel;
 
@@ -416,14 +415,11 @@ DeptModelLoadMillis(void)
 	return DeptFindModel(DeptGetBackbone())->load_ms;
 }
 
-/* m's run, set to the precision dept.matmul_precision asks for. */
-static BackboneRun *
-use_precision(const Backbone *bb, LoadedModel *m)
+/* Set run to the precision dept.matmul_precision asks for; true when that is bfloat16. */
+static bool
+use_precision(const Backbone *bb, BackboneRun *run)
 {
-	bool		want = dept_matmul_precision == DEPT_PRECISION_BFLOAT16;
-
-	m->run_bf16 = bb->ops->run_use_bf16 != NULL && bb->ops->run_use_bf16(m->run, want);
-	return m->run;
+	return backbone_run_use_bf16(bb, run, dept_matmul_precision == DEPT_PRECISION_BFLOAT16);
 }
 
 /* Activation buffers of bb for at least batch rows of seq positions. */
@@ -433,7 +429,10 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 	LoadedModel *m = DeptFindModel(bb);
 
 	if (m->run != NULL && m->run_batch >= batch && m->run_seq >= seq)
-		return use_precision(bb, m);
+	{
+		use_precision(bb, m->run);
+		return m->run;
+	}
 	if (m->run != NULL)
 		bb->ops->run_free(m->run);
 	m->run = NULL;
@@ -446,15 +445,15 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory allocating model buffers for %d rows", batch)));
-	return use_precision(bb, m);
+	use_precision(bb, m->run);
+	return m->run;
 }
 
 /* Whether bb's inference products run in bfloat16 now (the GUC, and AMX on this CPU). */
 bool
 DeptRunsInBf16(const Backbone *bb)
 {
-	DeptGetRunFor(bb, 1, 1);
-	return DeptFindModel(bb)->run_bf16;
+	return use_precision(bb, DeptGetRunFor(bb, 1, 1));
 }
 
 /* Activation buffers of the default backbone. */
