@@ -78,16 +78,6 @@ test_the_users_coretype_wins(void)
 	CHECK(strcmp(core, "Haswell\n") == 0, "child ran %s", core);
 }
 
-static float *
-random_floats(Rng *rng, size_t n)
-{
-	float	   *x = malloc(sizeof(float) * n);
-
-	for (size_t i = 0; i < n; i++)
-		x[i] = (float) (rng_uniform(rng) * 2.0 - 1.0);
-	return x;
-}
-
 /* Worst |diff| between nn_sgemm and the loops for one layout and transpose pair. */
 static double
 worst_difference(Rng *rng, enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
@@ -103,9 +93,9 @@ worst_difference(Rng *rng, enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
 	int			lda = (rows_a == M ? K : M) + 1,
 				ldb = (rows_b == K ? N : K) + 1,
 				ldc = (rows_c == M ? N : M) + 1;
-	float	   *A = random_floats(rng, (size_t) rows_a * lda),
-			   *B = random_floats(rng, (size_t) rows_b * ldb),
-			   *C = random_floats(rng, (size_t) rows_c * ldc),
+	float	   *A = unit_random_floats(rng, (size_t) rows_a * lda),
+			   *B = unit_random_floats(rng, (size_t) rows_b * ldb),
+			   *C = unit_random_floats(rng, (size_t) rows_c * ldc),
 			   *R = malloc(sizeof(float) * rows_c * ldc);
 	double		worst = 0;
 

@@ -51,16 +51,6 @@ round_bf16(float f)
 	return f;
 }
 
-static float *
-random_floats(size_t n)
-{
-	float	   *x = malloc(sizeof(float) * n);
-
-	for (size_t i = 0; i < n; i++)
-		x[i] = (float) (rng_uniform(&rng) * 2.0 - 1.0);
-	return x;
-}
-
 static void
 test_rounding_is_to_nearest_even(void)
 {
@@ -75,9 +65,9 @@ test_rounding_is_to_nearest_even(void)
 static void
 compare(int N, int C, int OC, bool with_bias, double *worst_rounded, double *worst_float)
 {
-	float	   *x = random_floats((size_t) N * C),
-			   *w = random_floats((size_t) C * OC),
-			   *bias = with_bias ? random_floats(OC) : NULL,
+	float	   *x = unit_random_floats(&rng, (size_t) N * C),
+			   *w = unit_random_floats(&rng, (size_t) C * OC),
+			   *bias = with_bias ? unit_random_floats(&rng, OC) : NULL,
 			   *out = malloc(sizeof(float) * N * OC);
 	const AmxWeight *packed = gemm_amx_weight(w, C, OC);
 
@@ -140,9 +130,9 @@ test_matches_the_rounded_product(void)
 static double
 backward_error(int N, int C, int OC)
 {
-	float	   *dout = random_floats((size_t) N * OC),
-			   *w = random_floats((size_t) C * OC),
-			   *dinp = random_floats((size_t) N * C),
+	float	   *dout = unit_random_floats(&rng, (size_t) N * OC),
+			   *w = unit_random_floats(&rng, (size_t) C * OC),
+			   *dinp = unit_random_floats(&rng, (size_t) N * C),
 			   *before = malloc(sizeof(float) * N * C);
 	const AmxWeight *packed = gemm_amx_weight_transposed(w, C, OC);
 	double		worst = 0;
@@ -194,8 +184,8 @@ test_backward_matches_the_rounded_product(void)
 static void
 test_packed_weights_are_kept_by_address(void)
 {
-	float	   *w = random_floats(256 * 512),
-			   *v = random_floats(256 * 512);
+	float	   *w = unit_random_floats(&rng, 256 * 512),
+			   *v = unit_random_floats(&rng, 256 * 512);
 	const AmxWeight *first;
 
 	if (!gemm_amx_usable(256, 512))
@@ -220,6 +210,25 @@ test_packed_weights_are_kept_by_address(void)
 	free(v);
 }
 
+/* The default model and the 200 SST-2 test sentences; false (both closed) when either fails. */
+static bool
+open_model_and_texts(Backbone **bb, Dataset **ds)
+{
+	NnError		err;
+
+	*bb = NULL;
+	*ds = NULL;
+	CHECK(backbone_open(bb, UNIT_MODEL_DIR(), &err) == NN_OK, "open: %s", err.msg);
+	if (*bb != NULL)
+		CHECK(dataset_load(ds, "test/fixtures/sst2_test_200.tsv", '\t', "text", "label",
+						   &err) == NN_OK, "data: %s", err.msg);
+	if (*ds != NULL)
+		return true;
+	backbone_close(*bb);
+	*bb = NULL;
+	return false;
+}
+
 /* Sentence vectors of the first n texts, one run, in the precision asked for. */
 static void
 embed_all(const Backbone *bb, BackboneRun *run, const Dataset *ds, int n, float *out)
@@ -238,17 +247,13 @@ test_use_lite_in_bf16_stays_close_to_float(void)
 	Backbone   *bb = NULL;
 	BackboneRun *run;
 	Dataset    *ds = NULL;
-	NnError		err;
 	float	   *f32,
 			   *b16,
 			   *again;
 	double		worst = 1;
 	int			n;
 
-	CHECK(backbone_open(&bb, UNIT_MODEL_DIR(), &err) == NN_OK, "open: %s", err.msg);
-	CHECK(dataset_load(&ds, "test/fixtures/sst2_test_200.tsv", '\t', "text", "label",
-					   &err) == NN_OK, "data: %s", err.msg);
-	if (bb == NULL || ds == NULL)
+	if (!open_model_and_texts(&bb, &ds))
 		return;
 	n = ds->n_rows;
 	run = bb->ops->run_new(bb, 1, bb->max_tokens);
@@ -306,7 +311,6 @@ test_use_lite_backward_in_bf16_stays_close_to_float(void)
 	Backbone   *bb = NULL;
 	BackboneRun *run;
 	Dataset    *ds = NULL;
-	NnError		err;
 	int32_t		ids[T];
 	float	   *x,
 			   *dout,
@@ -318,16 +322,13 @@ test_use_lite_backward_in_bf16_stays_close_to_float(void)
 				n16 = 0;
 	size_t		n;
 
-	CHECK(backbone_open(&bb, UNIT_MODEL_DIR(), &err) == NN_OK, "open: %s", err.msg);
-	CHECK(dataset_load(&ds, "test/fixtures/sst2_test_200.tsv", '\t', "text", "label",
-					   &err) == NN_OK, "data: %s", err.msg);
-	if (bb == NULL || ds == NULL)
+	if (!open_model_and_texts(&bb, &ds))
 		return;
 	n = (size_t) B * T * bb->d_embed;
 	x = calloc(n, sizeof(float));
 	dx32 = malloc(sizeof(float) * n);
 	dx16 = malloc(sizeof(float) * n);
-	dout = random_floats((size_t) B * bb->d_out);
+	dout = unit_random_floats(&rng, (size_t) B * bb->d_out);
 	memset(mask, 0, sizeof(mask));
 	for (int b = 0; b < B; b++)
 	{

@@ -24,23 +24,13 @@
 
 static Rng	rng;
 
-static float *
-random_floats(size_t n)
-{
-	float	   *x = malloc(sizeof(float) * n);
-
-	for (size_t i = 0; i < n; i++)
-		x[i] = (float) (rng_uniform(&rng) * 2.0 - 1.0);
-	return x;
-}
-
 /* Worst |diff| / (sum_k |x_k w_k| + 1e-6) of gemm_rows against cblas_sgemm. */
 static double
 worst_error(int N, int C, int OC, bool with_bias)
 {
-	float	   *x = random_floats((size_t) N * C),
-			   *w = random_floats((size_t) C * OC),
-			   *b = with_bias ? random_floats(OC) : NULL,
+	float	   *x = unit_random_floats(&rng, (size_t) N * C),
+			   *w = unit_random_floats(&rng, (size_t) C * OC),
+			   *b = with_bias ? unit_random_floats(&rng, OC) : NULL,
 			   *got = malloc(sizeof(float) * N * OC),
 			   *want = malloc(sizeof(float) * N * OC);
 	double		worst = 0;
@@ -112,9 +102,9 @@ test_matmul_forward_either_side(void)
 	int			C = 256,
 				OC = 768,
 				N = GEMM_ROWS_MAX_N + 6;
-	float	   *x = random_floats((size_t) N * C),
-			   *w = random_floats((size_t) C * OC),
-			   *b = random_floats(OC),
+	float	   *x = unit_random_floats(&rng, (size_t) N * C),
+			   *w = unit_random_floats(&rng, (size_t) C * OC),
+			   *b = unit_random_floats(&rng, OC),
 			   *all = malloc(sizeof(float) * N * OC),
 			   *part = malloc(sizeof(float) * N * OC);
 	double		worst = 0;
@@ -139,9 +129,9 @@ test_threads_identical(void)
 	int			C = 512,
 				OC = 1536,
 				N = 21;
-	float	   *x = random_floats((size_t) N * C),
-			   *w = random_floats((size_t) C * OC),
-			   *b = random_floats(OC),
+	float	   *x = unit_random_floats(&rng, (size_t) N * C),
+			   *w = unit_random_floats(&rng, (size_t) C * OC),
+			   *b = unit_random_floats(&rng, OC),
 			   *one = malloc(sizeof(float) * N * OC),
 			   *many = malloc(sizeof(float) * N * OC);
 

@@ -14,6 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "rng.h"
+
 static int	unit_tests_run;
 static int	unit_tests_failed;
 static int	unit_current_failures;
@@ -57,6 +59,17 @@ unit_env(const char *name, const char *fallback)
 	const char *v = getenv(name);
 
 	return (v && *v) ? v : fallback;
+}
+
+/* n floats uniform in [-1, 1), freshly allocated (the caller frees). */
+static inline float *
+unit_random_floats(Rng *rng, size_t n)
+{
+	float	   *x = malloc(sizeof(float) * n);
+
+	for (size_t i = 0; i < n; i++)
+		x[i] = (float) (rng_uniform(rng) * 2.0 - 1.0);
+	return x;
 }
 
 #define UNIT_MODEL_DIR() unit_env("DEPT_MODEL_DIR", "build/model/use-lite")
