@@ -106,6 +106,14 @@ option_number(const OptionSpec *spec, const JsonbValue *v)
 	return x;
 }
 
+/* Whether the JSON string v (not NUL-terminated) is exactly s. */
+static bool
+string_is(const JsonbValue *v, const char *s)
+{
+	return v->val.string.len == (int) strlen(s) &&
+		memcmp(v->val.string.val, s, v->val.string.len) == 0;
+}
+
 static void
 apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 {
@@ -122,9 +130,9 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 		if (strcmp(k, "head") == 0)
 		{
 			/* "text": T5 text-to-text (its default); "linear": mean-pool + linear head */
-			if (v->val.string.len == 4 && memcmp(v->val.string.val, "text", 4) == 0)
+			if (string_is(v, "text"))
 				o->head = TRAIN_HEAD_TEXT;
-			else if (v->val.string.len == 6 && memcmp(v->val.string.val, "linear", 6) == 0)
+			else if (string_is(v, "linear"))
 				o->head = TRAIN_HEAD_LINEAR;
 			else
 				bad_option(k, "The value must be \"text\" or \"linear\".");
@@ -132,9 +140,9 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 		else if (strcmp(k, "precision") == 0)
 		{
 			/* the encoder's products in training: bfloat16 on AMX where it runs (gemm_amx.h) */
-			if (v->val.string.len == 7 && memcmp(v->val.string.val, "float32", 7) == 0)
+			if (string_is(v, "float32"))
 				o->bf16 = false;
-			else if (v->val.string.len == 8 && memcmp(v->val.string.val, "bfloat16", 8) == 0)
+			else if (string_is(v, "bfloat16"))
 				o->bf16 = true;
 			else
 				bad_option(k, "The value must be \"float32\" or \"bfloat16\".");
