@@ -1,21 +1,37 @@
 #!/usr/bin/env python3
-"""Convert the labelled data sets in ../shared/data into uniform TSV files.
+"""Convert the labelled data sets in bench/data into uniform TSV files.
+
+bench/data holds each set's original files gzip-compressed (bench/data/README.md
+has their provenance and licences); a file is read as NAME or NAME.gz.  MRPC,
+whose licence forbids redistribution, is not in the repository: it is read
+from ../shared/data/mrpc when that exists (--mrpc), else skipped with a note.
 
 Writes OUT/<name>/train.tsv and OUT/<name>/test.tsv with a header
 "label<TAB>text" (tabs and newlines inside texts become spaces).  Sets
 with a held-out split use it as test; sets without one get a fixed,
 seeded (seed 13), stratified 80/20 split.  Sentence pairs (RTE, CB, MRPC)
-are joined as "first || second" because use-lite encodes one text.
+(RTE, CB, MRPC, STS-B) are joined as "first || second" because use-lite
+encodes one text; STS-B's label is its similarity score (0.0-5.0, regression).
 --max-train N keeps a seeded, stratified sample of N training rows.
 Standard library only.
 """
 import argparse
 import csv
+import gzip
+import io
 import json
 import os
 import random
 import sys
 from collections import defaultdict
+
+
+def open_text(path, encoding="utf-8", errors="strict", newline=None):
+    """path as is, or path.gz (how bench/data stores them)."""
+    if not os.path.exists(path) and os.path.exists(path + ".gz"):
+        return io.TextIOWrapper(gzip.open(path + ".gz"), encoding=encoding, errors=errors,
+                                newline=newline)
+    return open(path, encoding=encoding, errors=errors, newline=newline)
 
 
 def clean(text):
@@ -24,7 +40,7 @@ def clean(text):
 
 def space_label_file(path):
     rows = []
-    with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
+    with open_text(path, encoding="utf-8", errors="replace", newline="\n") as f:
         for line in f.read().split("\n"):
             if not line.strip():
                 continue
@@ -35,7 +51,7 @@ def space_label_file(path):
 
 def tsv_rows(path, label_col, text_col, header=True, encoding="utf-8-sig"):
     rows = []
-    with open(path, encoding=encoding, errors="replace") as f:
+    with open_text(path, encoding=encoding, errors="replace") as f:
         lines = f.read().split("\n")
     for i, line in enumerate(lines):
         if not line.strip() or (header and i == 0):
@@ -49,7 +65,7 @@ def tsv_rows(path, label_col, text_col, header=True, encoding="utf-8-sig"):
 
 def jsonl_pairs(path):
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():
                 r = json.loads(line)
@@ -79,7 +95,7 @@ def sample(rows, n, seed):
     return kept
 
 
-def load(name, data):
+def load(name, data, mrpc=None):
     d = os.path.join(data, name)
     if name == "sst2_glue":
         return tsv_rows(f"{d}/train.tsv", 0, 1), tsv_rows(f"{d}/dev.tsv", 0, 1)
@@ -93,9 +109,11 @@ def load(name, data):
     if name in ("rte_superglue", "cb"):
         return jsonl_pairs(f"{d}/train.jsonl"), jsonl_pairs(f"{d}/val.jsonl")
     if name == "mrpc":
+        d = mrpc
+
         def pairs(path):
             rows = []
-            for i, line in enumerate(open(path, encoding="utf-8-sig").read().split("\n")):
+            for i, line in enumerate(open_text(path, encoding="utf-8-sig").read().split("\n")):
                 f = line.split("\t")
                 if i == 0 or len(f) < 5:
                     continue
@@ -109,20 +127,29 @@ def load(name, data):
         train = [(lab, txt) for txt, lab in tsv_rows(f"{d}/alps_dev.tsv", 0, 1, header=False)]
         classes = ["World", "Sports", "Business", "Sci/Tech"]
         test = []
-        with open(f"{d}/test.csv", encoding="utf-8") as f:
+        with open_text(f"{d}/test.csv", encoding="utf-8") as f:
             for r in csv.DictReader(f):
                 test.append((classes[int(r["Class Index"]) - 1], r["Title"] + ". " + r["Description"]))
         return train, test
     if name == "emotion_dair":
         def semi(path):
             rows = []
-            for i, line in enumerate(open(path, encoding="utf-8").read().split("\n")):
+            for i, line in enumerate(open_text(path, encoding="utf-8").read().split("\n")):
                 if i == 0 or ";" not in line:
                     continue
                 text, _, label = line.rpartition(";")
                 rows.append((label, text))
             return rows
         return semi(f"{d}/train.txt"), semi(f"{d}/test.txt")
+    if name == "stsb":
+        def scored(path):
+            rows = []
+            for line in open_text(path, encoding="utf-8").read().split("\n"):
+                f = line.split("\t")
+                if len(f) >= 7:
+                    rows.append((f[4], f[5] + " || " + f[6]))
+            return rows
+        return scored(f"{d}/sts-train.csv"), scored(f"{d}/sts-dev.csv")
     if name == "sms_spam":
         return stratified_split(tsv_rows(f"{d}/SMSSpamCollection", 0, 1), 0.2, 13)
     raise SystemExit(f"unknown data set {name}")
@@ -141,13 +168,24 @@ def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
     ap.add_argument("names", nargs="*", default=["sst2_glue", "trec", "sms_spam"])
-    ap.add_argument("--data", default=os.path.join(here, "..", "..", "shared", "data"))
+    ap.add_argument("--data", default=os.path.join(here, "data"))
+    # MRPC only: its licence forbids redistribution (bench/data/README.md)
+    ap.add_argument("--mrpc", default=os.path.join(here, "..", "..", "shared", "data", "mrpc"))
     ap.add_argument("--out", default=os.path.join(here, "..", "build", "data"))
     ap.add_argument("--max-train", type=int)
     ap.add_argument("--max-test", type=int)
     args = ap.parse_args()
     for name in args.names:
-        train, test = load(name, args.data)
+        if name == "mrpc" and not os.path.exists(os.path.join(args.mrpc, "train.tsv")):
+            for split in ("train", "test"):
+                stale = os.path.join(args.out, name, split + ".tsv")
+                if os.path.exists(stale):
+                    os.remove(stale)
+            print(f"mrpc: skipped: not redistributable, so not in bench/data, and {args.mrpc} "
+                  "does not exist (--mrpc DIR: a directory with GLUE's train.tsv and dev.tsv)",
+                  file=sys.stderr)
+            continue
+        train, test = load(name, args.data, args.mrpc)
         train = sample(train, args.max_train, 7)
         test = sample(test, args.max_test, 7)
         os.makedirs(os.path.join(args.out, name), exist_ok=True)

@@ -120,6 +120,11 @@ log "machine: $(nproc) cores, $cpu_model, OpenBLAS core $blas_core (env had OPEN
 needed=$(printf '%s\n' $DATASETS $EXTRA_SEED_DATASETS ${SWEEP_M:+$SWEEP_DATASET} | sort -u | tr '\n' ' ')
 log "data: $needed(--max-train $MAX_TRAIN --max-test $MAX_TEST) -> $DATA"
 python3 bench/prepare_data.py $needed --out "$DATA" --max-train "$MAX_TRAIN" --max-test "$MAX_TEST"
+# a set prepare_data.py skipped (MRPC when ../shared/data/mrpc is absent) leaves the schedule
+prepared() { local d out=(); for d in "$@"; do [ -s "$DATA/$d/train.tsv" ] && out+=("$d"); done; echo "${out[*]}"; }
+DATASETS=$(prepared $DATASETS)
+EXTRA_SEED_DATASETS=$(prepared $EXTRA_SEED_DATASETS)
+[ -n "$(prepared "$SWEEP_DATASET")" ] || SWEEP_M=""
 
 # ---- runs ---------------------------------------------------------------------
 busy_jiffies() {   # jiffies all CPUs spent busy since boot
