@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+# everything the tests read is in the checkout (nothing beside it); the tiny
+# Hugging Face models for the unit tests, the fuzzers and the server tests:
+export DEPT_HF_FIXTURES=${DEPT_HF_FIXTURES:-$root/test/fixtures/hf}
 
 scripts/install-deps.sh
 make -s -j"$(nproc)"
@@ -59,11 +62,12 @@ trap cleanup EXIT
 scripts/pg-cluster.sh start "$pgdir" "$port"
 export PGHOST=$pgdir PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 export DEPT_FIXTURE_DIR=$root/test/fixtures
-# the tiny Hugging Face models of ../shared, where the server (another OS user) can read them
+# the tiny Hugging Face models of test/fixtures/hf, where the server (another OS user) can read them
+hf=$DEPT_HF_FIXTURES
 mkdir -p "$pgdir/models/bert-tiny" "$pgdir/models/t5-tiny"
-cp "$root"/../shared/fixtures/hf/bert-tiny-random/{config.json,model.safetensors,tokenizer.json,vocab.txt} \
+cp "$hf"/bert-tiny-random/{config.json,model.safetensors,tokenizer.json,vocab.txt} \
 	"$pgdir/models/bert-tiny/"
-cp "$root"/../shared/fixtures/hf/t5-tiny-random/{config.json,model.safetensors,tokenizer.json} \
+cp "$hf"/t5-tiny-random/{config.json,model.safetensors,tokenizer.json} \
 	"$pgdir/models/t5-tiny/"
 chmod -R a+rX "$pgdir/models"
 export DEPT_BERT_DIR=$pgdir/models/bert-tiny DEPT_T5_DIR=$pgdir/models/t5-tiny

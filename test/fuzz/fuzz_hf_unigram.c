@@ -6,8 +6,8 @@
  * Every input is used three ways:
  *
  *   1. as text, encoded with two valid tokenizers built once at start-up
- *      from $DEPT_SHARED_DIR/fixtures/hf/t5-tiny-random/tokenizer.json
- *      (default ../shared): the file as it is (NFKC, Metaspace), and the
+ *      from $DEPT_HF_FIXTURES/t5-tiny-random/tokenizer.json
+ *      (default test/fixtures/hf): the file as it is (NFKC, Metaspace), and the
  *      same vocabulary in the layout of real T5 checkpoints (Precompiled
  *      charsmap, Strip, Replace " {2,}", WhitespaceSplit + Metaspace,
  *      "</s>" template) with byte_fallback and 256 <0xXX> pieces and an
@@ -93,7 +93,7 @@ fail(const char *what, size_t size)
 static void
 die(const char *what, const char *detail)
 {
-	fprintf(stderr, "fuzz_hf_unigram: %s: %s (set DEPT_SHARED_DIR)\n", what, detail);
+	fprintf(stderr, "fuzz_hf_unigram: %s: %s (set DEPT_HF_FIXTURES)\n", what, detail);
 	exit(2);
 }
 
@@ -155,7 +155,7 @@ t5_layout(const cJSON *root, const char *b64, int n_pieces)
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *shared = getenv("DEPT_SHARED_DIR");
+	const char *hf = getenv("DEPT_HF_FIXTURES");
 	char		path[4096];
 	char	   *json,
 			   *t5,
@@ -166,8 +166,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void) argc;
 	(void) argv;
-	snprintf(path, sizeof(path), "%s/fixtures/hf/t5-tiny-random/tokenizer.json",
-			 shared && shared[0] ? shared : "../shared");
+	snprintf(path, sizeof(path), "%s/t5-tiny-random/tokenizer.json",
+			 hf && hf[0] ? hf : "test/fixtures/hf");
 	if ((json = hf_read_file(path, (size_t) 64 << 20, &len)) == NULL)
 		die("cannot read", path);
 	nn_error_clear(&err);

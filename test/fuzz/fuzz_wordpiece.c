@@ -7,7 +7,7 @@
  *   1. as text, encoded with the real bert-base-uncased tokenizer, both as
  *      loaded from its tokenizer.json and from its vocab.txt (+
  *      tokenizer_config.json), read once from
- *      $DEPT_SHARED_DIR/fixtures/hf/bert-tiny-random (default ../shared),
+ *      $DEPT_HF_FIXTURES/bert-tiny-random (default test/fixtures/hf),
  *      and with a cased variant of the tokenizer.json (no accent
  *      stripping, no clean_text: the normalizer is null);
  *   2. as a tokenizer.json (wordpiece_from_json);
@@ -61,14 +61,14 @@ fail(const char *what, size_t size)
 static void
 die(const char *what, const char *detail)
 {
-	fprintf(stderr, "fuzz_wordpiece: %s: %s (set DEPT_SHARED_DIR)\n", what, detail);
+	fprintf(stderr, "fuzz_wordpiece: %s: %s (set DEPT_HF_FIXTURES)\n", what, detail);
 	exit(2);
 }
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *shared = getenv("DEPT_SHARED_DIR");
+	const char *hf = getenv("DEPT_HF_FIXTURES");
 	char		dir[4096],
 				path[4200];
 	char	   *json,
@@ -79,8 +79,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void) argc;
 	(void) argv;
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/bert-tiny-random",
-			 shared && shared[0] ? shared : "../shared");
+	snprintf(dir, sizeof(dir), "%s/bert-tiny-random",
+			 hf && hf[0] ? hf : "test/fixtures/hf");
 	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
 	if ((json = hf_read_file(path, (size_t) 64 << 20, &len)) == NULL)
 		die("cannot read", path);

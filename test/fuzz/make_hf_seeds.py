@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Write the seed corpora of fuzz_hf_config, fuzz_wordpiece and fuzz_hf_unigram.
 
-    test/fuzz/make_hf_seeds.py [SHARED_DIR]      (default ../shared)
+    test/fuzz/make_hf_seeds.py [HF_DIR]      (default test/fixtures/hf)
 
 The seeds are small valid examples cut from the Hugging Face fixtures in
-SHARED_DIR/fixtures/hf (bert-tiny-random: the real bert-base-uncased
+HF_DIR (bert-tiny-random: the real bert-base-uncased
 tokenizer.json and vocab.txt; t5-tiny-random: a Unigram tokenizer.json),
 variants of them that reach the readers' other branches, a few hostile
 ones, and texts.  Precompiled charsmaps are darts-clone double arrays
@@ -19,8 +19,7 @@ import os
 import struct
 import sys
 
-SHARED = sys.argv[1] if len(sys.argv) > 1 else "../shared"
-HF = os.path.join(SHARED, "fixtures", "hf")
+HF = sys.argv[1] if len(sys.argv) > 1 else "test/fixtures/hf"
 OUT = "test/fuzz/corpus"
 
 

@@ -16,8 +16,9 @@
 #
 # Environment: CC (default clang), DEPT_MODEL_DIR (vocab.json for the
 # tokenizer harness, default build/model/use-lite: run make first),
-# DEPT_SHARED_DIR (fixtures/hf/ for the wordpiece and hf_unigram harnesses,
-# default ../shared), FUZZ_FLAGS (extra libFuzzer flags, e.g. -jobs=2 -workers=2).
+# DEPT_HF_FIXTURES (the tiny Hugging Face models for the wordpiece and
+# hf_unigram harnesses, default test/fixtures/hf), FUZZ_FLAGS (extra
+# libFuzzer flags, e.g. -jobs=2 -workers=2).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
 

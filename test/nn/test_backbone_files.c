@@ -27,7 +27,7 @@ test_hf_directory(void)
 {
 	char		dir[4096];
 
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/bert-tiny-random", UNIT_SHARED_DIR());
+	snprintf(dir, sizeof(dir), "%s/bert-tiny-random", UNIT_HF_DIR());
 	CHECK(backbone_uses_file(dir, "config.json"), "config.json");
 	CHECK(backbone_uses_file(dir, "model.safetensors"), "the weights");
 	CHECK(backbone_uses_file(dir, "tokenizer.json"), "the tokenizer");

@@ -1,7 +1,7 @@
 /*
  * test_bert.c: the BERT backbone, its WordPiece tokenizer and the
  * safetensors / config.json readers, against the golden fixture
- * UNIT_SHARED_DIR()/fixtures/hf/bert-tiny-random (made with transformers
+ * UNIT_HF_DIR()/bert-tiny-random (made with transformers
  * 5.17, PyTorch float32, eager attention; see its README).
  *
  * Accepted:
@@ -1132,7 +1132,7 @@ main(void)
 {
 	NnError		err;
 
-	snprintf(fixture, sizeof(fixture), "%s/fixtures/hf/bert-tiny-random", UNIT_SHARED_DIR());
+	snprintf(fixture, sizeof(fixture), "%s/bert-tiny-random", UNIT_HF_DIR());
 	if (safetensors_open(&ref, fixture_path("reference.safetensors"), &err) != NN_OK)
 		printf("# cannot read the reference: %s\n", err.msg);
 	RUN_TEST(test_tokenizer_cases);

@@ -117,7 +117,7 @@ test_bert(void)
 	char		dir[4096];
 	Backbone   *bb;
 
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/bert-tiny-random", UNIT_SHARED_DIR());
+	snprintf(dir, sizeof(dir), "%s/bert-tiny-random", UNIT_HF_DIR());
 	if ((bb = open_or_skip(dir)) == NULL)
 		return;
 	check_encoder_shapes(bb);
@@ -136,7 +136,7 @@ check_t5(const char *name)
 	Backbone   *bb;
 	NnError		err;
 
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/%s", UNIT_SHARED_DIR(), name);
+	snprintf(dir, sizeof(dir), "%s/%s", UNIT_HF_DIR(), name);
 	if ((bb = open_or_skip(dir)) == NULL)
 		return;
 	check_encoder_shapes(bb);

@@ -1,7 +1,7 @@
 /*
  * test_t5.c: the T5 backbone, its kernels and the Unigram tokenizer of
  * tokenizer.json, against the golden fixtures
- * UNIT_SHARED_DIR()/fixtures/hf/t5-tiny-random (v1.0: ReLU FFN, tied head
+ * UNIT_HF_DIR()/t5-tiny-random (v1.0: ReLU FFN, tied head
  * with d^-0.5 output scaling) and t5-v1_1-tiny-random (gated-GELU tanh,
  * unscaled head), made with transformers 5.17, PyTorch float32, eager
  * attention (see their README).
@@ -182,7 +182,7 @@ test_tokenizer_cases(void)
 	int			total = 0,
 				equal = 0;
 
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/t5-tiny-random", UNIT_SHARED_DIR());
+	snprintf(dir, sizeof(dir), "%s/t5-tiny-random", UNIT_HF_DIR());
 	CHECK(hf_unigram_load(&u, path_in(dir, "tokenizer.json"), &err) == NN_OK, "%s", err.msg);
 	all = read_all(path_in(dir, "tokenizer_cases.jsonl"), &len);
 	CHECK(all != NULL, "cannot read tokenizer_cases.jsonl");
@@ -245,7 +245,7 @@ tokenizer_variant(const char *normalizer, const char *pre, const char *post)
 			   *out;
 	cJSON	   *root;
 
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/t5-tiny-random", UNIT_SHARED_DIR());
+	snprintf(dir, sizeof(dir), "%s/t5-tiny-random", UNIT_HF_DIR());
 	if ((txt = read_all(path_in(dir, "tokenizer.json"), &len)) == NULL)
 		return NULL;
 	root = cJSON_Parse(txt);
@@ -307,7 +307,7 @@ test_tokenizer_edges(void)
 		"{\"SpecialToken\":{\"id\":\"</s>\",\"type_id\":0}}],\"pair\":[],\"special_tokens\":"
 		"{\"</s>\":{\"id\":\"</s>\",\"ids\":[1],\"tokens\":[\"</s>\"]}}}";
 
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/t5-tiny-random", UNIT_SHARED_DIR());
+	snprintf(dir, sizeof(dir), "%s/t5-tiny-random", UNIT_HF_DIR());
 	CHECK(hf_unigram_load(&u, path_in(dir, "tokenizer.json"), &err) == NN_OK, "%s", err.msg);
 	if (u == NULL)
 		return;
@@ -634,7 +634,7 @@ open_fixture(const char *name)
 {
 	NnError		err;
 
-	snprintf(fixture, sizeof(fixture), "%s/fixtures/hf/%s", UNIT_SHARED_DIR(), name);
+	snprintf(fixture, sizeof(fixture), "%s/%s", UNIT_HF_DIR(), name);
 	model = NULL;
 	ref = NULL;
 	CHECK(t5_open(&model, fixture, &err) == NN_OK, "%s: %s", name, err.msg);

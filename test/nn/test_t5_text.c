@@ -1,7 +1,7 @@
 /*
  * test_t5_text.c: text-to-text classification with T5 (train.h), the
  * DePT paper's setting, on the tiny random v1.0 fixture
- * UNIT_SHARED_DIR()/fixtures/hf/t5-tiny-random.
+ * UNIT_HF_DIR()/t5-tiny-random.
  *
  * Data: 32 rows, two classes whose labels are the strings "positive" and
  * "negative" ("a wonderful and moving film number i" / "a dull and boring
@@ -608,7 +608,7 @@ main(void)
 	NnError		err;
 
 	nn_blas_setup(1);
-	snprintf(dir, sizeof(dir), "%s/fixtures/hf/t5-tiny-random", UNIT_SHARED_DIR());
+	snprintf(dir, sizeof(dir), "%s/t5-tiny-random", UNIT_HF_DIR());
 	if (t5_open(&model, dir, &err) != NN_OK)
 	{
 		printf("not ok 1 - open %s: %s\n1..1\n", dir, err.msg);

@@ -5,8 +5,8 @@
  * expectation (printing where and why) and the test continues, so one run
  * shows every mismatch.  unit_finish() prints the TAP plan and returns the
  * process exit code.  Paths to models and fixtures come from the
- * environment (DEPT_MODEL_DIR, DEPT_SHARED_DIR) with defaults for a
- * checkout beside ../shared.
+ * environment (DEPT_MODEL_DIR, DEPT_HF_FIXTURES) with defaults inside the
+ * checkout, relative to its top directory (where make runs the tests).
  */
 #ifndef DEPT_TEST_UNIT_H
 #define DEPT_TEST_UNIT_H
@@ -73,6 +73,7 @@ unit_random_floats(Rng *rng, size_t n)
 }
 
 #define UNIT_MODEL_DIR() unit_env("DEPT_MODEL_DIR", "build/model/use-lite")
-#define UNIT_SHARED_DIR() unit_env("DEPT_SHARED_DIR", "../shared")
+/* the tiny Hugging Face models of test/fixtures/hf (test/fixtures/hf/README.md) */
+#define UNIT_HF_DIR() unit_env("DEPT_HF_FIXTURES", "test/fixtures/hf")
 
 #endif							/* DEPT_TEST_UNIT_H */

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # dept-train with a Hugging Face T5 directory (the tiny random fixture of
-# ../shared): text-to-text by default (the JSON report says "head": "text",
+# test/fixtures/hf): text-to-text by default (the JSON report says "head": "text",
 # and test rows are ranked over the label strings), --head linear for the
 # mean-pool + linear head, and the refusals: an unknown --head, a
 # text-to-text probe, text-to-text on use-lite.  No server needed.
 set -uo pipefail
 . "$(dirname "$0")/tap.bash"
 root=$(cd "$(dirname "$0")/../.." && pwd)
-t5=${DEPT_SHARED_DIR:-$root/../shared}/fixtures/hf/t5-tiny-random
+t5=${DEPT_HF_FIXTURES:-$root/test/fixtures/hf}/t5-tiny-random
 bin=$root/dept-train
 dir=$(mktemp -d /tmp/dept-cli-t5.XXXXXX)
 trap 'rm -rf "$dir"' EXIT
