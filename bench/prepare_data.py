@@ -170,7 +170,7 @@ def main():
     ap.add_argument("names", nargs="*", default=["sst2_glue", "trec", "sms_spam"])
     ap.add_argument("--data", default=os.path.join(here, "data"))
     # MRPC only: its licence forbids redistribution (bench/data/README.md)
-    ap.add_argument("--mrpc", default=os.path.join(here, "..", "..", "shared", "data", "mrpc"))
+    ap.add_argument("--mrpc", default=os.path.normpath(os.path.join(here, "..", "..", "shared", "data", "mrpc")))
     ap.add_argument("--out", default=os.path.join(here, "..", "build", "data"))
     ap.add_argument("--max-train", type=int)
     ap.add_argument("--max-test", type=int)
