@@ -8,7 +8,7 @@
 
 EXTENSION = dept
 MODULE_big = dept
-DATA = dept--1.0.sql
+DATA = dept--1.0.sql dept--1.0--1.1.sql
 
 NN_SRCS = $(sort $(wildcard src/nn/*.c))
 PG_SRCS = $(sort $(wildcard src/pg/*.c))

@@ -21,7 +21,8 @@ metrics_new(int n_classes)
 	m->recall = calloc(n_classes, sizeof(double));
 	m->f1 = calloc(n_classes, sizeof(double));
 	m->confusion = calloc((size_t) n_classes * n_classes, sizeof(int64_t));
-	if (!m->precision || !m->recall || !m->f1 || !m->confusion)
+	m->unseen = calloc(n_classes, sizeof(int64_t));
+	if (!m->precision || !m->recall || !m->f1 || !m->confusion || !m->unseen)
 	{
 		metrics_free(m);
 		return NULL;
@@ -38,6 +39,7 @@ metrics_free(ClassMetrics *m)
 	free(m->recall);
 	free(m->f1);
 	free(m->confusion);
+	free(m->unseen);
 	free(m);
 }
 
@@ -52,6 +54,16 @@ metrics_add(ClassMetrics *m, int true_class, int predicted_class)
 }
 
 void
+metrics_add_unseen(ClassMetrics *m, int predicted_class)
+{
+	if (predicted_class < 0 || predicted_class >= m->n_classes)
+		return;
+	m->unseen[predicted_class]++;
+	m->n_unseen++;
+	m->total++;
+}
+
+void
 metrics_finish(ClassMetrics *m)
 {
 	int			C = m->n_classes;
@@ -62,7 +74,7 @@ metrics_finish(ClassMetrics *m)
 	{
 		int64_t		tp = m->confusion[(size_t) c * C + c];
 		int64_t		actual = 0,
-					predicted = 0;
+					predicted = m->unseen[c];
 
 		for (int k = 0; k < C; k++)
 		{

@@ -5,6 +5,10 @@
  * Macro-F1 averages the per-class F1 over all C classes; a class with no
  * true and no predicted rows has precision = recall = F1 = 0, as
  * scikit-learn reports with zero_division=0.
+ *
+ * A row whose true label is none of the C classes (evaluating on labels
+ * the adapter never saw) is an error: metrics_add_unseen counts it in the
+ * total and as a false positive of the class it was predicted as.
  */
 #ifndef DEPT_NN_METRICS_H
 #define DEPT_NN_METRICS_H
@@ -21,6 +25,8 @@ typedef struct ClassMetrics
 	double	   *recall;			/* (C) */
 	double	   *f1;				/* (C) */
 	int64_t    *confusion;		/* (C, C) true x predicted */
+	int64_t    *unseen;			/* (C) rows of an unseen label, by predicted class */
+	int64_t		n_unseen;
 } ClassMetrics;
 
 /* Allocate zeroed metrics for C classes; NULL if memory ran out. */
@@ -29,6 +35,9 @@ void		metrics_free(ClassMetrics *m);
 
 /* Count one prediction. */
 void		metrics_add(ClassMetrics *m, int true_class, int predicted_class);
+
+/* Count one prediction for a row whose true label is not a class. */
+void		metrics_add_unseen(ClassMetrics *m, int predicted_class);
 
 /* Fill accuracy, per-class precision/recall/F1 and macro-F1 from the counts. */
 void		metrics_finish(ClassMetrics *m);

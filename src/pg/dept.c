@@ -19,10 +19,17 @@ char	   *dept_model_path = NULL;
 int			dept_threads = 1;
 int			dept_max_training_memory = 2 * 1024 * 1024;	/* kB: 2 GB */
 int			dept_matmul_precision = DEPT_PRECISION_FLOAT32;
+int			dept_on_drop_extension = DEPT_ON_DROP_WARNING;
 
 static const struct config_enum_entry precision_options[] = {
 	{"float32", DEPT_PRECISION_FLOAT32, false},
 	{"bfloat16", DEPT_PRECISION_BFLOAT16, false},
+	{NULL, 0, false}
+};
+
+static const struct config_enum_entry on_drop_options[] = {
+	{"warning", DEPT_ON_DROP_WARNING, false},
+	{"error", DEPT_ON_DROP_ERROR, false},
 	{NULL, 0, false}
 };
 
@@ -81,6 +88,18 @@ _PG_init(void)
 							PGC_SUSET,
 							GUC_UNIT_KB,
 							NULL, NULL, NULL);
+
+	/* Superuser-only: it guards every role's adapters (ownership.c). */
+	DefineCustomEnumVariable("dept.on_drop_extension",
+							 "What DROP EXTENSION dept does when adapters are stored.",
+							 "warning: drop them with a WARNING giving their number; "
+							 "error: refuse the drop.",
+							 &dept_on_drop_extension,
+							 DEPT_ON_DROP_WARNING,
+							 on_drop_options,
+							 PGC_SUSET,
+							 0,
+							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dept");
 }

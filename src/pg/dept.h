@@ -17,6 +17,13 @@ extern char *dept_model_path;
 extern int	dept_threads;
 extern int	dept_max_training_memory;	/* kB; -1 = no limit */
 extern int	dept_matmul_precision;	/* DeptPrecision */
+extern int	dept_on_drop_extension; /* DeptOnDrop */
+
+typedef enum DeptOnDrop
+{
+	DEPT_ON_DROP_WARNING,
+	DEPT_ON_DROP_ERROR
+} DeptOnDrop;
 
 typedef enum DeptPrecision
 {

@@ -25,6 +25,8 @@ typedef struct DeptAdapterRow
 	const char *hyperparameters_json;
 	const char *metrics_json;
 	double		valid_accuracy;
+	bool		has_valid_accuracy;	/* false when no rows were held out for validation */
+	int64		job_id;			/* the training job, 0 for none (import) */
 	const char *relation;
 	const char *label_column;
 	const char *text_column;
@@ -37,6 +39,8 @@ typedef struct DeptAdapterRow
 /* Methods */
 extern void DeptBecomeCatalogOwner(DeptSavedUser *saved);
 extern void DeptRestoreUser(const DeptSavedUser *saved);
+extern int	DeptSpiConnect(void);
+extern void DeptSpiFinish(int level);
 extern int	DeptSpiExec(const char *sql, int nargs, Oid *types, Datum *values,
 						const char *nulls, bool read_only, long limit);
 extern void DeptReapJobs(void);

@@ -41,7 +41,7 @@ DeptModelDirFor(const char *model_name)
 	if (model_name == NULL || model_name[0] == '\0' || strcmp(model_name, DEPT_DEFAULT_MODEL) == 0)
 		return pstrdup(DeptModelDirectory());
 	values[0] = CStringGetTextDatum(model_name);
-	DeptSpiExec("SELECT path FROM dept.models WHERE name = $1", 1, types, values, NULL, true, 1);
+	DeptSpiExec("SELECT path FROM dept.models WHERE name OPERATOR(pg_catalog.=) $1", 1, types, values, NULL, true, 1);
 	if (SPI_processed == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -55,6 +55,7 @@ DeptModelDirFor(const char *model_name)
 Datum
 dept_register_model(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	char	   *path = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	const Backbone *bb;
@@ -79,8 +80,7 @@ dept_register_model(PG_FUNCTION_ARGS)
 	/* load it now: a directory that does not open is never registered */
 	bb = DeptGetBackboneAt(path);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	spi_level = DeptSpiConnect();
 	{
 		Oid			types[5] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID, OIDOID};
 		Datum		values[5] = {CStringGetTextDatum(name), CStringGetTextDatum(path),
@@ -89,13 +89,13 @@ dept_register_model(PG_FUNCTION_ARGS)
 
 		DeptBecomeCatalogOwner(&saved);
 		DeptSpiExec("INSERT INTO dept.models (name, path, family, fingerprint, registered_by) "
-					"VALUES ($1, $2, $3, $4, $5::regrole) ON CONFLICT (name) DO UPDATE SET "
+					"VALUES ($1, $2, $3, $4, $5::pg_catalog.regrole) ON CONFLICT (name) DO UPDATE SET "
 					"path = EXCLUDED.path, family = EXCLUDED.family, fingerprint = EXCLUDED.fingerprint, "
-					"registered_by = EXCLUDED.registered_by, registered_at = now()",
+					"registered_by = EXCLUDED.registered_by, registered_at = pg_catalog.now()",
 					5, types, values, NULL, false, 0);
 		DeptRestoreUser(&saved);
 	}
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 
 	initStringInfo(&info);
 	appendStringInfoString(&info, "{\"name\": ");

@@ -122,6 +122,7 @@ DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *nam
 static CachedAdapter *
 DeptGetAdapter(const char *name)
 {
+	int			spi_level;
 	CachedAdapter *entry;
 	TimestampTz stmt = GetCurrentStatementStartTimestamp();
 	LocalTransactionId lxid = MyProc->lxid;
@@ -132,8 +133,7 @@ DeptGetAdapter(const char *name)
 	if (entry && entry->adapter && entry->checked_statement == stmt && entry->checked_lxid == lxid)
 		return entry;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	spi_level = DeptSpiConnect();
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(name)};
@@ -141,8 +141,8 @@ DeptGetAdapter(const char *name)
 		int			version;
 		int64		row_xmin;
 
-		DeptSpiExec("SELECT version, xmin::text::bigint, backbone FROM dept.adapters "
-					"WHERE name = $1 AND active", 1, types, values, NULL, true, 1);
+		DeptSpiExec("SELECT version, xmin::pg_catalog.text::pg_catalog.int8, backbone "
+					"FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active", 1, types, values, NULL, true, 1);
 		if (SPI_processed == 0)
 			DeptNoSuchAdapter(name);
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -163,7 +163,8 @@ DeptGetAdapter(const char *name)
 			Oid			t[2] = {TEXTOID, INT4OID};
 
 			strlcpy(entry->model_dir, DeptModelDirFor(model), sizeof(entry->model_dir));
-			DeptSpiExec("SELECT tensors FROM dept.adapters WHERE name = $1 AND version = $2",
+			DeptSpiExec("SELECT tensors FROM dept.adapters "
+						"WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
 						2, t, v, NULL, true, 1);
 			if (SPI_processed == 0)
 				DeptNoSuchAdapter(name);
@@ -175,7 +176,7 @@ DeptGetAdapter(const char *name)
 			entry->row_xmin = row_xmin;
 		}
 	}
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 	entry->checked_statement = stmt;
 	entry->checked_lxid = lxid;
 	return entry;
@@ -322,6 +323,7 @@ dept_predict_proba_batch(PG_FUNCTION_ARGS)
 Datum
 dept_evaluate(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Oid			relid = PG_GETARG_OID(1);
 	char	   *label_column = text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -331,20 +333,18 @@ dept_evaluate(PG_FUNCTION_ARGS)
 	char	   *sql;
 	SPIPlanPtr	plan;
 	Portal		portal;
-	int64		unknown = 0,
-				skipped = 0;
+	int64		skipped = 0;
 	StringInfoData buf;
 	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "dept_evaluate batch",
 													ALLOCSET_DEFAULT_SIZES);
 
 	if (m == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	sql = psprintf("SELECT %s::text, %s::text FROM %s", quote_identifier(text_column),
+	sql = psprintf("SELECT %s::pg_catalog.text, %s::pg_catalog.text FROM %s", quote_identifier(text_column),
 				   quote_identifier(label_column),
 				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 											  get_rel_name(relid)));
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	spi_level = DeptSpiConnect();
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
 		ereport(ERROR,
@@ -390,11 +390,14 @@ dept_evaluate(PG_FUNCTION_ARGS)
 		probs = k > 0 ? DeptClassify(entry, texts, lens, k) : NULL;
 		for (int i = 0; i < k; i++)
 		{
+			int			predicted = DeptArgmax(probs + (size_t) i * entry->n_labels,
+											   entry->n_labels);
+
+			/* a label the adapter never saw cannot be predicted: an error */
 			if (truth[i] < 0)
-				unknown++;
+				metrics_add_unseen(m, predicted);
 			else
-				metrics_add(m, truth[i], DeptArgmax(probs + (size_t) i * entry->n_labels,
-													entry->n_labels));
+				metrics_add(m, truth[i], predicted);
 		}
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(batch_cxt);
@@ -402,16 +405,22 @@ dept_evaluate(PG_FUNCTION_ARGS)
 		CHECK_FOR_INTERRUPTS();
 	}
 	SPI_cursor_close(portal);
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 	metrics_finish(m);
 
 	initStringInfo(&buf);
 	appendStringInfo(&buf, "{\"adapter\": ");
 	escape_json(&buf, name);
 	appendStringInfo(&buf, ", \"version\": %d, \"rows\": %lld, \"skipped_null\": %lld, "
-					 "\"unknown_label\": %lld, \"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
+					 "\"unknown_label\": %lld, ",
 					 entry->version, (long long) m->total, (long long) skipped,
-					 (long long) unknown, m->accuracy, m->macro_f1);
+					 (long long) m->n_unseen);
+	/* no scored row: no accuracy, rather than a misleading 0 */
+	if (m->total > 0)
+		appendStringInfo(&buf, "\"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
+						 m->accuracy, m->macro_f1);
+	else
+		appendStringInfoString(&buf, "\"accuracy\": null, \"macro_f1\": null, \"per_class\": {");
 	for (int c = 0; c < entry->n_labels; c++)
 	{
 		if (c)
@@ -444,6 +453,7 @@ dept_evaluate(PG_FUNCTION_ARGS)
 Datum
 dept_export(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
@@ -451,9 +461,9 @@ dept_export(PG_FUNCTION_ARGS)
 	bytea	   *result;
 	MemoryContext caller = CurrentMemoryContext;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	DeptSpiExec("SELECT tensors FROM dept.adapters WHERE name = $1 AND active", 1, types, values,
+	spi_level = DeptSpiConnect();
+	DeptSpiExec("SELECT tensors FROM dept.adapters "
+				"WHERE name OPERATOR(pg_catalog.=) $1 AND active", 1, types, values,
 				NULL, true, 1);
 	if (SPI_processed == 0)
 		DeptNoSuchAdapter(name);
@@ -466,7 +476,7 @@ dept_export(PG_FUNCTION_ARGS)
 		SET_VARSIZE(result, VARHDRSZ + len);
 		memcpy(VARDATA(result), VARDATA_ANY(b), len);
 	}
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 	PG_RETURN_BYTEA_P(result);
 }
 
@@ -481,6 +491,7 @@ DeptMethodName(AdapterMethod m)
 Datum
 dept_import(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	bytea	   *data = PG_GETARG_BYTEA_P(1);
 	bool		activate = PG_GETARG_BOOL(2);
@@ -517,14 +528,14 @@ dept_import(PG_FUNCTION_ARGS)
 	row.metrics_json = "{}";
 	row.tensors = data;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	spi_level = DeptSpiConnect();
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(fingerprint)};
 		bool		isnull;
 
-		DeptSpiExec("SELECT name FROM dept.models WHERE fingerprint = $1 ORDER BY name LIMIT 1",
+		DeptSpiExec("SELECT name FROM dept.models WHERE fingerprint OPERATOR(pg_catalog.=) $1 "
+					"ORDER BY name USING OPERATOR(pg_catalog.<) LIMIT 1",
 					1, types, values, NULL, true, 1);
 		if (SPI_processed > 0)
 			row.backbone = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
@@ -532,20 +543,20 @@ dept_import(PG_FUNCTION_ARGS)
 	}
 	DeptCheckAdapterWritable(name);
 	version = DeptStoreAdapter(&row, activate ? "always" : "never", &activated);
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 	PG_RETURN_INT32(version);
 }
 
 Datum
 dept_activate(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	int32		version = PG_GETARG_INT32(1);
 	Oid			owner;
 	DeptSavedUser saved;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	spi_level = DeptSpiConnect();
 	owner = DeptAdapterOwner(name);
 	if (!OidIsValid(owner))
 		DeptNoSuchAdapter(name);
@@ -559,18 +570,21 @@ dept_activate(PG_FUNCTION_ARGS)
 		Datum		values[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
 
 		DeptLockAdapterName(name);
-		DeptSpiExec("SELECT 1 FROM dept.adapters WHERE name = $1 AND version = $2", 2, types,
+		DeptSpiExec("SELECT 1 FROM dept.adapters "
+					"WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2", 2, types,
 					values, NULL, false, 1);
 		if (SPI_processed == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_UNDEFINED_OBJECT),
 					 errmsg("adapter \"%s\" has no version %d", name, version)));
-		DeptSpiExec("UPDATE dept.adapters SET active = false WHERE name = $1 AND active", 1,
+		DeptSpiExec("UPDATE dept.adapters SET active = false "
+					"WHERE name OPERATOR(pg_catalog.=) $1 AND active", 1,
 					types, values, NULL, false, 0);
-		DeptSpiExec("UPDATE dept.adapters SET active = true WHERE name = $1 AND version = $2", 2,
+		DeptSpiExec("UPDATE dept.adapters SET active = true "
+					"WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2", 2,
 					types, values, NULL, false, 0);
 	}
 	DeptRestoreUser(&saved);
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 	PG_RETURN_VOID();
 }

@@ -26,6 +26,7 @@
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/lsyscache.h"
@@ -156,16 +157,17 @@ DeptCheckLabels(Oid relid, const char *label_column, const char *text_column)
 {
 	char	   *rel = DeptQualifiedName(relid);
 	const char *col = quote_identifier(label_column);
-	char	   *usable = psprintf("%s IS NOT NULL AND %s::text <> '' AND %s IS NOT NULL", col, col,
+	char	   *usable = psprintf("%s IS NOT NULL AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) '' "
+								  "AND %s IS NOT NULL", col, col,
 								  quote_identifier(text_column));
 	char	   *sql;
 	bool		isnull;
 	int64		with_label;
 
 	/* count only rows the worker will use: a text, and a non-empty label */
-	sql = psprintf("SELECT (SELECT count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT 1) s), "
-				   "EXISTS (SELECT 1 FROM %s WHERE %s AND %s::text <> "
-				   "(SELECT %s::text FROM %s WHERE %s LIMIT 1))",
+	sql = psprintf("SELECT (SELECT pg_catalog.count(*) FROM (SELECT 1 FROM %s WHERE %s LIMIT 1) s), "
+				   "EXISTS (SELECT 1 FROM %s WHERE %s AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) "
+				   "(SELECT %s::pg_catalog.text FROM %s WHERE %s LIMIT 1))",
 				   rel, usable, rel, usable, col, col, rel, usable);
 	DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
 	with_label = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -179,6 +181,44 @@ DeptCheckLabels(Oid relid, const char *label_column, const char *text_column)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("label column \"%s\" has only one distinct value", label_column),
 				 errdetail("A classifier needs at least two classes.")));
+}
+
+/* More distinct values than this in an integer label column look like a quantity, not classes. */
+#define DEPT_MAX_INTEGER_CLASSES 50
+
+/*
+ * A label column of a non-integer numeric type, or an integer one with
+ * more than DEPT_MAX_INTEGER_CLASSES distinct values, holds quantities:
+ * training a classifier with a class per value would be silently wrong.
+ */
+static void
+DeptCheckLabelType(Oid relid, const char *label_column)
+{
+	Oid			type = getBaseType(get_atttype(relid, get_attnum(relid, label_column)));
+	char	   *sql;
+	bool		isnull;
+	int64		distinct;
+
+	if (type == NUMERICOID || type == FLOAT4OID || type == FLOAT8OID)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("label column \"%s\" is of type %s: its values look like quantities, not classes",
+						label_column, format_type_be(type)),
+				 errhint("Train a classifier on a text or integer label (cast the column in a view).")));
+	if (type != INT2OID && type != INT4OID && type != INT8OID)
+		return;
+	sql = psprintf("SELECT pg_catalog.count(*) FROM (SELECT DISTINCT %s FROM %s WHERE %s IS NOT NULL "
+				   "LIMIT %d) s", quote_identifier(label_column), DeptQualifiedName(relid),
+				   quote_identifier(label_column), DEPT_MAX_INTEGER_CLASSES + 1);
+	DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
+	distinct = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	if (distinct > DEPT_MAX_INTEGER_CLASSES)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("integer label column \"%s\" has more than %d distinct values",
+						label_column, DEPT_MAX_INTEGER_CLASSES),
+				 errdetail("So many values look like a quantity, not classes."),
+				 errhint("Train on a column of class names, or cast it to text in a view if these really are classes.")));
 }
 
 static void
@@ -270,7 +310,8 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 	if (t5_is(bb))
 	{
 		const char *col = quote_identifier(label_column);
-		char	   *sql = psprintf("SELECT coalesce(max(octet_length(%s::text)), 0), count(DISTINCT %s::text) "
+		char	   *sql = psprintf("SELECT COALESCE(pg_catalog.max(pg_catalog.octet_length(%s::pg_catalog.text)), 0), "
+								   "pg_catalog.count(DISTINCT %s::pg_catalog.text) "
 								   "FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL", col, col,
 								   DeptQualifiedName(relid), col, quote_identifier(text_column));
 		bool		isnull;
@@ -314,7 +355,7 @@ DeptNextJobId(void)
 	int64		id;
 
 	DeptBecomeCatalogOwner(&saved);
-	DeptSpiExec("SELECT nextval('dept.job_ids')", 0, NULL, NULL, NULL, false, 1);
+	DeptSpiExec("SELECT pg_catalog.nextval('dept.job_ids'::pg_catalog.regclass)", 0, NULL, NULL, NULL, false, 1);
 	id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	DeptRestoreUser(&saved);
 	return id;
@@ -385,17 +426,17 @@ DeptReadState(DeptTrainRequest *req, TrainProgress *progress)
 static void
 DeptCheckWorkerNotBlocked(pid_t worker_pid, const DeptTrainRequest *req)
 {
+	int			spi_level;
 	Oid			types[2] = {INT4OID, INT4OID};
 	Datum		values[2] = {Int32GetDatum(MyProcPid), Int32GetDatum(worker_pid)};
 	bool		isnull;
 	bool		blocked;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	DeptSpiExec("SELECT $1 = ANY (pg_catalog.pg_blocking_pids($2))", 2, types, values, NULL,
+	spi_level = DeptSpiConnect();
+	DeptSpiExec("SELECT $1 OPERATOR(pg_catalog.=) ANY (pg_catalog.pg_blocking_pids($2))", 2, types, values, NULL,
 				true, 1);
 	blocked = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 	if (blocked)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -424,6 +465,23 @@ DeptWaitStep(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
 				 errmsg("training job " INT64_FORMAT " ended without reporting its outcome",
 						req->job_id),
 				 errhint("See the server log for the worker's messages.")));
+}
+
+/*
+ * A waiting caller that goes away without an error of its own (terminated
+ * with pg_terminate_backend, or its client disconnected: both exit with
+ * FATAL, which no PG_CATCH sees) detaches from the job's segment on its way
+ * out; the job must not finish, store and activate a version on its own.
+ */
+static void
+DeptCancelOnCallerExit(dsm_segment *seg, Datum arg)
+{
+	DeptTrainRequest *req = (DeptTrainRequest *) DatumGetPointer(arg);
+
+	SpinLockAcquire(&req->mutex);
+	if (req->state <= JOB_RUNNING)
+		req->cancel_requested = true;
+	SpinLockRelease(&req->mutex);
 }
 
 /* Relay progress as NOTICEs until the job ends; cancel it if we are cancelled. */
@@ -464,6 +522,7 @@ DeptWaitForJob(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
 Datum
 dept_train(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	Oid			relid;
 	char	   *label_column = DeptTextArg(fcinfo, 1, "label_column");
 	char	   *text_column = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
@@ -521,10 +580,10 @@ dept_train(PG_FUNCTION_ARGS)
 	SpinLockInit(&req->mutex);
 	DeptParseTrainOptions(req, method, options);
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	spi_level = DeptSpiConnect();
 	DeptReapJobs();
 	DeptCheckAdapterWritable(adapter);
+	DeptCheckLabelType(relid, label_column);
 	DeptCheckLabels(relid, label_column, text_column);
 	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));
 	DeptCheckModelFits(req);
@@ -533,7 +592,7 @@ dept_train(PG_FUNCTION_ARGS)
 		(int64) dept_max_training_memory * 1024;
 	DeptCheckMemoryBeforeStart(req, relid, label_column, text_column);
 	req->job_id = DeptNextJobId();
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 
 	req->database = MyDatabaseId;
 	req->role = GetUserId();
@@ -573,6 +632,7 @@ dept_train(PG_FUNCTION_ARGS)
 		PG_RETURN_TEXT_P(cstring_to_text(psprintf(INT64_FORMAT, job_id)));
 	}
 
+	on_dsm_detach(seg, DeptCancelOnCallerExit, PointerGetDatum(req));
 	DeptWaitForJob(handle, req);
 	{
 		/* copy the outcome out of the segment before detaching from it */
@@ -589,9 +649,10 @@ dept_train(PG_FUNCTION_ARGS)
 					 errmsg("training job " INT64_FORMAT " failed: %s", outcome.job_id,
 							outcome.error)));
 		ereport(NOTICE,
-				(errmsg("adapter \"%s\" version %d trained (job " INT64_FORMAT ", validation accuracy %.4f)",
+				(errmsg("adapter \"%s\" version %d trained (job " INT64_FORMAT ", validation accuracy %s)",
 						outcome.adapter, outcome.version, outcome.job_id,
-						outcome.progress.valid_accuracy)));
+						outcome.progress.valid_accuracy < 0 ? "-" :
+						psprintf("%.4f", outcome.progress.valid_accuracy))));
 		PG_RETURN_TEXT_P(cstring_to_text(outcome.adapter));
 	}
 }
@@ -601,20 +662,22 @@ dept_train(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------------
  */
 
+/* The search_path nest level of the worker's open transaction (DeptSpiConnect). */
+static int	worker_spi_level;
+
 static void
 DeptWorkerBeginTxn(void)
 {
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	worker_spi_level = DeptSpiConnect();
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
 static void
 DeptWorkerCommit(void)
 {
-	SPI_finish();
+	DeptSpiFinish(worker_spi_level);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 }
@@ -625,6 +688,22 @@ DeptSetState(DeptTrainRequest *req, DeptJobState state)
 	SpinLockAcquire(&req->mutex);
 	req->state = state;
 	SpinLockRelease(&req->mutex);
+}
+
+/* Error out (as a cancel) when the waiting caller has asked the job to stop or has gone. */
+static void
+DeptCheckCancelRequested(DeptTrainRequest *req)
+{
+	bool		cancel;
+
+	SpinLockAcquire(&req->mutex);
+	cancel = req->cancel_requested;
+	SpinLockRelease(&req->mutex);
+	if (cancel)
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("training job " INT64_FORMAT " was cancelled by its waiting caller",
+						req->job_id)));
 }
 
 /* Record the job as running, with this worker's pid, in its own transaction. */
@@ -650,7 +729,8 @@ DeptJobInsert(DeptTrainRequest *req)
 	DeptBecomeCatalogOwner(&saved);
 	DeptSpiExec("INSERT INTO dept.jobs (id, adapter, owner, status, relation, label_column, "
 				"text_column, method, options, activate, worker_pid, started_at) "
-				"VALUES ($1, $2, $3::regrole, 'running', $4, $5, $6, $7, $8, $9, $10, now())",
+				"VALUES ($1, $2, $3::pg_catalog.regrole, 'running', $4, $5, $6, $7, $8, $9, $10, "
+				"pg_catalog.now())",
 				10, types, values, NULL, false, 0);
 	DeptRestoreUser(&saved);
 	DeptWorkerCommit();
@@ -710,7 +790,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 	if (ds == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	DeptWorkerBeginTxn();
-	sql = psprintf("SELECT %s::text, %s::text FROM %s",
+	sql = psprintf("SELECT %s::pg_catalog.text, %s::pg_catalog.text FROM %s",
 				   quote_identifier(req->text_column), quote_identifier(req->label_column),
 				   DeptQualifiedName(req->relation));
 	plan = SPI_prepare(sql, 0, NULL);
@@ -739,6 +819,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 		}
 		SPI_freetuptable(SPI_tuptable);
 		CHECK_FOR_INTERRUPTS();
+		DeptCheckCancelRequested(req);
 		if (req->max_training_memory >= 0)
 		{
 			DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, ds->n_rows, held, 0, &est);
@@ -808,7 +889,8 @@ DeptWorkerProgress(void *arg, const TrainProgress *p)
 		DeptWorkerBeginTxn();
 		DeptBecomeCatalogOwner(&saved);
 		DeptSpiExec("UPDATE dept.jobs SET step = $2, total_steps = $3, epoch = $4, loss = $5, "
-					"valid_accuracy = $6, rows_per_second = $7, eta_seconds = $8 WHERE id = $1",
+					"valid_accuracy = $6, rows_per_second = $7, eta_seconds = $8 "
+					"WHERE id OPERATOR(pg_catalog.=) $1",
 					8, types, values, nulls, false, 0);
 		DeptRestoreUser(&saved);
 		DeptWorkerCommit();
@@ -855,6 +937,7 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 				metrics;
 	bytea	   *tensors;
 	bool		activated;
+	bool		has_valid;
 
 	if (adapter_serialize(a, bb->fingerprint, (const char *const *) ds->class_names, &bytes,
 						  &len, &err) != NN_OK)
@@ -889,9 +972,15 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear");
 	appendStringInfoChar(&hyper, '}');
 
+	/*
+	 * With no rows held out, train.c selects its checkpoint on training
+	 * rows: those figures are not validation metrics and are not stored as
+	 * such (docs/dba.md, "Activation").
+	 */
+	has_valid = res->valid_metrics != NULL && res->n_valid > 0;
 	initStringInfo(&metrics);
 	appendStringInfoChar(&metrics, '{');
-	if (res->valid_metrics)
+	if (has_valid)
 	{
 		DeptAppendMetricsJson(&metrics, res->valid_metrics, ds->class_names);
 		appendStringInfoString(&metrics, ", ");
@@ -911,7 +1000,9 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	row.n_labels = ds->n_classes;
 	row.hyperparameters_json = hyper.data;
 	row.metrics_json = metrics.data;
-	row.valid_accuracy = res->valid_metrics ? res->valid_metrics->accuracy : 0.0;
+	row.valid_accuracy = has_valid ? res->valid_metrics->accuracy : 0.0;
+	row.has_valid_accuracy = has_valid;
+	row.job_id = req->job_id;
 	row.relation = req->relation_name;
 	row.label_column = req->label_column;
 	row.text_column = req->text_column;
@@ -927,22 +1018,25 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 		Datum		values[5] = {Int64GetDatum(req->job_id), Int32GetDatum(req->version),
 			Int64GetDatum(ds->n_rows), Int64GetDatum(ds->skipped),
 		Float8GetDatum(row.valid_accuracy)};
+		char		nulls[5] = {' ', ' ', ' ', ' ', has_valid ? ' ' : 'n'};
 		DeptSavedUser saved;
 
 		DeptBecomeCatalogOwner(&saved);
-		DeptSpiExec("UPDATE dept.jobs SET status = 'succeeded', finished_at = now(), "
+		DeptSpiExec("UPDATE dept.jobs SET status = 'succeeded', finished_at = pg_catalog.now(), "
 					"adapter_version = $2, rows_read = $3, rows_skipped = $4, valid_accuracy = $5 "
-					"WHERE id = $1", 5, types, values, NULL, false, 0);
+					"WHERE id OPERATOR(pg_catalog.=) $1", 5, types, values, nulls, false, 0);
 		DeptRestoreUser(&saved);
 	}
 	DeptWorkerCommit();
 	SpinLockAcquire(&req->mutex);
-	req->progress.valid_accuracy = row.valid_accuracy;
+	req->progress.valid_accuracy = has_valid ? row.valid_accuracy : -1;
 	SpinLockRelease(&req->mutex);
-	if (!activated)
+	if (!activated && strcmp(req->activate, "if_better") == 0)
 		ereport(LOG,
-				(errmsg("dept: adapter \"%s\" version %d stored but not activated: validation accuracy %.4f is below the active version's",
-						req->adapter, req->version, row.valid_accuracy)));
+				(errmsg("dept: adapter \"%s\" version %d stored but not activated: %s",
+						req->adapter, req->version,
+						has_valid ? "its validation accuracy is below the active version's"
+						: "it has no validation rows to compare with the active version")));
 }
 
 static void
@@ -958,7 +1052,8 @@ DeptJobFinish(DeptTrainRequest *req, DeptJobState state, const char *error)
 	values[2] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	DeptWorkerBeginTxn();
 	DeptBecomeCatalogOwner(&saved);
-	DeptSpiExec("UPDATE dept.jobs SET status = $2, error = $3, finished_at = now() WHERE id = $1",
+	DeptSpiExec("UPDATE dept.jobs SET status = $2, error = $3, finished_at = pg_catalog.now() "
+				"WHERE id OPERATOR(pg_catalog.=) $1",
 				3, types, values, nulls, false, 0);
 	DeptRestoreUser(&saved);
 	DeptWorkerCommit();
@@ -994,6 +1089,7 @@ DeptRunJob(DeptTrainRequest *req)
 		DeptSetState(req, JOB_CANCELLED);
 		return;
 	}
+	DeptCheckCancelRequested(req);
 	DeptStoreResult(req, bb, ds, &res);
 	train_result_free(&res);
 	dataset_free(ds);
@@ -1019,6 +1115,13 @@ dept_train_worker_main(Datum arg)
 	dsm_unpin_segment(dsm_segment_handle(seg));
 	req = dsm_segment_address(seg);
 	BackgroundWorkerInitializeConnectionByOid(req->database, req->role, 0);
+	/*
+	 * The role's own settings (ALTER ROLE ... SET search_path) applied at
+	 * connection; every SQL section pins search_path anyway (DeptSpiConnect).
+	 */
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("application_name", psprintf("dept training job " INT64_FORMAT, req->job_id),
+					PGC_USERSET, PGC_S_SESSION);
 	worker_context = AllocSetContextCreate(TopMemoryContext, "dept training job",
 										   ALLOCSET_DEFAULT_SIZES);
 
@@ -1065,7 +1168,8 @@ DeptLookupJob(int64 job_id, char **status, Oid *owner, int *worker_pid)
 	bool		isnull;
 	Datum		pid;
 
-	DeptSpiExec("SELECT status, owner::oid, worker_pid FROM dept.jobs WHERE id = $1", 1, types,
+	DeptSpiExec("SELECT status, owner::pg_catalog.oid, worker_pid FROM dept.jobs "
+				"WHERE id OPERATOR(pg_catalog.=) $1", 1, types,
 				values, NULL, false, 1);
 	if (SPI_processed == 0)
 		return false;
@@ -1095,6 +1199,7 @@ DeptNoSuchJob(int64 job_id)
 Datum
 dept_wait(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	int64		job_id = PG_GETARG_INT64(0);
 	char	   *status = NULL;
 	Oid			owner;
@@ -1103,8 +1208,7 @@ dept_wait(PG_FUNCTION_ARGS)
 
 	for (;;)
 	{
-		if (SPI_connect() != SPI_OK_CONNECT)
-			elog(ERROR, "SPI_connect failed");
+		spi_level = DeptSpiConnect();
 		DeptReapJobs();
 		if (!DeptLookupJob(job_id, &status, &owner, &worker_pid))
 			DeptNoSuchJob(job_id);
@@ -1112,10 +1216,10 @@ dept_wait(PG_FUNCTION_ARGS)
 		{
 			char	   *result = MemoryContextStrdup(caller, status);
 
-			SPI_finish();
+			DeptSpiFinish(spi_level);
 			PG_RETURN_TEXT_P(cstring_to_text(result));
 		}
-		SPI_finish();
+		DeptSpiFinish(spi_level);
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100,
 						 PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
@@ -1133,14 +1237,14 @@ dept_wait(PG_FUNCTION_ARGS)
 Datum
 dept_cancel(PG_FUNCTION_ARGS)
 {
+	int			spi_level;
 	int64		job_id = PG_GETARG_INT64(0);
 	char	   *status;
 	Oid			owner;
 	int			worker_pid;
 	bool		requested = false;
 
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	spi_level = DeptSpiConnect();
 	DeptReapJobs();
 	if (!DeptLookupJob(job_id, &status, &owner, &worker_pid))
 		DeptNoSuchJob(job_id);
@@ -1155,13 +1259,13 @@ dept_cancel(PG_FUNCTION_ARGS)
 		bool		isnull;
 
 		/* as the caller: pg_cancel_backend checks that it may signal the worker's role */
-		DeptSpiExec("SELECT coalesce(bool_or(pg_catalog.pg_cancel_backend(a.pid)), false) "
-					"FROM pg_catalog.pg_stat_activity a "
-					"WHERE a.pid = $1 AND a.backend_type = 'dept training'",
+		DeptSpiExec("SELECT COALESCE(pg_catalog.bool_or(pg_catalog.pg_cancel_backend(a.pid)), false) "
+					"FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) $1 "
+					"AND a.backend_type OPERATOR(pg_catalog.=) 'dept training'",
 					1, types, values, NULL, false, 1);
 		requested = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											   &isnull));
 	}
-	SPI_finish();
+	DeptSpiFinish(spi_level);
 	PG_RETURN_BOOL(requested);
 }

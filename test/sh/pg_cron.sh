@@ -14,7 +14,7 @@ is "$(sql $db "SELECT dept_train('cron_reviews', 'label', method => 'probe', opt
 	"cron_reviews_label" "version 1 trains"
 jobid=$(sql $db "SELECT dept_schedule('cron_reviews_label', '* * * * *')")
 ok $? "dept_schedule creates a pg_cron job ($jobid)"
-is "$(sql $db "SELECT command LIKE 'SELECT dept_train(%' FROM cron.job WHERE jobname = 'dept:cron_reviews_label'")" "t" \
+is "$(sql $db "SELECT command LIKE 'SELECT public.dept_train(%' FROM cron.job WHERE jobname = 'dept:cron_reviews_label'")" "t" \
 	"the cron job repeats the last training"
 poll $db "SELECT count(*) >= 2 FROM dept.adapters WHERE name = 'cron_reviews_label'" 150
 ok $? "within the next scheduled minute a new adapter version appears"

@@ -1,0 +1,106 @@
+/* dept--1.0--1.1.sql: the one upgrade script of release 1.1 (docs/dba.md, "Upgrades"). */
+
+\echo Use "ALTER EXTENSION dept UPDATE TO '1.1'" to load this file. \quit
+
+-- ---------------------------------------------------------------------------
+-- search_path: every SQL-language or plpgsql function pins it, qualifies its
+-- calls, and reaches the extension's own functions through its schema.
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.dept_schedule(adapter text, schedule text) RETURNS bigint
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	last dept.jobs;
+	command text;
+BEGIN
+	IF pg_catalog.to_regnamespace('cron') IS NULL THEN
+		RAISE EXCEPTION 'pg_cron is not installed'
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Add pg_cron to shared_preload_libraries and run CREATE EXTENSION pg_cron.';
+	END IF;
+	SELECT * INTO last FROM dept.jobs j
+	 WHERE j.adapter OPERATOR(pg_catalog.=) dept_schedule.adapter
+	   AND j.status OPERATOR(pg_catalog.=) 'succeeded'
+	 ORDER BY j.id DESC LIMIT 1;
+	IF NOT FOUND THEN
+		RAISE EXCEPTION 'adapter "%" has no successful training job to repeat', adapter
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Train it once with dept_train first.';
+	END IF;
+	-- pg_cron runs the command as this role under its own search_path:
+	-- the function is reached through the extension's schema and every
+	-- argument has an explicit pg_catalog type, so nothing resolves there.
+	command := pg_catalog.format(
+		'SELECT %I.dept_train(%L::pg_catalog.regclass, %L::pg_catalog.text, %L::pg_catalog.text, '
+		'%L::pg_catalog.text, %L::pg_catalog.text, %L::pg_catalog.jsonb, true, %L::pg_catalog.text)',
+		'@extschema@', last.relation, last.label_column, last.text_column, last.adapter,
+		last.method, last.options, last.activate);
+	RETURN cron.schedule(pg_catalog.concat('dept:', adapter), schedule, command);
+END $$;
+
+CREATE OR REPLACE FUNCTION @extschema@.dept_unschedule(adapter text) RETURNS boolean
+	LANGUAGE plpgsql VOLATILE
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF pg_catalog.to_regnamespace('cron') IS NULL THEN
+		RAISE EXCEPTION 'pg_cron is not installed'
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'Add pg_cron to shared_preload_libraries and run CREATE EXTENSION pg_cron.';
+	END IF;
+	RETURN cron.unschedule(pg_catalog.concat('dept:', adapter));
+END $$;
+
+-- Commands 1.0 stored with pg_cron call dept_train unqualified, which fails
+-- when the extension is not on the scheduling role's path: qualify them.
+DO $$
+BEGIN
+	IF pg_catalog.to_regclass('cron.job') IS NOT NULL THEN
+		UPDATE cron.job
+		   SET command = pg_catalog.concat('SELECT ', pg_catalog.quote_ident('@extschema@'),
+										   '.dept_train(',
+										   pg_catalog.substr(command, pg_catalog.length('SELECT dept_train(') + 1))
+		 WHERE jobname OPERATOR(pg_catalog.~~) 'dept:%'
+		   AND command OPERATOR(pg_catalog.~~) 'SELECT dept_train(%';
+	END IF;
+END $$;
+
+-- ---------------------------------------------------------------------------
+-- Roles and adapters (ownership.c)
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.dept_reassign_owned(old_role regrole, new_role regrole) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'dept_reassign_owned'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.dept_reassign_owned(regrole, regrole) IS
+	'give every adapter (and job) of old_role to new_role, as REASSIGN OWNED; run it before DROP ROLE, or as a superuser with the dropped role''s OID';
+
+CREATE FUNCTION @extschema@.dept_drop_owned(role regrole) RETURNS bigint
+	AS 'MODULE_PATHNAME', 'dept_drop_owned'
+	LANGUAGE C STRICT VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.dept_drop_owned(regrole) IS
+	'delete every adapter version (and finished job) of role, as DROP OWNED; returns the versions deleted';
+
+CREATE FUNCTION @extschema@.dept_orphaned_adapters()
+	RETURNS TABLE (adapter text, versions bigint, owner_oid oid)
+	LANGUAGE sql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp AS $$
+	SELECT a.name, pg_catalog.count(*), a.owner::pg_catalog.oid
+	  FROM dept.adapters a
+	 WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+					   WHERE r.oid OPERATOR(pg_catalog.=) a.owner::pg_catalog.oid)
+	 GROUP BY a.name, a.owner::pg_catalog.oid
+	 ORDER BY a.name USING OPERATOR(pg_catalog.<)
+$$;
+COMMENT ON FUNCTION @extschema@.dept_orphaned_adapters() IS
+	'adapters whose owner role was dropped (visible to superusers); reclaim them with dept_reassign_owned or dept_drop_owned';
+
+REVOKE ALL ON FUNCTION @extschema@.dept_reassign_owned(regrole, regrole) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@.dept_drop_owned(regrole) FROM PUBLIC;
+
+-- DROP EXTENSION dept deletes every adapter: say how many, or refuse
+-- (dept.on_drop_extension).  Members of the extension, dropped with it.
+CREATE FUNCTION @extschema@.dept_guard_drop_extension() RETURNS event_trigger
+	AS 'MODULE_PATHNAME', 'dept_guard_drop_extension'
+	LANGUAGE C;
+CREATE EVENT TRIGGER dept_guard_drop_extension ON ddl_command_start
+	WHEN TAG IN ('DROP EXTENSION')
+	EXECUTE FUNCTION @extschema@.dept_guard_drop_extension();
