@@ -100,6 +100,28 @@ test_metrics(void)
 	CHECK(metrics_new(0) == NULL, "zero classes refused");
 }
 
+/*
+ * Rows of a label the classifier never saw are errors: [[1,0],[0,1]] plus
+ * two unseen rows predicted 0 and 1 give accuracy 2/4, precision 1/2 each.
+ */
+static void
+test_metrics_unseen_labels(void)
+{
+	ClassMetrics *m = metrics_new(2);
+
+	metrics_add(m, 0, 0);
+	metrics_add(m, 1, 1);
+	metrics_add_unseen(m, 0);
+	metrics_add_unseen(m, 1);
+	metrics_finish(m);
+	CHECK(m->total == 4 && m->n_unseen == 2, "total %ld unseen %ld", (long) m->total,
+		  (long) m->n_unseen);
+	CHECK(fabs(m->accuracy - 0.5) < 1e-12, "accuracy %f", m->accuracy);
+	CHECK(fabs(m->precision[0] - 0.5) < 1e-12 && fabs(m->recall[0] - 1.0) < 1e-12,
+		  "precision %f recall %f", m->precision[0], m->recall[0]);
+	metrics_free(m);
+}
+
 int
 main(void)
 {
@@ -107,5 +129,6 @@ main(void)
 	RUN_TEST(test_adamw_groups);
 	RUN_TEST(test_clip_and_schedule);
 	RUN_TEST(test_metrics);
+	RUN_TEST(test_metrics_unseen_labels);
 	return unit_finish();
 }
