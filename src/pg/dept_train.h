@@ -17,6 +17,7 @@
 #include "storage/spin.h"
 #include "utils/jsonb.h"
 
+#include "dataset.h"
 #include "train.h"
 
 typedef enum DeptJobState
@@ -49,6 +50,8 @@ typedef struct DeptTrainRequest
 	char		model_dir[MAXPGPATH];	/* resolved by the caller */
 	bool		prompt_len_set;
 	int64		max_training_memory;	/* bytes, the caller's dept.max_training_memory; -1 none */
+	int64		max_rows;		/* "max_rows": train on a sample of at most this many; 0 all */
+	bool		sample_stratified;	/* "sample": stratified by label (default) or uniform */
 	TrainOptions opt;			/* progress fields and init_text set by the worker */
 
 	/* progress, written by the worker under mutex */
@@ -56,6 +59,9 @@ typedef struct DeptTrainRequest
 	DeptJobState state;
 	bool		cancel_requested;	/* set by a waiting caller that was cancelled */
 	TrainProgress progress;
+	int64		rows_read;		/* usable rows read so far (the read phase's progress) */
+	int64		rows_usable;	/* usable rows in the table, when a sample was considered */
+	int64		rows_used;		/* rows held for training once the read phase is over; -1 before */
 	int			version;
 	int			sqlerrcode;
 	char		error[1024];
@@ -79,7 +85,16 @@ typedef struct DeptMemoryEstimate
 	int			prompt_rows;	/* of the adapter the run trains */
 } DeptMemoryEstimate;
 
+/* A seeded sample of the rows read (train_sample.c). */
+typedef struct DeptSampler DeptSampler;
+
 /* Methods */
+extern DeptSampler *DeptSamplerBegin(DeptTrainRequest *req);
+extern void DeptSamplerOffer(DeptSampler *s, const char *text, size_t text_len,
+							 const char *label, size_t label_len);
+extern double DeptSamplerHeldBytes(const DeptSampler *s);
+extern int64 DeptSamplerRowsRead(const DeptSampler *s);
+extern void DeptSamplerFinish(DeptSampler *s, Dataset *ds);
 extern void DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options);
 extern void DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir,
 									   const TrainOptions *opt, int n_classes, double n_rows,

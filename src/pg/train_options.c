@@ -68,6 +68,8 @@ static const OptionSpec option_specs[] = {
 	{"model", OPT_TEXT, 1, 64},
 	{"head", OPT_TEXT, 1, 16},
 	{"precision", OPT_TEXT, 1, 16},
+	{"max_rows", OPT_INT, 0, 1000000000},
+	{"sample", OPT_TEXT, 1, 16},
 };
 
 static const OptionSpec *
@@ -147,6 +149,16 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 			else
 				bad_option(k, "The value must be \"float32\" or \"bfloat16\".");
 		}
+		else if (strcmp(k, "sample") == 0)
+		{
+			/* how max_rows rows are drawn (train_sample.c) */
+			if (string_is(v, "stratified"))
+				req->sample_stratified = true;
+			else if (string_is(v, "uniform"))
+				req->sample_stratified = false;
+			else
+				bad_option(k, "The value must be \"stratified\" or \"uniform\".");
+		}
 		else if (strcmp(k, "init_text") == 0)
 		{
 			memcpy(req->init_text, v->val.string.val, v->val.string.len);
@@ -180,6 +192,7 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 	else if (strcmp(k, "patience") == 0) o->patience = (int) x;
 	else if (strcmp(k, "warmup_ratio") == 0) o->warmup_ratio = (float) x;
 	else if (strcmp(k, "max_grad_norm") == 0) o->max_grad_norm = x;
+	else if (strcmp(k, "max_rows") == 0) req->max_rows = (int64) x;
 }
 
 /*
@@ -198,6 +211,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	train_options_default(&req->opt);
 	strlcpy(req->init_text, "Classify the text:", sizeof(req->init_text));
 	strlcpy(req->model_name, "use-lite", sizeof(req->model_name));
+	req->sample_stratified = true;
 	for (int i = 0; i < 4; i++)
 		if (strcmp(method, methods[i]) == 0)
 			m = i;
@@ -227,7 +241,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");

@@ -484,11 +484,50 @@ DeptCancelOnCallerExit(dsm_segment *seg, Datum arg)
 	SpinLockRelease(&req->mutex);
 }
 
+/*
+ * The read phase as NOTICEs: the rows read every second while it lasts,
+ * then once what was read, what is used and the steps to come.
+ */
+static void
+DeptNoticeReadProgress(DeptTrainRequest *req, TimestampTz *last_notice, bool *announced)
+{
+	int64		read,
+				used;
+
+	SpinLockAcquire(&req->mutex);
+	read = req->rows_read;
+	used = req->rows_used;
+	SpinLockRelease(&req->mutex);
+	if (used >= 0 && !*announced)
+	{
+		int64		per_epoch = (int64) ceil(used * (1.0 - req->opt.valid_fraction) /
+											 req->opt.batch_size);
+		int64		steps = per_epoch * req->opt.epochs;
+
+		if (req->opt.max_steps > 0)
+			steps = Min(steps, req->opt.max_steps);
+		ereport(NOTICE,
+				(errmsg("job " INT64_FORMAT ": " INT64_FORMAT " rows read, " INT64_FORMAT
+						" used; training about " INT64_FORMAT " steps of %d rows",
+						req->job_id, read, used, steps, req->opt.batch_size)));
+		*announced = true;
+		*last_notice = GetCurrentTimestamp();
+	}
+	else if (used < 0 && read > 0 && TimestampDifferenceExceeds(*last_notice, GetCurrentTimestamp(), 1000))
+	{
+		ereport(NOTICE,
+				(errmsg("job " INT64_FORMAT ": reading rows: " INT64_FORMAT " read",
+						req->job_id, read)));
+		*last_notice = GetCurrentTimestamp();
+	}
+}
+
 /* Relay progress as NOTICEs until the job ends; cancel it if we are cancelled. */
 static void
 DeptWaitForJob(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
 {
 	TimestampTz last_notice = GetCurrentTimestamp();
+	bool		read_announced = false;
 
 	PG_TRY();
 	{
@@ -497,7 +536,9 @@ DeptWaitForJob(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
 		while (DeptReadState(req, &p) <= JOB_RUNNING)
 		{
 			DeptWaitStep(handle, req);
-			if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(), 2000) && p.step > 0)
+			if (p.step == 0)
+				DeptNoticeReadProgress(req, &last_notice, &read_announced);
+			else if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(), 2000))
 			{
 				ereport(NOTICE,
 						(errmsg("job " INT64_FORMAT ": step %ld/%ld, epoch %d, loss %.4f, validation accuracy %s, %.1f rows/s, ETA %.0f s",
@@ -578,6 +619,7 @@ dept_train(PG_FUNCTION_ARGS)
 	req = dsm_segment_address(seg);
 	memset(req, 0, sizeof(*req));
 	SpinLockInit(&req->mutex);
+	req->rows_used = -1;
 	DeptParseTrainOptions(req, method, options);
 
 	spi_level = DeptSpiConnect();
@@ -770,69 +812,19 @@ DeptCheckMemoryOfRows(DeptTrainRequest *req, const Backbone *bb, const Dataset *
 	DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
 }
 
-/*
- * Read (text, label) rows through a cursor, as the calling role, checking
- * the memory estimate with the rows held so far after every fetch: a table
- * larger than dept.max_training_memory fails while reading, not by
- * exhausting memory.
- */
-static Dataset *
-DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
+/* Publish the read phase's progress for a waiting caller's NOTICEs. */
+static void
+DeptPublishRowsRead(DeptTrainRequest *req, int64 rows)
 {
-	Dataset    *ds = dataset_new();
-	char	   *sql;
-	SPIPlanPtr	plan;
-	Portal		portal;
-	NnError		err;
-	double		held = 0;
-	DeptMemoryEstimate est;
+	SpinLockAcquire(&req->mutex);
+	req->rows_read = rows;
+	SpinLockRelease(&req->mutex);
+}
 
-	if (ds == NULL)
-		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	DeptWorkerBeginTxn();
-	sql = psprintf("SELECT %s::pg_catalog.text, %s::pg_catalog.text FROM %s",
-				   quote_identifier(req->text_column), quote_identifier(req->label_column),
-				   DeptQualifiedName(req->relation));
-	plan = SPI_prepare(sql, 0, NULL);
-	if (plan == NULL)
-		elog(ERROR, "SPI_prepare failed: %s", sql);
-	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, 1000);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 i = 0; i < SPI_processed; i++)
-		{
-			bool		text_null,
-						label_null;
-			Datum		t = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &text_null);
-			Datum		l = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &label_null);
-			text	   *tt = text_null ? NULL : DatumGetTextPP(t);
-			text	   *lt = label_null ? NULL : DatumGetTextPP(l);
-
-			if (dataset_add(ds, tt ? VARDATA_ANY(tt) : NULL, tt ? VARSIZE_ANY_EXHDR(tt) : 0,
-							lt ? VARDATA_ANY(lt) : NULL, lt ? VARSIZE_ANY_EXHDR(lt) : 0,
-							&err) != NN_OK)
-				DeptReportNnError(&err, "could not read training rows");
-			held += (tt && lt) ? VARSIZE_ANY_EXHDR(tt) + VARSIZE_ANY_EXHDR(lt) : 0;
-		}
-		SPI_freetuptable(SPI_tuptable);
-		CHECK_FOR_INTERRUPTS();
-		DeptCheckCancelRequested(req);
-		if (req->max_training_memory >= 0)
-		{
-			DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, ds->n_rows, held, 0, &est);
-			DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
-		}
-	}
-	SPI_cursor_close(portal);
-	DeptWorkerCommit();
-	if (dataset_finish(ds, &err) != NN_OK)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("cannot train on %s: %s", req->relation_name, err.msg)));
-	/* what the adapter format can store, checked before hours of training */
+/* Errors unless the classes fit what the adapter format stores, before hours of training. */
+static void
+DeptCheckClassesStorable(const DeptTrainRequest *req, const Dataset *ds)
+{
 	if (ds->n_classes > ADAPTER_IO_MAX_CLASSES)
 		ereport(ERROR,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -845,7 +837,108 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 					 errmsg("cannot train on %s: a label is %zu bytes long, at most %d are supported",
 							req->relation_name, strlen(ds->class_names[c]),
 							ADAPTER_IO_MAX_CLASS_NAME)));
+}
+
+/*
+ * Take one fetched batch of (text, label) rows: into the dataset, or
+ * offered to the sampler (NULL rows are counted as skipped either way).
+ * Returns the bytes of text and label now held.
+ */
+static double
+DeptTakeRows(Dataset *ds, DeptSampler *sampler, double held)
+{
+	NnError		err;
+
+	for (uint64 i = 0; i < SPI_processed; i++)
+	{
+		bool		text_null,
+					label_null;
+		Datum		t = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &text_null);
+		Datum		l = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &label_null);
+		text	   *tt = text_null ? NULL : DatumGetTextPP(t);
+		text	   *lt = label_null ? NULL : DatumGetTextPP(l);
+		bool		usable = tt && lt && VARSIZE_ANY_EXHDR(lt) > 0;
+
+		if (sampler && usable)
+			DeptSamplerOffer(sampler, VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), VARDATA_ANY(lt),
+							 VARSIZE_ANY_EXHDR(lt));
+		else if (sampler)
+			ds->skipped++;
+		else
+		{
+			if (dataset_add(ds, tt ? VARDATA_ANY(tt) : NULL, tt ? VARSIZE_ANY_EXHDR(tt) : 0,
+							lt ? VARDATA_ANY(lt) : NULL, lt ? VARSIZE_ANY_EXHDR(lt) : 0,
+							&err) != NN_OK)
+				DeptReportNnError(&err, "could not read training rows");
+			held += usable ? VARSIZE_ANY_EXHDR(tt) + VARSIZE_ANY_EXHDR(lt) : 0;
+		}
+	}
+	return sampler ? DeptSamplerHeldBytes(sampler) : held;
+}
+
+/*
+ * Read (text, label) rows through a cursor, as the calling role, checking
+ * the memory estimate with the rows held so far after every fetch: a table
+ * larger than dept.max_training_memory fails while reading, not by
+ * exhausting memory.  With max_rows, a seeded sample is held instead
+ * (train_sample.c), so memory is bounded by max_rows.
+ */
+static Dataset *
+DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
+{
+	Dataset    *ds = dataset_new();
+	DeptSampler *sampler;
+	char	   *sql;
+	SPIPlanPtr	plan;
+	Portal		portal;
+	NnError		err;
+	double		held = 0;
+	int64		fetched = 0;
+	DeptMemoryEstimate est;
+
+	if (ds == NULL)
+		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
+	DeptWorkerBeginTxn();
+	sampler = req->max_rows > 0 ? DeptSamplerBegin(req) : NULL;
+	sql = psprintf("SELECT %s::pg_catalog.text, %s::pg_catalog.text FROM %s",
+				   quote_identifier(req->text_column), quote_identifier(req->label_column),
+				   DeptQualifiedName(req->relation));
+	plan = SPI_prepare(sql, 0, NULL);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed: %s", sql);
+	portal = SPI_cursor_open(NULL, plan, NULL, NULL, true);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, 1000);
+		if (SPI_processed == 0)
+			break;
+		fetched += SPI_processed;
+		held = DeptTakeRows(ds, sampler, held);
+		SPI_freetuptable(SPI_tuptable);
+		DeptPublishRowsRead(req, fetched);
+		CHECK_FOR_INTERRUPTS();
+		DeptCheckCancelRequested(req);
+		if (req->max_training_memory >= 0)
+		{
+			double		rows = sampler ? Min(fetched, req->max_rows) : ds->n_rows;
+
+			DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, rows, held, 0, &est);
+			DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
+		}
+	}
+	SPI_cursor_close(portal);
+	DeptWorkerCommit();
+	if (sampler)
+		DeptSamplerFinish(sampler, ds);
+	if (dataset_finish(ds, &err) != NN_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("cannot train on %s: %s", req->relation_name, err.msg)));
+	DeptCheckClassesStorable(req, ds);
 	DeptCheckMemoryOfRows(req, bb, ds, held);
+	SpinLockAcquire(&req->mutex);
+	req->rows_used = ds->n_rows;
+	SpinLockRelease(&req->mutex);
 	return ds;
 }
 
@@ -970,6 +1063,13 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	escape_json(&hyper, bb->ops->family);
 	appendStringInfo(&hyper, ", \"head\": \"%s\"",
 					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear");
+	/* what was read and what was used (train_sample.c) */
+	appendStringInfo(&hyper, ", \"max_rows\": " INT64_FORMAT ", \"sample\": {\"method\": \"%s\", "
+					 "\"rows_read\": " INT64_FORMAT ", \"rows_used\": %d}",
+					 req->max_rows,
+					 req->max_rows > 0 && req->rows_usable > req->max_rows ?
+					 (req->sample_stratified ? "stratified" : "uniform") : "all",
+					 req->rows_read, ds->n_rows);
 	appendStringInfoChar(&hyper, '}');
 
 	/*
