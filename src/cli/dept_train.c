@@ -12,6 +12,14 @@
  * (BERT, T5); a T5 model trains text-to-text by default (the label strings
  * as decoder targets, predictions by ranking them, train.h), --head linear
  * gives it the mean-pool + linear head instead.
+ *
+ * For benchmarks that keep their own splits (bench/accuracy):
+ * --valid-rows N takes the last N rows of --train as the validation set
+ * (checkpoint selection and the reported "valid"), --save FILE writes the
+ * trained adapter (adapter_io.h), --load FILE evaluates a saved adapter on
+ * --test without training, and --embed-out FILE writes the frozen sentence
+ * vectors of the --train rows (what dept_embed returns; float32 little
+ * endian, rows x d_out, file order) without training.
  */
 #include "blas.h"
 #include <getopt.h>
@@ -21,6 +29,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "adapter_io.h"
 #include "backbone.h"
 #include "blas.h"
 #include "dataset.h"
@@ -34,6 +43,9 @@ typedef struct CliArgs
 	const char *report_path;
 	const char *text_column;
 	const char *label_column;
+	const char *save_path;
+	const char *load_path;
+	const char *embed_path;
 	int			threads;
 	bool		quiet;
 	TrainOptions opt;
@@ -60,6 +72,14 @@ usage(FILE *f)
 			"  --init-text TEXT       prompt init text ('' = sampled vocabulary)\n"
 			"  --precision P          float32 (default) or bfloat16: the encoder's products\n"
 			"                         on AMX where the CPU has it (src/nn/gemm_amx.h)\n"
+			"  --pool P               text (default) or all: the linear head of pt/dept/ept\n"
+			"                         pools the text rows only, or every row, prompt included\n"
+			"  --valid-rows N         the last N rows of --train are the validation set\n"
+			"                         (instead of a random --valid-fraction split)\n"
+			"  --save FILE            write the trained adapter (src/nn/adapter_io.h)\n"
+			"  --load FILE            no training: evaluate the saved adapter on --test\n"
+			"  --embed-out FILE       no training: write the frozen sentence vectors of the\n"
+			"                         --train rows (float32 LE, rows x d_out) and exit\n"
 			"  --text-column NAME --label-column NAME\n"
 			"  --threads N            OpenBLAS threads (default 1)\n"
 			"  --report FILE          write the JSON report there (default stdout)\n"
@@ -108,6 +128,9 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"label-column", required_argument, 0, 13}, {"threads", required_argument, 0, 14},
 		{"report", required_argument, 0, 15}, {"quiet", no_argument, 0, 16},
 		{"head", required_argument, 0, 17}, {"precision", required_argument, 0, 18},
+		{"pool", required_argument, 0, 19}, {"valid-rows", required_argument, 0, 20},
+		{"save", required_argument, 0, 21}, {"load", required_argument, 0, 22},
+		{"embed-out", required_argument, 0, 23},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -173,11 +196,23 @@ parse_args(int argc, char **argv, CliArgs *a)
 				}
 				o->bf16 = strcmp(optarg, "bfloat16") == 0;
 				break;
+			case 19:
+				if (strcmp(optarg, "text") != 0 && strcmp(optarg, "all") != 0)
+				{
+					fprintf(stderr, "dept-train: --pool must be text or all, not \"%s\"\n", optarg);
+					return -1;
+				}
+				o->pool_text = strcmp(optarg, "text") == 0;
+				break;
+			case 20: o->valid_tail = atoi(optarg); break;
+			case 21: a->save_path = optarg; break;
+			case 22: a->load_path = optarg; break;
+			case 23: a->embed_path = optarg; break;
 			case 'h': usage(stdout); exit(0);
 			default: usage(stderr); return -1;
 		}
 	}
-	if (a->train_path == NULL)
+	if (a->load_path != NULL ? a->test_path == NULL : a->train_path == NULL)
 	{
 		usage(stderr);
 		return -1;
@@ -236,7 +271,7 @@ json_string(FILE *f, const char *s)
 }
 
 static void
-json_metrics(FILE *f, const ClassMetrics *m, const Dataset *ds)
+json_metrics(FILE *f, const ClassMetrics *m, char **class_names)
 {
 	int			C = m->n_classes;
 
@@ -245,7 +280,7 @@ json_metrics(FILE *f, const ClassMetrics *m, const Dataset *ds)
 	for (int c = 0; c < C; c++)
 	{
 		fprintf(f, "%s", c ? ", " : "");
-		json_string(f, ds->class_names[c]);
+		json_string(f, class_names[c]);
 		fprintf(f, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
 				m->precision[c], m->recall[c], m->f1[c]);
 	}
@@ -262,7 +297,7 @@ json_metrics(FILE *f, const ClassMetrics *m, const Dataset *ds)
 
 /* Test rows whose labels the training set knows; others are reported unknown. */
 static int
-remap_test_labels(const Dataset *train, Dataset *test)
+remap_test_labels(char **class_names, int n_classes, Dataset *test)
 {
 	int			unknown = 0;
 
@@ -270,14 +305,139 @@ remap_test_labels(const Dataset *train, Dataset *test)
 	{
 		int			found = -1;
 
-		for (int c = 0; c < train->n_classes; c++)
-			if (strcmp(train->class_names[c], test->row_labels[i]) == 0)
+		for (int c = 0; c < n_classes; c++)
+			if (strcmp(class_names[c], test->row_labels[i]) == 0)
 				found = c;
 		test->labels[i] = found;
 		unknown += found < 0;
 	}
-	test->n_classes = train->n_classes;
+	test->n_classes = n_classes;
 	return unknown;
+}
+
+static int
+write_file(const char *path, const void *buf, size_t len)
+{
+	FILE	   *f = fopen(path, "wb");
+
+	if (f == NULL || fwrite(buf, 1, len, f) != len || fclose(f) != 0)
+	{
+		fprintf(stderr, "dept-train: could not write %s\n", path);
+		return -1;
+	}
+	return 0;
+}
+
+/* --embed-out: the frozen sentence vectors of ds's rows, in batches of 64. */
+static int
+embed_rows(const Backbone *bb, const Dataset *ds, const char *path)
+{
+	enum
+	{
+	EMBED_BATCH = 64};
+	BackboneRun *run = bb->ops->run_new(bb, EMBED_BATCH, bb->max_tokens);
+	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows * bb->d_out + 1);
+	NnError		err = {0};
+	int			rc = 0;
+
+	if (run == NULL || out == NULL)
+	{
+		fprintf(stderr, "dept-train: out of memory embedding\n");
+		rc = -1;
+	}
+	for (int start = 0; rc == 0 && start < ds->n_rows; start += EMBED_BATCH)
+	{
+		int			n = ds->n_rows - start < EMBED_BATCH ? ds->n_rows - start : EMBED_BATCH;
+
+		if (backbone_embed_texts(bb, run, (const char *const *) ds->texts + start,
+								 ds->text_lens + start, n, out + (size_t) start * bb->d_out,
+								 &err) != NN_OK)
+		{
+			fprintf(stderr, "dept-train: %s\n", err.msg);
+			rc = -1;
+		}
+	}
+	if (rc == 0)
+		rc = write_file(path, out, sizeof(float) * (size_t) ds->n_rows * bb->d_out);
+	if (rc == 0)
+		printf("{\"rows\": %d, \"dim\": %d, \"skipped_rows\": %ld}\n", ds->n_rows, bb->d_out,
+			   ds->skipped);
+	if (run)
+		bb->ops->run_free(run);
+	free(out);
+	return rc;
+}
+
+/* --load: evaluate a saved adapter on the test rows; the report has no training part. */
+static int
+evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
+{
+	uint8_t    *buf = NULL;
+	long		len;
+	FILE	   *f = fopen(a->load_path, "rb");
+	Adapter    *ad = NULL;
+	char		fp[65];
+	char	  **names = NULL;
+	NnError		err = {0};
+	ClassMetrics *m = NULL;
+	int		   *rows = malloc(sizeof(int) * (test->n_rows + 1));
+	FILE	   *out = stdout;
+	int			rc = -1;
+
+	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
+		fseek(f, 0, SEEK_SET) != 0 || (buf = malloc(len + 1)) == NULL ||
+		fread(buf, 1, len, f) != (size_t) len)
+	{
+		fprintf(stderr, "dept-train: could not read %s\n", a->load_path);
+		goto done;
+	}
+	if (adapter_deserialize(buf, (size_t) len, a->opt.batch_size, &ad, fp, &names, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s: %s\n", a->load_path, err.msg);
+		goto done;
+	}
+	if (strcmp(fp, bb->fingerprint) != 0)
+	{
+		fprintf(stderr, "dept-train: %s was trained on another backbone\n", a->load_path);
+		goto done;
+	}
+	if (text_head_bind_labels(bb, ad, (const char *const *) names, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		goto done;
+	}
+	if (remap_test_labels(names, ad->cfg.n_classes, test) > 0)
+		fprintf(stderr, "dept-train: test rows with labels the adapter does not know are left out\n");
+	for (int i = 0; i < test->n_rows; i++)
+		rows[i] = i;
+	if (evaluate_rows(bb, ad, test, rows, test->n_rows, a->opt.batch_size, &m, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		goto done;
+	}
+	if (a->report_path && (out = fopen(a->report_path, "w")) == NULL)
+	{
+		fprintf(stderr, "dept-train: could not write %s\n", a->report_path);
+		goto done;
+	}
+	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"format_version\": %u, \"pooling\": \"%s\",\n \"test\": ",
+			method_name(ad->cfg.method), bb->ops->family,
+			(unsigned) buf[4] | (unsigned) buf[5] << 8, ad->cfg.pool_text ? "text" : "all");
+	json_metrics(out, m, names);
+	fprintf(out, "}\n");
+	if (out != stdout)
+		fclose(out);
+	rc = 0;
+done:
+	if (f)
+		fclose(f);
+	free(buf);
+	free(rows);
+	metrics_free(m);
+	if (ad)
+		adapter_free_class_names(names, ad->cfg.n_classes);
+	adapter_free(ad);
+	return rc;
 }
 
 int
@@ -307,11 +467,20 @@ main(int argc, char **argv)
 		a.opt.progress = progress_bar;
 
 	if (backbone_open(&bb, a.model_dir, &err) != NN_OK ||
-		dataset_load(&train, a.train_path, delimiter_for(a.train_path), a.text_column,
-					 a.label_column, &err) != NN_OK)
+		(a.load_path == NULL &&
+		 dataset_load(&train, a.train_path, delimiter_for(a.train_path), a.text_column,
+					  a.label_column, &err) != NN_OK))
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);
 		return 1;
+	}
+	if (a.embed_path)
+	{
+		int			rc = embed_rows(bb, train, a.embed_path);
+
+		dataset_free(train);
+		backbone_close(bb);
+		return rc == 0 ? 0 : 1;
 	}
 	if (a.test_path)
 	{
@@ -326,7 +495,15 @@ main(int argc, char **argv)
 			return 1;
 		}
 		test = t;
-		if (remap_test_labels(train, test) > 0)
+		if (a.load_path)
+		{
+			int			rc = evaluate_saved(bb, &a, test);
+
+			dataset_free(test);
+			backbone_close(bb);
+			return rc == 0 ? 0 : 1;
+		}
+		if (remap_test_labels(train->class_names, train->n_classes, test) > 0)
 			fprintf(stderr, "dept-train: test rows with labels unseen in training are left out\n");
 	}
 
@@ -353,6 +530,21 @@ main(int argc, char **argv)
 		free(rows);
 	}
 
+	if (a.save_path)
+	{
+		uint8_t    *bytes = NULL;
+		size_t		n_bytes = 0;
+
+		if (adapter_serialize(res.adapter, bb->fingerprint, (const char *const *) train->class_names,
+							  &bytes, &n_bytes, &err) != NN_OK)
+		{
+			fprintf(stderr, "dept-train: %s\n", err.msg);
+			return 1;
+		}
+		if (write_file(a.save_path, bytes, n_bytes) != 0)
+			return 1;
+		free(bytes);
+	}
 	getrusage(RUSAGE_SELF, &ru);
 	if (a.report_path && (out = fopen(a.report_path, "w")) == NULL)
 	{
@@ -363,7 +555,8 @@ main(int argc, char **argv)
 			method_name(a.opt.method), bb->ops->family,
 			res.adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", nn_blas_core(),
 			a.threads);
-	fprintf(out, " \"precision\": \"%s\",\n", a.opt.bf16 ? "bfloat16" : "float32");
+	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\",\n", a.opt.bf16 ? "bfloat16" : "float32",
+			res.adapter->cfg.pool_text ? "text" : "all");
 	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
 			adapter_prompt_rows(&res.adapter->cfg), res.adapter->cfg.rank, res.adapter->cfg.max_len,
 			res.adapter->cfg.subspaces, res.adapter->cfg.subspace_rank);
@@ -375,12 +568,12 @@ main(int argc, char **argv)
 			res.train_tokens, res.tokens_per_second, ru.ru_maxrss / 1024.0);
 	fprintf(out, " \"inference_ms_per_1000_rows\": %.1f,\n \"valid\": ", infer_ms_per_1000);
 	if (res.valid_metrics)
-		json_metrics(out, res.valid_metrics, train);
+		json_metrics(out, res.valid_metrics, train->class_names);
 	else
 		fprintf(out, "null");
 	fprintf(out, ",\n \"test\": ");
 	if (test_metrics)
-		json_metrics(out, test_metrics, train);
+		json_metrics(out, test_metrics, train->class_names);
 	else
 		fprintf(out, "null");
 	fprintf(out, "}\n");

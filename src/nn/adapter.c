@@ -146,6 +146,8 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 	if (a == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory allocating adapter");
 	a->cfg = *cfg;
+	/* text-row pooling means something only for a linear head past prompt rows */
+	a->cfg.pool_text = cfg->pool_text && P > 0 && cfg->head == ADAPTER_HEAD_LINEAR;
 	a->max_batch = max_batch;
 	a->scale = r ? cfg->alpha / sqrtf((float) r) : 0.0f;
 

@@ -23,7 +23,15 @@
  * no head parameters at all; the classes are label strings whose token ids
  * (label_ids, set by the training layer from the backbone's tokenizer) the
  * decoder scores by teacher-forced log-likelihood.  A probe has nothing to
- * train without a linear head, so it always has one.  The DePT update applies to every position of the padded
+ * train without a linear head, so it always has one.
+ *
+ * Pooling: the backbone mean-pools its last hidden states into h.  An
+ * adapter with pool_text (the default for new PT/DePT/EPT adapters on a
+ * backbone that supports it, backbone.h run_pool_skip) pools only the
+ * text rows, past its prompt rows; older adapters (format versions 1 and
+ * 2, adapter_io.h) pooled every row, prompt included, and still do.  It
+ * has no meaning without prompt rows or without a linear head, where it is
+ * always false (adapter_io's canonical form).  The DePT update applies to every position of the padded
  * batch (the mask hides padding anyway); prompt rows never get it.
  *
  * Every trainable tensor is an AdapterParam holding value, gradient and
@@ -79,6 +87,9 @@ typedef struct AdapterConfig
 	int			subspaces;		/* K (EPT) */
 	int			subspace_rank;	/* q (EPT) */
 	AdapterHead head;			/* linear (W_c, b_c) or text-to-text (no head tensors) */
+	int			pool_text;		/* 1: the linear head's h pools the text rows only, not the
+								 * prompt's; 0: every row (an int, so the struct has no
+								 * padding and compares with memcmp) */
 } AdapterConfig;
 
 typedef struct AdapterParam

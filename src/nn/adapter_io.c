@@ -31,9 +31,8 @@ enum
 	OFF_N_TENSORS = 52,
 	OFF_TOTAL_SIZE = 56,
 	OFF_FINGERPRINT = 64,
-	OFF_HEAD = 96,				/* version 2; reserved (0) in version 1 */
-	OFF_RESERVED = 100,
-	N_RESERVED = 1,
+	OFF_HEAD = 96,				/* versions 2 and 3; reserved (0) in version 1 */
+	OFF_POOLING = 100,			/* version 3; reserved (0) in versions 1 and 2 */
 	FINGERPRINT_LEN = 32,
 	N_TENSOR_KINDS = 9,
 	MAX_NDIM = 3
@@ -372,6 +371,8 @@ check_config(const AdapterConfig *c, NnStatus st, NnError *err)
 		return st;
 	if (!isfinite(c->alpha))
 		return nn_fail(err, st, "adapter alpha is not a finite number");
+	if (c->pool_text && (c->head != ADAPTER_HEAD_LINEAR || adapter_prompt_rows(c) == 0))
+		return nn_fail(err, st, "text-row pooling needs a linear head and prompt rows");
 
 	n_spec = expected_tensors(c, spec);
 	for (int i = 0; i < n_spec; i++)
@@ -396,6 +397,7 @@ canonical_config(const AdapterConfig *cfg)
 	bool		low_rank = (c.method == ADAPTER_DEPT || c.method == ADAPTER_EPT) && c.rank > 0;
 
 	c.prompt_len = adapter_prompt_rows(cfg);
+	c.pool_text = cfg->pool_text && c.prompt_len > 0 && c.head == ADAPTER_HEAD_LINEAR;
 	if (!low_rank)
 		c.rank = 0;
 	if (!(c.method == ADAPTER_EPT && c.subspaces > 0))
@@ -504,9 +506,15 @@ write_header(uint8_t *p, const AdapterConfig *c, int n_tensors, uint64_t total,
 
 	memset(p, 0, ADAPTER_IO_HEADER_SIZE);	/* reserved fields are zero */
 	memcpy(p + OFF_MAGIC, ADAPTER_IO_MAGIC, 4);
-	/* the oldest version that holds the adapter: 1 unless its head is text-to-text */
-	put_u32(p + OFF_VERSION, text ? ADAPTER_IO_VERSION_TEXT_HEAD : 1);
+	/*
+	 * the oldest version that holds the adapter: 3 for text-row pooling
+	 * (canonical: only with a linear head and prompt rows), else 1 unless
+	 * its head is text-to-text
+	 */
+	put_u32(p + OFF_VERSION, c->pool_text ? ADAPTER_IO_VERSION_POOL_TEXT
+			: text ? ADAPTER_IO_VERSION_TEXT_HEAD : 1);
 	put_u32(p + OFF_HEAD, text ? (uint32_t) ADAPTER_HEAD_TEXT : 0);
+	put_u32(p + OFF_POOLING, c->pool_text ? 1 : 0);
 	put_u32(p + OFF_HEADER_SIZE, ADAPTER_IO_HEADER_SIZE);
 	for (int i = 0; i < 9; i++)
 		put_u32(p + OFF_CONFIG + 4 * i, (uint32_t) dims[i]);
@@ -633,7 +641,8 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 	&cfg->max_len, &cfg->rank, &cfg->subspaces, &cfg->subspace_rank};
 	uint32_t	v,
 				version,
-				head;
+				head,
+				pooling;
 	uint64_t	total;
 
 	if (len < 4 || memcmp(buf, ADAPTER_IO_MAGIC, 4) != 0)
@@ -656,16 +665,22 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 	if ((v = adapter_io_crc32(buf, len - 4)) != get_u32(buf + len - 4))
 		return nn_fail(err, NN_ERR_FORMAT, "adapter checksum mismatch: stored %08x, computed %08x",
 					   get_u32(buf + len - 4), v);
-	for (int i = 0; i < N_RESERVED; i++)
-		if ((v = get_u32(buf + OFF_RESERVED + 4 * i)) != 0)
-			return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field %d at offset %d is %u, not 0",
-						   i + 1, OFF_RESERVED + 4 * i, v);
+	pooling = get_u32(buf + OFF_POOLING);
+	if (version < ADAPTER_IO_VERSION_POOL_TEXT && pooling != 0)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field 1 at offset %d is %u, not 0",
+					   OFF_POOLING, pooling);
+	if (version == ADAPTER_IO_VERSION_POOL_TEXT && pooling != 1)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores text-row pooling (1), "
+					   "but the pooling at offset %d is %u", version, OFF_POOLING, pooling);
 	head = get_u32(buf + OFF_HEAD);
 	if (version == 1 && head != 0)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field 0 at offset %d is %u, not 0 "
 					   "(format version 1 has no head field)", OFF_HEAD, head);
 	if (version == ADAPTER_IO_VERSION_TEXT_HEAD && head != ADAPTER_HEAD_TEXT)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a text-to-text head (1), "
+					   "but the head at offset %d is %u", version, OFF_HEAD, head);
+	if (version == ADAPTER_IO_VERSION_POOL_TEXT && head != ADAPTER_HEAD_LINEAR)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a linear head (0), "
 					   "but the head at offset %d is %u", version, OFF_HEAD, head);
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -682,6 +697,7 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 	}
 	cfg->alpha = bits_float(get_u32(buf + OFF_ALPHA));
 	cfg->head = head == 0 ? ADAPTER_HEAD_LINEAR : ADAPTER_HEAD_TEXT;
+	cfg->pool_text = pooling == 1;
 	return check_config(cfg, NN_ERR_FORMAT, err);
 }
 

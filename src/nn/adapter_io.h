@@ -8,12 +8,14 @@
  * the same on every host; float32 values are IEEE-754 binary32 bit
  * patterns, little endian.  There is no padding and no alignment.
  *
- * Layout, format versions 1 and 2 (they differ only in the head field):
+ * Layout, format versions 1, 2 and 3 (they differ only in the head and
+ * pooling fields):
  *
  *   offset  size  field
  *   ------  ----  -----------------------------------------------------------
  *        0     4  magic          "DEPT" (0x44 0x45 0x50 0x54)
- *        4     4  u32 version    1 (linear head) or 2 (text-to-text head)
+ *        4     4  u32 version    1 (linear head), 2 (text-to-text head) or
+ *                                3 (linear head pooling the text rows only)
  *        8     4  u32 header_size ADAPTER_IO_HEADER_SIZE (104): bytes 0..103
  *       12     4  u32 method     0 probe, 1 PT, 2 DePT, 3 EPT (AdapterMethod)
  *       16     4  u32 d          token embedding width       1..16384
@@ -31,8 +33,12 @@
  *       96     4  u32 head       version 1: reserved, must be 0 (a linear
  *                                head); version 2: must be 1 (ADAPTER_HEAD_TEXT:
  *                                T5 text-to-text, no head tensors, classes
- *                                ranked by the log-likelihood of their names)
- *      100     4  reserved       u32, must be zero
+ *                                ranked by the log-likelihood of their names);
+ *                                version 3: must be 0 (linear)
+ *      100     4  u32 pooling    versions 1 and 2: reserved, must be 0 (the
+ *                                head's vector pools every row, prompt rows
+ *                                included); version 3: must be 1 (it pools
+ *                                the text rows only, AdapterConfig.pool_text)
  *
  *      104        class names:   u32 count (== n_classes), then per class
  *                                u32 length (1..1024) + that many bytes of
@@ -78,7 +84,15 @@
  * text-to-text adapter as version 2, the only thing version 2 adds.  The
  * reader takes both; a version-2 header whose head is not 1 is refused,
  * since the writer would have stored that adapter as version 1 (one
- * encoding per adapter).  A probe is never text-to-text.
+ * encoding per adapter).  A probe is never text-to-text.  Version 3 adds
+ * the pooling field: an adapter whose linear head pools its text rows
+ * only (past the prompt rows; the default for PT/DePT/EPT trained on
+ * use-lite since version 3) is written as version 3 with pooling 1, and
+ * nothing else is, so every adapter written before keeps its bytes and,
+ * read back with pool_text false, predicts exactly as before.  pool_text
+ * is canonical only with a linear head and at least one prompt row
+ * (elsewhere it changes nothing and is stored as false); a version-3
+ * header with another head, no prompt rows or pooling != 1 is refused.
  *
  * Size limits, so that a forged header cannot make the reader allocate
  * much more than the bytes it was given: the per-field ranges above, at
@@ -110,8 +124,9 @@
 #include "nn_common.h"
 
 #define ADAPTER_IO_MAGIC "DEPT"
-#define ADAPTER_IO_VERSION 2		/* the newest version read and written */
+#define ADAPTER_IO_VERSION 3		/* the newest version read and written */
 #define ADAPTER_IO_VERSION_TEXT_HEAD 2	/* the first with a text-to-text head */
+#define ADAPTER_IO_VERSION_POOL_TEXT 3	/* the first with text-row pooling */
 #define ADAPTER_IO_HEADER_SIZE 104
 #define ADAPTER_IO_MIN_SIZE (ADAPTER_IO_HEADER_SIZE + 4 + 4)	/* + class count + CRC */
 

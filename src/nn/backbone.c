@@ -104,6 +104,18 @@ backbone_run_use_bf16(const Backbone *bb, BackboneRun *run, bool on)
 	return bb->ops->run_use_bf16 != NULL && bb->ops->run_use_bf16(run, on);
 }
 
+bool
+backbone_run_pool_skip(const Backbone *bb, BackboneRun *run, int skip)
+{
+	return bb->ops->run_pool_skip != NULL && bb->ops->run_pool_skip(run, skip);
+}
+
+bool
+backbone_pool_skips(const Backbone *bb)
+{
+	return bb->ops->run_pool_skip != NULL;
+}
+
 void
 backbone_close(Backbone *bb)
 {
@@ -158,6 +170,7 @@ backbone_embed_texts(const Backbone *bb, BackboneRun *run,
 		bb->ops->embed_tokens(bb, ids + (size_t) i * max_tokens, counts[i],
 							  x + (size_t) i * seq_len * bb->d_embed,
 							  mask + (size_t) i * seq_len);
+	backbone_run_pool_skip(bb, run, 0);
 	status = bb->ops->forward(bb, run, x, mask, n, seq_len, out, err);
 
 done:

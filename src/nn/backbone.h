@@ -92,6 +92,17 @@ typedef struct BackboneOps
 	 */
 	bool		(*run_use_bf16) (BackboneRun *run, bool on);
 
+	/*
+	 * Pool (mean) each sequence of the following forwards on run over its
+	 * valid rows from the skip-th on: the adapter's prompt rows come first,
+	 * and a linear head trained on the text rows alone pools past them
+	 * (AdapterConfig.pool_text).  The backward differentiates the pooling
+	 * of the forward it follows.  Runs start at 0 (every valid row).
+	 * Returns whether the family honours it; NULL for a family whose
+	 * pooling cannot skip rows (then every valid row is pooled).
+	 */
+	bool		(*run_pool_skip) (BackboneRun *run, int skip);
+
 	void		(*close) (Backbone *bb);
 } BackboneOps;
 
@@ -140,9 +151,18 @@ size_t		backbone_run_bytes(const Backbone *bb, int max_batch, int max_seq, int d
 bool		backbone_run_use_bf16(const Backbone *bb, BackboneRun *run, bool on);
 
 /*
+ * bb->ops->run_pool_skip(run, skip), or false (nothing changed) for a
+ * family that always pools every valid row; skip 0 always succeeds in
+ * meaning.  backbone_pool_skips(bb): whether the family can skip rows.
+ */
+bool		backbone_run_pool_skip(const Backbone *bb, BackboneRun *run, int skip);
+bool		backbone_pool_skips(const Backbone *bb);
+
+/*
  * Convenience for inference: tokenize, embed and run n texts in one batch
  * padded to the longest; out is (n, d_out).  run must hold n rows of
- * bb->max_tokens positions.
+ * bb->max_tokens positions.  Every token is pooled (the run's pool skip is
+ * reset to 0).
  */
 NnStatus	backbone_embed_texts(const Backbone *bb, BackboneRun *run,
 								 const char *const *texts, const size_t *lens,

@@ -322,16 +322,17 @@ tanh_backward(float *dinp, const float *dout, const float *out, size_t N)
 }
 
 void
-meanpool_forward(float *out, const float *inp, const int *offsets, int B, int C)
+meanpool_tail_forward(float *out, const float *inp, const int *offsets, int B, int C, int skip)
 {
 	for (int b = 0; b < B; b++)
 	{
 		float	   *o = out + (size_t) b * C;
-		int			n = offsets[b + 1] - offsets[b];
+		int			first = offsets[b] + skip,
+					n = offsets[b + 1] - first;
 		float		div = (float) (n > 1 ? n : 1);
 
 		memset(o, 0, sizeof(float) * (size_t) C);
-		for (int t = offsets[b]; t < offsets[b + 1]; t++)
+		for (int t = first; t < offsets[b + 1]; t++)
 		{
 			const float *x = inp + (size_t) t * C;
 
@@ -344,15 +345,16 @@ meanpool_forward(float *out, const float *inp, const int *offsets, int B, int C)
 }
 
 void
-meanpool_backward(float *dinp, const float *dout, const int *offsets, int B, int C)
+meanpool_tail_backward(float *dinp, const float *dout, const int *offsets, int B, int C, int skip)
 {
 	for (int b = 0; b < B; b++)
 	{
 		const float *g = dout + (size_t) b * C;
-		int			n = offsets[b + 1] - offsets[b];
+		int			first = offsets[b] + skip,
+					n = offsets[b + 1] - first;
 		float		div = (float) (n > 1 ? n : 1);
 
-		for (int t = offsets[b]; t < offsets[b + 1]; t++)
+		for (int t = first; t < offsets[b + 1]; t++)
 		{
 			float	   *dx = dinp + (size_t) t * C;
 
@@ -360,6 +362,18 @@ meanpool_backward(float *dinp, const float *dout, const int *offsets, int B, int
 				dx[j] += g[j] / div;
 		}
 	}
+}
+
+void
+meanpool_forward(float *out, const float *inp, const int *offsets, int B, int C)
+{
+	meanpool_tail_forward(out, inp, offsets, B, C, 0);
+}
+
+void
+meanpool_backward(float *dinp, const float *dout, const int *offsets, int B, int C)
+{
+	meanpool_tail_backward(dinp, dout, offsets, B, C, 0);
 }
 
 void

@@ -138,6 +138,19 @@ void		meanpool_forward(float *out, const float *inp, const int *offsets, int B, 
 void		meanpool_backward(float *dinp, const float *dout, const int *offsets, int B, int C);
 
 /*
+ * Mean pooling that leaves out the first skip rows of every sequence (the
+ * prompt rows of PT/DePT/EPT: the head then sees the text rows only):
+ * out[b] = mean of rows offsets[b] + skip .. offsets[b + 1] - 1; a sequence
+ * with no row left gives zeros.  skip = 0 is meanpool_forward, bit for bit.
+ */
+void		meanpool_tail_forward(float *out, const float *inp, const int *offsets, int B, int C,
+								  int skip);
+
+/* dinp (N, C) += dout[b] / max(n_b - skip, 1) on the rows meanpool_tail_forward averaged. */
+void		meanpool_tail_backward(float *dinp, const float *dout, const int *offsets, int B, int C,
+								   int skip);
+
+/*
  * out (B, C) = inp * inv_norm per row with inv_norm (B) = 1 / sqrt(max(sum
  * inp^2, eps)) cached for backward; eps bounds a zero vector's norm.
  */

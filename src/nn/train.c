@@ -62,6 +62,7 @@ train_options_default(TrainOptions *opt)
 	opt->warmup_ratio = 0.06f;
 	opt->max_grad_norm = 1.0;
 	opt->init_text = "Classify the text:";
+	opt->pool_text = true;
 }
 
 static double
@@ -176,10 +177,12 @@ forward_rows(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc
 			 const int *rows, int B, int *n_out, NnError *err)
 {
 	int			n = gather_embeddings(bb, tc, rows, B, ws->E, ws->e_mask);
-	int			T = adapter_prompt_rows(&a->cfg) + n;
+	int			P = adapter_prompt_rows(&a->cfg),
+				T = P + n;
 	NnStatus	st;
 
 	adapter_forward(a, ws->E, ws->e_mask, B, n, ws->X, ws->x_mask);
+	backbone_run_pool_skip(bb, ws->run, a->cfg.pool_text ? P : 0);
 	st = bb->ops->forward(bb, ws->run, ws->X, ws->x_mask, B, T, ws->h, err);
 	if (st != NN_OK)
 		return st;
@@ -431,6 +434,8 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 	cfg.max_len = opt->max_len;
 	cfg.alpha = opt->alpha;
 	cfg.rank = opt->rank;
+	/* adapter_new keeps it only for a linear head past prompt rows */
+	cfg.pool_text = opt->pool_text && backbone_pool_skips(bb);
 	if (opt->method == ADAPTER_EPT)
 	{
 		cfg.subspaces = opt->subspaces;
@@ -552,6 +557,8 @@ check_options(const Backbone *bb, const TrainOptions *opt, NnError *err)
 		return nn_fail(err, NN_ERR_ARG, "epochs or max_steps must be positive");
 	if (opt->valid_fraction < 0 || opt->valid_fraction >= 1)
 		return nn_fail(err, NN_ERR_ARG, "valid_fraction must be in [0, 1)");
+	if (opt->valid_tail < 0)
+		return nn_fail(err, NN_ERR_ARG, "valid_tail must not be negative");
 	if (!(opt->lr_prompt >= 0 && opt->lr_lowrank >= 0 && opt->lr_ept >= 0 && opt->lr_head >= 0))
 		return nn_fail(err, NN_ERR_ARG, "learning rates must not be negative");
 	if (opt->method != ADAPTER_PROBE && bb->ops->backward == NULL)
@@ -604,8 +611,23 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 		st = nn_fail(err, NN_ERR_NOMEM, "out of memory");
 		goto done;
 	}
-	dataset_split(ds, opt->valid_fraction, opt->seed, train_rows, &res->n_train, valid_rows,
-				  &res->n_valid);
+	if (opt->valid_tail > 0)
+	{
+		/* a fixed validation set: the last valid_tail rows, in file order */
+		if (opt->valid_tail >= ds->n_rows)
+		{
+			st = nn_fail(err, NN_ERR_ARG, "%d validation rows leave none of %d to train on",
+						 opt->valid_tail, ds->n_rows);
+			goto done;
+		}
+		res->n_train = ds->n_rows - opt->valid_tail;
+		res->n_valid = opt->valid_tail;
+		for (int i = 0; i < ds->n_rows; i++)
+			*(i < res->n_train ? &train_rows[i] : &valid_rows[i - res->n_train]) = i;
+	}
+	else
+		dataset_split(ds, opt->valid_fraction, opt->seed, train_rows, &res->n_train, valid_rows,
+					  &res->n_valid);
 	if (res->n_train == 0)
 	{
 		st = nn_fail(err, NN_ERR_ARG, "no rows left to train on");
@@ -857,6 +879,7 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 		}
 		else
 		{
+			backbone_run_pool_skip(bb, run, a->cfg.pool_text ? P : 0);
 			if ((st = bb->ops->forward(bb, run, X, x_mask, B, P + len, h, err)) != NN_OK)
 				goto done;
 			head_forward(a, h, B, probs + (size_t) start * C);
@@ -874,6 +897,9 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 		}
 	}
 done:
+	/* the run may be shared (a server's cache): leave it pooling every row */
+	if (run != NULL)
+		backbone_run_pool_skip(bb, run, 0);
 	free(ids);
 	free(count);
 	free(E);

@@ -11,6 +11,11 @@
  * kept and training stops after `patience` evaluations without
  * improvement.  Everything is deterministic for a seed and thread count.
  *
+ * With opt->pool_text (the default) a PT/DePT/EPT adapter's linear head
+ * sees the mean of the text rows' hidden states only: the prompt rows
+ * still take part in attention but are left out of the pool, in the
+ * forward and the backward (backbone.h run_pool_skip).
+ *
  * The linear probe never needs the backbone's backward: its pooled vectors
  * are computed once and the head is trained on them.
  *
@@ -84,6 +89,7 @@ typedef struct TrainOptions
 	long		max_steps;		/* 0 = epochs decide */
 	int			batch_size;
 	double		valid_fraction;
+	int			valid_tail;		/* > 0: the last valid_tail rows of ds validate (no random split) */
 	uint64_t	seed;
 	int			eval_every;		/* steps between evaluations; 0 = once per epoch */
 	int			patience;		/* evaluations without improvement; 0 = no early stop */
@@ -91,6 +97,13 @@ typedef struct TrainOptions
 	double		max_grad_norm;	/* 0 = no clipping */
 	const char *init_text;		/* prompt TEXT init; NULL or "" = sampled vocabulary */
 	bool		bf16;			/* encoder products in bfloat16 on AMX where it runs (gemm_amx.h) */
+	/*
+	 * The linear head pools the text rows only, not the prompt rows
+	 * (AdapterConfig.pool_text; default true).  Kept where the backbone can
+	 * (backbone_pool_skips: use-lite) and the adapter has a linear head and
+	 * prompt rows; the adapter records it, so prediction pools the same way.
+	 */
+	bool		pool_text;
 	/* called after every step; returning false cancels training */
 	bool		(*progress) (void *arg, const TrainProgress *p);
 	void	   *progress_arg;

@@ -18,6 +18,8 @@
  * The graph pools the first count rows, count = number of valid ones; the
  * valid rows always form a prefix there, and pooling the masked rows is the
  * same thing for that case and the natural meaning for any other mask.
+ * run_pool_skip leaves each sequence's first valid rows (an adapter's
+ * prompt) out of the pool, for adapters trained that way (adapter.h).
  *
  * Backward (input gradients only; the weights are frozen): the forward keeps
  * in the run exactly what the backward reads -- x0 and each layer's h_mid and
@@ -115,6 +117,8 @@ typedef struct UseLiteRun
 	bool		bf16;			/* products in bfloat16 (inference only, run_use_bf16) */
 	int			batch;			/* shape of the last forward */
 	int			seq_len;
+	int			pool_skip;		/* rows left out of each sequence's pool (run_pool_skip) */
+	int			fwd_pool_skip;	/* pool_skip of the last forward, for its backward */
 	int		   *offsets;		/* (max_batch + 1) packed row ranges */
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
 	float	   *x0;				/* (N, 256) X + (X + signal) */
@@ -597,6 +601,17 @@ layer_backward(const UseLiteRun *run, const UseLiteLayer *L, const UseLiteActs *
 		layernorm_backward(dres, dsmall, inp, L->ln1_w, a->ln1_mean, a->ln1_rstd, N, d);
 }
 
+static bool
+use_lite_run_pool_skip(BackboneRun *brun, int skip)
+{
+	UseLiteRun *run = (UseLiteRun *) brun;
+
+	if (run == NULL)
+		return false;
+	run->pool_skip = skip > 0 ? skip : 0;
+	return true;
+}
+
 static NnStatus
 use_lite_forward(const Backbone *bb, BackboneRun *brun, const float *x,
 				 const uint8_t *mask, int batch, int seq_len, float *out, NnError *err)
@@ -633,8 +648,10 @@ use_lite_forward(const Backbone *bb, BackboneRun *brun, const float *x,
 	layer_forward(m, run, &m->layer[1], &run->layer[1], run->tmp, run->proj,
 				  run->layer[0].h_out, N, run->offsets, batch);
 
-	/* pool, tanh dense, l2 normalize */
-	meanpool_forward(run->pooled, run->layer[1].h_out, run->offsets, batch, UL_D_MODEL);
+	/* pool (past the first pool_skip rows: the prompt's), tanh dense, l2 normalize */
+	run->fwd_pool_skip = run->pool_skip;
+	meanpool_tail_forward(run->pooled, run->layer[1].h_out, run->offsets, batch, UL_D_MODEL,
+						  run->fwd_pool_skip);
 	dense(run, run->hidden, run->pooled, m->w_tanh, m->b_tanh, batch, UL_D_MODEL, UL_D_MODEL);
 	tanh_forward(run->hidden, run->hidden, (size_t) batch * UL_D_MODEL);
 	l2norm_forward(out, run->inv_norm, run->hidden, batch, UL_D_MODEL, m->l2_eps);
@@ -672,7 +689,8 @@ use_lite_backward(const Backbone *bb, BackboneRun *brun, const float *dout, floa
 	memset(run->dpooled, 0, sizeof(float) * B * UL_D_MODEL);
 	dense_backward(run, run->dpooled, run->dhidden, m->w_tanh, B, UL_D_MODEL, UL_D_MODEL);
 	memset(run->proj, 0, sizeof(float) * N * UL_D_MODEL);
-	meanpool_backward(run->proj, run->dpooled, run->offsets, B, UL_D_MODEL);
+	meanpool_tail_backward(run->proj, run->dpooled, run->offsets, B, UL_D_MODEL,
+						   run->fwd_pool_skip);
 
 	/* the stack in reverse; run->proj carries the residual stream's gradient */
 	layer_backward(run, &m->layer[1], &run->layer[1], run->proj, NULL, run->tmp, run->dbig,
@@ -694,6 +712,7 @@ static const BackboneOps use_lite_ops = {
 	.forward = use_lite_forward,
 	.backward = use_lite_backward,
 	.run_use_bf16 = use_lite_run_use_bf16,
+	.run_pool_skip = use_lite_run_pool_skip,
 	.close = use_lite_close,
 };
 

@@ -399,8 +399,8 @@ test_magic_version_sizes(void)
 	buf[3] = 'S';
 	EXPECT_REJECT(buf, len, "magic");
 	buf[3] = 'T';
-	put32(buf + OFF_VERSION, 3);
-	EXPECT_REJECT(buf, len, "version 3");
+	put32(buf + OFF_VERSION, 4);
+	EXPECT_REJECT(buf, len, "version 4");
 	put32(buf + OFF_VERSION, 0);
 	EXPECT_REJECT(buf, len, "version 0");
 	put32(buf + OFF_VERSION, 1);
@@ -744,6 +744,118 @@ test_text_head(void)
 	}
 }
 
+/*
+ * Text-row pooling: version 3, pooling 1, only for a linear head past
+ * prompt rows; everything else keeps its older encoding (pool_text false).
+ */
+static void
+test_pool_text(void)
+{
+	for (int m = ADAPTER_PROBE; m <= ADAPTER_EPT; m++)
+	{
+		AdapterConfig cfg = config_for((AdapterMethod) m);
+		Adapter    *a = NULL,
+				   *b = NULL;
+		uint8_t    *buf = NULL,
+				   *old = NULL,
+				   *again = NULL;
+		size_t		len = 0,
+					old_len = 0,
+					len2 = 0;
+		char		fp[65],
+				  **names = NULL;
+		NnError		err;
+		bool		pools = m != ADAPTER_PROBE;
+
+		cfg.pool_text = true;
+		CHECK(adapter_new(&a, &cfg, 2, 5, &err) == NN_OK, "method %d: %s", m, err.msg);
+		if (a == NULL)
+			continue;
+		CHECK(a->cfg.pool_text == pools, "method %d: pool_text kept only past prompt rows", m);
+		randomize(a, 11 + (uint64_t) m);	/* the values encode(m) stores */
+		CHECK(adapter_serialize(a, FP, NAMES, &buf, &len, &err) == NN_OK, "method %d: %s", m, err.msg);
+		old = encode((AdapterMethod) m, &old_len);
+		CHECK(get32(buf + OFF_VERSION) == (pools ? 3u : 1u) && get32(buf + OFF_HEAD) == 0 &&
+			  get32(buf + OFF_RESERVED) == (pools ? 1u : 0u),
+			  "method %d: version %u, pooling %u", m, get32(buf + OFF_VERSION),
+			  get32(buf + OFF_RESERVED));
+		/* the same adapter pooling every row is the old encoding, and differs only there */
+		CHECK(len == old_len && memcmp(buf + 8, old + 8, OFF_RESERVED - 8) == 0 &&
+			  memcmp(buf + OFF_RESERVED + 4, old + OFF_RESERVED + 4, len - OFF_RESERVED - 8) == 0,
+			  "method %d: same bytes as version 1 apart from version, pooling and CRC", m);
+		CHECK(get32(old + OFF_VERSION) == 1 && get32(old + OFF_RESERVED) == 0,
+			  "method %d: pool_text false is still version 1", m);
+		CHECK(adapter_deserialize(buf, len, 3, &b, fp, &names, &err) == NN_OK, "method %d: %s", m, err.msg);
+		if (b)
+		{
+			CHECK(b->cfg.pool_text == pools && memcmp(&a->cfg, &b->cfg, sizeof(AdapterConfig)) == 0,
+				  "method %d: pooling read back", m);
+			CHECK(adapter_serialize(b, fp, (const char *const *) names, &again, &len2, &err) == NN_OK &&
+				  len2 == len && memcmp(again, buf, len) == 0, "method %d: re-encoding byte-identical", m);
+			adapter_free_class_names(names, b->cfg.n_classes);
+			adapter_free(b);
+			free(again);
+		}
+		CHECK(adapter_deserialize(old, old_len, 3, &b, fp, &names, &err) == NN_OK && !b->cfg.pool_text,
+			  "method %d: a version-1 adapter pools every row", m);
+		if (b)
+		{
+			adapter_free_class_names(names, b->cfg.n_classes);
+			adapter_free(b);
+		}
+		if (pools)
+		{
+			/* pooling and version must agree, and version 3 is linear only */
+			put32(buf + OFF_RESERVED, 0);
+			reseal(buf, len);
+			EXPECT_REJECT(buf, len, "version 3 stores text-row pooling");
+			put32(buf + OFF_RESERVED, 2);
+			reseal(buf, len);
+			EXPECT_REJECT(buf, len, "version 3 stores text-row pooling");
+			put32(buf + OFF_RESERVED, 1);
+			put32(buf + OFF_HEAD, 1);
+			reseal(buf, len);
+			EXPECT_REJECT(buf, len, "version 3 stores a linear head");
+			put32(buf + OFF_HEAD, 0);
+			put32(buf + OFF_VERSION, 2);
+			reseal(buf, len);
+			EXPECT_REJECT(buf, len, "reserved field 1");
+		}
+		else
+		{
+			/* a probe has no prompt rows to skip: version 3 is refused */
+			put32(old + OFF_VERSION, 3);
+			put32(old + OFF_RESERVED, 1);
+			reseal(old, old_len);
+			EXPECT_REJECT(old, old_len, "text-row pooling needs a linear head and prompt rows");
+		}
+		adapter_free(a);
+		free(buf);
+		free(old);
+	}
+	{
+		/* a text-to-text adapter ignores pool_text: still version 2 */
+		AdapterConfig cfg = config_for(ADAPTER_DEPT);
+		Adapter    *a = NULL;
+		uint8_t    *buf = NULL;
+		size_t		len = 0;
+		NnError		err;
+
+		cfg.pool_text = true;
+		cfg.head = ADAPTER_HEAD_TEXT;
+		CHECK(adapter_new(&a, &cfg, 2, 5, &err) == NN_OK && !a->cfg.pool_text, "%s", err.msg);
+		if (a)
+		{
+			a->cfg.pool_text = true;	/* even forced, the writer stores the canonical form */
+			CHECK(adapter_serialize(a, FP, NAMES, &buf, &len, &err) == NN_OK &&
+				  get32(buf + OFF_VERSION) == 2 && get32(buf + OFF_RESERVED) == 0,
+				  "text head: version 2, pooling 0");
+			adapter_free(a);
+			free(buf);
+		}
+	}
+}
+
 static void
 test_bad_arguments(void)
 {
@@ -790,5 +902,6 @@ main(void)
 	RUN_TEST(test_bad_arguments);
 	RUN_TEST(test_version1_unchanged);
 	RUN_TEST(test_text_head);
+	RUN_TEST(test_pool_text);
 	return unit_finish();
 }
