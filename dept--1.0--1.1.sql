@@ -104,3 +104,20 @@ CREATE FUNCTION @extschema@.dept_guard_drop_extension() RETURNS event_trigger
 CREATE EVENT TRIGGER dept_guard_drop_extension ON ddl_command_start
 	WHEN TAG IN ('DROP EXTENSION')
 	EXECUTE FUNCTION @extschema@.dept_guard_drop_extension();
+
+-- ---------------------------------------------------------------------------
+-- Bulk scoring as a job (score.c)
+-- ---------------------------------------------------------------------------
+ALTER TABLE dept.jobs ADD COLUMN kind text NOT NULL DEFAULT 'train'
+	CHECK (kind IN ('train', 'score'));
+COMMENT ON COLUMN dept.jobs.kind IS
+	'train (dept_train) or score (dept_score: label_column holds the key column, step the rows scored)';
+
+CREATE FUNCTION @extschema@.dept_score(adapter text, relation regclass, key_column text,
+									   text_column text, output_table text DEFAULT NULL)
+	RETURNS bigint
+	AS 'MODULE_PATHNAME', 'dept_score'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION @extschema@.dept_score(text, regclass, text, text, text) IS
+	'score every row of relation in a background job, upserting (key, label, probability, version) into output_table (default <relation>_<adapter>) a batch per transaction; resumes after the largest key already there; returns the job id';
+REVOKE ALL ON FUNCTION @extschema@.dept_score(text, regclass, text, text, text) FROM PUBLIC;

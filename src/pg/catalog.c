@@ -125,7 +125,7 @@ DeptReapJobs(void)
 				"WHERE status OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[]) "
 				"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
 				" WHERE a.pid OPERATOR(pg_catalog.=) dept.jobs.worker_pid "
-				" AND a.backend_type OPERATOR(pg_catalog.=) 'dept training')",
+				" AND a.backend_type OPERATOR(pg_catalog.=) ANY ('{dept training,dept scoring}'::pg_catalog.text[]))",
 				0, NULL, NULL, NULL, false, 0);
 	DeptRestoreUser(&saved);
 }

@@ -14,6 +14,7 @@
 
 #include "postgres.h"
 
+#include "access/attnum.h"
 #include "storage/spin.h"
 #include "utils/jsonb.h"
 
@@ -88,6 +89,20 @@ typedef struct DeptMemoryEstimate
 /* A seeded sample of the rows read (train_sample.c). */
 typedef struct DeptSampler DeptSampler;
 
+/* What dept_train and dept_score share (train_worker.c) */
+struct BackgroundWorkerHandle;
+struct dsm_segment;
+extern bool DeptIsTextType(Oid typid);
+extern void DeptCheckRelation(Oid relid);
+extern AttrNumber DeptCheckColumn(Oid relid, const char *column, const char *role);
+extern char *DeptQualifiedName(Oid relid);
+extern void DeptCheckRoleCanLogin(Oid role);
+extern int64 DeptNextJobId(void);
+extern struct BackgroundWorkerHandle *DeptStartWorker(struct dsm_segment *seg, int64 job_id,
+													  const char *function, const char *type);
+extern void DeptWorkerBeginTxn(void);
+extern void DeptWorkerCommit(void);
+
 /* Methods */
 extern DeptSampler *DeptSamplerBegin(DeptTrainRequest *req);
 extern void DeptSamplerOffer(DeptSampler *s, const char *text, size_t text_len,
@@ -102,5 +117,6 @@ extern void DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir
 extern void DeptCheckTrainingMemory(const DeptMemoryEstimate *est, const TrainOptions *opt,
 									int64 limit);
 PGDLLEXPORT void dept_train_worker_main(Datum arg);
+PGDLLEXPORT void dept_score_worker_main(Datum arg);
 
 #endif							/* DEPT_PG_TRAIN_H */

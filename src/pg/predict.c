@@ -319,6 +319,30 @@ dept_predict_proba_batch(PG_FUNCTION_ARGS)
 	return DeptPredictArray(fcinfo, true);
 }
 
+/*
+ * The most probable label (a pointer into the adapter cache, valid until
+ * the next lookup) and its probability for each of n texts under the
+ * active version of name; returns that version.  n = 0 only checks that the
+ * caller may use the adapter.  For dept_score's worker.
+ */
+int
+DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens, int n,
+				  char **best, float *prob)
+{
+	CachedAdapter *entry = DeptGetAdapter(name);
+	float	   *probs = n > 0 ? DeptClassify(entry, (const char **) texts, lens, n) : NULL;
+
+	for (int i = 0; i < n; i++)
+	{
+		const float *p = probs + (size_t) i * entry->n_labels;
+		int			c = DeptArgmax(p, entry->n_labels);
+
+		best[i] = entry->labels[c];
+		prob[i] = p[c];
+	}
+	return entry->version;
+}
+
 /* Metrics of the adapter over (text, label) rows read as the caller. */
 Datum
 dept_evaluate(PG_FUNCTION_ARGS)

@@ -54,7 +54,7 @@ static const char *const job_state_names[] = {"queued", "running", "succeeded", 
  * ---------------------------------------------------------------------------
  */
 
-static bool
+bool
 DeptIsTextType(Oid typid)
 {
 	Oid			base = getBaseType(typid);
@@ -63,7 +63,7 @@ DeptIsTextType(Oid typid)
 }
 
 /* The relation must be of a kind with rows, and committed. */
-static void
+void
 DeptCheckRelation(Oid relid)
 {
 	HeapTuple	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
@@ -92,7 +92,7 @@ DeptCheckRelation(Oid relid)
 }
 
 /* attnum of a readable column, or an error naming it. */
-static AttrNumber
+AttrNumber
 DeptCheckColumn(Oid relid, const char *column, const char *role)
 {
 	AttrNumber	attnum = get_attnum(relid, column);
@@ -144,7 +144,7 @@ DeptInferTextColumn(Oid relid, AttrNumber label_attnum)
 }
 
 /* Schema-qualified, quoted name of relid, safe to put in SQL. */
-static char *
+char *
 DeptQualifiedName(Oid relid)
 {
 	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
@@ -329,7 +329,7 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 }
 
 /* The worker connects as the calling role, which therefore needs LOGIN. */
-static void
+void
 DeptCheckRoleCanLogin(Oid role)
 {
 	HeapTuple	tup = SearchSysCache1(AUTHOID, ObjectIdGetDatum(role));
@@ -347,7 +347,7 @@ DeptCheckRoleCanLogin(Oid role)
 				 errhint("Train as a role with LOGIN, or ALTER ROLE ... LOGIN.")));
 }
 
-static int64
+int64
 DeptNextJobId(void)
 {
 	DeptSavedUser saved;
@@ -376,8 +376,8 @@ DeptTextArg(FunctionCallInfo fcinfo, int n, const char *what)
  * ---------------------------------------------------------------------------
  */
 
-static BackgroundWorkerHandle *
-DeptStartWorker(dsm_segment *seg, int64 job_id)
+BackgroundWorkerHandle *
+DeptStartWorker(dsm_segment *seg, int64 job_id, const char *function, const char *type)
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
@@ -387,9 +387,9 @@ DeptStartWorker(dsm_segment *seg, int64 job_id)
 	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
 	worker.bgw_restart_time = BGW_NEVER_RESTART;
 	snprintf(worker.bgw_library_name, BGW_MAXLEN, "dept");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "dept_train_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "dept training job " INT64_FORMAT, job_id);
-	snprintf(worker.bgw_type, BGW_MAXLEN, "dept training");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s job " INT64_FORMAT, type, job_id);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
 	worker.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
 	worker.bgw_notify_pid = MyProcPid;
 
@@ -656,7 +656,7 @@ dept_train(PG_FUNCTION_ARGS)
 
 	/* the worker unpins the segment once attached; it then lives as long as it is mapped */
 	dsm_pin_segment(seg);
-	handle = DeptStartWorker(seg, req->job_id);
+	handle = DeptStartWorker(seg, req->job_id, "dept_train_worker_main", "dept training");
 	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
@@ -707,7 +707,7 @@ dept_train(PG_FUNCTION_ARGS)
 /* The search_path nest level of the worker's open transaction (DeptSpiConnect). */
 static int	worker_spi_level;
 
-static void
+void
 DeptWorkerBeginTxn(void)
 {
 	SetCurrentStatementStartTimestamp();
@@ -716,7 +716,7 @@ DeptWorkerBeginTxn(void)
 	PushActiveSnapshot(GetTransactionSnapshot());
 }
 
-static void
+void
 DeptWorkerCommit(void)
 {
 	DeptSpiFinish(worker_spi_level);
@@ -1361,7 +1361,7 @@ dept_cancel(PG_FUNCTION_ARGS)
 		/* as the caller: pg_cancel_backend checks that it may signal the worker's role */
 		DeptSpiExec("SELECT COALESCE(pg_catalog.bool_or(pg_catalog.pg_cancel_backend(a.pid)), false) "
 					"FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) $1 "
-					"AND a.backend_type OPERATOR(pg_catalog.=) 'dept training'",
+					"AND a.backend_type OPERATOR(pg_catalog.=) ANY ('{dept training,dept scoring}'::pg_catalog.text[])",
 					1, types, values, NULL, false, 1);
 		requested = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											   &isnull));

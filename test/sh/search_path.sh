@@ -138,6 +138,8 @@ INSERT INTO evil.reviews
 	SELECT CASE WHEN g % 2 = 0 THEN 'positive' ELSE 'negative' END,
 	       CASE WHEN g % 2 = 0 THEN 'a good and great film, ' ELSE 'a bad and awful film, ' END || g
 	FROM generate_series(1, 20) g;
+CREATE TABLE evil.keyed (id integer PRIMARY KEY, body text);
+INSERT INTO evil.keyed SELECT g, 'review number ' || g FROM generate_series(1, 50) g;
 CREATE TABLE evil.many (body text);
 INSERT INTO evil.many SELECT 'review number ' || g FROM generate_series(1, 300) g;
 ANALYZE evil.many;
@@ -349,6 +351,7 @@ for path in "evil, pg_catalog, public" "public, pg_catalog, evil"; do
 	have dept_orphaned_adapters && M "SELECT pg_catalog.count(*) FROM public.dept_orphaned_adapters()"
 	have dept_reassign_owned && M "SELECT public.dept_reassign_owned('sp_nobody', 'mallory')"
 	have dept_drop_owned && M "SELECT public.dept_drop_owned('sp_nobody')"
+	have dept_score && M "SELECT public.dept_wait(public.dept_score('m_sp', 'evil.keyed', 'id', 'body'))"
 	parallel=("SET parallel_setup_cost = 0" "SET parallel_tuple_cost = 0" "SET min_parallel_table_scan_size = 0"
 		"SET max_parallel_workers_per_gather = 2" "SET $force_parallel = on")
 	M "${parallel[@]}" "EXPLAIN (COSTS OFF) SELECT public.dept_predict('m_sp', body) FROM evil.many"
@@ -376,6 +379,7 @@ run postgres "public, evil" "SELECT public.dept_predict('su_sp', 'a good film')"
 have dept_orphaned_adapters && run postgres "public, evil" "SELECT pg_catalog.count(*) FROM public.dept_orphaned_adapters()"
 have dept_reassign_owned && run postgres "public, evil" "SELECT public.dept_reassign_owned('sp_nobody', 'postgres')"
 have dept_drop_owned && run postgres "public, evil" "SELECT public.dept_drop_owned('sp_nobody')"
+have dept_score && run postgres "public, evil" "SELECT public.dept_wait(public.dept_score('su_sp', 'evil.keyed', 'id', 'body', 'public.su_scored'))"
 
 # every function of the extension (but trigger functions) was called above
 uncalled=$(sql $db "SELECT string_agg(DISTINCT p.proname, ' ') FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid
@@ -384,7 +388,7 @@ uncalled=$(sql $db "SELECT string_agg(DISTINCT p.proname, ' ') FROM pg_depend d 
 	AND p.proname <> ALL ('{$(printf '%s\n' "${called[@]}" | sort -u | paste -sd,)}'::name[])")
 is "$uncalled" "" "every entry point of the extension was called"
 
-poll $db "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type = 'dept training')" 20 ||
+poll $db "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE backend_type IN ('dept training', 'dept scoring'))" 20 ||
 	echo "# some training workers are still running"
 sql $db "SELECT 'jobs: ' || string_agg(id || ' ' || adapter || ' ' || status || coalesce(' (' || left(error, 80) || ')', ''), '; ' ORDER BY id) FROM dept.jobs" | diag
 
