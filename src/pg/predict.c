@@ -343,6 +343,54 @@ DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens
 	return entry->version;
 }
 
+/* dept_evaluate's report: counts, accuracy (null without rows), per class, confusion. */
+static char *
+DeptEvaluationJson(const char *name, const CachedAdapter *entry, const ClassMetrics *m,
+				   int64 skipped)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"adapter\": ");
+	escape_json(&buf, name);
+	appendStringInfo(&buf, ", \"version\": %d, \"rows\": %lld, \"skipped_null\": %lld, "
+					 "\"unknown_label\": %lld, ",
+					 entry->version, (long long) m->total, (long long) skipped,
+					 (long long) m->n_unseen);
+	/* no scored row: no accuracy, rather than a misleading 0 */
+	if (m->total > 0)
+		appendStringInfo(&buf, "\"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
+						 m->accuracy, m->macro_f1);
+	else
+		appendStringInfoString(&buf, "\"accuracy\": null, \"macro_f1\": null, \"per_class\": {");
+	for (int c = 0; c < entry->n_labels; c++)
+	{
+		if (c)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, entry->labels[c]);
+		appendStringInfo(&buf, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
+						 m->precision[c], m->recall[c], m->f1[c]);
+	}
+	appendStringInfoString(&buf, "}, \"labels\": [");
+	for (int c = 0; c < entry->n_labels; c++)
+	{
+		if (c)
+			appendStringInfoString(&buf, ", ");
+		escape_json(&buf, entry->labels[c]);
+	}
+	appendStringInfoString(&buf, "], \"confusion\": [");
+	for (int t = 0; t < entry->n_labels; t++)
+	{
+		appendStringInfo(&buf, "%s[", t ? ", " : "");
+		for (int p = 0; p < entry->n_labels; p++)
+			appendStringInfo(&buf, "%s%lld", p ? ", " : "",
+							 (long long) m->confusion[t * entry->n_labels + p]);
+		appendStringInfoChar(&buf, ']');
+	}
+	appendStringInfoString(&buf, "]}");
+	return buf.data;
+}
+
 /* Metrics of the adapter over (text, label) rows read as the caller. */
 Datum
 dept_evaluate(PG_FUNCTION_ARGS)
@@ -358,7 +406,7 @@ dept_evaluate(PG_FUNCTION_ARGS)
 	SPIPlanPtr	plan;
 	Portal		portal;
 	int64		skipped = 0;
-	StringInfoData buf;
+	char	   *json;
 	MemoryContext batch_cxt = AllocSetContextCreate(CurrentMemoryContext, "dept_evaluate batch",
 													ALLOCSET_DEFAULT_SIZES);
 
@@ -432,46 +480,9 @@ dept_evaluate(PG_FUNCTION_ARGS)
 	DeptSpiFinish(spi_level);
 	metrics_finish(m);
 
-	initStringInfo(&buf);
-	appendStringInfo(&buf, "{\"adapter\": ");
-	escape_json(&buf, name);
-	appendStringInfo(&buf, ", \"version\": %d, \"rows\": %lld, \"skipped_null\": %lld, "
-					 "\"unknown_label\": %lld, ",
-					 entry->version, (long long) m->total, (long long) skipped,
-					 (long long) m->n_unseen);
-	/* no scored row: no accuracy, rather than a misleading 0 */
-	if (m->total > 0)
-		appendStringInfo(&buf, "\"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
-						 m->accuracy, m->macro_f1);
-	else
-		appendStringInfoString(&buf, "\"accuracy\": null, \"macro_f1\": null, \"per_class\": {");
-	for (int c = 0; c < entry->n_labels; c++)
-	{
-		if (c)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, entry->labels[c]);
-		appendStringInfo(&buf, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
-						 m->precision[c], m->recall[c], m->f1[c]);
-	}
-	appendStringInfoString(&buf, "}, \"labels\": [");
-	for (int c = 0; c < entry->n_labels; c++)
-	{
-		if (c)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, entry->labels[c]);
-	}
-	appendStringInfoString(&buf, "], \"confusion\": [");
-	for (int t = 0; t < entry->n_labels; t++)
-	{
-		appendStringInfo(&buf, "%s[", t ? ", " : "");
-		for (int p = 0; p < entry->n_labels; p++)
-			appendStringInfo(&buf, "%s%lld", p ? ", " : "",
-							 (long long) m->confusion[t * entry->n_labels + p]);
-		appendStringInfoChar(&buf, ']');
-	}
-	appendStringInfoString(&buf, "]}");
+	json = DeptEvaluationJson(name, entry, m, skipped);
 	metrics_free(m);
-	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
+	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
 }
 
 Datum
