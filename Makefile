@@ -10,14 +10,15 @@ EXTENSION = dept
 MODULE_big = dept
 DATA = dept--1.0.sql dept--1.0--1.1.sql
 
-NN_SRCS = $(sort $(wildcard src/nn/*.c))
+NN_SRCS = $(sort $(shell find src/nn -name '*.c'))
+NN_HDRS = $(sort $(shell find src/nn -name '*.h'))
 PG_SRCS = $(sort $(wildcard src/pg/*.c))
 OBJS = $(NN_SRCS:.c=.o) $(PG_SRCS:.c=.o)
 
 REGRESS = embed errors hf_bert hf_t5
 REGRESS_OPTS = --load-extension=dept
 
-# OpenBLAS is not linked: src/nn/blas.c loads it at first use (see blas.h);
+# OpenBLAS is not linked: src/nn/ops/blas.c loads it at first use (see blas.h);
 # only its cblas.h is needed to build.
 BLAS_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
 NN_LIBS = -lutf8proc -lcjson -lm -ldl -lpthread
@@ -35,7 +36,7 @@ include $(PGXS)
 
 # src/nn is plain C11 compiled without PostgreSQL's flags or headers.
 NN_CC ?= cc
-NN_CFLAGS = -std=c11 -D_GNU_SOURCE -O3 -fPIC -g -Wall -Wextra -Werror \
+NN_CFLAGS = -std=c11 -D_GNU_SOURCE -O3 -fPIC -g -Wall -Wextra -Werror -Isrc/nn \
 	-Wno-unused-parameter $(BLAS_CFLAGS)
 ifdef SANITIZE
 NN_CFLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
@@ -44,10 +45,10 @@ else
 TEST_DIR = build/test
 endif
 
-src/nn/%.o: src/nn/%.c $(wildcard src/nn/*.h)
+src/nn/%.o: src/nn/%.c $(NN_HDRS)
 	$(NN_CC) $(NN_CFLAGS) -c -o $@ $<
 
-$(PG_SRCS:.c=.o): $(wildcard src/nn/*.h src/pg/*.h)
+$(PG_SRCS:.c=.o): $(NN_HDRS) $(wildcard src/pg/*.h)
 
 # ---- model ---------------------------------------------------------------
 $(MODEL_SRC)/.verified:
@@ -65,7 +66,7 @@ install-model: $(MODEL_SRC)/.verified
 		'$(DESTDIR)$(datadir)/dept/models/use-lite/'
 
 # ---- the training command-line tool ---------------------------------------
-dept-train: src/cli/dept_train.c $(NN_SRCS) $(wildcard src/nn/*.h)
+dept-train: src/cli/dept_train.c $(NN_SRCS) $(NN_HDRS)
 	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -o $@ src/cli/dept_train.c $(NN_SRCS) $(NN_LIBS)
 
 all: dept-train
@@ -75,7 +76,7 @@ EXTRA_CLEAN = dept-train dept-bench build/test build/test-asan
 UNIT_SRCS = $(sort $(wildcard test/nn/test_*.c))
 UNIT_BINS = $(patsubst test/nn/%.c,$(TEST_DIR)/%,$(UNIT_SRCS))
 
-$(TEST_DIR)/%: test/nn/%.c test/nn/unit.h $(NN_SRCS) $(wildcard src/nn/*.h)
+$(TEST_DIR)/%: test/nn/%.c test/nn/unit.h $(NN_SRCS) $(NN_HDRS)
 	@mkdir -p $(TEST_DIR)
 	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -Itest/nn -o $@ $< $(NN_SRCS) $(NN_LIBS)
 
@@ -93,7 +94,7 @@ prove:
 .PHONY: model install-model unittest prove stresscheck
 
 # ---- benchmarks (bench/run) --------------------------------------------------
-dept-bench: bench/dept_bench.c $(NN_SRCS) $(wildcard src/nn/*.h)
+dept-bench: bench/dept_bench.c $(NN_SRCS) $(NN_HDRS)
 	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -o $@ bench/dept_bench.c $(NN_SRCS) $(NN_LIBS)
 
 bench: dept-bench

@@ -28,7 +28,7 @@
  * attention products of each sequence of n rows and width d.  It is only
  * meaningful for the use-lite backbone, which is what bench/run measures.
  */
-#include "blas.h"
+#include "ops/blas.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,12 +36,12 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "adapter.h"
-#include "backbone.h"
-#include "dataset.h"
-#include "optim.h"
-#include "blas.h"
-#include "train.h"
+#include "adapters/adapter.h"
+#include "models/backbone.h"
+#include "train/dataset.h"
+#include "ops/optim.h"
+#include "ops/blas.h"
+#include "train/train.h"
 
 typedef struct BenchArgs
 {
@@ -385,7 +385,8 @@ train_step(const Backbone *bb, BackboneRun *run, Adapter *ad, AdamW *opt, StepBu
 	if (bb->ops->forward(bb, run, sb->X, sb->x_mask, B, P + n, sb->h, &err) != NN_OK)
 		goto fail;
 	head_forward(ad, sb->h, B, sb->logits);
-	loss = head_loss_backward(ad, sb->h, sb->logits, sb->labels, B, sb->dh);
+	if (head_loss_backward(ad, sb->h, sb->logits, sb->labels, B, sb->dh, &loss, &err) != NN_OK)
+		goto fail;
 	if (bb->ops->backward(bb, run, sb->dh, sb->dX, &err) != NN_OK)
 		goto fail;
 	adapter_backward(ad, sb->dX, B, n);

@@ -2,7 +2,7 @@
 # First call in a new backend: how long loading the model takes (the
 # load_ms dept_model_info reports: open model.json, mmap the shards, load
 # the tokenizer) and the whole first dept_embed call, over N fresh
-# connections.  Starts its own server without OPENBLAS_CORETYPE (DESIGN.md
+# connections.  Starts its own server without OPENBLAS_CORETYPE (docs/design.md
 # section 6) on port 5497 and prints the BLAS core in use.
 #   bench/model_load.sh [N]        (after `make install`)
 set -euo pipefail

@@ -3,9 +3,9 @@
 # dept_embed over a table of TSV's texts (serial, two parallel workers, the
 # text[] form), single-row latency from pgbench, the first call of a new
 # backend, and a backend's memory after loading.  Starts its own server on
-# port $BENCH_PORT, without the environment's OPENBLAS_CORETYPE (DESIGN.md
+# port $BENCH_PORT, without the environment's OPENBLAS_CORETYPE (docs/design.md
 # section 6): the extension loads OpenBLAS with the kernels the CPU calls
-# for (src/nn/blas.h).
+# for (src/nn/ops/blas.h).
 #   bench/sql_bench.sh TSV TRAIN_TSV SENTENCE [PREDICT_ROWS]     (after make install)
 # SENTENCE is the text of the latency test; PREDICT_ROWS (1000) the number of
 # leading texts dept-bench predict timed, which a serial dept_predict also

@@ -28,6 +28,9 @@ count_unit() {    # reads run-unit.sh output on stdin
 	sed -n 's/^unit: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p' | tail -1
 }
 
+# --- the layers of src/ stay one-way (docs/architecture.md) -------------------
+if scripts/check-layers.sh; then tally "layers" 1 0; else tally "layers" 0 1; fi
+
 # --- C unit tests of src/nn -------------------------------------------------
 set +e
 make -s unittest >build/unit.log 2>&1; rc=$?

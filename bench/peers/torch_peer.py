@@ -19,7 +19,7 @@ largest difference).  Inference runs under torch.inference_mode; in
 training only the adapter (P, A, B) and the head require gradients, the
 frozen weights are plain tensors, and the step is forward, cross-entropy,
 backward, gradient clipping and AdamW with one parameter group per
-learning rate -- the step of src/nn/train.c, at the sizes dept_train uses
+learning rate -- the step of src/nn/train/train.c, at the sizes dept_train uses
 by default (DePT m = 60, r = 26 from the budget of PT l = 100, s = 128).
 
 With PEER_PRECISION=bfloat16 in the environment, the dense layers'
@@ -57,7 +57,7 @@ def load_reference_module():
 
 
 class Encoder:
-    """The use-lite forward in float32 torch ops (model summary: src/nn/use_lite.h)."""
+    """The use-lite forward in float32 torch ops (model summary: src/nn/models/use_lite/use_lite.h)."""
 
     def __init__(self, model_dir, bf16=False):
         ref = load_reference_module()
@@ -167,7 +167,7 @@ class DePT:
         return sum(t.numel() for t in (self.P, self.A, self.B, self.W, self.b) if t.requires_grad)
 
     def inputs(self, E, mask):
-        """X = [P; E + scale (A B)[0:n]] and its mask (DESIGN.md section 1)."""
+        """X = [P; E + scale (A B)[0:n]] and its mask (docs/design.md section 1)."""
         Bsz, n, _ = E.shape
         if self.r > 0:
             E = E + self.scale * (self.A[:n] @ self.B)

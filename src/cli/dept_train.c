@@ -21,7 +21,7 @@
  * vectors of the --train rows (what dept_embed returns; float32 little
  * endian, rows x d_out, file order) without training.
  */
-#include "blas.h"
+#include "ops/blas.h"
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,11 +29,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "adapter_io.h"
-#include "backbone.h"
-#include "blas.h"
-#include "dataset.h"
-#include "train.h"
+#include "adapters/adapter_io.h"
+#include "models/backbone.h"
+#include "ops/blas.h"
+#include "train/dataset.h"
+#include "train/train.h"
 
 typedef struct CliArgs
 {
@@ -71,12 +71,12 @@ usage(FILE *f)
 			"  --valid-fraction F --eval-every N --patience N --warmup-ratio F --max-grad-norm X\n"
 			"  --init-text TEXT       prompt init text ('' = sampled vocabulary)\n"
 			"  --precision P          float32 (default) or bfloat16: the encoder's products\n"
-			"                         on AMX where the CPU has it (src/nn/gemm_amx.h)\n"
+			"                         on AMX where the CPU has it (src/nn/ops/gemm_amx.h)\n"
 			"  --pool P               text (default) or all: the linear head of pt/dept/ept\n"
 			"                         pools the text rows only, or every row, prompt included\n"
 			"  --valid-rows N         the last N rows of --train are the validation set\n"
 			"                         (instead of a random --valid-fraction split)\n"
-			"  --save FILE            write the trained adapter (src/nn/adapter_io.h)\n"
+			"  --save FILE            write the trained adapter (src/nn/adapters/adapter_io.h)\n"
 			"  --load FILE            no training: evaluate the saved adapter on --test\n"
 			"  --embed-out FILE       no training: write the frozen sentence vectors of the\n"
 			"                         --train rows (float32 LE, rows x d_out) and exit\n"

@@ -10,7 +10,7 @@
 
 #include "postgres.h"
 
-#include "backbone.h"
+#include "models/backbone.h"
 
 /* GUCs */
 extern char *dept_model_path;

@@ -18,8 +18,8 @@
 #include "storage/spin.h"
 #include "utils/jsonb.h"
 
-#include "dataset.h"
-#include "train.h"
+#include "train/dataset.h"
+#include "train/train.h"
 
 typedef enum DeptJobState
 {
@@ -102,6 +102,7 @@ extern struct BackgroundWorkerHandle *DeptStartWorker(struct dsm_segment *seg, i
 													  const char *function, const char *type);
 extern void DeptWorkerBeginTxn(void);
 extern void DeptWorkerCommit(void);
+extern void DeptRecordJobEnd(int64 job_id, const char *status, const char *error);
 
 /* Methods */
 extern DeptSampler *DeptSamplerBegin(DeptTrainRequest *req);

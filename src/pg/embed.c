@@ -7,7 +7,7 @@
  */
 #include "postgres.h"
 
-#include "blas.h"
+#include "ops/blas.h"
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"

@@ -34,9 +34,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "adapter_io.h"
-#include "dataset.h"
-#include "t5.h"
+#include "adapters/adapter_io.h"
+#include "train/dataset.h"
 #include "dept.h"
 #include "dept_catalog.h"
 #include "dept_train.h"

@@ -39,7 +39,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "blas.h"
+#include "ops/blas.h"
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -51,7 +51,7 @@
 #include "port.h"
 
 #include "dept.h"
-#include "sha256.h"
+#include "base/sha256.h"
 
 #define DEPT_MODEL_CACHE_DIR PG_TEMP_FILE_PREFIX "_dept_models"
 

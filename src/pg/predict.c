@@ -33,10 +33,10 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
-#include "adapter_io.h"
+#include "adapters/adapter_io.h"
 #include "dept.h"
 #include "dept_catalog.h"
-#include "train.h"
+#include "train/train.h"
 
 PG_FUNCTION_INFO_V1(dept_predict);
 PG_FUNCTION_INFO_V1(dept_predict_proba);

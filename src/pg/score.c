@@ -196,7 +196,6 @@ dept_score(PG_FUNCTION_ARGS)
 	dsm_segment *seg;
 	DeptScoreRequest *req;
 	BackgroundWorkerHandle *handle;
-	pid_t		pid;
 	int			spi_level;
 
 	DeptCheckRoleCanLogin(GetUserId());
@@ -237,10 +236,6 @@ dept_score(PG_FUNCTION_ARGS)
 
 	dsm_pin_segment(seg);
 	handle = DeptStartWorker(seg, req->job_id, "dept_score_worker_main", "dept scoring");
-	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("the scoring worker could not start")));
 	DeptWaitJobRecorded(handle, req);
 	{
 		int64		job_id = req->job_id;
@@ -510,21 +505,8 @@ dept_score_worker_main(Datum arg)
 		ereport(LOG,
 				(errmsg("dept: scoring job " INT64_FORMAT " %s: %s", req.job_id,
 						cancelled ? "cancelled" : "failed", edata->message)));
-		DeptWorkerBeginTxn();
-		{
-			Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
-			Datum		values[3] = {Int64GetDatum(req.job_id),
-				CStringGetTextDatum(cancelled ? "cancelled" : "failed"),
-			CStringGetTextDatum(edata->message ? edata->message : "unknown error")};
-			char		nulls[3] = {' ', ' ', cancelled ? 'n' : ' '};
-			DeptSavedUser saved;
-
-			DeptBecomeCatalogOwner(&saved);
-			DeptSpiExec("UPDATE dept.jobs SET status = $2, error = $3, finished_at = pg_catalog.now() "
-						"WHERE id OPERATOR(pg_catalog.=) $1", 3, types, values, nulls, false, 0);
-			DeptRestoreUser(&saved);
-		}
-		DeptWorkerCommit();
+		DeptRecordJobEnd(req.job_id, cancelled ? "cancelled" : "failed",
+						 cancelled ? NULL : (edata->message ? edata->message : "unknown error"));
 	}
 	PG_END_TRY();
 	if (seg)

@@ -38,9 +38,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "adapter_io.h"
-#include "dataset.h"
-#include "t5.h"
+#include "adapters/adapter_io.h"
+#include "train/dataset.h"
 #include "dept.h"
 #include "dept_catalog.h"
 #include "dept_train.h"
@@ -306,7 +305,7 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 	int			max_label = 0;
 	int64		n_classes = 2;
 
-	if (t5_is(bb))
+	if (backbone_has_text_head(bb))
 	{
 		const char *col = quote_identifier(label_column);
 		char	   *sql = psprintf("SELECT COALESCE(pg_catalog.max(pg_catalog.octet_length(%s::pg_catalog.text)), 0), "
@@ -318,7 +317,7 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 		DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
 		max_label = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 												&isnull));
-		max_label = Min(max_label + 2, T5_MAX_POSITIONS);
+		max_label = Min(max_label + 2, bb->max_positions);
 		n_classes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
 												&isnull));
 	}
@@ -380,6 +379,7 @@ DeptStartWorker(dsm_segment *seg, int64 job_id, const char *function, const char
 {
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
+	pid_t		pid;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
@@ -397,10 +397,15 @@ DeptStartWorker(dsm_segment *seg, int64 job_id, const char *function, const char
 		dsm_unpin_segment(dsm_segment_handle(seg));
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("could not start a training worker: no background worker slot is free"),
+				 errmsg("could not start a %s worker: no background worker slot is free", type),
 				 errhint("Raise max_worker_processes (now %d) and restart the server, or wait for running jobs to end.",
 						 max_worker_processes)));
 	}
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
+				 errmsg("the %s worker could not start", type),
+				 errhint("See the server log; max_worker_processes is %d.", max_worker_processes)));
 	return handle;
 }
 
@@ -625,7 +630,6 @@ dept_train(PG_FUNCTION_ARGS)
 	dsm_segment *seg;
 	DeptTrainRequest *req;
 	BackgroundWorkerHandle *handle;
-	pid_t		pid;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(5) || PG_ARGISNULL(6))
 		ereport(ERROR,
@@ -692,11 +696,6 @@ dept_train(PG_FUNCTION_ARGS)
 	/* the worker unpins the segment once attached; it then lives as long as it is mapped */
 	dsm_pin_segment(seg);
 	handle = DeptStartWorker(seg, req->job_id, "dept_train_worker_main", "dept training");
-	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED)
-		ereport(ERROR,
-				(errcode(ERRCODE_INSUFFICIENT_RESOURCES),
-				 errmsg("the training worker could not start"),
-				 errhint("See the server log; max_worker_processes is %d.", max_worker_processes)));
 	/* returning before the job row exists would let dept_wait miss it */
 	while (DeptReadState(req, NULL) == JOB_STARTING)
 		DeptWaitStep(handle, req);

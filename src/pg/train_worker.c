@@ -36,9 +36,8 @@
 #include "utils/syscache.h"
 #include "utils/timestamp.h"
 
-#include "adapter_io.h"
-#include "dataset.h"
-#include "t5.h"
+#include "adapters/adapter_io.h"
+#include "train/dataset.h"
 #include "dept.h"
 #include "dept_catalog.h"
 #include "dept_train.h"
@@ -137,14 +136,14 @@ DeptCheckMemoryOfRows(DeptTrainRequest *req, const Backbone *bb, const Dataset *
 	DeptMemoryEstimate est;
 	int			max_label = 0;
 
-	if (t5_is(bb))
+	if (backbone_has_text_head(bb))
 	{
-		int32_t    *ids = palloc(sizeof(int32_t) * T5_MAX_TOKENS);
+		int32_t    *ids = palloc(sizeof(int32_t) * bb->max_tokens);
 
 		for (int c = 0; c < ds->n_classes; c++)
 		{
 			int			n = bb->ops->tokenize(bb, ds->class_names[c], strlen(ds->class_names[c]),
-											  ids, T5_MAX_TOKENS);
+											  ids, bb->max_tokens);
 
 			max_label = Max(max_label, n);
 		}
@@ -486,16 +485,17 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 						: "it has no validation rows to compare with the active version")));
 }
 
-static void
-DeptJobFinish(DeptTrainRequest *req, DeptJobState state, const char *error)
+/* Record a job's end (status, error or NULL) in dept.jobs, in a transaction of its own. */
+void
+DeptRecordJobEnd(int64 job_id, const char *status, const char *error)
 {
 	Oid			types[3] = {INT8OID, TEXTOID, TEXTOID};
 	Datum		values[3];
 	char		nulls[3] = {' ', ' ', error ? ' ' : 'n'};
 	DeptSavedUser saved;
 
-	values[0] = Int64GetDatum(req->job_id);
-	values[1] = CStringGetTextDatum(job_state_names[state]);
+	values[0] = Int64GetDatum(job_id);
+	values[1] = CStringGetTextDatum(status);
 	values[2] = error ? CStringGetTextDatum(error) : (Datum) 0;
 	DeptWorkerBeginTxn();
 	DeptBecomeCatalogOwner(&saved);
@@ -532,7 +532,7 @@ DeptRunJob(DeptTrainRequest *req)
 	{
 		train_result_free(&res);
 		dataset_free(ds);
-		DeptJobFinish(req, JOB_CANCELLED, NULL);
+		DeptRecordJobEnd(req->job_id, job_state_names[JOB_CANCELLED], NULL);
 		DeptSetState(req, JOB_CANCELLED);
 		return;
 	}
@@ -593,7 +593,7 @@ dept_train_worker_main(Datum arg)
 		ereport(LOG,
 				(errmsg("dept: training job " INT64_FORMAT " %s: %s", req->job_id,
 						job_state_names[state], req->error)));
-		DeptJobFinish(req, state, state == JOB_FAILED ? req->error : NULL);
+		DeptRecordJobEnd(req->job_id, job_state_names[state], state == JOB_FAILED ? req->error : NULL);
 		DeptSetState(req, state);
 	}
 	PG_END_TRY();

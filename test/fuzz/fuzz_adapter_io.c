@@ -1,6 +1,6 @@
 /*
  * fuzz_adapter_io.c: libFuzzer harness for adapter_deserialize
- * (src/nn/adapter_io.h); build and run as test/fuzz/README.md says.
+ * (src/nn/adapters/adapter_io.h); build and run as test/fuzz/README.md says.
  *
  * Each input is decoded twice: as given, and "resealed" (the header's
  * total size and the trailing CRC-32 rewritten to match the bytes), since a
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_io.h"
+#include "adapters/adapter_io.h"
 
 #ifndef ADAPTER_IO_SEEDS
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_hf_config.c: libFuzzer harness for the Hugging Face config.json
- * reader (src/nn/hf_config.h); build and run with test/fuzz/run.sh.
+ * reader (src/nn/formats/hf_config.h); build and run with test/fuzz/run.sh.
  *
  * Every input is read twice by hf_config_parse and by
  * hf_config_model_type_from_json (backbone_open's dispatch):
@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hf_config.h"
+#include "formats/hf_config.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_hf_unigram.c: libFuzzer harness for the Unigram tokenizer.json
- * reader and tokenizer (src/nn/hf_unigram.h); build and run with
+ * reader and tokenizer (src/nn/tokenizers/unigram.h); build and run with
  * test/fuzz/run.sh.
  *
  * Every input is used three ways:
@@ -50,8 +50,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "hf_config.h"
-#include "hf_unigram.h"
+#include "formats/hf_config.h"
+#include "tokenizers/unigram.h"
 
 #define MAX_SPECIALS 80
 #define MAX_FULL (1 << 20)		/* longest full encoding checked */

@@ -1,6 +1,6 @@
 /*
  * fuzz_safetensors.c: libFuzzer harness for the .safetensors reader
- * (safetensors_from_buffer, src/nn/safetensors.h); build and run with
+ * (safetensors_from_buffer, src/nn/formats/safetensors.h); build and run with
  * test/fuzz/run.sh.
  *
  * Each input is decoded twice: as a whole file, and "reframed": the input
@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "safetensors.h"
+#include "formats/safetensors.h"
 
 int			LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,6 +1,6 @@
 /*
  * fuzz_tokenizer.c: libFuzzer harness for the SentencePiece tokenizer
- * (src/nn/sp_tokenizer.h); build and run with test/fuzz/run.sh.
+ * (src/nn/tokenizers/sentencepiece.h); build and run with test/fuzz/run.sh.
  *
  * Every input is used twice:
  *
@@ -29,7 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sp_tokenizer.h"
+#include "tokenizers/sentencepiece.h"
 
 /* NFKC expands one code point to at most 18 (U+FDFA); one id per code point at most. */
 #define MAX_EXPANSION 32

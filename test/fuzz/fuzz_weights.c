@@ -1,6 +1,6 @@
 /*
  * fuzz_weights.c: libFuzzer harness for the TF.js weights-manifest reader
- * (tfjs_weights_from_buffers, src/nn/tfjs_weights.h); build and run with
+ * (tfjs_weights_from_buffers, src/nn/formats/tfjs_weights.h); build and run with
  * test/fuzz/run.sh.
  *
  * The input is model.json.  A mutated manifest almost never comes with
@@ -36,7 +36,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "tfjs_weights.h"
+#include "formats/tfjs_weights.h"
 
 #define MAX_SHARDS 64
 #define MAX_GROUPS 256

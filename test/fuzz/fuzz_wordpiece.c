@@ -1,6 +1,6 @@
 /*
  * fuzz_wordpiece.c: libFuzzer harness for the BERT WordPiece tokenizer
- * (src/nn/wordpiece.h); build and run with test/fuzz/run.sh.
+ * (src/nn/tokenizers/wordpiece.h); build and run with test/fuzz/run.sh.
  *
  * Every input is used four ways:
  *
@@ -39,8 +39,8 @@
 
 #include <cjson/cJSON.h>
 
-#include "hf_config.h"
-#include "wordpiece.h"
+#include "formats/hf_config.h"
+#include "tokenizers/wordpiece.h"
 
 /* One id per byte at most 8 times over (CJK spacing, decomposition, U+0130), plus specials. */
 #define MAX_IDS_PER_BYTE 16

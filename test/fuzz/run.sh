@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build every libFuzzer harness in test/fuzz/ (fuzz_*.c) against src/nn/*.c
+# Build every libFuzzer harness in test/fuzz/ (fuzz_*.c) against src/nn/**/*.c
 # with -fsanitize=fuzzer,address,undefined and run each for SECONDS
 # (default 20), one after the other:
 #
@@ -54,7 +54,7 @@ san=address,undefined
 
 # src/nn once, instrumented for coverage but without libFuzzer's main.
 objs=()
-for src in src/nn/*.c; do
+for src in $(find src/nn -name "*.c" | sort); do
 	o=$obj/$(basename "$src" .c).o
 	if [ ! -f "$o" ] || [ "$src" -nt "$o" ] || [ -n "$(find src/nn -name '*.h' -newer "$o")" ]; then
 		"$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link,$san -fno-sanitize-recover=all \

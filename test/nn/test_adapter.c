@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "rng.h"
+#include "adapters/adapter.h"
+#include "base/rng.h"
 #include "unit.h"
 
 enum
@@ -174,6 +174,7 @@ test_head_gradcheck(void)
 	Rng			rng;
 	const float step = 1e-2f;
 	int			bad = 0;
+	double		loss;
 
 	CHECK(adapter_new(&a, &cfg, B, 1, NULL) == NN_OK, "adapter_new");
 	rng_seed(&rng, 11);
@@ -181,7 +182,7 @@ test_head_gradcheck(void)
 	for (int i = 0; i < B * H; i++)
 		h[i] = (float) (rng_uniform(&rng) * 2 - 1);
 	head_forward(a, h, B, logits);
-	head_loss_backward(a, h, logits, labels, B, dh);
+	CHECK(head_loss_backward(a, h, logits, labels, B, dh, &loss, NULL) == NN_OK, "head loss");
 	/* the finite differences below accumulate into g again: keep a copy */
 	memcpy(grad_w, a->head_w.g, sizeof(grad_w));
 	for (size_t i = 0; i < a->head_w.n; i++)
@@ -194,10 +195,10 @@ test_head_gradcheck(void)
 
 		a->head_w.w[i] = saved + step;
 		head_forward(a, h, B, logits);
-		up = head_loss_backward(a, h, logits, labels, B, tmp_dh);
+		head_loss_backward(a, h, logits, labels, B, tmp_dh, &up, NULL);
 		a->head_w.w[i] = saved - step;
 		head_forward(a, h, B, logits);
-		down = head_loss_backward(a, h, logits, labels, B, tmp_dh);
+		head_loss_backward(a, h, logits, labels, B, tmp_dh, &down, NULL);
 		a->head_w.w[i] = saved;
 		if (fabs((up - down) / (2 * step) - g_saved) > 1e-3 + 1e-2 * fabs(g_saved))
 			bad++;
@@ -212,13 +213,20 @@ test_head_gradcheck(void)
 
 		h[i] = saved + step;
 		head_forward(a, h, B, logits);
-		up = head_loss_backward(a, h, logits, labels, B, tmp_dh);
+		head_loss_backward(a, h, logits, labels, B, tmp_dh, &up, NULL);
 		h[i] = saved - step;
 		head_forward(a, h, B, logits);
-		down = head_loss_backward(a, h, logits, labels, B, tmp_dh);
+		head_loss_backward(a, h, logits, labels, B, tmp_dh, &down, NULL);
 		h[i] = saved;
 		CHECK(fabs((up - down) / (2 * step) - dh[i]) < 1e-3 + 1e-2 * fabs(dh[i]),
 			  "dh[%d]", i);
+	}
+	{
+		int			bad_labels[B] = {0, C, 1};
+		NnError		err;
+
+		CHECK(head_loss_backward(a, h, logits, bad_labels, B, dh, &loss, &err) == NN_ERR_ARG,
+			  "a label outside the classes is refused");
 	}
 	adapter_free(a);
 }

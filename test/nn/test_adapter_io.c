@@ -1,5 +1,5 @@
 /*
- * test_adapter_io.c: the adapter binary format (src/nn/adapter_io.h).
+ * test_adapter_io.c: the adapter binary format (src/nn/adapters/adapter_io.h).
  *
  * Round trips for every method must be bit-identical and byte-identical
  * when encoded again.  Every corruption must come back as NN_ERR_FORMAT
@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_io.h"
-#include "rng.h"
+#include "adapters/adapter_io.h"
+#include "base/rng.h"
 #include "unit.h"
 
 enum

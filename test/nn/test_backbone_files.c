@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backbone.h"
+#include "models/backbone.h"
 #include "unit.h"
 
 static void

@@ -25,14 +25,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "adapter.h"
-#include "backbone.h"
-#include "bert.h"
-#include "hf_config.h"
-#include "rng.h"
-#include "safetensors.h"
+#include "adapters/adapter.h"
+#include "models/backbone.h"
+#include "models/bert/bert.h"
+#include "formats/hf_config.h"
+#include "base/rng.h"
+#include "formats/safetensors.h"
 #include "unit.h"
-#include "wordpiece.h"
+#include "tokenizers/wordpiece.h"
 
 #define H 32
 #define NB 4					/* reference texts */

@@ -8,7 +8,7 @@
  *   alpha and beta the code uses, beta 0 ignoring NaNs in C;
  * - nn_blas_setup sets OpenBLAS's thread count.
  */
-#include "blas.h"
+#include "ops/blas.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -18,7 +18,7 @@
 #include <strings.h>
 #include <unistd.h>
 
-#include "rng.h"
+#include "base/rng.h"
 #include "unit.h"
 
 static bool

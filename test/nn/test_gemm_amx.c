@@ -24,10 +24,10 @@
  * On a CPU or kernel without AMX the kernel is not usable and the checks
  * are skipped, saying so.
  */
-#include "gemm_amx.h"
+#include "ops/gemm_amx.h"
 
-#include "backbone.h"
-#include "dataset.h"
+#include "models/backbone.h"
+#include "train/dataset.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -35,7 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rng.h"
+#include "base/rng.h"
 #include "unit.h"
 
 static Rng	rng;

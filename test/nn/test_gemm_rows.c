@@ -10,16 +10,16 @@
  * worst ratio about 1e-7).  On a CPU without AVX-512 the kernel is not
  * usable and the comparisons are skipped, saying so.
  */
-#include "blas.h"
+#include "ops/blas.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm_rows.h"
-#include "kernels.h"
-#include "parallel.h"
-#include "rng.h"
+#include "ops/gemm_rows.h"
+#include "ops/kernels.h"
+#include "base/parallel.h"
+#include "base/rng.h"
 #include "unit.h"
 
 static Rng	rng;

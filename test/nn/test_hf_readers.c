@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "hf_config.h"
-#include "hf_unigram.h"
-#include "wordpiece.h"
+#include "formats/hf_config.h"
+#include "tokenizers/unigram.h"
+#include "tokenizers/wordpiece.h"
 #include "unit.h"
 
 static HfUnigram *

@@ -28,8 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels.h"
-#include "rng.h"
+#include "ops/kernels.h"
+#include "base/rng.h"
 #include "unit.h"
 
 #define FD_H (1.0f / 128.0f)

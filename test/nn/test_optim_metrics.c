@@ -5,8 +5,8 @@
 #include <math.h>
 #include <string.h>
 
-#include "metrics.h"
-#include "optim.h"
+#include "train/metrics.h"
+#include "ops/optim.h"
 #include "unit.h"
 
 /* Two AdamW steps on one weight with constant gradient, worked by hand. */

@@ -29,10 +29,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter_io.h"
-#include "backbone.h"
-#include "kernels.h"
-#include "train.h"
+#include "adapters/adapter_io.h"
+#include "models/backbone.h"
+#include "ops/kernels.h"
+#include "train/train.h"
 #include "unit.h"
 
 static Backbone *model;

@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backbone.h"
-#include "t5.h"
+#include "models/backbone.h"
+#include "models/t5/t5.h"
 #include "unit.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -32,12 +32,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "adapter.h"
-#include "backbone.h"
-#include "hf_unigram.h"
-#include "safetensors.h"
-#include "t5.h"
-#include "t5_kernels.h"
+#include "adapters/adapter.h"
+#include "models/backbone.h"
+#include "tokenizers/unigram.h"
+#include "formats/safetensors.h"
+#include "models/t5/t5.h"
+#include "models/t5/t5_kernels.h"
 #include "unit.h"
 
 #define D 32

@@ -41,18 +41,18 @@
  *   label_collisions   labels that tokenize to the same ids ("fi" and the
  *                      ligature U+FB01, equal after NFKC) are refused
  */
-#include "blas.h"
+#include "ops/blas.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapter.h"
-#include "adapter_io.h"
-#include "backbone.h"
-#include "dataset.h"
-#include "t5.h"
-#include "train.h"
+#include "adapters/adapter.h"
+#include "adapters/adapter_io.h"
+#include "models/backbone.h"
+#include "train/dataset.h"
+#include "models/t5/t5.h"
+#include "train/train.h"
 #include "unit.h"
 
 #define N_ROWS 32

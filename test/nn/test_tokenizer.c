@@ -1,5 +1,5 @@
 /*
- * test_tokenizer.c: the use-lite tokenizer (src/nn/sp_tokenizer.c) against
+ * test_tokenizer.c: the use-lite tokenizer (src/nn/tokenizers/sentencepiece.c) against
  * the JavaScript runtime it ports.
  *
  * test/fixtures/use_lite_tokens.tsv (made by
@@ -16,7 +16,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "sp_tokenizer.h"
+#include "tokenizers/sentencepiece.h"
 #include "unit.h"
 
 #define MIN_FIXTURE_CASES 2000

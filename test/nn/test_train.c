@@ -45,11 +45,11 @@
 #include <string.h>
 #include <time.h>
 
-#include "adapter.h"
-#include "backbone.h"
-#include "blas.h"
-#include "dataset.h"
-#include "train.h"
+#include "adapters/adapter.h"
+#include "models/backbone.h"
+#include "ops/blas.h"
+#include "train/dataset.h"
+#include "train/train.h"
 #include "unit.h"
 
 #define DEPT_MIN_TEST_ACCURACY 0.65

@@ -24,12 +24,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backbone.h"
-#include "kernels.h"
-#include "sha256.h"
-#include "tfjs_weights.h"
+#include "models/backbone.h"
+#include "ops/kernels.h"
+#include "base/sha256.h"
+#include "formats/tfjs_weights.h"
 #include "unit.h"
-#include "use_lite.h"
+#include "models/use_lite/use_lite.h"
 
 #define TOL 1e-5
 #define D_OUT 512

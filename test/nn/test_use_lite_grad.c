@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backbone.h"
+#include "models/backbone.h"
 #include "unit.h"
 
 #define D_EMBED 256

@@ -14,7 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "rng.h"
+#include "base/rng.h"
 
 static int	unit_tests_run;
 static int	unit_tests_failed;

@@ -2,7 +2,7 @@
 """
 use_lite_ref.py: an independent numpy reference for the use-lite backbone.
 
-This is the executable specification that src/nn/use_lite.c is checked
+This is the executable specification that src/nn/models/use_lite/use_lite.c is checked
 against.  It re-implements, op by op, the TF.js graph in model.json (node
 names are quoted in the comments) in float32, reading the weights straight
 from the weights manifest, so it shares no code with the C port.  It was

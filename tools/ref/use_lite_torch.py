@@ -6,7 +6,7 @@ use-lite encoder, the golden source for the C input-backward.
 It shares no code with src/nn or with use_lite_ref.py's encoder: it reads
 model.json and the group1-shard* files itself, builds the forward pass from
 the graph's semantics with torch ops in float64 (model summary in
-src/nn/use_lite.h; graph node names in use_lite_ref.py's docstring), and
+src/nn/models/use_lite/use_lite.h; graph node names in use_lite_ref.py's docstring), and
 lets autograd differentiate it.  Padding follows the graph, not the C
 packing: the whole padded batch is computed, padded positions of the input
 and of the timing signal are zeroed, padded keys get the graph's -1e9

@@ -1,0 +1,198 @@
+/*
+ * hf_config.c: config.json reading (fields and defaults in hf_config.h).
+ */
+#include "formats/hf_config.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* config.json is a few kilobytes; anything this big is not one. */
+#define HF_MAX_CONFIG_BYTES ((size_t) 16 << 20)
+
+char *
+hf_read_file(const char *path, size_t max_bytes, size_t *len)
+{
+	FILE	   *f = fopen(path, "rb");
+	char	   *buf = NULL;
+	long		n;
+
+	if (f == NULL)
+		return NULL;
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && (size_t) n <= max_bytes &&
+		fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t) n + 1)) != NULL)
+	{
+		if (fread(buf, 1, (size_t) n, f) != (size_t) n)
+		{
+			free(buf);
+			buf = NULL;
+		}
+		else
+		{
+			buf[n] = '\0';
+			*len = (size_t) n;
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+/* Integer field name in lo..hi into *out; absent: def (or an error if required). */
+static NnStatus
+get_int(const cJSON *root, const char *name, bool required, int def, int lo, int hi,
+		int *out, NnError *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+	double		d;
+
+	if (v == NULL || cJSON_IsNull(v))
+	{
+		if (required)
+			return nn_fail(err, NN_ERR_FORMAT, "config.json: \"%s\" is missing", name);
+		*out = def;
+		return NN_OK;
+	}
+	d = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+	if (!(d >= lo && d <= hi) || d != floor(d))
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: \"%s\" must be an integer in %d..%d",
+					   name, lo, hi);
+	*out = (int) d;
+	return NN_OK;
+}
+
+/* String field name (shorter than HF_NAME_LEN) into out; absent: def. */
+static NnStatus
+get_str(const cJSON *root, const char *name, const char *def, char out[HF_NAME_LEN],
+		NnError *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+	const char *s = def;
+
+	if (v != NULL && !cJSON_IsNull(v))
+	{
+		if (!cJSON_IsString(v) || strlen(v->valuestring) >= HF_NAME_LEN)
+			return nn_fail(err, NN_ERR_FORMAT, "config.json: \"%s\" must be a short string", name);
+		s = v->valuestring;
+	}
+	snprintf(out, HF_NAME_LEN, "%s", s);
+	return NN_OK;
+}
+
+/* model_type, or the family named by architectures[0] ("BertModel" -> "bert"). */
+static void
+model_type_of(const cJSON *root, char type[HF_NAME_LEN])
+{
+	const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+	const cJSON *arch = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(root, "architectures"), 0);
+
+	type[0] = '\0';
+	if (cJSON_IsString(mt) && strlen(mt->valuestring) < HF_NAME_LEN)
+		snprintf(type, HF_NAME_LEN, "%s", mt->valuestring);
+	else if (cJSON_IsString(arch) && strncmp(arch->valuestring, "Bert", 4) == 0)
+		snprintf(type, HF_NAME_LEN, "bert");
+}
+
+NnStatus
+hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
+{
+	cJSON	   *root = cJSON_ParseWithLength(json, len);
+	const cJSON *eps;
+	NnStatus	s;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (!cJSON_IsObject(root))
+	{
+		cJSON_Delete(root);
+		return nn_fail(err, NN_ERR_FORMAT, "config.json is not a JSON object");
+	}
+	model_type_of(root, cfg->model_type);
+	if ((s = get_int(root, "hidden_size", true, 0, 1, HF_MAX_HIDDEN, &cfg->hidden_size, err)) ||
+		(s = get_int(root, "num_hidden_layers", true, 0, 1, HF_MAX_LAYERS,
+					 &cfg->num_hidden_layers, err)) ||
+		(s = get_int(root, "num_attention_heads", true, 0, 1, HF_MAX_HIDDEN,
+					 &cfg->num_attention_heads, err)) ||
+		(s = get_int(root, "intermediate_size", true, 0, 1, 16 * HF_MAX_HIDDEN,
+					 &cfg->intermediate_size, err)) ||
+		(s = get_int(root, "vocab_size", true, 0, 1, HF_MAX_VOCAB, &cfg->vocab_size, err)) ||
+		(s = get_int(root, "max_position_embeddings", false, 512, 1, HF_MAX_POSITIONS,
+					 &cfg->max_position_embeddings, err)) ||
+		(s = get_int(root, "type_vocab_size", false, 2, 0, HF_MAX_VOCAB,
+					 &cfg->type_vocab_size, err)) ||
+		(s = get_int(root, "pad_token_id", false, 0, -1, HF_MAX_VOCAB, &cfg->pad_token_id, err)) ||
+		(s = get_str(root, "hidden_act", "gelu", cfg->hidden_act, err)) ||
+		(s = get_str(root, "position_embedding_type", "absolute",
+					 cfg->position_embedding_type, err)))
+		goto done;
+	if (cfg->hidden_size % cfg->num_attention_heads != 0)
+	{
+		s = nn_fail(err, NN_ERR_FORMAT,
+					"config.json: %d attention heads do not divide hidden_size %d",
+					cfg->num_attention_heads, cfg->hidden_size);
+		goto done;
+	}
+	eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_eps");
+	cfg->layer_norm_eps = 1e-12;
+	if (eps != NULL && !cJSON_IsNull(eps))
+	{
+		if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0.0 && eps->valuedouble < 1.0))
+		{
+			s = nn_fail(err, NN_ERR_FORMAT, "config.json: \"layer_norm_eps\" must be in (0, 1)");
+			goto done;
+		}
+		cfg->layer_norm_eps = eps->valuedouble;
+	}
+done:
+	cJSON_Delete(root);
+	return s;
+}
+
+NnStatus
+hf_config_load(HfConfig *cfg, const char *path, NnError *err)
+{
+	size_t		len = 0;
+	char	   *json = hf_read_file(path, HF_MAX_CONFIG_BYTES, &len);
+	NnStatus	s;
+
+	if (json == NULL)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
+	s = hf_config_parse(cfg, json, len, err);
+	free(json);
+	return s;
+}
+
+NnStatus
+hf_config_model_type_from_json(const char *json, size_t len, char type[HF_NAME_LEN],
+							   NnError *err)
+{
+	cJSON	   *root = cJSON_ParseWithLength(json, len);
+
+	type[0] = '\0';
+	if (!cJSON_IsObject(root))
+	{
+		cJSON_Delete(root);
+		return nn_fail(err, NN_ERR_FORMAT, "config.json is not a JSON object");
+	}
+	model_type_of(root, type);
+	cJSON_Delete(root);
+	return NN_OK;
+}
+
+NnStatus
+hf_config_model_type(const char *path, char type[HF_NAME_LEN], NnError *err)
+{
+	size_t		len = 0;
+	char	   *json = hf_read_file(path, HF_MAX_CONFIG_BYTES, &len);
+	NnStatus	s;
+
+	type[0] = '\0';
+	if (json == NULL)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
+	s = hf_config_model_type_from_json(json, len, type, err);
+	free(json);
+	if (s == NN_ERR_FORMAT)
+		return nn_fail(err, NN_ERR_FORMAT, "\"%s\" is not a JSON object", path);
+	return s;
+}

@@ -1,0 +1,79 @@
+/*
+ * hf_config.h: the parts of a Hugging Face config.json an encoder needs.
+ *
+ * config.json is a flat JSON object written by transformers'
+ * PretrainedConfig.  Read here (BERT naming):
+ *
+ *   model_type               "bert"; older files (MiniLM, early BERT ports)
+ *                            omit it: then "architectures": ["Bert..."]
+ *                            gives "bert"
+ *   hidden_size              H          required
+ *   num_hidden_layers        L          required
+ *   num_attention_heads      NH         required, divides H
+ *   intermediate_size        FFN width  required
+ *   vocab_size                          required
+ *   hidden_act               "gelu"     (default; erf GELU, as "gelu_python")
+ *   layer_norm_eps           1e-12      (default, absent from MiniLM configs)
+ *   max_position_embeddings  512        (default)
+ *   type_vocab_size          2          (default)
+ *   pad_token_id             0          (default)
+ *   position_embedding_type  "absolute" (default)
+ *
+ * Defaults are those of transformers' BertConfig.  Every integer must be a
+ * whole JSON number in its range (HF_MAX_* below), so that products of them
+ * cannot overflow later; a wrong type or range is NN_ERR_FORMAT naming the
+ * field.  Which hidden_act and position_embedding_type values a family
+ * supports is the family's decision (bert.c), not the parser's.
+ */
+#ifndef DEPT_NN_HF_CONFIG_H
+#define DEPT_NN_HF_CONFIG_H
+
+#include <stddef.h>
+
+#include "base/nn_common.h"
+
+#define HF_MAX_HIDDEN 65536
+#define HF_MAX_LAYERS 1024
+#define HF_MAX_VOCAB (1 << 24)
+#define HF_MAX_POSITIONS (1 << 20)
+#define HF_NAME_LEN 64
+
+typedef struct HfConfig
+{
+	char		model_type[HF_NAME_LEN];
+	int			hidden_size;
+	int			num_hidden_layers;
+	int			num_attention_heads;
+	int			intermediate_size;
+	int			vocab_size;
+	char		hidden_act[HF_NAME_LEN];
+	double		layer_norm_eps;
+	int			max_position_embeddings;
+	int			type_vocab_size;
+	int			pad_token_id;
+	char		position_embedding_type[HF_NAME_LEN];
+} HfConfig;
+
+/* Methods */
+
+/* Parse len bytes of config.json text into cfg. */
+NnStatus	hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err);
+
+/* Read and parse the file at path (NN_ERR_IO when it cannot be read). */
+NnStatus	hf_config_load(HfConfig *cfg, const char *path, NnError *err);
+
+/*
+ * Just the model type of the config.json at path (for backbone_open's
+ * dispatch): "bert" etc., "" when neither model_type nor a known
+ * architecture says.  Fails only when the file is unreadable or not JSON.
+ */
+NnStatus	hf_config_model_type(const char *path, char type[HF_NAME_LEN], NnError *err);
+
+/* The same from len bytes of config.json text (what the path version reads). */
+NnStatus	hf_config_model_type_from_json(const char *json, size_t len, char type[HF_NAME_LEN],
+										   NnError *err);
+
+/* Read a whole small file into a NUL-terminated malloc'ed buffer (NULL on failure). */
+char	   *hf_read_file(const char *path, size_t max_bytes, size_t *len);
+
+#endif							/* DEPT_NN_HF_CONFIG_H */

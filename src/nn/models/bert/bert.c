@@ -1,0 +1,841 @@
+/*
+ * bert.c: loading and running BERT encoders (model and interface in
+ * bert.h).
+ *
+ * Load: config.json decides every shape; each tensor is bound by name with
+ * that exact shape from the mapped safetensors file, so a different or
+ * damaged checkpoint fails here with NN_ERR_FORMAT instead of computing
+ * garbage.  The Linear weights stay in PyTorch's (out, in) layout and go to
+ * linear_forward as they are: nothing is copied for F32 checkpoints.  The
+ * fingerprint is the SHA-256 of config.json, the tokenizer file(s), the
+ * safetensors header and the first and last 4 KiB of every tensor, so two
+ * fine-tunes of one architecture differ without reading every weight.
+ *
+ * Forward over packed rows (as use_lite.c): the valid rows (mask = 1) of
+ * the padded (batch, seq_len) input are gathered, each keeping its column
+ * as position, and every GEMM runs over exactly those rows.  The run keeps
+ * what the input-backward reads -- the embedding sum and every layer-norm
+ * input with its mean/rstd, q/k/v, the attention probabilities and the
+ * FFN's pre-activation -- and nothing else: layer-norm outputs and the GELU
+ * output live in scratch.  The backward walks the layers in reverse with
+ * one dX = dY W sgemm per Linear, no weight gradients.  The buffers are
+ * allocated once in run_new; forward and backward never allocate.
+ */
+#include "models/bert/bert.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "formats/hf_config.h"
+#include "ops/kernels.h"
+#include "formats/safetensors.h"
+#include "base/arena.h"
+#include "base/sha256.h"
+#include "tokenizers/wordpiece.h"
+
+#define BERT_SAMPLE_BYTES 4096	/* fingerprinted bytes at each end of a tensor */
+
+typedef struct BertLayer
+{
+	const float *wq,
+			   *bq;				/* attention.self.query (H, H), (H) */
+	const float *wk,
+			   *bk;				/* attention.self.key */
+	const float *wv,
+			   *bv;				/* attention.self.value */
+	const float *wo,
+			   *bo;				/* attention.output.dense (H, H), (H) */
+	const float *ln1_w,
+			   *ln1_b;			/* attention.output.LayerNorm (H) */
+	const float *w1,
+			   *b1;				/* intermediate.dense (F, H), (F) */
+	const float *w2,
+			   *b2;				/* output.dense (H, F), (H) */
+	const float *ln2_w,
+			   *ln2_b;			/* output.LayerNorm (H) */
+} BertLayer;
+
+typedef struct Bert
+{
+	HfConfig	cfg;
+	Safetensors *st;
+	WordPiece  *tok;
+	int			H,
+				NH,
+				F,
+				L;				/* hidden, heads, FFN width, layers */
+	float		ln_eps;
+	bool		relu;			/* hidden_act "relu" instead of GELU */
+	const float *word_emb;		/* (vocab, H) */
+	const float *pos_emb;		/* (max_positions, H) */
+	const float *type_emb;		/* (type_vocab, H), row 0 used; NULL if none */
+	const float *emb_ln_w,
+			   *emb_ln_b;		/* embeddings.LayerNorm (H) */
+	BertLayer  *layer;			/* (L) */
+	const float *pool_w,
+			   *pool_b;			/* pooler.dense (H, H), (H); NULL if absent */
+	BertPooling pooling;
+} Bert;
+
+/* One layer's activations over N packed rows, kept for the backward pass. */
+typedef struct BertActs
+{
+	float	   *qkv;			/* (N, 3H) q | k | v per row */
+	float	   *att;			/* attention probabilities, see attention_forward */
+	float	   *res1;			/* (N, H) h_in + attention output: LN1 input */
+	float	   *ln1_mean,
+			   *ln1_rstd;		/* (N) */
+	float	   *fc;				/* (N, F) FFN pre-activation */
+	float	   *res2;			/* (N, H) h_mid + FFN output: LN2 input */
+	float	   *ln2_mean,
+			   *ln2_rstd;		/* (N) */
+} BertActs;
+
+/* The BackboneRun of this family. */
+typedef struct BertRun
+{
+	int			max_batch;
+	int			max_seq;
+	int			batch;			/* shape of the last forward */
+	int			seq_len;
+	BertPooling pooling;		/* of the last forward */
+	int		   *offsets;		/* (max_batch + 1) packed row ranges */
+	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
+	float	   *emb_sum;		/* (N, H) embedding sum: LN input */
+	float	   *emb_mean,
+			   *emb_rstd;		/* (N) */
+	float	   *x0;				/* (N, H) layer 0 input */
+	BertActs   *layer;			/* (L) */
+	float	   *h[2];			/* (N, H) layer outputs, alternating; the last is kept */
+	float	   *pool_in;		/* (max_batch, H) first rows or means */
+	float	   *pooled;			/* (max_batch, H) the pooled output */
+	/* scratch, dead between calls */
+	float	   *ctx;			/* (N, H) forward: heads; backward: d(heads) */
+	float	   *hmid;			/* (N, H) forward: LN1 output */
+	float	   *act;			/* (N, max(F, 3H)) forward: FFN act.; backward: d(fc), d(qkv) */
+	float	   *dtmp;			/* (N, H) backward */
+	float	   *datt;			/* (max_seq, max_seq) backward: one head's dP */
+	float	   *dpool;			/* (max_batch, H) backward */
+	float	   *dpool_in;		/* (max_batch, H) backward */
+	void	   *arena;
+} BertRun;
+
+/* ---- loading ----------------------------------------------------------------- */
+
+/* Bind name (prefix + body) as a float tensor of the given shape. */
+static NnStatus
+bind(const Safetensors *st, const float **dst, const char *prefix, const char *body,
+	 int ndim, int64_t d0, int64_t d1, NnError *err)
+{
+	char		name[512];
+	int64_t		shape[2] = {d0, d1};
+
+	snprintf(name, sizeof(name), "%s%s", prefix, body);
+	return safetensors_get_f32(st, name, ndim, shape, dst, err);
+}
+
+/*
+ * A LayerNorm's weight and bias under "<base>.weight/.bias", or the
+ * "gamma"/"beta" names of checkpoints converted from TensorFlow.
+ */
+static NnStatus
+bind_ln(const Safetensors *st, const float **w, const float **b, const char *prefix,
+		const char *base, int H, NnError *err)
+{
+	char		name[512];
+	bool		old;
+
+	snprintf(name, sizeof(name), "%s%s.gamma", prefix, base);
+	old = safetensors_find(st, name) != NULL;
+	snprintf(name, sizeof(name), "%s.%s", base, old ? "gamma" : "weight");
+	if (bind(st, w, prefix, name, 1, H, 0, err) != NN_OK)
+		return NN_ERR_FORMAT;
+	snprintf(name, sizeof(name), "%s.%s", base, old ? "beta" : "bias");
+	return bind(st, b, prefix, name, 1, H, 0, err);
+}
+
+/* A Linear's weight (out, in) and bias (out) under "<base>.weight/.bias". */
+static NnStatus
+bind_linear(const Safetensors *st, const float **w, const float **b, const char *prefix,
+			const char *base, int out, int in, NnError *err)
+{
+	char		name[512];
+
+	snprintf(name, sizeof(name), "%s.weight", base);
+	if (bind(st, w, prefix, name, 2, out, in, err) != NN_OK)
+		return NN_ERR_FORMAT;
+	snprintf(name, sizeof(name), "%s.bias", base);
+	return bind(st, b, prefix, name, 1, out, 0, err);
+}
+
+static NnStatus
+bind_layer(const Bert *m, BertLayer *Ly, const char *prefix, int l, NnError *err)
+{
+	const Safetensors *st = m->st;
+	char		b[8][128];
+	int			H = m->H,
+				F = m->F;
+	NnStatus	s;
+
+	snprintf(b[0], sizeof(b[0]), "encoder.layer.%d.attention.self.query", l);
+	snprintf(b[1], sizeof(b[1]), "encoder.layer.%d.attention.self.key", l);
+	snprintf(b[2], sizeof(b[2]), "encoder.layer.%d.attention.self.value", l);
+	snprintf(b[3], sizeof(b[3]), "encoder.layer.%d.attention.output.dense", l);
+	snprintf(b[4], sizeof(b[4]), "encoder.layer.%d.attention.output.LayerNorm", l);
+	snprintf(b[5], sizeof(b[5]), "encoder.layer.%d.intermediate.dense", l);
+	snprintf(b[6], sizeof(b[6]), "encoder.layer.%d.output.dense", l);
+	snprintf(b[7], sizeof(b[7]), "encoder.layer.%d.output.LayerNorm", l);
+	if ((s = bind_linear(st, &Ly->wq, &Ly->bq, prefix, b[0], H, H, err)) ||
+		(s = bind_linear(st, &Ly->wk, &Ly->bk, prefix, b[1], H, H, err)) ||
+		(s = bind_linear(st, &Ly->wv, &Ly->bv, prefix, b[2], H, H, err)) ||
+		(s = bind_linear(st, &Ly->wo, &Ly->bo, prefix, b[3], H, H, err)) ||
+		(s = bind_ln(st, &Ly->ln1_w, &Ly->ln1_b, prefix, b[4], H, err)) ||
+		(s = bind_linear(st, &Ly->w1, &Ly->b1, prefix, b[5], F, H, err)) ||
+		(s = bind_linear(st, &Ly->w2, &Ly->b2, prefix, b[6], H, F, err)) ||
+		(s = bind_ln(st, &Ly->ln2_w, &Ly->ln2_b, prefix, b[7], H, err)))
+		return s;
+	return NN_OK;
+}
+
+/* Bind every tensor the forward pass reads. */
+static NnStatus
+bind_weights(Bert *m, NnError *err)
+{
+	const Safetensors *st = m->st;
+	const char *prefix;
+	char		name[512];
+	int			H = m->H;
+	NnStatus	s;
+
+	/* BertModel names, or BertFor* names under "bert." */
+	prefix = safetensors_find(st, "bert.embeddings.word_embeddings.weight") != NULL &&
+		safetensors_find(st, "embeddings.word_embeddings.weight") == NULL ? "bert." : "";
+	if ((s = bind(st, &m->word_emb, prefix, "embeddings.word_embeddings.weight", 2,
+				  m->cfg.vocab_size, H, err)) ||
+		(s = bind(st, &m->pos_emb, prefix, "embeddings.position_embeddings.weight", 2,
+				  m->cfg.max_position_embeddings, H, err)) ||
+		(s = bind_ln(st, &m->emb_ln_w, &m->emb_ln_b, prefix, "embeddings.LayerNorm", H, err)))
+		return s;
+	if (m->cfg.type_vocab_size > 0 &&
+		(s = bind(st, &m->type_emb, prefix, "embeddings.token_type_embeddings.weight", 2,
+				  m->cfg.type_vocab_size, H, err)))
+		return s;
+	for (int l = 0; l < m->L; l++)
+		if ((s = bind_layer(m, &m->layer[l], prefix, l, err)) != NN_OK)
+			return s;
+	/* the pooler is optional (BertModel(add_pooling_layer=False), MLM heads) */
+	snprintf(name, sizeof(name), "%spooler.dense.weight", prefix);
+	if (safetensors_find(st, name) != NULL &&
+		(s = bind_linear(st, &m->pool_w, &m->pool_b, prefix, "pooler.dense", H, H, err)))
+		return s;
+	return NN_OK;
+}
+
+/* Check the config fields this family depends on. */
+static NnStatus
+check_config(const HfConfig *c, NnError *err)
+{
+	if (strcmp(c->model_type, "bert") != 0)
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: model_type \"%s\" is not bert",
+					   c->model_type);
+	if (strcmp(c->hidden_act, "gelu") != 0 && strcmp(c->hidden_act, "gelu_python") != 0 &&
+		strcmp(c->hidden_act, "relu") != 0)
+		return nn_fail(err, NN_ERR_FORMAT,
+					   "config.json: hidden_act \"%s\" is not supported (gelu, relu)", c->hidden_act);
+	if (strcmp(c->position_embedding_type, "absolute") != 0)
+		return nn_fail(err, NN_ERR_FORMAT,
+					   "config.json: position_embedding_type \"%s\" is not supported (absolute)",
+					   c->position_embedding_type);
+	return NN_OK;
+}
+
+/*
+ * sentence-transformers' 1_Pooling/config.json, when present, picks mean or
+ * CLS pooling; otherwise the pooler when the checkpoint has one, else mean.
+ */
+static BertPooling
+default_pooling(const Bert *m, const char *dir)
+{
+	char		path[4096];
+	size_t		len;
+	char	   *json;
+	cJSON	   *root;
+	BertPooling p = m->pool_w != NULL ? BERT_POOL_POOLER : BERT_POOL_MEAN;
+
+	snprintf(path, sizeof(path), "%s/1_Pooling/config.json", dir);
+	if ((json = hf_read_file(path, 1 << 20, &len)) == NULL)
+		return p;
+	root = cJSON_ParseWithLength(json, len);
+	if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "pooling_mode_mean_tokens")))
+		p = BERT_POOL_MEAN;
+	else if (cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "pooling_mode_cls_token")))
+		p = BERT_POOL_CLS;
+	cJSON_Delete(root);
+	free(json);
+	return p;
+}
+
+/* Hash dir/name into ctx if it can be read; false otherwise. */
+static bool
+hash_file(Sha256 *ctx, const char *dir, const char *name)
+{
+	char		path[4096];
+	size_t		len;
+	char	   *text;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if ((text = hf_read_file(path, (size_t) 256 << 20, &len)) == NULL)
+		return false;
+	sha256_update(ctx, name, strlen(name) + 1);
+	sha256_update(ctx, text, len);
+	free(text);
+	return true;
+}
+
+static void
+fingerprint(const Bert *m, const char *dir, char hex[65])
+{
+	Sha256		ctx;
+
+	sha256_init(&ctx);
+	sha256_update(&ctx, "bert", 5);
+	hash_file(&ctx, dir, "config.json");
+	if (!hash_file(&ctx, dir, "tokenizer.json"))
+	{
+		hash_file(&ctx, dir, "vocab.txt");
+		hash_file(&ctx, dir, "tokenizer_config.json");
+	}
+	safetensors_hash_sample(m->st, &ctx, BERT_SAMPLE_BYTES);
+	sha256_final_hex(&ctx, hex);
+}
+
+static void
+bert_free(Bert *m)
+{
+	if (m == NULL)
+		return;
+	safetensors_close(m->st);
+	wordpiece_free(m->tok);
+	free(m->layer);
+	free(m);
+}
+
+static void
+bert_close(Backbone *bb)
+{
+	bert_free(bb->impl);
+	free(bb);
+}
+
+/* ---- tokens --------------------------------------------------------------------- */
+
+static int
+bert_tokenize(const Backbone *bb, const char *text, size_t len, int32_t *ids, int max_ids)
+{
+	const Bert *m = bb->impl;
+
+	return wordpiece_encode(m->tok, text, len, ids, max_ids);
+}
+
+/*
+ * Word-embedding rows of ids (no position or type: forward adds those).
+ * Every id the tokenizer emits is real (mask 1), [PAD] included when the
+ * text spells it, as in HF; negative ids are padding (zero row, mask 0);
+ * ids past the table read as [UNK].
+ */
+static void
+bert_embed_tokens(const Backbone *bb, const int32_t *ids, int n, float *x, uint8_t *mask)
+{
+	const Bert *m = bb->impl;
+	int			H = m->H;
+
+	for (int i = 0; i < n; i++)
+	{
+		float	   *row = x + (size_t) i * H;
+		int32_t		id = ids[i];
+
+		if (id < 0)
+		{
+			memset(row, 0, sizeof(float) * H);
+			mask[i] = 0;
+			continue;
+		}
+		if (id >= m->cfg.vocab_size)
+			id = wordpiece_unk_id(m->tok);
+		memcpy(row, m->word_emb + (size_t) id * H, sizeof(float) * H);
+		mask[i] = 1;
+	}
+}
+
+/* ---- activation buffers ------------------------------------------------------- */
+
+/* Lay out (base NULL: measure) every float buffer of run. */
+static size_t
+layout_run(BertRun *run, char *base, const Bert *m)
+{
+	size_t		off = 0;
+	size_t		R = (size_t) run->max_batch * run->max_seq;
+	size_t		B = (size_t) run->max_batch;
+	size_t		S = (size_t) run->max_seq;
+	size_t		H = (size_t) m->H,
+				F = (size_t) m->F;
+	size_t		wide = F > 3 * H ? F : 3 * H;
+
+	run->emb_sum = arena_carve(base, &off, R * H);
+	run->emb_mean = arena_carve(base, &off, R);
+	run->emb_rstd = arena_carve(base, &off, R);
+	run->x0 = arena_carve(base, &off, R * H);
+	for (int l = 0; l < m->L; l++)
+	{
+		BertActs   *a = &run->layer[l];
+
+		a->qkv = arena_carve(base, &off, R * 3 * H);
+		/* worst case: every sequence max_seq long */
+		a->att = arena_carve(base, &off, B * m->NH * S * S);
+		a->res1 = arena_carve(base, &off, R * H);
+		a->ln1_mean = arena_carve(base, &off, R);
+		a->ln1_rstd = arena_carve(base, &off, R);
+		a->fc = arena_carve(base, &off, R * F);
+		a->res2 = arena_carve(base, &off, R * H);
+		a->ln2_mean = arena_carve(base, &off, R);
+		a->ln2_rstd = arena_carve(base, &off, R);
+	}
+	run->h[0] = arena_carve(base, &off, R * H);
+	run->h[1] = arena_carve(base, &off, R * H);
+	run->pool_in = arena_carve(base, &off, B * H);
+	run->pooled = arena_carve(base, &off, B * H);
+	run->ctx = arena_carve(base, &off, R * H);
+	run->hmid = arena_carve(base, &off, R * H);
+	run->act = arena_carve(base, &off, R * wide);
+	run->dtmp = arena_carve(base, &off, R * H);
+	run->datt = arena_carve(base, &off, S * S);
+	run->dpool = arena_carve(base, &off, B * H);
+	run->dpool_in = arena_carve(base, &off, B * H);
+	return off;
+}
+
+static void
+bert_run_free(BackboneRun *brun)
+{
+	BertRun    *run = (BertRun *) brun;
+
+	if (run == NULL)
+		return;
+	free(run->arena);
+	free(run->layer);
+	free(run->offsets);
+	free(run->rows);
+	free(run);
+}
+
+/* Heap bytes bert_run_new allocates for this shape (no decoder: dec_* are unused). */
+static size_t
+bert_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs, int dec_len)
+{
+	const Bert *m = bb->impl;
+	BertRun		run = {0};
+	size_t		bytes;
+
+	(void) dec_seqs;
+	(void) dec_len;
+	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions ||
+		max_batch > (1 << 20) || (double) max_batch * max_seq * m->F > 2147483647.0 ||
+		(double) max_batch * m->NH * max_seq * max_seq * m->L > (double) ((size_t) 1 << 38))
+		return SIZE_MAX;
+	/* layout_run writes (NULL) pointers into the per-layer structs */
+	if ((run.layer = calloc((size_t) m->L, sizeof(BertActs))) == NULL)
+		return SIZE_MAX;
+	run.max_batch = max_batch;
+	run.max_seq = max_seq;
+	bytes = layout_run(&run, NULL, m);
+	free(run.layer);
+	return backbone_alloc_bytes(sizeof(BertRun)) + backbone_alloc_bytes(bytes) +
+		backbone_alloc_bytes(sizeof(BertActs) * (size_t) m->L) +
+		backbone_alloc_bytes(sizeof(int) * ((size_t) max_batch + 1)) +
+		backbone_alloc_bytes(sizeof(int) * (size_t) max_batch * max_seq);
+}
+
+/* Buffers for max_batch sequences of up to max_seq positions; NULL if impossible. */
+static BackboneRun *
+bert_run_new(const Backbone *bb, int max_batch, int max_seq)
+{
+	const Bert *m = bb->impl;
+	BertRun    *run;
+	size_t		bytes;
+
+	/* row counts stay int-indexable and the attention caches below a terabyte */
+	if (max_batch <= 0 || max_seq <= 0 || max_seq > bb->max_positions ||
+		max_batch > (1 << 20) || (double) max_batch * max_seq * m->F > 2147483647.0 ||
+		(double) max_batch * m->NH * max_seq * max_seq * m->L > (double) ((size_t) 1 << 38))
+		return NULL;
+	run = calloc(1, sizeof(BertRun));
+	if (run == NULL)
+		return NULL;
+	run->max_batch = max_batch;
+	run->max_seq = max_seq;
+	run->layer = calloc((size_t) m->L, sizeof(BertActs));
+	run->offsets = malloc(sizeof(int) * ((size_t) max_batch + 1));
+	run->rows = malloc(sizeof(int) * (size_t) max_batch * max_seq);
+	if (run->layer == NULL || run->offsets == NULL || run->rows == NULL)
+	{
+		bert_run_free((BackboneRun *) run);
+		return NULL;
+	}
+	bytes = layout_run(run, NULL, m);
+	if ((run->arena = arena_alloc(bytes)) == NULL)
+	{
+		bert_run_free((BackboneRun *) run);
+		return NULL;
+	}
+	layout_run(run, run->arena, m);
+	return (BackboneRun *) run;
+}
+
+/* ---- forward -------------------------------------------------------------------- */
+
+/* One post-LN encoder layer over the N packed rows of inp into out. */
+static void
+layer_forward(const Bert *m, const BertLayer *Ly, BertActs *a, BertRun *run,
+			  const float *inp, float *out, int N, int B)
+{
+	int			H = m->H,
+				F = m->F;
+	float		scale = 1.0f / sqrtf((float) (H / m->NH));
+
+	/* attention block: res1 = inp + MHA(inp) Wo^T + bo, a = LN1(res1) */
+	linear_forward(a->qkv, inp, Ly->wq, Ly->bq, N, H, H, 3 * H);
+	linear_forward(a->qkv + H, inp, Ly->wk, Ly->bk, N, H, H, 3 * H);
+	linear_forward(a->qkv + 2 * H, inp, Ly->wv, Ly->bv, N, H, H, 3 * H);
+	attention_forward(run->ctx, a->att, a->qkv, run->offsets, B, H, m->NH, scale);
+	linear_forward(a->res1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
+	residual_forward(a->res1, a->res1, inp, (size_t) N * H);
+	layernorm_forward(run->hmid, a->ln1_mean, a->ln1_rstd, a->res1, Ly->ln1_w, Ly->ln1_b,
+					  N, H, m->ln_eps);
+
+	/* FFN block: res2 = a + act(a W1^T + b1) W2^T + b2, out = LN2(res2) */
+	linear_forward(a->fc, run->hmid, Ly->w1, Ly->b1, N, H, F, F);
+	if (m->relu)
+		relu_forward(run->act, a->fc, (size_t) N * F);
+	else
+		gelu_forward(run->act, a->fc, (size_t) N * F);
+	linear_forward(a->res2, run->act, Ly->w2, Ly->b2, N, F, H, H);
+	residual_forward(a->res2, a->res2, run->hmid, (size_t) N * H);
+	layernorm_forward(out, a->ln2_mean, a->ln2_rstd, a->res2, Ly->ln2_w, Ly->ln2_b,
+					  N, H, m->ln_eps);
+}
+
+/* The last layer's output rows. */
+static float *
+final_hidden(const Bert *m, const BertRun *run)
+{
+	return run->h[(m->L - 1) & 1];
+}
+
+static NnStatus
+bert_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uint8_t *mask,
+			 int batch, int seq_len, float *out, NnError *err)
+{
+	const Bert *m = bb->impl;
+	BertRun    *run = (BertRun *) brun;
+	int			H = m->H,
+				N = 0;
+	const float *inp;
+
+	if (run == NULL)
+		return nn_fail(err, NN_ERR_ARG, "no activation buffers (run is NULL)");
+	if (batch < 0 || batch > run->max_batch || seq_len < 0 || seq_len > run->max_seq)
+		return nn_fail(err, NN_ERR_ARG,
+					   "batch of %d x %d positions exceeds the run's %d x %d",
+					   batch, seq_len, run->max_batch, run->max_seq);
+	run->batch = batch;
+	run->seq_len = seq_len;
+	run->pooling = m->pooling;
+	if (batch == 0)
+		return NN_OK;
+
+	/* pack the valid rows; each keeps its column as position */
+	for (int b = 0; b < batch; b++)
+	{
+		run->offsets[b] = N;
+		for (int t = 0; t < seq_len; t++)
+			if (mask[(size_t) b * seq_len + t])
+				run->rows[N++] = b * seq_len + t;
+	}
+	run->offsets[batch] = N;
+
+	embed_sum_forward(run->emb_sum, x, m->pos_emb, m->type_emb, run->rows, N, seq_len, H);
+	layernorm_forward(run->x0, run->emb_mean, run->emb_rstd, run->emb_sum, m->emb_ln_w,
+					  m->emb_ln_b, N, H, m->ln_eps);
+	inp = run->x0;
+	for (int l = 0; l < m->L; l++)
+	{
+		layer_forward(m, &m->layer[l], &run->layer[l], run, inp, run->h[l & 1], N, batch);
+		inp = run->h[l & 1];
+	}
+
+	/* pooling: an empty sequence pools zeros (the pooler then gives tanh(bp)) */
+	if (run->pooling == BERT_POOL_MEAN)
+		meanpool_forward(run->pooled, inp, run->offsets, batch, H);
+	else
+	{
+		firstrow_forward(run->pool_in, inp, run->offsets, batch, H);
+		if (run->pooling == BERT_POOL_POOLER)
+		{
+			linear_forward(run->pooled, run->pool_in, m->pool_w, m->pool_b, batch, H, H, H);
+			tanh_forward(run->pooled, run->pooled, (size_t) batch * H);
+		}
+		else
+			memcpy(run->pooled, run->pool_in, sizeof(float) * (size_t) batch * H);
+	}
+	memcpy(out, run->pooled, sizeof(float) * (size_t) batch * H);
+	return NN_OK;
+}
+
+void
+bert_last_hidden(const Backbone *bb, const BackboneRun *brun, float *hidden)
+{
+	const Bert *m = bb->impl;
+	const BertRun *run = (const BertRun *) brun;
+	int			H = m->H;
+	int			N = run->batch > 0 ? run->offsets[run->batch] : 0;
+	const float *h = final_hidden(m, run);
+
+	memset(hidden, 0, sizeof(float) * (size_t) run->batch * run->seq_len * H);
+	for (int i = 0; i < N; i++)
+		memcpy(hidden + (size_t) run->rows[i] * H, h + (size_t) i * H, sizeof(float) * H);
+}
+
+/* ---- backward ------------------------------------------------------------------- */
+
+/*
+ * Input-backward of layer_forward.  On entry dh (N, H) = d(out); on exit
+ * d(inp).  Scratch: dtmp, ctx (d(heads)), act (d(fc) then d(qkv)), datt.
+ * (The backward keeps the residual stream's gradient in whichever h buffer
+ * does not hold the final hidden state, so that stays readable.)
+ */
+static void
+layer_backward(const Bert *m, const BertLayer *Ly, const BertActs *a, BertRun *run,
+			   float *dh, int N, int B)
+{
+	int			H = m->H,
+				F = m->F;
+	size_t		NH_ = (size_t) N * H;
+	float		scale = 1.0f / sqrtf((float) (H / m->NH));
+	float	   *dtmp = run->dtmp,
+			   *dctx = run->ctx,
+			   *dbig = run->act;
+
+	/* out = LN2(res2): dres2; the residual carries it to d(a) unchanged */
+	memset(dtmp, 0, sizeof(float) * NH_);
+	layernorm_backward(dtmp, dh, a->res2, Ly->ln2_w, a->ln2_mean, a->ln2_rstd, N, H);
+	memcpy(dh, dtmp, sizeof(float) * NH_);
+	/* res2 = a + act(fc) W2^T + b2, fc = a W1^T + b1 */
+	memset(dbig, 0, sizeof(float) * (size_t) N * F);
+	linear_backward(dbig, dtmp, Ly->w2, N, F, H, H);
+	if (m->relu)
+		relu_backward(dbig, dbig, a->fc, (size_t) N * F);
+	else
+		gelu_backward(dbig, dbig, a->fc, (size_t) N * F);
+	linear_backward(dh, dbig, Ly->w1, N, H, F, F);
+
+	/* a = LN1(res1), res1 = inp + heads Wo^T + bo */
+	memset(dtmp, 0, sizeof(float) * NH_);
+	layernorm_backward(dtmp, dh, a->res1, Ly->ln1_w, a->ln1_mean, a->ln1_rstd, N, H);
+	memcpy(dh, dtmp, sizeof(float) * NH_);
+	memset(dctx, 0, sizeof(float) * NH_);
+	linear_backward(dctx, dtmp, Ly->wo, N, H, H, H);
+	memset(dbig, 0, sizeof(float) * 3 * NH_);
+	attention_backward(dbig, run->datt, dctx, a->qkv, a->att, run->offsets, B, H, m->NH, scale);
+	/* q, k, v = inp W^T + b: three sgemm from the interleaved d(qkv) */
+	linear_backward(dh, dbig, Ly->wq, N, H, H, 3 * H);
+	linear_backward(dh, dbig + H, Ly->wk, N, H, H, 3 * H);
+	linear_backward(dh, dbig + 2 * H, Ly->wv, N, H, H, 3 * H);
+}
+
+NnStatus
+bert_backward_full(const Backbone *bb, BackboneRun *brun, const float *dpooled,
+				   const float *dhidden, float *dx, NnError *err)
+{
+	const Bert *m = bb->impl;
+	BertRun    *run = (BertRun *) brun;
+	int			H = m->H,
+				B,
+				N;
+	float	   *dh;
+
+	if (run == NULL)
+		return nn_fail(err, NN_ERR_ARG, "no activation buffers (run is NULL)");
+	B = run->batch;
+	if (B == 0)
+		return NN_OK;
+	N = run->offsets[B];
+	memset(dx, 0, sizeof(float) * (size_t) B * run->seq_len * H);
+	if (N == 0)
+		return NN_OK;			/* only empty sequences: the outputs are constants */
+
+	/* d(last hidden state) of the packed rows: the direct part, then pooling's */
+	dh = final_hidden(m, run) == run->h[0] ? run->h[1] : run->h[0];
+	memset(dh, 0, sizeof(float) * (size_t) N * H);
+	if (dhidden != NULL)
+		for (int i = 0; i < N; i++)
+		{
+			const float *g = dhidden + (size_t) run->rows[i] * H;
+			float	   *d = dh + (size_t) i * H;
+
+			for (int j = 0; j < H; j++)
+				d[j] += g[j];
+		}
+	if (dpooled != NULL)
+	{
+		if (run->pooling == BERT_POOL_MEAN)
+			meanpool_backward(dh, dpooled, run->offsets, B, H);
+		else if (run->pooling == BERT_POOL_CLS)
+			firstrow_backward(dh, dpooled, run->offsets, B, H);
+		else
+		{
+			/* pooled = tanh(first Wp^T + bp) */
+			tanh_backward(run->dpool, dpooled, run->pooled, (size_t) B * H);
+			memset(run->dpool_in, 0, sizeof(float) * (size_t) B * H);
+			linear_backward(run->dpool_in, run->dpool, m->pool_w, B, H, H, H);
+			firstrow_backward(dh, run->dpool_in, run->offsets, B, H);
+		}
+	}
+
+	for (int l = m->L - 1; l >= 0; l--)
+		layer_backward(m, &m->layer[l], &run->layer[l], run, dh, N, B);
+
+	/* x0 = LN(emb_sum), emb_sum = (X + type) + pos: dX = d(emb_sum) on the packed rows */
+	memset(run->dtmp, 0, sizeof(float) * (size_t) N * H);
+	layernorm_backward(run->dtmp, dh, run->emb_sum, m->emb_ln_w, run->emb_mean, run->emb_rstd,
+					   N, H);
+	embed_sum_backward(dx, run->dtmp, run->rows, N, H);
+	return NN_OK;
+}
+
+static NnStatus
+bert_backward(const Backbone *bb, BackboneRun *run, const float *dout, float *dx, NnError *err)
+{
+	return bert_backward_full(bb, run, dout, NULL, dx, err);
+}
+
+/* ---- open ------------------------------------------------------------------------ */
+
+static const BackboneOps bert_ops = {
+	.family = "bert",
+	.tokenize = bert_tokenize,
+	.embed_tokens = bert_embed_tokens,
+	.run_new = bert_run_new,
+	.run_bytes = bert_run_bytes,
+	.run_free = bert_run_free,
+	.forward = bert_forward,
+	.backward = bert_backward,
+	.close = bert_close,
+};
+
+NnStatus
+bert_set_pooling(Backbone *bb, BertPooling pooling, NnError *err)
+{
+	Bert	   *m = bb->impl;
+
+	if (pooling != BERT_POOL_POOLER && pooling != BERT_POOL_MEAN && pooling != BERT_POOL_CLS)
+		return nn_fail(err, NN_ERR_ARG, "unknown pooling %d", (int) pooling);
+	if (pooling == BERT_POOL_POOLER && m->pool_w == NULL)
+		return nn_fail(err, NN_ERR_ARG, "this checkpoint has no pooler weights");
+	m->pooling = pooling;
+	return NN_OK;
+}
+
+BertPooling
+bert_get_pooling(const Backbone *bb)
+{
+	return ((const Bert *) bb->impl)->pooling;
+}
+
+/* Open dir/model.safetensors, naming the usual alternatives when it is absent. */
+static NnStatus
+open_weights(Bert *m, const char *dir, NnError *err)
+{
+	char		path[4096];
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	if ((f = fopen(path, "rb")) != NULL)
+	{
+		fclose(f);
+		return safetensors_open(&m->st, path, err);
+	}
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+	if ((f = fopen(path, "rb")) != NULL)
+	{
+		fclose(f);
+		return nn_fail(err, NN_ERR_IO, "\"%s\": sharded safetensors are not supported", dir);
+	}
+	return nn_fail(err, NN_ERR_IO,
+				   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
+				   dir);
+}
+
+NnStatus
+bert_open(Backbone **out, const char *dir, NnError *err)
+{
+	Bert	   *m;
+	Backbone   *bb;
+	char		path[4096];
+	NnStatus	s;
+
+	*out = NULL;
+	if (dir == NULL || snprintf(path, sizeof(path), "%s/config.json", dir) >= (int) sizeof(path))
+		return nn_fail(err, NN_ERR_ARG, "model directory path is missing or too long");
+	m = calloc(1, sizeof(Bert));
+	bb = calloc(1, sizeof(Backbone));
+	if (m == NULL || bb == NULL)
+	{
+		free(m);
+		free(bb);
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
+	}
+	if ((s = hf_config_load(&m->cfg, path, err)) || (s = check_config(&m->cfg, err)))
+		goto fail;
+	m->H = m->cfg.hidden_size;
+	m->NH = m->cfg.num_attention_heads;
+	m->F = m->cfg.intermediate_size;
+	m->L = m->cfg.num_hidden_layers;
+	m->ln_eps = (float) m->cfg.layer_norm_eps;
+	m->relu = strcmp(m->cfg.hidden_act, "relu") == 0;
+	m->layer = calloc((size_t) m->L, sizeof(BertLayer));
+	if (m->layer == NULL)
+	{
+		s = nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
+		goto fail;
+	}
+	if ((s = open_weights(m, dir, err)) || (s = bind_weights(m, err)) ||
+		(s = wordpiece_load(&m->tok, dir, err)))
+		goto fail;
+	if (wordpiece_vocab_size(m->tok) > m->cfg.vocab_size)
+	{
+		s = nn_fail(err, NN_ERR_FORMAT, "the tokenizer has %d ids, the embedding table %d rows",
+					wordpiece_vocab_size(m->tok), m->cfg.vocab_size);
+		goto fail;
+	}
+	m->pooling = default_pooling(m, dir);
+
+	bb->ops = &bert_ops;
+	bb->vocab_size = m->cfg.vocab_size;
+	bb->d_embed = m->H;
+	bb->d_out = m->H;
+	bb->max_tokens = m->cfg.max_position_embeddings;
+	bb->max_positions = m->cfg.max_position_embeddings;
+	fingerprint(m, dir, bb->fingerprint);
+	bb->impl = m;
+	*out = bb;
+	return NN_OK;
+
+fail:
+	bert_free(m);
+	free(bb);
+	return s;
+}

@@ -1,0 +1,74 @@
+/*
+ * bert.h: BERT-family encoders from a Hugging Face model directory.
+ *
+ * A directory holds config.json (model_type "bert", see hf_config.h),
+ * model.safetensors (BertModel's tensors, optionally under a "bert." prefix
+ * as in BertFor* checkpoints; LayerNorm "weight"/"bias" or the older
+ * "gamma"/"beta") and tokenizer.json or vocab.txt (wordpiece.h).  The
+ * forward pass is transformers' BertModel (eager attention), for the n
+ * valid rows of one sequence at column positions t = 0..T-1:
+ *
+ *   x0 = LN((X + type[0]) + pos[t])         X = word embeddings, or prompt
+ *                                           rows prepended to them (PEFT)
+ *   per layer (post-LN):
+ *     a  = LN(h + (softmax(q k^T / sqrt(hs) + mask) v) Wo^T + bo)
+ *     h' = LN(a + act(a W1^T + b1) W2^T + b2)      act = exact-erf GELU
+ *                                                  ("gelu") or ReLU
+ *   pooled = tanh(h[first row] Wp^T + bp)   the pooler (default when the
+ *                                           checkpoint has one)
+ *          | mean over the valid rows       (default without a pooler, and
+ *                                           when 1_Pooling/config.json of
+ *                                           sentence-transformers says mean)
+ *          | h[first row]                   (sentence-transformers CLS)
+ *
+ * Interface choices (backbone.h): embed_tokens returns word embeddings
+ * only; forward adds token type 0 and positions 0..T-1 to every one of the
+ * T rows it is given, so prompt rows prepended by an adapter take the first
+ * positions, as HF PEFT's inputs_embeds do.  d_embed = d_out = hidden_size;
+ * max_positions = max_tokens = max_position_embeddings: no room is held
+ * back for prompts, a caller prepending m rows keeps the text to
+ * max_positions - m tokens (train.c and the worker check prompt + max_length
+ * <= max_positions).
+ *
+ * Masking: rows with mask 0 are not computed at all (sequences are packed,
+ * kernels.h), which equals HF's additive -inf key mask for every valid row:
+ * a masked key's probability is exactly 0 there.  HF also computes outputs
+ * at padded query positions; those are never pooled or returned here
+ * (bert_last_hidden writes zeros there), and their input gradient is 0 in
+ * both.  The "first row" is the first valid one (row 0 when, as always with
+ * right padding and prepended prompts, the valid rows are a prefix).
+ */
+#ifndef DEPT_NN_BERT_H
+#define DEPT_NN_BERT_H
+
+#include "models/backbone.h"
+
+typedef enum BertPooling
+{
+	BERT_POOL_POOLER = 0,		/* tanh dense on the first row (BertModel.pooler_output) */
+	BERT_POOL_MEAN = 1,			/* mean of the valid rows */
+	BERT_POOL_CLS = 2			/* the first row as it is */
+} BertPooling;
+
+/* Methods */
+NnStatus	bert_open(Backbone **out, const char *dir, NnError *err);
+
+/* Choose the pooled output; BERT_POOL_POOLER needs pooler weights. */
+NnStatus	bert_set_pooling(Backbone *bb, BertPooling pooling, NnError *err);
+BertPooling bert_get_pooling(const Backbone *bb);
+
+/*
+ * last_hidden_state of the last forward on run into hidden (batch, seq_len,
+ * d_out), zeros at masked positions.
+ */
+void		bert_last_hidden(const Backbone *bb, const BackboneRun *run, float *hidden);
+
+/*
+ * Input-backward of the last forward from gradients of both outputs:
+ * dpooled (batch, d_out) and dhidden (batch, seq_len, d_out), either may be
+ * NULL.  dx (batch, seq_len, d_embed) is overwritten, 0 at masked rows.
+ */
+NnStatus	bert_backward_full(const Backbone *bb, BackboneRun *run, const float *dpooled,
+							   const float *dhidden, float *dx, NnError *err);
+
+#endif							/* DEPT_NN_BERT_H */

@@ -1,0 +1,171 @@
+/*
+ * blas.c: OpenBLAS loaded at first use with the kernel set this CPU's
+ * features call for (design in blas.h), and a plain-loop product for when it
+ * cannot be loaded.
+ */
+#include "ops/blas.h"
+
+#include "base/parallel.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*SgemmFn) (enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE,
+						 int, int, int, float, const float *, int, const float *, int,
+						 float, float *, int);
+
+static struct
+{
+	pthread_once_t once;
+	SgemmFn		sgemm;
+	void		(*set_num_threads) (int);
+	int			(*get_num_threads) (void);
+	char	   *(*get_corename) (void);
+	char		error[NN_ERRMSG_LEN];
+}			openblas = {PTHREAD_ONCE_INIT};
+
+/* The best kernel set for this CPU's features, or NULL for none better than SSE. */
+static const char *
+core_for_features(void)
+{
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+		__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+		return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
+	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+		return "Haswell";
+	return NULL;
+}
+
+static void *
+open_library(void)
+{
+	static const char *const names[] = {"libopenblas.so.0", "libopenblas.so"};
+	void	   *lib = NULL;
+
+	for (size_t i = 0; lib == NULL && i < sizeof(names) / sizeof(names[0]); i++)
+		lib = dlopen(names[i], RTLD_LAZY | RTLD_LOCAL);	/* binds symbols as they are used */
+	return lib;
+}
+
+/* dlopen OpenBLAS with OPENBLAS_CORETYPE set for its constructor unless the user set it. */
+static void
+load_openblas(void)
+{
+	const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : core_for_features();
+	void	   *lib;
+
+	if (core != NULL)
+		setenv("OPENBLAS_CORETYPE", core, 1);
+	lib = open_library();
+	if (core != NULL)
+		unsetenv("OPENBLAS_CORETYPE");
+	if (lib == NULL)
+	{
+		snprintf(openblas.error, sizeof(openblas.error),
+				 "cannot load OpenBLAS (libopenblas.so.0): %s", dlerror());
+		return;
+	}
+	openblas.set_num_threads = (void (*) (int)) dlsym(lib, "openblas_set_num_threads");
+	openblas.get_num_threads = (int (*) (void)) dlsym(lib, "openblas_get_num_threads");
+	openblas.get_corename = (char *(*) (void)) dlsym(lib, "openblas_get_corename");
+	openblas.sgemm = (SgemmFn) dlsym(lib, "cblas_sgemm");
+	if (!openblas.sgemm || !openblas.set_num_threads || !openblas.get_num_threads ||
+		!openblas.get_corename)
+	{
+		snprintf(openblas.error, sizeof(openblas.error),
+				 "the loaded OpenBLAS lacks cblas_sgemm or openblas_get_corename");
+		openblas.sgemm = NULL;
+	}
+}
+
+NnStatus
+nn_blas_load(NnError *err)
+{
+	pthread_once(&openblas.once, load_openblas);
+	if (openblas.sgemm == NULL)
+		return nn_fail(err, NN_ERR_IO, "%s", openblas.error);
+	return NN_OK;
+}
+
+const char *
+nn_blas_setup(int threads)
+{
+	NnError		ignored;
+
+	if (threads < 1)
+		threads = 1;
+	if (nn_blas_load(&ignored) == NN_OK)
+		openblas.set_num_threads(threads);
+	nn_parallel_set_threads(threads);
+	return nn_blas_core();
+}
+
+const char *
+nn_blas_core(void)
+{
+	NnError		ignored;
+
+	return nn_blas_load(&ignored) == NN_OK ? openblas.get_corename() : "none";
+}
+
+int
+nn_blas_threads(void)
+{
+	NnError		ignored;
+
+	return nn_blas_load(&ignored) == NN_OK ? openblas.get_num_threads() : 1;
+}
+
+/* Row-major C = alpha op(A) op(B) + beta C with plain loops; beta 0 ignores C's contents. */
+static void
+row_major_loops(enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb, int M, int N, int K,
+			float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+			float *C, int ldc)
+{
+	for (int i = 0; i < M; i++)
+		for (int j = 0; j < N; j++)
+		{
+			float		sum = 0.0f;
+
+			for (int k = 0; k < K; k++)
+				sum += (ta == CblasNoTrans ? A[(size_t) i * lda + k] : A[(size_t) k * lda + i]) *
+					(tb == CblasNoTrans ? B[(size_t) k * ldb + j] : B[(size_t) j * ldb + k]);
+			C[(size_t) i * ldc + j] = alpha * sum +
+				(beta == 0.0f ? 0.0f : beta * C[(size_t) i * ldc + j]);
+		}
+}
+
+void
+nn_sgemm_loops(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+			   int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+			   int ldb, float beta, float *C, int ldc)
+{
+	if (order == CblasRowMajor)
+		row_major_loops(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	else						/* column-major C is row-major C^T = op(B)^T op(A)^T */
+		row_major_loops(tb, ta, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc);
+}
+
+void
+nn_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE tb,
+		 int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+		 int ldb, float beta, float *C, int ldc)
+{
+	NnError		ignored;
+
+	if (nn_blas_load(&ignored) == NN_OK)
+		openblas.sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+	else
+		nn_sgemm_loops(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void
+nn_axpy(int n, float a, const float *x, float *y)
+{
+	for (int i = 0; i < n; i++)
+		y[i] += a * x[i];
+}

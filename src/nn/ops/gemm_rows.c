@@ -1,0 +1,157 @@
+/*
+ * gemm_rows.c: the packing-free AVX-512 product for a few rows (design in
+ * gemm_rows.h).  Compiled for every x86-64 machine: the AVX-512 code sits in
+ * functions with a target attribute and runs only where the CPU has it.
+ */
+#include "ops/gemm_rows.h"
+
+#include <stddef.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <stdint.h>
+
+#include "base/parallel.h"
+
+#define ROW_BLOCK 6
+#define COL_BLOCK 64
+#define GEMM_ROWS_PREFETCH 8
+
+/*
+ * One block of R (<= 6) output rows by 64 columns.  always_inline with a
+ * constant R lets the compiler keep every accumulator in a register.
+ */
+__attribute__((target("avx512f"), always_inline))
+static inline void
+block_6x64(float *out, const float *inp, const float *W, const float *bias, int C, int OC,
+		   const int R)
+{
+	__m512		acc[ROW_BLOCK][4];
+
+#pragma GCC unroll 6
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < 4; v++)
+			acc[r][v] = bias ? _mm512_loadu_ps(bias + 16 * v) : _mm512_setzero_ps();
+	for (int k = 0; k < C; k++)
+	{
+		const float *w = W + (size_t) k * OC;
+
+		/*
+		 * W's rows are OC floats apart, a stride the hardware prefetcher
+		 * does not follow across pages: fetch the slab's rows ahead.
+		 */
+		if (k + GEMM_ROWS_PREFETCH < C)
+			for (int line = 0; line < 4; line++)
+				_mm_prefetch((const char *) (w + (size_t) GEMM_ROWS_PREFETCH * OC + 16 * line),
+							 _MM_HINT_T0);
+		__m512		w0 = _mm512_loadu_ps(w),
+					w1 = _mm512_loadu_ps(w + 16),
+					w2 = _mm512_loadu_ps(w + 32),
+					w3 = _mm512_loadu_ps(w + 48);
+
+#pragma GCC unroll 6
+		for (int r = 0; r < R; r++)
+		{
+			__m512		a = _mm512_set1_ps(inp[(size_t) r * C + k]);
+
+			acc[r][0] = _mm512_fmadd_ps(a, w0, acc[r][0]);
+			acc[r][1] = _mm512_fmadd_ps(a, w1, acc[r][1]);
+			acc[r][2] = _mm512_fmadd_ps(a, w2, acc[r][2]);
+			acc[r][3] = _mm512_fmadd_ps(a, w3, acc[r][3]);
+		}
+	}
+#pragma GCC unroll 6
+	for (int r = 0; r < R; r++)
+#pragma GCC unroll 4
+		for (int v = 0; v < 4; v++)
+			_mm512_storeu_ps(out + (size_t) r * OC + 16 * v, acc[r][v]);
+}
+
+/* Columns [j_begin, j_end) of the product, every row. */
+__attribute__((target("avx512f")))
+static void
+gemm_rows_avx512(float *out, const float *inp, const float *W, const float *bias,
+				 int N, int C, int OC, int j_begin, int j_end)
+{
+	for (int j = j_begin; j < j_end; j += COL_BLOCK)
+	{
+		const float *b = bias ? bias + j : NULL;
+
+		for (int n = 0; n < N; n += ROW_BLOCK)
+		{
+			float	   *o = out + (size_t) n * OC + j;
+			const float *x = inp + (size_t) n * C;
+
+			switch (N - n < ROW_BLOCK ? N - n : ROW_BLOCK)
+			{
+				case 6: block_6x64(o, x, W + j, b, C, OC, 6); break;
+				case 5: block_6x64(o, x, W + j, b, C, OC, 5); break;
+				case 4: block_6x64(o, x, W + j, b, C, OC, 4); break;
+				case 3: block_6x64(o, x, W + j, b, C, OC, 3); break;
+				case 2: block_6x64(o, x, W + j, b, C, OC, 2); break;
+				default: block_6x64(o, x, W + j, b, C, OC, 1); break;
+			}
+		}
+	}
+}
+
+bool
+gemm_rows_usable(int N, int C, int OC)
+{
+	static int	has_avx512 = -1;
+
+	if (has_avx512 < 0)
+	{
+		__builtin_cpu_init();
+		has_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+	}
+	return has_avx512 && N > 0 && N <= GEMM_ROWS_MAX_N && C > 0 && OC % COL_BLOCK == 0;
+}
+
+/* One call's operands, shared by the parts of a split product (parallel.h). */
+typedef struct GemmJob
+{
+	float	   *out;
+	const float *inp,
+			   *W,
+			   *bias;
+	int			N,
+				C,
+				OC;
+} GemmJob;
+
+/* The column blocks [begin, end) of a product. */
+static void
+column_blocks(void *ctx, int begin, int end)
+{
+	const GemmJob *j = ctx;
+
+	gemm_rows_avx512(j->out, j->inp, j->W, j->bias, j->N, j->C, j->OC, begin * COL_BLOCK,
+					 end * COL_BLOCK);
+}
+
+void
+gemm_rows(float *out, const float *inp, const float *W, const float *bias, int N, int C, int OC)
+{
+	GemmJob		job = {out, inp, W, bias, N, C, OC};
+
+	/* below a million multiply-adds a hand-off costs more than it saves */
+	nn_parallel_for(column_blocks, &job, OC / COL_BLOCK,
+					(double) N * C * OC < 1048576.0 ? 1 : nn_parallel_threads());
+}
+
+#else
+
+bool
+gemm_rows_usable(int N, int C, int OC)
+{
+	return false;
+}
+
+void
+gemm_rows(float *out, const float *inp, const float *W, const float *bias, int N, int C, int OC)
+{
+}
+
+#endif

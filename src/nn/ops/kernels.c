@@ -1,0 +1,583 @@
+/*
+ * kernels.c: forward and input-backward kernels (contracts in kernels.h).
+ *
+ * GEMMs go to OpenBLAS (nn_sgemm); everything else is a simple loop over rows in
+ * float, summing in the order TensorFlow's reference kernels do (mean, then
+ * variance of the centred values), so that results agree with the TF.js
+ * runtime to float rounding.  The backwards' row reductions (layernorm,
+ * softmax, l2-normalize) are short dot products kept in float too: they are
+ * a few percent of the work next to the GEMMs, and their rounding is far
+ * below what test_use_lite_grad accepts against float64 PyTorch.
+ */
+#include "ops/kernels.h"
+
+#include "ops/blas.h"
+#include <math.h>
+#include <string.h>
+
+#include "ops/gemm_amx.h"
+#include "ops/gemm_rows.h"
+
+void
+matmul_forward(float *out, const float *inp, const float *weight,
+			   const float *bias, int N, int C, int OC)
+{
+	if (N <= 0)
+		return;
+	if (gemm_rows_usable(N, C, OC))
+	{
+		/* a few rows: no packing of the weight (gemm_rows.h) */
+		gemm_rows(out, inp, weight, bias, N, C, OC);
+		return;
+	}
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
+				1.0f, inp, C, weight, OC, 0.0f, out, OC);
+	if (bias != NULL)
+		for (int i = 0; i < N; i++)
+		{
+			float	   *o = out + (size_t) i * OC;
+
+			for (int j = 0; j < OC; j++)
+				o[j] += bias[j];
+		}
+}
+
+void
+matmul_forward_bf16(float *out, const float *inp, const float *weight,
+					const float *bias, int N, int C, int OC)
+{
+	const AmxWeight *packed;
+
+	if (N > 0 && gemm_amx_usable(C, OC) && (packed = gemm_amx_weight(weight, C, OC)) != NULL &&
+		gemm_amx(out, inp, packed, bias, N, false))
+		return;
+	matmul_forward(out, inp, weight, bias, N, C, OC);	/* no AMX, or out of memory */
+}
+
+void
+matmul_backward_bf16(float *dinp, const float *dout, const float *weight, int N, int C, int OC)
+{
+	const AmxWeight *packed;
+
+	if (N > 0 && gemm_amx_usable(OC, C) &&
+		(packed = gemm_amx_weight_transposed(weight, C, OC)) != NULL &&
+		gemm_amx(dinp, dout, packed, NULL, N, true))
+		return;
+	matmul_backward(dinp, dout, weight, N, C, OC);
+}
+
+void
+matmul_backward(float *dinp, const float *dout, const float *weight, int N, int C, int OC)
+{
+	if (N <= 0)
+		return;
+	/* weight is (C, OC) row-major, so weight^T is the transposed operand */
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, OC,
+				1.0f, dout, OC, weight, OC, 1.0f, dinp, C);
+}
+
+void
+residual_forward(float *out, const float *a, const float *b, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		out[i] = a[i] + b[i];
+}
+
+void
+residual_backward(float *da, float *db, const float *dout, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+	{
+		da[i] += dout[i];
+		db[i] += dout[i];
+	}
+}
+
+void
+layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+				  const float *weight, const float *bias, int N, int C, float eps)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *x = inp + (size_t) i * C;
+		float	   *o = out + (size_t) i * C;
+		float		m = 0.0f,
+					v = 0.0f,
+					s;
+
+		for (int j = 0; j < C; j++)
+			m += x[j];
+		m /= (float) C;
+		for (int j = 0; j < C; j++)
+		{
+			float		d = x[j] - m;
+
+			v += d * d;
+		}
+		v /= (float) C;
+		s = 1.0f / sqrtf(v + eps);
+		/* TF: (weight * rstd) * (x - mean) + bias */
+		for (int j = 0; j < C; j++)
+			o[j] = (weight[j] * s) * (x[j] - m) + bias[j];
+		mean[i] = m;
+		rstd[i] = s;
+	}
+}
+
+void
+layernorm_backward(float *dinp, const float *dout, const float *inp,
+				   const float *weight, const float *mean, const float *rstd, int N, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *x = inp + (size_t) i * C;
+		const float *dy = dout + (size_t) i * C;
+		float	   *dx = dinp + (size_t) i * C;
+		float		m = mean[i],
+					s = rstd[i],
+					g_mean = 0.0f,
+					gx_mean = 0.0f;
+
+		/* the two row means of the standard formula (llm.c layernorm_backward) */
+		for (int j = 0; j < C; j++)
+		{
+			float		g = weight[j] * dy[j];
+
+			g_mean += g;
+			gx_mean += g * ((x[j] - m) * s);
+		}
+		g_mean /= (float) C;
+		gx_mean /= (float) C;
+		for (int j = 0; j < C; j++)
+		{
+			float		xhat = (x[j] - m) * s;
+
+			dx[j] += s * (weight[j] * dy[j] - g_mean - xhat * gx_mean);
+		}
+	}
+}
+
+size_t
+attention_cache_size(const int *offsets, int B, int NH)
+{
+	size_t		n = 0;
+
+	for (int b = 0; b < B; b++)
+	{
+		size_t		len = (size_t) (offsets[b + 1] - offsets[b]);
+
+		n += (size_t) NH * len * len;
+	}
+	return n;
+}
+
+/* In-place softmax of each of the rows of p (rows x n). */
+static void
+softmax_rows(float *p, int rows, int n)
+{
+	for (int i = 0; i < rows; i++)
+	{
+		float	   *r = p + (size_t) i * n;
+		float		mx = r[0],
+					sum = 0.0f;
+
+		for (int j = 1; j < n; j++)
+			if (r[j] > mx)
+				mx = r[j];
+		for (int j = 0; j < n; j++)
+		{
+			r[j] = expf(r[j] - mx);
+			sum += r[j];
+		}
+		for (int j = 0; j < n; j++)
+			r[j] /= sum;
+	}
+}
+
+void
+attention_forward(float *out, float *att, const float *qkv,
+				  const int *offsets, int B, int C, int NH, float scale)
+{
+	int			hs = C / NH;
+	int			C3 = 3 * C;
+	float	   *a = att;
+
+	for (int b = 0; b < B; b++)
+	{
+		int			o = offsets[b];
+		int			n = offsets[b + 1] - o;
+
+		if (n <= 0)
+			continue;
+		for (int h = 0; h < NH; h++)
+		{
+			const float *q = qkv + (size_t) o * C3 + (size_t) h * hs;
+			const float *k = q + C;
+			const float *v = q + 2 * C;
+			float	   *p = a + (size_t) h * n * n;
+
+			/* p (n x n) = scale * q k^T, then softmax over keys */
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
+						scale, q, C3, k, C3, 0.0f, p, n);
+			softmax_rows(p, n, n);
+			/* out rows of this head (n x hs, stride C) = p v */
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
+						1.0f, p, n, v, C3, 0.0f, out + (size_t) o * C + (size_t) h * hs, C);
+		}
+		a += (size_t) NH * n * n;
+	}
+}
+
+/*
+ * In-place softmax backward of each row of dp (rows x n) given the
+ * probabilities p: dp = p * (dp - <p, dp>), the gradient of the logits.
+ */
+static void
+softmax_rows_backward(float *dp, const float *p, int rows, int n)
+{
+	for (int i = 0; i < rows; i++)
+	{
+		float	   *d = dp + (size_t) i * n;
+		const float *r = p + (size_t) i * n;
+		float		dot = 0.0f;
+
+		for (int j = 0; j < n; j++)
+			dot += r[j] * d[j];
+		for (int j = 0; j < n; j++)
+			d[j] = r[j] * (d[j] - dot);
+	}
+}
+
+void
+attention_backward(float *dqkv, float *scratch, const float *dout,
+				   const float *qkv, const float *att, const int *offsets,
+				   int B, int C, int NH, float scale)
+{
+	int			hs = C / NH;
+	int			C3 = 3 * C;
+	const float *a = att;
+
+	for (int b = 0; b < B; b++)
+	{
+		int			o = offsets[b];
+		int			n = offsets[b + 1] - o;
+
+		if (n <= 0)
+			continue;
+		for (int h = 0; h < NH; h++)
+		{
+			size_t		col = (size_t) o * C3 + (size_t) h * hs;
+			const float *q = qkv + col;
+			const float *k = q + C;
+			const float *v = q + 2 * C;
+			float	   *dq = dqkv + col;
+			float	   *dk = dq + C;
+			float	   *dv = dq + 2 * C;
+			const float *p = a + (size_t) h * n * n;
+			const float *dy = dout + (size_t) o * C + (size_t) h * hs;
+			float	   *dp = scratch;
+
+			/* out = p v:  dv += p^T dy,  dp = dy v^T */
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
+						1.0f, p, n, dy, C, 1.0f, dv, C3);
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
+						1.0f, dy, C, v, C3, 0.0f, dp, n);
+			/* through the softmax: dp becomes d(logits), logits = scale q k^T */
+			softmax_rows_backward(dp, p, n, n);
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
+						scale, dp, n, k, C3, 1.0f, dq, C3);
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
+						scale, dp, n, q, C3, 1.0f, dk, C3);
+		}
+		a += (size_t) NH * n * n;
+	}
+}
+
+void
+relu_forward(float *out, const float *inp, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+}
+
+void
+relu_backward(float *dinp, const float *dout, const float *out, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void
+tanh_forward(float *out, const float *inp, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		out[i] = tanhf(inp[i]);
+}
+
+void
+tanh_backward(float *dinp, const float *dout, const float *out, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+		dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+}
+
+void
+meanpool_tail_forward(float *out, const float *inp, const int *offsets, int B, int C, int skip)
+{
+	for (int b = 0; b < B; b++)
+	{
+		float	   *o = out + (size_t) b * C;
+		int			first = offsets[b] + skip,
+					n = offsets[b + 1] - first;
+		float		div = (float) (n > 1 ? n : 1);
+
+		memset(o, 0, sizeof(float) * (size_t) C);
+		for (int t = first; t < offsets[b + 1]; t++)
+		{
+			const float *x = inp + (size_t) t * C;
+
+			for (int j = 0; j < C; j++)
+				o[j] += x[j];
+		}
+		for (int j = 0; j < C; j++)
+			o[j] /= div;
+	}
+}
+
+void
+meanpool_tail_backward(float *dinp, const float *dout, const int *offsets, int B, int C, int skip)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *g = dout + (size_t) b * C;
+		int			first = offsets[b] + skip,
+					n = offsets[b + 1] - first;
+		float		div = (float) (n > 1 ? n : 1);
+
+		for (int t = first; t < offsets[b + 1]; t++)
+		{
+			float	   *dx = dinp + (size_t) t * C;
+
+			for (int j = 0; j < C; j++)
+				dx[j] += g[j] / div;
+		}
+	}
+}
+
+void
+meanpool_forward(float *out, const float *inp, const int *offsets, int B, int C)
+{
+	meanpool_tail_forward(out, inp, offsets, B, C, 0);
+}
+
+void
+meanpool_backward(float *dinp, const float *dout, const int *offsets, int B, int C)
+{
+	meanpool_tail_backward(dinp, dout, offsets, B, C, 0);
+}
+
+void
+l2norm_forward(float *out, float *inv_norm, const float *inp, int B, int C, float eps)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *x = inp + (size_t) b * C;
+		float	   *o = out + (size_t) b * C;
+		float		ss = 0.0f,
+					r;
+
+		for (int j = 0; j < C; j++)
+			ss += x[j] * x[j];
+		r = 1.0f / sqrtf(ss > eps ? ss : eps);
+		for (int j = 0; j < C; j++)
+			o[j] = x[j] * r;
+		inv_norm[b] = r;
+	}
+}
+
+void
+l2norm_backward(float *dinp, const float *dout, const float *inp,
+				const float *inv_norm, int B, int C, float eps)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *x = inp + (size_t) b * C;
+		const float *dy = dout + (size_t) b * C;
+		float	   *dx = dinp + (size_t) b * C;
+		float		r = inv_norm[b],
+					ss = 0.0f,
+					dot = 0.0f,
+					c;
+
+		/* ss exactly as the forward summed it, to take the same branch */
+		for (int j = 0; j < C; j++)
+		{
+			ss += x[j] * x[j];
+			dot += x[j] * dy[j];
+		}
+		c = ss > eps ? r * r * r * dot : 0.0f;
+		for (int j = 0; j < C; j++)
+			dx[j] += r * dy[j] - c * x[j];
+	}
+}
+
+void
+timing_signal_forward(float *out, const float *inv_timescales, int K, int P)
+{
+	for (int p = 0; p < P; p++)
+	{
+		float	   *o = out + (size_t) p * 2 * K;
+
+		for (int k = 0; k < K; k++)
+		{
+			float		st = (float) p * inv_timescales[k];
+
+			o[k] = sinf(st);
+			o[K + k] = cosf(st);
+		}
+	}
+}
+
+void
+timing_sum_forward(float *out, const float *x, const float *signal, const int *rows,
+				   int N, int T, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *xi = x + (size_t) rows[i] * C;
+		const float *sig = signal + (size_t) (rows[i] % T) * C;
+		float	   *o = out + (size_t) i * C;
+
+		/* the graph's order: Layer_0/add(x, AddTimingSignal(x) = x + signal) */
+		for (int j = 0; j < C; j++)
+			o[j] = xi[j] + (xi[j] + sig[j]);
+	}
+}
+
+void
+timing_sum_backward(float *dx, const float *dout, const int *rows, int N, int T, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *g = dout + (size_t) i * C;
+		float	   *d = dx + (size_t) rows[i] * C;
+
+		for (int j = 0; j < C; j++)
+			d[j] += 2.0f * g[j];
+	}
+}
+
+/* ---- Hugging Face (PyTorch-layout) kernels ---- */
+
+void
+linear_forward(float *out, const float *inp, const float *weight, const float *bias,
+			   int N, int C, int OC, int ldo)
+{
+	if (N <= 0)
+		return;
+	/* weight is (OC, C) row-major: the transposed operand gives inp @ weight^T */
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
+				1.0f, inp, C, weight, C, 0.0f, out, ldo);
+	if (bias != NULL)
+		for (int i = 0; i < N; i++)
+		{
+			float	   *o = out + (size_t) i * ldo;
+
+			for (int j = 0; j < OC; j++)
+				o[j] += bias[j];
+		}
+}
+
+void
+linear_backward(float *dinp, const float *dout, const float *weight, int N, int C, int OC,
+				int ldd)
+{
+	if (N <= 0)
+		return;
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
+				1.0f, dout, ldd, weight, C, 1.0f, dinp, C);
+}
+
+void
+gelu_forward(float *out, const float *inp, size_t N)
+{
+	for (size_t i = 0; i < N; i++)
+	{
+		float		x = inp[i];
+
+		out[i] = 0.5f * x * (1.0f + erff(x * (float) M_SQRT1_2));
+	}
+}
+
+void
+gelu_backward(float *dinp, const float *dout, const float *inp, size_t N)
+{
+	/* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
+	const float inv_sqrt_2pi = 0.3989422804014327f;
+
+	for (size_t i = 0; i < N; i++)
+	{
+		float		x = inp[i];
+		float		cdf = 0.5f * (1.0f + erff(x * (float) M_SQRT1_2));
+		float		pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+
+		dinp[i] = dout[i] * (cdf + x * pdf);
+	}
+}
+
+void
+embed_sum_forward(float *out, const float *x, const float *pos, const float *type,
+				  const int *rows, int N, int T, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *xi = x + (size_t) rows[i] * C;
+		const float *p = pos + (size_t) (rows[i] % T) * C;
+		float	   *o = out + (size_t) i * C;
+
+		for (int j = 0; j < C; j++)
+			o[j] = (xi[j] + (type ? type[j] : 0.0f)) + p[j];
+	}
+}
+
+void
+embed_sum_backward(float *dx, const float *dout, const int *rows, int N, int C)
+{
+	for (int i = 0; i < N; i++)
+	{
+		const float *g = dout + (size_t) i * C;
+		float	   *d = dx + (size_t) rows[i] * C;
+
+		for (int j = 0; j < C; j++)
+			d[j] += g[j];
+	}
+}
+
+void
+firstrow_forward(float *out, const float *inp, const int *offsets, int B, int C)
+{
+	for (int b = 0; b < B; b++)
+	{
+		float	   *o = out + (size_t) b * C;
+
+		if (offsets[b + 1] > offsets[b])
+			memcpy(o, inp + (size_t) offsets[b] * C, sizeof(float) * (size_t) C);
+		else
+			memset(o, 0, sizeof(float) * (size_t) C);
+	}
+}
+
+void
+firstrow_backward(float *dinp, const float *dout, const int *offsets, int B, int C)
+{
+	for (int b = 0; b < B; b++)
+	{
+		float	   *d = dinp + (size_t) offsets[b] * C;
+		const float *g = dout + (size_t) b * C;
+
+		if (offsets[b + 1] <= offsets[b])
+			continue;
+		for (int j = 0; j < C; j++)
+			d[j] += g[j];
+	}
+}

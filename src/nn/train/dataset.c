@@ -1,0 +1,342 @@
+/*
+ * dataset.c: labelled texts, delimited-file loading, stratified split
+ * (see dataset.h).
+ */
+#include "train/dataset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng.h"
+
+Dataset *
+dataset_new(void)
+{
+	return calloc(1, sizeof(Dataset));
+}
+
+void
+dataset_free(Dataset *ds)
+{
+	if (ds == NULL)
+		return;
+	for (int i = 0; i < ds->n_rows; i++)
+	{
+		free(ds->texts[i]);
+		free(ds->row_labels[i]);
+	}
+	for (int c = 0; c < ds->n_classes; c++)
+		free(ds->class_names[c]);
+	free(ds->texts);
+	free(ds->text_lens);
+	free(ds->row_labels);
+	free(ds->labels);
+	free(ds->class_names);
+	free(ds);
+}
+
+static char *
+copy_bytes(const char *s, size_t len)
+{
+	char	   *out = malloc(len + 1);
+
+	if (out != NULL)
+	{
+		memcpy(out, s, len);
+		out[len] = '\0';
+	}
+	return out;
+}
+
+static NnStatus
+grow(Dataset *ds)
+{
+	int			cap = ds->capacity ? ds->capacity * 2 : 1024;
+	char	  **texts = realloc(ds->texts, sizeof(char *) * cap);
+
+	if (texts == NULL)
+		return NN_ERR_NOMEM;
+	ds->texts = texts;
+	{
+		size_t	   *lens = realloc(ds->text_lens, sizeof(size_t) * cap);
+
+		if (lens == NULL)
+			return NN_ERR_NOMEM;
+		ds->text_lens = lens;
+	}
+	{
+		char	  **labels = realloc(ds->row_labels, sizeof(char *) * cap);
+
+		if (labels == NULL)
+			return NN_ERR_NOMEM;
+		ds->row_labels = labels;
+	}
+	ds->capacity = cap;
+	return NN_OK;
+}
+
+NnStatus
+dataset_add(Dataset *ds, const char *text, size_t text_len, const char *label,
+			size_t label_len, NnError *err)
+{
+	if (text == NULL || label == NULL || label_len == 0)
+	{
+		ds->skipped++;
+		return NN_OK;
+	}
+	if (ds->n_rows >= 0x7fffffff - 1)
+		return nn_fail(err, NN_ERR_ARG, "too many rows");
+	if (ds->n_rows == ds->capacity && grow(ds) != NN_OK)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory adding row %d", ds->n_rows);
+	ds->texts[ds->n_rows] = copy_bytes(text, text_len);
+	ds->row_labels[ds->n_rows] = copy_bytes(label, label_len);
+	if (ds->texts[ds->n_rows] == NULL || ds->row_labels[ds->n_rows] == NULL)
+	{
+		free(ds->texts[ds->n_rows]);
+		free(ds->row_labels[ds->n_rows]);
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory adding row %d", ds->n_rows);
+	}
+	ds->text_lens[ds->n_rows] = text_len;
+	ds->n_rows++;
+	return NN_OK;
+}
+
+static int
+compare_strings(const void *a, const void *b)
+{
+	return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+NnStatus
+dataset_finish(Dataset *ds, NnError *err)
+{
+	char	  **sorted;
+	int			n_unique = 0;
+
+	if (ds->n_rows == 0)
+		return nn_fail(err, NN_ERR_ARG, "no labelled rows");
+	sorted = malloc(sizeof(char *) * ds->n_rows);
+	ds->labels = malloc(sizeof(int) * ds->n_rows);
+	if (sorted == NULL || ds->labels == NULL)
+	{
+		free(sorted);
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory assigning classes");
+	}
+	memcpy(sorted, ds->row_labels, sizeof(char *) * ds->n_rows);
+	qsort(sorted, ds->n_rows, sizeof(char *), compare_strings);
+	for (int i = 0; i < ds->n_rows; i++)
+		if (n_unique == 0 || strcmp(sorted[n_unique - 1], sorted[i]) != 0)
+			sorted[n_unique++] = sorted[i];
+	if (n_unique < 2)
+	{
+		free(sorted);
+		return nn_fail(err, NN_ERR_ARG, "the label column has %d distinct value%s; at least 2 are needed",
+					   n_unique, n_unique == 1 ? "" : "s");
+	}
+	ds->class_names = calloc(n_unique, sizeof(char *));
+	if (ds->class_names == NULL)
+	{
+		free(sorted);
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory assigning classes");
+	}
+	for (int c = 0; c < n_unique; c++)
+		ds->class_names[c] = copy_bytes(sorted[c], strlen(sorted[c]));
+	ds->n_classes = n_unique;
+	for (int i = 0; i < ds->n_rows; i++)
+	{
+		char	  **hit = bsearch(&ds->row_labels[i], sorted, n_unique, sizeof(char *),
+								  compare_strings);
+
+		ds->labels[i] = (int) (hit - sorted);
+	}
+	free(sorted);
+	for (int c = 0; c < n_unique; c++)
+		if (ds->class_names[c] == NULL)
+			return nn_fail(err, NN_ERR_NOMEM, "out of memory assigning classes");
+	return NN_OK;
+}
+
+/*
+ * Split one line into fields in place.  CSV honours double quotes ("" is a
+ * quote); TSV does not.  Returns the number of fields (at most max).
+ */
+static int
+split_fields(char *line, char delimiter, char **fields, int max)
+{
+	int			n = 0;
+	char	   *p = line;
+
+	while (n < max)
+	{
+		char	   *out = p;
+
+		fields[n++] = p;
+		if (delimiter == ',' && *p == '"')
+		{
+			char	   *in = p + 1;
+
+			fields[n - 1] = out;
+			while (*in)
+			{
+				if (in[0] == '"' && in[1] == '"')
+				{
+					*out++ = '"';
+					in += 2;
+				}
+				else if (in[0] == '"')
+				{
+					in++;
+					break;
+				}
+				else
+					*out++ = *in++;
+			}
+			while (*in && *in != delimiter)
+				in++;
+			p = in;
+			if (*p == delimiter)
+			{
+				*out = '\0';
+				p++;
+				continue;
+			}
+			*out = '\0';
+			break;
+		}
+		while (*p && *p != delimiter)
+			p++;
+		if (*p == delimiter)
+		{
+			*p++ = '\0';
+			continue;
+		}
+		break;
+	}
+	return n;
+}
+
+static int
+find_column(char **fields, int n, const char *name)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(fields[i], name) == 0)
+			return i;
+	return -1;
+}
+
+static void
+strip_newline(char *line, ssize_t *len)
+{
+	while (*len > 0 && (line[*len - 1] == '\n' || line[*len - 1] == '\r'))
+		line[--*len] = '\0';
+}
+
+NnStatus
+dataset_load(Dataset **out, const char *path, char delimiter, const char *text_column,
+			 const char *label_column, NnError *err)
+{
+	FILE	   *f = fopen(path, "r");
+	char	   *line = NULL;
+	size_t		cap = 0;
+	ssize_t		len;
+	char	   *fields[256];
+	int			text_idx,
+				label_idx,
+				n;
+	Dataset    *ds;
+	NnStatus	st = NN_OK;
+
+	*out = NULL;
+	if (f == NULL)
+		return nn_fail(err, NN_ERR_IO, "could not open \"%s\"", path);
+	ds = dataset_new();
+	len = getline(&line, &cap, f);
+	if (ds == NULL || len < 0)
+	{
+		st = ds ? nn_fail(err, NN_ERR_FORMAT, "\"%s\" is empty", path)
+			: nn_fail(err, NN_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	strip_newline(line, &len);
+	if (len >= 3 && memcmp(line, "\xEF\xBB\xBF", 3) == 0)
+		memmove(line, line + 3, len - 2);	/* UTF-8 byte order mark */
+	n = split_fields(line, delimiter, fields, 256);
+	text_idx = find_column(fields, n, text_column);
+	label_idx = find_column(fields, n, label_column);
+	if (text_idx < 0 || label_idx < 0)
+	{
+		st = nn_fail(err, NN_ERR_FORMAT, "\"%s\" has no column \"%s\"", path,
+					 text_idx < 0 ? text_column : label_column);
+		goto done;
+	}
+	while ((len = getline(&line, &cap, f)) >= 0)
+	{
+		strip_newline(line, &len);
+		if (len == 0)
+			continue;
+		n = split_fields(line, delimiter, fields, 256);
+		if (n <= text_idx || n <= label_idx)
+		{
+			ds->skipped++;
+			continue;
+		}
+		st = dataset_add(ds, fields[text_idx], strlen(fields[text_idx]), fields[label_idx],
+						 strlen(fields[label_idx]), err);
+		if (st != NN_OK)
+			goto done;
+	}
+	st = dataset_finish(ds, err);
+
+done:
+	free(line);
+	fclose(f);
+	if (st != NN_OK)
+		dataset_free(ds);
+	else
+		*out = ds;
+	return st;
+}
+
+void
+dataset_split(const Dataset *ds, double valid_fraction, uint64_t seed,
+			  int *train, int *n_train, int *valid, int *n_valid)
+{
+	Rng			rng;
+	int		   *members = malloc(sizeof(int) * (ds->n_rows > 0 ? ds->n_rows : 1));
+
+	*n_train = 0;
+	*n_valid = 0;
+	rng_seed(&rng, seed);
+	for (int c = 0; c < ds->n_classes; c++)
+	{
+		int			count = 0,
+					take;
+
+		for (int i = 0; i < ds->n_rows; i++)
+			if (ds->labels[i] == c)
+				members[count++] = i;
+		/* Fisher-Yates */
+		for (int i = count - 1; i > 0; i--)
+		{
+			int			j = (int) rng_below(&rng, (uint64_t) i + 1);
+			int			t = members[i];
+
+			members[i] = members[j];
+			members[j] = t;
+		}
+		take = (int) (valid_fraction * count + 0.5);
+		if (valid_fraction > 0 && take == 0 && count >= 2)
+			take = 1;
+		if (take >= count)
+			take = count - 1;
+		for (int i = 0; i < count; i++)
+		{
+			if (i < take)
+				valid[(*n_valid)++] = members[i];
+			else
+				train[(*n_train)++] = members[i];
+		}
+	}
+	free(members);
+}

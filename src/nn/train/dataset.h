@@ -1,0 +1,57 @@
+/*
+ * dataset.h: labelled texts in memory, from a delimited file or added row
+ * by row (the PostgreSQL layer feeds SPI rows through dataset_add).
+ *
+ * Labels are strings; dataset_finish() assigns class indexes in sorted
+ * (byte-wise) order of the distinct labels, so the same rows in any order
+ * give the same classes.  Rows with an empty label are skipped and counted.
+ */
+#ifndef DEPT_NN_DATASET_H
+#define DEPT_NN_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/nn_common.h"
+
+typedef struct Dataset
+{
+	int			n_rows;
+	int			capacity;
+	char	  **texts;			/* (n_rows) NUL-terminated copies */
+	size_t	   *text_lens;		/* (n_rows) */
+	char	  **row_labels;		/* (n_rows) label strings until dataset_finish */
+	int		   *labels;			/* (n_rows) class index, after dataset_finish */
+	int			n_classes;
+	char	  **class_names;	/* (n_classes) sorted */
+	long		skipped;		/* rows without text or label */
+} Dataset;
+
+Dataset    *dataset_new(void);
+void		dataset_free(Dataset *ds);
+
+/* Append one row (copies both strings); NN_ERR_NOMEM if memory ran out. */
+NnStatus	dataset_add(Dataset *ds, const char *text, size_t text_len,
+						const char *label, size_t label_len, NnError *err);
+
+/* Assign class indexes (sorted distinct labels).  Needs >= 2 classes. */
+NnStatus	dataset_finish(Dataset *ds, NnError *err);
+
+/*
+ * Load a delimited file with a header row: TSV (delimiter '\t', no
+ * quoting) or CSV (',' with RFC 4180 double quotes).  text_column and
+ * label_column name header fields.
+ */
+NnStatus	dataset_load(Dataset **out, const char *path, char delimiter,
+						 const char *text_column, const char *label_column, NnError *err);
+
+/*
+ * Stratified split: within each class, rows are shuffled with seed and the
+ * first round(valid_fraction * count) go to validation (at least one per
+ * class when the class has two rows or more and valid_fraction > 0).
+ * train and valid must hold n_rows indexes; counts are returned.
+ */
+void		dataset_split(const Dataset *ds, double valid_fraction, uint64_t seed,
+						  int *train, int *n_train, int *valid, int *n_valid);
+
+#endif							/* DEPT_NN_DATASET_H */

@@ -1,0 +1,576 @@
+/*
+ * train.c: the training loop (see train.h); the batch machinery it shares
+ * with classification is batch.c, inference classify.c.
+ */
+#include "train/batch.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/rng.h"
+
+void
+train_options_default(TrainOptions *opt)
+{
+	memset(opt, 0, sizeof(*opt));
+	opt->method = ADAPTER_DEPT;
+	opt->prompt_len = 60;
+	opt->budget = 100;
+	opt->max_len = 128;
+	opt->alpha = 8.0f;
+	opt->subspaces = 4;
+	opt->subspace_rank = 4;
+	opt->lr_prompt = 3e-2f;
+	opt->lr_lowrank = 1e-3f;
+	opt->lr_ept = 1e-3f;
+	opt->lr_head = 1e-2f;
+	opt->weight_decay = 1e-5f;
+	opt->epochs = 3;
+	opt->batch_size = 32;
+	opt->valid_fraction = 0.1;
+	opt->seed = 42;
+	opt->patience = 0;
+	opt->warmup_ratio = 0.06f;
+	opt->max_grad_norm = 1.0;
+	opt->init_text = "Classify the text:";
+	opt->pool_text = true;
+}
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+
+
+
+
+
+
+
+
+/*
+ * One text-to-text training step on rows: cross-entropy of each row's
+ * label string, teacher-forced; its gradient reaches the adapter through
+ * dX (train.h).  *loss is the mean over the target tokens, *n_out the
+ * padded token length.
+ */
+static NnStatus
+text_step(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *tc,
+		  const Dataset *ds, const int *rows, int B, double *loss, int *n_out, NnError *err)
+{
+	int			n = batch_gather_embeddings(bb, tc, rows, B, ws->E, ws->e_mask);
+	int			L = a->label_len;
+	float		l = 0.0f;
+	NnStatus	st;
+
+	for (int b = 0; b < B; b++)
+		memcpy(ws->targets + (size_t) b * L, a->label_ids + (size_t) ds->labels[rows[b]] * L,
+			   sizeof(int32_t) * L);
+	adapter_forward(a, ws->E, ws->e_mask, B, n, ws->X, ws->x_mask);
+	st = bb->ops->label_loss_forward(bb, ws->run, ws->X, ws->x_mask, B, adapter_prompt_rows(&a->cfg) + n,
+						 ws->targets, L, &l, NULL, err);
+	if (st == NN_OK)
+		st = bb->ops->label_loss_backward(bb, ws->run, ws->dX, err);
+	if (st != NN_OK)
+		return st;
+	adapter_backward(a, ws->dX, B, n);
+	*loss = l;
+	*n_out = n;
+	return NN_OK;
+}
+
+/* The tensors a checkpoint holds, in a fixed order. */
+static int
+adapter_tensors(Adapter *a, AdapterParam **list)
+{
+	AdapterParam *all[] = {&a->prompt, &a->lora_a, &a->lora_b, &a->ept_u, &a->ept_v,
+	&a->gate_w, &a->gate_b, &a->head_w, &a->head_b};
+	int			n = 0;
+
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		list[n++] = all[i];
+	return n;
+}
+
+static void
+checkpoint_copy(Adapter *a, float *buf, bool save)
+{
+	AdapterParam *list[16];
+	int			n = adapter_tensors(a, list);
+
+	for (int i = 0; i < n; i++)
+	{
+		if (list[i]->n == 0)
+			continue;			/* a tensor the method does not have: w is NULL */
+		if (save)
+			memcpy(buf, list[i]->w, sizeof(float) * list[i]->n);
+		else
+			memcpy(list[i]->w, buf, sizeof(float) * list[i]->n);
+		buf += list[i]->n;
+	}
+}
+
+
+
+
+/* Prompt init: TEXT init from init_text, else rows of frequent vocabulary pieces. */
+static void
+init_prompt(const Backbone *bb, Adapter *a, const TrainOptions *opt, Rng *rng)
+{
+	int			P = adapter_prompt_rows(&a->cfg);
+	int32_t    *ids;
+	float	   *rows;
+	uint8_t    *mask;
+	int			n = 0;
+
+	if (P == 0)
+		return;
+	ids = malloc(sizeof(int32_t) * P);
+	rows = malloc(sizeof(float) * (size_t) P * bb->d_embed);
+	mask = malloc(P);
+	if (ids && rows && mask)
+	{
+		if (opt->init_text && opt->init_text[0])
+			n = bb->ops->tokenize(bb, opt->init_text, strlen(opt->init_text), ids, P);
+		if (n <= 0)
+		{
+			/* sampled vocabulary: the 5,000 most frequent pieces follow the reserved ids */
+			int			lo = 6,
+						hi = bb->vocab_size < 5006 ? bb->vocab_size : 5006;
+
+			for (n = 0; n < P; n++)
+				ids[n] = lo + (int32_t) rng_below(rng, (uint64_t) (hi - lo));
+		}
+		bb->ops->embed_tokens(bb, ids, n, rows, mask);
+		adapter_init_prompt(a, rows, n);
+	}
+	free(ids);
+	free(rows);
+	free(mask);
+}
+
+static void
+shuffle(int *x, int n, Rng *rng)
+{
+	for (int i = n - 1; i > 0; i--)
+	{
+		int			j = (int) rng_below(rng, (uint64_t) i + 1);
+		int			t = x[i];
+
+		x[i] = x[j];
+		x[j] = t;
+	}
+}
+
+static NnStatus
+make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Adapter **a,
+			 NnError *err)
+{
+	AdapterConfig cfg = {0};
+	NnStatus	st;
+
+	if ((st = train_choose_head(bb, opt, &cfg.head, err)) != NN_OK)
+		return st;
+	cfg.method = opt->method;
+	cfg.d = bb->d_embed;
+	cfg.h_dim = bb->d_out;
+	cfg.n_classes = ds->n_classes;
+	cfg.prompt_len = opt->method == ADAPTER_PROBE ? 0 : opt->prompt_len;
+	cfg.max_len = opt->max_len;
+	cfg.alpha = opt->alpha;
+	cfg.rank = opt->rank;
+	/* adapter_new keeps it only for a linear head past prompt rows */
+	cfg.pool_text = opt->pool_text && backbone_pool_skips(bb);
+	if (opt->method == ADAPTER_EPT)
+	{
+		cfg.subspaces = opt->subspaces;
+		cfg.subspace_rank = opt->subspace_rank;
+	}
+	if ((opt->method == ADAPTER_DEPT || opt->method == ADAPTER_EPT) && cfg.rank == 0)
+		cfg.rank = adapter_rank_for_budget(opt->budget, cfg.d, cfg.max_len, cfg.prompt_len,
+										   cfg.subspaces, cfg.subspace_rank);
+	if (opt->method == ADAPTER_DEPT && opt->rank == 0 && cfg.prompt_len > opt->budget)
+		return nn_fail(err, NN_ERR_ARG, "a DePT prompt of %d rows exceeds the budget of %d prompt vectors",
+					   cfg.prompt_len, opt->budget);
+	if (opt->method == ADAPTER_EPT && cfg.rank == 0)
+		return nn_fail(err, NN_ERR_ARG, "the budget of %d prompt vectors leaves no room for EPT's low-rank pair",
+					   opt->budget);
+	if ((st = adapter_new(a, &cfg, opt->batch_size, opt->seed, err)) != NN_OK)
+		return st;
+	if ((st = text_head_bind_labels(bb, *a, (const char *const *) ds->class_names, err)) != NN_OK)
+	{
+		adapter_free(*a);
+		*a = NULL;
+	}
+	return st;
+}
+
+NnStatus
+train_choose_head(const Backbone *bb, const TrainOptions *opt, AdapterHead *head, NnError *err)
+{
+	bool		text_head = backbone_has_text_head(bb);
+
+	switch (opt->head)
+	{
+		case TRAIN_HEAD_AUTO:
+			*head = text_head && opt->method != ADAPTER_PROBE ? ADAPTER_HEAD_TEXT : ADAPTER_HEAD_LINEAR;
+			return NN_OK;
+		case TRAIN_HEAD_LINEAR:
+			*head = ADAPTER_HEAD_LINEAR;
+			return NN_OK;
+		case TRAIN_HEAD_TEXT:
+			if (!text_head)
+				return nn_fail(err, NN_ERR_ARG, "a text-to-text head needs a T5 backbone, not %s",
+							   bb->ops->family);
+			if (opt->method == ADAPTER_PROBE)
+				return nn_fail(err, NN_ERR_ARG, "a linear probe trains only a linear head: "
+							   "it cannot be text-to-text");
+			*head = ADAPTER_HEAD_TEXT;
+			return NN_OK;
+	}
+	return nn_fail(err, NN_ERR_ARG, "unknown head %d", (int) opt->head);
+}
+
+
+static NnStatus
+check_options(const Backbone *bb, const TrainOptions *opt, NnError *err)
+{
+	if (opt->batch_size <= 0 || opt->batch_size > 1024)
+		return nn_fail(err, NN_ERR_ARG, "batch size %d is outside 1..1024", opt->batch_size);
+	if (opt->max_len <= 0 || opt->max_len > bb->max_tokens)
+		return nn_fail(err, NN_ERR_ARG, "max length %d is outside 1..%d", opt->max_len, bb->max_tokens);
+	if (opt->epochs <= 0 && opt->max_steps <= 0)
+		return nn_fail(err, NN_ERR_ARG, "epochs or max_steps must be positive");
+	if (opt->valid_fraction < 0 || opt->valid_fraction >= 1)
+		return nn_fail(err, NN_ERR_ARG, "valid_fraction must be in [0, 1)");
+	if (opt->valid_tail < 0)
+		return nn_fail(err, NN_ERR_ARG, "valid_tail must not be negative");
+	if (!(opt->lr_prompt >= 0 && opt->lr_lowrank >= 0 && opt->lr_ept >= 0 && opt->lr_head >= 0))
+		return nn_fail(err, NN_ERR_ARG, "learning rates must not be negative");
+	if (opt->method != ADAPTER_PROBE && bb->ops->backward == NULL)
+		return nn_fail(err, NN_ERR_ARG, "backbone family %s cannot train prompts", bb->ops->family);
+	return NN_OK;
+}
+
+/* Everything one training run holds, from setup to the stored result. */
+typedef struct TrainRun
+{
+	const Backbone *bb;
+	const Dataset *ds;
+	const TrainOptions *opt;
+	TrainResult *res;
+	TokenCache	tc;
+	Workspace	ws;
+	Adapter    *a;
+	AdamW		adamw;
+	Rng			rng;
+	int		   *train_rows;
+	int		   *valid_rows;
+	int		   *order;
+	float	   *features;		/* probe: every row's pooled vector, or NULL */
+	float	   *best;			/* the best checkpoint's tensors */
+	bool		probe;
+	bool		text;
+	double		best_acc;
+	double		last_acc;
+	double		start_time;
+	long		total_steps;
+	long		steps_per_epoch;
+	long		warmup;
+	long		step;
+	int			evals_without_gain;
+} TrainRun;
+
+/* The training and validation rows: a fixed tail (valid_tail), or a stratified split. */
+static NnStatus
+split_rows(TrainRun *r, NnError *err)
+{
+	const TrainOptions *opt = r->opt;
+	const Dataset *ds = r->ds;
+	TrainResult *res = r->res;
+
+	if (opt->valid_tail > 0)
+	{
+		/* a fixed validation set: the last valid_tail rows, in file order */
+		if (opt->valid_tail >= ds->n_rows)
+			return nn_fail(err, NN_ERR_ARG, "%d validation rows leave none of %d to train on",
+						   opt->valid_tail, ds->n_rows);
+		res->n_train = ds->n_rows - opt->valid_tail;
+		res->n_valid = opt->valid_tail;
+		for (int i = 0; i < ds->n_rows; i++)
+			*(i < res->n_train ? &r->train_rows[i] : &r->valid_rows[i - res->n_train]) = i;
+	}
+	else
+		dataset_split(ds, opt->valid_fraction, opt->seed, r->train_rows, &res->n_train,
+					  r->valid_rows, &res->n_valid);
+	if (res->n_train == 0)
+		return nn_fail(err, NN_ERR_ARG, "no rows left to train on");
+	return NN_OK;
+}
+
+/* Token ids, batch buffers, label targets and (probe) the pooled features. */
+static NnStatus
+prepare_batches(TrainRun *r, NnError *err)
+{
+	const Backbone *bb = r->bb;
+	const TrainOptions *opt = r->opt;
+	NnStatus	st;
+
+	if ((st = batch_tokenize_all(bb, r->ds, opt->max_len, &r->tc, err)) != NN_OK)
+		return st;
+	if ((st = batch_workspace_init(bb, &r->ws, opt->batch_size, adapter_prompt_rows(&r->a->cfg),
+								   opt->max_len, r->ds->n_classes, !r->probe, opt->bf16,
+								   err)) != NN_OK)
+		return st;
+	if (r->text &&
+		(r->ws.targets = malloc(sizeof(int32_t) * (size_t) opt->batch_size * r->a->label_len)) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory for label targets");
+	if (!r->probe)
+		return NN_OK;
+	r->features = malloc(sizeof(float) * (size_t) r->ds->n_rows * bb->d_out);
+	if (r->features == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory for probe features");
+	return batch_pooled_features(bb, r->a, &r->ws, &r->tc, r->ds->n_rows, r->features, err);
+}
+
+/* AdamW with the four parameter groups and the step schedule. */
+static void
+prepare_optimizer(TrainRun *r)
+{
+	const TrainOptions *opt = r->opt;
+
+	adamw_init(&r->adamw);
+	r->adamw.lr[GROUP_PROMPT] = opt->lr_prompt;
+	r->adamw.lr[GROUP_LOWRANK] = opt->lr_lowrank;
+	r->adamw.lr[GROUP_EPT] = opt->lr_ept;
+	r->adamw.lr[GROUP_HEAD] = opt->lr_head;
+	for (int g = 0; g < 4; g++)
+		r->adamw.weight_decay[g] = opt->weight_decay;
+	adapter_register(r->a, &r->adamw);
+
+	r->steps_per_epoch = (r->res->n_train + opt->batch_size - 1) / opt->batch_size;
+	r->total_steps = opt->epochs > 0 ? r->steps_per_epoch * opt->epochs : opt->max_steps;
+	if (opt->max_steps > 0 && opt->max_steps < r->total_steps)
+		r->total_steps = opt->max_steps;
+	r->warmup = (long) (opt->warmup_ratio * r->total_steps);
+	memcpy(r->order, r->train_rows, sizeof(int) * r->res->n_train);
+}
+
+static NnStatus
+setup_run(TrainRun *r, NnError *err)
+{
+	NnStatus	st;
+	int			n = r->ds->n_rows;
+
+	if ((st = check_options(r->bb, r->opt, err)) != NN_OK)
+		return st;
+	if ((st = make_adapter(r->bb, r->ds, r->opt, &r->a, err)) != NN_OK)
+		return st;
+	r->res->param_count = adapter_param_count(&r->a->cfg);
+	r->text = r->a->cfg.head == ADAPTER_HEAD_TEXT;
+	rng_seed(&r->rng, r->opt->seed ^ 0x5eedULL);
+	init_prompt(r->bb, r->a, r->opt, &r->rng);
+	r->train_rows = malloc(sizeof(int) * n);
+	r->valid_rows = malloc(sizeof(int) * n);
+	r->order = malloc(sizeof(int) * n);
+	r->best = malloc(sizeof(float) * r->res->param_count);
+	if (!r->train_rows || !r->valid_rows || !r->order || !r->best)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory");
+	if ((st = split_rows(r, err)) != NN_OK || (st = prepare_batches(r, err)) != NN_OK)
+		return st;
+	prepare_optimizer(r);
+	return NN_OK;
+}
+
+/*
+ * Loss and gradients of one batch (rows of order from start) on the linear
+ * head: from the cached features (probe), or through adapter and backbone.
+ */
+static NnStatus
+linear_step(TrainRun *r, const int *rows, int B, double *loss, int *n, NnError *err)
+{
+	const Backbone *bb = r->bb;
+	Workspace  *ws = &r->ws;
+	NnStatus	st;
+
+	if (r->probe)
+	{
+		for (int b = 0; b < B; b++)
+			memcpy(ws->h + (size_t) b * bb->d_out, r->features + (size_t) rows[b] * bb->d_out,
+				   sizeof(float) * bb->d_out);
+		head_forward(r->a, ws->h, B, ws->logits);
+	}
+	else if ((st = batch_forward_rows(bb, r->a, ws, &r->tc, rows, B, n, err)) != NN_OK)
+		return st;
+	if ((st = head_loss_backward(r->a, ws->h, ws->logits, ws->labels, B, ws->dh, loss,
+								 err)) != NN_OK)
+		return st;
+	if (r->probe)
+		return NN_OK;
+	if ((st = bb->ops->backward(bb, ws->run, ws->dh, ws->dX, err)) != NN_OK)
+		return st;
+	adapter_backward(r->a, ws->dX, B, *n);
+	return NN_OK;
+}
+
+/* Validation now: keep the adapter as the best checkpoint when it is better. */
+static NnStatus
+evaluate_step(TrainRun *r, NnError *err)
+{
+	TrainResult *res = r->res;
+	ClassMetrics *m = NULL;
+	const int  *eval_rows = res->n_valid > 0 ? r->valid_rows : r->train_rows;
+	int			n_eval = res->n_valid > 0 ? res->n_valid : res->n_train;
+	NnStatus	st;
+
+	if ((st = batch_evaluate(r->bb, r->a, &r->ws, &r->tc, r->ds, r->features, eval_rows, n_eval,
+							 &m, err)) != NN_OK)
+		return st;
+	r->last_acc = m->accuracy;
+	if (m->accuracy > r->best_acc)
+	{
+		r->best_acc = m->accuracy;
+		res->best_step = r->step;
+		checkpoint_copy(r->a, r->best, true);
+		metrics_free(res->valid_metrics);
+		res->valid_metrics = m;
+		r->evals_without_gain = 0;
+	}
+	else
+	{
+		metrics_free(m);
+		r->evals_without_gain++;
+	}
+	return NN_OK;
+}
+
+/* The caller's progress callback; false when it asks to stop. */
+static bool
+report_progress(TrainRun *r, double loss)
+{
+	const TrainOptions *opt = r->opt;
+	double		elapsed = now_seconds() - r->start_time;
+	TrainProgress p = {r->step, r->total_steps, r->res->epochs_run, loss, r->last_acc,
+		(double) r->step * opt->batch_size / (elapsed > 0 ? elapsed : 1e-9),
+	elapsed / r->step * (r->total_steps - r->step)};
+
+	return opt->progress == NULL || opt->progress(opt->progress_arg, &p);
+}
+
+/*
+ * One optimiser step on the batch of order from start: the loss of the
+ * adapter's head (text-to-text or linear), clipping, AdamW, then
+ * validation when due and progress.  Sets *stop when the run must end
+ * (cancelled, or no gain for patience evaluations).
+ */
+static NnStatus
+train_step(TrainRun *r, int start, bool *stop, NnError *err)
+{
+	const TrainOptions *opt = r->opt;
+	TrainResult *res = r->res;
+	int			B = res->n_train - start < opt->batch_size ? res->n_train - start : opt->batch_size;
+	int			n = 0;
+	double		loss;
+	bool		eval_now;
+	NnStatus	st;
+
+	adamw_zero_grad(&r->adamw);
+	for (int b = 0; b < B; b++)
+		r->ws.labels[b] = r->ds->labels[r->order[start + b]];
+	st = r->text ? text_step(r->bb, r->a, &r->ws, &r->tc, r->ds, r->order + start, B, &loss, &n, err)
+		: linear_step(r, r->order + start, B, &loss, &n, err);
+	if (st != NN_OK)
+		return st;
+	if (!r->probe)
+		res->train_tokens += (long) B * (adapter_prompt_rows(&r->a->cfg) + n);
+	if (opt->max_grad_norm > 0)
+		clip_grad_norm(&r->adamw, opt->max_grad_norm);
+	adamw_step(&r->adamw, schedule_warmup_linear(r->step, r->warmup, r->total_steps));
+	r->step++;
+
+	eval_now = opt->eval_every > 0 ? r->step % opt->eval_every == 0 : (start + B >= res->n_train);
+	if (r->step == r->total_steps)
+		eval_now = true;
+	if (eval_now && (st = evaluate_step(r, err)) != NN_OK)
+		return st;
+	if (!report_progress(r, loss))
+		res->cancelled = true;
+	*stop = res->cancelled || (opt->patience > 0 && r->evals_without_gain >= opt->patience);
+	return NN_OK;
+}
+
+static void
+free_run(TrainRun *r)
+{
+	batch_token_cache_free(&r->tc);
+	batch_workspace_free(r->bb, &r->ws);
+	free(r->train_rows);
+	free(r->valid_rows);
+	free(r->order);
+	free(r->features);
+	free(r->best);
+}
+
+NnStatus
+train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
+			  TrainResult *res, NnError *err)
+{
+	TrainRun	r = {.bb = bb, .ds = ds, .opt = opt, .res = res, .best_acc = -1.0,
+	.last_acc = -1.0, .probe = opt->method == ADAPTER_PROBE};
+	NnStatus	st;
+
+	memset(res, 0, sizeof(*res));
+	r.start_time = now_seconds();
+	if ((st = setup_run(&r, err)) != NN_OK)
+		goto done;
+	while (r.step < r.total_steps && !res->cancelled)
+	{
+		bool		stop = false;
+
+		shuffle(r.order, res->n_train, &r.rng);
+		res->epochs_run++;
+		for (int start = 0; start < res->n_train && r.step < r.total_steps && !stop;
+			 start += opt->batch_size)
+			if ((st = train_step(&r, start, &stop, err)) != NN_OK)
+				goto done;
+		if (stop)
+			r.total_steps = r.step;
+	}
+	res->steps = r.step;
+	res->seconds = now_seconds() - r.start_time;
+	res->seconds_per_epoch = res->seconds * r.steps_per_epoch / (r.step > 0 ? r.step : 1);
+	res->tokens_per_second = res->train_tokens / (res->seconds > 0 ? res->seconds : 1e-9);
+	if (r.best_acc >= 0)
+		checkpoint_copy(r.a, r.best, false);
+	st = NN_OK;
+
+done:
+	free_run(&r);
+	if (st == NN_OK)
+		res->adapter = r.a;
+	else
+	{
+		adapter_free(r.a);
+		metrics_free(res->valid_metrics);
+		res->valid_metrics = NULL;
+	}
+	return st;
+}
+
+void
+train_result_free(TrainResult *res)
+{
+	adapter_free(res->adapter);
+	metrics_free(res->valid_metrics);
+	res->adapter = NULL;
+	res->valid_metrics = NULL;
+}
+
+
