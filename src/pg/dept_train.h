@@ -102,6 +102,8 @@ extern struct BackgroundWorkerHandle *DeptStartWorker(struct dsm_segment *seg, i
 													  const char *function, const char *type);
 extern void DeptWorkerBeginTxn(void);
 extern void DeptWorkerCommit(void);
+extern struct dsm_segment *DeptWorkerAttach(Datum arg, const char *kind);
+extern void DeptWorkerConnect(Oid database, Oid role, const char *kind, int64 job_id);
 extern void DeptRecordJobEnd(int64 job_id, const char *status, const char *error);
 
 /* Methods */

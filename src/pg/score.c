@@ -465,21 +465,10 @@ dept_score_worker_main(Datum arg)
 	DeptScoreRequest *shared;
 	DeptScoreRequest req;
 
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGINT, StatementCancelHandler);
-	BackgroundWorkerUnblockSignals();
-	seg = dsm_attach(DatumGetUInt32(arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("dept scoring worker could not attach to its job")));
-	dsm_unpin_segment(dsm_segment_handle(seg));
+	seg = DeptWorkerAttach(arg, "scoring");
 	shared = dsm_segment_address(seg);
 	req = *shared;
-	BackgroundWorkerInitializeConnectionByOid(req.database, req.role, 0);
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("application_name", psprintf("dept scoring job " INT64_FORMAT, req.job_id),
-					PGC_USERSET, PGC_S_SESSION);
+	DeptWorkerConnect(req.database, req.role, "scoring", req.job_id);
 	PG_TRY();
 	{
 		DeptScoreJobInsert(&req);

@@ -543,6 +543,43 @@ DeptRunJob(DeptTrainRequest *req)
 	DeptSetState(req, JOB_SUCCEEDED);
 }
 
+/*
+ * A job's worker, first steps: signals (SIGTERM ends it, SIGINT cancels
+ * the job: dept_cancel), then its segment, attached and unpinned (it then
+ * lives as long as someone maps it).
+ */
+dsm_segment *
+DeptWorkerAttach(Datum arg, const char *kind)
+{
+	dsm_segment *seg;
+
+	pqsignal(SIGTERM, die);
+	pqsignal(SIGINT, StatementCancelHandler);
+	BackgroundWorkerUnblockSignals();
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("dept %s worker could not attach to its job", kind)));
+	dsm_unpin_segment(dsm_segment_handle(seg));
+	return seg;
+}
+
+/*
+ * Connect as the job's role.  The role's own settings (ALTER ROLE ... SET
+ * search_path) are applied at connection: the session's path is pinned
+ * over them (every SQL section pins it anyway: DeptSpiConnect), and the
+ * worker names its job in application_name.
+ */
+void
+DeptWorkerConnect(Oid database, Oid role, const char *kind, int64 job_id)
+{
+	BackgroundWorkerInitializeConnectionByOid(database, role, 0);
+	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
+	SetConfigOption("application_name", psprintf("dept %s job " INT64_FORMAT, kind, job_id),
+					PGC_USERSET, PGC_S_SESSION);
+}
+
 void
 dept_train_worker_main(Datum arg)
 {
@@ -550,25 +587,9 @@ dept_train_worker_main(Datum arg)
 	DeptTrainRequest *req;
 	MemoryContext worker_context;
 
-	pqsignal(SIGTERM, die);
-	pqsignal(SIGINT, StatementCancelHandler);
-	BackgroundWorkerUnblockSignals();
-
-	seg = dsm_attach(DatumGetUInt32(arg));
-	if (seg == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("dept training worker could not attach to its job")));
-	dsm_unpin_segment(dsm_segment_handle(seg));
+	seg = DeptWorkerAttach(arg, "training");
 	req = dsm_segment_address(seg);
-	BackgroundWorkerInitializeConnectionByOid(req->database, req->role, 0);
-	/*
-	 * The role's own settings (ALTER ROLE ... SET search_path) applied at
-	 * connection; every SQL section pins search_path anyway (DeptSpiConnect).
-	 */
-	SetConfigOption("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION);
-	SetConfigOption("application_name", psprintf("dept training job " INT64_FORMAT, req->job_id),
-					PGC_USERSET, PGC_S_SESSION);
+	DeptWorkerConnect(req->database, req->role, "training", req->job_id);
 	worker_context = AllocSetContextCreate(TopMemoryContext, "dept training job",
 										   ALLOCSET_DEFAULT_SIZES);
 
