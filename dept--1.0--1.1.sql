@@ -114,10 +114,29 @@ COMMENT ON COLUMN dept.jobs.kind IS
 	'train (dept_train) or score (dept_score: label_column holds the key column, step the rows scored)';
 
 CREATE FUNCTION @extschema@.dept_score(adapter text, relation regclass, key_column text,
-									   text_column text, output_table text DEFAULT NULL)
+									   text_column text, output_table text DEFAULT NULL,
+									   keep_current boolean DEFAULT false)
 	RETURNS bigint
 	AS 'MODULE_PATHNAME', 'dept_score'
 	LANGUAGE C VOLATILE PARALLEL UNSAFE;
-COMMENT ON FUNCTION @extschema@.dept_score(text, regclass, text, text, text) IS
-	'score every row of relation in a background job, upserting (key, label, probability, version) into output_table (default <relation>_<adapter>) a batch per transaction; resumes after the largest key already there; returns the job id';
-REVOKE ALL ON FUNCTION @extschema@.dept_score(text, regclass, text, text, text) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.dept_score(text, regclass, text, text, text, boolean) IS
+	'score every row of relation in a background job, upserting (key, label, probability, version) into output_table (default <relation>_<adapter>) a batch per transaction; resumes after the largest key already there; keep_current adds a trigger that queues inserted, changed and deleted keys, which every later run scores first; returns the job id';
+REVOKE ALL ON FUNCTION @extschema@.dept_score(text, regclass, text, text, text, boolean) FROM PUBLIC;
+
+-- The trigger of keep_current: queue the key of an inserted, changed or
+-- deleted row (TG_ARGV: the queue table, quoted and qualified, and the key
+-- column).  Runs as the writing role, which needs INSERT on the queue.
+CREATE FUNCTION @extschema@.dept_score_enqueue() RETURNS trigger
+	LANGUAGE plpgsql
+	SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+	IF TG_OP OPERATOR(pg_catalog.<>) 'INSERT' THEN
+		EXECUTE pg_catalog.format('INSERT INTO %s VALUES (($1).%I) ON CONFLICT DO NOTHING',
+								  TG_ARGV[0], TG_ARGV[1]) USING OLD;
+	END IF;
+	IF TG_OP OPERATOR(pg_catalog.<>) 'DELETE' THEN
+		EXECUTE pg_catalog.format('INSERT INTO %s VALUES (($1).%I) ON CONFLICT DO NOTHING',
+								  TG_ARGV[0], TG_ARGV[1]) USING NEW;
+	END IF;
+	RETURN NULL;
+END $$;

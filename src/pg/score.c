@@ -69,6 +69,10 @@ typedef struct DeptScoreRequest
 	char		key_column[NAMEDATALEN];
 	char		text_column[NAMEDATALEN];
 	char		output_name[3 * DEPT_NAME_LEN];	/* quoted, qualified */
+	bool		keep_current;	/* a trigger queues changed keys for the next run */
+	char		queue_name[3 * DEPT_NAME_LEN];	/* quoted, qualified: "<output>_queue" */
+	char		trigger_name[NAMEDATALEN];	/* "dept_score_<output>" */
+	char		enqueue_function[3 * DEPT_NAME_LEN];	/* quoted, qualified */
 	slock_t		mutex;
 	bool		recorded;		/* the worker has committed the job row */
 } DeptScoreRequest;
@@ -155,30 +159,44 @@ DeptCheckKeyUnique(Oid relid, const char *key_column)
 				 errhint("Score by the primary key, or add a unique index on the column.")));
 }
 
-/* Default output table: "<relation>_<adapter>" in the relation's schema, at most 63 bytes. */
+/* name clipped to the 63 bytes of an identifier */
 static char *
-DeptDefaultOutput(Oid relid, const char *adapter)
+DeptClipName(char *name)
 {
-	char	   *name = psprintf("%s_%s", get_rel_name(relid), adapter);
-
 	if (strlen(name) >= NAMEDATALEN)
 		name[pg_mbcliplen(name, strlen(name), NAMEDATALEN - 1)] = '\0';
-	return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)), name);
+	return name;
 }
 
 /*
- * The output table's name, quoted and qualified: a name without a schema
- * goes beside the relation (the worker's search_path is pinned, so an
- * unqualified name would mean pg_catalog).
+ * The output table (default "<relation>_<adapter>"; a name without a schema
+ * goes beside the relation, since the worker's search_path is pinned), its
+ * queue "<output>_queue" and trigger "dept_score_<output>", quoted.
  */
-static char *
-DeptQualifiedOutput(Oid relid, const char *output)
+static void
+DeptNameOutputs(DeptScoreRequest *req, Oid relid, const char *adapter, const char *output)
 {
-	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(output));
+	char	   *schema = get_namespace_name(get_rel_namespace(relid));
+	char	   *rel = psprintf("%s_%s", get_rel_name(relid), adapter);
+	char	   *queue;
 
-	return quote_qualified_identifier(rv->schemaname ? rv->schemaname :
-									  get_namespace_name(get_rel_namespace(relid)),
-									  rv->relname);
+	if (output != NULL)
+	{
+		RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(output));
+
+		schema = rv->schemaname ? rv->schemaname : schema;
+		rel = rv->relname;
+	}
+	DeptClipName(rel);
+	queue = DeptClipName(psprintf("%s_queue", rel));
+	if (req->keep_current && strcmp(queue, rel) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NAME_TOO_LONG),
+				 errmsg("output table name \"%s\" leaves no room for its queue's name", rel)));
+	strlcpy(req->output_name, quote_qualified_identifier(schema, rel), sizeof(req->output_name));
+	strlcpy(req->queue_name, quote_qualified_identifier(schema, queue), sizeof(req->queue_name));
+	strlcpy(req->trigger_name, DeptClipName(psprintf("dept_score_%s", rel)),
+			sizeof(req->trigger_name));
 }
 
 /*
@@ -229,10 +247,12 @@ dept_score(PG_FUNCTION_ARGS)
 	strlcpy(req->relation_name, DeptQualifiedName(relid), sizeof(req->relation_name));
 	strlcpy(req->key_column, key_column, sizeof(req->key_column));
 	strlcpy(req->text_column, text_column, sizeof(req->text_column));
-	strlcpy(req->output_name,
-			PG_ARGISNULL(4) ? DeptDefaultOutput(relid, adapter) :
-			DeptQualifiedOutput(relid, text_to_cstring(PG_GETARG_TEXT_PP(4))),
-			sizeof(req->output_name));
+	req->keep_current = !PG_ARGISNULL(5) && PG_GETARG_BOOL(5);
+	DeptNameOutputs(req, relid, adapter, PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4)));
+	/* the trigger function lives beside this one, in the extension's schema */
+	strlcpy(req->enqueue_function,
+			quote_qualified_identifier(get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)),
+									   "dept_score_enqueue"), sizeof(req->enqueue_function));
 
 	dsm_pin_segment(seg);
 	handle = DeptStartWorker(seg, req->job_id, "dept_score_worker_main", "dept scoring");
@@ -253,8 +273,8 @@ dept_score(PG_FUNCTION_ARGS)
 static void
 DeptScoreJobInsert(const DeptScoreRequest *req)
 {
-	Oid			types[7] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID};
-	Datum		values[7];
+	Oid			types[8] = {INT8OID, TEXTOID, OIDOID, TEXTOID, TEXTOID, TEXTOID, TEXTOID, BOOLOID};
+	Datum		values[8];
 	DeptSavedUser saved;
 
 	values[0] = Int64GetDatum(req->job_id);
@@ -263,15 +283,16 @@ DeptScoreJobInsert(const DeptScoreRequest *req)
 	values[3] = CStringGetTextDatum(req->relation_name);
 	values[4] = CStringGetTextDatum(req->key_column);
 	values[5] = CStringGetTextDatum(req->text_column);
-	values[6] = CStringGetTextDatum(psprintf("{\"output_table\": \"%s\"}", req->output_name));
+	values[6] = CStringGetTextDatum(req->output_name);
+	values[7] = BoolGetDatum(req->keep_current);
 	DeptWorkerBeginTxn();
 	DeptBecomeCatalogOwner(&saved);
 	DeptSpiExec("INSERT INTO dept.jobs (id, kind, adapter, owner, status, relation, label_column, "
 				"text_column, method, options, worker_pid, started_at) "
 				"VALUES ($1, 'score', $2, $3::pg_catalog.regrole, 'running', $4, $5, $6, 'score', "
-				"pg_catalog.jsonb_build_object('output_table', $7::pg_catalog.jsonb "
-				"OPERATOR(pg_catalog.->>) 'output_table'), pg_catalog.pg_backend_pid(), pg_catalog.now())",
-				7, types, values, NULL, false, 0);
+				"pg_catalog.jsonb_build_object('output_table', $7, 'keep_current', $8), "
+				"pg_catalog.pg_backend_pid(), pg_catalog.now())",
+				8, types, values, NULL, false, 0);
 	DeptRestoreUser(&saved);
 	DeptWorkerCommit();
 	pgstat_report_activity(STATE_RUNNING, psprintf("scoring %s with %s", req->relation_name,
@@ -297,6 +318,27 @@ DeptScoreJobUpdate(const DeptScoreRequest *req, const char *status, int64 scored
 }
 
 /*
+ * keep_current: the queue of keys to score again and the trigger that
+ * fills it when a row is inserted, deleted or has its text or key changed
+ * (dept_score_enqueue, as the writing role: the queue takes INSERT from
+ * PUBLIC, it holds only keys).  Drained at the end of every run.
+ */
+static void
+DeptScoreQueueCreate(const DeptScoreRequest *req)
+{
+	DeptSpiExec(psprintf("CREATE TABLE IF NOT EXISTS %s (key %s PRIMARY KEY)", req->queue_name,
+						 format_type_be_qualified(req->key_type)), 0, NULL, NULL, NULL, false, 0);
+	DeptSpiExec(psprintf("GRANT INSERT ON %s TO PUBLIC", req->queue_name),
+				0, NULL, NULL, NULL, false, 0);
+	DeptSpiExec(psprintf("CREATE OR REPLACE TRIGGER %s AFTER INSERT OR DELETE OR UPDATE OF %s, %s "
+						 "ON %s FOR EACH ROW EXECUTE FUNCTION %s(%s, %s)",
+						 quote_identifier(req->trigger_name), quote_identifier(req->text_column),
+						 quote_identifier(req->key_column), req->relation_name,
+						 req->enqueue_function, quote_literal_cstr(req->queue_name),
+						 quote_literal_cstr(req->key_column)), 0, NULL, NULL, NULL, false, 0);
+}
+
+/*
  * Create the output table if it does not exist (as the role, beside the
  * relation), count the rows to score, and find where to resume: the
  * largest key already scored, or none.  Returns the rows already scored.
@@ -311,6 +353,8 @@ DeptScorePrepare(const DeptScoreRequest *req, int64 *total, Datum *resume, bool 
 						 "probability real, version integer, scored_at timestamptz)",
 						 req->output_name, format_type_be_qualified(req->key_type)),
 				0, NULL, NULL, NULL, false, 0);
+	if (req->keep_current)
+		DeptScoreQueueCreate(req);
 	DeptSpiExec(psprintf("SELECT pg_catalog.count(*) FROM %s", req->relation_name),
 				0, NULL, NULL, NULL, true, 1);
 	*total = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -355,8 +399,12 @@ DeptScoreStore(const DeptScoreRequest *req, Datum *keys, Datum *labels, bool *la
  * Score the next batch after *last (or from the start); returns its rows,
  * 0 at the end.  Runs inside the worker's transaction.
  */
+/*
+ * Score the (key, text) rows SPI just returned and upsert them; returns
+ * their number and sets *last to the last key.
+ */
 static int
-DeptScoreBatch(const DeptScoreRequest *req, Datum *last, bool *has_last)
+DeptScoreFetched(const DeptScoreRequest *req, Datum *last)
 {
 	Datum		keys[DEPT_SCORE_BATCH],
 				labels[DEPT_SCORE_BATCH],
@@ -366,21 +414,12 @@ DeptScoreBatch(const DeptScoreRequest *req, Datum *last, bool *has_last)
 	size_t		lens[DEPT_SCORE_BATCH];
 	char	   *best[DEPT_SCORE_BATCH];
 	float		prob[DEPT_SCORE_BATCH];
-	int			n = 0,
+	int			n = (int) Min(SPI_processed, DEPT_SCORE_BATCH),
 				k = 0,
 				version;
 	int16		typlen;
 	bool		typbyval;
-	char	   *sql = psprintf("SELECT %s, %s::pg_catalog.text FROM %s %s ORDER BY 1 LIMIT %d",
-							   quote_identifier(req->key_column), quote_identifier(req->text_column),
-							   req->relation_name,
-							   *has_last ? psprintf("WHERE %s OPERATOR(pg_catalog.>) $1",
-													quote_identifier(req->key_column)) : "",
-							   DEPT_SCORE_BATCH);
-	Oid			types[1] = {req->key_type};
 
-	DeptSpiExec(sql, *has_last ? 1 : 0, types, last, NULL, true, 0);
-	n = (int) SPI_processed;
 	get_typlenbyval(req->key_type, &typlen, &typbyval);
 	for (int i = 0; i < n; i++)
 	{
@@ -410,8 +449,67 @@ DeptScoreBatch(const DeptScoreRequest *req, Datum *last, bool *has_last)
 	}
 	DeptScoreStore(req, keys, labels, nulls, probs, n, version);
 	*last = keys[n - 1];
-	*has_last = true;
 	return n;
+}
+
+/*
+ * Score the next batch after *last (or from the start); returns its rows,
+ * 0 at the end.  Runs inside the worker's transaction.
+ */
+static int
+DeptScoreBatch(const DeptScoreRequest *req, Datum *last, bool *has_last)
+{
+	char	   *sql = psprintf("SELECT %s, %s::pg_catalog.text FROM %s %s ORDER BY 1 LIMIT %d",
+							   quote_identifier(req->key_column), quote_identifier(req->text_column),
+							   req->relation_name,
+							   *has_last ? psprintf("WHERE %s OPERATOR(pg_catalog.>) $1",
+													quote_identifier(req->key_column)) : "",
+							   DEPT_SCORE_BATCH);
+	Oid			types[1] = {req->key_type};
+	int			n;
+
+	DeptSpiExec(sql, *has_last ? 1 : 0, types, last, NULL, true, 0);
+	n = DeptScoreFetched(req, last);
+	*has_last |= n > 0;
+	return n;
+}
+
+/*
+ * Take up to a batch of keys off the queue and score them again: their old
+ * results go, the rows still there are scored (a deleted row leaves no
+ * result).  Returns the keys taken, 0 when the queue is empty.
+ */
+static int
+DeptScoreDrainBatch(const DeptScoreRequest *req)
+{
+	Oid			types[1] = {get_array_type(req->key_type)};
+	Datum		keys[1];
+	Datum		last;
+	int			taken;
+
+	DeptSpiExec(psprintf("WITH taken AS (DELETE FROM %s WHERE key OPERATOR(pg_catalog.=) ANY (ARRAY("
+						 "SELECT key FROM %s ORDER BY 1 LIMIT %d FOR UPDATE SKIP LOCKED)) RETURNING key) "
+						 "SELECT pg_catalog.array_agg(key), pg_catalog.count(*) FROM taken",
+						 req->queue_name, req->queue_name, DEPT_SCORE_BATCH),
+				0, NULL, NULL, NULL, false, 1);
+	{
+		bool		isnull;
+
+		taken = (int) DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc,
+												  2, &isnull));
+		keys[0] = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+		if (taken == 0)
+			return 0;
+		keys[0] = PointerGetDatum(DatumGetArrayTypePCopy(keys[0]));
+	}
+	DeptSpiExec(psprintf("DELETE FROM %s WHERE key OPERATOR(pg_catalog.=) ANY ($1)", req->output_name),
+				1, types, keys, NULL, false, 0);
+	DeptSpiExec(psprintf("SELECT %s, %s::pg_catalog.text FROM %s WHERE %s OPERATOR(pg_catalog.=) ANY ($1) "
+						 "ORDER BY 1", quote_identifier(req->key_column),
+						 quote_identifier(req->text_column), req->relation_name,
+						 quote_identifier(req->key_column)), 1, types, keys, NULL, true, 0);
+	(void) DeptScoreFetched(req, &last);
+	return taken;
 }
 
 /* A copy of key in cxt (reset first): the last key outlives its batch's transaction. */
@@ -451,11 +549,26 @@ DeptScoreRun(const DeptScoreRequest *req)
 		DeptWorkerBeginTxn();
 		n = DeptScoreBatch(req, &last, &has_last);
 		scored += n;
-		DeptScoreJobUpdate(req, n > 0 ? "running" : "succeeded", scored, Max(total, scored), NULL);
+		DeptScoreJobUpdate(req, "running", scored, Max(total, scored), NULL);
 		if (n > 0)
 			last = DeptKeepKey(key_cxt, req, last);
 		DeptWorkerCommit();
 	} while (n > 0);
+	/* keys the trigger queued: changed rows, and new ones below the last key */
+	while (req->keep_current)
+	{
+		CHECK_FOR_INTERRUPTS();
+		DeptWorkerBeginTxn();
+		n = DeptScoreDrainBatch(req);
+		scored += n;
+		DeptScoreJobUpdate(req, "running", scored, Max(total, scored), NULL);
+		DeptWorkerCommit();
+		if (n == 0)
+			break;
+	}
+	DeptWorkerBeginTxn();
+	DeptScoreJobUpdate(req, "succeeded", scored, Max(total, scored), NULL);
+	DeptWorkerCommit();
 }
 
 void

@@ -49,6 +49,23 @@ is "$(sql $db "SELECT dept_wait($job)")" "succeeded" "a second dept_score into t
 is "$(sql $db "SELECT count(*), count(*) FILTER (WHERE scored_at <= '$first') FROM resumed" | tr '|' ' ')" \
 	"1500 $partial" "it resumes after the rows already scored, without scoring them again"
 
+# keep_current: a trigger queues inserted, changed and deleted keys; the next run scores them
+job=$(sql $db "SELECT dept_score('reviews_label', 'docs', 'id', 'body', 'kept', keep_current => true)")
+is "$(sql $db "SELECT dept_wait($job)")" "succeeded" "keep_current: the first run scores the table"
+is "$(sql $db "SELECT step FROM dept.jobs WHERE id = $job")" "1500" "and counts 1,500 rows"
+sql $db "INSERT INTO docs VALUES (0, 'an awful, dull mess'), (5000, 'a wonderful, moving film');
+	UPDATE docs SET body = 'a boring and painfully bad movie' WHERE id = 10;
+	DELETE FROM docs WHERE id = 20" >/dev/null
+is "$(sql $db "SELECT array_agg(key ORDER BY key) FROM kept_queue")" "{0,10,20,5000}" \
+	"the trigger queued the inserted, changed and deleted keys"
+job=$(sql $db "SELECT dept_score('reviews_label', 'docs', 'id', 'body', 'kept', keep_current => true)")
+is "$(sql $db "SELECT dept_wait($job)")" "succeeded" "the next run succeeds"
+is "$(sql $db "SELECT count(*), bool_or(key = 20), count(*) FILTER (WHERE key IN (0, 5000)) FROM kept" | tr '|' ' ')" \
+	"1501 f 2" "new rows are scored and the deleted row's result is gone"
+is "$(sql $db "SELECT bool_and(k.label = dept_predict('reviews_label', d.body)) FROM kept k JOIN docs d ON d.id = k.key
+	WHERE k.key IN (0, 10, 5000)")" "t" "the changed row carries the label of its new text"
+is "$(sql $db "SELECT count(*) FROM kept_queue")" "0" "and the queue is empty"
+
 out=$(psql -X -qAt -d $db -c "SELECT dept_score('reviews_label', 'nokey', 'id', 'body')" 2>&1)
 grep -q "has no unique index" <<<"$out"
 ok $? "a key without a unique index is refused"
