@@ -45,6 +45,7 @@ typedef struct CliArgs
 	const char *label_column;
 	const char *save_path;
 	const char *load_path;
+	const char *init_from_path;
 	const char *embed_path;
 	int			threads;
 	bool		quiet;
@@ -78,6 +79,8 @@ usage(FILE *f)
 			"                         (instead of a random --valid-fraction split)\n"
 			"  --save FILE            write the trained adapter (src/nn/adapters/adapter_io.h)\n"
 			"  --load FILE            no training: evaluate the saved adapter on --test\n"
+			"  --init-from FILE       start from a saved adapter of the same method and shapes\n"
+			"                         (its head too when its classes are the training set's)\n"
 			"  --embed-out FILE       no training: write the frozen sentence vectors of the\n"
 			"                         --train rows (float32 LE, rows x d_out) and exit\n"
 			"  --text-column NAME --label-column NAME\n"
@@ -130,7 +133,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"head", required_argument, 0, 17}, {"precision", required_argument, 0, 18},
 		{"pool", required_argument, 0, 19}, {"valid-rows", required_argument, 0, 20},
 		{"save", required_argument, 0, 21}, {"load", required_argument, 0, 22},
-		{"embed-out", required_argument, 0, 23},
+		{"embed-out", required_argument, 0, 23}, {"init-from", required_argument, 0, 24},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -207,6 +210,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 20: o->valid_tail = atoi(optarg); break;
 			case 21: a->save_path = optarg; break;
 			case 22: a->load_path = optarg; break;
+			case 24: a->init_from_path = optarg; break;
 			case 23: a->embed_path = optarg; break;
 			case 'h': usage(stdout); exit(0);
 			default: usage(stderr); return -1;
@@ -368,39 +372,80 @@ embed_rows(const Backbone *bb, const Dataset *ds, const char *path)
 	return rc;
 }
 
+/*
+ * A saved adapter (adapter_io.h) of this backbone and its class names, or
+ * -1 with a message on stderr.
+ */
+static int
+read_adapter_file(const Backbone *bb, const char *path, int batch, Adapter **ad, char ***names,
+				  unsigned *format_version)
+{
+	uint8_t    *buf = NULL;
+	long		len;
+	FILE	   *f = fopen(path, "rb");
+	char		fp[65];
+	NnError		err = {0};
+	int			rc = -1;
+
+	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
+		fseek(f, 0, SEEK_SET) != 0 || (buf = malloc(len + 1)) == NULL ||
+		fread(buf, 1, len, f) != (size_t) len)
+		fprintf(stderr, "dept-train: could not read %s\n", path);
+	else if (adapter_deserialize(buf, (size_t) len, batch, ad, fp, names, &err) != NN_OK)
+		fprintf(stderr, "dept-train: %s: %s\n", path, err.msg);
+	else if (strcmp(fp, bb->fingerprint) != 0)
+		fprintf(stderr, "dept-train: %s was trained on another backbone\n", path);
+	else
+	{
+		/* the format's version follows the magic "DEPT" (adapter_io.h) */
+		*format_version = (unsigned) buf[4] | (unsigned) buf[5] << 8;
+		rc = 0;
+	}
+	if (f)
+		fclose(f);
+	free(buf);
+	return rc;
+}
+
+/*
+ * --init-from: start from a saved adapter (adapter_init_from), its head
+ * too when its classes are the training set's.
+ */
+static int
+set_init_from(const Backbone *bb, CliArgs *a, const Dataset *train)
+{
+	Adapter    *ad = NULL;
+	char	  **names = NULL;
+	bool		same;
+
+	unsigned	version;
+
+	if (read_adapter_file(bb, a->init_from_path, a->opt.batch_size, &ad, &names, &version) != 0)
+		return -1;
+	same = ad->cfg.n_classes == train->n_classes;
+	for (int c = 0; same && c < train->n_classes; c++)
+		same = strcmp(names[c], train->class_names[c]) == 0;
+	adapter_free_class_names(names, ad->cfg.n_classes);
+	a->opt.init_from = ad;		/* lives until the process ends */
+	a->opt.init_head = same;
+	return 0;
+}
+
 /* --load: evaluate a saved adapter on the test rows; the report has no training part. */
 static int
 evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 {
-	uint8_t    *buf = NULL;
-	long		len;
-	FILE	   *f = fopen(a->load_path, "rb");
 	Adapter    *ad = NULL;
-	char		fp[65];
 	char	  **names = NULL;
 	NnError		err = {0};
 	ClassMetrics *m = NULL;
 	int		   *rows = malloc(sizeof(int) * (test->n_rows + 1));
 	FILE	   *out = stdout;
 	int			rc = -1;
+	unsigned	version = 0;
 
-	if (f == NULL || fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
-		fseek(f, 0, SEEK_SET) != 0 || (buf = malloc(len + 1)) == NULL ||
-		fread(buf, 1, len, f) != (size_t) len)
-	{
-		fprintf(stderr, "dept-train: could not read %s\n", a->load_path);
+	if (read_adapter_file(bb, a->load_path, a->opt.batch_size, &ad, &names, &version) != 0)
 		goto done;
-	}
-	if (adapter_deserialize(buf, (size_t) len, a->opt.batch_size, &ad, fp, &names, &err) != NN_OK)
-	{
-		fprintf(stderr, "dept-train: %s: %s\n", a->load_path, err.msg);
-		goto done;
-	}
-	if (strcmp(fp, bb->fingerprint) != 0)
-	{
-		fprintf(stderr, "dept-train: %s was trained on another backbone\n", a->load_path);
-		goto done;
-	}
 	if (text_head_bind_labels(bb, ad, (const char *const *) names, &err) != NN_OK)
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);
@@ -422,16 +467,13 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 	}
 	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"format_version\": %u, \"pooling\": \"%s\",\n \"test\": ",
 			method_name(ad->cfg.method), bb->ops->family,
-			(unsigned) buf[4] | (unsigned) buf[5] << 8, ad->cfg.pool_text ? "text" : "all");
+			version, ad->cfg.pool_text ? "text" : "all");
 	json_metrics(out, m, names);
 	fprintf(out, "}\n");
 	if (out != stdout)
 		fclose(out);
 	rc = 0;
 done:
-	if (f)
-		fclose(f);
-	free(buf);
 	free(rows);
 	metrics_free(m);
 	if (ad)
@@ -507,6 +549,8 @@ main(int argc, char **argv)
 			fprintf(stderr, "dept-train: test rows with labels unseen in training are left out\n");
 	}
 
+	if (a.init_from_path && set_init_from(bb, &a, train) != 0)
+		return 1;
 	if (train_adapter(bb, train, &a.opt, &res, &err) != NN_OK)
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);

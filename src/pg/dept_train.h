@@ -53,6 +53,10 @@ typedef struct DeptTrainRequest
 	int64		max_training_memory;	/* bytes, the caller's dept.max_training_memory; -1 none */
 	int64		max_rows;		/* "max_rows": train on a sample of at most this many; 0 all */
 	bool		sample_stratified;	/* "sample": stratified by label (default) or uniform */
+	int64		max_rows_per_class; /* few-shot: at most this many rows of each label; 0 all */
+	char		sample_method[16];	/* how the rows used were drawn (train_sample.c) */
+	char		init_from[DEPT_NAME_LEN];	/* "init_from": a stored adapter to start from, or "" */
+	int			init_from_version;	/* its version; 0 = the active one */
 	TrainOptions opt;			/* progress fields and init_text set by the worker */
 
 	/* progress, written by the worker under mutex */

@@ -69,6 +69,9 @@ static const OptionSpec option_specs[] = {
 	{"head", OPT_TEXT, 1, 16},
 	{"precision", OPT_TEXT, 1, 16},
 	{"max_rows", OPT_INT, 0, 1000000000},
+	{"max_rows_per_class", OPT_INT, 0, 1000000000},
+	{"init_from", OPT_TEXT, 1, 255},
+	{"init_from_version", OPT_INT, 1, 2147483647},
 	{"sample", OPT_TEXT, 1, 16},
 };
 
@@ -159,6 +162,12 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 			else
 				bad_option(k, "The value must be \"stratified\" or \"uniform\".");
 		}
+		else if (strcmp(k, "init_from") == 0)
+		{
+			/* transfer: start from this stored adapter (train_worker.c) */
+			memcpy(req->init_from, v->val.string.val, v->val.string.len);
+			req->init_from[v->val.string.len] = '\0';
+		}
 		else if (strcmp(k, "init_text") == 0)
 		{
 			memcpy(req->init_text, v->val.string.val, v->val.string.len);
@@ -193,6 +202,8 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 	else if (strcmp(k, "warmup_ratio") == 0) o->warmup_ratio = (float) x;
 	else if (strcmp(k, "max_grad_norm") == 0) o->max_grad_norm = x;
 	else if (strcmp(k, "max_rows") == 0) req->max_rows = (int64) x;
+	else if (strcmp(k, "max_rows_per_class") == 0) req->max_rows_per_class = (int64) x;
+	else if (strcmp(k, "init_from_version") == 0) req->init_from_version = (int) x;
 }
 
 /*
@@ -212,6 +223,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	strlcpy(req->init_text, "Classify the text:", sizeof(req->init_text));
 	strlcpy(req->model_name, "use-lite", sizeof(req->model_name));
 	req->sample_stratified = true;
+	strlcpy(req->sample_method, "all", sizeof(req->sample_method));
 	for (int i = 0; i < 4; i++)
 		if (strcmp(method, methods[i]) == 0)
 			m = i;
@@ -241,7 +253,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");

@@ -1,6 +1,6 @@
 /*
- * train_sample.c: training on a sample of a large table (the "max_rows" and
- * "sample" options; docs/dba.md, "Big tables").
+ * train_sample.c: training on a sample of a large table (the "max_rows",
+ * "sample" and "max_rows_per_class" options; docs/dba.md, "Big tables").
  *
  * One design for every sampling option: rows are offered one by one as the
  * worker's cursor reads them, and a seeded reservoir per stratum (Vitter's
@@ -11,6 +11,7 @@
  *     first pass that counts the usable rows per label: proportional to
  *     the label's rows, but at least min(count, max_rows / (2 * labels)),
  *     so a rare label keeps enough rows to be learned.
+ *   - "max_rows_per_class" (few-shot): k rows of every label.
  * The rows read, the rows used and the method are stored with the version.
  */
 #include "postgres.h"
@@ -135,6 +136,54 @@ DeptCompareStrata(const void *a, const void *b)
 	return DeptCompareBytes(x->label, strlen(x->label), y->label, strlen(y->label));
 }
 
+/*
+ * Few-shot quotas (max_rows_per_class): k rows of every label (all of a
+ * label with fewer), then, with max_rows too, trimmed from the largest.
+ */
+static void
+DeptPerClassQuotas(const int64 *counts, int n, int64 k, int64 max_rows, int64 *quota)
+{
+	int64		sum = 0;
+
+	for (int i = 0; i < n; i++)
+		sum += (quota[i] = Min(counts[i], k));
+	while (max_rows > 0 && sum > max_rows)
+	{
+		int			largest = 0;
+
+		for (int i = 1; i < n; i++)
+			if (quota[i] > quota[largest])
+				largest = i;
+		quota[largest]--;
+		sum--;
+	}
+}
+
+/*
+ * Whether the options call for a sample of these rows, and which (stored
+ * with the version): per class when a label has more than
+ * max_rows_per_class rows, else stratified or uniform when the table has
+ * more usable rows than max_rows.
+ */
+static bool
+DeptSampleNeeded(DeptTrainRequest *req, const int64 *counts, int n, int64 usable)
+{
+	bool		needed = false;
+
+	for (int i = 0; i < n && req->max_rows_per_class > 0; i++)
+		needed |= counts[i] > req->max_rows_per_class;
+	if (needed || (req->max_rows_per_class > 0 && req->max_rows > 0 && usable > req->max_rows))
+	{
+		strlcpy(req->sample_method, "per_class", sizeof(req->sample_method));
+		return true;
+	}
+	if (req->max_rows <= 0 || usable <= req->max_rows)
+		return false;
+	strlcpy(req->sample_method, req->sample_stratified ? "stratified" : "uniform",
+			sizeof(req->sample_method));
+	return true;
+}
+
 static void
 DeptStratumInit(Stratum *s, const char *label, int64 quota)
 {
@@ -167,18 +216,21 @@ DeptSamplerBegin(DeptTrainRequest *req)
 	for (int i = 0; i < n_labels; i++)
 		usable += counts[i];
 	req->rows_usable = usable;
-	if (req->max_rows <= 0 || usable <= req->max_rows || n_labels == 0)
+	if (n_labels == 0 || !DeptSampleNeeded(req, counts, n_labels, usable))
 	{
 		MemoryContextSwitchTo(old);
 		MemoryContextDelete(cxt);
 		return NULL;
 	}
 	pg_prng_seed(&s->rng, req->opt.seed ^ UINT64CONST(0x9E3779B97F4A7C15));
-	if (req->sample_stratified)
+	if (req->sample_stratified || req->max_rows_per_class > 0)
 	{
 		int64	   *quota = palloc(sizeof(int64) * n_labels);
 
-		DeptStratifiedQuotas(counts, n_labels, req->max_rows, quota);
+		if (req->max_rows_per_class > 0)
+			DeptPerClassQuotas(counts, n_labels, req->max_rows_per_class, req->max_rows, quota);
+		else
+			DeptStratifiedQuotas(counts, n_labels, req->max_rows, quota);
 		s->strata = palloc0(sizeof(Stratum) * n_labels);
 		s->n_strata = n_labels;
 		for (int i = 0; i < n_labels; i++)

@@ -245,7 +245,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 	if (ds == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	DeptWorkerBeginTxn();
-	sampler = req->max_rows > 0 ? DeptSamplerBegin(req) : NULL;
+	sampler = req->max_rows > 0 || req->max_rows_per_class > 0 ? DeptSamplerBegin(req) : NULL;
 	sql = psprintf("SELECT %s::pg_catalog.text, %s::pg_catalog.text FROM %s",
 				   quote_identifier(req->text_column), quote_identifier(req->label_column),
 				   DeptQualifiedName(req->relation));
@@ -266,7 +266,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 		DeptCheckCancelRequested(req);
 		if (req->max_training_memory >= 0)
 		{
-			double		rows = sampler ? Min(fetched, req->max_rows) : ds->n_rows;
+			double		rows = sampler && req->max_rows > 0 ? Min(fetched, req->max_rows) : ds->n_rows;
 
 			DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, rows, held, 0, &est);
 			DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
@@ -409,13 +409,18 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	escape_json(&hyper, bb->ops->family);
 	appendStringInfo(&hyper, ", \"head\": \"%s\"",
 					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear");
+	if (req->init_from[0] != '\0')
+	{
+		appendStringInfoString(&hyper, ", \"init_from\": ");
+		escape_json(&hyper, req->init_from);
+		appendStringInfo(&hyper, ", \"init_from_version\": %d, \"init_head\": %s",
+						 req->init_from_version, req->opt.init_head ? "true" : "false");
+	}
 	/* what was read and what was used (train_sample.c) */
-	appendStringInfo(&hyper, ", \"max_rows\": " INT64_FORMAT ", \"sample\": {\"method\": \"%s\", "
-					 "\"rows_read\": " INT64_FORMAT ", \"rows_used\": %d}",
-					 req->max_rows,
-					 req->max_rows > 0 && req->rows_usable > req->max_rows ?
-					 (req->sample_stratified ? "stratified" : "uniform") : "all",
-					 req->rows_read, ds->n_rows);
+	appendStringInfo(&hyper, ", \"max_rows\": " INT64_FORMAT ", \"max_rows_per_class\": " INT64_FORMAT
+					 ", \"sample\": {\"method\": \"%s\", \"rows_read\": " INT64_FORMAT
+					 ", \"rows_used\": %d}", req->max_rows, req->max_rows_per_class,
+					 req->sample_method, req->rows_read, ds->n_rows);
 	appendStringInfoChar(&hyper, '}');
 
 	/*
@@ -506,6 +511,60 @@ DeptRecordJobEnd(int64 job_id, const char *status, const char *error)
 	DeptWorkerCommit();
 }
 
+/*
+ * Transfer: the stored adapter to start from (init_from, at
+ * init_from_version or the active version), read as the calling role so
+ * row security applies, checked against the backbone; its head is reused
+ * when its labels are the training set's (docs/design.md 1, "Transfer").
+ */
+static void
+DeptLoadInitFrom(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(req->init_from), Int32GetDatum(req->init_from_version)};
+	Adapter    *a = NULL;
+	char		fingerprint[65];
+	char	  **labels = NULL;
+	NnError		err;
+	bool		isnull,
+				same;
+	bytea	   *bytes;
+
+	DeptWorkerBeginTxn();
+	DeptSpiExec("SELECT tensors, version FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 "
+				"AND CASE WHEN $2 OPERATOR(pg_catalog.>) 0 THEN version OPERATOR(pg_catalog.=) $2 "
+				"ELSE active END", 2, types, values, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("adapter \"%s\" to start from does not exist or has no such version",
+						req->init_from)));
+	bytes = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+	req->init_from_version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+	nn_error_clear(&err);
+	if (adapter_deserialize((const uint8_t *) VARDATA_ANY(bytes), VARSIZE_ANY_EXHDR(bytes),
+							req->opt.batch_size, &a, fingerprint, &labels, &err) != NN_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("adapter \"%s\" to start from is corrupted: %s", req->init_from, err.msg)));
+	DeptWorkerCommit();
+	same = a->cfg.n_classes == ds->n_classes;
+	for (int c = 0; same && c < ds->n_classes; c++)
+		same = strcmp(labels[c], ds->class_names[c]) == 0;
+	adapter_free_class_names(labels, a->cfg.n_classes);
+	if (strcmp(fingerprint, bb->fingerprint) != 0)
+	{
+		adapter_free(a);
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adapter \"%s\" to start from was trained on another backbone", req->init_from),
+				 errhint("Start from an adapter of model \"%s\".", req->model_name)));
+	}
+	req->opt.init_from = a;
+	req->opt.init_head = same;
+}
+
 static void
 DeptRunJob(DeptTrainRequest *req)
 {
@@ -524,8 +583,12 @@ DeptRunJob(DeptTrainRequest *req)
 	req->opt.progress = DeptWorkerProgress;
 	req->opt.progress_arg = req;
 	req->opt.init_text = req->init_text;
+	if (req->init_from[0] != '\0')
+		DeptLoadInitFrom(req, bb, ds);
 	nn_error_clear(&err);
 	st = train_adapter(bb, ds, &req->opt, &res, &err);
+	adapter_free((Adapter *) req->opt.init_from);
+	req->opt.init_from = NULL;
 	if (st != NN_OK)
 		DeptReportNnError(&err, "training failed");
 	if (res.cancelled)

@@ -267,6 +267,49 @@ test_bad_configs(void)
 	CHECK(adapter_new(&a, &cfg, 1, 1, &err) == NN_ERR_ARG, "unknown method refused");
 }
 
+/* Transfer: adapter_init_from copies every tensor (the head when asked) and refuses other shapes. */
+static void
+test_init_from(void)
+{
+	AdapterConfig cfg = {.method = ADAPTER_DEPT, .d = D, .h_dim = H, .n_classes = C,
+	.prompt_len = 2, .rank = 2, .max_len = 4, .alpha = 8.0f};
+	AdapterConfig other = cfg;
+	Adapter    *src,
+			   *dst,
+			   *wide;
+	Rng			rng;
+	NnError		err;
+
+	CHECK(adapter_new(&src, &cfg, B, 1, NULL) == NN_OK && adapter_new(&dst, &cfg, B, 1, NULL) == NN_OK,
+		  "adapter_new");
+	rng_seed(&rng, 5);
+	randomize(&src->prompt, &rng, 1.0f);
+	randomize(&src->lora_a, &rng, 1.0f);
+	randomize(&src->lora_b, &rng, 1.0f);
+	randomize(&src->head_w, &rng, 1.0f);
+	CHECK(adapter_init_from(dst, src, false, &err) == NN_OK, "init_from: %s", err.msg);
+	CHECK(memcmp(dst->prompt.w, src->prompt.w, sizeof(float) * src->prompt.n) == 0 &&
+		  memcmp(dst->lora_a.w, src->lora_a.w, sizeof(float) * src->lora_a.n) == 0 &&
+		  memcmp(dst->lora_b.w, src->lora_b.w, sizeof(float) * src->lora_b.n) == 0,
+		  "the prompt and the low-rank pair are copied");
+	CHECK(memcmp(dst->head_w.w, src->head_w.w, sizeof(float) * src->head_w.n) != 0,
+		  "the head is not, unless asked");
+	CHECK(adapter_init_from(dst, src, true, &err) == NN_OK &&
+		  memcmp(dst->head_w.w, src->head_w.w, sizeof(float) * src->head_w.n) == 0,
+		  "and is when asked");
+	other.prompt_len = 3;
+	CHECK(adapter_new(&wide, &other, B, 1, NULL) == NN_OK, "adapter_new");
+	CHECK(adapter_init_from(wide, src, false, &err) == NN_ERR_ARG, "another prompt length is refused");
+	adapter_free(wide);
+	other = cfg;
+	other.method = ADAPTER_PT;
+	CHECK(adapter_new(&wide, &other, B, 1, NULL) == NN_OK, "adapter_new");
+	CHECK(adapter_init_from(wide, src, false, &err) == NN_ERR_ARG, "another method is refused");
+	adapter_free(wide);
+	adapter_free(src);
+	adapter_free(dst);
+}
+
 int
 main(void)
 {
@@ -278,5 +321,6 @@ main(void)
 	RUN_TEST(test_head_gradcheck);
 	RUN_TEST(test_budget);
 	RUN_TEST(test_bad_configs);
+	RUN_TEST(test_init_from);
 	return unit_finish();
 }

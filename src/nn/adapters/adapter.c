@@ -197,6 +197,35 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 	return NN_OK;
 }
 
+NnStatus
+adapter_init_from(Adapter *a, const Adapter *src, bool copy_head, NnError *err)
+{
+	const AdapterConfig *x = &a->cfg,
+			   *y = &src->cfg;
+	AdapterParam *to[] = {&a->prompt, &a->lora_a, &a->lora_b, &a->ept_u, &a->ept_v,
+	&a->gate_w, &a->gate_b, &a->head_w, &a->head_b};
+	const AdapterParam *from[] = {&src->prompt, &src->lora_a, &src->lora_b, &src->ept_u,
+	&src->ept_v, &src->gate_w, &src->gate_b, &src->head_w, &src->head_b};
+	int			n_body = 7;		/* every tensor but the head's two */
+
+	if (x->method != y->method || x->head != y->head)
+		return nn_fail(err, NN_ERR_ARG, "the adapter to start from was trained with another "
+					   "method or head (%d/%d, not %d/%d)", y->method, y->head, x->method, x->head);
+	if (x->d != y->d || x->h_dim != y->h_dim)
+		return nn_fail(err, NN_ERR_ARG, "the adapter to start from has widths %d/%d, not %d/%d",
+					   y->d, y->h_dim, x->d, x->h_dim);
+	for (int i = 0; i < n_body + 2; i++)
+		if ((i < n_body || copy_head) && to[i]->n != from[i]->n)
+			return nn_fail(err, NN_ERR_ARG, "the adapter to start from has another shape "
+						   "(tensor %d holds %zu values, not %zu): prompt length, rank, "
+						   "max_length, subspaces and the classes must match", i, from[i]->n,
+						   to[i]->n);
+	for (int i = 0; i < n_body + (copy_head ? 2 : 0); i++)
+		if (to[i]->n > 0)
+			memcpy(to[i]->w, from[i]->w, sizeof(float) * to[i]->n);
+	return NN_OK;
+}
+
 void
 adapter_free(Adapter *a)
 {

@@ -142,6 +142,15 @@ typedef struct Adapter
 /* Number of prompt rows the adapter prepends. */
 int			adapter_prompt_rows(const AdapterConfig *cfg);
 
+/*
+ * Transfer (docs/design.md 1, "Transfer"): copy the trained tensors of src
+ * into a, which must have the same method, head kind and shapes: the
+ * prompt, the low-rank pair and EPT's extras, and the head too when
+ * copy_head (the label sets match; otherwise a keeps its fresh head).
+ * NN_ERR_ARG, naming what differs, when they do not match.
+ */
+NnStatus	adapter_init_from(Adapter *a, const Adapter *src, bool copy_head, NnError *err);
+
 /* Trainable parameter count (a linear head included) for a configuration. */
 size_t		adapter_param_count(const AdapterConfig *cfg);
 

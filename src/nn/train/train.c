@@ -377,6 +377,9 @@ setup_run(TrainRun *r, NnError *err)
 	r->text = r->a->cfg.head == ADAPTER_HEAD_TEXT;
 	rng_seed(&r->rng, r->opt->seed ^ 0x5eedULL);
 	init_prompt(r->bb, r->a, r->opt, &r->rng);
+	if (r->opt->init_from != NULL &&
+		(st = adapter_init_from(r->a, r->opt->init_from, r->opt->init_head, err)) != NN_OK)
+		return st;
 	r->train_rows = malloc(sizeof(int) * n);
 	r->valid_rows = malloc(sizeof(int) * n);
 	r->order = malloc(sizeof(int) * n);

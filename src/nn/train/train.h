@@ -104,6 +104,13 @@ typedef struct TrainOptions
 	 * prompt rows; the adapter records it, so prediction pools the same way.
 	 */
 	bool		pool_text;
+	/*
+	 * Transfer: start the adapter's tensors from this trained adapter
+	 * (adapter_init_from; NULL = a fresh start), its head too when
+	 * init_head (the caller found the label sets equal).
+	 */
+	const Adapter *init_from;
+	bool		init_head;
 	/* called after every step; returning false cancels training */
 	bool		(*progress) (void *arg, const TrainProgress *p);
 	void	   *progress_arg;
