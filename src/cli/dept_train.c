@@ -482,6 +482,52 @@ done:
 	return rc;
 }
 
+/* The JSON report of a training run (to --report, else stdout). */
+static int
+write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const TrainResult *res,
+			 const ClassMetrics *test_metrics, double infer_ms_per_1000)
+{
+	FILE	   *out = stdout;
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	if (a->report_path && (out = fopen(a->report_path, "w")) == NULL)
+	{
+		fprintf(stderr, "dept-train: could not write %s\n", a->report_path);
+		return 1;
+	}
+	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"head\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
+			method_name(a->opt.method), bb->ops->family,
+			res->adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", nn_blas_core(),
+			a->threads);
+	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\",\n", a->opt.bf16 ? "bfloat16" : "float32",
+			res->adapter->cfg.pool_text ? "text" : "all");
+	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
+			adapter_prompt_rows(&res->adapter->cfg), res->adapter->cfg.rank, res->adapter->cfg.max_len,
+			res->adapter->cfg.subspaces, res->adapter->cfg.subspace_rank);
+	fprintf(out, " \"trainable_params\": %zu, \"train_rows\": %d, \"valid_rows\": %d, \"skipped_rows\": %ld,\n",
+			res->param_count, res->n_train, res->n_valid, train->skipped);
+	fprintf(out, " \"steps\": %ld, \"epochs\": %d, \"best_step\": %ld, \"seconds\": %.3f, \"seconds_per_epoch\": %.3f,\n",
+			res->steps, res->epochs_run, res->best_step, res->seconds, res->seconds_per_epoch);
+	fprintf(out, " \"train_tokens\": %ld, \"tokens_per_second\": %.1f, \"peak_rss_mb\": %.1f,\n",
+			res->train_tokens, res->tokens_per_second, ru.ru_maxrss / 1024.0);
+	fprintf(out, " \"inference_ms_per_1000_rows\": %.1f,\n \"valid\": ", infer_ms_per_1000);
+	if (res->valid_metrics)
+		json_metrics(out, res->valid_metrics, train->class_names);
+	else
+		fprintf(out, "null");
+	fprintf(out, ",\n \"test\": ");
+	if (test_metrics)
+		json_metrics(out, test_metrics, train->class_names);
+	else
+		fprintf(out, "null");
+	fprintf(out, "}\n");
+	if (out != stdout)
+		fclose(out);
+
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -491,11 +537,8 @@ main(int argc, char **argv)
 			   *test = NULL;
 	TrainResult res;
 	NnError		err = {0};
-	FILE	   *out = stdout;
 	ClassMetrics *test_metrics = NULL;
-
 	double		infer_ms_per_1000 = -1;
-	struct rusage ru;
 
 	train_options_default(&a.opt);
 	a.model_dir = "build/model/use-lite";
@@ -589,41 +632,8 @@ main(int argc, char **argv)
 			return 1;
 		free(bytes);
 	}
-	getrusage(RUSAGE_SELF, &ru);
-	if (a.report_path && (out = fopen(a.report_path, "w")) == NULL)
-	{
-		fprintf(stderr, "dept-train: could not write %s\n", a.report_path);
+	if (write_report(&a, bb, train, &res, test_metrics, infer_ms_per_1000) != 0)
 		return 1;
-	}
-	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"head\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
-			method_name(a.opt.method), bb->ops->family,
-			res.adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", nn_blas_core(),
-			a.threads);
-	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\",\n", a.opt.bf16 ? "bfloat16" : "float32",
-			res.adapter->cfg.pool_text ? "text" : "all");
-	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
-			adapter_prompt_rows(&res.adapter->cfg), res.adapter->cfg.rank, res.adapter->cfg.max_len,
-			res.adapter->cfg.subspaces, res.adapter->cfg.subspace_rank);
-	fprintf(out, " \"trainable_params\": %zu, \"train_rows\": %d, \"valid_rows\": %d, \"skipped_rows\": %ld,\n",
-			res.param_count, res.n_train, res.n_valid, train->skipped);
-	fprintf(out, " \"steps\": %ld, \"epochs\": %d, \"best_step\": %ld, \"seconds\": %.3f, \"seconds_per_epoch\": %.3f,\n",
-			res.steps, res.epochs_run, res.best_step, res.seconds, res.seconds_per_epoch);
-	fprintf(out, " \"train_tokens\": %ld, \"tokens_per_second\": %.1f, \"peak_rss_mb\": %.1f,\n",
-			res.train_tokens, res.tokens_per_second, ru.ru_maxrss / 1024.0);
-	fprintf(out, " \"inference_ms_per_1000_rows\": %.1f,\n \"valid\": ", infer_ms_per_1000);
-	if (res.valid_metrics)
-		json_metrics(out, res.valid_metrics, train->class_names);
-	else
-		fprintf(out, "null");
-	fprintf(out, ",\n \"test\": ");
-	if (test_metrics)
-		json_metrics(out, test_metrics, train->class_names);
-	else
-		fprintf(out, "null");
-	fprintf(out, "}\n");
-	if (out != stdout)
-		fclose(out);
-
 	metrics_free(test_metrics);
 	train_result_free(&res);
 	dataset_free(train);

@@ -108,6 +108,7 @@ extern void DeptWorkerBeginTxn(void);
 extern void DeptWorkerCommit(void);
 extern struct dsm_segment *DeptWorkerAttach(Datum arg, const char *kind);
 extern void DeptWorkerConnect(Oid database, Oid role, const char *kind, int64 job_id);
+extern void DeptSelectInitFrom(const DeptTrainRequest *req);
 extern void DeptRecordJobEnd(int64 job_id, const char *status, const char *error);
 
 /* Methods */

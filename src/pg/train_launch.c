@@ -271,28 +271,6 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 	}
 }
 
-/* The adapter named by init_from exists and the caller may use it (row security). */
-static void
-DeptCheckInitFrom(const DeptTrainRequest *req)
-{
-	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		values[2];
-
-	if (req->init_from[0] == '\0')
-		return;
-	values[0] = CStringGetTextDatum(req->init_from);
-	values[1] = Int32GetDatum(req->init_from_version);
-	DeptSpiExec("SELECT 1 FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 "
-				"AND CASE WHEN $2 OPERATOR(pg_catalog.>) 0 THEN version OPERATOR(pg_catalog.=) $2 "
-				"ELSE active END", 2, types, values, NULL, true, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("adapter \"%s\" to start from does not exist or has no such version",
-						req->init_from),
-				 errhint("See dept.adapters for the adapters you may use.")));
-}
-
 /* The planner's row count of a table or materialized view; 0 when it has none. */
 static double
 DeptRelationRowEstimate(Oid relid)
@@ -686,7 +664,8 @@ dept_train(PG_FUNCTION_ARGS)
 	spi_level = DeptSpiConnect();
 	DeptReapJobs();
 	DeptCheckAdapterWritable(adapter);
-	DeptCheckInitFrom(req);
+	if (req->init_from[0] != '\0')
+		DeptSelectInitFrom(req);	/* fails now if the caller may not use it */
 	DeptCheckLabelType(relid, label_column);
 	DeptCheckLabels(relid, label_column, text_column);
 	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));

@@ -85,6 +85,22 @@ DeptCountLabels(const DeptTrainRequest *req, MemoryContext cxt, char ***labels, 
 	return (int) SPI_processed;		/* in SPI's context again: the caller switches */
 }
 
+/* Take one row at a time from the largest quota until the quotas (summing to sum) fit max_rows. */
+static void
+DeptTrimQuotas(int64 *quota, int n, int64 sum, int64 max_rows)
+{
+	while (sum > max_rows)
+	{
+		int			largest = 0;
+
+		for (int i = 1; i < n; i++)
+			if (quota[i] > quota[largest])
+				largest = i;
+		quota[largest]--;
+		sum--;
+	}
+}
+
 /*
  * Quotas of a stratified sample: proportional, with a floor of
  * min(count, max_rows / (2 * labels)) per label, then trimmed from the
@@ -106,16 +122,7 @@ DeptStratifiedQuotas(const int64 *counts, int n, int64 max_rows, int64 *quota)
 		quota[i] = Min(counts[i], Max(share, floor_rows));
 		sum += quota[i];
 	}
-	while (sum > max_rows)
-	{
-		int			largest = 0;
-
-		for (int i = 1; i < n; i++)
-			if (quota[i] > quota[largest])
-				largest = i;
-		quota[largest]--;
-		sum--;
-	}
+	DeptTrimQuotas(quota, n, sum, max_rows);
 }
 
 /* Byte order of (label, length) pairs: the order strata are searched in. */
@@ -147,16 +154,8 @@ DeptPerClassQuotas(const int64 *counts, int n, int64 k, int64 max_rows, int64 *q
 
 	for (int i = 0; i < n; i++)
 		sum += (quota[i] = Min(counts[i], k));
-	while (max_rows > 0 && sum > max_rows)
-	{
-		int			largest = 0;
-
-		for (int i = 1; i < n; i++)
-			if (quota[i] > quota[largest])
-				largest = i;
-		quota[largest]--;
-		sum--;
-	}
+	if (max_rows > 0)
+		DeptTrimQuotas(quota, n, sum, max_rows);
 }
 
 /*

@@ -363,28 +363,13 @@ DeptAppendMetricsJson(StringInfo buf, const ClassMetrics *m, char **class_names)
 	appendStringInfoChar(buf, ']');
 }
 
-/* Serialize and store the trained adapter; mark the job succeeded. */
-static void
-DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainResult *res)
+/* The version's hyperparameters as JSON: the options that shaped it, where it started, what it read. */
+static char *
+DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const Dataset *ds,
+						const TrainResult *res)
 {
 	const Adapter *a = res->adapter;
-	uint8_t    *bytes = NULL;
-	size_t		len = 0;
-	NnError		err;
-	DeptAdapterRow row = {0};
-	StringInfoData hyper,
-				metrics;
-	bytea	   *tensors;
-	bool		activated;
-	bool		has_valid;
-
-	if (adapter_serialize(a, bb->fingerprint, (const char *const *) ds->class_names, &bytes,
-						  &len, &err) != NN_OK)
-		DeptReportNnError(&err, "could not serialize the adapter");
-	tensors = palloc(VARHDRSZ + len);
-	SET_VARSIZE(tensors, VARHDRSZ + len);
-	memcpy(VARDATA(tensors), bytes, len);
-	free(bytes);
+	StringInfoData hyper;
 
 	initStringInfo(&hyper);
 	appendStringInfo(&hyper,
@@ -422,6 +407,33 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 					 ", \"rows_used\": %d}", req->max_rows, req->max_rows_per_class,
 					 req->sample_method, req->rows_read, ds->n_rows);
 	appendStringInfoChar(&hyper, '}');
+	return hyper.data;
+}
+
+/* Serialize and store the trained adapter; mark the job succeeded. */
+static void
+DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainResult *res)
+{
+	const Adapter *a = res->adapter;
+	uint8_t    *bytes = NULL;
+	size_t		len = 0;
+	NnError		err;
+	DeptAdapterRow row = {0};
+	char	   *hyper;
+	StringInfoData metrics;
+	bytea	   *tensors;
+	bool		activated;
+	bool		has_valid;
+
+	if (adapter_serialize(a, bb->fingerprint, (const char *const *) ds->class_names, &bytes,
+						  &len, &err) != NN_OK)
+		DeptReportNnError(&err, "could not serialize the adapter");
+	tensors = palloc(VARHDRSZ + len);
+	SET_VARSIZE(tensors, VARHDRSZ + len);
+	memcpy(VARDATA(tensors), bytes, len);
+	free(bytes);
+
+	hyper = DeptHyperparametersJson(req, bb, ds, res);
 
 	/*
 	 * With no rows held out, train.c selects its checkpoint on training
@@ -449,7 +461,7 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	row.fingerprint = bb->fingerprint;
 	row.labels = ds->class_names;
 	row.n_labels = ds->n_classes;
-	row.hyperparameters_json = hyper.data;
+	row.hyperparameters_json = hyper;
 	row.metrics_json = metrics.data;
 	row.valid_accuracy = has_valid ? res->valid_metrics->accuracy : 0.0;
 	row.has_valid_accuracy = has_valid;
@@ -512,6 +524,29 @@ DeptRecordJobEnd(int64 job_id, const char *status, const char *error)
 }
 
 /*
+ * SELECT the tensors and version of the adapter init_from names (at
+ * init_from_version, else its active version) as the current role: row
+ * security decides; an error when there is none.  Inside an open SPI
+ * connection; the row is SPI_tuptable's.
+ */
+void
+DeptSelectInitFrom(const DeptTrainRequest *req)
+{
+	Oid			types[2] = {TEXTOID, INT4OID};
+	Datum		values[2] = {CStringGetTextDatum(req->init_from), Int32GetDatum(req->init_from_version)};
+
+	DeptSpiExec("SELECT tensors, version FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 "
+				"AND CASE WHEN $2 OPERATOR(pg_catalog.>) 0 THEN version OPERATOR(pg_catalog.=) $2 "
+				"ELSE active END", 2, types, values, NULL, true, 1);
+	if (SPI_processed == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("adapter \"%s\" to start from does not exist or has no such version",
+						req->init_from),
+				 errhint("See dept.adapters for the adapters you may use.")));
+}
+
+/*
  * Transfer: the stored adapter to start from (init_from, at
  * init_from_version or the active version), read as the calling role so
  * row security applies, checked against the backbone; its head is reused
@@ -520,8 +555,6 @@ DeptRecordJobEnd(int64 job_id, const char *status, const char *error)
 static void
 DeptLoadInitFrom(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds)
 {
-	Oid			types[2] = {TEXTOID, INT4OID};
-	Datum		values[2] = {CStringGetTextDatum(req->init_from), Int32GetDatum(req->init_from_version)};
 	Adapter    *a = NULL;
 	char		fingerprint[65];
 	char	  **labels = NULL;
@@ -531,14 +564,7 @@ DeptLoadInitFrom(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds)
 	bytea	   *bytes;
 
 	DeptWorkerBeginTxn();
-	DeptSpiExec("SELECT tensors, version FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 "
-				"AND CASE WHEN $2 OPERATOR(pg_catalog.>) 0 THEN version OPERATOR(pg_catalog.=) $2 "
-				"ELSE active END", 2, types, values, NULL, true, 1);
-	if (SPI_processed == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("adapter \"%s\" to start from does not exist or has no such version",
-						req->init_from)));
+	DeptSelectInitFrom(req);
 	bytes = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	req->init_from_version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 														 SPI_tuptable->tupdesc, 2, &isnull));

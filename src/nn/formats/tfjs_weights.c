@@ -164,6 +164,43 @@ check_unique_names(const TfjsWeights *w, NnError *err)
  * Build w->tensors, w->paths and w->groups from w->json.  Names and paths
  * are copied into one block so the cJSON tree can be freed afterwards.
  */
+/*
+ * One weightsManifest group (validated by the first pass): its shard names
+ * (pointing into the JSON tree until copied out) and its tensors with their
+ * offsets; adds the bytes of the names to *strbytes.
+ */
+static NnStatus
+parse_group(TfjsWeights *w, int g, const cJSON *group, size_t *strbytes, NnError *err)
+{
+	const cJSON *paths = cJSON_GetObjectItemCaseSensitive(group, "paths");
+	const cJSON *weights = cJSON_GetObjectItemCaseSensitive(group, "weights");
+	const cJSON *it;
+	size_t		offset = 0;
+	NnStatus	status;
+
+	w->groups[g].first_path = w->n_paths;
+	cJSON_ArrayForEach(it, paths)
+		w->paths[w->n_paths++] = it->valuestring;	/* re-pointed by the caller */
+	w->groups[g].n_paths = w->n_paths - w->groups[g].first_path;
+	cJSON_ArrayForEach(it, weights)
+	{
+		TfjsTensor *t = &w->tensors[w->n_tensors];
+
+		if ((status = parse_weight(t, it, w->n_tensors, err)) != NN_OK)
+			return status;
+		t->group = g;
+		t->offset = offset;
+		if (__builtin_add_overflow(offset, t->nbytes, &offset))
+			return nn_fail(err, NN_ERR_FORMAT, "weights manifest size overflows");
+		*strbytes += strlen(t->name) + 1;
+		w->n_tensors++;
+	}
+	if (offset > 0 && w->groups[g].n_paths == 0)
+		return nn_fail(err, NN_ERR_FORMAT, "weightsManifest group %d has weights but no paths", g);
+	w->groups[g].nbytes = offset;
+	return NN_OK;
+}
+
 static NnStatus
 parse_manifest(TfjsWeights *w, NnError *err)
 {
@@ -225,41 +262,8 @@ parse_manifest(TfjsWeights *w, NnError *err)
 
 	/* Second pass: tensors, offsets, shard names. */
 	for (int g = 0; g < w->n_groups; g++)
-	{
-		const cJSON *group = cJSON_GetArrayItem(manifest, g);
-		const cJSON *paths = cJSON_GetObjectItemCaseSensitive(group, "paths");
-		const cJSON *weights = cJSON_GetObjectItemCaseSensitive(group, "weights");
-		const cJSON *it;
-		size_t		offset = 0;
-
-		w->groups[g].first_path = w->n_paths;
-		cJSON_ArrayForEach(it, paths)
-			w->paths[w->n_paths++] = it->valuestring;	/* re-pointed below */
-		w->groups[g].n_paths = w->n_paths - w->groups[g].first_path;
-		cJSON_ArrayForEach(it, weights)
-		{
-			TfjsTensor *t = &w->tensors[w->n_tensors];
-
-			status = parse_weight(t, it, w->n_tensors, err);
-			if (status != NN_OK)
-				goto done;
-			t->group = g;
-			t->offset = offset;
-			if (__builtin_add_overflow(offset, t->nbytes, &offset))
-			{
-				status = nn_fail(err, NN_ERR_FORMAT, "weights manifest size overflows");
-				goto done;
-			}
-			strbytes += strlen(t->name) + 1;
-			w->n_tensors++;
-		}
-		if (offset > 0 && w->groups[g].n_paths == 0)
-		{
-			status = nn_fail(err, NN_ERR_FORMAT, "weightsManifest group %d has weights but no paths", g);
+		if ((status = parse_group(w, g, cJSON_GetArrayItem(manifest, g), &strbytes, err)) != NN_OK)
 			goto done;
-		}
-		w->groups[g].nbytes = offset;
-	}
 
 	/* Copy the strings out of the cJSON tree. */
 	w->strings = malloc(strbytes > 0 ? strbytes : 1);

@@ -18,6 +18,21 @@
 #include "ops/gemm_amx.h"
 #include "ops/gemm_rows.h"
 
+/* out[i][j] += bias[j] for N rows of OC outputs, ld apart (no-op for a NULL bias). */
+static void
+add_bias_rows(float *out, const float *bias, int N, int OC, int ld)
+{
+	if (bias == NULL)
+		return;
+	for (int i = 0; i < N; i++)
+	{
+		float	   *o = out + (size_t) i * ld;
+
+		for (int j = 0; j < OC; j++)
+			o[j] += bias[j];
+	}
+}
+
 void
 matmul_forward(float *out, const float *inp, const float *weight,
 			   const float *bias, int N, int C, int OC)
@@ -32,14 +47,7 @@ matmul_forward(float *out, const float *inp, const float *weight,
 	}
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
 				1.0f, inp, C, weight, OC, 0.0f, out, OC);
-	if (bias != NULL)
-		for (int i = 0; i < N; i++)
-		{
-			float	   *o = out + (size_t) i * OC;
-
-			for (int j = 0; j < OC; j++)
-				o[j] += bias[j];
-		}
+	add_bias_rows(out, bias, N, OC, OC);
 }
 
 void
@@ -478,14 +486,7 @@ linear_forward(float *out, const float *inp, const float *weight, const float *b
 	/* weight is (OC, C) row-major: the transposed operand gives inp @ weight^T */
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
 				1.0f, inp, C, weight, C, 0.0f, out, ldo);
-	if (bias != NULL)
-		for (int i = 0; i < N; i++)
-		{
-			float	   *o = out + (size_t) i * ldo;
-
-			for (int j = 0; j < OC; j++)
-				o[j] += bias[j];
-		}
+	add_bias_rows(out, bias, N, OC, ldo);
 }
 
 void
