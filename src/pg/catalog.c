@@ -21,6 +21,7 @@
 #include "utils/builtins.h"
 #include "utils/lsyscache.h"
 #include "utils/guc.h"
+#include "utils/json.h"
 #include "utils/syscache.h"
 
 #include "dept_catalog.h"
@@ -125,7 +126,7 @@ DeptReapJobs(void)
 				"WHERE status OPERATOR(pg_catalog.=) ANY ('{queued,running}'::pg_catalog.text[]) "
 				"AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity a "
 				" WHERE a.pid OPERATOR(pg_catalog.=) dept.jobs.worker_pid "
-				" AND a.backend_type OPERATOR(pg_catalog.=) ANY ('{dept training,dept scoring}'::pg_catalog.text[]))",
+				" AND a.backend_type OPERATOR(pg_catalog.=) ANY (" DEPT_WORKER_TYPES "))",
 				0, NULL, NULL, NULL, false, 0);
 	DeptRestoreUser(&saved);
 }
@@ -146,7 +147,11 @@ DeptLockAdapterName(const char *name)
 				false, 1);
 }
 
-/* The owner of adapter name (any version), or InvalidOid if none exists. */
+/*
+ * The owner of adapter name (any version), or InvalidOid if none exists.
+ * Read with a statement snapshot of its own (not read-only), so that after
+ * DeptLockAdapterName it sees what another writer of the name committed.
+ */
 Oid
 DeptAdapterOwner(const char *name)
 {
@@ -158,7 +163,7 @@ DeptAdapterOwner(const char *name)
 	DeptBecomeCatalogOwner(&saved);
 	DeptSpiExec("SELECT owner::pg_catalog.oid FROM dept.adapters "
 				"WHERE name OPERATOR(pg_catalog.=) $1 LIMIT 1",
-				1, types, values, NULL, true, 1);
+				1, types, values, NULL, false, 1);
 	if (SPI_processed > 0)
 	{
 		bool		isnull;
@@ -204,18 +209,9 @@ DeptCheckAdapterWritable(const char *name)
 static void
 DeptRecheckOwnerLocked(const DeptAdapterRow *row)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(row->name)};
-	bool		isnull;
-	Oid			owner;
+	Oid			owner = DeptAdapterOwner(row->name);
 
-	DeptSpiExec("SELECT owner::pg_catalog.oid FROM dept.adapters "
-				"WHERE name OPERATOR(pg_catalog.=) $1 LIMIT 1", 1, types, values, NULL, false, 1);
-	if (SPI_processed == 0)
-		return;
-	owner = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										   &isnull));
-	if (!has_privs_of_role(row->owner, owner))
+	if (OidIsValid(owner) && !has_privs_of_role(row->owner, owner))
 		ereport(ERROR,
 				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
 				 errmsg("adapter \"%s\" belongs to %s", row->name, DeptOwnerDescription(owner)),
@@ -337,4 +333,32 @@ DeptStoreAdapter(const DeptAdapterRow *row, const char *activate, bool *activate
 	DeptRestoreUser(&saved);
 	*activated = make_active;
 	return version;
+}
+
+/*
+ * "per_class": {label: {precision, recall, f1}}, "confusion": [[...]] of m,
+ * for the metrics a version stores and for dept_evaluate.
+ */
+void
+DeptAppendClassMetricsJson(StringInfo buf, const ClassMetrics *m, char *const *class_names)
+{
+	appendStringInfoString(buf, "\"per_class\": {");
+	for (int c = 0; c < m->n_classes; c++)
+	{
+		if (c)
+			appendStringInfoString(buf, ", ");
+		escape_json(buf, class_names[c]);
+		appendStringInfo(buf, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
+						 m->precision[c], m->recall[c], m->f1[c]);
+	}
+	appendStringInfoString(buf, "}, \"confusion\": [");
+	for (int t = 0; t < m->n_classes; t++)
+	{
+		appendStringInfo(buf, "%s[", t ? ", " : "");
+		for (int p = 0; p < m->n_classes; p++)
+			appendStringInfo(buf, "%s%lld", p ? ", " : "",
+							 (long long) m->confusion[t * m->n_classes + p]);
+		appendStringInfoChar(buf, ']');
+	}
+	appendStringInfoChar(buf, ']');
 }

@@ -42,6 +42,7 @@ extern const char *DeptModelDirectory(void);
 extern double DeptModelLoadMillis(void);
 extern bool DeptRunsInBf16(const Backbone *bb);
 extern int	DeptNnSqlState(const NnError *err);
+extern void DeptCheckAdapterActive(const char *name);
 extern int	DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens,
 							  int n, char **best, float *prob);
 extern void DeptReportNnError(const NnError *err, const char *what) pg_attribute_noreturn();

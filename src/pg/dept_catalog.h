@@ -6,6 +6,13 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
+
+#include "train/metrics.h"
+
+/* backend_type of the extension's workers (dept_train's and dept_score's), as a SQL text[] literal */
+#define DEPT_WORKER_TYPES "'{dept training,dept scoring}'::pg_catalog.text[]"
+
 typedef struct DeptSavedUser
 {
 	Oid			userid;
@@ -47,6 +54,8 @@ extern void DeptReapJobs(void);
 extern void DeptLockAdapterName(const char *name);
 extern Oid	DeptAdapterOwner(const char *name);
 extern void DeptCheckAdapterWritable(const char *name);
+extern void DeptAppendClassMetricsJson(StringInfo buf, const ClassMetrics *m,
+									   char *const *class_names);
 extern int	DeptStoreAdapter(const DeptAdapterRow *row, const char *activate, bool *activated);
 
 #endif							/* DEPT_PG_CATALOG_H */

@@ -4,38 +4,17 @@
  */
 #include "postgres.h"
 
-#include <math.h>
 
-#include "access/htup_details.h"
-#include "access/relation.h"
-#include "access/xact.h"
-#include "catalog/pg_authid.h"
-#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "pgstat.h"
-#include "postmaster/bgworker.h"
-#include "storage/dsm.h"
-#include "storage/ipc.h"
 #include "storage/latch.h"
-#include "tcop/tcopprot.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
-#include "utils/guc.h"
-#include "utils/json.h"
-#include "utils/jsonb.h"
 #include "utils/lsyscache.h"
-#include "utils/memutils.h"
-#include "utils/rel.h"
-#include "utils/snapmgr.h"
-#include "utils/syscache.h"
-#include "utils/timestamp.h"
 
-#include "adapters/adapter_io.h"
-#include "train/dataset.h"
 #include "dept.h"
 #include "dept_catalog.h"
 #include "dept_train.h"
@@ -151,7 +130,7 @@ dept_cancel(PG_FUNCTION_ARGS)
 		/* as the caller: pg_cancel_backend checks that it may signal the worker's role */
 		DeptSpiExec("SELECT COALESCE(pg_catalog.bool_or(pg_catalog.pg_cancel_backend(a.pid)), false) "
 					"FROM pg_catalog.pg_stat_activity a WHERE a.pid OPERATOR(pg_catalog.=) $1 "
-					"AND a.backend_type OPERATOR(pg_catalog.=) ANY ('{dept training,dept scoring}'::pg_catalog.text[])",
+					"AND a.backend_type OPERATOR(pg_catalog.=) ANY (" DEPT_WORKER_TYPES ")",
 					1, types, values, NULL, false, 1);
 		requested = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											   &isnull));

@@ -74,6 +74,23 @@ DeptNoSuchAdapter(const char *name)
 			 errhint("Train one with dept_train, or see dept.adapters for the adapters you may use.")));
 }
 
+/*
+ * Error unless name has an active version the caller may use (row
+ * security), reading only the catalog: no model or adapter is loaded.
+ * Inside an open SPI connection.
+ */
+void
+DeptCheckAdapterActive(const char *name)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1] = {CStringGetTextDatum(name)};
+
+	DeptSpiExec("SELECT 1 FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active",
+				1, types, values, NULL, true, 1);
+	if (SPI_processed == 0)
+		DeptNoSuchAdapter(name);
+}
+
 /* Deserialize bytes into entry, replacing what it held. */
 static void
 DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *name)
@@ -321,9 +338,9 @@ dept_predict_proba_batch(PG_FUNCTION_ARGS)
 
 /*
  * The most probable label (a pointer into the adapter cache, valid until
- * the next lookup) and its probability for each of n texts under the
- * active version of name; returns that version.  n = 0 only checks that the
- * caller may use the adapter.  For dept_score's worker.
+ * the next lookup) and its probability for each of n texts (n may be 0)
+ * under the active version of name; returns that version.  For dept_score's
+ * worker.
  */
 int
 DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens, int n,
@@ -359,33 +376,16 @@ DeptEvaluationJson(const char *name, const CachedAdapter *entry, const ClassMetr
 					 (long long) m->n_unseen);
 	/* no scored row: no accuracy, rather than a misleading 0 */
 	if (m->total > 0)
-		appendStringInfo(&buf, "\"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
-						 m->accuracy, m->macro_f1);
+		appendStringInfo(&buf, "\"accuracy\": %.6f, \"macro_f1\": %.6f, ", m->accuracy, m->macro_f1);
 	else
-		appendStringInfoString(&buf, "\"accuracy\": null, \"macro_f1\": null, \"per_class\": {");
+		appendStringInfoString(&buf, "\"accuracy\": null, \"macro_f1\": null, ");
+	DeptAppendClassMetricsJson(&buf, m, entry->labels);
+	appendStringInfoString(&buf, ", \"labels\": [");
 	for (int c = 0; c < entry->n_labels; c++)
 	{
 		if (c)
 			appendStringInfoString(&buf, ", ");
 		escape_json(&buf, entry->labels[c]);
-		appendStringInfo(&buf, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
-						 m->precision[c], m->recall[c], m->f1[c]);
-	}
-	appendStringInfoString(&buf, "}, \"labels\": [");
-	for (int c = 0; c < entry->n_labels; c++)
-	{
-		if (c)
-			appendStringInfoString(&buf, ", ");
-		escape_json(&buf, entry->labels[c]);
-	}
-	appendStringInfoString(&buf, "], \"confusion\": [");
-	for (int t = 0; t < entry->n_labels; t++)
-	{
-		appendStringInfo(&buf, "%s[", t ? ", " : "");
-		for (int p = 0; p < entry->n_labels; p++)
-			appendStringInfo(&buf, "%s%lld", p ? ", " : "",
-							 (long long) m->confusion[t * entry->n_labels + p]);
-		appendStringInfoChar(&buf, ']');
 	}
 	appendStringInfoString(&buf, "]}");
 	return buf.data;

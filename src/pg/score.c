@@ -233,9 +233,9 @@ dept_score(PG_FUNCTION_ARGS)
 	SpinLockInit(&req->mutex);
 	req->key_type = DeptCheckKeyColumn(relid, key_column);
 	DeptCheckKeyUnique(relid, key_column);
-	/* fails now, as the caller, if the adapter is not there for this role */
-	(void) DeptPredictLabels(adapter, NULL, NULL, 0, NULL, NULL);
 	spi_level = DeptSpiConnect();
+	/* fails now, as the caller, if the adapter is not there for this role */
+	DeptCheckAdapterActive(adapter);
 	DeptReapJobs();
 	req->job_id = DeptNextJobId();
 	DeptSpiFinish(spi_level);

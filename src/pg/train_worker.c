@@ -341,26 +341,9 @@ DeptWorkerProgress(void *arg, const TrainProgress *p)
 static void
 DeptAppendMetricsJson(StringInfo buf, const ClassMetrics *m, char **class_names)
 {
-	appendStringInfo(buf, "\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_rows\": %lld, \"per_class\": {",
+	appendStringInfo(buf, "\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_rows\": %lld, ",
 					 m->accuracy, m->macro_f1, (long long) m->total);
-	for (int c = 0; c < m->n_classes; c++)
-	{
-		if (c)
-			appendStringInfoString(buf, ", ");
-		escape_json(buf, class_names[c]);
-		appendStringInfo(buf, ": {\"precision\": %.6f, \"recall\": %.6f, \"f1\": %.6f}",
-						 m->precision[c], m->recall[c], m->f1[c]);
-	}
-	appendStringInfoString(buf, "}, \"confusion\": [");
-	for (int t = 0; t < m->n_classes; t++)
-	{
-		appendStringInfo(buf, "%s[", t ? ", " : "");
-		for (int p = 0; p < m->n_classes; p++)
-			appendStringInfo(buf, "%s%lld", p ? ", " : "",
-							 (long long) m->confusion[t * m->n_classes + p]);
-		appendStringInfoChar(buf, ']');
-	}
-	appendStringInfoChar(buf, ']');
+	DeptAppendClassMetricsJson(buf, m, class_names);
 }
 
 /* The version's hyperparameters as JSON: the options that shaped it, where it started, what it read. */
