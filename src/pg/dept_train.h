@@ -65,7 +65,6 @@ typedef struct DeptTrainRequest
 	bool		cancel_requested;	/* set by a waiting caller that was cancelled */
 	TrainProgress progress;
 	int64		rows_read;		/* usable rows read so far (the read phase's progress) */
-	int64		rows_usable;	/* usable rows in the table, when a sample was considered */
 	int64		rows_used;		/* rows held for training once the read phase is over; -1 before */
 	int			version;
 	int			sqlerrcode;

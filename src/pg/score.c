@@ -62,7 +62,6 @@ typedef struct DeptScoreRequest
 	int64		job_id;
 	Oid			database;
 	Oid			role;
-	Oid			relation;
 	Oid			key_type;
 	char		adapter[DEPT_NAME_LEN];
 	char		relation_name[3 * DEPT_NAME_LEN];	/* quoted, qualified */
@@ -242,7 +241,6 @@ dept_score(PG_FUNCTION_ARGS)
 
 	req->database = MyDatabaseId;
 	req->role = GetUserId();
-	req->relation = relid;
 	strlcpy(req->adapter, adapter, sizeof(req->adapter));
 	strlcpy(req->relation_name, DeptQualifiedName(relid), sizeof(req->relation_name));
 	strlcpy(req->key_column, key_column, sizeof(req->key_column));

@@ -214,7 +214,6 @@ DeptSamplerBegin(DeptTrainRequest *req)
 	MemoryContextSwitchTo(cxt);
 	for (int i = 0; i < n_labels; i++)
 		usable += counts[i];
-	req->rows_usable = usable;
 	if (n_labels == 0 || !DeptSampleNeeded(req, counts, n_labels, usable))
 	{
 		MemoryContextSwitchTo(old);

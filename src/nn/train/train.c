@@ -376,9 +376,10 @@ setup_run(TrainRun *r, NnError *err)
 	r->res->param_count = adapter_param_count(&r->a->cfg);
 	r->text = r->a->cfg.head == ADAPTER_HEAD_TEXT;
 	rng_seed(&r->rng, r->opt->seed ^ 0x5eedULL);
-	init_prompt(r->bb, r->a, r->opt, &r->rng);
-	if (r->opt->init_from != NULL &&
-		(st = adapter_init_from(r->a, r->opt->init_from, r->opt->init_head, err)) != NN_OK)
+	/* a transfer starts from the other adapter's tensors instead of a fresh prompt */
+	if (r->opt->init_from == NULL)
+		init_prompt(r->bb, r->a, r->opt, &r->rng);
+	else if ((st = adapter_init_from(r->a, r->opt->init_from, r->opt->init_head, err)) != NN_OK)
 		return st;
 	r->train_rows = malloc(sizeof(int) * n);
 	r->valid_rows = malloc(sizeof(int) * n);
