@@ -353,6 +353,27 @@ DeptSourceMessage(const char *msg, const char *entry, const char *dir)
 	return buf.data;
 }
 
+/*
+ * Leave the compiled file (formats/compiled.h) in the private copy entry
+ * for the next backend, unless bb was opened from one: it maps the
+ * tokenizer and the fingerprint instead of deriving them (docs/design.md 6).
+ * Only an optimisation: a failure (a full disk) is logged at DEBUG1 and the
+ * next backend derives them again.
+ */
+static void
+DeptCompileModelCacheEntry(const Backbone *bb, const char *entry)
+{
+	NnError		err;
+
+	if (entry == NULL)
+		return;
+	nn_error_clear(&err);
+	if (backbone_write_compiled(bb, entry, &err) != NN_OK)
+		ereport(DEBUG1,
+				(errmsg("could not write the compiled file of model copy \"%s\": %s", entry,
+						err.msg)));
+}
+
 /* The backbone in directory dir, loading it on first use in this backend. */
 const Backbone *
 DeptGetBackboneAt(const char *dir)
@@ -391,6 +412,7 @@ DeptGetBackboneAt(const char *dir)
 	}
 	INSTR_TIME_SET_CURRENT(duration);
 	INSTR_TIME_SUBTRACT(duration, start);
+	DeptCompileModelCacheEntry(bb, entry);
 
 	m = MemoryContextAllocZero(TopMemoryContext, sizeof(LoadedModel));
 	strlcpy(m->dir, dir, sizeof(m->dir));

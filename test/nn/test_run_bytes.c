@@ -17,6 +17,7 @@
 
 #include "models/backbone.h"
 #include "models/t5/t5.h"
+#include "ops/blas.h"
 #include "unit.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -215,6 +216,10 @@ test_t5_v1_1(void)
 int
 main(void)
 {
+	NnError		err;
+
+	/* OpenBLAS loads at the first large product and allocates then: not the run's memory */
+	nn_blas_load(&err);
 	RUN_TEST(test_use_lite);
 	RUN_TEST(test_bert);
 	RUN_TEST(test_t5_v1_0);

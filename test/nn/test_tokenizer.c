@@ -474,6 +474,95 @@ test_edge_args(void)
 	sp_tokenizer_free(NULL);
 }
 
+/* Every fixture case encodes the same from the compiled image as from vocab.json. */
+static void
+test_image_round_trip(void)
+{
+	size_t		len;
+	void	   *image;
+	SpTokenizer *mapped = NULL;
+	NnError		err;
+	int32_t		a[256],
+				b[256];
+	int			same = 0;
+
+	if (tok == NULL)
+		return;
+	len = sp_tokenizer_image_size(tok);
+	image = aligned_alloc(8, (len + 7) & ~(size_t) 7);
+	sp_tokenizer_write_image(tok, image);
+	nn_error_clear(&err);
+	CHECK(sp_tokenizer_from_image(&mapped, image, len, &err) == NN_OK, "from image: %s", err.msg);
+	if (mapped != NULL)
+	{
+		CHECK(sp_tokenizer_vocab_size(mapped) == sp_tokenizer_vocab_size(tok), "vocab size");
+		for (int i = 0; i < n_cases; i++)
+		{
+			int			n = sp_tokenizer_encode(tok, (const char *) cases[i].bytes, cases[i].len, a, 256),
+						m = sp_tokenizer_encode(mapped, (const char *) cases[i].bytes, cases[i].len, b, 256);
+
+			same += n == m && same_ids(a, b, n);
+		}
+		CHECK(same == n_cases, "%d of %d cases encode the same", same, n_cases);
+		printf("# image of %zu bytes: %d cases encode the same\n", len, same);
+	}
+	sp_tokenizer_free(mapped);
+	CHECK(sp_tokenizer_from_image(&mapped, image, len - 8, &err) == NN_ERR_FORMAT && mapped == NULL,
+		  "a short image is refused");
+	free(image);
+}
+
+/*
+ * A damaged image (every byte of the header, then random bytes anywhere) is
+ * refused or, where the damage leaves it consistent (a score), encodes
+ * without reading out of bounds (the ASan build checks that).
+ */
+static void
+test_damaged_image(void)
+{
+	size_t		len;
+	uint8_t    *image,
+			   *copy;
+	unsigned	seed = 7;
+	int			refused = 0,
+				tries = 0;
+
+	if (tok == NULL)
+		return;
+	len = sp_tokenizer_image_size(tok);
+	image = aligned_alloc(8, (len + 7) & ~(size_t) 7);
+	copy = aligned_alloc(8, (len + 7) & ~(size_t) 7);
+	sp_tokenizer_write_image(tok, image);
+	for (int t = 0; t < 64 + 400; t++)
+	{
+		SpTokenizer *damaged = NULL;
+		NnError		err;
+		size_t		at;
+
+		seed = seed * 1103515245u + 12345u;
+		at = t < 64 ? (size_t) t : (size_t) (((uint64_t) seed << 16 ^ seed) % len);
+		memcpy(copy, image, len);
+		copy[at] ^= (uint8_t) (1u << (seed >> 8 & 7));
+		tries++;
+		if (sp_tokenizer_from_image(&damaged, copy, len, &err) != NN_OK)
+		{
+			refused++;
+			continue;
+		}
+		for (int i = 0; i < n_cases && i < 50; i++)
+		{
+			int32_t		ids[128];
+
+			sp_tokenizer_encode(damaged, (const char *) cases[i].bytes, cases[i].len, ids, 128);
+		}
+		sp_tokenizer_free(damaged);
+	}
+	printf("# %d damaged images, %d refused, the rest encoded 50 texts each\n", tries, refused);
+	CHECK(refused >= 56, "only %d of the 64 header flips refused", refused);
+	free(image);
+	free(copy);
+}
+
 int
 main(void)
 {
@@ -484,6 +573,8 @@ main(void)
 	RUN_TEST(test_vocab_quirks);
 	RUN_TEST(test_megabyte);
 	RUN_TEST(test_edge_args);
+	RUN_TEST(test_image_round_trip);
+	RUN_TEST(test_damaged_image);
 	sp_tokenizer_free(tok);
 	for (int i = 0; i < n_cases; i++)
 	{

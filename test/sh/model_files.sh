@@ -34,6 +34,13 @@ started=$(sql postgres "SELECT pg_postmaster_start_time()")
 # the answers, and a digest of embeddings (every weight takes part), in one session
 check="SELECT md5(string_agg(dept_predict('files', body) || ':' || (SELECT round(sum(abs(x))::numeric, 3) FROM unnest(dept_embed(body)) x), ',' ORDER BY body)) FROM (SELECT body FROM reviews ORDER BY body LIMIT 40) s;"
 want=$(sql postgres "$check")
+# the first backend left the compiled tokenizer in the private copy (formats/compiled.h)
+compiled=$(ls "$dir"/data/pgsql_tmp_dept_models/*/dept-compiled.bin 2>/dev/null | head -1)
+ok $([ -n "$compiled" ]; echo $?) "the private copy holds the compiled file"
+is "$(sql postgres "$check")" "$want" "a new backend reading the compiled file answers the same"
+truncate -s 100 "$compiled"
+is "$(sql postgres "$check")" "$want" "a new backend past a damaged compiled file answers the same"
+ok $([ "$(stat -c %s "$compiled")" -gt 100000 ]; echo $?) "and writes the compiled file again"
 
 # A long-lived session (one backend) behind two FIFOs: session NAME; ask NAME QUERY.
 session() {

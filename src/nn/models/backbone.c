@@ -45,6 +45,12 @@ backbone_pool_skips(const Backbone *bb)
 	return bb->ops->run_pool_skip != NULL;
 }
 
+NnStatus
+backbone_write_compiled(const Backbone *bb, const char *dir, NnError *err)
+{
+	return bb->ops->write_compiled != NULL ? bb->ops->write_compiled(bb, dir, err) : NN_OK;
+}
+
 bool
 backbone_has_text_head(const Backbone *bb)
 {

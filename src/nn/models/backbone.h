@@ -125,6 +125,14 @@ typedef struct BackboneOps
 	NnStatus	(*label_loss_backward) (const Backbone *bb, BackboneRun *run, float *dx,
 										NnError *err);
 
+	/*
+	 * Optional: write dir's compiled file (formats/compiled.h) from what
+	 * open derived, so the next open in another process maps it; NN_OK
+	 * without writing when bb was opened from a usable one.  dir must be
+	 * the directory bb was opened from.
+	 */
+	NnStatus	(*write_compiled) (const Backbone *bb, const char *dir, NnError *err);
+
 	void		(*close) (Backbone *bb);
 } BackboneOps;
 
@@ -179,6 +187,9 @@ bool		backbone_run_use_bf16(const Backbone *bb, BackboneRun *run, bool on);
  */
 bool		backbone_run_pool_skip(const Backbone *bb, BackboneRun *run, int skip);
 bool		backbone_pool_skips(const Backbone *bb);
+
+/* bb->ops->write_compiled(bb, dir), or NN_OK for a family that compiles nothing. */
+NnStatus	backbone_write_compiled(const Backbone *bb, const char *dir, NnError *err);
 
 /* Whether the family scores and trains label strings (text-to-text, the label_* ops). */
 bool		backbone_has_text_head(const Backbone *bb);

@@ -32,8 +32,6 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 	struct stat st;
 
 	*out = NULL;
-	if (nn_blas_load(err) != NN_OK)
-		return NN_ERR_IO;
 	if (dir == NULL || dir[0] == '\0')
 		return nn_fail(err, NN_ERR_ARG, "model directory is empty");
 	if (strlen(dir) > 3000)

@@ -9,6 +9,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,18 @@ static struct
 	int			(*get_num_threads) (void);
 	char	   *(*get_corename) (void);
 	char		error[NN_ERRMSG_LEN];
+	atomic_bool loaded;			/* load_openblas has run and succeeded */
+	atomic_int	threads;		/* what nn_blas_setup asked for */
 }			openblas = {PTHREAD_ONCE_INIT};
+
+/*
+ * Products of at most this many multiply-adds run in plain loops without
+ * loading OpenBLAS: an attention score matrix of one short sentence
+ * (20 x 20 x 64), the low-rank offset of an adapter.  Loading OpenBLAS
+ * takes longer than the rest of a first call (docs/design.md 6), and at
+ * this size its call costs more than the loops.
+ */
+#define NN_SGEMM_SMALL 32768
 
 /* The best kernel set for this CPU's features, or NULL for none better than SSE. */
 static const char *
@@ -51,18 +63,31 @@ open_library(void)
 	return lib;
 }
 
-/* dlopen OpenBLAS with OPENBLAS_CORETYPE set for its constructor unless the user set it. */
+/*
+ * dlopen OpenBLAS with OPENBLAS_CORETYPE set for its constructor unless the
+ * user set it, and with one thread unless the user set a count: its
+ * constructor otherwise starts a thread per core that spins in sched_yield
+ * for a while, taking a core from the backend's first call;
+ * openblas_set_num_threads (nn_blas_setup) starts the threads
+ * dept.threads asks for.
+ */
 static void
 load_openblas(void)
 {
 	const char *core = getenv("OPENBLAS_CORETYPE") ? NULL : core_for_features();
+	bool		one_thread = getenv("OPENBLAS_NUM_THREADS") == NULL &&
+		getenv("OMP_NUM_THREADS") == NULL;
 	void	   *lib;
 
 	if (core != NULL)
 		setenv("OPENBLAS_CORETYPE", core, 1);
+	if (one_thread)
+		setenv("OPENBLAS_NUM_THREADS", "1", 1);
 	lib = open_library();
 	if (core != NULL)
 		unsetenv("OPENBLAS_CORETYPE");
+	if (one_thread)
+		unsetenv("OPENBLAS_NUM_THREADS");
 	if (lib == NULL)
 	{
 		snprintf(openblas.error, sizeof(openblas.error),
@@ -79,7 +104,11 @@ load_openblas(void)
 		snprintf(openblas.error, sizeof(openblas.error),
 				 "the loaded OpenBLAS lacks cblas_sgemm or openblas_get_corename");
 		openblas.sgemm = NULL;
+		return;
 	}
+	if (atomic_load(&openblas.threads) > 1)
+		openblas.set_num_threads(atomic_load(&openblas.threads));
+	atomic_store(&openblas.loaded, true);
 }
 
 NnStatus
@@ -91,17 +120,15 @@ nn_blas_load(NnError *err)
 	return NN_OK;
 }
 
-const char *
+void
 nn_blas_setup(int threads)
 {
-	NnError		ignored;
-
 	if (threads < 1)
 		threads = 1;
-	if (nn_blas_load(&ignored) == NN_OK)
+	atomic_store(&openblas.threads, threads);
+	if (atomic_load(&openblas.loaded))
 		openblas.set_num_threads(threads);
 	nn_parallel_set_threads(threads);
-	return nn_blas_core();
 }
 
 const char *
@@ -117,7 +144,9 @@ nn_blas_threads(void)
 {
 	NnError		ignored;
 
-	return nn_blas_load(&ignored) == NN_OK ? openblas.get_num_threads() : 1;
+	if (nn_blas_load(&ignored) != NN_OK)
+		return 1;
+	return openblas.get_num_threads();
 }
 
 /* Row-major C = alpha op(A) op(B) + beta C with plain loops; beta 0 ignores C's contents. */
@@ -157,7 +186,7 @@ nn_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta, enum CBLAS_TRANSPOSE t
 {
 	NnError		ignored;
 
-	if (nn_blas_load(&ignored) == NN_OK)
+	if ((double) M * N * K > NN_SGEMM_SMALL && nn_blas_load(&ignored) == NN_OK)
 		openblas.sgemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 	else
 		nn_sgemm_loops(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -20,7 +20,10 @@
  * BF16), SkylakeX (AVX-512) or Haswell (AVX2 + FMA).  A user's own
  * OPENBLAS_CORETYPE wins.  If OpenBLAS cannot be loaded, nn_sgemm computes
  * the product with plain loops (correct, slow) and nn_blas_load's error says
- * why; backbone_open reports it.
+ * why (dept_model_info shows the kernel set "none").  Nothing loads it
+ * before a product needs it: small products run in loops (blas.c), so a
+ * new backend's first short prediction never pays for the load
+ * (docs/design.md 6).
  */
 #ifndef DEPT_NN_BLAS_H
 #define DEPT_NN_BLAS_H
@@ -36,10 +39,10 @@
 NnStatus	nn_blas_load(NnError *err);
 
 /*
- * Load OpenBLAS and use this many threads in it and in the helper pool
- * (parallel.h); returns the kernel set.
+ * Use this many threads in OpenBLAS (now if it is loaded, else when it
+ * loads) and in the helper pool (parallel.h).
  */
-const char *nn_blas_setup(int threads);
+void		nn_blas_setup(int threads);
 
 /* OpenBLAS's kernel set ("Cooperlake", ...), or "none" when it did not load. */
 const char *nn_blas_core(void);
@@ -47,7 +50,7 @@ const char *nn_blas_core(void);
 /* OpenBLAS's thread count (1 when it did not load). */
 int			nn_blas_threads(void);
 
-/* cblas_sgemm, through the loaded OpenBLAS. */
+/* cblas_sgemm: through OpenBLAS, loaded now if need be, or in loops when small. */
 void		nn_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
 					 enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
 					 const float *A, int lda, const float *B, int ldb, float beta,

@@ -85,6 +85,7 @@ struct SpTokenizer
 	int			hshift;			/* 64 - log2(hmask + 1), for Fibonacci hashing */
 	size_t		max_len;		/* longest trie piece, in code points */
 	bool		streamable;		/* backtrack steps equal code point lengths */
+	bool		borrowed;		/* the arrays point into a caller's image */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -1003,6 +1004,11 @@ sp_tokenizer_free(SpTokenizer *tok)
 {
 	if (tok == NULL)
 		return;
+	if (tok->borrowed)
+	{
+		free(tok);
+		return;
+	}
 	free(tok->arena);
 	free(tok->offset);
 	free(tok->step);
@@ -1010,4 +1016,232 @@ sp_tokenizer_free(SpTokenizer *tok)
 	free(tok->node_score);
 	free(tok->slots);
 	free(tok);
+}
+
+/* ---- the compiled image ------------------------------------------------- */
+
+/*
+ * An image is the loaded tokenizer's arrays back to back, so that a later
+ * load points into it (a mapped file) instead of parsing vocab.json and
+ * building the trie again (docs/design.md 6, first call).  Sections, each
+ * starting 8-aligned: header, arena, offset (u64), step, node_id,
+ * node_score, slots.  Native byte order: an image never leaves the machine
+ * that wrote it.
+ */
+#define SP_IMAGE_MAGIC UINT64_C(0x3154505354504544)	/* "DEPTSPT1" */
+
+typedef struct SpImageHeader
+{
+	uint64_t	magic;
+	uint64_t	arena_len;
+	uint64_t	n_slots;
+	uint64_t	max_len;
+	int32_t		n_pieces;
+	int32_t		n_nodes;
+	int32_t		hshift;
+	int32_t		streamable;
+} SpImageHeader;
+
+/* Byte offsets of an image's sections; end is the image's size. */
+typedef struct SpImageLayout
+{
+	size_t		arena,
+				offset,
+				step,
+				node_id,
+				node_score,
+				slots,
+				end;
+} SpImageLayout;
+
+#define SP_ALIGN8(n) (((n) + 7) & ~(size_t) 7)
+
+/* The layout of an image of these counts (each bounded well below SIZE_MAX / 16). */
+static SpImageLayout
+sp_image_layout(size_t arena_len, size_t n_pieces, size_t n_nodes, size_t n_slots)
+{
+	SpImageLayout l = {0};
+
+	l.arena = SP_ALIGN8(sizeof(SpImageHeader));
+	l.offset = l.arena + SP_ALIGN8(arena_len);
+	l.step = l.offset + sizeof(uint64_t) * n_pieces;
+	l.node_id = l.step + SP_ALIGN8(sizeof(int32_t) * n_pieces);
+	l.node_score = l.node_id + SP_ALIGN8(sizeof(int32_t) * n_nodes);
+	l.slots = l.node_score + sizeof(double) * n_nodes;
+	l.end = l.slots + sizeof(SpSlot) * n_slots;
+	return l;
+}
+
+static size_t
+sp_arena_len(const SpTokenizer *tok)
+{
+	int			last = tok->n_pieces - 1;
+
+	return tok->offset[last] + strlen(tok->arena + tok->offset[last]) + 1;
+}
+
+size_t
+sp_tokenizer_image_size(const SpTokenizer *tok)
+{
+	return sp_image_layout(sp_arena_len(tok), tok->n_pieces, tok->n_nodes, tok->hmask + 1).end;
+}
+
+void
+sp_tokenizer_write_image(const SpTokenizer *tok, void *image)
+{
+	size_t		arena_len = sp_arena_len(tok);
+	SpImageLayout l = sp_image_layout(arena_len, tok->n_pieces, tok->n_nodes, tok->hmask + 1);
+	char	   *p = image;
+	SpImageHeader h = {SP_IMAGE_MAGIC, arena_len, tok->hmask + 1, tok->max_len,
+		tok->n_pieces, tok->n_nodes, tok->hshift, tok->streamable};
+
+	memset(image, 0, l.end);	/* padding, and the slots' padding bytes, are zero */
+	memcpy(p, &h, sizeof(h));
+	memcpy(p + l.arena, tok->arena, arena_len);
+	for (int i = 0; i < tok->n_pieces; i++)
+		((uint64_t *) (p + l.offset))[i] = tok->offset[i];
+	memcpy(p + l.step, tok->step, sizeof(int32_t) * tok->n_pieces);
+	memcpy(p + l.node_id, tok->node_id, sizeof(int32_t) * tok->n_nodes);
+	memcpy(p + l.node_score, tok->node_score, sizeof(double) * tok->n_nodes);
+	for (size_t i = 0; i <= tok->hmask; i++)
+	{
+		SpSlot	   *dst = (SpSlot *) (p + l.slots) + i;
+
+		dst->key = tok->slots[i].key;
+		dst->child = tok->slots[i].child;
+	}
+}
+
+/* Check an image's header and size; fill the layout. */
+static NnStatus
+sp_image_check_header(const SpImageHeader *h, size_t len, SpImageLayout *l, NnError *err)
+{
+	int			bits = 0;
+
+	while (bits < 40 && (UINT64_C(1) << bits) < h->n_slots)
+		bits++;
+	if (h->magic != SP_IMAGE_MAGIC ||
+		h->n_pieces < SP_RESERVED_IDS || h->n_pieces > SP_MAX_VOCAB ||
+		h->arena_len < (uint64_t) h->n_pieces * 2 || h->arena_len > SP_MAX_JSON_BYTES ||
+		h->n_nodes < 1 || (uint64_t) h->n_nodes > h->arena_len + 1 ||
+		bits < 6 || bits >= 40 || (UINT64_C(1) << bits) != h->n_slots ||
+		h->n_slots < 2 * (uint64_t) h->n_nodes || h->hshift != 64 - bits)
+		return nn_fail(err, NN_ERR_FORMAT, "the compiled tokenizer's header is damaged");
+	*l = sp_image_layout(h->arena_len, h->n_pieces, h->n_nodes, h->n_slots);
+	if (l->end != len)
+		return nn_fail(err, NN_ERR_FORMAT, "the compiled tokenizer has %zu bytes, its header says %zu",
+					   len, l->end);
+	return NN_OK;
+}
+
+/*
+ * Check every piece of tok (valid UTF-8 inside the arena, its step) and
+ * recompute max_len and streamable as sp_read_entries does.
+ */
+static bool
+sp_image_check_pieces(const SpTokenizer *tok, size_t arena_len, size_t *max_len,
+					  bool *streamable)
+{
+	const uint64_t *offset = (const uint64_t *) tok->offset;
+
+	if (arena_len == 0 || tok->arena[arena_len - 1] != '\0' || offset[0] != 0)
+		return false;
+	*max_len = 0;
+	*streamable = true;
+	for (int i = 0; i < tok->n_pieces; i++)
+	{
+		const uint8_t *piece = (const uint8_t *) tok->arena + offset[i];
+		size_t		end = i + 1 < tok->n_pieces ? offset[i + 1] : arena_len,
+					len,
+					pos = 0,
+					n_cps = 0,
+					n_utf16 = 0;
+		bool		valid;
+
+		if (end <= offset[i] || end > arena_len)
+			return false;
+		len = end - offset[i] - 1;
+		if (len == 0 || piece[len] != '\0' || strlen((const char *) piece) != len)
+			return false;
+		while (pos < len)
+		{
+			uint32_t	cp = utf8_decode_next(piece, len, &pos, &valid);
+
+			if (!valid)
+				return false;
+			n_cps++;
+			n_utf16 += cp >= 0x10000 ? 2 : 1;
+		}
+		if ((size_t) tok->step[i] != n_utf16)
+			return false;
+		if ((i == 0 || i >= SP_RESERVED_IDS) && n_utf16 != (i == 0 ? 1 : n_cps))
+			*streamable = false;
+		if (i >= SP_RESERVED_IDS && n_cps > *max_len)
+			*max_len = n_cps;
+	}
+	return true;
+}
+
+/* Every trie index of tok in range, every score finite, a free slot left. */
+static bool
+sp_image_check_trie(const SpTokenizer *tok)
+{
+	size_t		free_slots = 0;
+
+	for (int32_t k = 0; k < tok->n_nodes; k++)
+		if (tok->node_id[k] < -1 || tok->node_id[k] >= tok->n_pieces ||
+			!isfinite(tok->node_score[k]))
+			return false;
+	for (size_t i = 0; i <= tok->hmask; i++)
+	{
+		int32_t		child = tok->slots[i].child;
+
+		if (child < -1 || child >= tok->n_nodes || child == 0)
+			return false;
+		free_slots += child < 0;
+	}
+	return free_slots > 0;
+}
+
+NnStatus
+sp_tokenizer_from_image(SpTokenizer **out, const void *image, size_t len, NnError *err)
+{
+	const char *p = image;
+	SpImageHeader h;
+	SpImageLayout l = {0};
+	SpTokenizer *tok;
+	NnStatus	st;
+	size_t		max_len;
+	bool		streamable;
+
+	*out = NULL;
+	if (sizeof(size_t) != sizeof(uint64_t) || image == NULL || len < sizeof(h) ||
+		((uintptr_t) image & 7) != 0)
+		return nn_fail(err, NN_ERR_FORMAT, "the compiled tokenizer is unusable here");
+	memcpy(&h, image, sizeof(h));
+	if ((st = sp_image_check_header(&h, len, &l, err)) != NN_OK)
+		return st;
+	if ((tok = calloc(1, sizeof(SpTokenizer))) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory loading the tokenizer");
+	tok->borrowed = true;
+	tok->n_pieces = h.n_pieces;
+	tok->arena = (char *) p + l.arena;
+	tok->offset = (size_t *) (p + l.offset);
+	tok->step = (int32_t *) (p + l.step);
+	tok->n_nodes = h.n_nodes;
+	tok->node_id = (int32_t *) (p + l.node_id);
+	tok->node_score = (double *) (p + l.node_score);
+	tok->slots = (SpSlot *) (p + l.slots);
+	tok->hmask = h.n_slots - 1;
+	tok->hshift = h.hshift;
+	if (!sp_image_check_pieces(tok, h.arena_len, &max_len, &streamable) ||
+		max_len != h.max_len || streamable != (h.streamable != 0) || !sp_image_check_trie(tok))
+	{
+		sp_tokenizer_free(tok);
+		return nn_fail(err, NN_ERR_FORMAT, "the compiled tokenizer is damaged");
+	}
+	tok->max_len = max_len;
+	tok->streamable = streamable;
+	*out = tok;
+	return NN_OK;
 }

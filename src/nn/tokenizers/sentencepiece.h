@@ -67,4 +67,16 @@ const char *sp_tokenizer_piece(const SpTokenizer *tok, int id);
 
 void		sp_tokenizer_free(SpTokenizer *tok);
 
+/*
+ * The compiled image: tok's arrays in one buffer of image_size bytes
+ * (write_image fills it), and a tokenizer that reads them in place from an
+ * 8-aligned image (a mapped file), checked first: every index in range,
+ * every piece valid UTF-8 with its recorded length, NN_ERR_FORMAT otherwise.
+ * The image must outlive the tokenizer; sp_tokenizer_free leaves it alone.
+ */
+size_t		sp_tokenizer_image_size(const SpTokenizer *tok);
+void		sp_tokenizer_write_image(const SpTokenizer *tok, void *image);
+NnStatus	sp_tokenizer_from_image(SpTokenizer **out, const void *image, size_t len,
+									NnError *err);
+
 #endif							/* DEPT_NN_SP_TOKENIZER_H */

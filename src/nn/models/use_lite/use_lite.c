@@ -44,6 +44,7 @@
 #include "ops/kernels.h"
 #include "base/arena.h"
 #include "base/sha256.h"
+#include "formats/compiled.h"
 #include "tokenizers/sentencepiece.h"
 #include "formats/tfjs_weights.h"
 
@@ -85,6 +86,7 @@ typedef struct UseLite
 {
 	TfjsWeights *weights;
 	SpTokenizer *tok;
+	CompiledFile compiled;		/* the mapped tokenizer image, when one was usable */
 	const float *emb;			/* (8002, 256) */
 	const float *inv_timescales;	/* (128) */
 	float	   *timing;			/* (max_positions, 256) precomputed signal */
@@ -327,6 +329,7 @@ use_lite_free(UseLite *m)
 	if (m == NULL)
 		return;
 	sp_tokenizer_free(m->tok);
+	compiled_close(&m->compiled);
 	tfjs_weights_close(m->weights);
 	free(m->timing);
 	free(m);
@@ -692,6 +695,8 @@ use_lite_backward(const Backbone *bb, BackboneRun *brun, const float *dout, floa
 	return NN_OK;
 }
 
+static NnStatus use_lite_write_compiled(const Backbone *bb, const char *dir, NnError *err);
+
 static const BackboneOps use_lite_ops = {
 	.family = "use-lite",
 	.tokenize = use_lite_tokenize,
@@ -703,22 +708,74 @@ static const BackboneOps use_lite_ops = {
 	.backward = use_lite_backward,
 	.run_use_bf16 = use_lite_run_use_bf16,
 	.run_pool_skip = use_lite_run_pool_skip,
+	.write_compiled = use_lite_write_compiled,
 	.close = use_lite_close,
 };
+
+/* The files a compiled file of use-lite is made from, and its format. */
+static const char *const use_lite_sources[] = {"model.json", "vocab.json"};
+#define USE_LITE_COMPILED_FORMAT "use-lite/1"
+
+/*
+ * The tokenizer and fingerprint from dir's compiled file when it is
+ * usable (compiled.h), else from vocab.json and the manifest.
+ */
+static NnStatus
+load_tokenizer(UseLite *m, Backbone *bb, const char *dir, NnError *err)
+{
+	char		path[4096];
+	const char *json;
+	size_t		json_len;
+	NnError		ignored;
+
+	if (compiled_open(&m->compiled, dir, USE_LITE_COMPILED_FORMAT, use_lite_sources, 2,
+					  &ignored) == NN_OK)
+	{
+		if (sp_tokenizer_from_image(&m->tok, m->compiled.blob, m->compiled.blob_len,
+									&ignored) == NN_OK)
+		{
+			memcpy(bb->fingerprint, m->compiled.fingerprint, sizeof(bb->fingerprint));
+			return NN_OK;
+		}
+		compiled_close(&m->compiled);
+	}
+	snprintf(path, sizeof(path), "%s/vocab.json", dir);
+	json = tfjs_weights_json(m->weights, &json_len);
+	sha256_hex(json, json_len, bb->fingerprint);
+	return sp_tokenizer_load(&m->tok, path, err);
+}
+
+/* Write dir's compiled file from bb unless bb was opened from one. */
+static NnStatus
+use_lite_write_compiled(const Backbone *bb, const char *dir, NnError *err)
+{
+	const UseLite *m = bb->impl;
+	size_t		len;
+	void	   *image;
+	NnStatus	s;
+
+	if (m->compiled.map != NULL)
+		return NN_OK;
+	len = sp_tokenizer_image_size(m->tok);
+	if ((image = malloc(len)) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory compiling the tokenizer");
+	sp_tokenizer_write_image(m->tok, image);
+	s = compiled_write(dir, USE_LITE_COMPILED_FORMAT, use_lite_sources, 2, bb->fingerprint,
+					   image, len, err);
+	free(image);
+	return s;
+}
 
 NnStatus
 use_lite_open(Backbone **out, const char *dir, NnError *err)
 {
 	UseLite    *m;
 	Backbone   *bb;
-	char		path[4096];
-	const char *json;
-	size_t		json_len;
 	int			max_tokens = 0;
 	NnStatus	s;
 
 	*out = NULL;
-	if (dir == NULL || snprintf(path, sizeof(path), "%s/vocab.json", dir) >= (int) sizeof(path))
+	if (dir == NULL || strlen(dir) > 3000)
 		return nn_fail(err, NN_ERR_ARG, "model directory path is missing or too long");
 	m = calloc(1, sizeof(UseLite));
 	bb = calloc(1, sizeof(Backbone));
@@ -730,7 +787,7 @@ use_lite_open(Backbone **out, const char *dir, NnError *err)
 	}
 	if ((s = tfjs_weights_open(&m->weights, dir, err)) ||
 		(s = bind_weights(m, &max_tokens, err)) ||
-		(s = sp_tokenizer_load(&m->tok, path, err)))
+		(s = load_tokenizer(m, bb, dir, err)))
 		goto fail;
 	if (sp_tokenizer_vocab_size(m->tok) > UL_VOCAB)
 	{
@@ -752,8 +809,6 @@ use_lite_open(Backbone **out, const char *dir, NnError *err)
 	bb->d_out = UL_D_MODEL;
 	bb->max_tokens = max_tokens;
 	bb->max_positions = USE_LITE_MAX_POSITIONS;
-	json = tfjs_weights_json(m->weights, &json_len);
-	sha256_hex(json, json_len, bb->fingerprint);
 	bb->impl = m;
 	*out = bb;
 	return NN_OK;
