@@ -45,6 +45,17 @@ backbone_pool_skips(const Backbone *bb)
 	return bb->ops->run_pool_skip != NULL;
 }
 
+const char *
+backbone_token_piece(const Backbone *bb, int32_t id, char *buf, size_t buf_len)
+{
+	const char *piece = bb->ops->token_piece ? bb->ops->token_piece(bb, id) : NULL;
+
+	if (piece != NULL)
+		return piece;
+	snprintf(buf, buf_len, "#%d", (int) id);
+	return buf;
+}
+
 bool
 backbone_has_text_head(const Backbone *bb)
 {
