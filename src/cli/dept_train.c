@@ -279,8 +279,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 	}
 	a->texts = argv + optind;
 	a->n_texts = argc - optind;
-	if (a->explain ? a->load_path == NULL
-		: a->load_path != NULL ? a->test_path == NULL : a->train_path == NULL)
+	if (a->explain ? !a->load_path : a->load_path ? !a->test_path : !a->train_path)
 	{
 		usage(stderr);
 		return -1;
@@ -653,6 +652,24 @@ done:
 	return rc;
 }
 
+/* --explain's main: exit status 0 when every text was explained. */
+static int
+explain_main(CliArgs *a)
+{
+	Backbone   *bb = NULL;
+	NnError		err = {0};
+	int			rc;
+
+	if (backbone_open(&bb, a->model_dir, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		return 1;
+	}
+	rc = explain_saved(bb, a);
+	backbone_close(bb);
+	return rc == 0 ? 0 : 1;
+}
+
 /* The JSON report of a training run (to --report, else stdout). */
 static int
 write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const TrainResult *res,
@@ -724,18 +741,7 @@ main(int argc, char **argv)
 		a.opt.progress = progress_bar;
 
 	if (a.explain)
-	{
-		int			rc;
-
-		if (backbone_open(&bb, a.model_dir, &err) != NN_OK)
-		{
-			fprintf(stderr, "dept-train: %s\n", err.msg);
-			return 1;
-		}
-		rc = explain_saved(bb, &a);
-		backbone_close(bb);
-		return rc == 0 ? 0 : 1;
-	}
+		return explain_main(&a);
 	if (backbone_open(&bb, a.model_dir, &err) != NN_OK ||
 		(a.load_path == NULL &&
 		 dataset_load(&train, a.train_path, delimiter_for(a.train_path), a.text_column,
