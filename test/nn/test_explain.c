@@ -410,6 +410,14 @@ test_errors(void)
 		  "class 1: log p %.6f, p %.6f", e.target_log_prob, e.probs[1]);
 	explanation_free(&e);
 
+	/* tolerance 0: exactly the intervals asked for */
+	explain_options_default(&opt);
+	opt.steps = 3;
+	opt.completeness_tolerance = 0.0;
+	CHECK(explain_text(lite, NULL, a, text, strlen(text), &opt, &e, &err) == NN_OK, "%s", err.msg);
+	CHECK(e.steps == 3, "%d intervals, asked for 3 without refinement", e.steps);
+	explanation_free(&e);
+
 	/* an empty text: no tokens, still a prediction */
 	explain_options_default(&opt);
 	CHECK(explain_text(lite, NULL, a, "", 0, &opt, &e, &err) == NN_OK, "empty text: %s", err.msg);

@@ -374,8 +374,8 @@ integrated_gradients(ExplainWork *w, const ExplainOptions *opt, Explanation *e, 
 			e->attribution_sum += (0.5 * ends[i] + interior[i]) / m;
 		}
 		e->steps = m;
-		if (fabs(e->attribution_sum - delta) <= opt->completeness_tolerance * fabs(delta) ||
-			2 * m > opt->max_steps)
+		if (opt->completeness_tolerance <= 0.0 || 2 * m > opt->max_steps ||
+			fabs(e->attribution_sum - delta) <= opt->completeness_tolerance * fabs(delta))
 			break;
 		for (int j = 0; st == NN_OK && j < m; j++)
 			st = accumulate_point(w, (float) (2 * j + 1) / (2 * m), target, true, interior, err);
