@@ -20,6 +20,10 @@
  * --test without training, and --embed-out FILE writes the frozen sentence
  * vectors of the --train rows (what dept_embed returns; float32 little
  * endian, rows x d_out, file order) without training.
+ *
+ * --explain with --load FILE prints token attributions of the saved
+ * adapter's prediction (src/nn/train/explain.h) for the texts given as
+ * arguments, or for each line of stdin: one JSON object per text, or TSV.
  */
 #include "ops/blas.h"
 #include <getopt.h>
@@ -33,6 +37,7 @@
 #include "models/backbone.h"
 #include "ops/blas.h"
 #include "train/dataset.h"
+#include "train/explain.h"
 #include "train/train.h"
 
 typedef struct CliArgs
@@ -47,6 +52,12 @@ typedef struct CliArgs
 	const char *load_path;
 	const char *init_from_path;
 	const char *embed_path;
+	bool		explain;
+	ExplainOptions explain_opt;
+	const char *explain_class;	/* a class name, or NULL for the predicted class */
+	bool		explain_tsv;
+	char	  **texts;			/* --explain: the texts given as arguments */
+	int			n_texts;
 	int			threads;
 	bool		quiet;
 	TrainOptions opt;
@@ -83,6 +94,19 @@ usage(FILE *f)
 			"                         (its head too when its classes are the training set's)\n"
 			"  --embed-out FILE       no training: write the frozen sentence vectors of the\n"
 			"                         --train rows (float32 LE, rows x d_out) and exit\n"
+			"  --explain              with --load: token attributions of the adapter's\n"
+			"                         prediction for each TEXT argument, or each stdin line\n"
+			"                         (dept-train --load A --explain [options] [TEXT ...]);\n"
+			"                         the log-probability of the class is explained\n"
+			"  --explain-method M     ig (integrated gradients, default) or gxi (gradient x input)\n"
+			"  --steps N              ig: first number of path intervals (default 32), doubled\n"
+			"                         up to 512 until the attributions sum to within 1%% of\n"
+			"                         F(E) - F(baseline)\n"
+			"  --class NAME           explain this class instead of the predicted one\n"
+			"  --baseline B           zero (default) or a token id whose embedding replaces\n"
+			"                         each token (for T5 use 0, the padding id)\n"
+			"  --format F             json (default: one object per text) or tsv\n"
+			"                         (text, position, token, attribution)\n"
 			"  --text-column NAME --label-column NAME\n"
 			"  --threads N            OpenBLAS threads (default 1)\n"
 			"  --report FILE          write the JSON report there (default stdout)\n"
@@ -111,6 +135,35 @@ method_name(AdapterMethod m)
 	return names[m];
 }
 
+/* The --explain options (option codes 25 and up); -1 with a message when a value is bad. */
+static int
+parse_explain_arg(int c, const char *arg, CliArgs *a)
+{
+	ExplainOptions *o = &a->explain_opt;
+
+	switch (c)
+	{
+		case 25: a->explain = true; return 0;
+		case 26:
+			if (strcmp(arg, "ig") != 0 && strcmp(arg, "gxi") != 0)
+				break;
+			o->method = strcmp(arg, "ig") == 0 ? EXPLAIN_INTEGRATED_GRADIENTS : EXPLAIN_GRADIENT_X_INPUT;
+			return 0;
+		case 27: o->steps = atoi(arg); return 0;
+		case 28: a->explain_class = arg; return 0;
+		case 29:
+			o->baseline_id = strcmp(arg, "zero") == 0 ? -1 : atoi(arg);
+			return 0;
+		case 30:
+			if (strcmp(arg, "json") != 0 && strcmp(arg, "tsv") != 0)
+				break;
+			a->explain_tsv = strcmp(arg, "tsv") == 0;
+			return 0;
+	}
+	fprintf(stderr, "dept-train: bad value \"%s\" for an --explain option\n", arg ? arg : "");
+	return -1;
+}
+
 static int
 parse_args(int argc, char **argv, CliArgs *a)
 {
@@ -134,6 +187,9 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"pool", required_argument, 0, 19}, {"valid-rows", required_argument, 0, 20},
 		{"save", required_argument, 0, 21}, {"load", required_argument, 0, 22},
 		{"embed-out", required_argument, 0, 23}, {"init-from", required_argument, 0, 24},
+		{"explain", no_argument, 0, 25}, {"explain-method", required_argument, 0, 26},
+		{"steps", required_argument, 0, 27}, {"class", required_argument, 0, 28},
+		{"baseline", required_argument, 0, 29}, {"format", required_argument, 0, 30},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -213,10 +269,17 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 24: a->init_from_path = optarg; break;
 			case 23: a->embed_path = optarg; break;
 			case 'h': usage(stdout); exit(0);
-			default: usage(stderr); return -1;
+			default:
+				if (c < 25 || c > 30 || parse_explain_arg(c, optarg, a) != 0)
+				{
+					usage(stderr);
+					return -1;
+				}
 		}
 	}
-	if (a->load_path != NULL ? a->test_path == NULL : a->train_path == NULL)
+	a->texts = argv + optind;
+	a->n_texts = argc - optind;
+	if (a->explain ? !a->load_path : a->load_path ? !a->test_path : !a->train_path)
 	{
 		usage(stderr);
 		return -1;
@@ -482,6 +545,131 @@ done:
 	return rc;
 }
 
+/* One explanation: a JSON object on a line, or TSV rows (text, position, token, attribution). */
+static void
+print_explanation(const CliArgs *a, int index, const char *text, const Explanation *e,
+				  char **names)
+{
+	if (a->explain_tsv)
+	{
+		for (int i = 0; i < e->n_tokens; i++)
+			printf("%d\t%d\t%s\t%.6f\n", index, i, e->tokens[i], e->attributions[i]);
+		return;
+	}
+	printf("{\"text\": ");
+	json_string(stdout, text);
+	printf(", \"predicted\": ");
+	json_string(stdout, names[e->predicted_class]);
+	printf(", \"probability\": %.6f, \"explained\": ", e->predicted_prob);
+	json_string(stdout, names[e->target_class]);
+	printf(", \"method\": \"%s\", \"steps\": %d, \"log_prob\": %.6f, \"baseline_log_prob\": %.6f, "
+		   "\"attribution_sum\": %.6f, \"tokens\": [",
+		   a->explain_opt.method == EXPLAIN_INTEGRATED_GRADIENTS ? "integrated_gradients" :
+		   "gradient_x_input", e->steps, e->target_log_prob, e->baseline_log_prob,
+		   e->attribution_sum);
+	for (int i = 0; i < e->n_tokens; i++)
+	{
+		printf("%s{\"token\": ", i ? ", " : "");
+		json_string(stdout, e->tokens[i]);
+		printf(", \"id\": %d, \"attribution\": %.6f}", (int) e->ids[i], e->attributions[i]);
+	}
+	printf("]}\n");
+}
+
+/* Explain one text; -1 with a message on failure. */
+static int
+explain_one(const Backbone *bb, BackboneRun *run, Adapter *ad, const CliArgs *a, int index,
+			const char *text, char **names)
+{
+	Explanation e;
+	NnError		err = {0};
+	int			rc = 0;
+
+	if (explain_text(bb, run, ad, text, strlen(text), &a->explain_opt, &e, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: text %d: %s\n", index, err.msg);
+		rc = -1;
+	}
+	else
+		print_explanation(a, index, text, &e, names);
+	explanation_free(&e);
+	return rc;
+}
+
+/* --explain: attributions of a saved adapter's predictions, for the arguments or stdin's lines. */
+static int
+explain_saved(const Backbone *bb, CliArgs *a)
+{
+	Adapter    *ad = NULL;
+	char	  **names = NULL;
+	NnError		err = {0};
+	BackboneRun *run = NULL;
+	unsigned	version;
+	char	   *line = NULL;
+	size_t		cap = 0;
+	ssize_t		len;
+	int			rc = -1;
+
+	if (read_adapter_file(bb, a->load_path, 1, &ad, &names, &version) != 0)
+		return -1;
+	if (text_head_bind_labels(bb, ad, (const char *const *) names, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		goto done;
+	}
+	for (int c = 0; a->explain_class && c < ad->cfg.n_classes; c++)
+		if (strcmp(names[c], a->explain_class) == 0)
+			a->explain_opt.target_class = c;
+	if (a->explain_class && a->explain_opt.target_class < 0)
+	{
+		fprintf(stderr, "dept-train: the adapter has no class \"%s\"\n", a->explain_class);
+		goto done;
+	}
+	run = bb->ops->run_new(bb, 1, adapter_prompt_rows(&ad->cfg) +
+						   (ad->cfg.max_len > 0 ? ad->cfg.max_len : bb->max_tokens));
+	if (run == NULL)
+	{
+		fprintf(stderr, "dept-train: out of memory\n");
+		goto done;
+	}
+	if (a->explain_tsv)
+		printf("text\tposition\ttoken\tattribution\n");
+	rc = 0;
+	for (int t = 0; t < a->n_texts; t++)
+		rc |= explain_one(bb, run, ad, a, t, a->texts[t], names);
+	for (int t = 0; a->n_texts == 0 && (len = getline(&line, &cap, stdin)) >= 0; t++)
+	{
+		while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+			line[--len] = '\0';
+		rc |= explain_one(bb, run, ad, a, t, line, names);
+	}
+done:
+	free(line);
+	if (run)
+		bb->ops->run_free(run);
+	adapter_free_class_names(names, ad->cfg.n_classes);
+	adapter_free(ad);
+	return rc;
+}
+
+/* --explain's main: exit status 0 when every text was explained. */
+static int
+explain_main(CliArgs *a)
+{
+	Backbone   *bb = NULL;
+	NnError		err = {0};
+	int			rc;
+
+	if (backbone_open(&bb, a->model_dir, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		return 1;
+	}
+	rc = explain_saved(bb, a);
+	backbone_close(bb);
+	return rc == 0 ? 0 : 1;
+}
+
 /* The JSON report of a training run (to --report, else stdout). */
 static int
 write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const TrainResult *res,
@@ -541,6 +729,7 @@ main(int argc, char **argv)
 	double		infer_ms_per_1000 = -1;
 
 	train_options_default(&a.opt);
+	explain_options_default(&a.explain_opt);
 	a.model_dir = "build/model/use-lite";
 	a.text_column = "text";
 	a.label_column = "label";
@@ -551,6 +740,8 @@ main(int argc, char **argv)
 	if (!a.quiet)
 		a.opt.progress = progress_bar;
 
+	if (a.explain)
+		return explain_main(&a);
 	if (backbone_open(&bb, a.model_dir, &err) != NN_OK ||
 		(a.load_path == NULL &&
 		 dataset_load(&train, a.train_path, delimiter_for(a.train_path), a.text_column,

@@ -51,6 +51,17 @@ backbone_write_compiled(const Backbone *bb, const char *dir, NnError *err)
 	return bb->ops->write_compiled != NULL ? bb->ops->write_compiled(bb, dir, err) : NN_OK;
 }
 
+const char *
+backbone_token_piece(const Backbone *bb, int32_t id, char *buf, size_t buf_len)
+{
+	const char *piece = bb->ops->token_piece ? bb->ops->token_piece(bb, id) : NULL;
+
+	if (piece != NULL)
+		return piece;
+	snprintf(buf, buf_len, "#%d", (int) id);
+	return buf;
+}
+
 bool
 backbone_has_text_head(const Backbone *bb)
 {

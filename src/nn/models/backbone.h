@@ -49,6 +49,13 @@ typedef struct BackboneOps
 	void		(*embed_tokens) (const Backbone *bb, const int32_t *ids, int n,
 								 float *x, uint8_t *mask);
 
+	/*
+	 * The tokenizer's piece (vocabulary string) of id, NUL-terminated and
+	 * owned by the backbone; NULL when id names none.  Optional: NULL for a
+	 * family without one (use backbone_token_piece).
+	 */
+	const char *(*token_piece) (const Backbone *bb, int32_t id);
+
 	/* Activation buffers for up to max_batch rows of max_seq positions. */
 	BackboneRun *(*run_new) (const Backbone *bb, int max_batch, int max_seq);
 	void		(*run_free) (BackboneRun *run);
@@ -190,6 +197,12 @@ bool		backbone_pool_skips(const Backbone *bb);
 
 /* bb->ops->write_compiled(bb, dir), or NN_OK for a family that compiles nothing. */
 NnStatus	backbone_write_compiled(const Backbone *bb, const char *dir, NnError *err);
+
+/*
+ * The piece of id (bb->ops->token_piece), or, for a family without one or
+ * an id it does not name, "#<id>" written into buf (buf_len bytes).
+ */
+const char *backbone_token_piece(const Backbone *bb, int32_t id, char *buf, size_t buf_len);
 
 /* Whether the family scores and trains label strings (text-to-text, the label_* ops). */
 bool		backbone_has_text_head(const Backbone *bb);

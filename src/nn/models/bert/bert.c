@@ -341,6 +341,14 @@ bert_tokenize(const Backbone *bb, const char *text, size_t len, int32_t *ids, in
 	return wordpiece_encode(m->tok, text, len, ids, max_ids);
 }
 
+static const char *
+bert_token_piece(const Backbone *bb, int32_t id)
+{
+	const Bert *m = bb->impl;
+
+	return wordpiece_token(m->tok, id);
+}
+
 /*
  * Word-embedding rows of ids (no position or type: forward adds those).
  * Every id the tokenizer emits is real (mask 1), [PAD] included when the
@@ -727,6 +735,7 @@ bert_backward(const Backbone *bb, BackboneRun *run, const float *dout, float *dx
 static const BackboneOps bert_ops = {
 	.family = "bert",
 	.tokenize = bert_tokenize,
+	.token_piece = bert_token_piece,
 	.embed_tokens = bert_embed_tokens,
 	.run_new = bert_run_new,
 	.run_bytes = bert_run_bytes,

@@ -1234,6 +1234,14 @@ t5_tokenize(const Backbone *bb, const char *text, size_t len, int32_t *ids, int 
 	return hf_unigram_encode(m->tok, text, len, HFU_SPECIALS | HFU_EOS, ids, NULL, max_ids);
 }
 
+static const char *
+t5_token_piece(const Backbone *bb, int32_t id)
+{
+	const T5   *m = bb->impl;
+
+	return hf_unigram_piece(m->tok, id);
+}
+
 /*
  * Rows of shared.weight; negative ids are padding (zero row, mask 0), ids
  * past the table read as the unknown piece.
@@ -1286,6 +1294,7 @@ t5_close(Backbone *bb)
 static const BackboneOps t5_ops = {
 	.family = "t5",
 	.tokenize = t5_tokenize,
+	.token_piece = t5_token_piece,
 	.embed_tokens = t5_embed_tokens,
 	.run_new = t5_run_new,
 	.run_bytes = t5_run_bytes,

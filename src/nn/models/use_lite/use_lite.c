@@ -353,6 +353,14 @@ use_lite_tokenize(const Backbone *bb, const char *text, size_t len, int32_t *ids
 	return sp_tokenizer_encode(m->tok, text, len, ids, max_ids);
 }
 
+static const char *
+use_lite_token_piece(const Backbone *bb, int32_t id)
+{
+	const UseLite *m = bb->impl;
+
+	return sp_tokenizer_piece(m->tok, id);
+}
+
 /*
  * Embedding rows of ids.  The graph masks only padding (SparseToDense fills
  * absent positions with -1 and keeps ids > -1): the unknown piece 0 is a real
@@ -700,6 +708,7 @@ static NnStatus use_lite_write_compiled(const Backbone *bb, const char *dir, NnE
 static const BackboneOps use_lite_ops = {
 	.family = "use-lite",
 	.tokenize = use_lite_tokenize,
+	.token_piece = use_lite_token_piece,
 	.embed_tokens = use_lite_embed_tokens,
 	.run_new = use_lite_run_new,
 	.run_free = use_lite_run_free,
