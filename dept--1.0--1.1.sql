@@ -140,3 +140,15 @@ BEGIN
 	END IF;
 	RETURN NULL;
 END $$;
+
+-- ---------------------------------------------------------------------------
+-- Explanations (issue 15): token attributions of a prediction
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.dept_explain(adapter text, input text,
+										 method text DEFAULT 'integrated_gradients',
+										 label text DEFAULT NULL)
+	RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'dept_explain'
+	LANGUAGE C STABLE PARALLEL SAFE COST 1000000;
+COMMENT ON FUNCTION @extschema@.dept_explain(text, text, text, text) IS
+	'the tokens of input with their attribution to the log-probability of label (default: the predicted label): integrated gradients from zero embeddings (default, at most 64 path intervals; attribution_sum against log_probability - baseline_log_probability shows how complete) or gradient_x_input';

@@ -36,6 +36,7 @@
 #include "adapters/adapter_io.h"
 #include "dept.h"
 #include "dept_catalog.h"
+#include "train/explain.h"
 #include "train/train.h"
 
 PG_FUNCTION_INFO_V1(dept_predict);
@@ -46,6 +47,7 @@ PG_FUNCTION_INFO_V1(dept_evaluate);
 PG_FUNCTION_INFO_V1(dept_export);
 PG_FUNCTION_INFO_V1(dept_import);
 PG_FUNCTION_INFO_V1(dept_activate);
+PG_FUNCTION_INFO_V1(dept_explain);
 
 #define DEPT_PREDICT_BATCH 32
 
@@ -622,4 +624,106 @@ dept_activate(PG_FUNCTION_ARGS)
 	DeptRestoreUser(&saved);
 	DeptSpiFinish(spi_level);
 	PG_RETURN_VOID();
+}
+
+/*
+ * Integrated gradients in SQL stop refining at this many path intervals:
+ * about a second a text on use-lite (bench/explain_faithfulness.sh), where
+ * the library's 512 takes three.  The result says how complete it is.
+ */
+#define DEPT_EXPLAIN_MAX_STEPS 64
+
+/* The options of dept_explain's method and label arguments. */
+static void
+DeptExplainOptions(CachedAdapter *entry, const char *method, const char *label,
+				   ExplainOptions *opt)
+{
+	explain_options_default(opt);
+	opt->max_steps = DEPT_EXPLAIN_MAX_STEPS;
+	if (strcmp(method, "gradient_x_input") == 0)
+		opt->method = EXPLAIN_GRADIENT_X_INPUT;
+	else if (strcmp(method, "integrated_gradients") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unknown explanation method \"%s\"", method),
+				 errhint("Use \"integrated_gradients\" (the default) or \"gradient_x_input\".")));
+	if (entry->adapter->cfg.head == ADAPTER_HEAD_TEXT)
+		opt->baseline_id = 0;	/* T5's padding: its RMSNorm makes a zero row degenerate */
+	if (label == NULL)
+		return;
+	for (int c = 0; c < entry->n_labels; c++)
+		if (strcmp(entry->labels[c], label) == 0)
+			opt->target_class = c;
+	if (opt->target_class < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adapter has no label \"%s\"", label)));
+}
+
+/* The explanation as jsonb: prediction, the label explained, completeness, tokens. */
+static Datum
+DeptExplanationJsonb(CachedAdapter *entry, const char *method, const Explanation *e)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfoString(&buf, "{\"label\": ");
+	escape_json(&buf, entry->labels[e->predicted_class]);
+	appendStringInfo(&buf, ", \"probability\": %.6g, \"explained_label\": ", e->predicted_prob);
+	escape_json(&buf, entry->labels[e->target_class]);
+	appendStringInfoString(&buf, ", \"method\": ");
+	escape_json(&buf, method);
+	if (e->steps > 0)
+		appendStringInfo(&buf, ", \"steps\": %d", e->steps);
+	appendStringInfo(&buf, ", \"log_probability\": %.6g, \"baseline_log_probability\": %.6g, "
+					 "\"attribution_sum\": %.6g, \"tokens\": [",
+					 e->target_log_prob, e->baseline_log_prob, e->attribution_sum);
+	for (int i = 0; i < e->n_tokens; i++)
+	{
+		appendStringInfoString(&buf, i ? ", {\"token\": " : "{\"token\": ");
+		escape_json(&buf, e->tokens[i]);
+		appendStringInfo(&buf, ", \"attribution\": %.6g}", e->attributions[i]);
+	}
+	appendStringInfoString(&buf, "]}");
+	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
+}
+
+/*
+ * dept_explain(adapter, input, method, label): the tokens of input with
+ * their attributions to the log-probability of label (default: the
+ * predicted one), docs/design.md 7.
+ */
+Datum
+dept_explain(PG_FUNCTION_ARGS)
+{
+	char	   *name,
+			   *method;
+	text	   *input;
+	CachedAdapter *entry;
+	ExplainOptions opt;
+	Explanation e;
+	NnError		err;
+	NnStatus	st;
+	Datum		result;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(1) || PG_ARGISNULL(2))
+		PG_RETURN_NULL();
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	input = PG_GETARG_TEXT_PP(1);
+	method = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	entry = DeptGetAdapter(name);
+	DeptExplainOptions(entry, method, PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
+					   &opt);
+	nn_error_clear(&err);
+	memset(&e, 0, sizeof(e));
+	st = explain_text(DeptGetBackboneAt(entry->model_dir), NULL, entry->adapter,
+					  VARDATA_ANY(input), VARSIZE_ANY_EXHDR(input), &opt, &e, &err);
+	if (st != NN_OK)
+	{
+		explanation_free(&e);
+		DeptReportNnError(&err, psprintf("could not explain with adapter \"%s\"", name));
+	}
+	result = DeptExplanationJsonb(entry, method, &e);
+	explanation_free(&e);
+	PG_RETURN_DATUM(result);
 }

@@ -352,6 +352,7 @@ for path in "evil, pg_catalog, public" "public, pg_catalog, evil"; do
 	have dept_reassign_owned && M "SELECT public.dept_reassign_owned('sp_nobody', 'mallory')"
 	have dept_drop_owned && M "SELECT public.dept_drop_owned('sp_nobody')"
 	have dept_score && M "SELECT public.dept_wait(public.dept_score('m_sp', 'evil.keyed', 'id', 'body'))"
+	have dept_explain && M "SELECT public.dept_explain('m_sp', 'a good film', 'gradient_x_input')"
 	parallel=("SET parallel_setup_cost = 0" "SET parallel_tuple_cost = 0" "SET min_parallel_table_scan_size = 0"
 		"SET max_parallel_workers_per_gather = 2" "SET $force_parallel = on")
 	M "${parallel[@]}" "EXPLAIN (COSTS OFF) SELECT public.dept_predict('m_sp', body) FROM evil.many"
