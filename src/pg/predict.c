@@ -156,12 +156,18 @@ DeptGetAdapter(const char *name)
 	{
 		Oid			types[1] = {TEXTOID};
 		Datum		values[1] = {CStringGetTextDatum(name)};
-		bool		isnull;
+		bool		isnull,
+					first = entry == NULL || entry->adapter == NULL;
 		int			version;
 		int64		row_xmin;
 
-		DeptSpiExec("SELECT version, xmin::pg_catalog.text::pg_catalog.int8, backbone "
-					"FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active", 1, types, values, NULL, true, 1);
+		/* the first use reads the tensors with the check: one query in a cold backend */
+		DeptSpiExec(first ?
+					"SELECT version, xmin::pg_catalog.text::pg_catalog.int8, backbone, tensors "
+					"FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active" :
+					"SELECT version, xmin::pg_catalog.text::pg_catalog.int8, backbone "
+					"FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active",
+					1, types, values, NULL, true, 1);
 		if (SPI_processed == 0)
 			DeptNoSuchAdapter(name);
 		version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
@@ -178,19 +184,26 @@ DeptGetAdapter(const char *name)
 			char	   *model = TextDatumGetCString(SPI_getbinval(SPI_tuptable->vals[0],
 																  SPI_tuptable->tupdesc, 3, &isnull));
 
-			Datum		v[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
-			Oid			t[2] = {TEXTOID, INT4OID};
+			/* SPI's result tables live until DeptSpiFinish: later queries leave this one */
+			bytea	   *tensors = first ?
+				DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4,
+											  &isnull)) : NULL;
 
 			strlcpy(entry->model_dir, DeptModelDirFor(model), sizeof(entry->model_dir));
-			DeptSpiExec("SELECT tensors FROM dept.adapters "
-						"WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
-						2, t, v, NULL, true, 1);
-			if (SPI_processed == 0)
-				DeptNoSuchAdapter(name);
-			DeptLoadAdapterBytes(entry,
-								 DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
-															   SPI_tuptable->tupdesc, 1, &isnull)),
-								 name);
+			if (!first)
+			{
+				Datum		v[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
+				Oid			t[2] = {TEXTOID, INT4OID};
+
+				DeptSpiExec("SELECT tensors FROM dept.adapters "
+							"WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
+							2, t, v, NULL, true, 1);
+				if (SPI_processed == 0)
+					DeptNoSuchAdapter(name);
+				tensors = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 1, &isnull));
+			}
+			DeptLoadAdapterBytes(entry, tensors, name);
 			entry->version = version;
 			entry->row_xmin = row_xmin;
 		}
