@@ -152,3 +152,35 @@ CREATE FUNCTION @extschema@.dept_explain(adapter text, input text,
 	LANGUAGE C STABLE PARALLEL SAFE COST 1000000;
 COMMENT ON FUNCTION @extschema@.dept_explain(text, text, text, text) IS
 	'the tokens of input with their attribution to the log-probability of label (default: the predicted label): integrated gradients from zero embeddings (default, at most 64 path intervals; attribution_sum against log_probability - baseline_log_probability shows how complete) or gradient_x_input';
+
+-- ---------------------------------------------------------------------------
+-- Sentence pairs (issue 15): an adapter trained with
+-- options => '{"text_columns": ["a", "b"]}' reads "a: <text> b: <text2>"
+-- (the DePT code's format); these forms pass the two texts.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.dept_predict(adapter text, input text, input2 text) RETURNS text
+	AS 'MODULE_PATHNAME', 'dept_predict_pair'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION @extschema@.dept_predict(text, text, text) IS
+	'the most probable label of a sentence pair under a pair adapter (trained with the option text_columns)';
+CREATE FUNCTION @extschema@.dept_predict_proba(adapter text, input text, input2 text) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'dept_predict_proba_pair'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION @extschema@.dept_predict_proba(text, text, text) IS
+	'label -> probability for a sentence pair';
+CREATE FUNCTION @extschema@.dept_predict(adapter text, inputs text[], inputs2 text[]) RETURNS text[]
+	AS 'MODULE_PATHNAME', 'dept_predict_pair_batch'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION @extschema@.dept_predict(text, text[], text[]) IS
+	'labels of many sentence pairs (element i of each array) in one batched forward pass';
+CREATE FUNCTION @extschema@.dept_predict_proba(adapter text, inputs text[], inputs2 text[]) RETURNS jsonb[]
+	AS 'MODULE_PATHNAME', 'dept_predict_proba_pair_batch'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION @extschema@.dept_predict_proba(text, text[], text[]) IS
+	'label -> probability for many sentence pairs';
+CREATE FUNCTION @extschema@.dept_evaluate(adapter text, relation regclass, label_column text,
+										  text_columns text[]) RETURNS jsonb
+	AS 'MODULE_PATHNAME', 'dept_evaluate_pair'
+	LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
+COMMENT ON FUNCTION @extschema@.dept_evaluate(text, regclass, text, text[]) IS
+	'metrics of a pair adapter over the rows of relation, the pair read from the two text_columns';

@@ -43,6 +43,10 @@ extern double DeptModelLoadMillis(void);
 extern bool DeptRunsInBf16(const Backbone *bb);
 extern int	DeptNnSqlState(const NnError *err);
 extern void DeptCheckAdapterActive(const char *name);
+extern char *DeptTextSql(const char *column, const char *column2, const char *name1,
+						 const char *name2);
+extern char *DeptPairText(const char *name1, const char *a, size_t alen, const char *name2,
+						  const char *b, size_t blen);
 extern int	DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens,
 							  int n, char **best, float *prob);
 extern void DeptReportNnError(const NnError *err, const char *what) pg_attribute_noreturn();

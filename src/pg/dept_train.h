@@ -43,6 +43,7 @@ typedef struct DeptTrainRequest
 	char		relation_name[3 * DEPT_NAME_LEN];	/* for display and dept.jobs */
 	char		label_column[NAMEDATALEN];
 	char		text_column[NAMEDATALEN];
+	char		text_column2[NAMEDATALEN];	/* "text_columns": the pair's second, or "" */
 	char		method[16];
 	char		activate[16];
 	char		options_json[8192];

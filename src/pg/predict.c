@@ -48,6 +48,11 @@ PG_FUNCTION_INFO_V1(dept_export);
 PG_FUNCTION_INFO_V1(dept_import);
 PG_FUNCTION_INFO_V1(dept_activate);
 PG_FUNCTION_INFO_V1(dept_explain);
+PG_FUNCTION_INFO_V1(dept_predict_pair);
+PG_FUNCTION_INFO_V1(dept_predict_proba_pair);
+PG_FUNCTION_INFO_V1(dept_predict_pair_batch);
+PG_FUNCTION_INFO_V1(dept_predict_proba_pair_batch);
+PG_FUNCTION_INFO_V1(dept_evaluate_pair);
 
 #define DEPT_PREDICT_BATCH 32
 
@@ -60,6 +65,7 @@ typedef struct CachedAdapter
 	Adapter    *adapter;		/* malloc'd by src/nn */
 	char	  **labels;
 	int			n_labels;
+	char		pair[2][NAMEDATALEN];	/* a sentence pair's columns, or "" (one text) */
 	TimestampTz checked_statement;	/* statement start of the last catalog check */
 	LocalTransactionId checked_lxid;
 	struct CachedAdapter *next;
@@ -137,6 +143,45 @@ DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *nam
 	entry->n_labels = a->cfg.n_classes;
 }
 
+/* The two text columns of a sentence-pair adapter, from its hyperparameters (null: one text). */
+#define DEPT_PAIR_COLUMNS_SQL \
+	"hyperparameters OPERATOR(pg_catalog.#>>) '{text_columns,0}', " \
+	"hyperparameters OPERATOR(pg_catalog.#>>) '{text_columns,1}'"
+
+/* Read DEPT_PAIR_COLUMNS_SQL's two columns from column col of the last SPI result. */
+static void
+DeptReadPairColumns(CachedAdapter *entry, int col)
+{
+	for (int k = 0; k < 2; k++)
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col + k, &isnull);
+
+		entry->pair[k][0] = '\0';
+		if (!isnull)
+			strlcpy(entry->pair[k], TextDatumGetCString(d), NAMEDATALEN);
+	}
+}
+
+/* An adapter reads one text or a pair: the call must pass as many (22023). */
+static void
+DeptRequireInputs(const CachedAdapter *entry, int n)
+{
+	bool		pair = entry->pair[0][0] != '\0';
+
+	if (pair && n == 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adapter \"%s\" reads a sentence pair (%s, %s)", entry->name,
+						entry->pair[0], entry->pair[1]),
+				 errhint("Pass both texts: dept_predict('%s', %s, %s).", entry->name,
+						 entry->pair[0], entry->pair[1])));
+	if (!pair && n == 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adapter \"%s\" reads one text, not a pair", entry->name)));
+}
+
 /* The active version of name, loading or refreshing it at most once per statement. */
 static CachedAdapter *
 DeptGetAdapter(const char *name)
@@ -163,8 +208,9 @@ DeptGetAdapter(const char *name)
 
 		/* the first use reads the tensors with the check: one query in a cold backend */
 		DeptSpiExec(first ?
-					"SELECT version, xmin::pg_catalog.text::pg_catalog.int8, backbone, tensors "
-					"FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active" :
+					"SELECT version, xmin::pg_catalog.text::pg_catalog.int8, backbone, tensors, "
+					DEPT_PAIR_COLUMNS_SQL
+					" FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active" :
 					"SELECT version, xmin::pg_catalog.text::pg_catalog.int8, backbone "
 					"FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active",
 					1, types, values, NULL, true, 1);
@@ -189,19 +235,23 @@ DeptGetAdapter(const char *name)
 				DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 4,
 											  &isnull)) : NULL;
 
+			if (first)
+				DeptReadPairColumns(entry, 5);
+
 			strlcpy(entry->model_dir, DeptModelDirFor(model), sizeof(entry->model_dir));
 			if (!first)
 			{
 				Datum		v[2] = {CStringGetTextDatum(name), Int32GetDatum(version)};
 				Oid			t[2] = {TEXTOID, INT4OID};
 
-				DeptSpiExec("SELECT tensors FROM dept.adapters "
+				DeptSpiExec("SELECT tensors, " DEPT_PAIR_COLUMNS_SQL " FROM dept.adapters "
 							"WHERE name OPERATOR(pg_catalog.=) $1 AND version OPERATOR(pg_catalog.=) $2",
 							2, t, v, NULL, true, 1);
 				if (SPI_processed == 0)
 					DeptNoSuchAdapter(name);
 				tensors = DatumGetByteaPP(SPI_getbinval(SPI_tuptable->vals[0],
 														SPI_tuptable->tupdesc, 1, &isnull));
+				DeptReadPairColumns(entry, 2);
 			}
 			DeptLoadAdapterBytes(entry, tensors, name);
 			entry->version = version;
@@ -268,8 +318,10 @@ dept_predict(PG_FUNCTION_ARGS)
 	CachedAdapter *entry = DeptGetAdapter(name);
 	const char *bytes = VARDATA_ANY(input);
 	size_t		len = VARSIZE_ANY_EXHDR(input);
-	float	   *p = DeptClassify(entry, &bytes, &len, 1);
+	float	   *p;
 
+	DeptRequireInputs(entry, 1);
+	p = DeptClassify(entry, &bytes, &len, 1);
 	PG_RETURN_TEXT_P(cstring_to_text(entry->labels[DeptArgmax(p, entry->n_labels)]));
 }
 
@@ -282,20 +334,84 @@ dept_predict_proba(PG_FUNCTION_ARGS)
 	const char *bytes = VARDATA_ANY(input);
 	size_t		len = VARSIZE_ANY_EXHDR(input);
 
+	DeptRequireInputs(entry, 1);
 	PG_RETURN_DATUM(DeptProbaJsonb(entry, DeptClassify(entry, &bytes, &len, 1)));
 }
 
-/* Classify the non-null elements of a text[]; nulls stay null in the result. */
+/* The elements of a one-dimensional text[] argument (n of them, with their nulls). */
+static void
+DeptTextArray(FunctionCallInfo fcinfo, int arg, Datum **elems, bool **nulls, int *n)
+{
+	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(arg);
+
+	if (ARR_NDIM(arr) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+				 errmsg("inputs must be a one-dimensional array")));
+	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, elems, nulls, n);
+}
+
+/*
+ * The texts of an array call: the non-null elements of argument 1, or for a
+ * pair adapter (pair) the pairs of arguments 1 and 2 with neither null
+ * (formatted as training did); nulls[i] marks the rest.  Returns how many.
+ */
+static int
+DeptArrayInputs(FunctionCallInfo fcinfo, const CachedAdapter *entry, bool pair, int *n,
+				bool **nulls, const char ***texts, size_t **lens)
+{
+	Datum	   *a,
+			   *b = NULL;
+	bool	   *bnulls = NULL;
+	int			nb = 0,
+				k = 0;
+
+	DeptTextArray(fcinfo, 1, &a, nulls, n);
+	if (pair)
+	{
+		DeptTextArray(fcinfo, 2, &b, &bnulls, &nb);
+		if (nb != *n)
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("the two arrays of texts have %d and %d elements", *n, nb)));
+	}
+	*texts = palloc(sizeof(char *) * (*n + 1));
+	*lens = palloc(sizeof(size_t) * (*n + 1));
+	for (int i = 0; i < *n; i++)
+	{
+		text	   *t;
+
+		(*nulls)[i] = (*nulls)[i] || (pair && bnulls[i]);
+		if ((*nulls)[i])
+			continue;
+		t = DatumGetTextPP(a[i]);
+		if (pair)
+		{
+			text	   *u = DatumGetTextPP(b[i]);
+
+			(*texts)[k] = DeptPairText(entry->pair[0], VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
+									   entry->pair[1], VARDATA_ANY(u), VARSIZE_ANY_EXHDR(u));
+			(*lens)[k] = strlen((*texts)[k]);
+			k++;
+		}
+		else
+		{
+			(*texts)[k] = VARDATA_ANY(t);
+			(*lens)[k++] = VARSIZE_ANY_EXHDR(t);
+		}
+	}
+	return k;
+}
+
+/* Classify the inputs of an array call; nulls stay null in the result. */
 static Datum
-DeptPredictArray(FunctionCallInfo fcinfo, bool proba)
+DeptPredictArray(FunctionCallInfo fcinfo, bool proba, bool pair)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	ArrayType  *arr = PG_GETARG_ARRAYTYPE_P(1);
 	CachedAdapter *entry = DeptGetAdapter(name);
-	Datum	   *elems;
 	bool	   *nulls;
 	int			n,
-				k = 0;
+				k;
 	const char **texts;
 	size_t	   *lens;
 	float	   *probs;
@@ -303,21 +419,8 @@ DeptPredictArray(FunctionCallInfo fcinfo, bool proba)
 	int			dims[1],
 				lbs[1] = {1};
 
-	if (ARR_NDIM(arr) > 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
-				 errmsg("inputs must be a one-dimensional array")));
-	deconstruct_array(arr, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-	texts = palloc(sizeof(char *) * (n + 1));
-	lens = palloc(sizeof(size_t) * (n + 1));
-	for (int i = 0; i < n; i++)
-		if (!nulls[i])
-		{
-			text	   *t = DatumGetTextPP(elems[i]);
-
-			texts[k] = VARDATA_ANY(t);
-			lens[k++] = VARSIZE_ANY_EXHDR(t);
-		}
+	DeptRequireInputs(entry, pair ? 2 : 1);
+	k = DeptArrayInputs(fcinfo, entry, pair, &n, &nulls, &texts, &lens);
 	probs = k > 0 ? DeptClassify(entry, texts, lens, k) : NULL;
 	out = palloc(sizeof(Datum) * (n + 1));
 	k = 0;
@@ -339,16 +442,65 @@ DeptPredictArray(FunctionCallInfo fcinfo, bool proba)
 											 -1, false, TYPALIGN_INT));
 }
 
+/* Class probabilities of the sentence pair in arguments 1 and 2 of a pair adapter. */
+static float *
+DeptClassifyPair(FunctionCallInfo fcinfo, CachedAdapter **entry)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	text	   *a = PG_GETARG_TEXT_PP(1),
+			   *b = PG_GETARG_TEXT_PP(2);
+	const char *pair;
+	size_t		len;
+
+	*entry = DeptGetAdapter(name);
+	DeptRequireInputs(*entry, 2);
+	pair = DeptPairText((*entry)->pair[0], VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a),
+						(*entry)->pair[1], VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
+	len = strlen(pair);
+	return DeptClassify(*entry, &pair, &len, 1);
+}
+
+/* dept_predict(adapter, a, b): the label of a sentence pair. */
+Datum
+dept_predict_pair(PG_FUNCTION_ARGS)
+{
+	CachedAdapter *entry;
+	float	   *p = DeptClassifyPair(fcinfo, &entry);
+
+	PG_RETURN_TEXT_P(cstring_to_text(entry->labels[DeptArgmax(p, entry->n_labels)]));
+}
+
+Datum
+dept_predict_proba_pair(PG_FUNCTION_ARGS)
+{
+	CachedAdapter *entry;
+	float	   *p = DeptClassifyPair(fcinfo, &entry);
+
+	PG_RETURN_DATUM(DeptProbaJsonb(entry, p));
+}
+
+Datum
+dept_predict_pair_batch(PG_FUNCTION_ARGS)
+{
+	return DeptPredictArray(fcinfo, false, true);
+}
+
+Datum
+dept_predict_proba_pair_batch(PG_FUNCTION_ARGS)
+{
+	return DeptPredictArray(fcinfo, true, true);
+}
+
 Datum
 dept_predict_batch(PG_FUNCTION_ARGS)
 {
-	return DeptPredictArray(fcinfo, false);
+	return DeptPredictArray(fcinfo, false, false);
 }
 
 Datum
 dept_predict_proba_batch(PG_FUNCTION_ARGS)
 {
-	return DeptPredictArray(fcinfo, true);
+	return DeptPredictArray(fcinfo, true, false);
 }
 
 /*
@@ -362,7 +514,10 @@ DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens
 				  char **best, float *prob)
 {
 	CachedAdapter *entry = DeptGetAdapter(name);
-	float	   *probs = n > 0 ? DeptClassify(entry, (const char **) texts, lens, n) : NULL;
+	float	   *probs;
+
+	DeptRequireInputs(entry, 1);	/* dept_score reads one text column */
+	probs = n > 0 ? DeptClassify(entry, (const char **) texts, lens, n) : NULL;
 
 	for (int i = 0; i < n; i++)
 	{
@@ -406,15 +561,17 @@ DeptEvaluationJson(const char *name, const CachedAdapter *entry, const ClassMetr
 	return buf.data;
 }
 
-/* Metrics of the adapter over (text, label) rows read as the caller. */
-Datum
-dept_evaluate(PG_FUNCTION_ARGS)
+/*
+ * Metrics of the adapter over (text, label) rows read as the caller; a
+ * pair adapter reads the texts from text_column and text_column2.
+ */
+static Datum
+DeptEvaluate(FunctionCallInfo fcinfo, const char *text_column, const char *text_column2)
 {
 	int			spi_level;
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	Oid			relid = PG_GETARG_OID(1);
 	char	   *label_column = text_to_cstring(PG_GETARG_TEXT_PP(2));
-	char	   *text_column = text_to_cstring(PG_GETARG_TEXT_PP(3));
 	CachedAdapter *entry = DeptGetAdapter(name);
 	ClassMetrics *m = metrics_new(entry->n_labels);
 	char	   *sql;
@@ -427,7 +584,9 @@ dept_evaluate(PG_FUNCTION_ARGS)
 
 	if (m == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
-	sql = psprintf("SELECT %s::pg_catalog.text, %s::pg_catalog.text FROM %s", quote_identifier(text_column),
+	DeptRequireInputs(entry, text_column2 ? 2 : 1);
+	sql = psprintf("SELECT (%s)::pg_catalog.text, %s::pg_catalog.text FROM %s",
+				   DeptTextSql(text_column, text_column2, entry->pair[0], entry->pair[1]),
 				   quote_identifier(label_column),
 				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 											  get_rel_name(relid)));
@@ -498,6 +657,28 @@ dept_evaluate(PG_FUNCTION_ARGS)
 	json = DeptEvaluationJson(name, entry, m, skipped);
 	metrics_free(m);
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(json)));
+}
+
+Datum
+dept_evaluate(PG_FUNCTION_ARGS)
+{
+	return DeptEvaluate(fcinfo, text_to_cstring(PG_GETARG_TEXT_PP(3)), NULL);
+}
+
+/* dept_evaluate(adapter, relation, label_column, text_columns text[]): a sentence pair. */
+Datum
+dept_evaluate_pair(PG_FUNCTION_ARGS)
+{
+	Datum	   *cols;
+	bool	   *nulls;
+	int			n;
+
+	DeptTextArray(fcinfo, 3, &cols, &nulls, &n);
+	if (n != 2 || nulls[0] || nulls[1])
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("text_columns must name two columns")));
+	return DeptEvaluate(fcinfo, TextDatumGetCString(cols[0]), TextDatumGetCString(cols[1]));
 }
 
 Datum
@@ -725,6 +906,7 @@ dept_explain(PG_FUNCTION_ARGS)
 	input = PG_GETARG_TEXT_PP(1);
 	method = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	entry = DeptGetAdapter(name);
+	DeptRequireInputs(entry, 1);
 	DeptExplainOptions(entry, method, PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3)),
 					   &opt);
 	nn_error_clear(&err);

@@ -60,6 +60,37 @@ DeptIsTextType(Oid typid)
 	return base == TEXTOID || base == VARCHAROID || base == BPCHAROID;
 }
 
+/*
+ * The SQL expression of a row's text: the text column, or for a sentence
+ * pair (column2 not empty) both as "name1: text name2: text2", the format
+ * of the DePT code (docs/design.md 1, "Sentence pairs"), null when either is.  The names
+ * are the columns an adapter was trained on (NULL: these columns), so an
+ * evaluation table may name its columns otherwise.  DeptPairText builds
+ * the same bytes in C for dept_predict's two arguments.
+ */
+char *
+DeptTextSql(const char *column, const char *column2, const char *name1, const char *name2)
+{
+	const char *a = quote_identifier(column);
+	const char *b;
+
+	if (column2 == NULL || column2[0] == '\0')
+		return pstrdup(a);
+	b = quote_identifier(column2);
+	return psprintf("CASE WHEN %s IS NULL OR %s IS NULL THEN NULL ELSE "
+					"pg_catalog.format('%%s: %%s %%s: %%s', %s::pg_catalog.text, %s::pg_catalog.text, "
+					"%s::pg_catalog.text, %s::pg_catalog.text) END",
+					a, b, quote_literal_cstr(name1 ? name1 : column), a,
+					quote_literal_cstr(name2 ? name2 : column2), b);
+}
+
+char *
+DeptPairText(const char *name1, const char *a, size_t alen, const char *name2, const char *b,
+			 size_t blen)
+{
+	return psprintf("%s: %.*s %s: %.*s", name1, (int) alen, a, name2, (int) blen, b);
+}
+
 /* The relation must be of a kind with rows, and committed. */
 void
 DeptCheckRelation(Oid relid)
@@ -151,13 +182,12 @@ DeptQualifiedName(Oid relid)
 
 /* The usable rows must hold at least two distinct labels. */
 static void
-DeptCheckLabels(Oid relid, const char *label_column, const char *text_column)
+DeptCheckLabels(Oid relid, const char *label_column, const char *text_sql)
 {
 	char	   *rel = DeptQualifiedName(relid);
 	const char *col = quote_identifier(label_column);
 	char	   *usable = psprintf("%s IS NOT NULL AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) '' "
-								  "AND %s IS NOT NULL", col, col,
-								  quote_identifier(text_column));
+								  "AND (%s) IS NOT NULL", col, col, text_sql);
 	char	   *sql;
 	bool		isnull;
 	int64		with_label;
@@ -298,7 +328,7 @@ DeptRelationRowEstimate(Oid relid)
  */
 static void
 DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_column,
-						   const char *text_column)
+						   const char *text_sql)
 {
 	const Backbone *bb = DeptGetBackboneAt(req->model_dir);
 	DeptMemoryEstimate est;
@@ -310,8 +340,8 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 		const char *col = quote_identifier(label_column);
 		char	   *sql = psprintf("SELECT COALESCE(pg_catalog.max(pg_catalog.octet_length(%s::pg_catalog.text)), 0), "
 								   "pg_catalog.count(DISTINCT %s::pg_catalog.text) "
-								   "FROM %s WHERE %s IS NOT NULL AND %s IS NOT NULL", col, col,
-								   DeptQualifiedName(relid), col, quote_identifier(text_column));
+								   "FROM %s WHERE %s IS NOT NULL AND (%s) IS NOT NULL", col, col,
+								   DeptQualifiedName(relid), col, text_sql);
 		bool		isnull;
 
 		DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
@@ -569,15 +599,11 @@ DeptWaitForJob(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
  * differ, the text one of a text type; returns the text column (inferred
  * when NULL: the relation's only other text column).
  */
-static char *
-DeptCheckTrainColumns(Oid relid, const char *label_column, char *text_column)
+static AttrNumber
+DeptCheckTextColumn(Oid relid, const char *text_column, AttrNumber label_attnum)
 {
-	AttrNumber	label_attnum = DeptCheckColumn(relid, label_column, "label");
-	AttrNumber	text_attnum;
+	AttrNumber	text_attnum = DeptCheckColumn(relid, text_column, "text");
 
-	if (text_column == NULL)
-		text_column = DeptInferTextColumn(relid, label_attnum);
-	text_attnum = DeptCheckColumn(relid, text_column, "text");
 	if (text_attnum == label_attnum)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -588,6 +614,39 @@ DeptCheckTrainColumns(Oid relid, const char *label_column, char *text_column)
 				 errmsg("column \"%s\" is of type %s, not a text type", text_column,
 						format_type_be(get_atttype(relid, text_attnum))),
 				 errhint("Train on a text, varchar or char column, or on a view that casts it.")));
+	return text_attnum;
+}
+
+/*
+ * The text column(s): text_column, or the pair of options' text_columns
+ * (req->text_column, req->text_column2), or the relation's only other text
+ * column.  Returns the first.
+ */
+static char *
+DeptCheckTrainColumns(Oid relid, const char *label_column, char *text_column,
+					  const DeptTrainRequest *req)
+{
+	AttrNumber	label_attnum = DeptCheckColumn(relid, label_column, "label");
+
+	if (req->text_column2[0] != '\0')
+	{
+		if (text_column != NULL && strcmp(text_column, req->text_column) != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("text_column \"%s\" is not the first of the option text_columns",
+							text_column),
+					 errhint("Leave text_column out when the option text_columns names the pair.")));
+		text_column = pstrdup(req->text_column);
+		if (DeptCheckTextColumn(relid, req->text_column2, label_attnum) ==
+			DeptCheckTextColumn(relid, text_column, label_attnum))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("the two text columns must differ")));
+		return text_column;
+	}
+	if (text_column == NULL)
+		text_column = DeptInferTextColumn(relid, label_attnum);
+	DeptCheckTextColumn(relid, text_column, label_attnum);
 	return text_column;
 }
 
@@ -625,6 +684,7 @@ dept_train(PG_FUNCTION_ARGS)
 	char	   *adapter = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
 	char	   *method = DeptTextArg(fcinfo, 4, "method");
 	char	   *activate = DeptTextArg(fcinfo, 7, "activate");
+	char	   *text_sql;
 	bool		wait;
 	Jsonb	   *options;
 	dsm_segment *seg;
@@ -646,7 +706,14 @@ dept_train(PG_FUNCTION_ARGS)
 
 	DeptCheckRoleCanLogin(GetUserId());
 	DeptCheckRelation(relid);
-	text_column = DeptCheckTrainColumns(relid, label_column, text_column);
+	seg = dsm_create(sizeof(DeptTrainRequest), 0);
+	req = dsm_segment_address(seg);
+	memset(req, 0, sizeof(*req));
+	SpinLockInit(&req->mutex);
+	req->rows_used = -1;
+	DeptParseTrainOptions(req, method, options);
+	text_column = DeptCheckTrainColumns(relid, label_column, text_column, req);
+	text_sql = DeptTextSql(text_column, req->text_column2, NULL, NULL);
 	if (adapter == NULL)
 		adapter = psprintf("%s_%s", get_rel_name(relid), label_column);
 	if (adapter[0] == '\0' || strlen(adapter) >= DEPT_NAME_LEN)
@@ -654,26 +721,19 @@ dept_train(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_NAME),
 				 errmsg("adapter name must be 1 to %d bytes long", DEPT_NAME_LEN - 1)));
 
-	seg = dsm_create(sizeof(DeptTrainRequest), 0);
-	req = dsm_segment_address(seg);
-	memset(req, 0, sizeof(*req));
-	SpinLockInit(&req->mutex);
-	req->rows_used = -1;
-	DeptParseTrainOptions(req, method, options);
-
 	spi_level = DeptSpiConnect();
 	DeptReapJobs();
 	DeptCheckAdapterWritable(adapter);
 	if (req->init_from[0] != '\0')
 		DeptSelectInitFrom(req);	/* fails now if the caller may not use it */
 	DeptCheckLabelType(relid, label_column);
-	DeptCheckLabels(relid, label_column, text_column);
+	DeptCheckLabels(relid, label_column, text_sql);
 	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));
 	DeptCheckModelFits(req);
 	/* the caller's budget travels with the job: the worker has no session of its own */
 	req->max_training_memory = dept_max_training_memory < 0 ? -1 :
 		(int64) dept_max_training_memory * 1024;
-	DeptCheckMemoryBeforeStart(req, relid, label_column, text_column);
+	DeptCheckMemoryBeforeStart(req, relid, label_column, text_sql);
 	req->job_id = DeptNextJobId();
 	DeptSpiFinish(spi_level);
 

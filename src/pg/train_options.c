@@ -32,7 +32,8 @@ typedef enum OptionKind
 {
 	OPT_INT,
 	OPT_REAL,
-	OPT_TEXT
+	OPT_TEXT,
+	OPT_COLUMNS					/* an array of column names */
 } OptionKind;
 
 typedef struct OptionSpec
@@ -71,6 +72,7 @@ static const OptionSpec option_specs[] = {
 	{"max_rows", OPT_INT, 0, 1000000000},
 	{"max_rows_per_class", OPT_INT, 0, 1000000000},
 	{"init_from", OPT_TEXT, 1, 255},
+	{"text_columns", OPT_COLUMNS, 2, 2},
 	{"init_from_version", OPT_INT, 1, 2147483647},
 	{"sample", OPT_TEXT, 1, 16},
 };
@@ -119,12 +121,52 @@ string_is(const JsonbValue *v, const char *s)
 		memcmp(v->val.string.val, s, v->val.string.len) == 0;
 }
 
+/*
+ * "text_columns": ["a", "b"], a sentence pair read from two columns
+ * (dept_train checks them); the first becomes req->text_column.
+ */
+static void
+apply_text_columns(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
+{
+	JsonbIterator *it;
+	JsonbValue	e;
+	JsonbIteratorToken tok;
+	int			n = 0;
+	const char *hint = "The value must be an array of two column names.";
+
+	if (v->type != jbvBinary || !JsonContainerIsArray(v->val.binary.data))
+		bad_option(spec->key, hint);
+	it = JsonbIteratorInit(v->val.binary.data);
+	while ((tok = JsonbIteratorNext(&it, &e, true)) != WJB_DONE)
+	{
+		char	   *dst;
+
+		if (tok != WJB_ELEM)
+			continue;
+		if (e.type != jbvString || e.val.string.len == 0 || e.val.string.len >= NAMEDATALEN ||
+			n >= spec->max)
+			bad_option(spec->key, hint);
+		dst = n == 0 ? req->text_column : req->text_column2;
+		memcpy(dst, e.val.string.val, e.val.string.len);
+		dst[e.val.string.len] = '\0';
+		n++;
+	}
+	if (n != spec->min)
+		bad_option(spec->key, hint);
+}
+
 static void
 apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 {
 	TrainOptions *o = &req->opt;
 	const char *k = spec->key;
 	double		x = 0;
+
+	if (spec->kind == OPT_COLUMNS)
+	{
+		apply_text_columns(req, spec, v);
+		return;
+	}
 
 	if (spec->kind == OPT_TEXT)
 	{
@@ -253,7 +295,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version, text_columns.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");

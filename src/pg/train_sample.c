@@ -61,10 +61,10 @@ DeptCountLabels(const DeptTrainRequest *req, MemoryContext cxt, char ***labels, 
 {
 	const char *label = quote_identifier(req->label_column);
 	char	   *sql = psprintf("SELECT %s::pg_catalog.text, pg_catalog.count(*) FROM %s "
-							   "WHERE %s IS NOT NULL AND %s IS NOT NULL "
+							   "WHERE (%s) IS NOT NULL AND %s IS NOT NULL "
 							   "AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) '' "
 							   "GROUP BY 1",
-							   label, req->relation_name, quote_identifier(req->text_column),
+							   label, req->relation_name, DeptTextSql(req->text_column, req->text_column2, NULL, NULL),
 							   label, label);
 	bool		isnull;
 	MemoryContext old;

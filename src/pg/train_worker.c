@@ -246,8 +246,8 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	DeptWorkerBeginTxn();
 	sampler = req->max_rows > 0 || req->max_rows_per_class > 0 ? DeptSamplerBegin(req) : NULL;
-	sql = psprintf("SELECT %s::pg_catalog.text, %s::pg_catalog.text FROM %s",
-				   quote_identifier(req->text_column), quote_identifier(req->label_column),
+	sql = psprintf("SELECT (%s)::pg_catalog.text, %s::pg_catalog.text FROM %s",
+				   DeptTextSql(req->text_column, req->text_column2, NULL, NULL), quote_identifier(req->label_column),
 				   DeptQualifiedName(req->relation));
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
@@ -377,6 +377,15 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 	escape_json(&hyper, bb->ops->family);
 	appendStringInfo(&hyper, ", \"head\": \"%s\"",
 					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear");
+	if (req->text_column2[0] != '\0')
+	{
+		/* a sentence pair: dept_predict(adapter, a, b) formats it as training did */
+		appendStringInfoString(&hyper, ", \"text_columns\": [");
+		escape_json(&hyper, req->text_column);
+		appendStringInfoString(&hyper, ", ");
+		escape_json(&hyper, req->text_column2);
+		appendStringInfoChar(&hyper, ']');
+	}
 	if (req->init_from[0] != '\0')
 	{
 		appendStringInfoString(&hyper, ", \"init_from\": ");

@@ -1,0 +1,77 @@
+-- Sentence pairs (issue 15, item 1): options => '{"text_columns": [a, b]}'
+-- trains on the pair formatted as "a: <text> b: <text2>" (the DePT code's
+-- format); dept_predict / dept_predict_proba take the two texts, scalar and
+-- array; dept_evaluate takes the two columns (named otherwise in another
+-- table); one-text and two-text calls are refused on the wrong adapter;
+-- the stored hyperparameters name the columns.
+\set ON_ERROR_STOP 1
+\set QUIET 1
+\getenv fixtures DEPT_FIXTURE_DIR
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION IF NOT EXISTS dept;
+DROP TABLE IF EXISTS pr_train, pr_val, pr_renamed;
+CREATE TABLE pr_train (label text, premise text, hypothesis text);
+CREATE TABLE pr_val (label text, premise text, hypothesis text);
+\set train_file :fixtures/rte_train_400.tsv
+\set val_file :fixtures/rte_val_100.tsv
+COPY pr_train FROM :'train_file' WITH (FORMAT text, HEADER true);
+COPY pr_val FROM :'val_file' WITH (FORMAT text, HEADER true);
+INSERT INTO pr_train VALUES ('entailment', NULL, 'a null premise is skipped');
+CREATE TABLE pr_renamed AS SELECT label AS y, premise AS p, hypothesis AS h FROM pr_val;
+DELETE FROM dept.adapters WHERE name LIKE 'pr\_%';
+DELETE FROM dept.jobs WHERE adapter LIKE 'pr\_%';
+SELECT dept_train('pr_train', 'label', adapter => 'pr_probe', method => 'probe',
+				  options => '{"text_columns": ["premise", "hypothesis"], "epochs": 3, "seed": 1}') AS trained \gset
+SELECT dept_train('pr_train', 'label', adapter => 'pr_single', method => 'probe',
+				  text_column => 'premise', options => '{"epochs": 1}') AS single \gset
+
+SELECT plan(16);
+
+SELECT is(:'trained'::text, 'pr_probe', 'a pair adapter trains on two text columns');
+SELECT is((SELECT hyperparameters -> 'text_columns' FROM dept.adapters WHERE name = 'pr_probe' AND active),
+		  '["premise", "hypothesis"]'::jsonb, 'its hyperparameters name the pair');
+SELECT is((SELECT train_rows + valid_rows FROM dept.adapters WHERE name = 'pr_probe' AND active),
+		  400::bigint, 'the row with a null premise is not used');
+SELECT ok(dept_predict('pr_probe', 'A cat sat on the mat.', 'A cat sat.') IN ('entailment', 'not_entailment'),
+		  'dept_predict(adapter, text, text) gives one of the labels');
+SELECT ok(abs((SELECT sum(value::float8) FROM jsonb_each_text(
+			dept_predict_proba('pr_probe', 'A cat sat on the mat.', 'A cat sat.')))) - 1 < 1e-4,
+		  'dept_predict_proba(adapter, text, text) sums to 1');
+SELECT is((SELECT count(*) FROM pr_val
+		   WHERE dept_predict('pr_probe', premise, hypothesis)
+				 = (dept_predict('pr_probe', ARRAY[premise], ARRAY[hypothesis]))[1]), 100::bigint,
+		  'the array form agrees with the scalar form');
+SELECT is(dept_predict('pr_probe', ARRAY['a', NULL, 'c'], ARRAY['b', 'x', NULL])::text,
+		  (SELECT ARRAY[dept_predict('pr_probe', 'a', 'b'), NULL, NULL]::text),
+		  'a pair with a null side is null in the array result');
+SELECT is((SELECT count(*) FROM pr_val
+		   WHERE ((dept_predict_proba('pr_probe', ARRAY[premise], ARRAY[hypothesis]))[1]
+				 ->> dept_predict('pr_probe', premise, hypothesis))::float8
+				 = (dept_predict_proba('pr_probe', premise, hypothesis)
+				 ->> dept_predict('pr_probe', premise, hypothesis))::float8), 100::bigint,
+		  'the array proba form agrees with the scalar form');
+SELECT is((dept_evaluate('pr_probe', 'pr_val', 'label', ARRAY['premise', 'hypothesis']) ->> 'accuracy')::float8,
+		  (SELECT avg((dept_predict('pr_probe', premise, hypothesis) = label)::int)::float8 FROM pr_val),
+		  'dept_evaluate with two columns counts what dept_predict gets right');
+SELECT is(dept_evaluate('pr_probe', 'pr_renamed', 'y', ARRAY['p', 'h']) ->> 'accuracy',
+		  dept_evaluate('pr_probe', 'pr_val', 'label', ARRAY['premise', 'hypothesis']) ->> 'accuracy',
+		  'an evaluation table may name the columns otherwise');
+SELECT throws_ok($$SELECT dept_predict('pr_probe', 'only one text')$$, '22023', NULL,
+				 'one text on a pair adapter is 22023');
+SELECT throws_ok($$SELECT dept_predict('pr_single', 'a', 'b')$$, '22023',
+				 'adapter "pr_single" reads one text, not a pair', 'two texts on a one-text adapter is 22023');
+SELECT throws_ok($$SELECT dept_evaluate('pr_probe', 'pr_val', 'label', ARRAY['premise'])$$, '22023',
+				 'text_columns must name two columns', 'dept_evaluate needs both columns');
+SELECT throws_ok($$SELECT dept_train('pr_train', 'label', options => '{"text_columns": ["premise"]}')$$,
+				 '22023', NULL, 'text_columns must hold two names');
+SELECT throws_ok($$SELECT dept_train('pr_train', 'label', options => '{"text_columns": ["premise", "premise"]}')$$,
+				 '22023', 'the two text columns must differ', 'the two columns must differ');
+SELECT throws_ok($$SELECT dept_train('pr_train', 'label', text_column => 'hypothesis',
+							options => '{"text_columns": ["premise", "hypothesis"]}')$$,
+				 '22023', NULL, 'a text_column other than the first of text_columns is refused');
+
+SELECT * FROM finish();
+DROP TABLE pr_train, pr_val, pr_renamed;
+DELETE FROM dept.adapters WHERE name LIKE 'pr\_%';
+DELETE FROM dept.jobs WHERE adapter LIKE 'pr\_%';
