@@ -84,19 +84,27 @@ DeptNoSuchAdapter(const char *name)
 
 /*
  * Error unless name has an active version the caller may use (row
- * security), reading only the catalog: no model or adapter is loaded.
- * Inside an open SPI connection.
+ * security) that reads one text (dept_score's), reading only the catalog:
+ * no model or adapter is loaded.  Inside an open SPI connection.
  */
 void
 DeptCheckAdapterActive(const char *name)
 {
 	Oid			types[1] = {TEXTOID};
 	Datum		values[1] = {CStringGetTextDatum(name)};
+	bool		isnull;
 
-	DeptSpiExec("SELECT 1 FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active",
+	DeptSpiExec("SELECT hyperparameters OPERATOR(pg_catalog.?) 'text_columns' FROM dept.adapters "
+				"WHERE name OPERATOR(pg_catalog.=) $1 AND active",
 				1, types, values, NULL, true, 1);
 	if (SPI_processed == 0)
 		DeptNoSuchAdapter(name);
+	if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull)) &&
+		!isnull)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("dept_score does not score sentence-pair adapters yet"),
+				 errhint("Score pairs with dept_predict(adapter, text[], text[]) in batches.")));
 }
 
 /* Deserialize bytes into entry, replacing what it held. */

@@ -26,7 +26,7 @@ SELECT dept_train('pr_train', 'label', adapter => 'pr_probe', method => 'probe',
 SELECT dept_train('pr_train', 'label', adapter => 'pr_single', method => 'probe',
 				  text_column => 'premise', options => '{"epochs": 1}') AS single \gset
 
-SELECT plan(16);
+SELECT plan(17);
 
 SELECT is(:'trained'::text, 'pr_probe', 'a pair adapter trains on two text columns');
 SELECT is((SELECT hyperparameters -> 'text_columns' FROM dept.adapters WHERE name = 'pr_probe' AND active),
@@ -71,7 +71,13 @@ SELECT throws_ok($$SELECT dept_train('pr_train', 'label', text_column => 'hypoth
 							options => '{"text_columns": ["premise", "hypothesis"]}')$$,
 				 '22023', NULL, 'a text_column other than the first of text_columns is refused');
 
+CREATE TABLE pr_keyed AS SELECT row_number() OVER () AS id, premise FROM pr_val;
+ALTER TABLE pr_keyed ADD PRIMARY KEY (id);
+SELECT throws_ok($$SELECT dept_score('pr_probe', 'pr_keyed', 'id', 'premise')$$, '0A000',
+				 'dept_score does not score sentence-pair adapters yet', 'dept_score refuses a pair adapter');
+
 SELECT * FROM finish();
+DROP TABLE pr_keyed;
 DROP TABLE pr_train, pr_val, pr_renamed;
 DELETE FROM dept.adapters WHERE name LIKE 'pr\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'pr\_%';
