@@ -47,8 +47,6 @@ PG_FUNCTION_INFO_V1(dept_export);
 PG_FUNCTION_INFO_V1(dept_import);
 PG_FUNCTION_INFO_V1(dept_activate);
 
-#define DEPT_PREDICT_BATCH 32
-
 typedef struct CachedAdapter
 {
 	char	   *name;

@@ -496,11 +496,15 @@ static void
 DeptNoticeReadProgress(DeptTrainRequest *req, TimestampTz *last_notice, bool *announced)
 {
 	int64		read,
-				used;
+				used,
+				test,
+				found;
 
 	SpinLockAcquire(&req->mutex);
 	read = req->rows_read;
 	used = req->rows_used;
+	test = req->rows_test;
+	found = req->rows_test_found;
 	SpinLockRelease(&req->mutex);
 	if (used >= 0 && !*announced)
 	{
@@ -512,8 +516,13 @@ DeptNoticeReadProgress(DeptTrainRequest *req, TimestampTz *last_notice, bool *an
 			steps = Min(steps, req->opt.max_steps);
 		ereport(NOTICE,
 				(errmsg("job " INT64_FORMAT ": " INT64_FORMAT " rows read, " INT64_FORMAT
-						" used; training about " INT64_FORMAT " steps of %d rows",
-						req->job_id, read, used, steps, req->opt.batch_size)));
+						" used%s; training about " INT64_FORMAT " steps of %d rows",
+						req->job_id, read, used,
+						found == 0 ? "" : found == test ?
+						psprintf(", " INT64_FORMAT " held out for the test report", found) :
+						psprintf(", " INT64_FORMAT " held out for the test report (a sample of "
+								 INT64_FORMAT " of them scored)", found, test),
+						steps, req->opt.batch_size)));
 		*announced = true;
 		*last_notice = GetCurrentTimestamp();
 	}
@@ -659,6 +668,9 @@ dept_train(PG_FUNCTION_ARGS)
 	memset(req, 0, sizeof(*req));
 	SpinLockInit(&req->mutex);
 	req->rows_used = -1;
+	/* the extension's schema, where the worker finds dept_is_test_row (train_sample.c) */
+	strlcpy(req->extension_schema, get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)),
+			sizeof(req->extension_schema));
 	DeptParseTrainOptions(req, method, options);
 
 	spi_level = DeptSpiConnect();

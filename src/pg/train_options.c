@@ -57,6 +57,7 @@ static const OptionSpec option_specs[] = {
 	{"batch_size", OPT_INT, 1, 256},
 	{"max_length", OPT_INT, 1, 128},
 	{"valid_fraction", OPT_REAL, 0, 0.5},
+	{"test_fraction", OPT_REAL, 0, 0.5},
 	{"seed", OPT_INT, 0, 9007199254740991.0},
 	{"subspaces", OPT_INT, 1, 64},
 	{"subspace_rank", OPT_INT, 1, 256},
@@ -194,6 +195,14 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 	else if (strcmp(k, "batch_size") == 0) o->batch_size = (int) x;
 	else if (strcmp(k, "max_length") == 0) o->max_len = (int) x;
 	else if (strcmp(k, "valid_fraction") == 0) o->valid_fraction = x;
+	else if (strcmp(k, "test_fraction") == 0)
+	{
+		/* at least half of the rows stay for training and validation */
+		if (x >= 0.5)
+			bad_option(k, "The value must be at least 0 and less than 0.5.");
+		req->test_fraction = x;
+		req->test_fraction_set = true;
+	}
 	else if (strcmp(k, "seed") == 0) o->seed = (uint64_t) x;
 	else if (strcmp(k, "subspaces") == 0) o->subspaces = (int) x;
 	else if (strcmp(k, "subspace_rank") == 0) o->subspace_rank = (int) x;
@@ -253,7 +262,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, test_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");
