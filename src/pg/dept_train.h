@@ -58,6 +58,8 @@ typedef struct DeptTrainRequest
 	char		init_from[DEPT_NAME_LEN];	/* "init_from": a stored adapter to start from, or "" */
 	int			init_from_version;	/* its version; 0 = the active one */
 	char		extension_schema[NAMEDATALEN];	/* of dept_train, where its SQL functions are */
+	bool		auto_method;	/* method 'auto': candidates, the best kept (train_auto.c) */
+	int64		budget_rows;	/* "budget_rows": rows the candidates see together; 0 none */
 	double		test_fraction;	/* "test_fraction": held out for the test report (train_test.c) */
 	bool		test_fraction_set;	/* given; else the worker picks the default */
 	TrainOptions opt;			/* progress fields and init_text set by the worker */
@@ -72,6 +74,7 @@ typedef struct DeptTrainRequest
 	int64		rows_test;		/* test rows held for the report (a sample of them on a big table) */
 	int64		rows_test_found;	/* test rows read, all kept out of training and validation */
 	int			version;
+	char		auto_notes[2048];	/* method 'auto': a line per candidate, for the caller's NOTICEs */
 	int			sqlerrcode;
 	char		error[1024];
 } DeptTrainRequest;
@@ -138,6 +141,8 @@ extern void DeptTestSetAdd(DeptTestSet *ts, const char *text, size_t text_len, c
 						   size_t label_len);
 extern char *DeptTestReportJson(const Backbone *bb, const uint8_t *bytes, size_t len,
 								const DeptTestSet *ts, double fraction);
+extern char *DeptTrainAuto(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds,
+						   TrainResult *best);
 extern void DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options);
 extern void DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir,
 									   const TrainOptions *opt, int n_classes, double n_rows,

@@ -514,6 +514,10 @@ DeptNoticeReadProgress(DeptTrainRequest *req, TimestampTz *last_notice, bool *an
 
 		if (req->opt.max_steps > 0)
 			steps = Min(steps, req->opt.max_steps);
+		/* method 'auto': three candidates, within budget_rows together (train_auto.c) */
+		if (req->auto_method)
+			steps = req->budget_rows > 0 ? Min(3 * steps, req->budget_rows / req->opt.batch_size) :
+				3 * steps;
 		ereport(NOTICE,
 				(errmsg("job " INT64_FORMAT ": " INT64_FORMAT " rows read, " INT64_FORMAT
 						" used%s; training about " INT64_FORMAT " steps of %d rows",
@@ -616,6 +620,9 @@ DeptReportOutcome(dsm_segment *seg, const DeptTrainRequest *req)
 				(errcode(outcome.sqlerrcode ? outcome.sqlerrcode : ERRCODE_INTERNAL_ERROR),
 				 errmsg("training job " INT64_FORMAT " failed: %s", outcome.job_id,
 						outcome.error)));
+	/* method 'auto': what every candidate scored (train_auto.c) */
+	for (char *line = strtok(outcome.auto_notes, "\n"); line; line = strtok(NULL, "\n"))
+		ereport(NOTICE, (errmsg("job " INT64_FORMAT ": auto: %s", outcome.job_id, line)));
 	ereport(NOTICE,
 			(errmsg("adapter \"%s\" version %d trained (job " INT64_FORMAT ", validation accuracy %s)",
 					outcome.adapter, outcome.version, outcome.job_id,

@@ -358,7 +358,7 @@ DeptAppendMetricsJson(StringInfo buf, const ClassMetrics *m, char **class_names)
 /* The version's hyperparameters as JSON: the options that shaped it, where it started, what it read. */
 static char *
 DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const Dataset *ds,
-						const TrainResult *res)
+						const TrainResult *res, const char *auto_json)
 {
 	const Adapter *a = res->adapter;
 	StringInfoData hyper;
@@ -400,6 +400,9 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 					 ", \"rows_used\": %d, \"rows_test\": " INT64_FORMAT ", \"test_rows_found\": "
 					 INT64_FORMAT "}", req->max_rows, req->max_rows_per_class, req->sample_method,
 					 req->rows_read, ds->n_rows, req->rows_test, req->rows_test_found);
+	/* method 'auto': every candidate, and which won (train_auto.c) */
+	if (auto_json)
+		appendStringInfo(&hyper, ", \"auto\": %s", auto_json);
 	appendStringInfoChar(&hyper, '}');
 	return hyper.data;
 }
@@ -433,7 +436,7 @@ DeptMetricsJson(const Dataset *ds, const TrainResult *res, bool has_valid, const
 /* Serialize and store the trained adapter and its test report; mark the job succeeded. */
 static void
 DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainResult *res,
-				const DeptTestSet *ts)
+				const DeptTestSet *ts, const char *auto_json)
 {
 	const Adapter *a = res->adapter;
 	uint8_t    *bytes = NULL;
@@ -457,7 +460,7 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	test_json = DeptTestReportJson(bb, (const uint8_t *) VARDATA(tensors), len, ts,
 								   req->test_fraction);
 
-	hyper = DeptHyperparametersJson(req, bb, ds, res);
+	hyper = DeptHyperparametersJson(req, bb, ds, res, auto_json);
 
 	/*
 	 * With no rows held out, train.c selects its checkpoint on training
@@ -612,6 +615,7 @@ DeptRunJob(DeptTrainRequest *req)
 	NnError		err;
 	NnStatus	st;
 	DeptTestSet *ts = DeptTestSetNew(req);
+	char	   *auto_json = NULL;
 
 	DeptJobInsert(req);
 	DeptSetState(req, JOB_RUNNING);
@@ -625,11 +629,16 @@ DeptRunJob(DeptTrainRequest *req)
 	if (req->init_from[0] != '\0')
 		DeptLoadInitFrom(req, bb, ds);
 	nn_error_clear(&err);
-	st = train_adapter(bb, ds, &req->opt, &res, &err);
-	adapter_free((Adapter *) req->opt.init_from);
-	req->opt.init_from = NULL;
-	if (st != NN_OK)
-		DeptReportNnError(&err, "training failed");
+	if (req->auto_method)
+		auto_json = DeptTrainAuto(req, bb, ds, &res);
+	else
+	{
+		st = train_adapter(bb, ds, &req->opt, &res, &err);
+		adapter_free((Adapter *) req->opt.init_from);
+		req->opt.init_from = NULL;
+		if (st != NN_OK)
+			DeptReportNnError(&err, "training failed");
+	}
 	if (res.cancelled)
 	{
 		train_result_free(&res);
@@ -640,7 +649,7 @@ DeptRunJob(DeptTrainRequest *req)
 		return;
 	}
 	DeptCheckCancelRequested(req);
-	DeptStoreResult(req, bb, ds, &res, ts);
+	DeptStoreResult(req, bb, ds, &res, ts, auto_json);
 	train_result_free(&res);
 	dataset_free(ds);
 	DeptTestSetFree(ts);
