@@ -184,3 +184,50 @@ CREATE FUNCTION @extschema@.dept_evaluate(adapter text, relation regclass, label
 	LANGUAGE C STRICT STABLE PARALLEL RESTRICTED;
 COMMENT ON FUNCTION @extschema@.dept_evaluate(text, regclass, text, text[]) IS
 	'metrics of a pair adapter over the rows of relation, the pair read from the two text_columns';
+
+-- ---------------------------------------------------------------------------
+-- Held-out test split and stored report (train_test.c; docs/user-guide.md,
+-- "Test report"): dept_train's "test_fraction" option holds rows out of
+-- training and validation by a hash of their content; the worker stores
+-- their metrics in metrics -> 'test', which dept_report returns.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.dept_is_test_row(text text, label text, test_fraction double precision)
+	RETURNS boolean
+	AS 'MODULE_PATHNAME', 'dept_is_test_row'
+	LANGUAGE C STRICT IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION @extschema@.dept_is_test_row(text, text, double precision) IS
+	'whether dept_train holds the row (text, label) out for the test report at this test_fraction: fmix64(FNV-1a-64(text, 0x00, label)) / 2^64 < test_fraction; false for an empty label';
+
+CREATE FUNCTION @extschema@.dept_report(adapter text, version integer DEFAULT NULL) RETURNS jsonb
+	LANGUAGE plpgsql STABLE PARALLEL SAFE
+	SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+	found_version integer;
+	test jsonb;
+BEGIN
+	-- as the calling role: row security hides the adapters it may not read
+	SELECT a.version, a.metrics OPERATOR(pg_catalog.->) 'test'
+	  INTO found_version, test
+	  FROM dept.adapters a
+	 WHERE a.name OPERATOR(pg_catalog.=) dept_report.adapter
+	   AND CASE WHEN dept_report.version IS NULL THEN a.active
+				ELSE a.version OPERATOR(pg_catalog.=) dept_report.version END;
+	IF NOT FOUND THEN
+		IF dept_report.version IS NULL THEN
+			RAISE EXCEPTION 'adapter "%" does not exist or has no active version', adapter
+				USING ERRCODE = 'undefined_object',
+					  HINT = 'See dept.adapters for the adapters you may use.';
+		END IF;
+		RAISE EXCEPTION 'adapter "%" does not exist or has no version %', adapter, dept_report.version
+			USING ERRCODE = 'undefined_object',
+				  HINT = 'See dept.adapters for the adapters you may use.';
+	END IF;
+	-- a version trained without test rows (test_fraction 0) has no report
+	IF test IS NULL THEN
+		RETURN NULL;
+	END IF;
+	RETURN pg_catalog.jsonb_build_object('adapter', adapter, 'version', found_version)
+		OPERATOR(pg_catalog.||) test;
+END $$;
+COMMENT ON FUNCTION @extschema@.dept_report(text, integer) IS
+	'the test report stored with a version (default the active one): accuracy, macro-F1, per class, confusion, ROC AUC for two classes, on the rows dept_train held out by test_fraction; NULL when the version has no test rows';

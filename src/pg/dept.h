@@ -31,6 +31,9 @@ typedef enum DeptPrecision
 	DEPT_PRECISION_BFLOAT16
 } DeptPrecision;
 
+/* rows per classify call of dept_predict, dept_evaluate and the test report (train_test.c) */
+#define DEPT_PREDICT_BATCH 32
+
 /* Methods */
 extern const Backbone *DeptGetBackbone(void);
 extern const Backbone *DeptGetBackboneAt(const char *dir);

@@ -58,6 +58,11 @@ typedef struct DeptTrainRequest
 	char		sample_method[16];	/* how the rows used were drawn (train_sample.c) */
 	char		init_from[DEPT_NAME_LEN];	/* "init_from": a stored adapter to start from, or "" */
 	int			init_from_version;	/* its version; 0 = the active one */
+	char		extension_schema[NAMEDATALEN];	/* of dept_train, where its SQL functions are */
+	bool		auto_method;	/* method 'auto': candidates, the best kept (train_auto.c) */
+	int64		budget_rows;	/* "budget_rows": rows the candidates see together; 0 none */
+	double		test_fraction;	/* "test_fraction": held out for the test report (train_test.c) */
+	bool		test_fraction_set;	/* given; else the worker picks the default */
 	TrainOptions opt;			/* progress fields and init_text set by the worker */
 
 	/* progress, written by the worker under mutex */
@@ -67,7 +72,10 @@ typedef struct DeptTrainRequest
 	TrainProgress progress;
 	int64		rows_read;		/* usable rows read so far (the read phase's progress) */
 	int64		rows_used;		/* rows held for training once the read phase is over; -1 before */
+	int64		rows_test;		/* test rows held for the report (a sample of them on a big table) */
+	int64		rows_test_found;	/* test rows read, all kept out of training and validation */
 	int			version;
+	char		auto_notes[2048];	/* method 'auto': a line per candidate, for the caller's NOTICEs */
 	int			sqlerrcode;
 	char		error[1024];
 } DeptTrainRequest;
@@ -89,6 +97,9 @@ typedef struct DeptMemoryEstimate
 	double		total;
 	int			prompt_rows;	/* of the adapter the run trains */
 } DeptMemoryEstimate;
+
+/* The held-out test rows of a run (train_test.c). */
+typedef struct DeptTestSet DeptTestSet;
 
 /* A seeded sample of the rows read (train_sample.c). */
 typedef struct DeptSampler DeptSampler;
@@ -118,6 +129,21 @@ extern void DeptSamplerOffer(DeptSampler *s, const char *text, size_t text_len,
 extern double DeptSamplerHeldBytes(const DeptSampler *s);
 extern int64 DeptSamplerRowsRead(const DeptSampler *s);
 extern void DeptSamplerFinish(DeptSampler *s, Dataset *ds);
+extern uint64 DeptRowHash(const char *text, size_t text_len, const char *label, size_t label_len);
+extern bool DeptIsTestRow(const char *text, size_t text_len, const char *label, size_t label_len,
+						  double fraction);
+extern void DeptResolveTestFraction(DeptTrainRequest *req);
+extern DeptTestSet *DeptTestSetNew(const DeptTrainRequest *req);
+extern int64 DeptTestSetFound(const DeptTestSet *ts);
+extern void DeptTestSetFree(DeptTestSet *ts);
+extern int64 DeptTestSetRows(const DeptTestSet *ts);
+extern double DeptTestSetBytes(const DeptTestSet *ts);
+extern void DeptTestSetAdd(DeptTestSet *ts, const char *text, size_t text_len, const char *label,
+						   size_t label_len);
+extern char *DeptTestReportJson(const Backbone *bb, const uint8_t *bytes, size_t len,
+								const DeptTestSet *ts, double fraction);
+extern char *DeptTrainAuto(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds,
+						   TrainResult *best);
 extern void DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options);
 extern void DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir,
 									   const TrainOptions *opt, int n_classes, double n_rows,

@@ -54,8 +54,6 @@ PG_FUNCTION_INFO_V1(dept_predict_pair_batch);
 PG_FUNCTION_INFO_V1(dept_predict_proba_pair_batch);
 PG_FUNCTION_INFO_V1(dept_evaluate_pair);
 
-#define DEPT_PREDICT_BATCH 32
-
 typedef struct CachedAdapter
 {
 	char	   *name;

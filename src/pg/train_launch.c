@@ -526,11 +526,15 @@ static void
 DeptNoticeReadProgress(DeptTrainRequest *req, TimestampTz *last_notice, bool *announced)
 {
 	int64		read,
-				used;
+				used,
+				test,
+				found;
 
 	SpinLockAcquire(&req->mutex);
 	read = req->rows_read;
 	used = req->rows_used;
+	test = req->rows_test;
+	found = req->rows_test_found;
 	SpinLockRelease(&req->mutex);
 	if (used >= 0 && !*announced)
 	{
@@ -540,10 +544,19 @@ DeptNoticeReadProgress(DeptTrainRequest *req, TimestampTz *last_notice, bool *an
 
 		if (req->opt.max_steps > 0)
 			steps = Min(steps, req->opt.max_steps);
+		/* method 'auto': three candidates, within budget_rows together (train_auto.c) */
+		if (req->auto_method)
+			steps = req->budget_rows > 0 ? Min(3 * steps, req->budget_rows / req->opt.batch_size) :
+				3 * steps;
 		ereport(NOTICE,
 				(errmsg("job " INT64_FORMAT ": " INT64_FORMAT " rows read, " INT64_FORMAT
-						" used; training about " INT64_FORMAT " steps of %d rows",
-						req->job_id, read, used, steps, req->opt.batch_size)));
+						" used%s; training about " INT64_FORMAT " steps of %d rows",
+						req->job_id, read, used,
+						found == 0 ? "" : found == test ?
+						psprintf(", " INT64_FORMAT " held out for the test report", found) :
+						psprintf(", " INT64_FORMAT " held out for the test report (a sample of "
+								 INT64_FORMAT " of them scored)", found, test),
+						steps, req->opt.batch_size)));
 		*announced = true;
 		*last_notice = GetCurrentTimestamp();
 	}
@@ -666,6 +679,9 @@ DeptReportOutcome(dsm_segment *seg, const DeptTrainRequest *req)
 				(errcode(outcome.sqlerrcode ? outcome.sqlerrcode : ERRCODE_INTERNAL_ERROR),
 				 errmsg("training job " INT64_FORMAT " failed: %s", outcome.job_id,
 						outcome.error)));
+	/* method 'auto': what every candidate scored (train_auto.c) */
+	for (char *line = strtok(outcome.auto_notes, "\n"); line; line = strtok(NULL, "\n"))
+		ereport(NOTICE, (errmsg("job " INT64_FORMAT ": auto: %s", outcome.job_id, line)));
 	ereport(NOTICE,
 			(errmsg("adapter \"%s\" version %d trained (job " INT64_FORMAT ", validation accuracy %s)",
 					outcome.adapter, outcome.version, outcome.job_id,
@@ -711,6 +727,9 @@ dept_train(PG_FUNCTION_ARGS)
 	memset(req, 0, sizeof(*req));
 	SpinLockInit(&req->mutex);
 	req->rows_used = -1;
+	/* the extension's schema, where the worker finds dept_is_test_row (train_sample.c) */
+	strlcpy(req->extension_schema, get_namespace_name(get_func_namespace(fcinfo->flinfo->fn_oid)),
+			sizeof(req->extension_schema));
 	DeptParseTrainOptions(req, method, options);
 	text_column = DeptCheckTrainColumns(relid, label_column, text_column, req);
 	text_sql = DeptTextSql(text_column, req->text_column2, NULL, NULL);

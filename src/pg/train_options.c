@@ -58,6 +58,7 @@ static const OptionSpec option_specs[] = {
 	{"batch_size", OPT_INT, 1, 256},
 	{"max_length", OPT_INT, 1, 128},
 	{"valid_fraction", OPT_REAL, 0, 0.5},
+	{"test_fraction", OPT_REAL, 0, 0.5},
 	{"seed", OPT_INT, 0, 9007199254740991.0},
 	{"subspaces", OPT_INT, 1, 64},
 	{"subspace_rank", OPT_INT, 1, 256},
@@ -75,6 +76,7 @@ static const OptionSpec option_specs[] = {
 	{"text_columns", OPT_COLUMNS, 2, 2},
 	{"init_from_version", OPT_INT, 1, 2147483647},
 	{"sample", OPT_TEXT, 1, 16},
+	{"budget_rows", OPT_INT, 1, 1e15},
 };
 
 static const OptionSpec *
@@ -236,6 +238,14 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 	else if (strcmp(k, "batch_size") == 0) o->batch_size = (int) x;
 	else if (strcmp(k, "max_length") == 0) o->max_len = (int) x;
 	else if (strcmp(k, "valid_fraction") == 0) o->valid_fraction = x;
+	else if (strcmp(k, "test_fraction") == 0)
+	{
+		/* at least half of the rows stay for training and validation */
+		if (x >= 0.5)
+			bad_option(k, "The value must be at least 0 and less than 0.5.");
+		req->test_fraction = x;
+		req->test_fraction_set = true;
+	}
 	else if (strcmp(k, "seed") == 0) o->seed = (uint64_t) x;
 	else if (strcmp(k, "subspaces") == 0) o->subspaces = (int) x;
 	else if (strcmp(k, "subspace_rank") == 0) o->subspace_rank = (int) x;
@@ -246,6 +256,31 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 	else if (strcmp(k, "max_rows") == 0) req->max_rows = (int64) x;
 	else if (strcmp(k, "max_rows_per_class") == 0) req->max_rows_per_class = (int64) x;
 	else if (strcmp(k, "init_from_version") == 0) req->init_from_version = (int) x;
+	else if (strcmp(k, "budget_rows") == 0) req->budget_rows = (int64) x;
+}
+
+/*
+ * method 'auto' (train_auto.c): its candidates fix the method and
+ * prompt_length and are compared on validation rows; budget_rows is its
+ * option only.
+ */
+static void
+DeptCheckAutoOptions(DeptTrainRequest *req)
+{
+	if (!req->auto_method)
+	{
+		if (req->budget_rows > 0)
+			bad_option("budget_rows", "budget_rows applies to method 'auto' only.");
+		return;
+	}
+	if (req->prompt_len_set)
+		bad_option("prompt_length", "Method 'auto' chooses among fixed candidates; train one method to set prompt_length.");
+	if (req->init_from[0] != '\0')
+		bad_option("init_from", "Method 'auto' cannot start from a stored adapter; train one method to transfer.");
+	if (req->opt.valid_fraction <= 0)
+		bad_option("valid_fraction", "Method 'auto' compares its candidates on validation rows.");
+	/* the memory checks estimate the largest candidate: DePT with m = 60 */
+	req->opt.method = ADAPTER_DEPT;
 }
 
 /*
@@ -258,7 +293,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	static const char *const methods[] = {"probe", "pt", "dept", "ept"};
+	static const char *const methods[] = {"probe", "pt", "dept", "ept", "auto"};
 	int			m = -1;
 
 	train_options_default(&req->opt);
@@ -266,15 +301,16 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	strlcpy(req->model_name, "use-lite", sizeof(req->model_name));
 	req->sample_stratified = true;
 	strlcpy(req->sample_method, "all", sizeof(req->sample_method));
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < (int) lengthof(methods); i++)
 		if (strcmp(method, methods[i]) == 0)
 			m = i;
 	if (m < 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown training method \"%s\"", method),
-				 errhint("Use one of probe, pt, dept, ept.")));
-	req->opt.method = (AdapterMethod) m;
+				 errhint("Use one of probe, pt, dept, ept, auto.")));
+	req->auto_method = strcmp(method, "auto") == 0;
+	req->opt.method = req->auto_method ? ADAPTER_DEPT : (AdapterMethod) m;
 	strlcpy(req->method, method, sizeof(req->method));
 
 	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
@@ -295,12 +331,13 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version, text_columns.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, test_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version, budget_rows.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");
 		apply_option(req, spec, &v);
 	}
+	DeptCheckAutoOptions(req);
 	/* plain prompt tuning spends the whole budget on the prompt */
 	if (req->opt.method == ADAPTER_PT && !req->prompt_len_set)
 		req->opt.prompt_len = req->opt.budget;

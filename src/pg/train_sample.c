@@ -13,14 +13,22 @@
  *     so a rare label keeps enough rows to be learned.
  *   - "max_rows_per_class" (few-shot): k rows of every label.
  * The rows read, the rows used and the method are stored with the version.
+ * The test rows (train_test.c) are never offered, and the counting pass
+ * leaves them out, so the quotas are of the rows that can be drawn.
  */
 #include "postgres.h"
 
 #include <math.h>
 
+#include "catalog/dependency.h"
+#include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "common/pg_prng.h"
 #include "executor/spi.h"
+#include "nodes/makefuncs.h"
+#include "nodes/value.h"
+#include "parser/parse_func.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 
@@ -55,21 +63,54 @@ struct DeptSampler
 	double		held_bytes;
 };
 
-/* Usable rows per label (as the calling role); returns the number of labels. */
+/*
+ * The extension's dept_is_test_row, quoted and qualified, or NULL when the
+ * catalog does not have it yet (a 1.0 catalog under this library, before
+ * ALTER EXTENSION dept UPDATE).
+ */
+static char *
+DeptTestRowFunction(const DeptTrainRequest *req)
+{
+	Oid			argtypes[3] = {TEXTOID, TEXTOID, FLOAT8OID};
+	char	   *schema = pstrdup(req->extension_schema);
+	Oid			fn;
+
+	if (schema[0] == '\0')
+		return NULL;
+	fn = LookupFuncName(list_make2(makeString(schema), makeString("dept_is_test_row")), 3,
+						argtypes, true);
+	/* only the extension's own: not a function of that name someone else created there */
+	if (!OidIsValid(fn) ||
+		getExtensionOfObject(ProcedureRelationId, fn) != get_extension_oid("dept", true))
+		return NULL;
+	return quote_qualified_identifier(schema, "dept_is_test_row");
+}
+
+/*
+ * Usable rows per label (as the calling role), the test rows left out
+ * (train_test.c: sampling draws from the other rows); returns the number
+ * of labels.
+ */
 static int
 DeptCountLabels(const DeptTrainRequest *req, MemoryContext cxt, char ***labels, int64 **counts)
 {
 	const char *label = quote_identifier(req->label_column);
+	const char *text_col = DeptTextSql(req->text_column, req->text_column2, NULL, NULL);
+	char	   *test_fn = req->test_fraction > 0 ? DeptTestRowFunction(req) : NULL;
 	char	   *sql = psprintf("SELECT %s::pg_catalog.text, pg_catalog.count(*) FROM %s "
 							   "WHERE (%s) IS NOT NULL AND %s IS NOT NULL "
-							   "AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) '' "
+							   "AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) '' %s "
 							   "GROUP BY 1",
-							   label, req->relation_name, DeptTextSql(req->text_column, req->text_column2, NULL, NULL),
-							   label, label);
+							   label, req->relation_name, text_col, label, label,
+							   test_fn == NULL ? "" :
+							   psprintf("AND NOT %s((%s)::pg_catalog.text, %s::pg_catalog.text, $1)",
+										test_fn, text_col, label));
+	Oid			types[1] = {FLOAT8OID};
+	Datum		values[1] = {Float8GetDatum(req->test_fraction)};
 	bool		isnull;
 	MemoryContext old;
 
-	DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 0);
+	DeptSpiExec(sql, test_fn ? 1 : 0, types, values, NULL, true, 0);
 	/* SPI returns in its own procedure context, which ends with the transaction */
 	old = MemoryContextSwitchTo(cxt);
 	*labels = palloc(sizeof(char *) * (SPI_processed + 1));

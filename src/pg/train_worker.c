@@ -191,7 +191,7 @@ DeptCheckClassesStorable(const DeptTrainRequest *req, const Dataset *ds)
  * Returns the bytes of text and label now held.
  */
 static double
-DeptTakeRows(Dataset *ds, DeptSampler *sampler, double held)
+DeptTakeRows(Dataset *ds, DeptSampler *sampler, DeptTestSet *ts, double fraction, double held)
 {
 	NnError		err;
 
@@ -205,7 +205,12 @@ DeptTakeRows(Dataset *ds, DeptSampler *sampler, double held)
 		text	   *lt = label_null ? NULL : DatumGetTextPP(l);
 		bool		usable = tt && lt && VARSIZE_ANY_EXHDR(lt) > 0;
 
-		if (sampler && usable)
+		/* test rows first: never sampled, trained or validated on (train_test.c) */
+		if (usable && DeptIsTestRow(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), VARDATA_ANY(lt),
+									VARSIZE_ANY_EXHDR(lt), fraction))
+			DeptTestSetAdd(ts, VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), VARDATA_ANY(lt),
+						   VARSIZE_ANY_EXHDR(lt));
+		else if (sampler && usable)
 			DeptSamplerOffer(sampler, VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), VARDATA_ANY(lt),
 							 VARSIZE_ANY_EXHDR(lt));
 		else if (sampler)
@@ -230,7 +235,7 @@ DeptTakeRows(Dataset *ds, DeptSampler *sampler, double held)
  * (train_sample.c), so memory is bounded by max_rows.
  */
 static Dataset *
-DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
+DeptReadRows(DeptTrainRequest *req, const Backbone *bb, DeptTestSet *ts)
 {
 	Dataset    *ds = dataset_new();
 	DeptSampler *sampler;
@@ -245,6 +250,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 	if (ds == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	DeptWorkerBeginTxn();
+	DeptResolveTestFraction(req);
 	sampler = req->max_rows > 0 || req->max_rows_per_class > 0 ? DeptSamplerBegin(req) : NULL;
 	sql = psprintf("SELECT (%s)::pg_catalog.text, %s::pg_catalog.text FROM %s",
 				   DeptTextSql(req->text_column, req->text_column2, NULL, NULL), quote_identifier(req->label_column),
@@ -259,7 +265,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 		if (SPI_processed == 0)
 			break;
 		fetched += SPI_processed;
-		held = DeptTakeRows(ds, sampler, held);
+		held = DeptTakeRows(ds, sampler, ts, req->test_fraction, held);
 		SPI_freetuptable(SPI_tuptable);
 		DeptPublishRowsRead(req, fetched);
 		CHECK_FOR_INTERRUPTS();
@@ -268,7 +274,8 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 		{
 			double		rows = sampler && req->max_rows > 0 ? Min(fetched, req->max_rows) : ds->n_rows;
 
-			DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, rows, held, 0, &est);
+			DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, 2, rows,
+									   held + DeptTestSetBytes(ts), 0, &est);
 			DeptCheckTrainingMemory(&est, &req->opt, req->max_training_memory);
 		}
 	}
@@ -281,8 +288,10 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot train on %s: %s", req->relation_name, err.msg)));
 	DeptCheckClassesStorable(req, ds);
-	DeptCheckMemoryOfRows(req, bb, ds, held);
+	DeptCheckMemoryOfRows(req, bb, ds, held + DeptTestSetBytes(ts));
 	SpinLockAcquire(&req->mutex);
+	req->rows_test = DeptTestSetRows(ts);
+	req->rows_test_found = DeptTestSetFound(ts);
 	req->rows_used = ds->n_rows;
 	SpinLockRelease(&req->mutex);
 	return ds;
@@ -349,7 +358,7 @@ DeptAppendMetricsJson(StringInfo buf, const ClassMetrics *m, char **class_names)
 /* The version's hyperparameters as JSON: the options that shaped it, where it started, what it read. */
 static char *
 DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const Dataset *ds,
-						const TrainResult *res)
+						const TrainResult *res, const char *auto_json)
 {
 	const Adapter *a = res->adapter;
 	StringInfoData hyper;
@@ -360,6 +369,7 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 					 "\"alpha\": %g, \"subspaces\": %d, \"subspace_rank\": %d, \"lr\": %g, "
 					 "\"lowrank_lr\": %g, \"ept_lr\": %g, \"head_lr\": %g, \"weight_decay\": %g, "
 					 "\"epochs\": %d, \"max_steps\": %ld, \"batch_size\": %d, \"valid_fraction\": %g, "
+					 "\"test_fraction\": %g, "
 					 "\"seed\": %llu, \"trainable_params\": %zu, \"precision\": \"%s\", "
 					 "\"init_text\": ",
 					 req->method, adapter_prompt_rows(&a->cfg),
@@ -368,7 +378,7 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 					 a->cfg.alpha, a->cfg.subspaces, a->cfg.subspace_rank, req->opt.lr_prompt,
 					 req->opt.lr_lowrank, req->opt.lr_ept, req->opt.lr_head, req->opt.weight_decay,
 					 req->opt.epochs, req->opt.max_steps, req->opt.batch_size,
-					 req->opt.valid_fraction, (unsigned long long) req->opt.seed, res->param_count,
+					 req->opt.valid_fraction, req->test_fraction, (unsigned long long) req->opt.seed, res->param_count,
 					 req->opt.bf16 ? "bfloat16" : "float32");
 	escape_json(&hyper, req->init_text);
 	appendStringInfoString(&hyper, ", \"model\": ");
@@ -396,15 +406,46 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 	/* what was read and what was used (train_sample.c) */
 	appendStringInfo(&hyper, ", \"max_rows\": " INT64_FORMAT ", \"max_rows_per_class\": " INT64_FORMAT
 					 ", \"sample\": {\"method\": \"%s\", \"rows_read\": " INT64_FORMAT
-					 ", \"rows_used\": %d}", req->max_rows, req->max_rows_per_class,
-					 req->sample_method, req->rows_read, ds->n_rows);
+					 ", \"rows_used\": %d, \"rows_test\": " INT64_FORMAT ", \"test_rows_found\": "
+					 INT64_FORMAT "}", req->max_rows, req->max_rows_per_class, req->sample_method,
+					 req->rows_read, ds->n_rows, req->rows_test, req->rows_test_found);
+	/* method 'auto': every candidate, and which won (train_auto.c) */
+	if (auto_json)
+		appendStringInfo(&hyper, ", \"auto\": %s", auto_json);
 	appendStringInfoChar(&hyper, '}');
 	return hyper.data;
 }
 
-/* Serialize and store the trained adapter; mark the job succeeded. */
+/*
+ * The version's metrics as JSON: validation (when rows were held out for
+ * it), the test report (test_json, or none) and the run's figures.
+ */
+static char *
+DeptMetricsJson(const Dataset *ds, const TrainResult *res, bool has_valid, const char *test_json)
+{
+	StringInfoData metrics;
+
+	initStringInfo(&metrics);
+	appendStringInfoChar(&metrics, '{');
+	if (has_valid)
+	{
+		DeptAppendMetricsJson(&metrics, res->valid_metrics, ds->class_names);
+		appendStringInfoString(&metrics, ", ");
+	}
+	if (test_json)
+		appendStringInfo(&metrics, "\"test\": %s, ", test_json);
+	appendStringInfo(&metrics,
+					 "\"steps\": %ld, \"best_step\": %ld, \"epochs\": %d, \"train_seconds\": %.3f, "
+					 "\"tokens_per_second\": %.1f}",
+					 res->steps, res->best_step, res->epochs_run, res->seconds,
+					 res->tokens_per_second);
+	return metrics.data;
+}
+
+/* Serialize and store the trained adapter and its test report; mark the job succeeded. */
 static void
-DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainResult *res)
+DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainResult *res,
+				const DeptTestSet *ts, const char *auto_json)
 {
 	const Adapter *a = res->adapter;
 	uint8_t    *bytes = NULL;
@@ -412,7 +453,7 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	NnError		err;
 	DeptAdapterRow row = {0};
 	char	   *hyper;
-	StringInfoData metrics;
+	char	   *test_json;
 	bytea	   *tensors;
 	bool		activated;
 	bool		has_valid;
@@ -424,8 +465,11 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	SET_VARSIZE(tensors, VARHDRSZ + len);
 	memcpy(VARDATA(tensors), bytes, len);
 	free(bytes);
+	/* the stored tensors score the test rows, as dept_evaluate will */
+	test_json = DeptTestReportJson(bb, (const uint8_t *) VARDATA(tensors), len, ts,
+								   req->test_fraction);
 
-	hyper = DeptHyperparametersJson(req, bb, ds, res);
+	hyper = DeptHyperparametersJson(req, bb, ds, res, auto_json);
 
 	/*
 	 * With no rows held out, train.c selects its checkpoint on training
@@ -433,18 +477,6 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	 * such (docs/dba.md, "Activation").
 	 */
 	has_valid = res->valid_metrics != NULL && res->n_valid > 0;
-	initStringInfo(&metrics);
-	appendStringInfoChar(&metrics, '{');
-	if (has_valid)
-	{
-		DeptAppendMetricsJson(&metrics, res->valid_metrics, ds->class_names);
-		appendStringInfoString(&metrics, ", ");
-	}
-	appendStringInfo(&metrics,
-					 "\"steps\": %ld, \"best_step\": %ld, \"epochs\": %d, \"train_seconds\": %.3f, "
-					 "\"tokens_per_second\": %.1f}",
-					 res->steps, res->best_step, res->epochs_run, res->seconds,
-					 res->tokens_per_second);
 
 	row.name = req->adapter;
 	row.owner = req->role;
@@ -454,7 +486,7 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	row.labels = ds->class_names;
 	row.n_labels = ds->n_classes;
 	row.hyperparameters_json = hyper;
-	row.metrics_json = metrics.data;
+	row.metrics_json = DeptMetricsJson(ds, res, has_valid, test_json);
 	row.valid_accuracy = has_valid ? res->valid_metrics->accuracy : 0.0;
 	row.has_valid_accuracy = has_valid;
 	row.job_id = req->job_id;
@@ -591,12 +623,14 @@ DeptRunJob(DeptTrainRequest *req)
 	TrainResult res;
 	NnError		err;
 	NnStatus	st;
+	DeptTestSet *ts = DeptTestSetNew(req);
+	char	   *auto_json = NULL;
 
 	DeptJobInsert(req);
 	DeptSetState(req, JOB_RUNNING);
 	/* the model first: its estimate bounds the rows read */
 	bb = DeptGetBackboneAt(req->model_dir);
-	ds = DeptReadRows(req, bb);
+	ds = DeptReadRows(req, bb, ts);
 
 	req->opt.progress = DeptWorkerProgress;
 	req->opt.progress_arg = req;
@@ -604,23 +638,30 @@ DeptRunJob(DeptTrainRequest *req)
 	if (req->init_from[0] != '\0')
 		DeptLoadInitFrom(req, bb, ds);
 	nn_error_clear(&err);
-	st = train_adapter(bb, ds, &req->opt, &res, &err);
-	adapter_free((Adapter *) req->opt.init_from);
-	req->opt.init_from = NULL;
-	if (st != NN_OK)
-		DeptReportNnError(&err, "training failed");
+	if (req->auto_method)
+		auto_json = DeptTrainAuto(req, bb, ds, &res);
+	else
+	{
+		st = train_adapter(bb, ds, &req->opt, &res, &err);
+		adapter_free((Adapter *) req->opt.init_from);
+		req->opt.init_from = NULL;
+		if (st != NN_OK)
+			DeptReportNnError(&err, "training failed");
+	}
 	if (res.cancelled)
 	{
 		train_result_free(&res);
 		dataset_free(ds);
+		DeptTestSetFree(ts);
 		DeptRecordJobEnd(req->job_id, job_state_names[JOB_CANCELLED], NULL);
 		DeptSetState(req, JOB_CANCELLED);
 		return;
 	}
 	DeptCheckCancelRequested(req);
-	DeptStoreResult(req, bb, ds, &res);
+	DeptStoreResult(req, bb, ds, &res, ts, auto_json);
 	train_result_free(&res);
 	dataset_free(ds);
+	DeptTestSetFree(ts);
 	DeptSetState(req, JOB_SUCCEEDED);
 }
 

@@ -32,7 +32,7 @@ while kill -0 $caller 2>/dev/null; do
 done
 wait $caller
 ok $? "dept_train with max_rows => 20000 succeeds"
-grep -q "2000000 rows read, 20000 used; training about 3 steps" "$log"
+grep -qE "2000000 rows read, 20000 used, [0-9]+ held out for the test report \(a sample of 20000 of them scored\); training about 3 steps" "$log"
 ok $? "the read phase reports progress as NOTICEs"
 grep -E "reading rows|rows read" "$log" | sed 's/^/# /'
 is "$(sql $db "SELECT train_rows + valid_rows FROM dept.adapters WHERE name = 'big_label'")" "20000" \
@@ -40,6 +40,9 @@ is "$(sql $db "SELECT train_rows + valid_rows FROM dept.adapters WHERE name = 'b
 is "$(sql $db "SELECT hyperparameters -> 'sample' ->> 'method', hyperparameters -> 'sample' ->> 'rows_read'
 	FROM dept.adapters WHERE name = 'big_label'" | tr '|' ' ')" "stratified 2000000" \
 	"the version stores the method and the 2,000,000 rows read"
+is "$(sql $db "SELECT metrics -> 'test' ->> 'rows', (metrics -> 'test' ->> 'test_rows_found')::int > 150000
+	FROM dept.adapters WHERE name = 'big_label'" | tr '|' ' ')" "20000 t" \
+	"the default test split holds out about 10% of the rows and scores a sample of max_rows of them"
 is "$(sql $db "SELECT labels FROM dept.adapters WHERE name = 'big_label'")" "{even,odd,rare}" \
 	"the stratified sample keeps the rare label (0.1% of rows)"
 echo "# worker peak resident memory: $((peak_kb / 1024)) MB"

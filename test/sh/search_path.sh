@@ -353,6 +353,10 @@ for path in "evil, pg_catalog, public" "public, pg_catalog, evil"; do
 	have dept_drop_owned && M "SELECT public.dept_drop_owned('sp_nobody')"
 	have dept_score && M "SELECT public.dept_wait(public.dept_score('m_sp', 'evil.keyed', 'id', 'body'))"
 	have dept_explain && M "SELECT public.dept_explain('m_sp', 'a good film', 'gradient_x_input')"
+	# the test split and its report: a version with test rows, and one without
+	have dept_report && M "SELECT public.dept_train('evil.reviews', 'label', adapter => 'm_rep', method => 'probe', options => '{\"epochs\": 1, \"test_fraction\": 0.3}')"
+	have dept_report && M "SELECT public.dept_report('m_rep'), public.dept_report('m_rep', 1), public.dept_report('m_sp')"
+	have dept_is_test_row && M "SELECT pg_catalog.count(*) FROM evil.reviews WHERE public.dept_is_test_row(body, label, 0.3)"
 	parallel=("SET parallel_setup_cost = 0" "SET parallel_tuple_cost = 0" "SET min_parallel_table_scan_size = 0"
 		"SET max_parallel_workers_per_gather = 2" "SET $force_parallel = on")
 	M "${parallel[@]}" "EXPLAIN (COSTS OFF) SELECT public.dept_predict('m_sp', body) FROM evil.many"
@@ -381,6 +385,7 @@ have dept_orphaned_adapters && run postgres "public, evil" "SELECT pg_catalog.co
 have dept_reassign_owned && run postgres "public, evil" "SELECT public.dept_reassign_owned('sp_nobody', 'postgres')"
 have dept_drop_owned && run postgres "public, evil" "SELECT public.dept_drop_owned('sp_nobody')"
 have dept_score && run postgres "public, evil" "SELECT public.dept_wait(public.dept_score('su_sp', 'evil.keyed', 'id', 'body', 'public.su_scored'))"
+have dept_report && run postgres "public, evil" "SELECT public.dept_report('m_rep')"
 
 # every function of the extension (but trigger functions) was called above
 uncalled=$(sql $db "SELECT string_agg(DISTINCT p.proname, ' ') FROM pg_depend d JOIN pg_extension e ON e.oid = d.refobjid

@@ -63,6 +63,8 @@ PGUSER=up_user psql -X -qAt -v ON_ERROR_STOP=1 -d $db -c "SET search_path = ''" 
 ok $? "the stored command runs as its role with an empty search_path"
 is "$(sql $db "SELECT count(*) FROM dept.adapters WHERE name = 'up_reviews_label'")" "2" \
 	"and trains a new version"
+is "$(PGUSER=up_user sql $db "SELECT dept_report('up_reviews_label', 1) IS NULL AND NOT dept_is_test_row('a', 'b', 0)")" "t" \
+	"dept_report reads a version trained in 1.0: no test report (NULL)"
 sql $db "SELECT dept_import('up_from_10', decode('$export10', 'hex'))" >/dev/null
 ok $? "a 1.0 export imports into 1.1"
 is "$(sql $db "SELECT dept_predict_proba('up_from_10', $texts)::text")" "$before" \
