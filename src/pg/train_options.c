@@ -73,6 +73,7 @@ static const OptionSpec option_specs[] = {
 	{"init_from", OPT_TEXT, 1, 255},
 	{"init_from_version", OPT_INT, 1, 2147483647},
 	{"sample", OPT_TEXT, 1, 16},
+	{"task", OPT_TEXT, 1, 16},
 };
 
 static const OptionSpec *
@@ -161,6 +162,16 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 				req->sample_stratified = false;
 			else
 				bad_option(k, "The value must be \"stratified\" or \"uniform\".");
+		}
+		else if (strcmp(k, "task") == 0)
+		{
+			/* regression: a number per row (MSE on a one-output linear head) */
+			if (string_is(v, "classification"))
+				req->task = DEPT_TASK_CLASSIFICATION;
+			else if (string_is(v, "regression"))
+				req->task = DEPT_TASK_REGRESSION;
+			else
+				bad_option(k, "The value must be \"classification\" or \"regression\".");
 		}
 		else if (strcmp(k, "init_from") == 0)
 		{
@@ -253,7 +264,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version, task.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");

@@ -89,7 +89,18 @@ void
 metrics_add_value(ClassMetrics *m, double true_value, double predicted_value)
 {
 	if (m->total >= m->capacity)
-		return;
+	{
+		/* grow by doubling; a row that finds no memory is left out */
+		double	   *pred = realloc(m->pred, sizeof(double) * (size_t) m->capacity * 2);
+		double	   *gold = pred ? realloc(m->gold, sizeof(double) * (size_t) m->capacity * 2) : NULL;
+
+		if (pred)
+			m->pred = pred;
+		if (gold == NULL)
+			return;
+		m->gold = gold;
+		m->capacity *= 2;
+	}
 	m->gold[m->total] = true_value;
 	m->pred[m->total] = predicted_value;
 	m->total++;

@@ -46,7 +46,7 @@ typedef struct ClassMetrics
 /* Regression metrics for up to capacity rows; NULL if memory ran out. */
 ClassMetrics *metrics_new_regression(int64_t capacity);
 
-/* Count one regression row (ignored past capacity). */
+/* Count one regression row (the arrays grow past capacity; a row without memory is left out). */
 void		metrics_add_value(ClassMetrics *m, double true_value, double predicted_value);
 
 /* Pearson's r of x and y (n); 0 when either is constant or n < 2. */
