@@ -42,11 +42,14 @@ EXCEPTION WHEN OTHERS THEN
 	GET STACKED DIAGNOSTICS hint = PG_EXCEPTION_HINT;
 	RETURN hint;
 END $$;
+\getenv fixtures DEPT_FIXTURE_DIR
+DELETE FROM dept.models WHERE name = 'tap_reg_t5';
+SELECT dept_register_model('tap_reg_t5', :'fixtures' || '/hf/t5-tiny-random') IS NOT NULL AS t5 \gset
 DELETE FROM dept.adapters WHERE name LIKE 'tap\_reg%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'tap\_reg%';
 
 BEGIN;
-SELECT plan(29);
+SELECT plan(30);
 
 -- A double precision label is a regression without being told (a NOTICE says so).
 SELECT is(dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_probe', method => 'probe',
@@ -117,6 +120,12 @@ SELECT throws_ok($$SELECT dept_train('tap_reg', 'score', 'body', adapter => 'tap
 										 options => '{"task": "ranking"}')$$,
 				 '22023', NULL, 'an unknown task: 22023');
 
+-- T5's text-to-text regression (scores as strings) is not implemented: refused.
+SELECT throws_ok($$SELECT dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_x', method => 'dept',
+										 options => '{"model": "tap_reg_t5"}')$$,
+				 '0A000', 'text-to-text regression on model "tap_reg_t5" (t5) is not supported',
+				 'a regression on T5''s text-to-text head: 0A000');
+
 -- A classifier has no value.
 SELECT is(dept_train('tap_reg', 'label', 'body', adapter => 'tap_reg_class', method => 'probe',
 					 options => '{"epochs": 5}'), 'tap_reg_class', 'a classifier on the same rows');
@@ -140,3 +149,4 @@ SELECT results_eq($$SELECT version, active FROM dept.adapters WHERE name = 'tap_
 				  'if_better activates version 4: its validation MSE is below the active version 3''s');
 SELECT * FROM finish();
 ROLLBACK;
+DELETE FROM dept.models WHERE name = 'tap_reg_t5';
