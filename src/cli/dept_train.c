@@ -167,6 +167,21 @@ parse_explain_arg(int c, const char *arg, CliArgs *a)
 	return -1;
 }
 
+/* Options 25 and up: --explain's (parse_explain_arg) and --task; -1 with a message when bad. */
+static int
+parse_late_arg(int c, const char *arg, CliArgs *a)
+{
+	if (c != 31)
+		return parse_explain_arg(c, arg, a);
+	if (strcmp(arg, "regression") != 0 && strcmp(arg, "classification") != 0)
+	{
+		fprintf(stderr, "dept-train: --task must be classification or regression, not \"%s\"\n", arg);
+		return -1;
+	}
+	a->regression = strcmp(arg, "regression") == 0;
+	return 0;
+}
+
 static int
 parse_args(int argc, char **argv, CliArgs *a)
 {
@@ -272,18 +287,9 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 22: a->load_path = optarg; break;
 			case 24: a->init_from_path = optarg; break;
 			case 23: a->embed_path = optarg; break;
-			case 31:
-				if (strcmp(optarg, "regression") != 0 && strcmp(optarg, "classification") != 0)
-				{
-					fprintf(stderr, "dept-train: --task must be classification or regression, not \"%s\"\n",
-							optarg);
-					return -1;
-				}
-				a->regression = strcmp(optarg, "regression") == 0;
-				break;
 			case 'h': usage(stdout); exit(0);
 			default:
-				if (c < 25 || c > 30 || parse_explain_arg(c, optarg, a) != 0)
+				if (c < 25 || c > 31 || parse_late_arg(c, optarg, a) != 0)
 				{
 					usage(stderr);
 					return -1;
@@ -542,6 +548,12 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 	if (text_head_bind_labels(bb, ad, (const char *const *) names, &err) != NN_OK)
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);
+		goto done;
+	}
+	if (ad->cfg.regression != test->regression)
+	{
+		fprintf(stderr, "dept-train: the adapter is a %s: %s\n", ad->cfg.regression ? "regression" :
+				"classifier", ad->cfg.regression ? "pass --task regression" : "drop --task regression");
 		goto done;
 	}
 	if (remap_test_labels(names, ad->cfg.n_classes, test) > 0)
