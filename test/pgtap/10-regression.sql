@@ -49,7 +49,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'tap\_reg%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'tap\_reg%';
 
 BEGIN;
-SELECT plan(30);
+SELECT plan(32);
 
 -- A double precision label is a regression without being told (a NOTICE says so).
 SELECT is(dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_probe', method => 'probe',
@@ -67,6 +67,13 @@ SELECT cmp_ok((SELECT (metrics ->> 'valid_pearson')::float8 FROM dept.adapters W
 SELECT ok((SELECT metrics ? 'valid_spearman' AND metrics ? 'valid_mse' AND NOT metrics ? 'valid_accuracy'
 			 FROM dept.adapters WHERE name = 'tap_reg_probe'),
 		  'validation Spearman and MSE are stored, no accuracy');
+
+-- DePT: the same loss through the prompt and the low-rank pair.
+SELECT is(dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_dept', method => 'dept',
+					 options => '{"epochs": 2, "seed": 1, "max_length": 16, "prompt_length": 8, "budget": 16}'),
+		  'tap_reg_dept', 'a DePT regression trains');
+SELECT cmp_ok((SELECT corr(dept_predict_value('tap_reg_dept', body), score) FROM tap_reg_test),
+			  '>', 0.8::float8, 'its held-out predictions correlate with the labels');
 
 -- Predictions are numbers that follow the label.
 SELECT cmp_ok(dept_predict_value('tap_reg_probe', 'great great great great great great film'), '>',
