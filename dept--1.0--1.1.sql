@@ -231,3 +231,28 @@ BEGIN
 END $$;
 COMMENT ON FUNCTION @extschema@.dept_report(text, integer) IS
 	'the test report stored with a version (default the active one): accuracy, macro-F1, per class, confusion, ROC AUC for two classes, on the rows dept_train held out by test_fraction; NULL when the version has no test rows';
+
+-- ---------------------------------------------------------------------------
+-- Regression (predict.c): adapters trained on a numeric label (options
+-- {"task": "regression"}, inferred for numeric/real/double labels) predict
+-- a number.  dept_predict returns it as text; dept_predict_proba refuses
+-- such an adapter and dept_predict_value refuses a classifier (22023).
+-- Read-only and parallel safe, as dept_predict.
+-- ---------------------------------------------------------------------------
+CREATE FUNCTION @extschema@.dept_predict_value(adapter text, input text) RETURNS double precision
+	AS 'MODULE_PATHNAME', 'dept_predict_value'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION @extschema@.dept_predict_value(text, text) IS
+	'the number a regression adapter (active version) predicts for the text';
+
+CREATE FUNCTION @extschema@.dept_predict_value(adapter text, inputs text[]) RETURNS double precision[]
+	AS 'MODULE_PATHNAME', 'dept_predict_value_batch'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION @extschema@.dept_predict_value(text, text[]) IS
+	'the numbers a regression adapter predicts for many texts in one batched forward pass';
+CREATE FUNCTION @extschema@.dept_predict_value(adapter text, input text, input2 text)
+	RETURNS double precision
+	AS 'MODULE_PATHNAME', 'dept_predict_value_pair'
+	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
+COMMENT ON FUNCTION @extschema@.dept_predict_value(text, text, text) IS
+	'the number a sentence-pair regression adapter predicts for the pair';

@@ -60,6 +60,7 @@ typedef struct CliArgs
 	int			n_texts;
 	int			threads;
 	bool		quiet;
+	bool		regression;		/* --task regression: numeric labels */
 	TrainOptions opt;
 } CliArgs;
 
@@ -71,6 +72,8 @@ usage(FILE *f)
 			"  --model DIR            backbone directory: use-lite or a Hugging Face BERT / T5\n"
 			"                         directory (default build/model/use-lite)\n"
 			"  --method M             probe | pt | dept | ept (default dept)\n"
+			"  --task T               classification (default) or regression: numeric labels,\n"
+			"                         MSE on the standardised target; reports Pearson, Spearman, MSE\n"
 			"  --head H               text | linear: text-to-text is the default on T5\n"
 			"                         (not for probe), linear everywhere else\n"
 			"  --prompt-length N      l for pt, m for dept/ept (default 60)\n"
@@ -164,6 +167,21 @@ parse_explain_arg(int c, const char *arg, CliArgs *a)
 	return -1;
 }
 
+/* Options 25 and up: --explain's (parse_explain_arg) and --task; -1 with a message when bad. */
+static int
+parse_late_arg(int c, const char *arg, CliArgs *a)
+{
+	if (c != 31)
+		return parse_explain_arg(c, arg, a);
+	if (strcmp(arg, "regression") != 0 && strcmp(arg, "classification") != 0)
+	{
+		fprintf(stderr, "dept-train: --task must be classification or regression, not \"%s\"\n", arg);
+		return -1;
+	}
+	a->regression = strcmp(arg, "regression") == 0;
+	return 0;
+}
+
 static int
 parse_args(int argc, char **argv, CliArgs *a)
 {
@@ -190,6 +208,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"explain", no_argument, 0, 25}, {"explain-method", required_argument, 0, 26},
 		{"steps", required_argument, 0, 27}, {"class", required_argument, 0, 28},
 		{"baseline", required_argument, 0, 29}, {"format", required_argument, 0, 30},
+		{"task", required_argument, 0, 31},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -270,7 +289,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 23: a->embed_path = optarg; break;
 			case 'h': usage(stdout); exit(0);
 			default:
-				if (c < 25 || c > 30 || parse_explain_arg(c, optarg, a) != 0)
+				if (c < 25 || c > 31 || parse_late_arg(c, optarg, a) != 0)
 				{
 					usage(stderr);
 					return -1;
@@ -342,6 +361,12 @@ json_metrics(FILE *f, const ClassMetrics *m, char **class_names)
 {
 	int			C = m->n_classes;
 
+	if (m->regression)
+	{
+		fprintf(f, "{\"rows\": %ld, \"pearson\": %.6f, \"spearman\": %.6f, \"mse\": %.6f}",
+				(long) m->total, m->pearson, m->spearman, m->mse);
+		return;
+	}
 	fprintf(f, "{\"rows\": %ld, \"accuracy\": %.6f, \"macro_f1\": %.6f, \"per_class\": {",
 			(long) m->total, m->accuracy, m->macro_f1);
 	for (int c = 0; c < C; c++)
@@ -362,11 +387,22 @@ json_metrics(FILE *f, const ClassMetrics *m, char **class_names)
 	fprintf(f, "]}");
 }
 
+/* A delimited file as a classification or (--task regression) a regression dataset. */
+static NnStatus
+load_data(const CliArgs *a, const char *path, Dataset **ds, NnError *err)
+{
+	return (a->regression ? dataset_load_regression : dataset_load)
+		(ds, path, delimiter_for(path), a->text_column, a->label_column, err);
+}
+
 /* Test rows whose labels the training set knows; others are reported unknown. */
 static int
 remap_test_labels(char **class_names, int n_classes, Dataset *test)
 {
 	int			unknown = 0;
+
+	if (test->regression)
+		return 0;				/* numbers, not classes */
 
 	for (int i = 0; i < test->n_rows; i++)
 	{
@@ -512,6 +548,12 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 	if (text_head_bind_labels(bb, ad, (const char *const *) names, &err) != NN_OK)
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);
+		goto done;
+	}
+	if (ad->cfg.regression != test->regression)
+	{
+		fprintf(stderr, "dept-train: the adapter is a %s: %s\n", ad->cfg.regression ? "regression" :
+				"classifier", ad->cfg.regression ? "pass --task regression" : "drop --task regression");
 		goto done;
 	}
 	if (remap_test_labels(names, ad->cfg.n_classes, test) > 0)
@@ -686,7 +728,8 @@ write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const T
 	}
 	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"head\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
 			method_name(a->opt.method), bb->ops->family,
-			res->adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", nn_blas_core(),
+			res->adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" :
+			res->adapter->cfg.regression ? "regression" : "linear", nn_blas_core(),
 			a->threads);
 	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\",\n", a->opt.bf16 ? "bfloat16" : "float32",
 			res->adapter->cfg.pool_text ? "text" : "all");
@@ -743,9 +786,7 @@ main(int argc, char **argv)
 	if (a.explain)
 		return explain_main(&a);
 	if (backbone_open(&bb, a.model_dir, &err) != NN_OK ||
-		(a.load_path == NULL &&
-		 dataset_load(&train, a.train_path, delimiter_for(a.train_path), a.text_column,
-					  a.label_column, &err) != NN_OK))
+		(a.load_path == NULL && load_data(&a, a.train_path, &train, &err) != NN_OK))
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);
 		return 1;
@@ -764,8 +805,7 @@ main(int argc, char **argv)
 		NnError		terr;
 
 		/* classes are the training set's: map the test labels onto them */
-		if (dataset_load(&t, a.test_path, delimiter_for(a.test_path), a.text_column,
-						 a.label_column, &terr) != NN_OK)
+		if (load_data(&a, a.test_path, &t, &terr) != NN_OK)
 		{
 			fprintf(stderr, "dept-train: %s\n", terr.msg);
 			return 1;

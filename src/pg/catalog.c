@@ -224,13 +224,17 @@ DeptRecheckOwnerLocked(const DeptAdapterRow *row)
  * "if_better" activates it when no version is active, or when it has a
  * validation accuracy at least the active version's (or the active one has
  * none); a version trained without validation rows has none, so it
- * replaces an active version only with "always".
+ * replaces an active version only with "always".  A regression compares
+ * validation MSE instead (metrics "valid_mse"; at most the active one's):
+ * an active classifier has none, so a regression replaces it, and the
+ * other way round.
  */
 static int
 DeptNextVersion(const DeptAdapterRow *row, const char *activate, bool *make_active)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1] = {CStringGetTextDatum(row->name)};
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2] = {CStringGetTextDatum(row->name),
+	CStringGetTextDatum(row->regression ? "valid_mse" : "valid_accuracy")};
 	bool		isnull,
 				acc_null;
 	int			version;
@@ -238,11 +242,11 @@ DeptNextVersion(const DeptAdapterRow *row, const char *activate, bool *make_acti
 	Datum		active_acc;
 
 	DeptSpiExec("SELECT COALESCE(pg_catalog.max(version), 0) OPERATOR(pg_catalog.+) 1, "
-				" (SELECT (metrics OPERATOR(pg_catalog.->>) 'valid_accuracy')::pg_catalog.float8 "
+				" (SELECT (metrics OPERATOR(pg_catalog.->>) $2)::pg_catalog.float8 "
 				"   FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1 AND active), "
 				" pg_catalog.bool_or(active) "
 				"FROM dept.adapters WHERE name OPERATOR(pg_catalog.=) $1",
-				1, types, values, NULL, false, 1);
+				2, types, values, NULL, false, 1);
 	version = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	active_acc = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &acc_null);
 	has_active = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3,
@@ -256,7 +260,9 @@ DeptNextVersion(const DeptAdapterRow *row, const char *activate, bool *make_acti
 	else if (!row->has_valid_accuracy)
 		*make_active = false;
 	else
-		*make_active = acc_null || row->valid_accuracy >= DatumGetFloat8(active_acc);
+		*make_active = acc_null || (row->regression ?
+									row->valid_accuracy <= DatumGetFloat8(active_acc) :
+									row->valid_accuracy >= DatumGetFloat8(active_acc));
 	return version;
 }
 
@@ -342,6 +348,13 @@ DeptStoreAdapter(const DeptAdapterRow *row, const char *activate, bool *activate
 void
 DeptAppendClassMetricsJson(StringInfo buf, const ClassMetrics *m, char *const *class_names)
 {
+	if (m->regression)
+	{
+		/* a regression has no classes: its correlations and error instead */
+		appendStringInfo(buf, "\"pearson\": %.6f, \"spearman\": %.6f, \"mse\": %.6f",
+						 m->pearson, m->spearman, m->mse);
+		return;
+	}
 	appendStringInfoString(buf, "\"per_class\": {");
 	for (int c = 0; c < m->n_classes; c++)
 	{

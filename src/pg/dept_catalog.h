@@ -33,6 +33,7 @@ typedef struct DeptAdapterRow
 	const char *metrics_json;
 	double		valid_accuracy;
 	bool		has_valid_accuracy;	/* false when no rows were held out for validation */
+	bool		regression;		/* valid_accuracy holds the validation MSE (lower is better) */
 	int64		job_id;			/* the training job, 0 for none (import) */
 	const char *relation;
 	const char *label_column;

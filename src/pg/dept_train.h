@@ -32,6 +32,11 @@ typedef enum DeptJobState
 
 #define DEPT_NAME_LEN 256
 
+/* The "task" option (train_options.c); regression is inferred for numeric labels. */
+#define DEPT_TASK_AUTO 0
+#define DEPT_TASK_CLASSIFICATION 1
+#define DEPT_TASK_REGRESSION 2
+
 typedef struct DeptTrainRequest
 {
 	/* written by the caller before the worker starts */
@@ -56,6 +61,8 @@ typedef struct DeptTrainRequest
 	bool		sample_stratified;	/* "sample": stratified by label (default) or uniform */
 	int64		max_rows_per_class; /* few-shot: at most this many rows of each label; 0 all */
 	char		sample_method[16];	/* how the rows used were drawn (train_sample.c) */
+	int			task;			/* "task": DEPT_TASK_AUTO (not given), _CLASSIFICATION or _REGRESSION */
+	bool		regression;		/* decided by the caller from task and the label type */
 	char		init_from[DEPT_NAME_LEN];	/* "init_from": a stored adapter to start from, or "" */
 	int			init_from_version;	/* its version; 0 = the active one */
 	char		extension_schema[NAMEDATALEN];	/* of dept_train, where its SQL functions are */
@@ -69,7 +76,10 @@ typedef struct DeptTrainRequest
 	slock_t		mutex;
 	DeptJobState state;
 	bool		cancel_requested;	/* set by a waiting caller that was cancelled */
-	TrainProgress progress;
+	TrainProgress progress;		/* a regression's valid_accuracy is its Pearson r */
+	double		valid_pearson;	/* regression, once stored: the best checkpoint's validation */
+	double		valid_spearman;
+	double		valid_mse;		/* -1 without validation rows */
 	int64		rows_read;		/* usable rows read so far (the read phase's progress) */
 	int64		rows_used;		/* rows held for training once the read phase is over; -1 before */
 	int64		rows_test;		/* test rows held for the report (a sample of them on a big table) */

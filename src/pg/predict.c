@@ -18,6 +18,8 @@
  */
 #include "postgres.h"
 
+#include <math.h>
+
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
@@ -43,6 +45,8 @@ PG_FUNCTION_INFO_V1(dept_predict);
 PG_FUNCTION_INFO_V1(dept_predict_proba);
 PG_FUNCTION_INFO_V1(dept_predict_batch);
 PG_FUNCTION_INFO_V1(dept_predict_proba_batch);
+PG_FUNCTION_INFO_V1(dept_predict_value);
+PG_FUNCTION_INFO_V1(dept_predict_value_batch);
 PG_FUNCTION_INFO_V1(dept_evaluate);
 PG_FUNCTION_INFO_V1(dept_export);
 PG_FUNCTION_INFO_V1(dept_import);
@@ -51,6 +55,7 @@ PG_FUNCTION_INFO_V1(dept_explain);
 PG_FUNCTION_INFO_V1(dept_predict_pair);
 PG_FUNCTION_INFO_V1(dept_predict_proba_pair);
 PG_FUNCTION_INFO_V1(dept_predict_pair_batch);
+PG_FUNCTION_INFO_V1(dept_predict_value_pair);
 PG_FUNCTION_INFO_V1(dept_predict_proba_pair_batch);
 PG_FUNCTION_INFO_V1(dept_evaluate_pair);
 
@@ -316,8 +321,47 @@ DeptProbaJsonb(CachedAdapter *entry, const float *p)
 	return DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data));
 }
 
-Datum
-dept_predict(PG_FUNCTION_ARGS)
+/* What a prediction function returns: a label, the probabilities, or a regression's value. */
+typedef enum DeptPredictKind
+{
+	PREDICT_LABEL,
+	PREDICT_PROBA,
+	PREDICT_VALUE
+} DeptPredictKind;
+
+/*
+ * A regression adapter has values, not classes: no probabilities; a
+ * classifier has no value.  22023 for the function that does not fit.
+ */
+static void
+DeptCheckPredictKind(const char *name, const CachedAdapter *entry, DeptPredictKind kind)
+{
+	bool		regression = entry->adapter->cfg.regression;
+
+	if (regression && kind == PREDICT_PROBA)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adapter \"%s\" is a regression: it has no class probabilities", name),
+				 errhint("Use dept_predict_value for its predicted number.")));
+	if (!regression && kind == PREDICT_VALUE)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("adapter \"%s\" is a classifier, not a regression", name),
+				 errhint("Use dept_predict for its label, dept_predict_proba for its probabilities.")));
+}
+
+/* dept_predict's text for one row: the label, or a regression's value. */
+static Datum
+DeptLabelDatum(const CachedAdapter *entry, const float *p)
+{
+	if (entry->adapter->cfg.regression)
+		return CStringGetTextDatum(psprintf("%.6g", p[0]));
+	return CStringGetTextDatum(entry->labels[DeptArgmax(p, entry->n_labels)]);
+}
+
+/* One text under the active version of adapter (argument 0) as kind. */
+static Datum
+DeptPredictOne(FunctionCallInfo fcinfo, DeptPredictKind kind)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	text	   *input = PG_GETARG_TEXT_PP(1);
@@ -327,21 +371,31 @@ dept_predict(PG_FUNCTION_ARGS)
 	float	   *p;
 
 	DeptRequireInputs(entry, 1);
+	DeptCheckPredictKind(name, entry, kind);
 	p = DeptClassify(entry, &bytes, &len, 1);
-	PG_RETURN_TEXT_P(cstring_to_text(entry->labels[DeptArgmax(p, entry->n_labels)]));
+	if (kind == PREDICT_PROBA)
+		return DeptProbaJsonb(entry, p);
+	if (kind == PREDICT_VALUE)
+		return Float8GetDatum((double) p[0]);
+	return DeptLabelDatum(entry, p);
+}
+
+Datum
+dept_predict(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DeptPredictOne(fcinfo, PREDICT_LABEL));
 }
 
 Datum
 dept_predict_proba(PG_FUNCTION_ARGS)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	text	   *input = PG_GETARG_TEXT_PP(1);
-	CachedAdapter *entry = DeptGetAdapter(name);
-	const char *bytes = VARDATA_ANY(input);
-	size_t		len = VARSIZE_ANY_EXHDR(input);
+	PG_RETURN_DATUM(DeptPredictOne(fcinfo, PREDICT_PROBA));
+}
 
-	DeptRequireInputs(entry, 1);
-	PG_RETURN_DATUM(DeptProbaJsonb(entry, DeptClassify(entry, &bytes, &len, 1)));
+Datum
+dept_predict_value(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_DATUM(DeptPredictOne(fcinfo, PREDICT_VALUE));
 }
 
 /* The elements of a one-dimensional text[] argument (n of them, with their nulls). */
@@ -411,7 +465,7 @@ DeptArrayInputs(FunctionCallInfo fcinfo, const CachedAdapter *entry, bool pair, 
 
 /* Classify the inputs of an array call; nulls stay null in the result. */
 static Datum
-DeptPredictArray(FunctionCallInfo fcinfo, bool proba, bool pair)
+DeptPredictArray(FunctionCallInfo fcinfo, DeptPredictKind kind, bool pair)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	CachedAdapter *entry = DeptGetAdapter(name);
@@ -424,8 +478,10 @@ DeptPredictArray(FunctionCallInfo fcinfo, bool proba, bool pair)
 	Datum	   *out;
 	int			dims[1],
 				lbs[1] = {1};
+	Oid			type = kind == PREDICT_PROBA ? JSONBOID : kind == PREDICT_VALUE ? FLOAT8OID : TEXTOID;
 
 	DeptRequireInputs(entry, pair ? 2 : 1);
+	DeptCheckPredictKind(name, entry, kind);
 	k = DeptArrayInputs(fcinfo, entry, pair, &n, &nulls, &texts, &lens);
 	probs = k > 0 ? DeptClassify(entry, texts, lens, k) : NULL;
 	out = palloc(sizeof(Datum) * (n + 1));
@@ -434,23 +490,27 @@ DeptPredictArray(FunctionCallInfo fcinfo, bool proba, bool pair)
 	{
 		if (nulls[i])
 			continue;
-		if (proba)
+		if (kind == PREDICT_PROBA)
 			out[i] = DeptProbaJsonb(entry, probs + (size_t) k * entry->n_labels);
+		else if (kind == PREDICT_VALUE)
+			out[i] = Float8GetDatum((double) probs[k]);
 		else
-			out[i] = CStringGetTextDatum(entry->labels[DeptArgmax(probs + (size_t) k * entry->n_labels,
-																   entry->n_labels)]);
+			out[i] = DeptLabelDatum(entry, probs + (size_t) k * entry->n_labels);
 		k++;
 	}
 	dims[0] = n;
 	if (n == 0)
-		PG_RETURN_ARRAYTYPE_P(construct_empty_array(proba ? JSONBOID : TEXTOID));
-	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, 1, dims, lbs, proba ? JSONBOID : TEXTOID,
+		PG_RETURN_ARRAYTYPE_P(construct_empty_array(type));
+	if (kind == PREDICT_VALUE)
+		PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, 1, dims, lbs, FLOAT8OID, 8,
+												 FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
+	PG_RETURN_ARRAYTYPE_P(construct_md_array(out, nulls, 1, dims, lbs, type,
 											 -1, false, TYPALIGN_INT));
 }
 
-/* Class probabilities of the sentence pair in arguments 1 and 2 of a pair adapter. */
+/* Class probabilities (a regression: its value) of the pair in arguments 1 and 2, as kind. */
 static float *
-DeptClassifyPair(FunctionCallInfo fcinfo, CachedAdapter **entry)
+DeptClassifyPair(FunctionCallInfo fcinfo, CachedAdapter **entry, DeptPredictKind kind)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	text	   *a = PG_GETARG_TEXT_PP(1),
@@ -460,6 +520,7 @@ DeptClassifyPair(FunctionCallInfo fcinfo, CachedAdapter **entry)
 
 	*entry = DeptGetAdapter(name);
 	DeptRequireInputs(*entry, 2);
+	DeptCheckPredictKind(name, *entry, kind);
 	pair = DeptPairText((*entry)->pair[0], VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a),
 						(*entry)->pair[1], VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
 	len = strlen(pair);
@@ -471,16 +532,25 @@ Datum
 dept_predict_pair(PG_FUNCTION_ARGS)
 {
 	CachedAdapter *entry;
-	float	   *p = DeptClassifyPair(fcinfo, &entry);
+	float	   *p = DeptClassifyPair(fcinfo, &entry, PREDICT_LABEL);
 
-	PG_RETURN_TEXT_P(cstring_to_text(entry->labels[DeptArgmax(p, entry->n_labels)]));
+	PG_RETURN_DATUM(DeptLabelDatum(entry, p));
+}
+
+Datum
+dept_predict_value_pair(PG_FUNCTION_ARGS)
+{
+	CachedAdapter *entry;
+	float	   *p = DeptClassifyPair(fcinfo, &entry, PREDICT_VALUE);
+
+	PG_RETURN_FLOAT8((double) p[0]);
 }
 
 Datum
 dept_predict_proba_pair(PG_FUNCTION_ARGS)
 {
 	CachedAdapter *entry;
-	float	   *p = DeptClassifyPair(fcinfo, &entry);
+	float	   *p = DeptClassifyPair(fcinfo, &entry, PREDICT_PROBA);
 
 	PG_RETURN_DATUM(DeptProbaJsonb(entry, p));
 }
@@ -488,25 +558,31 @@ dept_predict_proba_pair(PG_FUNCTION_ARGS)
 Datum
 dept_predict_pair_batch(PG_FUNCTION_ARGS)
 {
-	return DeptPredictArray(fcinfo, false, true);
+	return DeptPredictArray(fcinfo, PREDICT_LABEL, true);
 }
 
 Datum
 dept_predict_proba_pair_batch(PG_FUNCTION_ARGS)
 {
-	return DeptPredictArray(fcinfo, true, true);
+	return DeptPredictArray(fcinfo, PREDICT_PROBA, true);
 }
 
 Datum
 dept_predict_batch(PG_FUNCTION_ARGS)
 {
-	return DeptPredictArray(fcinfo, false, false);
+	return DeptPredictArray(fcinfo, PREDICT_LABEL, false);
 }
 
 Datum
 dept_predict_proba_batch(PG_FUNCTION_ARGS)
 {
-	return DeptPredictArray(fcinfo, true, false);
+	return DeptPredictArray(fcinfo, PREDICT_PROBA, false);
+}
+
+Datum
+dept_predict_value_batch(PG_FUNCTION_ARGS)
+{
+	return DeptPredictArray(fcinfo, PREDICT_VALUE, false);
 }
 
 /*
@@ -523,8 +599,12 @@ DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens
 	float	   *probs;
 
 	DeptRequireInputs(entry, 1);	/* dept_score reads one text column */
+	if (entry->adapter->cfg.regression)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("adapter \"%s\" is a regression: dept_score writes labels and does not score it yet",
+						name)));
 	probs = n > 0 ? DeptClassify(entry, (const char **) texts, lens, n) : NULL;
-
 	for (int i = 0; i < n; i++)
 	{
 		const float *p = probs + (size_t) i * entry->n_labels;
@@ -550,6 +630,17 @@ DeptEvaluationJson(const char *name, const CachedAdapter *entry, const ClassMetr
 					 "\"unknown_label\": %lld, ",
 					 entry->version, (long long) m->total, (long long) skipped,
 					 (long long) m->n_unseen);
+	/* a regression: its correlations and error (null without rows) */
+	if (m->regression)
+	{
+		appendStringInfoString(&buf, "\"task\": \"regression\", ");
+		if (m->total > 0)
+			DeptAppendClassMetricsJson(&buf, m, entry->labels);
+		else
+			appendStringInfoString(&buf, "\"pearson\": null, \"spearman\": null, \"mse\": null");
+		appendStringInfoChar(&buf, '}');
+		return buf.data;
+	}
 	/* no scored row: no accuracy, rather than a misleading 0 */
 	if (m->total > 0)
 		appendStringInfo(&buf, "\"accuracy\": %.6f, \"macro_f1\": %.6f, ", m->accuracy, m->macro_f1);
@@ -567,6 +658,48 @@ DeptEvaluationJson(const char *name, const CachedAdapter *entry, const ClassMetr
 	return buf.data;
 }
 
+/* A regression's true value in dept_evaluate: a number, or 22P02. */
+static double
+DeptParseValue(const char *label, const char *label_column)
+{
+	char	   *end;
+	double		v = strtod(label, &end);
+
+	while (*end == ' ')
+		end++;
+	if (end == label || *end != '\0' || !isfinite(v))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TEXT_REPRESENTATION),
+				 errmsg("label \"%s\" in column \"%s\" is not a number", label, label_column),
+				 errdetail("The adapter is a regression.")));
+	return v;
+}
+
+/* Predict k rows and count them in m: classes (truth) or a regression's values. */
+static void
+DeptScoreBatch(CachedAdapter *entry, ClassMetrics *m, const char *const *texts, const size_t *lens,
+			   const int *truth, const double *values, int k)
+{
+	float	   *probs = DeptClassify(entry, texts, lens, k);
+
+	for (int i = 0; i < k; i++)
+	{
+		int			predicted;
+
+		if (m->regression)
+		{
+			metrics_add_value(m, values[i], probs[i]);
+			continue;
+		}
+		predicted = DeptArgmax(probs + (size_t) i * entry->n_labels, entry->n_labels);
+		/* a label the adapter never saw cannot be predicted: an error */
+		if (truth[i] < 0)
+			metrics_add_unseen(m, predicted);
+		else
+			metrics_add(m, truth[i], predicted);
+	}
+}
+
 /*
  * Metrics of the adapter over (text, label) rows read as the caller; a
  * pair adapter reads the texts from text_column and text_column2.
@@ -579,7 +712,8 @@ DeptEvaluate(FunctionCallInfo fcinfo, const char *text_column, const char *text_
 	Oid			relid = PG_GETARG_OID(1);
 	char	   *label_column = text_to_cstring(PG_GETARG_TEXT_PP(2));
 	CachedAdapter *entry = DeptGetAdapter(name);
-	ClassMetrics *m = metrics_new(entry->n_labels);
+	ClassMetrics *m = entry->adapter->cfg.regression ? metrics_new_regression(1024)
+		: metrics_new(entry->n_labels);
 	char	   *sql;
 	SPIPlanPtr	plan;
 	Portal		portal;
@@ -609,9 +743,9 @@ DeptEvaluate(FunctionCallInfo fcinfo, const char *text_column, const char *text_
 		const char *texts[DEPT_PREDICT_BATCH];
 		size_t		lens[DEPT_PREDICT_BATCH];
 		int			truth[DEPT_PREDICT_BATCH];
+		double		values[DEPT_PREDICT_BATCH];
 		int			k = 0;
 		MemoryContext old;
-		float	   *probs;
 
 		SPI_cursor_fetch(portal, true, DEPT_PREDICT_BATCH);
 		if (SPI_processed == 0)
@@ -632,25 +766,17 @@ DeptEvaluate(FunctionCallInfo fcinfo, const char *text_column, const char *text_
 			}
 			label = TextDatumGetCString(l);
 			truth[k] = -1;
-			for (int c = 0; c < entry->n_labels; c++)
+			if (m->regression)
+				values[k] = DeptParseValue(label, label_column);
+			for (int c = 0; c < entry->n_labels && !m->regression; c++)
 				if (strcmp(entry->labels[c], label) == 0)
 					truth[k] = c;
 			texts[k] = VARDATA_ANY(DatumGetTextPP(t));
 			lens[k] = VARSIZE_ANY_EXHDR(DatumGetTextPP(t));
 			k++;
 		}
-		probs = k > 0 ? DeptClassify(entry, texts, lens, k) : NULL;
-		for (int i = 0; i < k; i++)
-		{
-			int			predicted = DeptArgmax(probs + (size_t) i * entry->n_labels,
-											   entry->n_labels);
-
-			/* a label the adapter never saw cannot be predicted: an error */
-			if (truth[i] < 0)
-				metrics_add_unseen(m, predicted);
-			else
-				metrics_add(m, truth[i], predicted);
-		}
+		if (k > 0)
+			DeptScoreBatch(entry, m, texts, lens, truth, values, k);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(batch_cxt);
 		SPI_freetuptable(SPI_tuptable);

@@ -215,25 +215,49 @@ DeptCheckLabels(Oid relid, const char *label_column, const char *text_sql)
 #define DEPT_MAX_INTEGER_CLASSES 50
 
 /*
- * A label column of a non-integer numeric type, or an integer one with
- * more than DEPT_MAX_INTEGER_CLASSES distinct values, holds quantities:
- * training a classifier with a class per value would be silently wrong.
+ * The task of req: a regression when "task" says so (the label must then
+ * be of a numeric type), or, without "task", when the label column is of a
+ * non-integer numeric type (a NOTICE says so).  A classifier on such a
+ * column, or on an integer one with more than DEPT_MAX_INTEGER_CLASSES
+ * distinct values, would hold a class per quantity: refused.
  */
 static void
-DeptCheckLabelType(Oid relid, const char *label_column)
+DeptCheckLabelType(DeptTrainRequest *req, Oid relid, const char *label_column)
 {
 	Oid			type = getBaseType(get_atttype(relid, get_attnum(relid, label_column)));
+	bool		integer = type == INT2OID || type == INT4OID || type == INT8OID;
+	bool		real = type == NUMERICOID || type == FLOAT4OID || type == FLOAT8OID;
 	char	   *sql;
 	bool		isnull;
 	int64		distinct;
 
-	if (type == NUMERICOID || type == FLOAT4OID || type == FLOAT8OID)
+	if (req->task == DEPT_TASK_REGRESSION && !integer && !real)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a regression needs a numeric label column, and \"%s\" is of type %s",
+						label_column, format_type_be(type)),
+				 errhint("Cast the column to double precision in a view.")));
+	if (real && req->task == DEPT_TASK_AUTO)
+	{
+		ereport(NOTICE,
+				(errmsg("label column \"%s\" is of type %s: training a regression",
+						label_column, format_type_be(type)),
+				 errhint("Pass options => '{\"task\": \"regression\"}' to say so.")));
+		req->task = DEPT_TASK_REGRESSION;
+	}
+	req->regression = req->task == DEPT_TASK_REGRESSION;
+	if (real && !req->regression)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("label column \"%s\" is of type %s: its values look like quantities, not classes",
 						label_column, format_type_be(type)),
-				 errhint("Train a classifier on a text or integer label (cast the column in a view).")));
-	if (type != INT2OID && type != INT4OID && type != INT8OID)
+				 errhint("Train a regression with options => '{\"task\": \"regression\"}', or a classifier on a text or integer label.")));
+	if (req->regression && req->max_rows_per_class > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("max_rows_per_class has no meaning for a regression"),
+				 errhint("Use max_rows with a uniform sample.")));
+	if (!integer || req->regression)
 		return;
 	sql = psprintf("SELECT pg_catalog.count(*) FROM (SELECT DISTINCT %s FROM %s WHERE %s IS NOT NULL "
 				   "LIMIT %d) s", quote_identifier(label_column), DeptQualifiedName(relid),
@@ -246,7 +270,7 @@ DeptCheckLabelType(Oid relid, const char *label_column)
 				 errmsg("integer label column \"%s\" has more than %d distinct values",
 						label_column, DEPT_MAX_INTEGER_CLASSES),
 				 errdetail("So many values look like a quantity, not classes."),
-				 errhint("Train on a column of class names, or cast it to text in a view if these really are classes.")));
+				 errhint("Train a regression with options => '{\"task\": \"regression\"}', or cast the column to text in a view if these really are classes.")));
 }
 
 static void
@@ -298,6 +322,13 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s", err.msg),
 					 errhint("Use \"head\": \"linear\", or a T5 model with a method other than probe.")));
+		/* T5's text-to-text regression (scores as strings) is not implemented */
+		if (req->regression && head == ADAPTER_HEAD_TEXT)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("text-to-text regression on model \"%s\" (%s) is not supported",
+							req->model_name, bb->ops->family),
+					 errhint("Use \"head\": \"linear\" for a regression on a T5 model.")));
 	}
 }
 
@@ -588,8 +619,9 @@ DeptWaitForJob(BackgroundWorkerHandle *handle, DeptTrainRequest *req)
 			else if (TimestampDifferenceExceeds(last_notice, GetCurrentTimestamp(), 2000))
 			{
 				ereport(NOTICE,
-						(errmsg("job " INT64_FORMAT ": step %ld/%ld, epoch %d, loss %.4f, validation accuracy %s, %.1f rows/s, ETA %.0f s",
+						(errmsg("job " INT64_FORMAT ": step %ld/%ld, epoch %d, loss %.4f, validation %s %s, %.1f rows/s, ETA %.0f s",
 								req->job_id, p.step, p.total_steps, p.epoch, p.loss,
+								req->regression ? "Pearson" : "accuracy",
 								p.valid_accuracy < 0 ? "-" : psprintf("%.4f", p.valid_accuracy),
 								p.rows_per_second, p.eta_seconds)));
 				last_notice = GetCurrentTimestamp();
@@ -682,7 +714,16 @@ DeptReportOutcome(dsm_segment *seg, const DeptTrainRequest *req)
 	/* method 'auto': what every candidate scored (train_auto.c) */
 	for (char *line = strtok(outcome.auto_notes, "\n"); line; line = strtok(NULL, "\n"))
 		ereport(NOTICE, (errmsg("job " INT64_FORMAT ": auto: %s", outcome.job_id, line)));
-	ereport(NOTICE,
+	if (outcome.regression)
+		ereport(NOTICE,
+				(errmsg("adapter \"%s\" version %d trained (job " INT64_FORMAT ", regression, "
+						"validation Pearson %s, Spearman %s, MSE %s)",
+						outcome.adapter, outcome.version, outcome.job_id,
+						outcome.valid_mse < 0 ? "-" : psprintf("%.4f", outcome.valid_pearson),
+						outcome.valid_mse < 0 ? "-" : psprintf("%.4f", outcome.valid_spearman),
+						outcome.valid_mse < 0 ? "-" : psprintf("%.4f", outcome.valid_mse))));
+	else
+		ereport(NOTICE,
 			(errmsg("adapter \"%s\" version %d trained (job " INT64_FORMAT ", validation accuracy %s)",
 					outcome.adapter, outcome.version, outcome.job_id,
 					outcome.progress.valid_accuracy < 0 ? "-" :
@@ -745,7 +786,7 @@ dept_train(PG_FUNCTION_ARGS)
 	DeptCheckAdapterWritable(adapter);
 	if (req->init_from[0] != '\0')
 		DeptSelectInitFrom(req);	/* fails now if the caller may not use it */
-	DeptCheckLabelType(relid, label_column);
+	DeptCheckLabelType(req, relid, label_column);
 	DeptCheckLabels(relid, label_column, text_sql);
 	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));
 	DeptCheckModelFits(req);

@@ -77,6 +77,7 @@ static const OptionSpec option_specs[] = {
 	{"init_from_version", OPT_INT, 1, 2147483647},
 	{"sample", OPT_TEXT, 1, 16},
 	{"budget_rows", OPT_INT, 1, 1e15},
+	{"task", OPT_TEXT, 1, 16},
 };
 
 static const OptionSpec *
@@ -206,6 +207,16 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 			else
 				bad_option(k, "The value must be \"stratified\" or \"uniform\".");
 		}
+		else if (strcmp(k, "task") == 0)
+		{
+			/* regression: a number per row (MSE on a one-output linear head) */
+			if (string_is(v, "classification"))
+				req->task = DEPT_TASK_CLASSIFICATION;
+			else if (string_is(v, "regression"))
+				req->task = DEPT_TASK_REGRESSION;
+			else
+				bad_option(k, "The value must be \"classification\" or \"regression\".");
+		}
 		else if (strcmp(k, "init_from") == 0)
 		{
 			/* transfer: start from this stored adapter (train_worker.c) */
@@ -331,7 +342,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("unknown option \"%s\"", key),
-					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, test_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version, budget_rows.")));
+					 errhint("Known options: prompt_length, rank, budget, lr, lowrank_lr, head_lr, ept_lr, weight_decay, epochs, max_steps, batch_size, max_length, valid_fraction, test_fraction, seed, subspaces, subspace_rank, eval_every, patience, warmup_ratio, max_grad_norm, init_text, model, head, precision, max_rows, sample, max_rows_per_class, init_from, init_from_version, text_columns, budget_rows, task.")));
 		tok = JsonbIteratorNext(&it, &v, true);
 		if (tok != WJB_VALUE)
 			bad_option(key, "The value must be a number or a string.");

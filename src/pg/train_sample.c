@@ -251,6 +251,9 @@ DeptSamplerBegin(DeptTrainRequest *req)
 	int64		usable = 0;
 
 	s->cxt = cxt;
+	/* a regression's labels are numbers, not strata: its sample is uniform */
+	if (req->regression)
+		req->sample_stratified = false;
 	n_labels = DeptCountLabels(req, cxt, &labels, &counts);
 	MemoryContextSwitchTo(cxt);
 	for (int i = 0; i < n_labels; i++)

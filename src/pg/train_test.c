@@ -106,7 +106,8 @@ dept_is_test_row(PG_FUNCTION_ARGS)
 
 /*
  * The test fraction of the run: the option, else 0.1 when the relation has
- * at least 1,000 usable rows (counted as the calling role), else 0.
+ * at least 1,000 usable rows (counted as the calling role), else 0; 0 for
+ * a regression, whose test report is not built yet.
  * Inside the worker's read transaction.
  */
 void
@@ -117,6 +118,16 @@ DeptResolveTestFraction(DeptTrainRequest *req)
 	bool		isnull;
 	int64		usable;
 
+	if (req->regression)
+	{
+		/* the report's metrics are a classifier's: a regression keeps its rows (docs/user-guide.md) */
+		if (req->test_fraction_set && req->test_fraction > 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("a regression has no test report yet: test_fraction must be 0")));
+		req->test_fraction = 0;
+		return;
+	}
 	if (req->test_fraction_set)
 		return;
 	sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE (%s) IS NOT NULL AND %s IS NOT NULL "

@@ -283,7 +283,8 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb, DeptTestSet *ts)
 	DeptWorkerCommit();
 	if (sampler)
 		DeptSamplerFinish(sampler, ds);
-	if (dataset_finish(ds, &err) != NN_OK)
+	if ((req->regression ? dataset_finish_regression(ds, req->label_column, &err)
+		 : dataset_finish(ds, &err)) != NN_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot train on %s: %s", req->relation_name, err.msg)));
@@ -331,7 +332,7 @@ DeptWorkerProgress(void *arg, const TrainProgress *p)
 		values[3] = Int32GetDatum(p->epoch);
 		values[4] = Float8GetDatum(p->loss);
 		values[5] = Float8GetDatum(p->valid_accuracy);
-		nulls[5] = p->valid_accuracy < 0 ? 'n' : ' ';
+		nulls[5] = p->valid_accuracy < 0 || req->regression ? 'n' : ' ';
 		values[6] = Float8GetDatum(p->rows_per_second);
 		values[7] = Float8GetDatum(p->eta_seconds);
 		DeptWorkerBeginTxn();
@@ -350,6 +351,13 @@ DeptWorkerProgress(void *arg, const TrainProgress *p)
 static void
 DeptAppendMetricsJson(StringInfo buf, const ClassMetrics *m, char **class_names)
 {
+	if (m->regression)
+	{
+		appendStringInfo(buf, "\"valid_pearson\": %.6f, \"valid_spearman\": %.6f, "
+						 "\"valid_mse\": %.6f, \"valid_rows\": %lld", m->pearson, m->spearman,
+						 m->mse, (long long) m->total);
+		return;
+	}
 	appendStringInfo(buf, "\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_rows\": %lld, ",
 					 m->accuracy, m->macro_f1, (long long) m->total);
 	DeptAppendClassMetricsJson(buf, m, class_names);
@@ -385,8 +393,12 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 	escape_json(&hyper, req->model_name);
 	appendStringInfoString(&hyper, ", \"family\": ");
 	escape_json(&hyper, bb->ops->family);
-	appendStringInfo(&hyper, ", \"head\": \"%s\"",
-					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear");
+	appendStringInfo(&hyper, ", \"head\": \"%s\", \"task\": \"%s\"",
+					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear",
+					 a->cfg.regression ? "regression" : "classification");
+	if (a->cfg.regression)
+		appendStringInfo(&hyper, ", \"target_mean\": %.9g, \"target_sd\": %.9g",
+						 a->target.w[0], a->target.w[1]);
 	if (req->text_column2[0] != '\0')
 	{
 		/* a sentence pair: dept_predict(adapter, a, b) formats it as training did */
@@ -487,7 +499,9 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	row.n_labels = ds->n_classes;
 	row.hyperparameters_json = hyper;
 	row.metrics_json = DeptMetricsJson(ds, res, has_valid, test_json);
-	row.valid_accuracy = has_valid ? res->valid_metrics->accuracy : 0.0;
+	row.regression = a->cfg.regression;
+	row.valid_accuracy = !has_valid ? 0.0 : a->cfg.regression ? res->valid_metrics->mse
+		: res->valid_metrics->accuracy;
 	row.has_valid_accuracy = has_valid;
 	row.job_id = req->job_id;
 	row.relation = req->relation_name;
@@ -505,7 +519,7 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 		Datum		values[5] = {Int64GetDatum(req->job_id), Int32GetDatum(req->version),
 			Int64GetDatum(ds->n_rows), Int64GetDatum(ds->skipped),
 		Float8GetDatum(row.valid_accuracy)};
-		char		nulls[5] = {' ', ' ', ' ', ' ', has_valid ? ' ' : 'n'};
+		char		nulls[5] = {' ', ' ', ' ', ' ', has_valid && !row.regression ? ' ' : 'n'};
 		DeptSavedUser saved;
 
 		DeptBecomeCatalogOwner(&saved);
@@ -516,14 +530,19 @@ DeptStoreResult(DeptTrainRequest *req, const Backbone *bb, Dataset *ds, TrainRes
 	}
 	DeptWorkerCommit();
 	SpinLockAcquire(&req->mutex);
-	req->progress.valid_accuracy = has_valid ? row.valid_accuracy : -1;
+	req->progress.valid_accuracy = !has_valid ? -1 : row.regression ? res->valid_metrics->pearson
+		: row.valid_accuracy;
+	req->valid_pearson = has_valid && row.regression ? res->valid_metrics->pearson : 0;
+	req->valid_spearman = has_valid && row.regression ? res->valid_metrics->spearman : 0;
+	req->valid_mse = has_valid && row.regression ? res->valid_metrics->mse : -1;
 	SpinLockRelease(&req->mutex);
 	if (!activated && strcmp(req->activate, "if_better") == 0)
 		ereport(LOG,
 				(errmsg("dept: adapter \"%s\" version %d stored but not activated: %s",
 						req->adapter, req->version,
-						has_valid ? "its validation accuracy is below the active version's"
-						: "it has no validation rows to compare with the active version")));
+						!has_valid ? "it has no validation rows to compare with the active version"
+						: row.regression ? "its validation MSE is above the active version's"
+						: "its validation accuracy is below the active version's")));
 }
 
 /* Record a job's end (status, error or NULL) in dept.jobs, in a transaction of its own. */

@@ -86,8 +86,9 @@ SELECT results_eq($$SELECT (e ->> 'rows')::int, (e ->> 'unknown_label')::int,
 				  'dept_evaluate counts rows with unseen labels as errors and reports their number');
 SELECT is(dept_evaluate('int_src', 'int_empty', 'label', 'body') -> 'accuracy', 'null'::jsonb,
 		  'no rows give accuracy null, not 0');
-SELECT throws_ok($$SELECT dept_train('int_floats', 'label', method => 'probe')$$, '22023', NULL,
-				 'a double precision label column is refused');
+SELECT dept_train('int_floats', 'label', method => 'probe', options => '{"epochs": 1}') AS floats \gset
+SELECT is((SELECT hyperparameters ->> 'task' FROM dept.adapters WHERE name = :'floats' AND active),
+		  'regression', 'a double precision label column trains a regression, not classes');
 SELECT throws_ok($$SELECT dept_train('int_many', 'label', method => 'probe')$$, '22023', NULL,
 				 'an integer label column with 60 distinct values is refused');
 SELECT is(dept_train('int_small', 'label', adapter => 'int_small', method => 'probe',
@@ -104,7 +105,7 @@ SELECT results_eq($$SELECT version, active FROM dept.adapters WHERE name = 'int_
 SELECT is((SELECT valid_accuracy FROM dept.jobs WHERE adapter = 'int_noval_first'), NULL,
 		  'its job records no validation accuracy');
 SELECT is((SELECT count(*) FROM dept.adapters a JOIN dept.jobs j ON j.id = a.job_id AND j.adapter = a.name
-		   WHERE a.name LIKE 'int\_%'), 5::bigint,
+		   WHERE a.name LIKE 'int\_%'), 6::bigint,
 		  'every trained version names its job in dept.adapters.job_id');
 SELECT is((SELECT job_id FROM dept.adapters WHERE name = 'int_orphan'), NULL,
 		  'an imported version has no job');

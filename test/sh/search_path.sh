@@ -133,10 +133,11 @@ BEGIN
 	END;
 	RETURN NULL;
 END $f$;
-CREATE TABLE evil.reviews (label text, body text);
+CREATE TABLE evil.reviews (label text, body text, score double precision);
 INSERT INTO evil.reviews
 	SELECT CASE WHEN g % 2 = 0 THEN 'positive' ELSE 'negative' END,
-	       CASE WHEN g % 2 = 0 THEN 'a good and great film, ' ELSE 'a bad and awful film, ' END || g
+	       CASE WHEN g % 2 = 0 THEN 'a good and great film, ' ELSE 'a bad and awful film, ' END || g,
+	       g % 2 * 4.5
 	FROM generate_series(1, 20) g;
 CREATE TABLE evil.keyed (id integer PRIMARY KEY, body text);
 INSERT INTO evil.keyed SELECT g, 'review number ' || g FROM generate_series(1, 50) g;
@@ -147,6 +148,8 @@ SQL
 ok $? "mallory creates schema evil, the call log and her tables"
 run mallory "pg_catalog" "SELECT public.dept_train('evil.reviews', 'label', adapter => 'm_sp', method => 'probe', options => '{\"epochs\": 1}')"
 is "$out" "m_sp" "mallory trains adapter m_sp before any shadow exists"
+run mallory "pg_catalog" "SELECT public.dept_train('evil.reviews', 'score', 'body', adapter => 'm_reg', method => 'probe', options => '{\"epochs\": 1, \"task\": \"regression\"}')"
+is "$out" "m_reg" "mallory trains the regression adapter m_reg before any shadow exists"
 
 # --- 3. the shadows -----------------------------------------------------------
 PGUSER=mallory psql -X -qAt -v ON_ERROR_STOP=1 -d $db -v funcs="$funcs" -v ops="$ops" -v casts="$casts" \
@@ -340,6 +343,9 @@ for path in "evil, pg_catalog, public" "public, pg_catalog, evil"; do
 	M "SELECT public.dept_predict_proba('m_sp', 'a good film')"
 	M "SELECT public.dept_predict_proba('m_sp', '{\"a good film\",\"a bad film\"}'::pg_catalog.text[])"
 	M "SELECT public.dept_evaluate('m_sp', 'evil.reviews', 'label', 'body')"
+	M "SELECT public.dept_predict_value('m_reg', 'a good film')"
+	M "SELECT public.dept_predict_value('m_reg', '{\"a good film\",\"a bad film\"}'::pg_catalog.text[])"
+	M "SELECT public.dept_evaluate('m_reg', 'evil.reviews', 'score', 'body')"
 	M "SELECT pg_catalog.array_length(public.dept_embed('a good film'), 1)"
 	M "SELECT public.dept_tokenize('a good film')"
 	M "SELECT public.dept_model_info()"

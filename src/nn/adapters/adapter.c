@@ -101,8 +101,12 @@ fill_uniform(float *w, size_t n, float bound, Rng *rng)
 static NnStatus
 check_config(const AdapterConfig *cfg, int max_batch, NnError *err)
 {
-	if (cfg->d <= 0 || cfg->h_dim <= 0 || cfg->n_classes < 2 || max_batch <= 0)
-		return nn_fail(err, NN_ERR_ARG, "adapter needs d, h_dim, max_batch > 0 and at least 2 classes");
+	if (cfg->d <= 0 || cfg->h_dim <= 0 || max_batch <= 0 ||
+		(cfg->regression ? cfg->n_classes != 1 : cfg->n_classes < 2))
+		return nn_fail(err, NN_ERR_ARG, "adapter needs d, h_dim, max_batch > 0 and at least 2 classes "
+					   "(exactly 1 output for a regression)");
+	if (cfg->regression && cfg->head != ADAPTER_HEAD_LINEAR)
+		return nn_fail(err, NN_ERR_ARG, "a regression needs a linear head");
 	if (cfg->method < ADAPTER_PROBE || cfg->method > ADAPTER_EPT)
 		return nn_fail(err, NN_ERR_ARG, "unknown adapter method %d", (int) cfg->method);
 	if (cfg->head != ADAPTER_HEAD_LINEAR && cfg->head != ADAPTER_HEAD_TEXT)
@@ -163,6 +167,8 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 		st |= param_alloc(&a->head_w, (size_t) cfg->n_classes * cfg->h_dim);
 		st |= param_alloc(&a->head_b, cfg->n_classes);
 	}
+	if (cfg->regression)
+		st |= param_alloc(&a->target, 2);
 	if (s)
 	{
 		a->low_rank = calloc(s * d, sizeof(float));
@@ -193,6 +199,8 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 		fill_uniform(a->lora_a.w, s * r, 1.0f / sqrtf((float) r), &rng);
 	if (K)
 		fill_uniform(a->ept_u.w, K * d * q, 1.0f / sqrtf((float) d), &rng);
+	if (cfg->regression)
+		adapter_set_target(a, 0.0, 1.0);
 	*out = a;
 	return NN_OK;
 }
@@ -211,6 +219,10 @@ adapter_init_from(Adapter *a, const Adapter *src, bool copy_head, NnError *err)
 	if (x->method != y->method || x->head != y->head)
 		return nn_fail(err, NN_ERR_ARG, "the adapter to start from was trained with another "
 					   "method or head (%d/%d, not %d/%d)", y->method, y->head, x->method, x->head);
+	if (x->regression != y->regression)
+		return nn_fail(err, NN_ERR_ARG, "the adapter to start from is a %s, not a %s",
+					   y->regression ? "regression" : "classifier",
+					   x->regression ? "regression" : "classifier");
 	if (x->d != y->d || x->h_dim != y->h_dim)
 		return nn_fail(err, NN_ERR_ARG, "the adapter to start from has widths %d/%d, not %d/%d",
 					   y->d, y->h_dim, x->d, x->h_dim);
@@ -240,6 +252,7 @@ adapter_free(Adapter *a)
 	param_free(&a->gate_b);
 	param_free(&a->head_w);
 	param_free(&a->head_b);
+	param_free(&a->target);
 	free(a->low_rank);
 	free(a->grad_low_rank);
 	free(a->fusion_attn);
@@ -606,4 +619,41 @@ head_loss_backward(Adapter *a, const float *h, float *logits, const int *labels,
 	gemm(false, false, B, H, C, 1.0f, dlogits, C, a->head_w.w, H, 0.0f, dh, H);
 	*loss = sum / B;
 	return NN_OK;
+}
+
+void
+head_mse_backward(Adapter *a, const float *h, float *out, const float *targets, int B,
+				  float *dh, double *loss)
+{
+	int			H = a->cfg.h_dim;
+	double		mean = a->target.w[0],
+				sd = a->target.w[1],
+				sum = 0.0;
+
+	for (int b = 0; b < B; b++)
+	{
+		double		diff = out[b] - (targets[b] - mean) / sd;
+
+		sum += diff * diff;
+		out[b] = (float) (2.0 * diff / B);
+		a->head_b.g[0] += out[b];
+	}
+	gemm(true, false, 1, H, B, 1.0f, out, 1, h, H, 1.0f, a->head_w.g, H);
+	gemm(false, false, B, H, 1, 1.0f, out, 1, a->head_w.w, H, 0.0f, dh, H);
+	*loss = sum / B;
+}
+
+double
+adapter_value(const Adapter *a, float z)
+{
+	return a->target.w[0] + a->target.w[1] * (double) z;
+}
+
+void
+adapter_set_target(Adapter *a, double mean, double sd)
+{
+	if (!(sd > 0.0) || !isfinite(sd))
+		sd = 1.0;
+	a->target.w[0] = (float) (isfinite(mean) ? mean : 0.0);
+	a->target.w[1] = (float) sd;
 }

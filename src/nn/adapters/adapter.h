@@ -90,6 +90,9 @@ typedef struct AdapterConfig
 	int			pool_text;		/* 1: the linear head's h pools the text rows only, not the
 								 * prompt's; 0: every row (an int, so the struct has no
 								 * padding and compares with memcmp) */
+	int			regression;		/* 1: a linear head with one output predicting a number
+								 * (n_classes 1): mean + sd * output, loss MSE on the
+								 * standardised target */
 } AdapterConfig;
 
 typedef struct AdapterParam
@@ -115,6 +118,8 @@ typedef struct Adapter
 	AdapterParam gate_b;		/* (K) */
 	AdapterParam head_w;		/* (C, h_dim) */
 	AdapterParam head_b;		/* (C) */
+	AdapterParam target;		/* regression: (2) mean and sd of the training targets,
+								 * fixed (not trained); empty otherwise */
 
 	/*
 	 * Text-to-text head: each class's target token ids (label tokens then
@@ -210,5 +215,20 @@ void		head_forward(const Adapter *a, const float *h, int B, float *logits);
  */
 NnStatus	head_loss_backward(Adapter *a, const float *h, float *logits, const int *labels,
 							   int B, float *dh, double *loss, NnError *err);
+
+/*
+ * Regression head (cfg.regression, C = 1): with z = head output (logits of
+ * head_forward) and t = (y - mean) / sd the standardised target, the loss
+ * is mean_b (z_b - t_b)^2; accumulates the head's gradients and writes dh.
+ * out (B) is overwritten with d(loss)/dz.
+ */
+void		head_mse_backward(Adapter *a, const float *h, float *out, const float *targets,
+							  int B, float *dh, double *loss);
+
+/* Regression: the value of a head output z, mean + sd * z. */
+double		adapter_value(const Adapter *a, float z);
+
+/* Regression: set the target mean and sd (sd <= 0 or not finite becomes 1). */
+void		adapter_set_target(Adapter *a, double mean, double sd);
 
 #endif							/* DEPT_NN_ADAPTER_H */

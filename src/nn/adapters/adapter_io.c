@@ -34,7 +34,7 @@ enum
 	OFF_HEAD = 96,				/* versions 2 and 3; reserved (0) in version 1 */
 	OFF_POOLING = 100,			/* version 3; reserved (0) in versions 1 and 2 */
 	FINGERPRINT_LEN = 32,
-	N_TENSOR_KINDS = 9,
+	N_TENSOR_KINDS = 10,
 	MAX_NDIM = 3
 };
 
@@ -244,6 +244,7 @@ static const struct
 	{"gate_b", offsetof(Adapter, gate_b)},
 	{"head_w", offsetof(Adapter, head_w)},
 	{"head_b", offsetof(Adapter, head_b)},
+	{"target", offsetof(Adapter, target)},
 };
 
 static const AdapterParam *
@@ -269,7 +270,7 @@ expected_tensors(const AdapterConfig *cfg, TensorSpec *spec)
 	const uint32_t shapes[N_TENSOR_KINDS][MAX_NDIM + 1] = {
 		{2, P, d}, {2, s, r}, {2, r, d},
 		{3, K, d, q}, {3, K, q, d}, {2, K, d}, {1, K},
-		{2, C, (uint32_t) cfg->h_dim}, {1, C},
+		{2, C, (uint32_t) cfg->h_dim}, {1, C}, {1, cfg->regression ? 2 : 0},
 	};
 	int			n_spec = 0;
 
@@ -350,7 +351,8 @@ check_config(const AdapterConfig *c, NnStatus st, NnError *err)
 					   (unsigned) c->method);
 	if (check_range("d", c->d, 1, ADAPTER_IO_MAX_D, st, err) ||
 		check_range("h_dim", c->h_dim, 1, ADAPTER_IO_MAX_D, st, err) ||
-		check_range("n_classes", c->n_classes, 2, ADAPTER_IO_MAX_CLASSES, st, err) ||
+		check_range("n_classes", c->n_classes, c->regression ? 1 : 2,
+					c->regression ? 1 : ADAPTER_IO_MAX_CLASSES, st, err) ||
 		check_range("prompt_len", c->prompt_len, pt || ept, ADAPTER_IO_MAX_PROMPT, st, err) ||
 		check_range("max_len", c->max_len, ept || (dept && c->rank > 0), ADAPTER_IO_MAX_LEN, st, err) ||
 		check_range("rank", c->rank, ept, c->d, st, err) ||
@@ -362,6 +364,8 @@ check_config(const AdapterConfig *c, NnStatus st, NnError *err)
 					   (unsigned) c->head);
 	if (c->method == ADAPTER_PROBE && c->head == ADAPTER_HEAD_TEXT)
 		return nn_fail(err, st, "a probe adapter cannot have a text-to-text head");
+	if (c->regression && c->head != ADAPTER_HEAD_LINEAR)
+		return nn_fail(err, st, "a regression adapter needs a linear head");
 	if (c->method == ADAPTER_PROBE && check_unused(c, "prompt", c->prompt_len, st, err))
 		return st;
 	if (!(dept || ept) && check_unused(c, "low-rank pair", c->rank, st, err))
@@ -511,9 +515,11 @@ write_header(uint8_t *p, const AdapterConfig *c, int n_tensors, uint64_t total,
 	 * (canonical: only with a linear head and prompt rows), else 1 unless
 	 * its head is text-to-text
 	 */
-	put_u32(p + OFF_VERSION, c->pool_text ? ADAPTER_IO_VERSION_POOL_TEXT
+	put_u32(p + OFF_VERSION, c->regression ? ADAPTER_IO_VERSION_REGRESSION
+			: c->pool_text ? ADAPTER_IO_VERSION_POOL_TEXT
 			: text ? ADAPTER_IO_VERSION_TEXT_HEAD : 1);
-	put_u32(p + OFF_HEAD, text ? (uint32_t) ADAPTER_HEAD_TEXT : 0);
+	put_u32(p + OFF_HEAD, c->regression ? ADAPTER_IO_HEAD_REGRESSION
+			: text ? (uint32_t) ADAPTER_HEAD_TEXT : 0);
 	put_u32(p + OFF_POOLING, c->pool_text ? 1 : 0);
 	put_u32(p + OFF_HEADER_SIZE, ADAPTER_IO_HEADER_SIZE);
 	for (int i = 0; i < 9; i++)
@@ -666,13 +672,17 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter checksum mismatch: stored %08x, computed %08x",
 					   get_u32(buf + len - 4), v);
 	pooling = get_u32(buf + OFF_POOLING);
+	head = get_u32(buf + OFF_HEAD);
+	if (version == ADAPTER_IO_VERSION_REGRESSION && (head != ADAPTER_IO_HEAD_REGRESSION || pooling > 1))
+		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a regression head (%d) "
+					   "and pooling 0 or 1, but the head at offset %d is %u and the pooling %u",
+					   version, ADAPTER_IO_HEAD_REGRESSION, OFF_HEAD, head, pooling);
 	if (version < ADAPTER_IO_VERSION_POOL_TEXT && pooling != 0)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field 1 at offset %d is %u, not 0",
 					   OFF_POOLING, pooling);
 	if (version == ADAPTER_IO_VERSION_POOL_TEXT && pooling != 1)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores text-row pooling (1), "
 					   "but the pooling at offset %d is %u", version, OFF_POOLING, pooling);
-	head = get_u32(buf + OFF_HEAD);
 	if (version == 1 && head != 0)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field 0 at offset %d is %u, not 0 "
 					   "(format version 1 has no head field)", OFF_HEAD, head);
@@ -696,7 +706,8 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 			*dims[i] = (int) v;
 	}
 	cfg->alpha = bits_float(get_u32(buf + OFF_ALPHA));
-	cfg->head = head == 0 ? ADAPTER_HEAD_LINEAR : ADAPTER_HEAD_TEXT;
+	cfg->regression = version == ADAPTER_IO_VERSION_REGRESSION;
+	cfg->head = head == ADAPTER_HEAD_TEXT ? ADAPTER_HEAD_TEXT : ADAPTER_HEAD_LINEAR;
 	cfg->pool_text = pooling == 1;
 	return check_config(cfg, NN_ERR_FORMAT, err);
 }

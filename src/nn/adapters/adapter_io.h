@@ -94,6 +94,14 @@
  * (elsewhere it changes nothing and is stored as false); a version-3
  * header with another head, no prompt rows or pooling != 1 is refused.
  *
+ * Version 4 adds regression (AdapterConfig.regression): a linear head
+ * with one output, n_classes 1 (one class name, the label column's), the
+ * head field 2, the pooling field 0 or 1 as in version 3, and one more
+ * tensor after "head_b": "target" (2), the mean and standard deviation of
+ * the training targets (a prediction is mean + sd * output).  Only a
+ * regression is written as version 4, so every classifier keeps its
+ * bytes; a version-4 header with another head is refused.
+ *
  * Size limits, so that a forged header cannot make the reader allocate
  * much more than the bytes it was given: the per-field ranges above, at
  * most ADAPTER_IO_MAX_FLOATS stored values in all, and at most
@@ -124,9 +132,11 @@
 #include "base/nn_common.h"
 
 #define ADAPTER_IO_MAGIC "DEPT"
-#define ADAPTER_IO_VERSION 3		/* the newest version read and written */
+#define ADAPTER_IO_VERSION 4		/* the newest version read and written */
 #define ADAPTER_IO_VERSION_TEXT_HEAD 2	/* the first with a text-to-text head */
 #define ADAPTER_IO_VERSION_POOL_TEXT 3	/* the first with text-row pooling */
+#define ADAPTER_IO_VERSION_REGRESSION 4	/* the first with a regression head */
+#define ADAPTER_IO_HEAD_REGRESSION 2	/* the head field of a version-4 adapter */
 #define ADAPTER_IO_HEADER_SIZE 104
 #define ADAPTER_IO_MIN_SIZE (ADAPTER_IO_HEADER_SIZE + 4 + 4)	/* + class count + CRC */
 

@@ -210,8 +210,9 @@ batch_evaluate(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *
 				const Dataset *ds, const float *features, const int *rows, int n_rows,
 				ClassMetrics **out, NnError *err)
 {
-	ClassMetrics *m = metrics_new(ds->n_classes);
-	int			C = ds->n_classes;
+	ClassMetrics *m = a->cfg.regression ? metrics_new_regression(n_rows)
+		: metrics_new(ds->n_classes);
+	int			C = a->cfg.regression ? 1 : ds->n_classes;
 
 	if (m == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory for metrics");
@@ -232,7 +233,11 @@ batch_evaluate(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *
 			return err ? err->status : NN_ERR_FORMAT;
 		}
 		for (int b = 0; b < B; b++)
-			metrics_add(m, ds->labels[rows[start + b]], batch_argmax(ws->logits + (size_t) b * C, C));
+			if (a->cfg.regression)
+				metrics_add_value(m, ds->targets ? ds->targets[rows[start + b]] : 0.0,
+								  adapter_value(a, ws->logits[b]));
+			else
+				metrics_add(m, ds->labels[rows[start + b]], batch_argmax(ws->logits + (size_t) b * C, C));
 	}
 	metrics_finish(m);
 	*out = m;

@@ -156,8 +156,10 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 			if ((st = bb->ops->forward(bb, run, X, x_mask, B, P + len, h, err)) != NN_OK)
 				goto done;
 			head_forward(a, h, B, probs + (size_t) start * C);
+			for (int b = 0; a->cfg.regression && b < B; b++)
+				probs[start + b] = (float) adapter_value(a, probs[start + b]);
 		}
-		for (int b = 0; b < B; b++)
+		for (int b = 0; b < (a->cfg.regression ? 0 : B); b++)
 		{
 			float	   *row = probs + (size_t) (start + b) * C;
 			float		max = row[batch_argmax(row, C)];

@@ -4,6 +4,7 @@
  */
 #include "train/dataset.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,7 @@ dataset_free(Dataset *ds)
 	free(ds->row_labels);
 	free(ds->labels);
 	free(ds->class_names);
+	free(ds->targets);
 	free(ds);
 }
 
@@ -157,6 +159,34 @@ dataset_finish(Dataset *ds, NnError *err)
 	return NN_OK;
 }
 
+NnStatus
+dataset_finish_regression(Dataset *ds, const char *value_name, NnError *err)
+{
+	if (ds->n_rows == 0)
+		return nn_fail(err, NN_ERR_ARG, "no labelled rows");
+	ds->labels = calloc(ds->n_rows, sizeof(int));
+	ds->targets = malloc(sizeof(float) * ds->n_rows);
+	ds->class_names = calloc(1, sizeof(char *));
+	if (ds->labels == NULL || ds->targets == NULL || ds->class_names == NULL ||
+		(ds->class_names[0] = copy_bytes(value_name, strlen(value_name))) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory reading targets");
+	ds->n_classes = 1;
+	ds->regression = 1;
+	for (int i = 0; i < ds->n_rows; i++)
+	{
+		char	   *end;
+		double		v = strtod(ds->row_labels[i], &end);
+
+		while (*end == ' ' || *end == '\t' || *end == '\r')
+			end++;
+		if (end == ds->row_labels[i] || *end != '\0' || !isfinite(v) || fabs(v) > 3e38)
+			return nn_fail(err, NN_ERR_ARG, "label \"%.64s\" of row %d is not a finite number",
+						   ds->row_labels[i], i + 1);
+		ds->targets[i] = (float) v;
+	}
+	return NN_OK;
+}
+
 /*
  * Split one line into fields in place.  CSV honours double quotes ("" is a
  * quote); TSV does not.  Returns the number of fields (at most max).
@@ -232,9 +262,26 @@ strip_newline(char *line, ssize_t *len)
 		line[--*len] = '\0';
 }
 
+static NnStatus load_file(Dataset **out, const char *path, char delimiter, const char *text_column,
+						  const char *label_column, int regression, NnError *err);
+
 NnStatus
 dataset_load(Dataset **out, const char *path, char delimiter, const char *text_column,
 			 const char *label_column, NnError *err)
+{
+	return load_file(out, path, delimiter, text_column, label_column, 0, err);
+}
+
+NnStatus
+dataset_load_regression(Dataset **out, const char *path, char delimiter, const char *text_column,
+						const char *label_column, NnError *err)
+{
+	return load_file(out, path, delimiter, text_column, label_column, 1, err);
+}
+
+static NnStatus
+load_file(Dataset **out, const char *path, char delimiter, const char *text_column,
+		  const char *label_column, int regression, NnError *err)
 {
 	FILE	   *f = fopen(path, "r");
 	char	   *line = NULL;
@@ -286,7 +333,7 @@ dataset_load(Dataset **out, const char *path, char delimiter, const char *text_c
 		if (st != NN_OK)
 			goto done;
 	}
-	st = dataset_finish(ds, err);
+	st = regression ? dataset_finish_regression(ds, label_column, err) : dataset_finish(ds, err);
 
 done:
 	free(line);

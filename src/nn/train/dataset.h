@@ -25,6 +25,8 @@ typedef struct Dataset
 	int			n_classes;
 	char	  **class_names;	/* (n_classes) sorted */
 	long		skipped;		/* rows without text or label */
+	int			regression;		/* dataset_finish_regression: one class, numeric targets */
+	float	   *targets;		/* (n_rows) regression targets, or NULL */
 } Dataset;
 
 Dataset    *dataset_new(void);
@@ -38,12 +40,24 @@ NnStatus	dataset_add(Dataset *ds, const char *text, size_t text_len,
 NnStatus	dataset_finish(Dataset *ds, NnError *err);
 
 /*
+ * Regression instead of classes: every label must be a finite number
+ * (strtod, surrounding blanks allowed), kept in targets; there is one
+ * class, named value_name (labels all 0), and the rows need not differ.
+ * NN_ERR_ARG names the first label that is not a number.
+ */
+NnStatus	dataset_finish_regression(Dataset *ds, const char *value_name, NnError *err);
+
+/*
  * Load a delimited file with a header row: TSV (delimiter '\t', no
  * quoting) or CSV (',' with RFC 4180 double quotes).  text_column and
  * label_column name header fields.
  */
 NnStatus	dataset_load(Dataset **out, const char *path, char delimiter,
 						 const char *text_column, const char *label_column, NnError *err);
+
+/* dataset_load with numeric labels: dataset_finish_regression, one class named label_column. */
+NnStatus	dataset_load_regression(Dataset **out, const char *path, char delimiter,
+									const char *text_column, const char *label_column, NnError *err);
 
 /*
  * Stratified split: within each class, rows are shuffled with seed and the

@@ -437,7 +437,9 @@ explain_text(const Backbone *bb, BackboneRun *run, Adapter *a, const char *text,
 	int			n = 0;
 
 	memset(out, 0, sizeof(*out));
-	if (opt->method != EXPLAIN_GRADIENT_X_INPUT && opt->method != EXPLAIN_INTEGRATED_GRADIENTS)
+	if (a->cfg.regression)
+		st = nn_fail(err, NN_ERR_ARG, "explanations of a regression adapter are not supported yet");
+	else if (opt->method != EXPLAIN_GRADIENT_X_INPUT && opt->method != EXPLAIN_INTEGRATED_GRADIENTS)
 		st = nn_fail(err, NN_ERR_ARG, "unknown explanation method %d", (int) opt->method);
 	else if (opt->method == EXPLAIN_INTEGRATED_GRADIENTS &&
 			 (opt->steps < 1 || opt->steps > EXPLAIN_MAX_STEPS ||

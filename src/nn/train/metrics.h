@@ -27,7 +27,33 @@ typedef struct ClassMetrics
 	int64_t    *confusion;		/* (C, C) true x predicted */
 	int64_t    *unseen;			/* (C) rows of an unseen label, by predicted class */
 	int64_t		n_unseen;
+
+	/*
+	 * Regression (n_classes 1, metrics_new_regression): the predicted and
+	 * true values, then by metrics_finish Pearson's r, Spearman's rho
+	 * (Pearson's r of the ranks, ties sharing their mean rank) and the mean
+	 * squared error; accuracy and macro_f1 stay 0.
+	 */
+	int			regression;
+	double	   *pred;			/* (capacity) */
+	double	   *gold;			/* (capacity) */
+	int64_t		capacity;
+	double		pearson;
+	double		spearman;
+	double		mse;
 } ClassMetrics;
+
+/* Regression metrics for up to capacity rows; NULL if memory ran out. */
+ClassMetrics *metrics_new_regression(int64_t capacity);
+
+/* Count one regression row (the arrays grow past capacity; a row without memory is left out). */
+void		metrics_add_value(ClassMetrics *m, double true_value, double predicted_value);
+
+/* Pearson's r of x and y (n); 0 when either is constant or n < 2. */
+double		metrics_pearson(const double *x, const double *y, int64_t n);
+
+/* Spearman's rho: Pearson's r of the ranks, tied values sharing their mean rank. */
+double		metrics_spearman(const double *x, const double *y, int64_t n);
 
 /* Allocate zeroed metrics for C classes; NULL if memory ran out. */
 ClassMetrics *metrics_new(int n_classes);

@@ -182,6 +182,10 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 	cfg.d = bb->d_embed;
 	cfg.h_dim = bb->d_out;
 	cfg.n_classes = ds->n_classes;
+	cfg.regression = ds->regression;
+	if (ds->regression && cfg.head == ADAPTER_HEAD_TEXT)
+		return nn_fail(err, NN_ERR_ARG, "regression on a text-to-text (T5) head is not supported: "
+					   "train it with a linear head");
 	cfg.prompt_len = opt->method == ADAPTER_PROBE ? 0 : opt->prompt_len;
 	cfg.max_len = opt->max_len;
 	cfg.alpha = opt->alpha;
@@ -276,10 +280,13 @@ typedef struct TrainRun
 	int		   *order;
 	float	   *features;		/* probe: every row's pooled vector, or NULL */
 	float	   *best;			/* the best checkpoint's tensors */
+	float	   *batch_targets;	/* regression: (batch_size) the batch's values */
 	bool		probe;
 	bool		text;
-	double		best_acc;
-	double		last_acc;
+	bool		regression;
+	double		best_acc;		/* the best validation score (metric_score) */
+	double		last_acc;		/* accuracy, or a regression's Pearson r */
+	bool		have_best;
 	double		start_time;
 	long		total_steps;
 	long		steps_per_epoch;
@@ -363,6 +370,26 @@ prepare_optimizer(TrainRun *r)
 	memcpy(r->order, r->train_rows, sizeof(int) * r->res->n_train);
 }
 
+/* Regression: standardise with the mean and sd of the training rows' targets. */
+static void
+set_target_stats(TrainRun *r)
+{
+	double		sum = 0.0,
+				sq = 0.0;
+	int			n = r->res->n_train;
+
+	for (int i = 0; i < n; i++)
+		sum += r->ds->targets[r->train_rows[i]];
+	sum /= n;
+	for (int i = 0; i < n; i++)
+	{
+		double		dv = r->ds->targets[r->train_rows[i]] - sum;
+
+		sq += dv * dv;
+	}
+	adapter_set_target(r->a, sum, sqrt(sq / n));
+}
+
 static NnStatus
 setup_run(TrainRun *r, NnError *err)
 {
@@ -389,6 +416,12 @@ setup_run(TrainRun *r, NnError *err)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory");
 	if ((st = split_rows(r, err)) != NN_OK || (st = prepare_batches(r, err)) != NN_OK)
 		return st;
+	if (r->regression)
+	{
+		if ((r->batch_targets = malloc(sizeof(float) * r->opt->batch_size)) == NULL)
+			return nn_fail(err, NN_ERR_NOMEM, "out of memory");
+		set_target_stats(r);
+	}
 	prepare_optimizer(r);
 	return NN_OK;
 }
@@ -413,8 +446,14 @@ linear_step(TrainRun *r, const int *rows, int B, double *loss, int *n, NnError *
 	}
 	else if ((st = batch_forward_rows(bb, r->a, ws, &r->tc, rows, B, n, err)) != NN_OK)
 		return st;
-	if ((st = head_loss_backward(r->a, ws->h, ws->logits, ws->labels, B, ws->dh, loss,
-								 err)) != NN_OK)
+	if (r->regression)
+	{
+		for (int b = 0; b < B; b++)
+			r->batch_targets[b] = r->ds->targets[rows[b]];
+		head_mse_backward(r->a, ws->h, ws->logits, r->batch_targets, B, ws->dh, loss);
+	}
+	else if ((st = head_loss_backward(r->a, ws->h, ws->logits, ws->labels, B, ws->dh, loss,
+									  err)) != NN_OK)
 		return st;
 	if (r->probe)
 		return NN_OK;
@@ -422,6 +461,13 @@ linear_step(TrainRun *r, const int *rows, int B, double *loss, int *n, NnError *
 		return st;
 	adapter_backward(r->a, ws->dX, B, *n);
 	return NN_OK;
+}
+
+/* What validation maximises: accuracy, or for a regression minus the MSE. */
+static double
+metric_score(const ClassMetrics *m)
+{
+	return m->regression ? -m->mse : m->accuracy;
 }
 
 /* Validation now: keep the adapter as the best checkpoint when it is better. */
@@ -437,10 +483,11 @@ evaluate_step(TrainRun *r, NnError *err)
 	if ((st = batch_evaluate(r->bb, r->a, &r->ws, &r->tc, r->ds, r->features, eval_rows, n_eval,
 							 &m, err)) != NN_OK)
 		return st;
-	r->last_acc = m->accuracy;
-	if (m->accuracy > r->best_acc)
+	r->last_acc = m->regression ? m->pearson : m->accuracy;
+	if (!r->have_best || metric_score(m) > r->best_acc)
 	{
-		r->best_acc = m->accuracy;
+		r->have_best = true;
+		r->best_acc = metric_score(m);
 		res->best_step = r->step;
 		checkpoint_copy(r->a, r->best, true);
 		metrics_free(res->valid_metrics);
@@ -520,6 +567,7 @@ free_run(TrainRun *r)
 	free(r->order);
 	free(r->features);
 	free(r->best);
+	free(r->batch_targets);
 }
 
 NnStatus
@@ -527,7 +575,7 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 			  TrainResult *res, NnError *err)
 {
 	TrainRun	r = {.bb = bb, .ds = ds, .opt = opt, .res = res, .best_acc = -1.0,
-	.last_acc = -1.0, .probe = opt->method == ADAPTER_PROBE};
+	.last_acc = -1.0, .probe = opt->method == ADAPTER_PROBE, .regression = ds->regression};
 	NnStatus	st;
 
 	memset(res, 0, sizeof(*res));
@@ -551,7 +599,7 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 	res->seconds = now_seconds() - r.start_time;
 	res->seconds_per_epoch = res->seconds * r.steps_per_epoch / (r.step > 0 ? r.step : 1);
 	res->tokens_per_second = res->train_tokens / (res->seconds > 0 ? res->seconds : 1e-9);
-	if (r.best_acc >= 0)
+	if (r.have_best)
 		checkpoint_copy(r.a, r.best, false);
 	st = NN_OK;
 

@@ -164,6 +164,14 @@ NnStatus	train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions
 void		train_result_free(TrainResult *result);
 
 /*
+ * Regression (the dataset's labels are numbers, dataset_finish_regression):
+ * the adapter has cfg.regression and one output z on the linear head; the
+ * loss is the mean squared error of z against the standardised target
+ * (y - mean) / sd, mean and sd those of the training rows, stored in the
+ * adapter; a prediction is mean + sd * z.  The best checkpoint is the one
+ * of lowest validation MSE; TrainProgress.valid_accuracy holds Pearson's r.
+ * A text-to-text head is refused.
+ *
  * Class probabilities (n, C) of n texts in batches of batch_size.  run
  * must hold batch_size rows of prompt rows + max_len positions.  A linear
  * head gives softmax(logits); a text-to-text head (labels bound) gives
@@ -172,6 +180,7 @@ void		train_result_free(TrainResult *result);
 NnStatus	classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a,
 						   const char *const *texts, const size_t *lens, int n,
 						   int batch_size, float *probs, NnError *err);
+/* (A regression adapter: probs (n) receives the predicted values.) */
 
 /* Metrics of the adapter on rows of ds. */
 NnStatus	evaluate_rows(const Backbone *bb, Adapter *a, const Dataset *ds, const int *rows,
