@@ -155,6 +155,38 @@ def load(name, data, mrpc=None):
     raise SystemExit(f"unknown data set {name}")
 
 
+# Sentence pairs kept apart (bench/accuracy --pairs): the data set's own column names and
+# (label, first, second) rows; load() above joins them as "first || second" instead.
+PAIR_COLUMNS = {"rte_superglue": ("premise", "hypothesis"), "cb": ("premise", "hypothesis"),
+                "mrpc": ("sentence1", "sentence2")}
+
+
+def load_pairs(name, data, mrpc=None):
+    """(columns, train, test) with rows (label, first, second); MRPC's label is 0/1 (Quality)."""
+    if name in ("rte_superglue", "cb"):
+        def rows(path):
+            out = []
+            with open_text(path, encoding="utf-8") as f:
+                for line in f:
+                    if line.strip():
+                        r = json.loads(line)
+                        out.append((str(r["label"]), r["premise"], r["hypothesis"]))
+            return out
+        d = os.path.join(data, name)
+        return PAIR_COLUMNS[name], rows(f"{d}/train.jsonl"), rows(f"{d}/val.jsonl")
+    if name == "mrpc":
+        def rows(path):
+            out = []
+            for i, line in enumerate(open_text(path, encoding="utf-8-sig").read().split("\n")):
+                f = line.split("\t")
+                if i == 0 or len(f) < 5:
+                    continue
+                out.append((f[0], f[3], f[4]))
+            return out
+        return PAIR_COLUMNS[name], rows(f"{mrpc}/train.tsv"), rows(f"{mrpc}/dev.tsv")
+    raise SystemExit(f"{name} is not a sentence-pair set (one of {', '.join(PAIR_COLUMNS)})")
+
+
 def write(path, rows):
     with open(path, "w", encoding="utf-8") as f:
         f.write("label\ttext\n")
