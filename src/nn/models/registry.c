@@ -52,11 +52,12 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 		snprintf(path, sizeof(path), "%s/config.json", dir);
 		if ((s = hf_config_model_type(path, type, err)) != NN_OK)
 			return s;
-		if (strcmp(type, "bert") == 0)
+		if (bert_is_family(type))
 			return bert_open(out, dir, err);
 		if (strcmp(type, "t5") == 0)
 			return t5_open(out, dir, err);
-		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported (bert, t5)",
+		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported "
+					   "(bert, roberta, xlm-roberta, distilbert, t5)",
 					   type, path);
 	}
 	return nn_fail(err, NN_ERR_IO,
