@@ -882,7 +882,10 @@ bert_get_pooling(const Backbone *bb)
 	return ((const Bert *) bb->impl)->pooling;
 }
 
-/* Open dir/model.safetensors, naming the usual alternatives when it is absent. */
+/*
+ * Open dir/model.safetensors, else the shards of dir/model.safetensors.index.json,
+ * naming the usual alternative when neither is there.
+ */
 static NnStatus
 open_weights(Bert *m, const char *dir, NnError *err)
 {
@@ -899,7 +902,7 @@ open_weights(Bert *m, const char *dir, NnError *err)
 	if ((f = fopen(path, "rb")) != NULL)
 	{
 		fclose(f);
-		return nn_fail(err, NN_ERR_IO, "\"%s\": sharded safetensors are not supported", dir);
+		return safetensors_open_index(&m->st, path, err);
 	}
 	return nn_fail(err, NN_ERR_IO,
 				   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
