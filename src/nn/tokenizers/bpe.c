@@ -52,6 +52,7 @@ struct Bpe
 	bool		add_prefix_space;
 	BpeAdded   *added;
 	int			n_added;
+	bool		added_first[256];	/* first bytes of added tokens */
 };
 
 /* ---- tables ---------------------------------------------------------------- */
@@ -317,6 +318,7 @@ parse_added(Bpe *bpe, const cJSON *added, NnError *err)
 		t->id = item(a, "id")->valueint;
 		t->lstrip = opt_bool(a, "lstrip", false);
 		t->rstrip = opt_bool(a, "rstrip", false);
+		bpe->added_first[(uint8_t) content[0]] = true;
 		bpe->n_added++;
 	}
 	return NN_OK;
@@ -497,14 +499,50 @@ typedef struct BpeEnc
 	int32_t    *ids;
 	int			n,
 				cap;
+	bool		oom;
 	uint32_t   *cp;				/* code points of the stretch (with the prefix space) */
-	uint8_t    *bytes;			/* one piece's UTF-8 */
+	/* one piece, grown to the longest seen (piece_cap bytes) */
+	int			piece_cap;
+	uint8_t    *bytes;			/* its UTF-8 */
 	int32_t    *sym;			/* per symbol: token id, -2 once merged away */
 	int		   *next,
 			   *prev;
 	uint64_t   *heap;			/* rank << 32 | position */
 	int			heap_n;
 } BpeEnc;
+
+/* Room for a piece of n bytes; false when out of memory. */
+static bool
+piece_room(BpeEnc *e, int n)
+{
+	void	   *p[5];
+	int			cap = e->piece_cap;
+
+	if (n <= cap)
+		return true;
+	while (cap < n)
+		cap = cap < 64 ? 64 : 2 * cap;
+	p[0] = realloc(e->bytes, (size_t) cap);
+	if (p[0] != NULL)
+		e->bytes = p[0];
+	p[1] = realloc(e->sym, sizeof(int32_t) * (size_t) cap);
+	if (p[1] != NULL)
+		e->sym = p[1];
+	p[2] = realloc(e->next, sizeof(int) * (size_t) cap);
+	if (p[2] != NULL)
+		e->next = p[2];
+	p[3] = realloc(e->prev, sizeof(int) * (size_t) cap);
+	if (p[3] != NULL)
+		e->prev = p[3];
+	/* each merge pushes at most two entries: 3 per byte bounds the heap */
+	p[4] = realloc(e->heap, sizeof(uint64_t) * 3 * (size_t) cap);
+	if (p[4] != NULL)
+		e->heap = p[4];
+	if (!p[0] || !p[1] || !p[2] || !p[3] || !p[4])
+		return false;
+	e->piece_cap = cap;
+	return true;
+}
 
 static void
 emit(BpeEnc *e, int32_t id)
@@ -674,11 +712,16 @@ gpt2_match(const uint32_t *cp, int n, int i)
 static void
 encode_stretch(BpeEnc *e, int n)
 {
-	for (int i = 0; i < n && e->n < e->cap;)
+	for (int i = 0; i < n && e->n < e->cap && !e->oom;)
 	{
 		int			j = gpt2_match(e->cp, n, i),
 					nb = 0;
 
+		if (!piece_room(e, 4 * (j - i)))
+		{
+			e->oom = true;
+			return;
+		}
 		for (int k = i; k < j; k++)
 			nb += (int) utf8proc_encode_char((utf8proc_int32_t) e->cp[k], e->bytes + nb);
 		bpe_piece(e, nb);
@@ -734,19 +777,6 @@ ascii_space(uint8_t c)
 	return c == ' ' || (c >= 0x09 && c <= 0x0D);
 }
 
-static bool
-enc_alloc(BpeEnc *e, size_t len)
-{
-	/* a stretch of len bytes has at most len + 1 code points, each up to 4 bytes */
-	e->cp = malloc(sizeof(uint32_t) * (len + 2));
-	e->bytes = malloc(4 * (len + 2));
-	e->sym = malloc(sizeof(int32_t) * 4 * (len + 2));
-	e->next = malloc(sizeof(int) * 4 * (len + 2));
-	e->prev = malloc(sizeof(int) * 4 * (len + 2));
-	/* each merge pushes at most two entries: 3 per byte bounds the heap */
-	e->heap = malloc(sizeof(uint64_t) * 12 * (len + 2));
-	return e->cp && e->bytes && e->sym && e->next && e->prev && e->heap;
-}
 
 int
 bpe_encode(const Bpe *bpe, const char *text, size_t len, int32_t *ids, int max_ids)
@@ -759,11 +789,12 @@ bpe_encode(const Bpe *bpe, const char *text, size_t len, int32_t *ids, int max_i
 
 	if (max_ids <= 0)
 		return 0;
-	if (len > (size_t) 1 << 30 || !enc_alloc(&e, len))
+	/* a stretch of len bytes has at most len + 1 code points (with the prefix space) */
+	if (len > (size_t) 1 << 28 || (e.cp = malloc(sizeof(uint32_t) * (len + 2))) == NULL)
 		goto done;
-	while (pos < len && e.n < e.cap)
+	while (pos < len && e.n < e.cap && !e.oom)
 	{
-		int			k = match_added(bpe, s, len, pos);
+		int			k = bpe->added_first[s[pos]] ? match_added(bpe, s, len, pos) : -1;
 		size_t		end,
 					after;
 
@@ -786,7 +817,7 @@ bpe_encode(const Bpe *bpe, const char *text, size_t len, int32_t *ids, int max_i
 	}
 	if (e.n < e.cap)
 		encode_text(&e, s + start, len - start);
-	n = e.n;
+	n = e.oom ? -1 : e.n;
 done:
 	free(e.cp);
 	free(e.bytes);

@@ -208,14 +208,15 @@ tok_template_max_id(const TokTemplate *t)
 
 /*
  * Encode text into *buf, growing it until the count is below its capacity,
- * so that the count is the text's exact length in ids (up to TOK_MAX_PROBE).
- * The first call measures with want + 1 ids of room.  Returns the count or -1.
+ * so that the count is the text's exact length in ids (up to TOK_MAX_PROBE),
+ * beginning with more than want ids of room.  Returns the count or -1.
  */
 static int
 encode_measured(TokEncodeFn encode, const void *tok, const char *text, size_t len,
 				int32_t **buf, int *cap, int want)
 {
-	for (int room = want + 1;; room = room > TOK_MAX_PROBE / 2 ? TOK_MAX_PROBE : 2 * room)
+	/* start with some room to spare: each retry encodes the text again */
+	for (int room = want < 1024 ? 1024 : want + 1;; room = room > TOK_MAX_PROBE / 2 ? TOK_MAX_PROBE : 2 * room)
 	{
 		int			n;
 
