@@ -116,10 +116,12 @@ typedef struct BackboneOps
 
 	/*
 	 * Optional: token type ids (batch, seq_len) for the next forward on run
-	 * only (the forward after it is back to all 0); type_ids must stay
-	 * valid until that forward, which fails with NN_ERR_ARG on an id past
-	 * the model's types.  Prompt rows prepended by an adapter take type 0.
-	 * Returns whether the family uses them.
+	 * only (the forward after it is back to all 0), one per row the forward
+	 * gets: prompt rows an adapter prepends included (give them 0, as HF
+	 * PEFT does), so pass the pair's types shifted by the prompt length.
+	 * type_ids must stay valid until that forward, which fails with
+	 * NN_ERR_ARG on an id past the model's types.  Returns whether the
+	 * family uses them (false: ignored, e.g. DistilBERT has no types).
 	 */
 	bool		(*run_token_types) (BackboneRun *run, const uint8_t *type_ids);
 

@@ -38,7 +38,8 @@
  *          | h[first row]                   (sentence-transformers CLS)
  *
  * Interface choices (backbone.h): embed_tokens returns word embeddings
- * only; forward adds token type 0 and positions 0..T-1 to every one of the
+ * only; forward adds token type 0 (or the ids of run_token_types) and
+ * positions 0..T-1 (RoBERTa: shifted, see above) to every one of the
  * T rows it is given, so prompt rows prepended by an adapter take the first
  * positions, as HF PEFT's inputs_embeds do.  d_embed = d_out = hidden_size;
  * max_positions = max_tokens = max_position_embeddings: no room is held
