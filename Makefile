@@ -76,7 +76,7 @@ EXTRA_CLEAN = dept-train dept-bench build/test build/test-asan
 UNIT_SRCS = $(sort $(wildcard test/nn/test_*.c))
 UNIT_BINS = $(patsubst test/nn/%.c,$(TEST_DIR)/%,$(UNIT_SRCS))
 
-$(TEST_DIR)/%: test/nn/%.c test/nn/unit.h $(NN_SRCS) $(NN_HDRS)
+$(TEST_DIR)/%: test/nn/%.c $(wildcard test/nn/*.h) $(NN_SRCS) $(NN_HDRS)
 	@mkdir -p $(TEST_DIR)
 	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -Itest/nn -o $@ $< $(NN_SRCS) $(NN_LIBS)
 

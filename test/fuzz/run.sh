@@ -3,8 +3,9 @@
 # with -fsanitize=fuzzer,address,undefined and run each for SECONDS
 # (default 20), one after the other:
 #
-#   test/fuzz/run.sh [SECONDS] [NAME ...]     NAME: adapter_io, hf_config,
-#                                             hf_unigram, safetensors, tokenizer,
+#   test/fuzz/run.sh [SECONDS] [NAME ...]     NAME: adapter_io, bpe, hf_config,
+#                                             hf_unigram, safetensors,
+#                                             safetensors_index, tokenizer,
 #                                             weights, wordpiece
 #
 # New corpus entries go to build/fuzz/corpus/<name>/, the committed seeds
@@ -16,8 +17,8 @@
 #
 # Environment: CC (default clang), DEPT_MODEL_DIR (vocab.json for the
 # tokenizer harness, default build/model/use-lite: run make first),
-# DEPT_HF_FIXTURES (the tiny Hugging Face models for the wordpiece and
-# hf_unigram harnesses, default test/fixtures/hf), FUZZ_FLAGS (extra
+# DEPT_HF_FIXTURES (the tiny Hugging Face models for the wordpiece,
+# hf_unigram, bpe and safetensors_index harnesses, default test/fixtures/hf), FUZZ_FLAGS (extra
 # libFuzzer flags, e.g. -jobs=2 -workers=2).
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 2
@@ -39,10 +40,10 @@ fi
 
 # Per-harness input size limit: the tokenizer needs more than one 512-code
 # point block to reach its streaming paths; the tokenizer.json seeds of
-# wordpiece and hf_unigram are up to 8 KB.
+# wordpiece, hf_unigram and bpe are up to 8 KB.
 max_len_of() {
 	case "$1" in
-	tokenizer | wordpiece | hf_unigram) echo 8192 ;;
+	tokenizer | wordpiece | hf_unigram | bpe) echo 8192 ;;
 	*) echo 4096 ;;
 	esac
 }

@@ -305,6 +305,76 @@ test_tokenizer_edges(void)
 	wordpiece_free(wp);
 }
 
+/*
+ * Every line of a tokenizer_pair*.jsonl through backbone_tokenize_pair (ids
+ * and type ids; max_length when the line has one); returns how many lines.
+ */
+static int
+run_pair_cases(const Backbone *bb, const char *name)
+{
+	size_t		len;
+	char	   *all = hf_read_file(fixture_path(name), (size_t) 64 << 20, &len);
+	char	   *line = all;
+	int			total = 0;
+
+	CHECK(all != NULL, "cannot read %s", name);
+	while (line != NULL && *line)
+	{
+		char	   *nl = strchr(line, '\n');
+		cJSON	   *c;
+
+		if (nl)
+			*nl = '\0';
+		if ((c = cJSON_Parse(line)) != NULL)
+		{
+			const char *a = cJSON_GetObjectItem(c, "text_a")->valuestring;
+			const char *b = cJSON_GetObjectItem(c, "text_b")->valuestring;
+			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+			const cJSON *types = cJSON_GetObjectItem(c, "type_ids");
+			const cJSON *maxl = cJSON_GetObjectItem(c, "max_length");
+			int32_t		out[1024];
+			uint8_t		tt[1024];
+			int			n = backbone_tokenize_pair(bb, a, strlen(a), b, strlen(b), out, tt,
+												   cJSON_IsNumber(maxl) ? maxl->valueint : 1024);
+			bool		eq = n == cJSON_GetArraySize(ids);
+
+			for (int i = 0; eq && i < n; i++)
+				eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
+					tt[i] == cJSON_GetArrayItem(types, i)->valueint;
+			CHECK(eq, "%s line %d: %d ids, expected %d", name, total + 1, n,
+				  cJSON_GetArraySize(ids));
+			total++;
+			cJSON_Delete(c);
+		}
+		line = nl ? nl + 1 : NULL;
+	}
+	free(all);
+	return total;
+}
+
+/* Sentence pairs: [CLS] A [SEP] B [SEP], types 0 then 1, longest-first truncation. */
+static void
+test_tokenizer_pairs(void)
+{
+	int32_t		ids[64];
+	uint8_t		types[64];
+	int			n;
+
+	CHECK(run_pair_cases(model, "tokenizer_pair_cases.jsonl") >= 300, "too few pair cases");
+	CHECK(run_pair_cases(model, "tokenizer_pair_truncation_cases.jsonl") >= 100,
+		  "too few truncation cases");
+	/* below the template's three specials, its first ids */
+	n = backbone_tokenize_pair(model, "a b c", 5, "d e", 3, ids, types, 2);
+	CHECK(n == 2 && ids[0] == 101 && ids[1] == 102 && types[1] == 0, "max 2: %d ids", n);
+	n = backbone_tokenize_pair(model, "a b c", 5, "d e", 3, ids, types, 0);
+	CHECK(n == 0, "max 0: %d ids", n);
+	/* room 3 of "a b c" and "d e": shorter keeps 2 > 3/2 -> halves 1 and 2, the longer gets 2 */
+	n = backbone_tokenize_pair(model, "a b c", 5, "d e", 3, ids, types, 6);
+	CHECK(n == 6 && ids[1] == 1037 && ids[2] == 1038 && ids[3] == 102 && ids[4] == 1040 &&
+		  types[4] == 1 && types[5] == 1, "max 6: %d ids (%d %d %d %d)", n, ids[1], ids[2],
+		  ids[3], ids[4]);
+}
+
 /* ---- model ------------------------------------------------------------------ */
 
 static void
@@ -1025,6 +1095,27 @@ write_file(const char *dir, const char *name, const void *data, size_t len)
 	}
 }
 
+/* Without tokenizer.json, pairs take BERT's template from vocab.txt's [CLS] and [SEP]. */
+static void
+test_pairs_from_vocab_txt(void)
+{
+	char	   *dir = model_dir_copy("tokenizer.json", NULL);
+	Backbone   *bb = NULL;
+	NnError		err;
+
+	CHECK(dir != NULL && backbone_open(&bb, dir, &err) == NN_OK, "vocab.txt dir: %s",
+		  dir ? err.msg : "mkdtemp");
+	if (bb != NULL)
+	{
+		CHECK(run_pair_cases(bb, "tokenizer_pair_cases.jsonl") >= 300, "too few pair cases");
+		CHECK(run_pair_cases(bb, "tokenizer_pair_truncation_cases.jsonl") >= 100,
+			  "too few truncation cases");
+	}
+	backbone_close(bb);
+	if (dir != NULL)
+		remove_dir(dir);
+}
+
 /* Open dir through backbone_open, expecting status want. */
 static void
 expect_open(const char *dir, NnStatus want, const char *what)
@@ -1141,6 +1232,8 @@ main(void)
 	if (model != NULL)
 	{
 		RUN_TEST(test_reference_tokens);
+		RUN_TEST(test_tokenizer_pairs);
+		RUN_TEST(test_pairs_from_vocab_txt);
 		RUN_TEST(test_forward_reference);
 		RUN_TEST(test_backward_reference);
 		RUN_TEST(test_dept_reference);

@@ -113,16 +113,31 @@ test_use_lite(void)
 }
 
 static void
-test_bert(void)
+check_encoder(const char *name)
 {
 	char		dir[4096];
 	Backbone   *bb;
 
-	snprintf(dir, sizeof(dir), "%s/bert-tiny-random", UNIT_HF_DIR());
+	snprintf(dir, sizeof(dir), "%s/%s", UNIT_HF_DIR(), name);
 	if ((bb = open_or_skip(dir)) == NULL)
 		return;
 	check_encoder_shapes(bb);
 	backbone_close(bb);
+}
+
+static void
+test_bert(void)
+{
+	check_encoder("bert-tiny-random");
+}
+
+/* the other families of bert.c: the same run, other shapes of tables */
+static void
+test_bert_families(void)
+{
+	check_encoder("roberta-tiny-random");
+	check_encoder("xlm-roberta-tiny-random");
+	check_encoder("distilbert-tiny-random");
 }
 
 /*
@@ -222,6 +237,7 @@ main(void)
 	nn_blas_load(&err);
 	RUN_TEST(test_use_lite);
 	RUN_TEST(test_bert);
+	RUN_TEST(test_bert_families);
 	RUN_TEST(test_t5_v1_0);
 	RUN_TEST(test_t5_v1_1);
 	return unit_finish();

@@ -95,11 +95,28 @@ model_type_of(const cJSON *root, char type[HF_NAME_LEN])
 		snprintf(type, HF_NAME_LEN, "bert");
 }
 
+/* The names of the shape fields: BertConfig's, or DistilBertConfig's own. */
+typedef struct HfFieldNames
+{
+	const char *hidden,
+			   *layers,
+			   *heads,
+			   *ffn,
+			   *act;
+	int			type_vocab_default;
+} HfFieldNames;
+
+static const HfFieldNames bert_names = {"hidden_size", "num_hidden_layers",
+"num_attention_heads", "intermediate_size", "hidden_act", 2};
+static const HfFieldNames distilbert_names = {"dim", "n_layers", "n_heads", "hidden_dim",
+"activation", 0};
+
 NnStatus
 hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
 {
 	cJSON	   *root = cJSON_ParseWithLength(json, len);
 	const cJSON *eps;
+	const HfFieldNames *f;
 	NnStatus	s;
 
 	memset(cfg, 0, sizeof(*cfg));
@@ -109,20 +126,21 @@ hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
 		return nn_fail(err, NN_ERR_FORMAT, "config.json is not a JSON object");
 	}
 	model_type_of(root, cfg->model_type);
-	if ((s = get_int(root, "hidden_size", true, 0, 1, HF_MAX_HIDDEN, &cfg->hidden_size, err)) ||
-		(s = get_int(root, "num_hidden_layers", true, 0, 1, HF_MAX_LAYERS,
+	f = strcmp(cfg->model_type, "distilbert") == 0 ? &distilbert_names : &bert_names;
+	if ((s = get_int(root, f->hidden, true, 0, 1, HF_MAX_HIDDEN, &cfg->hidden_size, err)) ||
+		(s = get_int(root, f->layers, true, 0, 1, HF_MAX_LAYERS,
 					 &cfg->num_hidden_layers, err)) ||
-		(s = get_int(root, "num_attention_heads", true, 0, 1, HF_MAX_HIDDEN,
+		(s = get_int(root, f->heads, true, 0, 1, HF_MAX_HIDDEN,
 					 &cfg->num_attention_heads, err)) ||
-		(s = get_int(root, "intermediate_size", true, 0, 1, 16 * HF_MAX_HIDDEN,
+		(s = get_int(root, f->ffn, true, 0, 1, 16 * HF_MAX_HIDDEN,
 					 &cfg->intermediate_size, err)) ||
 		(s = get_int(root, "vocab_size", true, 0, 1, HF_MAX_VOCAB, &cfg->vocab_size, err)) ||
 		(s = get_int(root, "max_position_embeddings", false, 512, 1, HF_MAX_POSITIONS,
 					 &cfg->max_position_embeddings, err)) ||
-		(s = get_int(root, "type_vocab_size", false, 2, 0, HF_MAX_VOCAB,
+		(s = get_int(root, "type_vocab_size", false, f->type_vocab_default, 0, HF_MAX_VOCAB,
 					 &cfg->type_vocab_size, err)) ||
 		(s = get_int(root, "pad_token_id", false, 0, -1, HF_MAX_VOCAB, &cfg->pad_token_id, err)) ||
-		(s = get_str(root, "hidden_act", "gelu", cfg->hidden_act, err)) ||
+		(s = get_str(root, f->act, "gelu", cfg->hidden_act, err)) ||
 		(s = get_str(root, "position_embedding_type", "absolute",
 					 cfg->position_embedding_type, err)))
 		goto done;

@@ -19,6 +19,10 @@
  *   pad_token_id             0          (default)
  *   position_embedding_type  "absolute" (default)
  *
+ * DistilBertConfig's own names stand in for the first five when model_type
+ * is "distilbert": dim, n_layers, n_heads, hidden_dim, activation (and
+ * type_vocab_size defaults to 0: DistilBERT has no token types).
+ *
  * Defaults are those of transformers' BertConfig.  Every integer must be a
  * whole JSON number in its range (HF_MAX_* below), so that products of them
  * cannot overflow later; a wrong type or range is NN_ERR_FORMAT naming the

@@ -11,6 +11,8 @@
  */
 #include "formats/safetensors.h"
 
+#include "formats/hf_config.h"
+
 #include <cjson/cJSON.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -41,6 +43,12 @@ struct Safetensors
 	const StTensor **by_name;	/* (n_tensors) sorted by name */
 	char	   *names;			/* every name, NUL-terminated, back to back */
 	float	   *converted;		/* F32 copies of F16/BF16/misaligned tensors */
+	/* a sharded checkpoint (safetensors_open_index): header is the index */
+	Safetensors **shards;		/* (n_shards) in the index's order of first mention */
+	char	  **shard_names;	/* (n_shards) their file names */
+	int			n_shards;
+	const uint8_t **tensor_data;	/* (n_tensors) the data of each tensor's shard */
+	char	   *index_json;
 };
 
 static const struct
@@ -409,6 +417,15 @@ safetensors_close(Safetensors *st)
 	free(st->by_name);
 	free(st->names);
 	free(st->converted);
+	for (int i = 0; i < st->n_shards; i++)
+	{
+		safetensors_close(st->shards[i]);
+		free(st->shard_names[i]);
+	}
+	free(st->shards);
+	free(st->shard_names);
+	free(st->tensor_data);
+	free(st->index_json);
 	free(st);
 }
 
@@ -496,7 +513,7 @@ safetensors_header(const Safetensors *st, size_t *len)
 bool
 safetensors_mapped(const Safetensors *st)
 {
-	return st->mapped;
+	return st->n_shards > 0 ? st->shards[0]->mapped : st->mapped;
 }
 
 int
@@ -533,10 +550,17 @@ safetensors_find(const Safetensors *st, const char *name)
 	return NULL;
 }
 
+/* Where t's offsets count from: the file's data, or its shard's. */
+static const uint8_t *
+tensor_data(const Safetensors *st, const StTensor *t)
+{
+	return st->tensor_data != NULL ? st->tensor_data[t - st->tensors] : st->data;
+}
+
 const void *
 safetensors_raw(const Safetensors *st, const StTensor *t)
 {
-	return st->data + t->offset;
+	return tensor_data(st, t) + t->offset;
 }
 
 /* Format shape as "[a, b]" into buf. */
@@ -607,7 +631,7 @@ safetensors_get(const Safetensors *st, const char *name, StDtype dtype, int ndim
 	if (t->dtype != dtype)
 		return nn_fail(err, NN_ERR_FORMAT, "safetensors: tensor \"%s\" is %s, expected %s",
 					   name, dtype_info[t->dtype].name, safetensors_dtype_name(dtype));
-	*data = st->data + t->offset;
+	*data = tensor_data(st, t) + t->offset;
 	return NN_OK;
 }
 
@@ -628,4 +652,201 @@ safetensors_hash_sample(const Safetensors *st, Sha256 *ctx, size_t sample_bytes)
 		if (t->nbytes > head)
 			sha256_update(ctx, raw + t->nbytes - head, head);
 	}
+}
+
+/* ---- sharded checkpoints ----------------------------------------------------- */
+
+/* A shard's name: a plain file name ending in .safetensors (never a path). */
+static bool
+plain_shard_name(const char *name)
+{
+	size_t		len = strlen(name);
+
+	return len > strlen(".safetensors") && len <= 255 && name[0] != '.' &&
+		strchr(name, '/') == NULL && strchr(name, '\\') == NULL &&
+		strcmp(name + len - strlen(".safetensors"), ".safetensors") == 0;
+}
+
+/* The index's weight_map, checked: an object of plain shard names. */
+static NnStatus
+index_weight_map(const cJSON *root, const cJSON **map, NnError *err)
+{
+	const cJSON *e;
+
+	*map = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+	if (!cJSON_IsObject(*map) || cJSON_GetArraySize(*map) == 0)
+		return nn_fail(err, NN_ERR_FORMAT, "safetensors index: no weight_map object");
+	cJSON_ArrayForEach(e, *map)
+		if (e->string == NULL || !cJSON_IsString(e) || !plain_shard_name(e->valuestring))
+		return nn_fail(err, NN_ERR_FORMAT,
+					   "safetensors index: tensor \"%.80s\" maps to no plain .safetensors file name",
+					   e->string ? e->string : "");
+	return NN_OK;
+}
+
+/* Open each shard the weight map names, once, in order of first mention. */
+static NnStatus
+open_shards(Safetensors *st, const char *dir, const cJSON *map, NnError *err)
+{
+	const cJSON *e;
+	NnStatus	s = NN_OK;
+
+	st->shards = calloc((size_t) cJSON_GetArraySize(map), sizeof(Safetensors *));
+	st->shard_names = calloc((size_t) cJSON_GetArraySize(map), sizeof(char *));
+	if (st->shard_names == NULL || st->shards == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "safetensors: out of memory");
+	cJSON_ArrayForEach(e, map)
+	{
+		char		path[4096];
+		bool		seen = false;
+
+		for (int i = 0; i < st->n_shards && !seen; i++)
+			seen = strcmp(st->shard_names[i], e->valuestring) == 0;
+		if (seen)
+			continue;
+		if (st->n_shards >= ST_MAX_SHARDS)
+		{
+			s = nn_fail(err, NN_ERR_FORMAT, "safetensors index: more than %d shards", ST_MAX_SHARDS);
+			break;
+		}
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->valuestring) >= (int) sizeof(path))
+		{
+			s = nn_fail(err, NN_ERR_ARG, "safetensors index: shard path too long");
+			break;
+		}
+		if ((st->shard_names[st->n_shards] = strdup(e->valuestring)) == NULL)
+		{
+			s = nn_fail(err, NN_ERR_NOMEM, "safetensors: out of memory");
+			break;
+		}
+		/* counted before opening, so that close frees the name either way */
+		if ((s = safetensors_open(&st->shards[st->n_shards++], path, err)) != NN_OK)
+			break;
+	}
+	return s;
+}
+
+/* Every shard's tensors in one table, each knowing its shard's data. */
+static NnStatus
+merge_shards(Safetensors *st, NnError *err)
+{
+	size_t		n = 0;
+
+	for (int i = 0; i < st->n_shards; i++)
+		n += (size_t) st->shards[i]->n_tensors;
+	st->tensors = calloc(n > 0 ? n : 1, sizeof(StTensor));
+	st->tensor_data = calloc(n > 0 ? n : 1, sizeof(*st->tensor_data));
+	st->by_name = malloc(sizeof(*st->by_name) * (n > 0 ? n : 1));
+	if (st->tensors == NULL || st->tensor_data == NULL || st->by_name == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "safetensors: out of memory");
+	for (int i = 0; i < st->n_shards; i++)
+		for (int k = 0; k < st->shards[i]->n_tensors; k++)
+		{
+			st->tensor_data[st->n_tensors] = st->shards[i]->data;
+			st->by_name[st->n_tensors] = &st->tensors[st->n_tensors];
+			st->tensors[st->n_tensors++] = st->shards[i]->tensors[k];
+		}
+	qsort(st->by_name, n, sizeof(*st->by_name), cmp_name);
+	for (size_t i = 1; i < n; i++)
+		if (strcmp(st->by_name[i - 1]->name, st->by_name[i]->name) == 0)
+			return nn_fail(err, NN_ERR_FORMAT, "safetensors index: tensor \"%s\" is in two shards",
+						   st->by_name[i]->name);
+	return NN_OK;
+}
+
+/* Each tensor the weight map names is in the shard it names. */
+static NnStatus
+check_weight_map(const Safetensors *st, const cJSON *map, NnError *err)
+{
+	const cJSON *e;
+
+	cJSON_ArrayForEach(e, map)
+	{
+		const StTensor *t = safetensors_find(st, e->string);
+		bool		ok = false;
+
+		for (int i = 0; t != NULL && i < st->n_shards && !ok; i++)
+			ok = strcmp(st->shard_names[i], e->valuestring) == 0 &&
+				safetensors_find(st->shards[i], e->string) != NULL;
+		if (!ok)
+			return nn_fail(err, NN_ERR_FORMAT,
+						   "safetensors index: tensor \"%.80s\" is not in its shard \"%.80s\"",
+						   e->string, e->valuestring);
+	}
+	return NN_OK;
+}
+
+NnStatus
+safetensors_open_index_json(Safetensors **out, const char *dir, const char *json, size_t len,
+							NnError *err)
+{
+	Safetensors *st;
+	cJSON	   *root;
+	const cJSON *map;
+	NnStatus	s;
+
+	*out = NULL;
+	if ((st = calloc(1, sizeof(Safetensors))) == NULL ||
+		(st->index_json = malloc(len > 0 ? len : 1)) == NULL)
+	{
+		free(st);
+		return nn_fail(err, NN_ERR_NOMEM, "safetensors: out of memory");
+	}
+	memcpy(st->index_json, json, len);
+	st->header = st->index_json;
+	st->header_len = len;
+	root = cJSON_ParseWithLength(json, len);
+	if (!cJSON_IsObject(root))
+		s = nn_fail(err, NN_ERR_FORMAT, "safetensors index is not a JSON object");
+	else if ((s = index_weight_map(root, &map, err)) == NN_OK &&
+			 (s = open_shards(st, dir, map, err)) == NN_OK &&
+			 (s = merge_shards(st, err)) == NN_OK)
+		s = check_weight_map(st, map, err);
+	cJSON_Delete(root);
+	if (s != NN_OK)
+	{
+		safetensors_close(st);
+		return s;
+	}
+	*out = st;
+	return NN_OK;
+}
+
+NnStatus
+safetensors_open_index(Safetensors **out, const char *path, NnError *err)
+{
+	char		dir[4096];
+	char	   *slash;
+	char	   *json;
+	size_t		len;
+	NnStatus	s;
+
+	*out = NULL;
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int) sizeof(dir))
+		return nn_fail(err, NN_ERR_ARG, "safetensors index: path too long");
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	else
+		snprintf(dir, sizeof(dir), ".");
+	if ((json = hf_read_file(path, ST_MAX_INDEX_BYTES, &len)) == NULL)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
+	s = safetensors_open_index_json(out, dir, json, len, err);
+	free(json);
+	return s;
+}
+
+bool
+safetensors_index_lists(const char *json, size_t len, const char *name)
+{
+	cJSON	   *root = cJSON_ParseWithLength(json, len);
+	const cJSON *map;
+	const cJSON *e;
+	bool		found = false;
+	NnError		err;
+
+	if (cJSON_IsObject(root) && index_weight_map(root, &map, &err) == NN_OK)
+		cJSON_ArrayForEach(e, map)
+			found = found || strcmp(e->valuestring, name) == 0;
+	cJSON_Delete(root);
+	return found;
 }

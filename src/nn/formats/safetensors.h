@@ -50,6 +50,8 @@
 
 #define ST_MAX_DIMS 8
 #define ST_MAX_HEADER ((uint64_t) 100 << 20)	/* the reference library's limit */
+#define ST_MAX_SHARDS 4096
+#define ST_MAX_INDEX_BYTES ((size_t) 64 << 20)
 
 typedef enum StDtype
 {
@@ -81,6 +83,29 @@ NnStatus	safetensors_open(Safetensors **out, const char *path, NnError *err);
 /* The same over a copy of len bytes at buf (tests, fuzzers). */
 NnStatus	safetensors_from_buffer(Safetensors **out, const void *buf, size_t len,
 									NnError *err);
+
+/*
+ * A sharded checkpoint as one: the index at path (model.safetensors.index.json,
+ * as transformers writes it)
+ *
+ *   {"metadata": {...}, "weight_map": {"<tensor name>": "<shard file>", ...}}
+ *
+ * names the shard of every tensor; each shard is a .safetensors file in the
+ * index's directory, opened (mapped) as safetensors_open does.  Shard names
+ * must be plain file names ending in ".safetensors" (no directory part,
+ * not starting with '.'); every tensor the map names must be in its shard;
+ * a tensor in two shards is NN_ERR_FORMAT.  The result answers every call
+ * below over all shards' tensors; its header (safetensors_header) is the
+ * index text, so safetensors_hash_sample covers the index and every tensor.
+ */
+NnStatus	safetensors_open_index(Safetensors **out, const char *path, NnError *err);
+
+/* The same from len bytes of index text, shards read from dir (tests, fuzzers). */
+NnStatus	safetensors_open_index_json(Safetensors **out, const char *dir, const char *json,
+										size_t len, NnError *err);
+
+/* Whether the index text names name as a shard (false for text that is not an index). */
+bool		safetensors_index_lists(const char *json, size_t len, const char *name);
 
 void		safetensors_close(Safetensors *st);
 

@@ -62,6 +62,21 @@ backbone_token_piece(const Backbone *bb, int32_t id, char *buf, size_t buf_len)
 	return buf;
 }
 
+int
+backbone_tokenize_pair(const Backbone *bb, const char *a, size_t alen, const char *b,
+					   size_t blen, int32_t *ids, uint8_t *type_ids, int max_ids)
+{
+	if (bb == NULL || bb->ops->tokenize_pair == NULL)
+		return -1;
+	return bb->ops->tokenize_pair(bb, a, alen, b, blen, ids, type_ids, max_ids);
+}
+
+bool
+backbone_run_token_types(const Backbone *bb, BackboneRun *run, const uint8_t *type_ids)
+{
+	return bb->ops->run_token_types != NULL && bb->ops->run_token_types(run, type_ids);
+}
+
 bool
 backbone_has_text_head(const Backbone *bb)
 {

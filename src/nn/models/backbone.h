@@ -41,6 +41,17 @@ typedef struct BackboneOps
 							 int32_t *ids, int max_ids);
 
 	/*
+	 * Optional (encoders): tokenize a sentence pair with the family's
+	 * template (BERT [CLS] A [SEP] B [SEP], RoBERTa <s> A </s></s> B </s>)
+	 * into at most max_ids ids and their token type ids, truncating the
+	 * longer text first as transformers' truncation=True does
+	 * (tokenizers/template.h).  Returns the count, -1 when out of memory.
+	 */
+	int			(*tokenize_pair) (const Backbone *bb, const char *a, size_t alen,
+								  const char *b, size_t blen, int32_t *ids,
+								  uint8_t *type_ids, int max_ids);
+
+	/*
 	 * Look up the frozen embeddings of n ids into x (n x d_embed) and set
 	 * mask[i] = 1 for ids that take part in attention and pooling (every
 	 * real id; use-lite's graph marks only its padding value -1 as absent,
@@ -111,6 +122,17 @@ typedef struct BackboneOps
 	bool		(*run_pool_skip) (BackboneRun *run, int skip);
 
 	/*
+	 * Optional: token type ids (batch, seq_len) for the next forward on run
+	 * only (the forward after it is back to all 0), one per row the forward
+	 * gets: prompt rows an adapter prepends included (give them 0, as HF
+	 * PEFT does), so pass the pair's types shifted by the prompt length.
+	 * type_ids must stay valid until that forward, which fails with
+	 * NN_ERR_ARG on an id past the model's types.  Returns whether the
+	 * family uses them (false: ignored, e.g. DistilBERT has no types).
+	 */
+	bool		(*run_token_types) (BackboneRun *run, const uint8_t *type_ids);
+
+	/*
 	 * Text-to-text: optional, set by a family with a decoder (T5); NULL
 	 * elsewhere.  A label is a token sequence (padded with the family's
 	 * padding id to label_len); docs/design.md 2.
@@ -158,7 +180,8 @@ struct Backbone
 /*
  * Open the model stored in directory dir, choosing the family from the
  * files present: model.json + vocab.json is use-lite (TF.js); config.json
- * is a Hugging Face directory whose model_type picks the family (bert).
+ * is a Hugging Face directory whose model_type picks the family (bert,
+ * roberta, xlm-roberta, distilbert, t5).
  */
 NnStatus	backbone_open(Backbone **out, const char *dir, NnError *err);
 void		backbone_close(Backbone *bb);
@@ -203,6 +226,18 @@ NnStatus	backbone_write_compiled(const Backbone *bb, const char *dir, NnError *e
  * an id it does not name, "#<id>" written into buf (buf_len bytes).
  */
 const char *backbone_token_piece(const Backbone *bb, int32_t id, char *buf, size_t buf_len);
+
+/*
+ * bb->ops->tokenize_pair, or -1 for a family without a pair template
+ * (use-lite, T5: join the texts and tokenize them as one instead).
+ */
+int			backbone_tokenize_pair(const Backbone *bb, const char *a, size_t alen,
+								   const char *b, size_t blen, int32_t *ids,
+								   uint8_t *type_ids, int max_ids);
+
+/* bb->ops->run_token_types(run, type_ids), or false for a family without token types. */
+bool		backbone_run_token_types(const Backbone *bb, BackboneRun *run,
+									 const uint8_t *type_ids);
 
 /* Whether the family scores and trains label strings (text-to-text, the label_* ops). */
 bool		backbone_has_text_head(const Backbone *bb);

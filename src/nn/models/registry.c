@@ -6,10 +6,12 @@
 #include "models/backbone.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "formats/hf_config.h"
+#include "formats/safetensors.h"
 #include "models/bert/bert.h"
 #include "models/t5/t5.h"
 #include "models/use_lite/use_lite.h"
@@ -50,21 +52,39 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 		snprintf(path, sizeof(path), "%s/config.json", dir);
 		if ((s = hf_config_model_type(path, type, err)) != NN_OK)
 			return s;
-		if (strcmp(type, "bert") == 0)
+		if (bert_is_family(type))
 			return bert_open(out, dir, err);
 		if (strcmp(type, "t5") == 0)
 			return t5_open(out, dir, err);
-		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported (bert, t5)",
+		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported "
+					   "(bert, roberta, xlm-roberta, distilbert, t5)",
 					   type, path);
 	}
 	return nn_fail(err, NN_ERR_IO,
 				   "no model found in \"%s\": expected model.json and vocab.json", dir);
 }
 
+/* Whether dir/model.safetensors.index.json names name as a shard. */
+static bool
+index_lists(const char *dir, const char *name)
+{
+	char		path[4096];
+	size_t		len;
+	char	   *json;
+	bool		found;
+
+	if (snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir) >= (int) sizeof(path) ||
+		(json = hf_read_file(path, ST_MAX_INDEX_BYTES, &len)) == NULL)
+		return false;
+	found = safetensors_index_lists(json, len, name);
+	free(json);
+	return found;
+}
+
 bool
 backbone_uses_file(const char *dir, const char *name)
 {
-	/* what bert_open and t5_open read, and the index that makes them refuse a sharded checkpoint */
+	/* what bert_open and t5_open read, the index of a sharded checkpoint and its shards */
 	static const char *const hf_files[] = {"config.json", "model.safetensors",
 		"model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
 	"special_tokens_map.json"};
@@ -76,5 +96,5 @@ backbone_uses_file(const char *dir, const char *name)
 	for (size_t i = 0; i < sizeof(hf_files) / sizeof(hf_files[0]); i++)
 		if (strcmp(name, hf_files[i]) == 0)
 			return true;
-	return false;
+	return index_lists(dir, name);
 }

@@ -1031,12 +1031,15 @@ match_added(const WordPiece *wp, const uint8_t *s, size_t len, size_t pos, uint3
 	return best;
 }
 
-int
-wordpiece_encode(const WordPiece *wp, const char *text, size_t len, int32_t *ids, int max_ids)
+/* wordpiece_encode (with_specials) or wordpiece_encode_text. */
+static int
+encode(const WordPiece *wp, const char *text, size_t len, int32_t *ids, int max_ids,
+	   bool with_specials)
 {
 	const uint8_t *s = (const uint8_t *) text;
-	int			specials = wp->n_pre + wp->n_post;
-	int			n_pre = wp->n_pre < max_ids ? wp->n_pre : (max_ids > 0 ? max_ids : 0);
+	int			specials = with_specials ? wp->n_pre + wp->n_post : 0;
+	int			pre = with_specials ? wp->n_pre : 0;
+	int			n_pre = pre < max_ids ? pre : (max_ids > 0 ? max_ids : 0);
 	WpEnc		e = {0};
 	uint32_t	prev = 0;
 	size_t		pos = 0;
@@ -1083,7 +1086,7 @@ wordpiece_encode(const WordPiece *wp, const char *text, size_t len, int32_t *ids
 	flush_run(&e);
 	end_word(&e);
 	n = n_pre + e.n;
-	for (int i = 0; i < wp->n_post && n < max_ids; i++)
+	for (int i = 0; with_specials && i < wp->n_post && n < max_ids; i++)
 		ids[n++] = wp->post[i];
 done:
 	free(e.word);
@@ -1091,4 +1094,17 @@ done:
 	free(e.cand);
 	free(e.pieces);
 	return n;
+}
+
+int
+wordpiece_encode(const WordPiece *wp, const char *text, size_t len, int32_t *ids, int max_ids)
+{
+	return encode(wp, text, len, ids, max_ids, true);
+}
+
+int
+wordpiece_encode_text(const WordPiece *wp, const char *text, size_t len, int32_t *ids,
+					  int max_ids)
+{
+	return encode(wp, text, len, ids, max_ids, false);
 }

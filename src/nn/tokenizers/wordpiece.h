@@ -99,6 +99,10 @@ void		wordpiece_free(WordPiece *wp);
 int			wordpiece_encode(const WordPiece *wp, const char *text, size_t len,
 							 int32_t *ids, int max_ids);
 
+/* The same without the template's special tokens (for tokenizers/template.h). */
+int			wordpiece_encode_text(const WordPiece *wp, const char *text, size_t len,
+								  int32_t *ids, int max_ids);
+
 /* One more than the largest id. */
 int			wordpiece_vocab_size(const WordPiece *wp);
 

@@ -35,9 +35,51 @@
 #include "formats/safetensors.h"
 #include "base/arena.h"
 #include "base/sha256.h"
+#include "tokenizers/bpe.h"
+#include "tokenizers/template.h"
+#include "tokenizers/unigram.h"
 #include "tokenizers/wordpiece.h"
 
 #define BERT_SAMPLE_BYTES 4096	/* fingerprinted bytes at each end of a tensor */
+#define BERT_MAX_TOKENIZER_BYTES ((size_t) 256 << 20)
+
+typedef enum BertTokenizerKind
+{
+	BERT_TOK_WORDPIECE,			/* tokenizer.json or vocab.txt (wordpiece.h) */
+	BERT_TOK_BPE,				/* byte-level BPE tokenizer.json (bpe.h) */
+	BERT_TOK_UNIGRAM			/* Unigram tokenizer.json (unigram.h) */
+} BertTokenizerKind;
+
+/*
+ * What tells the encoder families of this file apart (bert.h): the
+ * checkpoint's tensor names, where positions start and the tokenizer.  The
+ * layer's tensors, in BertLayer's order: query, key, value, attention
+ * output, its LayerNorm, FFN in, FFN out, output LayerNorm.
+ */
+typedef struct BertFamily
+{
+	const char *model_type;		/* config.json's, and the ops' family name */
+	const char *head_prefix;	/* of *For* checkpoints: "bert." */
+	const char *layer_format;	/* printf format of layer l's tensors' prefix */
+	const char *layer_names[8];
+	bool		positions_after_padding;	/* RoBERTa: position = pad_token_id + 1 + t */
+	BertTokenizerKind tokenizer;
+} BertFamily;
+
+static const char *const bert_layer_names[8] = {"attention.self.query",
+	"attention.self.key", "attention.self.value", "attention.output.dense",
+	"attention.output.LayerNorm", "intermediate.dense", "output.dense",
+"output.LayerNorm"};
+
+static const BertFamily bert_families[] = {
+	{"bert", "bert.", "encoder.layer.%d.", {NULL}, false, BERT_TOK_WORDPIECE},
+	{"roberta", "roberta.", "encoder.layer.%d.", {NULL}, true, BERT_TOK_BPE},
+	{"xlm-roberta", "roberta.", "encoder.layer.%d.", {NULL}, true, BERT_TOK_UNIGRAM},
+	{"distilbert", "distilbert.", "transformer.layer.%d.",
+		{"attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin",
+		"sa_layer_norm", "ffn.lin1", "ffn.lin2", "output_layer_norm"},
+	false, BERT_TOK_WORDPIECE},
+};
 
 typedef struct BertLayer
 {
@@ -61,9 +103,17 @@ typedef struct BertLayer
 
 typedef struct Bert
 {
+	const BertFamily *fam;
 	HfConfig	cfg;
 	Safetensors *st;
-	WordPiece  *tok;
+	WordPiece  *tok;			/* one of tok, bpe, unigram */
+	Bpe		   *bpe;
+	HfUnigram  *unigram;
+	TokEncodeFn encode_text;	/* that tokenizer without specials */
+	const void *tokenizer;
+	TokTemplate template;		/* specials around one text or a pair */
+	int32_t		unk_id;
+	int			pos_offset;		/* position embedding row of column 0 */
 	int			H,
 				NH,
 				F,
@@ -103,6 +153,8 @@ typedef struct BertRun
 	int			batch;			/* shape of the last forward */
 	int			seq_len;
 	BertPooling pooling;		/* of the last forward */
+	const uint8_t *types;		/* token type ids for the next forward (run_token_types) */
+	bool		uses_types;		/* the model has token type embeddings */
 	int		   *offsets;		/* (max_batch + 1) packed row ranges */
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
 	float	   *emb_sum;		/* (N, H) embedding sum: LN input */
@@ -176,19 +228,16 @@ static NnStatus
 bind_layer(const Bert *m, BertLayer *Ly, const char *prefix, int l, NnError *err)
 {
 	const Safetensors *st = m->st;
-	char		b[8][128];
+	const char *const *names = m->fam->layer_names[0] ? m->fam->layer_names : bert_layer_names;
+	char		b[8][128],
+				layer[64];
 	int			H = m->H,
 				F = m->F;
 	NnStatus	s;
 
-	snprintf(b[0], sizeof(b[0]), "encoder.layer.%d.attention.self.query", l);
-	snprintf(b[1], sizeof(b[1]), "encoder.layer.%d.attention.self.key", l);
-	snprintf(b[2], sizeof(b[2]), "encoder.layer.%d.attention.self.value", l);
-	snprintf(b[3], sizeof(b[3]), "encoder.layer.%d.attention.output.dense", l);
-	snprintf(b[4], sizeof(b[4]), "encoder.layer.%d.attention.output.LayerNorm", l);
-	snprintf(b[5], sizeof(b[5]), "encoder.layer.%d.intermediate.dense", l);
-	snprintf(b[6], sizeof(b[6]), "encoder.layer.%d.output.dense", l);
-	snprintf(b[7], sizeof(b[7]), "encoder.layer.%d.output.LayerNorm", l);
+	snprintf(layer, sizeof(layer), m->fam->layer_format, l);
+	for (int i = 0; i < 8; i++)
+		snprintf(b[i], sizeof(b[i]), "%s%s", layer, names[i]);
 	if ((s = bind_linear(st, &Ly->wq, &Ly->bq, prefix, b[0], H, H, err)) ||
 		(s = bind_linear(st, &Ly->wk, &Ly->bk, prefix, b[1], H, H, err)) ||
 		(s = bind_linear(st, &Ly->wv, &Ly->bv, prefix, b[2], H, H, err)) ||
@@ -211,9 +260,10 @@ bind_weights(Bert *m, NnError *err)
 	int			H = m->H;
 	NnStatus	s;
 
-	/* BertModel names, or BertFor* names under "bert." */
-	prefix = safetensors_find(st, "bert.embeddings.word_embeddings.weight") != NULL &&
-		safetensors_find(st, "embeddings.word_embeddings.weight") == NULL ? "bert." : "";
+	/* BertModel names, or BertFor* names under "bert." (the family's head prefix) */
+	snprintf(name, sizeof(name), "%sembeddings.word_embeddings.weight", m->fam->head_prefix);
+	prefix = safetensors_find(st, name) != NULL &&
+		safetensors_find(st, "embeddings.word_embeddings.weight") == NULL ? m->fam->head_prefix : "";
 	if ((s = bind(st, &m->word_emb, prefix, "embeddings.word_embeddings.weight", 2,
 				  m->cfg.vocab_size, H, err)) ||
 		(s = bind(st, &m->pos_emb, prefix, "embeddings.position_embeddings.weight", 2,
@@ -237,11 +287,11 @@ bind_weights(Bert *m, NnError *err)
 
 /* Check the config fields this family depends on. */
 static NnStatus
-check_config(const HfConfig *c, NnError *err)
+check_config(const HfConfig *c, const BertFamily *fam, NnError *err)
 {
-	if (strcmp(c->model_type, "bert") != 0)
-		return nn_fail(err, NN_ERR_FORMAT, "config.json: model_type \"%s\" is not bert",
-					   c->model_type);
+	if (strcmp(c->model_type, fam->model_type) != 0)
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: model_type \"%s\" is not %s",
+					   c->model_type, fam->model_type);
 	if (strcmp(c->hidden_act, "gelu") != 0 && strcmp(c->hidden_act, "gelu_python") != 0 &&
 		strcmp(c->hidden_act, "relu") != 0)
 		return nn_fail(err, NN_ERR_FORMAT,
@@ -250,6 +300,11 @@ check_config(const HfConfig *c, NnError *err)
 		return nn_fail(err, NN_ERR_FORMAT,
 					   "config.json: position_embedding_type \"%s\" is not supported (absolute)",
 					   c->position_embedding_type);
+	if (fam->positions_after_padding &&
+		(c->pad_token_id < 0 || c->pad_token_id + 1 >= c->max_position_embeddings))
+		return nn_fail(err, NN_ERR_FORMAT,
+					   "config.json: pad_token_id %d leaves no positions of %d",
+					   c->pad_token_id, c->max_position_embeddings);
 	return NN_OK;
 }
 
@@ -302,7 +357,8 @@ fingerprint(const Bert *m, const char *dir, char hex[65])
 	Sha256		ctx;
 
 	sha256_init(&ctx);
-	sha256_update(&ctx, "bert", 5);
+	/* "bert" as before the other families, so BERT fingerprints stay the same */
+	sha256_update(&ctx, m->fam->model_type, strlen(m->fam->model_type) + 1);
 	hash_file(&ctx, dir, "config.json");
 	if (!hash_file(&ctx, dir, "tokenizer.json"))
 	{
@@ -320,6 +376,8 @@ bert_free(Bert *m)
 		return;
 	safetensors_close(m->st);
 	wordpiece_free(m->tok);
+	bpe_free(m->bpe);
+	hf_unigram_free(m->unigram);
 	free(m->layer);
 	free(m);
 }
@@ -338,7 +396,20 @@ bert_tokenize(const Backbone *bb, const char *text, size_t len, int32_t *ids, in
 {
 	const Bert *m = bb->impl;
 
-	return wordpiece_encode(m->tok, text, len, ids, max_ids);
+	if (m->tok != NULL)
+		return wordpiece_encode(m->tok, text, len, ids, max_ids);
+	return tok_template_encode(&m->template, m->encode_text, m->tokenizer, text, len, NULL, 0,
+							   ids, NULL, max_ids);
+}
+
+static int
+bert_tokenize_pair(const Backbone *bb, const char *a, size_t alen, const char *b, size_t blen,
+				   int32_t *ids, uint8_t *type_ids, int max_ids)
+{
+	const Bert *m = bb->impl;
+
+	return tok_template_encode(&m->template, m->encode_text, m->tokenizer, a, alen,
+							   b != NULL ? b : "", blen, ids, type_ids, max_ids);
 }
 
 static const char *
@@ -346,7 +417,11 @@ bert_token_piece(const Backbone *bb, int32_t id)
 {
 	const Bert *m = bb->impl;
 
-	return wordpiece_token(m->tok, id);
+	if (m->tok != NULL)
+		return wordpiece_token(m->tok, id);
+	if (m->bpe != NULL)
+		return bpe_token(m->bpe, id);
+	return m->unigram != NULL ? hf_unigram_piece(m->unigram, id) : NULL;
 }
 
 /*
@@ -373,7 +448,7 @@ bert_embed_tokens(const Backbone *bb, const int32_t *ids, int n, float *x, uint8
 			continue;
 		}
 		if (id >= m->cfg.vocab_size)
-			id = wordpiece_unk_id(m->tok);
+			id = m->unk_id;
 		memcpy(row, m->word_emb + (size_t) id * H, sizeof(float) * H);
 		mask[i] = 1;
 	}
@@ -485,6 +560,7 @@ bert_run_new(const Backbone *bb, int max_batch, int max_seq)
 		return NULL;
 	run->max_batch = max_batch;
 	run->max_seq = max_seq;
+	run->uses_types = m->type_emb != NULL;
 	run->layer = calloc((size_t) m->L, sizeof(BertActs));
 	run->offsets = malloc(sizeof(int) * ((size_t) max_batch + 1));
 	run->rows = malloc(sizeof(int) * (size_t) max_batch * max_seq);
@@ -536,6 +612,49 @@ layer_forward(const Bert *m, const BertLayer *Ly, BertActs *a, BertRun *run,
 					  N, H, m->ln_eps);
 }
 
+/*
+ * emb_sum = (X + type[type id]) + pos[pos_offset + column] over the packed
+ * rows, in transformers' order of additions.  Type ids come from
+ * run_token_types for this forward only, else 0.
+ */
+static NnStatus
+embed_forward(const Bert *m, BertRun *run, const float *x, int N, NnError *err)
+{
+	const float *pos = m->pos_emb + (size_t) m->pos_offset * m->H;
+	const uint8_t *types = run->types;
+
+	run->types = NULL;
+	if (types == NULL || m->type_emb == NULL)
+	{
+		embed_sum_forward(run->emb_sum, x, pos, m->type_emb, run->rows, N, run->seq_len, m->H);
+		return NN_OK;
+	}
+	for (int i = 0; i < N; i++)
+		if (types[run->rows[i]] >= m->cfg.type_vocab_size)
+			return nn_fail(err, NN_ERR_ARG, "token type id %d is past the model's %d types",
+						   (int) types[run->rows[i]], m->cfg.type_vocab_size);
+	for (int i = 0; i < N; i++)
+	{
+		const float *xi = x + (size_t) run->rows[i] * m->H;
+		const float *ty = m->type_emb + (size_t) types[run->rows[i]] * m->H;
+		const float *p = pos + (size_t) (run->rows[i] % run->seq_len) * m->H;
+		float	   *o = run->emb_sum + (size_t) i * m->H;
+
+		for (int j = 0; j < m->H; j++)
+			o[j] = (xi[j] + ty[j]) + p[j];
+	}
+	return NN_OK;
+}
+
+static bool
+bert_run_token_types(BackboneRun *brun, const uint8_t *type_ids)
+{
+	BertRun    *run = (BertRun *) brun;
+
+	run->types = run->uses_types ? type_ids : NULL;
+	return run->uses_types;
+}
+
 /* The last layer's output rows. */
 static float *
 final_hidden(const Bert *m, const BertRun *run)
@@ -563,7 +682,10 @@ bert_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uint8_
 	run->seq_len = seq_len;
 	run->pooling = m->pooling;
 	if (batch == 0)
+	{
+		run->types = NULL;
 		return NN_OK;
+	}
 
 	/* pack the valid rows; each keeps its column as position */
 	for (int b = 0; b < batch; b++)
@@ -575,7 +697,8 @@ bert_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uint8_
 	}
 	run->offsets[batch] = N;
 
-	embed_sum_forward(run->emb_sum, x, m->pos_emb, m->type_emb, run->rows, N, seq_len, H);
+	if (embed_forward(m, run, x, N, err) != NN_OK)
+		return NN_ERR_ARG;
 	layernorm_forward(run->x0, run->emb_mean, run->emb_rstd, run->emb_sum, m->emb_ln_w,
 					  m->emb_ln_b, N, H, m->ln_eps);
 	inp = run->x0;
@@ -732,17 +855,25 @@ bert_backward(const Backbone *bb, BackboneRun *run, const float *dout, float *dx
 
 /* ---- open ------------------------------------------------------------------------ */
 
-static const BackboneOps bert_ops = {
-	.family = "bert",
-	.tokenize = bert_tokenize,
-	.token_piece = bert_token_piece,
-	.embed_tokens = bert_embed_tokens,
-	.run_new = bert_run_new,
-	.run_bytes = bert_run_bytes,
-	.run_free = bert_run_free,
-	.forward = bert_forward,
-	.backward = bert_backward,
-	.close = bert_close,
+/* One ops table per family (BackboneOps.family names it), the same functions. */
+#define BERT_OPS(name) { \
+	.family = name, \
+	.tokenize = bert_tokenize, \
+	.tokenize_pair = bert_tokenize_pair, \
+	.token_piece = bert_token_piece, \
+	.embed_tokens = bert_embed_tokens, \
+	.run_new = bert_run_new, \
+	.run_bytes = bert_run_bytes, \
+	.run_free = bert_run_free, \
+	.forward = bert_forward, \
+	.backward = bert_backward, \
+	.run_token_types = bert_run_token_types, \
+	.close = bert_close, \
+}
+
+/* in the order of bert_families */
+static const BackboneOps bert_ops[] = {
+	BERT_OPS("bert"), BERT_OPS("roberta"), BERT_OPS("xlm-roberta"), BERT_OPS("distilbert"),
 };
 
 NnStatus
@@ -764,7 +895,10 @@ bert_get_pooling(const Backbone *bb)
 	return ((const Bert *) bb->impl)->pooling;
 }
 
-/* Open dir/model.safetensors, naming the usual alternatives when it is absent. */
+/*
+ * Open dir/model.safetensors, else the shards of dir/model.safetensors.index.json,
+ * naming the usual alternative when neither is there.
+ */
 static NnStatus
 open_weights(Bert *m, const char *dir, NnError *err)
 {
@@ -781,11 +915,127 @@ open_weights(Bert *m, const char *dir, NnError *err)
 	if ((f = fopen(path, "rb")) != NULL)
 	{
 		fclose(f);
-		return nn_fail(err, NN_ERR_IO, "\"%s\": sharded safetensors are not supported", dir);
+		return safetensors_open_index(&m->st, path, err);
 	}
 	return nn_fail(err, NN_ERR_IO,
 				   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
 				   dir);
+}
+
+/* Adapters of each tokenizer to TokEncodeFn: ids without special tokens. */
+static int
+encode_wordpiece(const void *tok, const char *text, size_t len, int32_t *ids, int max_ids)
+{
+	return wordpiece_encode_text(tok, text, len, ids, max_ids);
+}
+
+static int
+encode_bpe(const void *tok, const char *text, size_t len, int32_t *ids, int max_ids)
+{
+	return bpe_encode(tok, text, len, ids, max_ids);
+}
+
+static int
+encode_unigram(const void *tok, const char *text, size_t len, int32_t *ids, int max_ids)
+{
+	return hf_unigram_encode(tok, text, len, 0, ids, NULL, max_ids);
+}
+
+/*
+ * The family's tokenizer and its template: tokenizer.json's post-processor,
+ * or for a WordPiece vocab.txt alone BERT's [CLS] A [SEP] B [SEP].
+ */
+static NnStatus
+open_tokenizer(Bert *m, const char *dir, NnError *err)
+{
+	char		path[4096];
+	size_t		len;
+	char	   *json;
+	int			n_ids;
+	NnStatus	s;
+
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	json = hf_read_file(path, BERT_MAX_TOKENIZER_BYTES, &len);
+	if (json == NULL && m->fam->tokenizer != BERT_TOK_WORDPIECE)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\" (a %s model needs its tokenizer.json)",
+					   path, m->fam->model_type);
+	if (m->fam->tokenizer == BERT_TOK_WORDPIECE)
+	{
+		s = wordpiece_load(&m->tok, dir, err);
+		if (s == NN_OK && json == NULL)
+			tok_template_bert(&m->template, wordpiece_token_id(m->tok, "[CLS]"),
+							  wordpiece_token_id(m->tok, "[SEP]"));
+		m->encode_text = encode_wordpiece;
+		m->tokenizer = m->tok;
+	}
+	else if (m->fam->tokenizer == BERT_TOK_BPE)
+	{
+		s = bpe_from_json(&m->bpe, json, len, err);
+		m->encode_text = encode_bpe;
+		m->tokenizer = m->bpe;
+	}
+	else
+	{
+		s = hf_unigram_from_json(&m->unigram, json, len, err);
+		m->encode_text = encode_unigram;
+		m->tokenizer = m->unigram;
+	}
+	if (s == NN_OK && json != NULL)
+		s = tok_template_from_json(&m->template, json, len, err);
+	free(json);
+	if (s != NN_OK)
+		return s;
+	n_ids = m->tok ? wordpiece_vocab_size(m->tok) : m->bpe ? bpe_vocab_size(m->bpe) :
+		hf_unigram_vocab_size(m->unigram);
+	m->unk_id = m->tok ? wordpiece_unk_id(m->tok) : m->unigram ? hf_unigram_unk_id(m->unigram) :
+		bpe_token_id(m->bpe, "<unk>");
+	m->unk_id = m->unk_id >= 0 && m->unk_id < m->cfg.vocab_size ? m->unk_id : 0;
+	if (n_ids > m->cfg.vocab_size || tok_template_max_id(&m->template) >= m->cfg.vocab_size)
+		return nn_fail(err, NN_ERR_FORMAT, "the tokenizer has %d ids, the embedding table %d rows",
+					   n_ids, m->cfg.vocab_size);
+	return NN_OK;
+}
+
+bool
+bert_is_family(const char *model_type)
+{
+	for (size_t i = 0; i < sizeof(bert_families) / sizeof(bert_families[0]); i++)
+		if (strcmp(model_type, bert_families[i].model_type) == 0)
+			return true;
+	return false;
+}
+
+/* Config, family, shapes, weights and tokenizer into m. */
+static NnStatus
+load_model(Bert *m, const char *dir, const char *config_path, NnError *err)
+{
+	NnStatus	s;
+
+	if ((s = hf_config_load(&m->cfg, config_path, err)) != NN_OK)
+		return s;
+	for (size_t i = 0; i < sizeof(bert_families) / sizeof(bert_families[0]); i++)
+		if (strcmp(m->cfg.model_type, bert_families[i].model_type) == 0)
+			m->fam = &bert_families[i];
+	if (m->fam == NULL)
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: model_type \"%s\" is not bert, roberta, "
+					   "xlm-roberta or distilbert", m->cfg.model_type);
+	if ((s = check_config(&m->cfg, m->fam, err)) != NN_OK)
+		return s;
+	m->H = m->cfg.hidden_size;
+	m->NH = m->cfg.num_attention_heads;
+	m->F = m->cfg.intermediate_size;
+	m->L = m->cfg.num_hidden_layers;
+	m->ln_eps = (float) m->cfg.layer_norm_eps;
+	m->relu = strcmp(m->cfg.hidden_act, "relu") == 0;
+	m->pos_offset = m->fam->positions_after_padding ? m->cfg.pad_token_id + 1 : 0;
+	m->layer = calloc((size_t) m->L, sizeof(BertLayer));
+	if (m->layer == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
+	if ((s = open_weights(m, dir, err)) || (s = bind_weights(m, err)) ||
+		(s = open_tokenizer(m, dir, err)))
+		return s;
+	m->pooling = default_pooling(m, dir);
+	return NN_OK;
 }
 
 NnStatus
@@ -807,44 +1057,20 @@ bert_open(Backbone **out, const char *dir, NnError *err)
 		free(bb);
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
 	}
-	if ((s = hf_config_load(&m->cfg, path, err)) || (s = check_config(&m->cfg, err)))
-		goto fail;
-	m->H = m->cfg.hidden_size;
-	m->NH = m->cfg.num_attention_heads;
-	m->F = m->cfg.intermediate_size;
-	m->L = m->cfg.num_hidden_layers;
-	m->ln_eps = (float) m->cfg.layer_norm_eps;
-	m->relu = strcmp(m->cfg.hidden_act, "relu") == 0;
-	m->layer = calloc((size_t) m->L, sizeof(BertLayer));
-	if (m->layer == NULL)
+	if ((s = load_model(m, dir, path, err)) != NN_OK)
 	{
-		s = nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
-		goto fail;
+		bert_free(m);
+		free(bb);
+		return s;
 	}
-	if ((s = open_weights(m, dir, err)) || (s = bind_weights(m, err)) ||
-		(s = wordpiece_load(&m->tok, dir, err)))
-		goto fail;
-	if (wordpiece_vocab_size(m->tok) > m->cfg.vocab_size)
-	{
-		s = nn_fail(err, NN_ERR_FORMAT, "the tokenizer has %d ids, the embedding table %d rows",
-					wordpiece_vocab_size(m->tok), m->cfg.vocab_size);
-		goto fail;
-	}
-	m->pooling = default_pooling(m, dir);
-
-	bb->ops = &bert_ops;
+	bb->ops = &bert_ops[m->fam - bert_families];
 	bb->vocab_size = m->cfg.vocab_size;
 	bb->d_embed = m->H;
 	bb->d_out = m->H;
-	bb->max_tokens = m->cfg.max_position_embeddings;
-	bb->max_positions = m->cfg.max_position_embeddings;
+	bb->max_tokens = m->cfg.max_position_embeddings - m->pos_offset;
+	bb->max_positions = m->cfg.max_position_embeddings - m->pos_offset;
 	fingerprint(m, dir, bb->fingerprint);
 	bb->impl = m;
 	*out = bb;
 	return NN_OK;
-
-fail:
-	bert_free(m);
-	free(bb);
-	return s;
 }

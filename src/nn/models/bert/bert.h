@@ -1,5 +1,21 @@
 /*
- * bert.h: BERT-family encoders from a Hugging Face model directory.
+ * bert.h: BERT-family encoders from a Hugging Face model directory: BERT,
+ * RoBERTa, XLM-RoBERTa and DistilBERT, which differ only in what the
+ * table in bert.c says:
+ *
+ *   model_type   tensors (under an optional      positions   tokenizer
+ *                *For* head prefix)
+ *   bert         embeddings.*, encoder.layer.N.* 0..T-1      WordPiece
+ *   roberta      as bert ("roberta.")            p+1..p+T    byte-level BPE
+ *   xlm-roberta  as bert ("roberta.")            p+1..p+T    Unigram
+ *   distilbert   embeddings.*, transformer.      0..T-1      WordPiece
+ *                layer.N.{attention.q_lin, ...,
+ *                sa_layer_norm, ffn.lin1, ...}
+ *
+ * (p = pad_token_id: RoBERTa's position ids start after the padding index,
+ * so max_positions = max_position_embeddings - p - 1.)  DistilBERT has no
+ * token types and no pooler, so it pools the mean, as BERT does without a
+ * pooler.  Every family tokenizes pairs with its tokenizer.json template.
  *
  * A directory holds config.json (model_type "bert", see hf_config.h),
  * model.safetensors (BertModel's tensors, optionally under a "bert." prefix
@@ -22,7 +38,8 @@
  *          | h[first row]                   (sentence-transformers CLS)
  *
  * Interface choices (backbone.h): embed_tokens returns word embeddings
- * only; forward adds token type 0 and positions 0..T-1 to every one of the
+ * only; forward adds token type 0 (or the ids of run_token_types) and
+ * positions 0..T-1 (RoBERTa: shifted, see above) to every one of the
  * T rows it is given, so prompt rows prepended by an adapter take the first
  * positions, as HF PEFT's inputs_embeds do.  d_embed = d_out = hidden_size;
  * max_positions = max_tokens = max_position_embeddings: no room is held
@@ -51,6 +68,10 @@ typedef enum BertPooling
 } BertPooling;
 
 /* Methods */
+
+/* Whether model_type is one of this file's families (bert_open opens it). */
+bool		bert_is_family(const char *model_type);
+
 NnStatus	bert_open(Backbone **out, const char *dir, NnError *err);
 
 /* Choose the pooled output; BERT_POOL_POOLER needs pooler weights. */
