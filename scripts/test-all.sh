@@ -72,8 +72,14 @@ cp "$hf"/bert-tiny-random/{config.json,model.safetensors,tokenizer.json,vocab.tx
 	"$pgdir/models/bert-tiny/"
 cp "$hf"/t5-tiny-random/{config.json,model.safetensors,tokenizer.json} \
 	"$pgdir/models/t5-tiny/"
+for family in roberta xlm-roberta distilbert; do
+	mkdir -p "$pgdir/models/$family-tiny"
+	for f in config.json model.safetensors tokenizer.json vocab.txt; do
+		if [ -f "$hf/$family-tiny-random/$f" ]; then cp "$hf/$family-tiny-random/$f" "$pgdir/models/$family-tiny/"; fi
+	done
+done
 chmod -R a+rX "$pgdir/models"
-export DEPT_BERT_DIR=$pgdir/models/bert-tiny DEPT_T5_DIR=$pgdir/models/t5-tiny
+export DEPT_BERT_DIR=$pgdir/models/bert-tiny DEPT_T5_DIR=$pgdir/models/t5-tiny DEPT_HF_MODELS=$pgdir/models
 
 # --- pg_regress -------------------------------------------------------------
 set +e

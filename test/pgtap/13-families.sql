@@ -1,0 +1,80 @@
+-- The encoder families of issue 16 (RoBERTa, XLM-RoBERTa, DistilBERT):
+-- their tiny random Hugging Face fixtures (copied by the test runner where
+-- the server can read them; DEPT_HF_MODELS names that directory) register
+-- with dept_register_model, train a probe and a DePT adapter and predict in
+-- SQL; a sentence-pair adapter trains on each.  The numerics are checked
+-- against transformers in test/nn/test_{roberta,xlm_roberta,distilbert}.c.
+\set ON_ERROR_STOP 1
+\set QUIET 1
+\getenv models DEPT_HF_MODELS
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS pgtap;
+CREATE EXTENSION IF NOT EXISTS dept;
+DROP TABLE IF EXISTS fam_reviews, fam_pairs;
+CREATE TABLE fam_reviews AS
+SELECT CASE WHEN i % 2 = 0 THEN 'positive' ELSE 'negative' END AS label,
+	   CASE WHEN i % 2 = 0 THEN 'a wonderful and moving film number ' ELSE 'a dull and boring film number ' END || i AS body
+FROM generate_series(1, 40) i;
+CREATE TABLE fam_pairs AS
+SELECT CASE WHEN i % 2 = 0 THEN 'same' ELSE 'different' END AS label,
+	   'the film number ' || i AS a,
+	   CASE WHEN i % 2 = 0 THEN 'the film number ' || i ELSE 'a song about the sea' END AS b
+FROM generate_series(1, 40) i;
+DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
+DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
+DELETE FROM dept.models WHERE name LIKE 'fam-%';
+
+SELECT plan(15);
+
+CREATE TEMP TABLE fam_models (model text, dir text, family text);
+INSERT INTO fam_models VALUES
+	('fam-roberta', :'models' || '/roberta-tiny', 'roberta'),
+	('fam-xlmr', :'models' || '/xlm-roberta-tiny', 'xlm-roberta'),
+	('fam-distilbert', :'models' || '/distilbert-tiny', 'distilbert');
+
+SELECT is((SELECT string_agg(dept_register_model(model, dir) ->> 'family', ',' ORDER BY model) FROM fam_models),
+		  'distilbert,roberta,xlm-roberta', 'the three families register with their family names');
+SELECT is((SELECT count(*) FROM dept.models m JOIN fam_models f ON f.model = m.name AND f.family = m.family),
+		  3::bigint, 'dept.models records them');
+
+CREATE FUNCTION pg_temp.train_all(method text, extra jsonb) RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE
+	f record;
+BEGIN
+	FOR f IN SELECT * FROM fam_models ORDER BY model LOOP
+		RETURN NEXT dept_train('fam_reviews', 'label', 'body',
+							   adapter => replace(f.model, '-', '_') || '_' || method, method => method,
+							   options => jsonb_build_object('model', f.model) || extra);
+	END LOOP;
+END $$;
+
+SELECT is((SELECT count(*) FROM pg_temp.train_all('probe', '{"epochs": 2}')), 3::bigint,
+		  'a probe trains on each');
+SELECT is((SELECT count(*) FROM pg_temp.train_all('dept', '{"prompt_length": 4, "max_length": 24, "max_steps": 3, "batch_size": 8}')),
+		  3::bigint, 'a DePT adapter trains on each');
+SELECT is((SELECT string_agg(name || ':' || (hyperparameters ->> 'family'), ',' ORDER BY name)
+		   FROM dept.adapters WHERE name LIKE 'fam\_%' AND active),
+		  'fam_distilbert_dept:distilbert,fam_distilbert_probe:distilbert,fam_roberta_dept:roberta,fam_roberta_probe:roberta,fam_xlmr_dept:xlm-roberta,fam_xlmr_probe:xlm-roberta',
+		  'each adapter names its family');
+SELECT ok(dept_predict('fam_roberta_probe', 'a fine film') IN ('negative', 'positive'), 'RoBERTa probe predicts');
+SELECT ok(dept_predict('fam_xlmr_probe', 'a fine film') IN ('negative', 'positive'), 'XLM-R probe predicts');
+SELECT ok(dept_predict('fam_distilbert_probe', 'a fine film') IN ('negative', 'positive'), 'DistilBERT probe predicts');
+SELECT ok(dept_predict('fam_roberta_dept', 'a fine film') IN ('negative', 'positive'), 'RoBERTa DePT predicts');
+SELECT ok(dept_predict('fam_xlmr_dept', 'a fine film') IN ('negative', 'positive'), 'XLM-R DePT predicts');
+SELECT ok(dept_predict('fam_distilbert_dept', 'a fine film') IN ('negative', 'positive'), 'DistilBERT DePT predicts');
+SELECT is((SELECT count(*) FROM fam_reviews
+		   WHERE dept_predict('fam_roberta_dept', body) = (dept_predict('fam_roberta_dept', ARRAY[body]))[1]),
+		  40::bigint, 'batched and single predictions agree');
+SELECT is(dept_train('fam_pairs', 'label', adapter => 'fam_pair', method => 'probe',
+					 options => '{"model": "fam-roberta", "text_columns": ["a", "b"], "epochs": 2}'),
+		  'fam_pair', 'a sentence-pair adapter trains on RoBERTa');
+SELECT ok(dept_predict('fam_pair', 'the film number 3', 'the film number 3') IN ('same', 'different'),
+		  'and predicts a pair');
+SELECT ok(jsonb_array_length(dept_explain('fam_xlmr_dept', 'a fine film', 'gradient_x_input') -> 'tokens') > 0,
+		  'explanations name XLM-R''s pieces');
+
+SELECT * FROM finish();
+DROP TABLE fam_reviews, fam_pairs;
+DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
+DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
+DELETE FROM dept.models WHERE name LIKE 'fam-%';
