@@ -76,9 +76,21 @@ EXTRA_CLEAN = dept-train dept-bench build/test build/test-asan
 UNIT_SRCS = $(sort $(wildcard test/nn/test_*.c))
 UNIT_BINS = $(patsubst test/nn/%.c,$(TEST_DIR)/%,$(UNIT_SRCS))
 
-$(TEST_DIR)/%: test/nn/%.c $(wildcard test/nn/*.h) $(NN_SRCS) $(NN_HDRS)
+# src/nn compiled once per flavour (plain or sanitized) into an archive the
+# test binaries link, instead of once per binary.
+TEST_NN_OBJS = $(patsubst src/nn/%.c,$(TEST_DIR)/nn/%.o,$(NN_SRCS))
+
+$(TEST_DIR)/nn/%.o: src/nn/%.c $(NN_HDRS)
+	@mkdir -p $(dir $@)
+	$(NN_CC) $(NN_CFLAGS) -c -o $@ $<
+
+$(TEST_DIR)/libnn.a: $(TEST_NN_OBJS)
+	rm -f $@
+	ar rcs $@ $^
+
+$(TEST_DIR)/%: test/nn/%.c $(wildcard test/nn/*.h) $(TEST_DIR)/libnn.a
 	@mkdir -p $(TEST_DIR)
-	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -Itest/nn -o $@ $< $(NN_SRCS) $(NN_LIBS)
+	$(NN_CC) $(NN_CFLAGS) -Isrc/nn -Itest/nn -o $@ $< $(TEST_DIR)/libnn.a $(NN_LIBS)
 
 unittest: $(UNIT_BINS) $(MODEL_SRC)/.verified
 	@DEPT_MODEL_DIR=$(abspath $(MODEL_SRC)) test/run-unit.sh $(UNIT_BINS)
