@@ -359,19 +359,32 @@ DeptLabelDatum(const CachedAdapter *entry, const float *p)
 	return CStringGetTextDatum(entry->labels[DeptArgmax(p, entry->n_labels)]);
 }
 
-/* One text under the active version of adapter (argument 0) as kind. */
+/*
+ * One input under the active version of adapter (argument 0) as kind: the
+ * text in argument 1, or for the three-argument forms the sentence pair in
+ * arguments 1 and 2, formatted as training read it.
+ */
 static Datum
 DeptPredictOne(FunctionCallInfo fcinfo, DeptPredictKind kind)
 {
 	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	text	   *input = PG_GETARG_TEXT_PP(1);
 	CachedAdapter *entry = DeptGetAdapter(name);
+	int			n_inputs = PG_NARGS() == 3 ? 2 : 1;
 	const char *bytes = VARDATA_ANY(input);
 	size_t		len = VARSIZE_ANY_EXHDR(input);
 	float	   *p;
 
-	DeptRequireInputs(entry, 1);
+	DeptRequireInputs(entry, n_inputs);
 	DeptCheckPredictKind(name, entry, kind);
+	if (n_inputs == 2)
+	{
+		text	   *input2 = PG_GETARG_TEXT_PP(2);
+
+		bytes = DeptPairText(entry->pair[0], bytes, len, entry->pair[1], VARDATA_ANY(input2),
+							 VARSIZE_ANY_EXHDR(input2));
+		len = strlen(bytes);
+	}
 	p = DeptClassify(entry, &bytes, &len, 1);
 	if (kind == PREDICT_PROBA)
 		return DeptProbaJsonb(entry, p);
@@ -508,51 +521,23 @@ DeptPredictArray(FunctionCallInfo fcinfo, DeptPredictKind kind, bool pair)
 											 -1, false, TYPALIGN_INT));
 }
 
-/* Class probabilities (a regression: its value) of the pair in arguments 1 and 2, as kind. */
-static float *
-DeptClassifyPair(FunctionCallInfo fcinfo, CachedAdapter **entry, DeptPredictKind kind)
-{
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	text	   *a = PG_GETARG_TEXT_PP(1),
-			   *b = PG_GETARG_TEXT_PP(2);
-	const char *pair;
-	size_t		len;
-
-	*entry = DeptGetAdapter(name);
-	DeptRequireInputs(*entry, 2);
-	DeptCheckPredictKind(name, *entry, kind);
-	pair = DeptPairText((*entry)->pair[0], VARDATA_ANY(a), VARSIZE_ANY_EXHDR(a),
-						(*entry)->pair[1], VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b));
-	len = strlen(pair);
-	return DeptClassify(*entry, &pair, &len, 1);
-}
-
-/* dept_predict(adapter, a, b): the label of a sentence pair. */
+/* dept_predict(adapter, a, b) and its kin: a sentence pair (DeptPredictOne). */
 Datum
 dept_predict_pair(PG_FUNCTION_ARGS)
 {
-	CachedAdapter *entry;
-	float	   *p = DeptClassifyPair(fcinfo, &entry, PREDICT_LABEL);
-
-	PG_RETURN_DATUM(DeptLabelDatum(entry, p));
+	PG_RETURN_DATUM(DeptPredictOne(fcinfo, PREDICT_LABEL));
 }
 
 Datum
 dept_predict_value_pair(PG_FUNCTION_ARGS)
 {
-	CachedAdapter *entry;
-	float	   *p = DeptClassifyPair(fcinfo, &entry, PREDICT_VALUE);
-
-	PG_RETURN_FLOAT8((double) p[0]);
+	PG_RETURN_DATUM(DeptPredictOne(fcinfo, PREDICT_VALUE));
 }
 
 Datum
 dept_predict_proba_pair(PG_FUNCTION_ARGS)
 {
-	CachedAdapter *entry;
-	float	   *p = DeptClassifyPair(fcinfo, &entry, PREDICT_PROBA);
-
-	PG_RETURN_DATUM(DeptProbaJsonb(entry, p));
+	PG_RETURN_DATUM(DeptPredictOne(fcinfo, PREDICT_PROBA));
 }
 
 Datum
