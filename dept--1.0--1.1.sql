@@ -256,3 +256,19 @@ CREATE FUNCTION @extschema@.dept_predict_value(adapter text, input text, input2 
 	LANGUAGE C STRICT STABLE PARALLEL SAFE COST 10000;
 COMMENT ON FUNCTION @extschema@.dept_predict_value(text, text, text) IS
 	'the number a sentence-pair regression adapter predicts for the pair';
+
+-- ---------------------------------------------------------------------------
+-- dept_train's default method (issue 14; docs/user-guide.md, "Which method"):
+-- method NULL, now the default, trains 'auto' (the linear probe with its L2
+-- search, then DePT m = 20 from the probe's head within budget_rows, the
+-- better on validation kept), or 'dept' as 1.0 did when the options shape
+-- a prompt (prompt_length, rank, budget, lr, lowrank_lr, ept_lr,
+-- subspaces, subspace_rank, init_text, init_from, init_from_version).
+-- CREATE OR REPLACE keeps the function's owner, grants and comment.
+-- ---------------------------------------------------------------------------
+CREATE OR REPLACE FUNCTION @extschema@.dept_train(relation regclass, label_column text,
+						   text_column text DEFAULT NULL, adapter text DEFAULT NULL,
+						   method text DEFAULT NULL, options jsonb DEFAULT '{}',
+						   wait boolean DEFAULT true, activate text DEFAULT 'if_better') RETURNS text
+	AS 'MODULE_PATHNAME', 'dept_train'
+	LANGUAGE C VOLATILE PARALLEL UNSAFE;

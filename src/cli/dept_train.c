@@ -35,6 +35,7 @@
 
 #include "adapters/adapter_io.h"
 #include "models/backbone.h"
+#include "train/auto.h"
 #include "ops/blas.h"
 #include "train/dataset.h"
 #include "train/explain.h"
@@ -61,6 +62,11 @@ typedef struct CliArgs
 	int			threads;
 	bool		quiet;
 	bool		regression;		/* --task regression: numeric labels */
+	bool		auto_method;	/* --method auto (src/nn/train/auto.h) */
+	long		budget_rows;	/* --budget-rows */
+	bool		cold_head;		/* --cold-head: auto's DePT head starts from zero */
+	bool		epochs_given;
+	AutoReport	auto_report;
 	TrainOptions opt;
 } CliArgs;
 
@@ -71,7 +77,13 @@ usage(FILE *f)
 			"usage: dept-train --train FILE [--test FILE] [options]\n"
 			"  --model DIR            backbone directory: use-lite or a Hugging Face BERT / T5\n"
 			"                         directory (default build/model/use-lite)\n"
-			"  --method M             probe | pt | dept | ept (default dept)\n"
+			"  --method M             probe | pt | dept | ept | auto (default dept): auto trains\n"
+			"                         the probe, then DePT m = 20 from the probe's head, and\n"
+			"                         keeps the better on validation (src/nn/train/auto.h)\n"
+			"  --budget-rows N        auto: rows DePT may see (steps x batch; default 8000,\n"
+			"                         0 = its epochs)\n"
+			"  --cold-head            auto: DePT's head starts from zero, not from the probe's\n"
+			"  --no-probe-search      probe: no L2 search (the default tries 4 strengths)\n"
 			"  --task T               classification (default) or regression: numeric labels,\n"
 			"                         MSE on the standardised target; reports Pearson, Spearman, MSE\n"
 			"  --head H               text | linear: text-to-text is the default on T5\n"
@@ -81,7 +93,7 @@ usage(FILE *f)
 			"  --rank R               explicit rank r (overrides --budget)\n"
 			"  --max-length S         tokens per row (default 128)\n"
 			"  --subspaces K --subspace-rank Q   EPT (default 4, 4)\n"
-			"  --epochs E --max-steps N --batch-size B --seed S\n"
+			"  --epochs E --max-steps N --batch-size B --seed S  (a probe's epochs default to 100)\n"
 			"  --lr X --lowrank-lr X --ept-lr X --head-lr X --weight-decay X\n"
 			"  --valid-fraction F --eval-every N --patience N --warmup-ratio F --max-grad-norm X\n"
 			"  --init-text TEXT       prompt init text ('' = sampled vocabulary)\n"
@@ -208,7 +220,8 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"explain", no_argument, 0, 25}, {"explain-method", required_argument, 0, 26},
 		{"steps", required_argument, 0, 27}, {"class", required_argument, 0, 28},
 		{"baseline", required_argument, 0, 29}, {"format", required_argument, 0, 30},
-		{"task", required_argument, 0, 31},
+		{"task", required_argument, 0, 31}, {"budget-rows", required_argument, 0, 32},
+		{"cold-head", no_argument, 0, 33}, {"no-probe-search", no_argument, 0, 34},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -222,7 +235,8 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 'T': a->test_path = optarg; break;
 			case 'M': a->model_dir = optarg; break;
 			case 'm':
-				if (parse_method(optarg, &o->method) != 0)
+				a->auto_method = strcmp(optarg, "auto") == 0;
+				if (!a->auto_method && parse_method(optarg, &o->method) != 0)
 				{
 					fprintf(stderr, "dept-train: unknown method \"%s\"\n", optarg);
 					return -1;
@@ -234,7 +248,10 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 's': o->max_len = atoi(optarg); break;
 			case 'K': o->subspaces = atoi(optarg); break;
 			case 'q': o->subspace_rank = atoi(optarg); break;
-			case 'e': o->epochs = atoi(optarg); break;
+			case 'e': o->epochs = atoi(optarg); a->epochs_given = true; break;
+			case 32: a->budget_rows = atol(optarg); break;
+			case 33: a->cold_head = true; break;
+			case 34: o->probe_search = false; break;
 			case 'n': o->max_steps = atol(optarg); break;
 			case 'B': o->batch_size = atoi(optarg); break;
 			case 'S': o->seed = strtoull(optarg, NULL, 10); break;
@@ -296,6 +313,8 @@ parse_args(int argc, char **argv, CliArgs *a)
 				}
 		}
 	}
+	if (a->epochs_given)
+		o->probe_epochs = o->epochs;	/* an explicit epochs is the probe's too */
 	a->texts = argv + optind;
 	a->n_texts = argc - optind;
 	if (a->explain ? !a->load_path : a->load_path ? !a->test_path : !a->train_path)
@@ -712,6 +731,50 @@ explain_main(CliArgs *a)
 	return rc == 0 ? 0 : 1;
 }
 
+static void
+print_trial(void *arg, const AutoTrial *t)
+{
+	const CliArgs *a = arg;
+
+	if (!a->quiet)
+		fprintf(stderr, "auto: %s m=%d%s: validation %.4f in %ld steps, %.1f s\n",
+				method_name(t->method), t->prompt_len, t->head_from_probe ? " (head from the probe)" : "",
+				t->valid_accuracy, t->steps, t->seconds);
+}
+
+/* --method auto: the candidates of auto.h; a->opt becomes the winner's options. */
+static NnStatus
+train_auto_cli(const Backbone *bb, const Dataset *train, CliArgs *a, TrainResult *res, NnError *err)
+{
+	TrainOptions won;
+	NnStatus	st = train_auto(bb, train, &a->opt, a->budget_rows, !a->cold_head, res, &won,
+								&a->auto_report, print_trial, a, err);
+
+	if (st == NN_OK)
+		a->opt = won;
+	return st;
+}
+
+/* The candidates of --method auto, as JSON. */
+static void
+json_auto(FILE *out, const AutoReport *r)
+{
+	fprintf(out, " \"auto\": {\"budget_rows\": %ld, \"steps_each\": %ld, \"winner\": %d, \"candidates\": [",
+			r->budget_rows, r->steps_each, r->winner);
+	for (int i = 0; i < r->n_trials; i++)
+	{
+		const AutoTrial *t = &r->trials[i];
+
+		fprintf(out, "%s{\"method\": \"%s\", \"prompt_length\": %d, \"head_from_probe\": %s, "
+				"\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_score\": %.6f, "
+				"\"probe_l2\": %g, \"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
+				i ? ", " : "", method_name(t->method), t->prompt_len, t->head_from_probe ? "true" : "false",
+				t->valid_accuracy, t->valid_macro_f1, t->valid_score, t->probe_l2, t->steps,
+				t->rows_seen, t->seconds);
+	}
+	fprintf(out, "]},\n");
+}
+
 /* The JSON report of a training run (to --report, else stdout). */
 static int
 write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const TrainResult *res,
@@ -742,6 +805,10 @@ write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const T
 			res->steps, res->epochs_run, res->best_step, res->seconds, res->seconds_per_epoch);
 	fprintf(out, " \"train_tokens\": %ld, \"tokens_per_second\": %.1f, \"peak_rss_mb\": %.1f,\n",
 			res->train_tokens, res->tokens_per_second, ru.ru_maxrss / 1024.0);
+	if (a->opt.method == ADAPTER_PROBE)
+		fprintf(out, " \"probe_l2\": %g,\n", res->probe_l2);
+	if (a->auto_method)
+		json_auto(out, &a->auto_report);
 	fprintf(out, " \"inference_ms_per_1000_rows\": %.1f,\n \"valid\": ", infer_ms_per_1000);
 	if (res->valid_metrics)
 		json_metrics(out, res->valid_metrics, train->class_names);
@@ -777,6 +844,7 @@ main(int argc, char **argv)
 	a.text_column = "text";
 	a.label_column = "label";
 	a.threads = 1;
+	a.budget_rows = AUTO_DEFAULT_BUDGET_ROWS;
 	if (parse_args(argc, argv, &a) != 0)
 		return 2;
 	nn_blas_setup(a.threads);
@@ -825,7 +893,8 @@ main(int argc, char **argv)
 
 	if (a.init_from_path && set_init_from(bb, &a, train) != 0)
 		return 1;
-	if (train_adapter(bb, train, &a.opt, &res, &err) != NN_OK)
+	if ((a.auto_method ? train_auto_cli(bb, train, &a, &res, &err)
+		 : train_adapter(bb, train, &a.opt, &res, &err)) != NN_OK)
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);
 		return 1;

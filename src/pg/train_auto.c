@@ -1,20 +1,16 @@
 /*
- * train_auto.c: dept_train(method => 'auto'): a small fixed list of
- * candidates trained one after the other on the same rows and the same
- * validation split, the best by validation accuracy kept (issue 14).
+ * train_auto.c: dept_train(method => 'auto'), the default: the candidates
+ * of src/nn/train/auto.h (the linear probe with its L2 search, then DePT
+ * m = 20 whose head starts from the probe's) trained on the same rows and
+ * validation split, the best by validation score kept (issue 14;
+ * docs/design.md 1, "The probe and auto").
  *
- * Candidates, cheapest first (a tie keeps the earlier one): the linear
- * probe, DePT as dept_train trains it by default (m = 60 in the budget of
- * PT l = 100), DePT with m = 20 (the rank from the same budget).  The
- * option "budget_rows" bounds the rows the candidates see together
- * (steps x batch_size): each gets max_steps = budget_rows / (3 x
- * batch_size), at least 1; without it each trains its epochs (or
- * max_steps).  Every candidate's method, options, validation metrics,
- * steps and seconds are stored with the version (hyperparameters ->
- * 'auto') and shown to a waiting caller as NOTICEs; the stored method is
- * the winner's.  The test rows (train_test.c) are scored for the winner
- * only: they choose nothing.  'auto' is not the default: that needs the
- * accuracy benchmark (bench/accuracy).
+ * The option "budget_rows" (default AUTO_DEFAULT_BUDGET_ROWS) bounds the
+ * rows DePT sees (steps x batch_size); its epochs bound it too.  Every
+ * candidate's method, options, validation metrics, steps and seconds are
+ * stored with the version (hyperparameters -> 'auto') and shown to a
+ * waiting caller as NOTICEs; the stored method is the winner's.  The test
+ * rows (train_test.c) are scored for the winner only: they choose nothing.
  */
 #include "postgres.h"
 
@@ -26,41 +22,56 @@
 #include "dept_catalog.h"
 #include "dept_train.h"
 
-typedef struct AutoCandidate
+#include "train/auto.h"
+
+static const char *
+DeptAutoMethodName(AdapterMethod m)
 {
-	const char *method;
-	AdapterMethod kind;
-	int			prompt_len;
-} AutoCandidate;
+	return m == ADAPTER_PROBE ? "probe" : m == ADAPTER_PT ? "pt" : m == ADAPTER_EPT ? "ept" : "dept";
+}
 
-static const AutoCandidate auto_candidates[] = {
-	{"probe", ADAPTER_PROBE, 0},
-	{"dept", ADAPTER_DEPT, 60},
-	{"dept", ADAPTER_DEPT, 20},
-};
-
-#define N_AUTO lengthof(auto_candidates)
-
-/* One candidate's line of the NOTICEs and its JSON in hyperparameters -> 'auto'. */
+/* One candidate's line of the NOTICEs, as it ends (train_auto's on_trial). */
 static void
-DeptAutoRecord(DeptTrainRequest *req, StringInfo json, int i, const TrainResult *r)
+DeptAutoNote(void *arg, const AutoTrial *t)
 {
-	const AutoCandidate *c = &auto_candidates[i];
-	const ClassMetrics *m = r->n_valid > 0 ? r->valid_metrics : NULL;
-	char	   *note;
+	DeptTrainRequest *req = arg;
+	char		note[256];
 
-	appendStringInfo(json, "%s{\"method\": \"%s\", \"options\": {\"prompt_length\": %d}, "
-					 "\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_rows\": %d, "
-					 "\"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
-					 i ? ", " : "", c->method, c->prompt_len, m ? m->accuracy : 0.0,
-					 m ? m->macro_f1 : 0.0, r->n_valid, r->steps,
-					 r->steps * (long) req->opt.batch_size, r->seconds);
-	note = psprintf("candidate %d: %s (prompt_length %d): validation accuracy %.4f, macro-F1 %.4f, "
-					"%ld steps, %.1f s\n", i + 1, c->method, c->prompt_len, m ? m->accuracy : 0.0,
-					m ? m->macro_f1 : 0.0, r->steps, r->seconds);
+	snprintf(note, sizeof(note), "candidate %s (prompt_length %d%s): validation %s %.4f, "
+			 "macro-F1 %.4f, %ld steps, %.1f s\n", DeptAutoMethodName(t->method), t->prompt_len,
+			 t->head_from_probe ? ", head from the probe" : "",
+			 t->regression ? "Pearson r" : "accuracy",
+			 t->valid_accuracy, t->valid_macro_f1, t->steps, t->seconds);
 	SpinLockAcquire(&req->mutex);
 	strlcat(req->auto_notes, note, sizeof(req->auto_notes));
 	SpinLockRelease(&req->mutex);
+}
+
+/* The candidates as the JSON object stored in hyperparameters -> 'auto'. */
+static char *
+DeptAutoJson(const AutoReport *r)
+{
+	StringInfoData json;
+
+	initStringInfo(&json);
+	appendStringInfo(&json, "{\"budget_rows\": %ld, \"steps_each\": %ld, \"candidates\": [",
+					 r->budget_rows, r->steps_each);
+	for (int i = 0; i < r->n_trials; i++)
+	{
+		const AutoTrial *t = &r->trials[i];
+
+		appendStringInfo(&json, "%s{\"method\": \"%s\", \"options\": {\"prompt_length\": %d, "
+						 "\"head_from_probe\": %s%s}, \"valid_accuracy\": %.6f, "
+						 "\"valid_macro_f1\": %.6f, \"valid_score\": %.6f, \"valid_rows\": %d, "
+						 "\"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
+						 i ? ", " : "", DeptAutoMethodName(t->method), t->prompt_len,
+						 t->head_from_probe ? "true" : "false",
+						 t->method == ADAPTER_PROBE ? psprintf(", \"l2\": %g", t->probe_l2) : "",
+						 t->valid_accuracy, t->valid_macro_f1, t->valid_score, t->valid_rows,
+						 t->steps, t->rows_seen, t->seconds);
+	}
+	appendStringInfo(&json, "], \"winner\": %d}", r->winner + 1);
+	return json.data;
 }
 
 /*
@@ -71,62 +82,25 @@ DeptAutoRecord(DeptTrainRequest *req, StringInfo json, int i, const TrainResult 
 char *
 DeptTrainAuto(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds, TrainResult *best)
 {
-	StringInfoData json;
-	int			winner = -1;
-	double		best_acc = -1;
-	long		steps_each = req->budget_rows > 0 ?
-		Max(req->budget_rows / ((long) N_AUTO * req->opt.batch_size), 1) : 0;
-	TrainOptions base = req->opt;
+	AutoReport	report;
+	TrainOptions won;
+	NnError		err;
+	const AutoTrial *w;
 
-	memset(best, 0, sizeof(*best));
-	initStringInfo(&json);
-	appendStringInfo(&json, "{\"budget_rows\": " INT64_FORMAT ", \"steps_each\": %ld, \"candidates\": [",
-					 req->budget_rows, steps_each);
-	for (int i = 0; i < (int) N_AUTO; i++)
-	{
-		TrainOptions o = base;
-		TrainResult r;
-		NnError		err;
-		double		acc;
-
-		o.method = auto_candidates[i].kind;
-		o.prompt_len = auto_candidates[i].prompt_len;
-		if (steps_each > 0)
-			o.max_steps = base.max_steps > 0 ? Min(base.max_steps, steps_each) : steps_each;
-		nn_error_clear(&err);
-		if (train_adapter(bb, ds, &o, &r, &err) != NN_OK)
-			DeptReportNnError(&err, psprintf("training candidate %d (%s) failed", i + 1,
-											 auto_candidates[i].method));
-		if (r.cancelled)
-		{
-			train_result_free(&r);
-			if (winner >= 0)
-				train_result_free(best);
-			best->cancelled = true;
-			return NULL;
-		}
-		DeptAutoRecord(req, &json, i, &r);
-		acc = r.n_valid > 0 && r.valid_metrics ? r.valid_metrics->accuracy : -1;
-		if (winner < 0 || acc > best_acc)
-		{
-			if (winner >= 0)
-				train_result_free(best);
-			*best = r;
-			best_acc = acc;
-			winner = i;
-			req->opt = o;
-		}
-		else
-			train_result_free(&r);
-		CHECK_FOR_INTERRUPTS();
-	}
-	strlcpy(req->method, auto_candidates[winner].method, sizeof(req->method));
-	appendStringInfo(&json, "], \"winner\": %d}", winner + 1);
+	nn_error_clear(&err);
+	if (train_auto(bb, ds, &req->opt, req->budget_rows, true, best, &won, &report, DeptAutoNote,
+				   req, &err) != NN_OK)
+		DeptReportNnError(&err, "training a candidate of method 'auto' failed");
+	if (best->cancelled)
+		return NULL;
+	req->opt = won;
+	w = &report.trials[report.winner];
+	strlcpy(req->method, DeptAutoMethodName(w->method), sizeof(req->method));
 	SpinLockAcquire(&req->mutex);
-	strlcat(req->auto_notes, psprintf("kept candidate %d (%s, prompt_length %d) by validation accuracy\n",
-									  winner + 1, auto_candidates[winner].method,
-									  auto_candidates[winner].prompt_len),
+	strlcat(req->auto_notes, psprintf("kept candidate %d (%s, prompt_length %d) by validation %s\n",
+									  report.winner + 1, req->method, w->prompt_len,
+									  ds->regression ? "MSE" : "accuracy"),
 			sizeof(req->auto_notes));
 	SpinLockRelease(&req->mutex);
-	return json.data;
+	return DeptAutoJson(&report);
 }

@@ -575,10 +575,9 @@ DeptNoticeReadProgress(DeptTrainRequest *req, TimestampTz *last_notice, bool *an
 
 		if (req->opt.max_steps > 0)
 			steps = Min(steps, req->opt.max_steps);
-		/* method 'auto': three candidates, within budget_rows together (train_auto.c) */
-		if (req->auto_method)
-			steps = req->budget_rows > 0 ? Min(3 * steps, req->budget_rows / req->opt.batch_size) :
-				3 * steps;
+		/* method 'auto': DePT within budget_rows, after the probe's one pass (train_auto.c) */
+		if (req->auto_method && req->budget_rows > 0)
+			steps = Min(steps, Max(req->budget_rows / req->opt.batch_size, 1));
 		ereport(NOTICE,
 				(errmsg("job " INT64_FORMAT ": " INT64_FORMAT " rows read, " INT64_FORMAT
 						" used%s; training about " INT64_FORMAT " steps of %d rows",
@@ -739,7 +738,8 @@ dept_train(PG_FUNCTION_ARGS)
 	char	   *label_column = DeptTextArg(fcinfo, 1, "label_column");
 	char	   *text_column = PG_ARGISNULL(2) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(2));
 	char	   *adapter = PG_ARGISNULL(3) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(3));
-	char	   *method = DeptTextArg(fcinfo, 4, "method");
+	/* NULL, the default: 'auto', or 'dept' when options shape a prompt (train_options.c) */
+	char	   *method = PG_ARGISNULL(4) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(4));
 	char	   *activate = DeptTextArg(fcinfo, 7, "activate");
 	char	   *text_sql;
 	bool		wait;

@@ -28,6 +28,8 @@
 #include "dept.h"
 #include "dept_train.h"
 
+#include "train/auto.h"
+
 typedef enum OptionKind
 {
 	OPT_INT,
@@ -244,7 +246,7 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 	else if (strcmp(k, "head_lr") == 0) o->lr_head = (float) x;
 	else if (strcmp(k, "ept_lr") == 0) o->lr_ept = (float) x;
 	else if (strcmp(k, "weight_decay") == 0) o->weight_decay = (float) x;
-	else if (strcmp(k, "epochs") == 0) o->epochs = (int) x;
+	else if (strcmp(k, "epochs") == 0) o->epochs = o->probe_epochs = (int) x;
 	else if (strcmp(k, "max_steps") == 0) o->max_steps = (long) x;
 	else if (strcmp(k, "batch_size") == 0) o->batch_size = (int) x;
 	else if (strcmp(k, "max_length") == 0) o->max_len = (int) x;
@@ -273,7 +275,7 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 /*
  * method 'auto' (train_auto.c): its candidates fix the method and
  * prompt_length and are compared on validation rows; budget_rows is its
- * option only.
+ * option only (AUTO_DEFAULT_BUDGET_ROWS when not given).
  */
 static void
 DeptCheckAutoOptions(DeptTrainRequest *req)
@@ -290,13 +292,50 @@ DeptCheckAutoOptions(DeptTrainRequest *req)
 		bad_option("init_from", "Method 'auto' cannot start from a stored adapter; train one method to transfer.");
 	if (req->opt.valid_fraction <= 0)
 		bad_option("valid_fraction", "Method 'auto' compares its candidates on validation rows.");
-	/* the memory checks estimate the largest candidate: DePT with m = 60 */
+	if (req->budget_rows == 0)
+		req->budget_rows = AUTO_DEFAULT_BUDGET_ROWS;
+	/* the memory checks estimate the largest candidate: DePT with the default m = 60, more than its 20 */
 	req->opt.method = ADAPTER_DEPT;
 }
 
 /*
- * Fill req->opt from the method name and the options object.  Unknown keys,
- * wrong types and out-of-range values are errors (22023).
+ * Options that shape a prompt method's adapter: with no method given they
+ * make it DePT, as dept_train 1.0 trained by default; without them the
+ * default is 'auto' (docs/user-guide.md, "Which method").
+ */
+static bool
+DeptIsPromptOption(const char *key)
+{
+	static const char *const keys[] = {"prompt_length", "rank", "budget", "lr", "lowrank_lr",
+		"ept_lr", "subspaces", "subspace_rank", "init_text", "init_from", "init_from_version"};
+
+	for (int i = 0; i < (int) lengthof(keys); i++)
+		if (strcmp(key, keys[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The method a NULL method argument means: 'dept' when a prompt option is given, else 'auto'. */
+static const char *
+DeptDefaultMethod(Jsonb *options)
+{
+	JsonbIterator *it;
+	JsonbValue	v;
+	JsonbIteratorToken tok;
+
+	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))
+		return "auto";			/* refused below */
+	it = JsonbIteratorInit(&options->root);
+	while ((tok = JsonbIteratorNext(&it, &v, true)) != WJB_DONE)
+		if (tok == WJB_KEY && DeptIsPromptOption(pnstrdup(v.val.string.val, v.val.string.len)))
+			return "dept";
+	return "auto";
+}
+
+/*
+ * Fill req->opt from the method name (NULL: DeptDefaultMethod) and the
+ * options object.  Unknown keys, wrong types and out-of-range values are
+ * errors (22023).
  */
 void
 DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
@@ -306,6 +345,9 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	JsonbIteratorToken tok;
 	static const char *const methods[] = {"probe", "pt", "dept", "ept", "auto"};
 	int			m = -1;
+
+	if (method == NULL)
+		method = DeptDefaultMethod(options);
 
 	train_options_default(&req->opt);
 	strlcpy(req->init_text, "Classify the text:", sizeof(req->init_text));

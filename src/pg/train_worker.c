@@ -385,7 +385,8 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 					 a->cfg.max_len,
 					 a->cfg.alpha, a->cfg.subspaces, a->cfg.subspace_rank, req->opt.lr_prompt,
 					 req->opt.lr_lowrank, req->opt.lr_ept, req->opt.lr_head, req->opt.weight_decay,
-					 req->opt.epochs, req->opt.max_steps, req->opt.batch_size,
+					 a->cfg.method == ADAPTER_PROBE ? req->opt.probe_epochs : req->opt.epochs,
+					 req->opt.max_steps, req->opt.batch_size,
 					 req->opt.valid_fraction, req->test_fraction, (unsigned long long) req->opt.seed, res->param_count,
 					 req->opt.bf16 ? "bfloat16" : "float32");
 	escape_json(&hyper, req->init_text);
@@ -396,6 +397,8 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 	appendStringInfo(&hyper, ", \"head\": \"%s\", \"task\": \"%s\"",
 					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear",
 					 a->cfg.regression ? "regression" : "classification");
+	if (a->cfg.method == ADAPTER_PROBE && req->opt.probe_search)
+		appendStringInfo(&hyper, ", \"l2\": %g", res->probe_l2);
 	if (a->cfg.regression)
 		appendStringInfo(&hyper, ", \"target_mean\": %.9g, \"target_sd\": %.9g",
 						 a->target.w[0], a->target.w[1]);

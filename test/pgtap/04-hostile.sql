@@ -348,7 +348,8 @@ SELECT is(pg_temp.train_outcome($$SELECT dept_train('hostile_small', 'label', ad
 -- ---------------------------------------------------------------------------
 SELECT throws_ok($$SELECT dept_train(NULL, 'label')$$, '22004', NULL, 'NULL relation');
 SELECT throws_ok($$SELECT dept_train('hostile_small', NULL)$$, '22004', NULL, 'NULL label column');
-SELECT throws_ok($$SELECT dept_train('hostile_small', 'label', method => NULL)$$, '22004', NULL, 'NULL method');
+SELECT throws_ok($$SELECT dept_train('hostile_small', 'label', method => '')$$, '22023', NULL,
+				 'an empty method (NULL is the default: auto)');
 SELECT throws_ok($$SELECT dept_train('hostile_small', 'label', options => NULL)$$, '22004', NULL, 'NULL options');
 SELECT throws_ok($$SELECT dept_train('hostile_small', 'label', wait => NULL)$$, '22004', NULL, 'NULL wait');
 SELECT throws_ok($$SELECT dept_train('hostile_small', 'label', activate => NULL)$$, '22004', NULL, 'NULL activate');

@@ -206,6 +206,18 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 }
 
 NnStatus
+adapter_copy_head(Adapter *a, const Adapter *src, NnError *err)
+{
+	if (a->head_w.n == 0 || src->head_w.n != a->head_w.n || src->head_b.n != a->head_b.n ||
+		src->cfg.regression != a->cfg.regression)
+		return nn_fail(err, NN_ERR_ARG, "the head to start from holds %zu weights, not %zu: "
+					   "it needs the same classes and width", src->head_w.n, a->head_w.n);
+	memcpy(a->head_w.w, src->head_w.w, sizeof(float) * a->head_w.n);
+	memcpy(a->head_b.w, src->head_b.w, sizeof(float) * a->head_b.n);
+	return NN_OK;
+}
+
+NnStatus
 adapter_init_from(Adapter *a, const Adapter *src, bool copy_head, NnError *err)
 {
 	const AdapterConfig *x = &a->cfg,

@@ -148,6 +148,12 @@ typedef struct Adapter
 int			adapter_prompt_rows(const AdapterConfig *cfg);
 
 /*
+ * Copy src's linear head (weights and bias) into a: the same classes and
+ * head width, both linear; NN_ERR_ARG otherwise.
+ */
+NnStatus	adapter_copy_head(Adapter *a, const Adapter *src, NnError *err);
+
+/*
  * Transfer (docs/design.md 1, "Transfer"): copy the trained tensors of src
  * into a, which must have the same method, head kind and shapes: the
  * prompt, the low-rank pair and EPT's extras, and the head too when

@@ -36,7 +36,16 @@ train_options_default(TrainOptions *opt)
 	opt->max_grad_norm = 1.0;
 	opt->init_text = "Classify the text:";
 	opt->pool_text = true;
+	opt->probe_epochs = 100;
+	opt->probe_search = true;
 }
+
+/*
+ * The probe's L2 strengths (docs/design.md 1, "The probe and auto"): the
+ * penalty lambda/2 ||W||^2 on the head's weights, as logistic regression
+ * has it, tried in turn when TrainOptions.probe_search.
+ */
+static const float probe_l2_grid[] = {0.0f, 1e-4f, 1e-3f, 1e-2f};
 
 static double
 now_seconds(void)
@@ -281,6 +290,9 @@ typedef struct TrainRun
 	float	   *features;		/* probe: every row's pooled vector, or NULL */
 	float	   *best;			/* the best checkpoint's tensors */
 	float	   *batch_targets;	/* regression: (batch_size) the batch's values */
+	float		l2;				/* probe: the L2 strength of this pass of the grid */
+	long		steps_done;		/* probe: steps of earlier passes of the grid */
+	int			passes;			/* passes of training over total_steps: 1, or the grid's */
 	bool		probe;
 	bool		text;
 	bool		regression;
@@ -352,6 +364,7 @@ static void
 prepare_optimizer(TrainRun *r)
 {
 	const TrainOptions *opt = r->opt;
+	int			epochs = r->probe ? opt->probe_epochs : opt->epochs;
 
 	adamw_init(&r->adamw);
 	r->adamw.lr[GROUP_PROMPT] = opt->lr_prompt;
@@ -363,7 +376,7 @@ prepare_optimizer(TrainRun *r)
 	adapter_register(r->a, &r->adamw);
 
 	r->steps_per_epoch = (r->res->n_train + opt->batch_size - 1) / opt->batch_size;
-	r->total_steps = opt->epochs > 0 ? r->steps_per_epoch * opt->epochs : opt->max_steps;
+	r->total_steps = epochs > 0 ? r->steps_per_epoch * epochs : opt->max_steps;
 	if (opt->max_steps > 0 && opt->max_steps < r->total_steps)
 		r->total_steps = opt->max_steps;
 	r->warmup = (long) (opt->warmup_ratio * r->total_steps);
@@ -407,6 +420,8 @@ setup_run(TrainRun *r, NnError *err)
 	if (r->opt->init_from == NULL)
 		init_prompt(r->bb, r->a, r->opt, &r->rng);
 	else if ((st = adapter_init_from(r->a, r->opt->init_from, r->opt->init_head, err)) != NN_OK)
+		return st;
+	if (r->opt->head_from != NULL && (st = adapter_copy_head(r->a, r->opt->head_from, err)) != NN_OK)
 		return st;
 	r->train_rows = malloc(sizeof(int) * n);
 	r->valid_rows = malloc(sizeof(int) * n);
@@ -455,6 +470,9 @@ linear_step(TrainRun *r, const int *rows, int B, double *loss, int *n, NnError *
 	else if ((st = head_loss_backward(r->a, ws->h, ws->logits, ws->labels, B, ws->dh, loss,
 									  err)) != NN_OK)
 		return st;
+	if (r->l2 > 0.0f)
+		for (size_t i = 0; i < r->a->head_w.n; i++)
+			r->a->head_w.g[i] += r->l2 * r->a->head_w.w[i];
 	if (r->probe)
 		return NN_OK;
 	if ((st = bb->ops->backward(bb, ws->run, ws->dh, ws->dX, err)) != NN_OK)
@@ -488,7 +506,8 @@ evaluate_step(TrainRun *r, NnError *err)
 	{
 		r->have_best = true;
 		r->best_acc = metric_score(m);
-		res->best_step = r->step;
+		res->best_step = r->steps_done + r->step;
+		res->probe_l2 = r->l2;
 		checkpoint_copy(r->a, r->best, true);
 		metrics_free(res->valid_metrics);
 		res->valid_metrics = m;
@@ -508,9 +527,11 @@ report_progress(TrainRun *r, double loss)
 {
 	const TrainOptions *opt = r->opt;
 	double		elapsed = now_seconds() - r->start_time;
-	TrainProgress p = {r->step, r->total_steps, r->res->epochs_run, loss, r->last_acc,
-		(double) r->step * opt->batch_size / (elapsed > 0 ? elapsed : 1e-9),
-	elapsed / r->step * (r->total_steps - r->step)};
+	long		done = r->steps_done + r->step,
+				all = r->steps_done + (long) r->passes * r->total_steps;
+	TrainProgress p = {done, all, r->res->epochs_run, loss, r->last_acc,
+		(double) done * opt->batch_size / (elapsed > 0 ? elapsed : 1e-9),
+	elapsed / done * (all - done)};
 
 	return opt->progress == NULL || opt->progress(opt->progress_arg, &p);
 }
@@ -570,38 +591,88 @@ free_run(TrainRun *r)
 	free(r->batch_targets);
 }
 
+/* Epochs over the training rows until total_steps, cancel or patience. */
+static NnStatus
+run_epochs(TrainRun *r, NnError *err)
+{
+	const TrainOptions *opt = r->opt;
+	TrainResult *res = r->res;
+	NnStatus	st;
+
+	while (r->step < r->total_steps && !res->cancelled)
+	{
+		bool		stop = false;
+
+		shuffle(r->order, res->n_train, &r->rng);
+		res->epochs_run++;
+		for (int start = 0; start < res->n_train && r->step < r->total_steps && !stop;
+			 start += opt->batch_size)
+			if ((st = train_step(r, start, &stop, err)) != NN_OK)
+				return st;
+		if (stop)
+			r->total_steps = r->step;
+	}
+	return NN_OK;
+}
+
+/*
+ * The probe over its L2 grid: a zero head and a fresh optimiser for each
+ * strength, the best checkpoint kept across them (evaluate_step).
+ */
+static NnStatus
+run_probe_search(TrainRun *r, NnError *err)
+{
+	long		total = r->total_steps;
+	NnStatus	st;
+
+	for (size_t i = 0; i < sizeof(probe_l2_grid) / sizeof(probe_l2_grid[0]); i++)
+	{
+		AdapterParam *head[] = {&r->a->head_w, &r->a->head_b};
+
+		if (r->res->cancelled)
+			break;
+		for (int t = 0; t < 2; t++)
+		{
+			memset(head[t]->w, 0, sizeof(float) * head[t]->n);
+			memset(head[t]->m, 0, sizeof(float) * head[t]->n);
+			memset(head[t]->v, 0, sizeof(float) * head[t]->n);
+		}
+		r->adamw.step = 0;
+		r->l2 = probe_l2_grid[i];
+		r->steps_done += r->step;
+		r->step = 0;
+		r->passes = (int) (sizeof(probe_l2_grid) / sizeof(probe_l2_grid[0]) - i);
+		r->total_steps = total;
+		r->evals_without_gain = 0;
+		r->res->epochs_run = 0;
+		if ((st = run_epochs(r, err)) != NN_OK)
+			return st;
+	}
+	return NN_OK;
+}
+
 NnStatus
 train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 			  TrainResult *res, NnError *err)
 {
 	TrainRun	r = {.bb = bb, .ds = ds, .opt = opt, .res = res, .best_acc = -1.0,
-	.last_acc = -1.0, .probe = opt->method == ADAPTER_PROBE, .regression = ds->regression};
+	.last_acc = -1.0, .probe = opt->method == ADAPTER_PROBE, .regression = ds->regression,
+	.passes = 1};
 	NnStatus	st;
 
 	memset(res, 0, sizeof(*res));
 	r.start_time = now_seconds();
 	if ((st = setup_run(&r, err)) != NN_OK)
 		goto done;
-	while (r.step < r.total_steps && !res->cancelled)
-	{
-		bool		stop = false;
-
-		shuffle(r.order, res->n_train, &r.rng);
-		res->epochs_run++;
-		for (int start = 0; start < res->n_train && r.step < r.total_steps && !stop;
-			 start += opt->batch_size)
-			if ((st = train_step(&r, start, &stop, err)) != NN_OK)
-				goto done;
-		if (stop)
-			r.total_steps = r.step;
-	}
-	res->steps = r.step;
+	st = r.probe && opt->probe_search ? run_probe_search(&r, err) : run_epochs(&r, err);
+	if (st != NN_OK)
+		goto done;
+	res->steps = r.steps_done + r.step;
 	res->seconds = now_seconds() - r.start_time;
-	res->seconds_per_epoch = res->seconds * r.steps_per_epoch / (r.step > 0 ? r.step : 1);
+	res->seconds_per_epoch = res->seconds * r.steps_per_epoch / (res->steps > 0 ? res->steps : 1);
 	res->tokens_per_second = res->train_tokens / (res->seconds > 0 ? res->seconds : 1e-9);
 	if (r.have_best)
 		checkpoint_copy(r.a, r.best, false);
-	st = NN_OK;
 
 done:
 	free_run(&r);

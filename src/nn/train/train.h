@@ -111,6 +111,22 @@ typedef struct TrainOptions
 	 */
 	const Adapter *init_from;
 	bool		init_head;
+	/*
+	 * The linear probe (docs/design.md 1, "The probe and auto"): its head trains probe_epochs
+	 * passes over the cached pooled vectors (default 100: they cost no
+	 * forward), once per L2 strength of the grid when probe_search, and the
+	 * checkpoint of best validation score over every strength and epoch is
+	 * kept.  The CLI and dept_train set probe_epochs from an explicit
+	 * epochs.
+	 */
+	int			probe_epochs;
+	bool		probe_search;
+	/*
+	 * Start the linear head from this adapter's head (its classes and
+	 * width must match; e.g. a probe trained on the same rows: linear
+	 * probing, then fine-tuning); NULL = a zero head.
+	 */
+	const Adapter *head_from;
 	/* called after every step; returning false cancels training */
 	bool		(*progress) (void *arg, const TrainProgress *p);
 	void	   *progress_arg;
@@ -130,6 +146,7 @@ typedef struct TrainResult
 	long		train_tokens;	/* tokens (prompt rows included) through forward+backward */
 	double		tokens_per_second;
 	size_t		param_count;
+	float		probe_l2;		/* probe: the L2 strength validation chose */
 	bool		cancelled;
 } TrainResult;
 
