@@ -140,6 +140,13 @@ test_bert_families(void)
 	check_encoder("distilbert-tiny-random");
 }
 
+/* DeBERTa (models/deberta): the attention window scratch on top of BERT's buffers */
+static void
+test_deberta(void)
+{
+	check_encoder("deberta-v3-tiny-random");
+}
+
 /*
  * The encoder as above; then the decoder a label loss grows (one sequence
  * per row) and the one rank classification grows (one per row and
@@ -238,6 +245,7 @@ main(void)
 	RUN_TEST(test_use_lite);
 	RUN_TEST(test_bert);
 	RUN_TEST(test_bert_families);
+	RUN_TEST(test_deberta);
 	RUN_TEST(test_t5_v1_0);
 	RUN_TEST(test_t5_v1_1);
 	return unit_finish();

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* config.json is a few kilobytes; anything this big is not one. */
 #define HF_MAX_CONFIG_BYTES ((size_t) 16 << 20)
@@ -104,12 +105,15 @@ typedef struct HfFieldNames
 			   *ffn,
 			   *act;
 	int			type_vocab_default;
+	double		eps_default;
 } HfFieldNames;
 
 static const HfFieldNames bert_names = {"hidden_size", "num_hidden_layers",
-"num_attention_heads", "intermediate_size", "hidden_act", 2};
+"num_attention_heads", "intermediate_size", "hidden_act", 2, 1e-12};
 static const HfFieldNames distilbert_names = {"dim", "n_layers", "n_heads", "hidden_dim",
-"activation", 0};
+"activation", 0, 1e-12};
+static const HfFieldNames deberta_names = {"hidden_size", "num_hidden_layers",
+"num_attention_heads", "intermediate_size", "hidden_act", 0, 1e-7};
 
 NnStatus
 hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
@@ -126,7 +130,8 @@ hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
 		return nn_fail(err, NN_ERR_FORMAT, "config.json is not a JSON object");
 	}
 	model_type_of(root, cfg->model_type);
-	f = strcmp(cfg->model_type, "distilbert") == 0 ? &distilbert_names : &bert_names;
+	f = strcmp(cfg->model_type, "distilbert") == 0 ? &distilbert_names :
+		strcmp(cfg->model_type, "deberta-v2") == 0 ? &deberta_names : &bert_names;
 	if ((s = get_int(root, f->hidden, true, 0, 1, HF_MAX_HIDDEN, &cfg->hidden_size, err)) ||
 		(s = get_int(root, f->layers, true, 0, 1, HF_MAX_LAYERS,
 					 &cfg->num_hidden_layers, err)) ||
@@ -152,7 +157,7 @@ hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
 		goto done;
 	}
 	eps = cJSON_GetObjectItemCaseSensitive(root, "layer_norm_eps");
-	cfg->layer_norm_eps = 1e-12;
+	cfg->layer_norm_eps = f->eps_default;
 	if (eps != NULL && !cJSON_IsNull(eps))
 	{
 		if (!cJSON_IsNumber(eps) || !(eps->valuedouble > 0.0 && eps->valuedouble < 1.0))
@@ -212,5 +217,155 @@ hf_config_model_type(const char *path, char type[HF_NAME_LEN], NnError *err)
 	free(json);
 	if (s == NN_ERR_FORMAT)
 		return nn_fail(err, NN_ERR_FORMAT, "\"%s\" is not a JSON object", path);
+	return s;
+}
+
+/* Boolean field name into *out; absent or null: def. */
+static NnStatus
+get_bool(const cJSON *root, const char *name, bool def, bool *out, NnError *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+
+	*out = def;
+	if (v == NULL || cJSON_IsNull(v))
+		return NN_OK;
+	if (!cJSON_IsBool(v))
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: \"%s\" must be true or false", name);
+	*out = cJSON_IsTrue(v);
+	return NN_OK;
+}
+
+/* One pos_att_type entry (trimmed, case-insensitive as DebertaV2Config lowers it). */
+static NnStatus
+pos_att_entry(HfDebertaConfig *d, const char *s, size_t n, NnError *err)
+{
+	while (n > 0 && (*s == ' ' || *s == '\t'))
+		s++, n--;
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	if (n == 3 && strncasecmp(s, "c2p", 3) == 0)
+		d->c2p = true;
+	else if (n == 3 && strncasecmp(s, "p2c", 3) == 0)
+		d->p2c = true;
+	else
+		return nn_fail(err, NN_ERR_FORMAT,
+					   "config.json: pos_att_type \"%.*s\" is not supported (c2p, p2c)",
+					   (int) (n < 32 ? n : 32), s);
+	return NN_OK;
+}
+
+/* pos_att_type: a list of names, or one string of names separated by '|'. */
+static NnStatus
+get_pos_att_type(const cJSON *root, HfDebertaConfig *d, NnError *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, "pos_att_type");
+	const cJSON *item;
+	NnStatus	s;
+
+	if (v == NULL || cJSON_IsNull(v))
+		return NN_OK;
+	if (cJSON_IsString(v))
+	{
+		const char *p = v->valuestring;
+
+		for (;;)
+		{
+			const char *bar = strchr(p, '|');
+			size_t		n = bar ? (size_t) (bar - p) : strlen(p);
+
+			if ((s = pos_att_entry(d, p, n, err)) != NN_OK)
+				return s;
+			if (bar == NULL)
+				return NN_OK;
+			p = bar + 1;
+		}
+	}
+	if (!cJSON_IsArray(v))
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: \"pos_att_type\" must be a list or a string");
+	cJSON_ArrayForEach(item, v)
+	{
+		if (!cJSON_IsString(item))
+			return nn_fail(err, NN_ERR_FORMAT, "config.json: \"pos_att_type\" holds a non-string");
+		if ((s = pos_att_entry(d, item->valuestring, strlen(item->valuestring), err)) != NN_OK)
+			return s;
+	}
+	return NN_OK;
+}
+
+/* norm_rel_ebd: "none", "layer_norm", or such names joined by '|'. */
+static NnStatus
+get_norm_rel_ebd(const cJSON *root, HfDebertaConfig *d, NnError *err)
+{
+	char		buf[HF_NAME_LEN];
+	char	   *p,
+			   *save = NULL;
+	NnStatus	s;
+
+	if ((s = get_str(root, "norm_rel_ebd", "none", buf, err)) != NN_OK)
+		return s;
+	for (p = strtok_r(buf, "|", &save); p != NULL; p = strtok_r(NULL, "|", &save))
+	{
+		while (*p == ' ')
+			p++;
+		for (size_t n = strlen(p); n > 0 && p[n - 1] == ' '; n--)
+			p[n - 1] = '\0';
+		if (strcasecmp(p, "layer_norm") == 0)
+			d->norm_rel_layer_norm = true;
+		else if (strcasecmp(p, "none") != 0)
+			return nn_fail(err, NN_ERR_FORMAT,
+						   "config.json: norm_rel_ebd \"%s\" is not supported (none, layer_norm)", p);
+	}
+	return NN_OK;
+}
+
+NnStatus
+hf_deberta_config_parse(HfDebertaConfig *d, const HfConfig *cfg, const char *json, size_t len,
+						NnError *err)
+{
+	cJSON	   *root = cJSON_ParseWithLength(json, len);
+	NnStatus	s;
+
+	memset(d, 0, sizeof(*d));
+	if (!cJSON_IsObject(root))
+	{
+		cJSON_Delete(root);
+		return nn_fail(err, NN_ERR_FORMAT, "config.json is not a JSON object");
+	}
+	if ((s = get_bool(root, "relative_attention", false, &d->relative_attention, err)) ||
+		(s = get_int(root, "max_relative_positions", false, -1, -1, HF_MAX_POSITIONS,
+					 &d->max_relative_positions, err)) ||
+		(s = get_int(root, "position_buckets", false, -1, -1, HF_MAX_POSITIONS,
+					 &d->position_buckets, err)) ||
+		(s = get_pos_att_type(root, d, err)) ||
+		(s = get_bool(root, "share_att_key", false, &d->share_att_key, err)) ||
+		(s = get_norm_rel_ebd(root, d, err)) ||
+		(s = get_bool(root, "position_biased_input", true, &d->position_biased_input, err)) ||
+		(s = get_int(root, "conv_kernel_size", false, 0, 0, 1024, &d->conv_kernel_size, err)) ||
+		(s = get_int(root, "embedding_size", false, cfg->hidden_size, 1, HF_MAX_HIDDEN,
+					 &d->embedding_size, err)) ||
+		(s = get_int(root, "attention_head_size", false,
+					 cfg->hidden_size / cfg->num_attention_heads, 1, HF_MAX_HIDDEN,
+					 &d->attention_head_size, err)))
+	{
+		cJSON_Delete(root);
+		return s;
+	}
+	cJSON_Delete(root);
+	return NN_OK;
+}
+
+NnStatus
+hf_deberta_config_load(HfConfig *cfg, HfDebertaConfig *d, const char *path, NnError *err)
+{
+	size_t		len = 0;
+	char	   *json = hf_read_file(path, HF_MAX_CONFIG_BYTES, &len);
+	NnStatus	s;
+
+	if (json == NULL)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
+	s = hf_config_parse(cfg, json, len, err);
+	if (s == NN_OK)
+		s = hf_deberta_config_parse(d, cfg, json, len, err);
+	free(json);
 	return s;
 }

@@ -21,7 +21,9 @@
  *
  * DistilBertConfig's own names stand in for the first five when model_type
  * is "distilbert": dim, n_layers, n_heads, hidden_dim, activation (and
- * type_vocab_size defaults to 0: DistilBERT has no token types).
+ * type_vocab_size defaults to 0: DistilBERT has no token types).  For
+ * "deberta-v2" the defaults are DebertaV2Config's: type_vocab_size 0,
+ * layer_norm_eps 1e-7; its relative-attention fields are HfDebertaConfig's.
  *
  * Defaults are those of transformers' BertConfig.  Every integer must be a
  * whole JSON number in its range (HF_MAX_* below), so that products of them
@@ -32,6 +34,7 @@
 #ifndef DEPT_NN_HF_CONFIG_H
 #define DEPT_NN_HF_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base/nn_common.h"
@@ -58,6 +61,40 @@ typedef struct HfConfig
 	char		position_embedding_type[HF_NAME_LEN];
 } HfConfig;
 
+/*
+ * DebertaV2Config's own fields (model_type "deberta-v2", DeBERTa v2 and v3),
+ * defaults as transformers reads them with getattr:
+ *
+ *   relative_attention      false
+ *   max_relative_positions  -1 (then max_position_embeddings)
+ *   position_buckets        -1 (no log buckets)
+ *   pos_att_type            [] ; a list of "c2p" / "p2c", or the older
+ *                           string "p2c|c2p"; anything else is refused
+ *   share_att_key           false
+ *   norm_rel_ebd            "none"; "layer_norm" (of "|"-separated names)
+ *                           layer-normalizes the relative embeddings
+ *   position_biased_input   true (absolute positions added to the input)
+ *   conv_kernel_size        0
+ *   embedding_size          hidden_size
+ *   attention_head_size     hidden_size / num_attention_heads
+ *
+ * Integers are checked against the same ranges as HfConfig's.
+ */
+typedef struct HfDebertaConfig
+{
+	bool		relative_attention;
+	int			max_relative_positions;
+	int			position_buckets;
+	bool		c2p;			/* "c2p" in pos_att_type */
+	bool		p2c;			/* "p2c" in pos_att_type */
+	bool		share_att_key;
+	bool		norm_rel_layer_norm;
+	bool		position_biased_input;
+	int			conv_kernel_size;
+	int			embedding_size;
+	int			attention_head_size;
+} HfDebertaConfig;
+
 /* Methods */
 
 /* Parse len bytes of config.json text into cfg. */
@@ -76,6 +113,17 @@ NnStatus	hf_config_model_type(const char *path, char type[HF_NAME_LEN], NnError 
 /* The same from len bytes of config.json text (what the path version reads). */
 NnStatus	hf_config_model_type_from_json(const char *json, size_t len, char type[HF_NAME_LEN],
 										   NnError *err);
+
+/*
+ * The DeBERTa fields of len bytes of config.json text into d; cfg is the
+ * same text's hf_config_parse result (for the defaults that depend on it).
+ */
+NnStatus	hf_deberta_config_parse(HfDebertaConfig *d, const HfConfig *cfg, const char *json,
+									size_t len, NnError *err);
+
+/* Read the config.json at path into both cfg and d. */
+NnStatus	hf_deberta_config_load(HfConfig *cfg, HfDebertaConfig *d, const char *path,
+								   NnError *err);
 
 /* Read a whole small file into a NUL-terminated malloc'ed buffer (NULL on failure). */
 char	   *hf_read_file(const char *path, size_t max_bytes, size_t *len);
