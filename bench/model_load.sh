@@ -7,7 +7,9 @@
 #     with its breakdown (dept_model_info's first_call: the time before dept.so
 #     was loaded (parse, plan, the dynamic loader), _PG_init, the catalog query,
 #     the model load, the adapter, the activation buffers, the forward pass, and
-#     "after": the rest of the statement), in ms and minor page faults.
+#     "after": what they leave out), in ms and minor page faults.  A statement's
+#     time runs from its start on the server to the function's return (its
+#     clock_timestamp() - statement_timestamp()): no round trip, no connection.
 # Prints median and min (and p90 of the totals) and the load average before and
 # after: the figures are only worth something at a low load.  Starts its own
 # server without OPENBLAS_CORETYPE (docs/design.md section 6) on $BENCH_PORT
@@ -40,12 +42,12 @@ parts="before_load init catalog model adapter buffers forward other"
 first_calls() {
 	local sql=$1
 	for _ in $(seq 1 "$n"); do
+		# the statement's time on the server: from its start to the function's return
 		psql -X -qAt -v stmt="$sql" <<'SQL'
-SELECT clock_timestamp() AS t0 \gset
-:stmt \gset
-SELECT extract(epoch FROM clock_timestamp() - :'t0') * 1000 AS total,
-       dept_model_info() -> 'first_call' AS fc \gset
-SELECT :'total' || ' ' || (dept_model_info() ->> 'load_ms') || ' ' || :'fc';
+SELECT 1 AS connected \gset
+:stmt, extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000 AS total \gset
+SELECT :'total' || ' ' || (dept_model_info() ->> 'load_ms') || ' ' ||
+       (dept_model_info() -> 'first_call')::text;
 SQL
 	done
 }
@@ -68,7 +70,7 @@ report() {
 			"$(jq -r ".${p}_ms // 0" <<<"$json" | median_min)" \
 			"$(jq -r ".${p}_faults // 0" <<<"$json" | median_min | sed 's/\.00//g')"
 	done
-	# what the parts do not cover: the rest of the statement after the function returned
+	# what the parts do not cover (the function's own code between them, ~0)
 	sum=$(paste -d' ' <(cut -d' ' -f1 <<<"$lines") \
 		<(jq -r "[$(sed 's/\([a-z_]*\)/.\1_ms \/\/ 0/g; s/ \./, ./g' <<<"$parts")] | add" <<<"$json"))
 	printf '    %-12s %s ms\n' after "$(awk '{ print $1 - $2 }' <<<"$sum" | median_min)"
