@@ -25,7 +25,10 @@ NN_LIBS = -lutf8proc -lcjson -lm -ldl -lpthread
 
 PG_CPPFLAGS = -Isrc/nn $(BLAS_CFLAGS)
 PG_CFLAGS = -Werror
-SHLIB_LINK = $(NN_LIBS)
+# Calls between the extension's own functions bind at link time: the dynamic
+# loader then resolves only the symbols of PostgreSQL and the C libraries when
+# a backend loads dept.so (docs/design.md 6, "First call in a new backend").
+SHLIB_LINK = $(NN_LIBS) -Wl,-Bsymbolic-functions
 
 # Default model directory: $(pg_config --sharedir)/dept/models/use-lite.
 MODEL_SRC = build/model/use-lite

@@ -38,6 +38,8 @@ void		_PG_init(void);
 void
 _PG_init(void)
 {
+	DeptFirstCallStart();
+
 	/*
 	 * Superuser-only: a model directory is a server file path, and reading
 	 * arbitrary server files is a privilege.
@@ -102,4 +104,5 @@ _PG_init(void)
 							 NULL, NULL, NULL);
 
 	MarkGUCPrefixReserved("dept");
+	DeptFirstCallEnter(DEPT_FC_OTHER);
 }

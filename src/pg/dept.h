@@ -10,6 +10,8 @@
 
 #include "postgres.h"
 
+#include "lib/stringinfo.h"
+
 #include "models/backbone.h"
 
 /* GUCs */
@@ -34,6 +36,20 @@ typedef enum DeptPrecision
 /* rows per classify call of dept_predict, dept_evaluate and the test report (train_test.c) */
 #define DEPT_PREDICT_BATCH 32
 
+/* Parts of the first statement of a backend that uses dept (first_call.c). */
+typedef enum DeptFirstCallPart
+{
+	DEPT_FC_BEFORE,				/* statement start to _PG_init: parse, plan, loading dept.so */
+	DEPT_FC_INIT,				/* _PG_init, and until a function names a part */
+	DEPT_FC_OTHER,				/* inside a function, outside the parts below */
+	DEPT_FC_CATALOG,			/* the adapter's catalog query */
+	DEPT_FC_MODEL,				/* loading the backbone (with its private copy) */
+	DEPT_FC_ADAPTER,			/* deserializing the adapter */
+	DEPT_FC_BUFFERS,			/* allocating activation buffers */
+	DEPT_FC_FORWARD,			/* tokenizing, the forward pass, the head */
+	DEPT_FC_N
+} DeptFirstCallPart;
+
 /* Methods */
 extern const Backbone *DeptGetBackbone(void);
 extern const Backbone *DeptGetBackboneAt(const char *dir);
@@ -52,6 +68,9 @@ extern char *DeptPairText(const char *name1, const char *a, size_t alen, const c
 						  const char *b, size_t blen);
 extern int	DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens,
 							  int n, char **best, float *prob);
+extern void DeptFirstCallStart(void);
+extern DeptFirstCallPart DeptFirstCallEnter(DeptFirstCallPart part);
+extern void DeptFirstCallJson(StringInfo buf);
 extern void DeptReportNnError(const NnError *err, const char *what) pg_attribute_noreturn();
 
 #endif							/* DEPT_PG_DEPT_H */

@@ -48,10 +48,12 @@ dept_embed(PG_FUNCTION_ARGS)
 	BackboneRun *run = DeptGetRun(1, bb->max_tokens);
 	float	   *out = palloc(sizeof(float) * bb->d_out);
 	NnError		err;
+	DeptFirstCallPart caller = DeptFirstCallEnter(DEPT_FC_FORWARD);
 
 	nn_error_clear(&err);
 	if (backbone_embed_texts(bb, run, &bytes, &len, 1, out, &err) != NN_OK)
 		DeptReportNnError(&err, "could not embed text");
+	DeptFirstCallEnter(caller);
 	PG_RETURN_ARRAYTYPE_P(DeptFloatArray(out, bb->d_out));
 }
 
@@ -99,7 +101,9 @@ dept_model_info(PG_FUNCTION_ARGS)
 					 bb->vocab_size, bb->d_embed, bb->d_out, bb->max_tokens,
 					 bb->max_positions, DeptModelLoadMillis(), dept_threads);
 	escape_json(&buf, nn_blas_core());
-	appendStringInfo(&buf, ", \"matmul_precision\": \"%s\"}",
+	appendStringInfo(&buf, ", \"matmul_precision\": \"%s\", \"first_call\": ",
 					 DeptRunsInBf16(bb) ? "bfloat16" : "float32");
+	DeptFirstCallJson(&buf);
+	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));
 }

@@ -35,6 +35,7 @@
  */
 #include "postgres.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -44,7 +45,6 @@
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
-#include "storage/copydir.h"
 #include "storage/fd.h"
 #include "utils/memutils.h"
 #include "portability/instr_time.h"
@@ -246,6 +246,64 @@ DeptPruneModelCache(const char *root, const char *dir, const char *keep)
 	FreeDir(d);
 }
 
+/*
+ * Copy from into the new file to in writes of 2 MiB at 2 MiB offsets, so
+ * that the page cache holds the copy in 2 MiB folios, which a new backend
+ * maps with one page-table entry each instead of 512 (base/file_map.h).
+ */
+static void
+DeptCopyFileInChunks(const char *from, const char *to)
+{
+	const size_t chunk = (size_t) 2 << 20;
+	char	   *buf = palloc(chunk);
+	int			src = OpenTransientFile(from, O_RDONLY | PG_BINARY);
+	int			dst;
+
+	if (src < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", from)));
+	dst = OpenTransientFile(to, O_WRONLY | O_CREAT | O_EXCL | PG_BINARY);
+	if (dst < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", to)));
+	for (;;)
+	{
+		size_t		n = 0;
+		ssize_t		r;
+
+		/* fill a whole chunk unless the file ends: a short write would split the folio */
+		while (n < chunk && (r = read(src, buf + n, chunk - n)) != 0)
+		{
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r < 0)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not read file \"%s\": %m", from)));
+			n += (size_t) r;
+		}
+		if (n == 0)
+			break;
+		errno = 0;
+		if (write(dst, buf, n) != (ssize_t) n)
+		{
+			/* a short write without an error means the disk is full */
+			if (errno == 0)
+				errno = ENOSPC;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write to file \"%s\": %m", to)));
+		}
+	}
+	if (CloseTransientFile(dst) != 0 || CloseTransientFile(src) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close file \"%s\": %m", to)));
+	pfree(buf);
+}
+
 /* Copy files of dir into the new directory tmp, each fsync'ed, then tmp itself. */
 static void
 DeptCopyModelFiles(const char *dir, List *files, const char *tmp)
@@ -264,7 +322,7 @@ DeptCopyModelFiles(const char *dir, List *files, const char *tmp)
 		char	   *from = psprintf("%s/%s", dir, name);
 		char	   *to = psprintf("%s/%s", tmp, name);
 
-		copy_file(from, to);
+		DeptCopyFileInChunks(from, to);
 		fsync_fname(to, false);
 	}
 	if ((f = AllocateFile(source, "w")) == NULL || fputs(dir, f) < 0 || FreeFile(f) != 0)
@@ -384,6 +442,7 @@ DeptGetBackboneAt(const char *dir)
 	instr_time	start,
 				duration;
 	char	   *entry;
+	DeptFirstCallPart caller;
 
 	DeptApplyThreads();
 	for (m = loaded_models; m; m = m->next)
@@ -395,6 +454,7 @@ DeptGetBackboneAt(const char *dir)
 				 errmsg("model path is too long")));
 
 	nn_error_clear(&err);
+	caller = DeptFirstCallEnter(DEPT_FC_MODEL);
 	INSTR_TIME_SET_CURRENT(start);
 	entry = DeptModelCacheEntry(dir);
 	if (backbone_open(&bb, entry ? entry : dir, &err) != NN_OK)
@@ -420,6 +480,7 @@ DeptGetBackboneAt(const char *dir)
 	m->load_ms = INSTR_TIME_GET_MILLISEC(duration);
 	m->next = loaded_models;
 	loaded_models = m;
+	DeptFirstCallEnter(caller);
 	return bb;
 }
 
@@ -449,12 +510,14 @@ BackboneRun *
 DeptGetRunFor(const Backbone *bb, int batch, int seq)
 {
 	LoadedModel *m = DeptFindModel(bb);
+	DeptFirstCallPart caller;
 
 	if (m->run != NULL && m->run_batch >= batch && m->run_seq >= seq)
 	{
 		use_precision(bb, m->run);
 		return m->run;
 	}
+	caller = DeptFirstCallEnter(DEPT_FC_BUFFERS);
 	if (m->run != NULL)
 		bb->ops->run_free(m->run);
 	m->run = NULL;
@@ -468,6 +531,7 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory allocating model buffers for %d rows", batch)));
 	use_precision(bb, m->run);
+	DeptFirstCallEnter(caller);
 	return m->run;
 }
 

@@ -119,6 +119,7 @@ DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *nam
 	char	  **labels = NULL;
 	NnError		err;
 	const Backbone *bb = DeptGetBackboneAt(entry->model_dir);
+	DeptFirstCallPart caller = DeptFirstCallEnter(DEPT_FC_ADAPTER);
 
 	nn_error_clear(&err);
 	if (adapter_deserialize((const uint8_t *) VARDATA_ANY(tensors), VARSIZE_ANY_EXHDR(tensors),
@@ -152,6 +153,7 @@ DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *nam
 	entry->adapter = a;
 	entry->labels = labels;
 	entry->n_labels = a->cfg.n_classes;
+	DeptFirstCallEnter(caller);
 }
 
 /* The two text columns of a sentence-pair adapter, from its hyperparameters (null: one text). */
@@ -199,6 +201,7 @@ DeptGetAdapter(const char *name)
 {
 	int			spi_level;
 	CachedAdapter *entry;
+	DeptFirstCallPart caller;
 	TimestampTz stmt = GetCurrentStatementStartTimestamp();
 	LocalTransactionId lxid = MyProc->lxid;
 
@@ -208,6 +211,7 @@ DeptGetAdapter(const char *name)
 	if (entry && entry->adapter && entry->checked_statement == stmt && entry->checked_lxid == lxid)
 		return entry;
 
+	caller = DeptFirstCallEnter(DEPT_FC_CATALOG);
 	spi_level = DeptSpiConnect();
 	{
 		Oid			types[1] = {TEXTOID};
@@ -270,6 +274,7 @@ DeptGetAdapter(const char *name)
 		}
 	}
 	DeptSpiFinish(spi_level);
+	DeptFirstCallEnter(caller);
 	entry->checked_statement = stmt;
 	entry->checked_lxid = lxid;
 	return entry;
@@ -284,11 +289,13 @@ DeptClassify(CachedAdapter *entry, const char *const *texts, const size_t *lens,
 	BackboneRun *run = DeptGetRunFor(bb, DEPT_PREDICT_BATCH, seq);
 	float	   *probs = palloc(sizeof(float) * (size_t) n * entry->n_labels);
 	NnError		err;
+	DeptFirstCallPart caller = DeptFirstCallEnter(DEPT_FC_FORWARD);
 
 	nn_error_clear(&err);
 	if (classify_texts(bb, run, entry->adapter, texts, lens, n, DEPT_PREDICT_BATCH, probs,
 					   &err) != NN_OK)
 		DeptReportNnError(&err, "could not classify text");
+	DeptFirstCallEnter(caller);
 	return probs;
 }
 

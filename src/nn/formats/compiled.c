@@ -5,13 +5,15 @@
  */
 #include "formats/compiled.h"
 
+#include "base/file_map.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -111,14 +113,14 @@ compiled_open(CompiledFile *cf, const char *dir, const char *format,
 		close(fd);
 		return nn_fail(err, NN_ERR_FORMAT, "\"%s\" is too short", path);
 	}
-	map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	map = nn_map_file(fd, (size_t) st.st_size);
 	close(fd);
-	if (map == MAP_FAILED)
+	if (map == NULL)
 		return nn_fail(err, NN_ERR_IO, "could not map \"%s\": %s", path, strerror(errno));
 	got = map;
 	if (!header_matches(got, &want, (size_t) st.st_size) || !is_fingerprint(got->fingerprint))
 	{
-		munmap(map, (size_t) st.st_size);
+		nn_map_release(map, (size_t) st.st_size);
 		return nn_fail(err, NN_ERR_IO, "\"%s\" is stale or damaged", path);
 	}
 	cf->map = map;
@@ -133,7 +135,7 @@ void
 compiled_close(CompiledFile *cf)
 {
 	if (cf->map != NULL)
-		munmap(cf->map, cf->map_len);
+		nn_map_release(cf->map, cf->map_len);
 	memset(cf, 0, sizeof(*cf));
 }
 
@@ -160,8 +162,8 @@ NnStatus
 compiled_write(const char *dir, const char *format, const char *const *sources, int n_sources,
 			   const char *fingerprint, const void *blob, size_t blob_len, NnError *err)
 {
-	static const char zeros[8] = {0};
 	CompiledHeader h;
+	char	   *file;
 	char		tmp[4096],
 				path[4096],
 				name[64];
@@ -177,12 +179,22 @@ compiled_write(const char *dir, const char *format, const char *const *sources, 
 	snprintf(name, sizeof(name), "%s.tmp.%ld", COMPILED_FILE_NAME, (long) getpid());
 	if (!path_in(tmp, sizeof(tmp), dir, name) || !path_in(path, sizeof(path), dir, COMPILED_FILE_NAME))
 		return nn_fail(err, NN_ERR_ARG, "model directory path is too long");
+	if (blob_len > SIZE_MAX - COMPILED_BLOB_OFFSET ||
+		(file = calloc(1, COMPILED_BLOB_OFFSET + blob_len)) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory writing a compiled file");
+	memcpy(file, &h, sizeof(h));
+	memcpy(file + COMPILED_BLOB_OFFSET, blob, blob_len);
 	unlink(tmp);				/* a previous process of this pid died writing it */
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
-		return nn_fail(err, NN_ERR_IO, "could not create \"%s\": %s", tmp, strerror(errno));
-	ok = write_fully(fd, &h, sizeof(h)) &&
-		write_fully(fd, zeros, COMPILED_BLOB_OFFSET - sizeof(h)) &&
-		write_fully(fd, blob, blob_len) && fsync(fd) == 0;
+	{
+		int			saved = errno;
+
+		free(file);
+		return nn_fail(err, NN_ERR_IO, "could not create \"%s\": %s", tmp, strerror(saved));
+	}
+	/* one write, so that the page cache holds it in 2 MiB folios (base/file_map.h) */
+	ok = write_fully(fd, file, COMPILED_BLOB_OFFSET + blob_len) && fsync(fd) == 0;
+	free(file);
 	ok = close(fd) == 0 && ok;
 	if (!ok || rename(tmp, path) != 0)
 	{

@@ -11,6 +11,7 @@
  */
 #include "formats/safetensors.h"
 
+#include "base/file_map.h"
 #include "formats/hf_config.h"
 
 #include <cjson/cJSON.h>
@@ -18,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -410,7 +410,7 @@ safetensors_close(Safetensors *st)
 	if (st == NULL)
 		return;
 	if (st->mapped)
-		munmap((void *) st->base, st->size);
+		nn_map_release((void *) st->base, st->size);
 	else
 		free((void *) st->base);
 	free(st->tensors);
@@ -453,14 +453,14 @@ safetensors_open(Safetensors **out, const char *path, NnError *err)
 		return nn_fail(err, NN_ERR_FORMAT, "safetensors: \"%s\" has %lld bytes, too short",
 					   path, (long long) sb.st_size);
 	}
-	p = mmap(NULL, (size_t) sb.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	p = nn_map_file(fd, (size_t) sb.st_size);
 	close(fd);					/* the mapping keeps the file */
-	if (p == MAP_FAILED)
+	if (p == NULL)
 		return nn_fail(err, NN_ERR_IO, "cannot map \"%s\"", path);
 	st = calloc(1, sizeof(Safetensors));
 	if (st == NULL)
 	{
-		munmap(p, (size_t) sb.st_size);
+		nn_map_release(p, (size_t) sb.st_size);
 		return nn_fail(err, NN_ERR_NOMEM, "safetensors: out of memory");
 	}
 	st->base = p;

@@ -11,6 +11,8 @@
  */
 #include "formats/tfjs_weights.h"
 
+#include "base/file_map.h"
+
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -305,7 +306,7 @@ tfjs_weights_close(TfjsWeights *w)
 	for (int g = 0; g < w->n_groups && w->groups != NULL; g++)
 	{
 		if (w->groups[g].map_len > 0)
-			munmap(w->groups[g].data, w->groups[g].map_len);
+			nn_map_release(w->groups[g].data, w->groups[g].map_len);
 		else
 			free(w->groups[g].data);
 	}
@@ -409,20 +410,16 @@ load_group(TfjsWeights *w, int g, const char *dir, NnError *err)
 	if (mappable)
 	{
 		size_t		len = (total + page - 1) / page * page;
-		uint8_t    *base = mmap(NULL, len, PROT_NONE,
-								MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		uint8_t    *base = nn_map_reserve(len);
 		size_t		off = 0;
 
-		if (base == MAP_FAILED)
+		if (base == NULL)
 			mappable = false;
 		for (int i = 0; mappable && i < grp->n_paths; off += size[i], i++)
 		{
-			if (size[i] == 0)
-				continue;
-			if (mmap(base + off, size[i], PROT_READ, MAP_SHARED | MAP_FIXED,
-					 fd[i], 0) == MAP_FAILED)
+			if (!nn_map_file_at(base + off, fd[i], size[i]))
 			{
-				munmap(base, len);
+				nn_map_release(base, len);
 				mappable = false;
 			}
 		}

@@ -25,8 +25,9 @@
  * NN_ERR_IO.
  *
  * Memory: each group is mapped read-only and contiguous.  One PROT_NONE
- * anonymous region is reserved for the group and every shard is mmap'ed
- * MAP_SHARED|MAP_FIXED at its offset inside it, which is possible when every
+ * anonymous region, 2 MiB aligned (base/file_map.h), is reserved for the group
+ * and every shard is mmap'ed MAP_SHARED|MAP_FIXED at its offset inside it,
+ * which is possible when every
  * shard but the last is a whole number of pages (TF.js writes 4 MiB shards):
  * tensors that span shards are then contiguous, nothing is copied, and all
  * processes that open the model share the page cache.  Otherwise the group
