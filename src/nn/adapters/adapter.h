@@ -241,8 +241,8 @@ double		adapter_value(const Adapter *a, float z);
 
 /*
  * A text-to-text regression's bin name read as its value: the whole name
- * a number strtod reads (surrounding blanks allowed), finite and within
- * float range.  False for anything else.
+ * a number strtod reads (leading white space and trailing spaces
+ * allowed), finite and within float range.  False for anything else.
  */
 bool		adapter_bin_name_value(const char *name, double *value);
 
