@@ -10,7 +10,9 @@
 # Needs bench/accuracy's splits (it makes them: bench/accuracy --tier small
 # --sets sst2_sentence,mr,cr --configs probe --no-test --no-baseline).
 # Prints a markdown table (mean and standard deviation of test accuracy)
-# and writes build/bench/transfer/results.tsv.
+# and writes build/bench/transfer/results.tsv.  Resumes: a (set, k, seed,
+# init) already in results.tsv is not run again, so more seeds can be added
+# to an earlier run (remove results.tsv to start over).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${1:-1 2 3 4 5}
@@ -48,14 +50,20 @@ for label in sorted(by):
 PY
 }
 
-printf "set\tk\tseed\tinit\taccuracy\n" >"$out/results.tsv"
+done_run() {    # done_run SET K SEED INIT: is the run already in results.tsv?
+	grep -q "^$1	$2	$3	$4	" "$out/results.tsv"
+}
+
+[ -f "$out/results.tsv" ] || printf "set\tk\tseed\tinit\taccuracy\n" >"$out/results.tsv"
 for set in mr cr; do
 	for k in 16 32 64; do
 		for seed in $seeds; do
+			done_run "$set" "$k" "$seed" scratch && done_run "$set" "$k" "$seed" sst2 && continue
 			sample_k "$splits/$set/train.tsv" "$k" "$seed" >"$out/train.tsv"
 			sample_k "$splits/$set/valid.tsv" "$k" "$seed" | tail -n +2 >"$out/valid.tsv"
 			cat "$out/train.tsv" "$out/valid.tsv" >"$out/trainvalid.tsv"
 			for init in scratch sst2; do
+				done_run "$set" "$k" "$seed" "$init" && continue
 				extra=()
 				[ "$init" = sst2 ] && extra=(--init-from "$out/sst2.adapter")
 				./dept-train --train "$out/trainvalid.tsv" --valid-rows $((2 * k)) --test "$splits/$set/test.tsv" \

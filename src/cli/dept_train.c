@@ -67,6 +67,7 @@ typedef struct CliArgs
 	bool		cold_head;		/* --cold-head: auto's DePT head starts from zero */
 	bool		epochs_given;
 	AutoReport	auto_report;
+	bool		bin_argmax;		/* --bin-value argmax: a text-to-text regression's likeliest bin */
 	TrainOptions opt;
 } CliArgs;
 
@@ -85,7 +86,11 @@ usage(FILE *f)
 			"  --cold-head            auto: DePT's head starts from zero, not from the probe's\n"
 			"  --no-probe-search      probe: no L2 search (the default tries 4 strengths)\n"
 			"  --task T               classification (default) or regression: numeric labels,\n"
-			"                         MSE on the standardised target; reports Pearson, Spearman, MSE\n"
+			"                         MSE on the standardised target; reports Pearson, Spearman, MSE;\n"
+			"                         on T5's text-to-text head the targets become 0.2-step bins\n"
+			"  --bin-value V          mean (default) or argmax: a text-to-text regression predicts\n"
+			"                         the probability-weighted mean of its bins, or the likeliest\n"
+			"                         bin's value\n"
 			"  --head H               text | linear: text-to-text is the default on T5\n"
 			"                         (not for probe), linear everywhere else\n"
 			"  --prompt-length N      l for pt, m for dept/ept (default 60)\n"
@@ -179,10 +184,20 @@ parse_explain_arg(int c, const char *arg, CliArgs *a)
 	return -1;
 }
 
-/* Options 25 and up: --explain's (parse_explain_arg) and --task; -1 with a message when bad. */
+/* Options 25 and up: --explain's (parse_explain_arg), --task, --bin-value; -1 with a message when bad. */
 static int
 parse_late_arg(int c, const char *arg, CliArgs *a)
 {
+	if (c == 32 && (strcmp(arg, "mean") == 0 || strcmp(arg, "argmax") == 0))
+	{
+		a->bin_argmax = strcmp(arg, "argmax") == 0;
+		return 0;
+	}
+	if (c == 32)
+	{
+		fprintf(stderr, "dept-train: --bin-value must be mean or argmax, not \"%s\"\n", arg);
+		return -1;
+	}
 	if (c != 31)
 		return parse_explain_arg(c, arg, a);
 	if (strcmp(arg, "regression") != 0 && strcmp(arg, "classification") != 0)
@@ -220,8 +235,9 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"explain", no_argument, 0, 25}, {"explain-method", required_argument, 0, 26},
 		{"steps", required_argument, 0, 27}, {"class", required_argument, 0, 28},
 		{"baseline", required_argument, 0, 29}, {"format", required_argument, 0, 30},
-		{"task", required_argument, 0, 31}, {"budget-rows", required_argument, 0, 32},
-		{"cold-head", no_argument, 0, 33}, {"no-probe-search", no_argument, 0, 34},
+		{"task", required_argument, 0, 31}, {"bin-value", required_argument, 0, 32},
+		{"budget-rows", required_argument, 0, 35}, {"cold-head", no_argument, 0, 36},
+		{"no-probe-search", no_argument, 0, 37},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -249,9 +265,9 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 'K': o->subspaces = atoi(optarg); break;
 			case 'q': o->subspace_rank = atoi(optarg); break;
 			case 'e': o->epochs = atoi(optarg); a->epochs_given = true; break;
-			case 32: a->budget_rows = atol(optarg); break;
-			case 33: a->cold_head = true; break;
-			case 34: o->probe_search = false; break;
+			case 35: a->budget_rows = atol(optarg); break;
+			case 36: a->cold_head = true; break;
+			case 37: o->probe_search = false; break;
 			case 'n': o->max_steps = atol(optarg); break;
 			case 'B': o->batch_size = atoi(optarg); break;
 			case 'S': o->seed = strtoull(optarg, NULL, 10); break;
@@ -306,7 +322,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 23: a->embed_path = optarg; break;
 			case 'h': usage(stdout); exit(0);
 			default:
-				if (c < 25 || c > 31 || parse_late_arg(c, optarg, a) != 0)
+				if (c < 25 || c > 32 || parse_late_arg(c, optarg, a) != 0)
 				{
 					usage(stderr);
 					return -1;
@@ -569,6 +585,7 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 		fprintf(stderr, "dept-train: %s\n", err.msg);
 		goto done;
 	}
+	ad->bin_argmax = a->bin_argmax;
 	if (ad->cfg.regression != test->regression)
 	{
 		fprintf(stderr, "dept-train: the adapter is a %s: %s\n", ad->cfg.regression ? "regression" :
@@ -589,9 +606,11 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 		fprintf(stderr, "dept-train: could not write %s\n", a->report_path);
 		goto done;
 	}
-	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"format_version\": %u, \"pooling\": \"%s\",\n \"test\": ",
+	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"format_version\": %u, \"pooling\": \"%s\",\n"
+			" \"task\": \"%s\", \"bin_value\": \"%s\",\n \"test\": ",
 			method_name(ad->cfg.method), bb->ops->family,
-			version, ad->cfg.pool_text ? "text" : "all");
+			version, ad->cfg.pool_text ? "text" : "all",
+			ad->cfg.regression ? "regression" : "classification", a->bin_argmax ? "argmax" : "mean");
 	json_metrics(out, m, names);
 	fprintf(out, "}\n");
 	if (out != stdout)
@@ -794,8 +813,9 @@ write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const T
 			res->adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" :
 			res->adapter->cfg.regression ? "regression" : "linear", nn_blas_core(),
 			a->threads);
-	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\",\n", a->opt.bf16 ? "bfloat16" : "float32",
-			res->adapter->cfg.pool_text ? "text" : "all");
+	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\", \"task\": \"%s\", \"classes\": %d,\n",
+			a->opt.bf16 ? "bfloat16" : "float32", res->adapter->cfg.pool_text ? "text" : "all",
+			res->adapter->cfg.regression ? "regression" : "classification", res->adapter->cfg.n_classes);
 	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
 			adapter_prompt_rows(&res->adapter->cfg), res->adapter->cfg.rank, res->adapter->cfg.max_len,
 			res->adapter->cfg.subspaces, res->adapter->cfg.subspace_rank);
@@ -891,6 +911,12 @@ main(int argc, char **argv)
 			fprintf(stderr, "dept-train: test rows with labels unseen in training are left out\n");
 	}
 
+	/* a regression on T5's text-to-text head trains on 0.2-step bins (train.h) */
+	if (train_prepare_regression(bb, &a.opt, train, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		return 1;
+	}
 	if (a.init_from_path && set_init_from(bb, &a, train) != 0)
 		return 1;
 	if ((a.auto_method ? train_auto_cli(bb, train, &a, &res, &err)
@@ -899,6 +925,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "dept-train: %s\n", err.msg);
 		return 1;
 	}
+	res.adapter->bin_argmax = a.bin_argmax;	/* after training: validation chose by the mean */
 	if (test)
 	{
 		int		   *rows = malloc(sizeof(int) * test->n_rows);

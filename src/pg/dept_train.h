@@ -67,6 +67,7 @@ typedef struct DeptTrainRequest
 	int			init_from_version;	/* its version; 0 = the active one */
 	char		extension_schema[NAMEDATALEN];	/* of dept_train, where its SQL functions are */
 	bool		auto_method;	/* method 'auto': candidates, the best kept (train_auto.c) */
+	bool		method_defaulted;	/* method was NULL: auto (or dept) chosen by DeptParseTrainOptions */
 	int64		budget_rows;	/* "budget_rows": rows the candidates see together; 0 none */
 	double		test_fraction;	/* "test_fraction": held out for the test report (train_test.c) */
 	bool		test_fraction_set;	/* given; else the worker picks the default */

@@ -273,8 +273,13 @@ DeptCheckLabelType(DeptTrainRequest *req, Oid relid, const char *label_column)
 				 errhint("Train a regression with options => '{\"task\": \"regression\"}', or cast the column to text in a view if these really are classes.")));
 }
 
+/*
+ * The options against the model they train: widths, lengths, heads.  A
+ * default method (method_defaulted) on a T5 text-to-text regression
+ * becomes DePT here, since 'auto' cannot train one.
+ */
 static void
-DeptCheckModelFits(const DeptTrainRequest *req)
+DeptCheckModelFits(DeptTrainRequest *req)
 {
 	const Backbone *bb = DeptGetBackboneAt(req->model_dir);
 	int			prompt = req->opt.method == ADAPTER_PROBE ? 0 : req->opt.prompt_len;
@@ -322,13 +327,22 @@ DeptCheckModelFits(const DeptTrainRequest *req)
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("%s", err.msg),
 					 errhint("Use \"head\": \"linear\", or a T5 model with a method other than probe.")));
-		/* T5's text-to-text regression (scores as strings) is not implemented */
-		if (req->regression && head == ADAPTER_HEAD_TEXT)
+		/*
+		 * T5's text-to-text regression trains on 0.2-step bins (train.h); the
+		 * candidates of 'auto' would need the bins and the numbers at once,
+		 * so the default (no method) trains DePT there
+		 */
+		if (req->regression && head == ADAPTER_HEAD_TEXT && req->auto_method && req->method_defaulted)
+		{
+			req->auto_method = false;
+			req->budget_rows = 0;
+			strlcpy(req->method, "dept", sizeof(req->method));
+		}
+		if (req->regression && head == ADAPTER_HEAD_TEXT && req->auto_method)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("text-to-text regression on model \"%s\" (%s) is not supported",
-							req->model_name, bb->ops->family),
-					 errhint("Use \"head\": \"linear\" for a regression on a T5 model.")));
+					 errmsg("method \"auto\" does not train a text-to-text regression"),
+					 errhint("Choose a method, or \"head\": \"linear\".")));
 	}
 }
 
@@ -381,6 +395,12 @@ DeptCheckMemoryBeforeStart(DeptTrainRequest *req, Oid relid, const char *label_c
 		max_label = Min(max_label + 2, bb->max_positions);
 		n_classes = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
 												&isnull));
+		/* a regression's labels are its bins ("5" is "5.0"): at most TRAIN_MAX_BINS */
+		if (req->regression)
+		{
+			max_label = Min(max_label + 2, bb->max_positions);
+			n_classes = Min(n_classes, TRAIN_MAX_BINS);
+		}
 	}
 	DeptEstimateTrainingMemory(bb, req->model_dir, &req->opt, (int) Min(n_classes, INT_MAX),
 							   DeptRelationRowEstimate(relid), 0, max_label, &est);

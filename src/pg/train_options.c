@@ -346,6 +346,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	static const char *const methods[] = {"probe", "pt", "dept", "ept", "auto"};
 	int			m = -1;
 
+	req->method_defaulted = method == NULL;
 	if (method == NULL)
 		method = DeptDefaultMethod(options);
 

@@ -283,8 +283,10 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb, DeptTestSet *ts)
 	DeptWorkerCommit();
 	if (sampler)
 		DeptSamplerFinish(sampler, ds);
+	/* a regression on T5's text-to-text head trains on 0.2-step bins (train.h) */
 	if ((req->regression ? dataset_finish_regression(ds, req->label_column, &err)
-		 : dataset_finish(ds, &err)) != NN_OK)
+		 : dataset_finish(ds, &err)) != NN_OK ||
+		train_prepare_regression(bb, &req->opt, ds, &err) != NN_OK)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("cannot train on %s: %s", req->relation_name, err.msg)));
@@ -399,9 +401,12 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 					 a->cfg.regression ? "regression" : "classification");
 	if (a->cfg.method == ADAPTER_PROBE && req->opt.probe_search)
 		appendStringInfo(&hyper, ", \"l2\": %g", res->probe_l2);
-	if (a->cfg.regression)
+	if (a->cfg.regression && a->cfg.head == ADAPTER_HEAD_LINEAR)
 		appendStringInfo(&hyper, ", \"target_mean\": %.9g, \"target_sd\": %.9g",
 						 a->target.w[0], a->target.w[1]);
+	else if (a->cfg.regression)
+		/* the labels are the bins; a prediction is their probability-weighted mean */
+		appendStringInfo(&hyper, ", \"bins\": %d, \"bin_value\": \"mean\"", a->cfg.n_classes);
 	if (req->text_column2[0] != '\0')
 	{
 		/* a sentence pair: dept_predict(adapter, a, b) formats it as training did */

@@ -13,7 +13,7 @@
  *
  * Built with -DADAPTER_IO_SEEDS instead of -fsanitize=fuzzer, the file is
  * a small program that writes the seed corpus: one tiny adapter per
- * method and shape of configuration.
+ * method and shape of configuration, and a text-to-text regression.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,7 +91,8 @@ static const char FP[] = "8c1b5a7e2f4d6039a1b2c3d4e5f60718293a4b5c6d7e8f90011223
 static int
 write_seed(const char *dir, const char *name, AdapterConfig cfg)
 {
-	static const char *const classes[] = {"neg", "pos", "neutral \xc3\xa9"};
+	static const char *const classes[] = {"neg", "pos", "neutral \xc3\xa9"},
+			   *const bins[] = {"0.0", "0.2", "0.4"};
 	Adapter    *a;
 	AdapterParam *params[9];
 	uint8_t    *buf;
@@ -112,7 +113,7 @@ write_seed(const char *dir, const char *name, AdapterConfig cfg)
 	for (int k = 0; k < 9; k++)
 		for (size_t i = 0; i < params[k]->n; i++, x = -x * 1.5f + 0.125f)
 			params[k]->w[i] = x;
-	if (adapter_serialize(a, FP, classes, &buf, &len, &err) != NN_OK)
+	if (adapter_serialize(a, FP, cfg.regression ? bins : classes, &buf, &len, &err) != NN_OK)
 	{
 		fprintf(stderr, "%s: %s\n", name, err.msg);
 		return 1;
@@ -137,7 +138,8 @@ main(int argc, char **argv)
 				pt = base,
 				dept = base,
 				dept_no_rank = base,
-				ept = base;
+				ept = base,
+				text_regression = base;
 	int			bad = 0;
 
 	if (argc != 2)
@@ -164,6 +166,11 @@ main(int argc, char **argv)
 	bad |= write_seed(argv[1], "dept.bin", dept);
 	bad |= write_seed(argv[1], "dept_rank0.bin", dept_no_rank);
 	bad |= write_seed(argv[1], "ept.bin", ept);
+	/* format version 5: a text-to-text regression, its class names the bins' values */
+	text_regression = dept;
+	text_regression.head = ADAPTER_HEAD_TEXT;
+	text_regression.regression = 1;
+	bad |= write_seed(argv[1], "text_regression.bin", text_regression);
 	return bad;
 }
 

@@ -4,7 +4,8 @@
 -- predictions are numbers that follow the label; dept_predict_value,
 -- dept_predict, dept_predict_proba and dept_evaluate on regression and
 -- classifier adapters, with their SQLSTATEs; "if_better" compares
--- validation MSE (lower is better).  The label is a clear function of the
+-- validation MSE (lower is better); on T5's text-to-text head the
+-- scores become 0.2-step bins.  The label is a clear function of the
 -- text: how many of six words are "great" rather than "awful".  Training
 -- reads committed tables, so the data is set up outside the transaction.
 \set ON_ERROR_STOP 1
@@ -49,7 +50,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'tap\_reg%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'tap\_reg%';
 
 BEGIN;
-SELECT plan(32);
+SELECT plan(41);
 
 -- A double precision label is a regression without being told (a NOTICE says so).
 SELECT is(dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_probe', method => 'probe',
@@ -127,11 +128,43 @@ SELECT throws_ok($$SELECT dept_train('tap_reg', 'score', 'body', adapter => 'tap
 										 options => '{"task": "ranking"}')$$,
 				 '22023', NULL, 'an unknown task: 22023');
 
--- T5's text-to-text regression (scores as strings) is not implemented: refused.
-SELECT throws_ok($$SELECT dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_x', method => 'dept',
+-- T5's text-to-text regression, as the DePT code trains STS-B: the scores
+-- 0..6 become the 31 label strings "0.0", "0.2", ..., "6.0"; a prediction
+-- is the probability-weighted mean of the bins.  The model is random and
+-- tiny: what is checked is what is stored and computed, not accuracy.
+SELECT is(dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_t5reg', method => 'dept',
+					 options => '{"model": "tap_reg_t5", "epochs": 1, "seed": 1, "max_length": 16, "prompt_length": 4, "budget": 8}'),
+		  'tap_reg_t5reg', 'a regression on T5''s text-to-text head trains');
+SELECT results_eq($$SELECT hyperparameters ->> 'task', hyperparameters ->> 'head', hyperparameters ->> 'bins',
+						   labels[1], labels[2], labels[31], cardinality(labels)
+					  FROM dept.adapters WHERE name = 'tap_reg_t5reg'$$,
+				  $$VALUES ('regression', 'text', '31', '0.0', '0.2', '6.0', 31)$$,
+				  'stored as a text-to-text regression whose labels are the 31 bins 0.0 .. 6.0');
+SELECT ok((SELECT metrics ? 'valid_pearson' AND metrics ? 'valid_spearman' AND metrics ? 'valid_mse'
+				  AND NOT metrics ? 'valid_accuracy' AND NOT hyperparameters ? 'target_mean'
+			 FROM dept.adapters WHERE name = 'tap_reg_t5reg'),
+		  'its validation Pearson, Spearman and MSE are stored; no target mean');
+SELECT ok((SELECT bool_and(v BETWEEN 0 AND 6) FROM (SELECT dept_predict_value('tap_reg_t5reg', body) v
+													  FROM tap_reg_test LIMIT 8) s),
+		  'dept_predict_value: values inside the bins'' range');
+SELECT ok(abs(dept_predict('tap_reg_t5reg', 'great great awful awful awful awful book')::float8
+			 - dept_predict_value('tap_reg_t5reg', 'great great awful awful awful awful book')) < 1e-4,
+		  'dept_predict returns the value as text');
+SELECT throws_ok($$SELECT dept_predict_proba('tap_reg_t5reg', 'great film')$$, '22023', NULL,
+				 'dept_predict_proba on a text-to-text regression: 22023');
+SELECT ok((SELECT r ->> 'task' = 'regression' AND (r ->> 'rows')::int = 70 AND r ? 'pearson'
+				  AND r ? 'spearman' AND (r ->> 'mse')::float8 >= 0 AND NOT r ? 'accuracy'
+			 FROM dept_evaluate('tap_reg_t5reg', 'tap_reg_test', 'score', 'body') r),
+		  'dept_evaluate: Pearson, Spearman and MSE of the weighted means');
+SELECT throws_ok($$SELECT dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_x', method => 'auto',
 										 options => '{"model": "tap_reg_t5"}')$$,
-				 '0A000', 'text-to-text regression on model "tap_reg_t5" (t5) is not supported',
-				 'a regression on T5''s text-to-text head: 0A000');
+				 '0A000', 'method "auto" does not train a text-to-text regression',
+				 'method auto on T5''s text-to-text regression: 0A000');
+SELECT is(dept_train('tap_reg', 'score', 'body', adapter => 'tap_reg_t5default',
+					 options => '{"model": "tap_reg_t5", "epochs": 1, "seed": 1, "max_length": 16}'),
+		  'tap_reg_t5default', 'with no method, a T5 text-to-text regression trains');
+SELECT is((SELECT method FROM dept.adapters WHERE name = 'tap_reg_t5default'), 'dept',
+		  'and it is DePT (auto cannot train one)');
 
 -- A classifier has no value.
 SELECT is(dept_train('tap_reg', 'label', 'body', adapter => 'tap_reg_class', method => 'probe',

@@ -101,12 +101,12 @@ fill_uniform(float *w, size_t n, float bound, Rng *rng)
 static NnStatus
 check_config(const AdapterConfig *cfg, int max_batch, NnError *err)
 {
+	bool		one_output = cfg->regression && cfg->head == ADAPTER_HEAD_LINEAR;
+
 	if (cfg->d <= 0 || cfg->h_dim <= 0 || max_batch <= 0 ||
-		(cfg->regression ? cfg->n_classes != 1 : cfg->n_classes < 2))
+		(one_output ? cfg->n_classes != 1 : cfg->n_classes < 2))
 		return nn_fail(err, NN_ERR_ARG, "adapter needs d, h_dim, max_batch > 0 and at least 2 classes "
-					   "(exactly 1 output for a regression)");
-	if (cfg->regression && cfg->head != ADAPTER_HEAD_LINEAR)
-		return nn_fail(err, NN_ERR_ARG, "a regression needs a linear head");
+					   "(exactly 1 output for a regression on a linear head)");
 	if (cfg->method < ADAPTER_PROBE || cfg->method > ADAPTER_EPT)
 		return nn_fail(err, NN_ERR_ARG, "unknown adapter method %d", (int) cfg->method);
 	if (cfg->head != ADAPTER_HEAD_LINEAR && cfg->head != ADAPTER_HEAD_TEXT)
@@ -167,7 +167,7 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 		st |= param_alloc(&a->head_w, (size_t) cfg->n_classes * cfg->h_dim);
 		st |= param_alloc(&a->head_b, cfg->n_classes);
 	}
-	if (cfg->regression)
+	if (cfg->regression && has_linear_head(cfg))
 		st |= param_alloc(&a->target, 2);
 	if (s)
 	{
@@ -199,7 +199,7 @@ adapter_new(Adapter **out, const AdapterConfig *cfg, int max_batch, uint64_t see
 		fill_uniform(a->lora_a.w, s * r, 1.0f / sqrtf((float) r), &rng);
 	if (K)
 		fill_uniform(a->ept_u.w, K * d * q, 1.0f / sqrtf((float) d), &rng);
-	if (cfg->regression)
+	if (cfg->regression && has_linear_head(cfg))
 		adapter_set_target(a, 0.0, 1.0);
 	*out = a;
 	return NN_OK;
@@ -276,6 +276,7 @@ adapter_free(Adapter *a)
 	free(a->scratch);
 	free(a->scratch_q);
 	free(a->label_ids);
+	free(a->bin_values);
 	free(a);
 }
 
@@ -659,6 +660,61 @@ double
 adapter_value(const Adapter *a, float z)
 {
 	return a->target.w[0] + a->target.w[1] * (double) z;
+}
+
+bool
+adapter_bin_name_value(const char *name, double *value)
+{
+	char	   *end;
+
+	*value = strtod(name, &end);
+	while (*end == ' ')
+		end++;
+	return end != name && *end == '\0' && isfinite(*value) && fabs(*value) <= 3e38;
+}
+
+NnStatus
+adapter_set_bin_values(Adapter *a, const double *values, NnError *err)
+{
+	int			C = a->cfg.n_classes;
+	float	   *copy;
+
+	if (!a->cfg.regression || a->cfg.head != ADAPTER_HEAD_TEXT)
+		return nn_fail(err, NN_ERR_ARG, "only a text-to-text regression has bin values");
+	for (int c = 0; c < C; c++)
+		if (!isfinite(values[c]) || fabs(values[c]) > 3e38)
+			return nn_fail(err, NN_ERR_ARG, "bin %d's value is not a finite number", c);
+	if ((copy = malloc(sizeof(float) * C)) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory for bin values");
+	for (int c = 0; c < C; c++)
+		copy[c] = (float) values[c];
+	free(a->bin_values);
+	a->bin_values = copy;
+	return NN_OK;
+}
+
+double
+adapter_bin_value(const Adapter *a, const float *scores)
+{
+	int			C = a->cfg.n_classes,
+				best = 0;
+	double		sum = 0.0,
+				mean = 0.0;
+
+	for (int c = 1; c < C; c++)
+		if (scores[c] > scores[best])
+			best = c;
+	if (a->bin_argmax)
+		return a->bin_values[best];
+	/* softmax shifted by the largest score, as classify_texts' probabilities */
+	for (int c = 0; c < C; c++)
+	{
+		double		p = exp((double) scores[c] - scores[best]);
+
+		sum += p;
+		mean += p * a->bin_values[c];
+	}
+	return mean / sum;
 }
 
 void

@@ -90,9 +90,11 @@ typedef struct AdapterConfig
 	int			pool_text;		/* 1: the linear head's h pools the text rows only, not the
 								 * prompt's; 0: every row (an int, so the struct has no
 								 * padding and compares with memcmp) */
-	int			regression;		/* 1: a linear head with one output predicting a number
-								 * (n_classes 1): mean + sd * output, loss MSE on the
-								 * standardised target */
+	int			regression;		/* 1: predicting a number.  A linear head has one
+								 * output (n_classes 1): mean + sd * output, loss MSE on
+								 * the standardised target.  A text-to-text head ranks
+								 * n_classes bins, label strings that are numbers
+								 * (dataset_bin_targets), see adapter_bin_value */
 } AdapterConfig;
 
 typedef struct AdapterParam
@@ -127,6 +129,15 @@ typedef struct Adapter
 	 */
 	int32_t    *label_ids;
 	int			label_len;
+
+	/*
+	 * Text-to-text regression: each bin's value (C), its label string read
+	 * as a number (adapter_set_bin_values); NULL until set.  bin_argmax
+	 * predicts the likeliest bin's value instead of the probability-
+	 * weighted mean (not stored: a choice made at prediction time).
+	 */
+	float	   *bin_values;
+	bool		bin_argmax;
 
 	/* forward caches, sized for max_batch rows */
 	int			max_batch;
@@ -233,6 +244,28 @@ void		head_mse_backward(Adapter *a, const float *h, float *out, const float *tar
 
 /* Regression: the value of a head output z, mean + sd * z. */
 double		adapter_value(const Adapter *a, float z);
+
+/*
+ * A text-to-text regression's bin name read as its value: the whole name
+ * a number strtod reads (leading white space and trailing spaces
+ * allowed), finite and within float range.  False for anything else.
+ */
+bool		adapter_bin_name_value(const char *name, double *value);
+
+/*
+ * Text-to-text regression: keep a copy of the n_classes bin values.
+ * NN_ERR_ARG unless a is a text-to-text regression and every value is
+ * finite; NN_ERR_NOMEM.
+ */
+NnStatus	adapter_set_bin_values(Adapter *a, const double *values, NnError *err);
+
+/*
+ * Text-to-text regression: the value of one row's bin scores s (C), the
+ * label log-likelihoods: sum_c softmax(s)_c v_c, the probability-weighted
+ * mean of the bin values v (docs/design.md 1), or with bin_argmax the
+ * value of the likeliest bin.
+ */
+double		adapter_bin_value(const Adapter *a, const float *scores);
 
 /* Regression: set the target mean and sd (sd <= 0 or not finite becomes 1). */
 void		adapter_set_target(Adapter *a, double mean, double sd);

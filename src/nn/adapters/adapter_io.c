@@ -266,11 +266,12 @@ expected_tensors(const AdapterConfig *cfg, TensorSpec *spec)
 				r = (uint32_t) cfg->rank,
 				K = (uint32_t) cfg->subspaces,
 				q = (uint32_t) cfg->subspace_rank,
-				C = cfg->head == ADAPTER_HEAD_TEXT ? 0 : (uint32_t) cfg->n_classes;
+				C = cfg->head == ADAPTER_HEAD_TEXT ? 0 : (uint32_t) cfg->n_classes,
+				target = cfg->regression && cfg->head == ADAPTER_HEAD_LINEAR ? 2 : 0;
 	const uint32_t shapes[N_TENSOR_KINDS][MAX_NDIM + 1] = {
 		{2, P, d}, {2, s, r}, {2, r, d},
 		{3, K, d, q}, {3, K, q, d}, {2, K, d}, {1, K},
-		{2, C, (uint32_t) cfg->h_dim}, {1, C}, {1, cfg->regression ? 2 : 0},
+		{2, C, (uint32_t) cfg->h_dim}, {1, C}, {1, target},
 	};
 	int			n_spec = 0;
 
@@ -344,15 +345,16 @@ check_config(const AdapterConfig *c, NnStatus st, NnError *err)
 				alloc;
 	bool		pt = c->method == ADAPTER_PT,
 				dept = c->method == ADAPTER_DEPT,
-				ept = c->method == ADAPTER_EPT;
+				ept = c->method == ADAPTER_EPT,
+				one_output = c->regression && c->head == ADAPTER_HEAD_LINEAR;
 
 	if ((unsigned) c->method > ADAPTER_EPT)
 		return nn_fail(err, st, "adapter method %u is not one of 0..3 (probe, pt, dept, ept)",
 					   (unsigned) c->method);
 	if (check_range("d", c->d, 1, ADAPTER_IO_MAX_D, st, err) ||
 		check_range("h_dim", c->h_dim, 1, ADAPTER_IO_MAX_D, st, err) ||
-		check_range("n_classes", c->n_classes, c->regression ? 1 : 2,
-					c->regression ? 1 : ADAPTER_IO_MAX_CLASSES, st, err) ||
+		check_range("n_classes", c->n_classes, one_output ? 1 : 2,
+					one_output ? 1 : ADAPTER_IO_MAX_CLASSES, st, err) ||
 		check_range("prompt_len", c->prompt_len, pt || ept, ADAPTER_IO_MAX_PROMPT, st, err) ||
 		check_range("max_len", c->max_len, ept || (dept && c->rank > 0), ADAPTER_IO_MAX_LEN, st, err) ||
 		check_range("rank", c->rank, ept, c->d, st, err) ||
@@ -364,8 +366,6 @@ check_config(const AdapterConfig *c, NnStatus st, NnError *err)
 					   (unsigned) c->head);
 	if (c->method == ADAPTER_PROBE && c->head == ADAPTER_HEAD_TEXT)
 		return nn_fail(err, st, "a probe adapter cannot have a text-to-text head");
-	if (c->regression && c->head != ADAPTER_HEAD_LINEAR)
-		return nn_fail(err, st, "a regression adapter needs a linear head");
 	if (c->method == ADAPTER_PROBE && check_unused(c, "prompt", c->prompt_len, st, err))
 		return st;
 	if (!(dept || ept) && check_unused(c, "low-rank pair", c->rank, st, err))
@@ -472,6 +472,21 @@ check_class_names(const char *const *names, int n, uint64_t *size, NnError *err)
 	return NN_OK;
 }
 
+/* A text-to-text regression's class names are its bins' values (adapter_bin_name_value). */
+static NnStatus
+check_bin_names(const AdapterConfig *cfg, const char *const *names, NnStatus st, NnError *err)
+{
+	double		v;
+
+	if (!cfg->regression || cfg->head != ADAPTER_HEAD_TEXT)
+		return NN_OK;
+	for (int i = 0; i < cfg->n_classes; i++)
+		if (!adapter_bin_name_value(names[i], &v))
+			return nn_fail(err, st, "class name %d (\"%.64s\") of a text-to-text regression is not "
+						   "a number", i, names[i]);
+	return NN_OK;
+}
+
 /* The adapter's tensors match the canonical configuration and are finite. */
 static NnStatus
 check_tensors(const Adapter *a, const TensorSpec *spec, int n_spec, uint64_t *size, NnError *err)
@@ -515,11 +530,12 @@ write_header(uint8_t *p, const AdapterConfig *c, int n_tensors, uint64_t total,
 	 * (canonical: only with a linear head and prompt rows), else 1 unless
 	 * its head is text-to-text
 	 */
-	put_u32(p + OFF_VERSION, c->regression ? ADAPTER_IO_VERSION_REGRESSION
+	put_u32(p + OFF_VERSION, c->regression && text ? ADAPTER_IO_VERSION_TEXT_REGRESSION
+			: c->regression ? ADAPTER_IO_VERSION_REGRESSION
 			: c->pool_text ? ADAPTER_IO_VERSION_POOL_TEXT
 			: text ? ADAPTER_IO_VERSION_TEXT_HEAD : 1);
-	put_u32(p + OFF_HEAD, c->regression ? ADAPTER_IO_HEAD_REGRESSION
-			: text ? (uint32_t) ADAPTER_HEAD_TEXT : 0);
+	put_u32(p + OFF_HEAD, text ? (uint32_t) ADAPTER_HEAD_TEXT
+			: c->regression ? ADAPTER_IO_HEAD_REGRESSION : 0);
 	put_u32(p + OFF_POOLING, c->pool_text ? 1 : 0);
 	put_u32(p + OFF_HEADER_SIZE, ADAPTER_IO_HEADER_SIZE);
 	for (int i = 0; i < 9; i++)
@@ -571,7 +587,8 @@ adapter_serialize(const Adapter *a, const char *backbone_fingerprint,
 	cfg = canonical_config(&a->cfg);
 	if ((st = check_config(&cfg, NN_ERR_ARG, err)) != NN_OK ||
 		(st = parse_fingerprint(backbone_fingerprint, fingerprint, err)) != NN_OK ||
-		(st = check_class_names(class_names, cfg.n_classes, &size, err)) != NN_OK)
+		(st = check_class_names(class_names, cfg.n_classes, &size, err)) != NN_OK ||
+		(st = check_bin_names(&cfg, (const char *const *) class_names, NN_ERR_ARG, err)) != NN_OK)
 		return st;
 	n_spec = expected_tensors(&cfg, spec);
 	if ((st = check_tensors(a, spec, n_spec, &size, err)) != NN_OK)
@@ -677,6 +694,10 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a regression head (%d) "
 					   "and pooling 0 or 1, but the head at offset %d is %u and the pooling %u",
 					   version, ADAPTER_IO_HEAD_REGRESSION, OFF_HEAD, head, pooling);
+	if (version == ADAPTER_IO_VERSION_TEXT_REGRESSION && (head != ADAPTER_HEAD_TEXT || pooling != 0))
+		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a text-to-text head (1) "
+					   "and pooling 0, but the head at offset %d is %u and the pooling %u",
+					   version, OFF_HEAD, head, pooling);
 	if (version < ADAPTER_IO_VERSION_POOL_TEXT && pooling != 0)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter reserved field 1 at offset %d is %u, not 0",
 					   OFF_POOLING, pooling);
@@ -706,7 +727,8 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 			*dims[i] = (int) v;
 	}
 	cfg->alpha = bits_float(get_u32(buf + OFF_ALPHA));
-	cfg->regression = version == ADAPTER_IO_VERSION_REGRESSION;
+	cfg->regression = version == ADAPTER_IO_VERSION_REGRESSION ||
+		version == ADAPTER_IO_VERSION_TEXT_REGRESSION;
 	cfg->head = head == ADAPTER_HEAD_TEXT ? ADAPTER_HEAD_TEXT : ADAPTER_HEAD_LINEAR;
 	cfg->pool_text = pooling == 1;
 	return check_config(cfg, NN_ERR_FORMAT, err);
@@ -926,6 +948,12 @@ adapter_deserialize(const uint8_t *buf, size_t len, int max_batch, Adapter **out
 
 	if ((st = build_class_names(buf, names_at, cfg.n_classes, class_names, err)) != NN_OK)
 		return st;
+	if ((st = check_bin_names(&cfg, (const char *const *) *class_names, NN_ERR_FORMAT, err)) != NN_OK)
+	{
+		adapter_free_class_names(*class_names, cfg.n_classes);
+		*class_names = NULL;
+		return st;
+	}
 	if ((st = build_adapter(&cfg, spec, n_spec, data, max_batch, out, err)) != NN_OK)
 	{
 		adapter_free_class_names(*class_names, cfg.n_classes);

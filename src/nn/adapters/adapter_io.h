@@ -15,7 +15,8 @@
  *   ------  ----  -----------------------------------------------------------
  *        0     4  magic          "DEPT" (0x44 0x45 0x50 0x54)
  *        4     4  u32 version    1 (linear head), 2 (text-to-text head) or
- *                                3 (linear head pooling the text rows only)
+ *                                3 (linear head pooling the text rows only);
+ *                                4 and 5: regressions (below)
  *        8     4  u32 header_size ADAPTER_IO_HEADER_SIZE (104): bytes 0..103
  *       12     4  u32 method     0 probe, 1 PT, 2 DePT, 3 EPT (AdapterMethod)
  *       16     4  u32 d          token embedding width       1..16384
@@ -102,6 +103,14 @@
  * regression is written as version 4, so every classifier keeps its
  * bytes; a version-4 header with another head is refused.
  *
+ * Version 5 adds T5's text-to-text regression (AdapterConfig.regression
+ * with a text-to-text head): the head field 1 and the pooling field 0 as
+ * in version 2, n_classes >= 2 bins whose class names are their values
+ * (adapter_bin_name_value: "3.4"; anything else is refused, writing and
+ * reading), and no tensor beyond version 2's (no "target").  Only such an
+ * adapter is written as version 5; a version-5 header with another head
+ * or pooling is refused.
+ *
  * Size limits, so that a forged header cannot make the reader allocate
  * much more than the bytes it was given: the per-field ranges above, at
  * most ADAPTER_IO_MAX_FLOATS stored values in all, and at most
@@ -132,11 +141,12 @@
 #include "base/nn_common.h"
 
 #define ADAPTER_IO_MAGIC "DEPT"
-#define ADAPTER_IO_VERSION 4		/* the newest version read and written */
+#define ADAPTER_IO_VERSION 5		/* the newest version read and written */
 #define ADAPTER_IO_VERSION_TEXT_HEAD 2	/* the first with a text-to-text head */
 #define ADAPTER_IO_VERSION_POOL_TEXT 3	/* the first with text-row pooling */
 #define ADAPTER_IO_VERSION_REGRESSION 4	/* the first with a regression head */
 #define ADAPTER_IO_HEAD_REGRESSION 2	/* the head field of a version-4 adapter */
+#define ADAPTER_IO_VERSION_TEXT_REGRESSION 5	/* the first with a text-to-text regression */
 #define ADAPTER_IO_HEADER_SIZE 104
 #define ADAPTER_IO_MIN_SIZE (ADAPTER_IO_HEADER_SIZE + 4 + 4)	/* + class count + CRC */
 

@@ -212,7 +212,8 @@ batch_evaluate(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *
 {
 	ClassMetrics *m = a->cfg.regression ? metrics_new_regression(n_rows)
 		: metrics_new(ds->n_classes);
-	int			C = a->cfg.regression ? 1 : ds->n_classes;
+	bool		bins = a->cfg.regression && a->cfg.head == ADAPTER_HEAD_TEXT;
+	int			C = bins ? a->cfg.n_classes : a->cfg.regression ? 1 : ds->n_classes;
 
 	if (m == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory for metrics");
@@ -235,7 +236,8 @@ batch_evaluate(const Backbone *bb, Adapter *a, Workspace *ws, const TokenCache *
 		for (int b = 0; b < B; b++)
 			if (a->cfg.regression)
 				metrics_add_value(m, ds->targets ? ds->targets[rows[start + b]] : 0.0,
-								  adapter_value(a, ws->logits[b]));
+								  bins ? adapter_bin_value(a, ws->logits + (size_t) b * C)
+								  : adapter_value(a, ws->logits[b]));
 			else
 				metrics_add(m, ds->labels[rows[start + b]], batch_argmax(ws->logits + (size_t) b * C, C));
 	}

@@ -10,6 +10,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A text-to-text regression's bins: each label string read as its value. */
+static NnStatus
+bind_bin_values(Adapter *a, const char *const *names, NnError *err)
+{
+	int			C = a->cfg.n_classes;
+	double	   *values = malloc(sizeof(double) * C);
+	NnStatus	st = NN_OK;
+
+	if (values == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory for bin values");
+	for (int c = 0; c < C && st == NN_OK; c++)
+		if (!adapter_bin_name_value(names[c], &values[c]))
+			st = nn_fail(err, NN_ERR_ARG, "label \"%.64s\" of a text-to-text regression is not a number",
+						 names[c]);
+	if (st == NN_OK)
+		st = adapter_set_bin_values(a, values, err);
+	free(values);
+	return st;
+}
+
 NnStatus
 text_head_bind_labels(const Backbone *bb, Adapter *a, const char *const *names, NnError *err)
 {
@@ -63,6 +83,8 @@ text_head_bind_labels(const Backbone *bb, Adapter *a, const char *const *names, 
 		for (int t = 0; t < len; t++)
 			packed[(size_t) c * len + t] = t < count[c] ? ids[(size_t) c * max + t] : -1;
 	st = adapter_set_label_ids(a, packed, len, err);
+	if (st == NN_OK && a->cfg.regression)
+		st = bind_bin_values(a, names, err);
 done:
 	free(ids);
 	free(count);
@@ -108,14 +130,18 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 	float	   *X = malloc(sizeof(float) * batch_size * (P + max_len) * d);
 	uint8_t    *x_mask = malloc((size_t) batch_size * (P + max_len));
 	float	   *h = malloc(sizeof(float) * batch_size * bb->d_out);
+	bool		bins = a->cfg.regression && a->cfg.head == ADAPTER_HEAD_TEXT;
+	/* a text-to-text regression's bin scores, before they become values */
+	float	   *scores = bins ? malloc(sizeof(float) * (size_t) batch_size * C) : NULL;
 	NnStatus	st = NN_OK;
 
-	if (!ids || !count || !E || !e_mask || !X || !x_mask || !h || batch_size > a->max_batch)
+	if (!ids || !count || !E || !e_mask || !X || !x_mask || !h || (bins && !scores) ||
+		batch_size > a->max_batch)
 	{
 		st = nn_fail(err, NN_ERR_NOMEM, "out of memory classifying texts");
 		goto done;
 	}
-	if (a->cfg.head == ADAPTER_HEAD_TEXT && a->label_ids == NULL)
+	if (a->cfg.head == ADAPTER_HEAD_TEXT && (a->label_ids == NULL || (bins && a->bin_values == NULL)))
 	{
 		st = nn_fail(err, NN_ERR_ARG, "text-to-text adapter without label ids (text_head_bind_labels)");
 		goto done;
@@ -146,9 +172,11 @@ classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *con
 		if (a->cfg.head == ADAPTER_HEAD_TEXT)
 		{
 			/* rank classification: the scores become probabilities by the softmax below */
-			if ((st = batch_rank_scores(bb, run, a, X, x_mask, B, P + len, probs + (size_t) start * C,
-								  err)) != NN_OK)
+			if ((st = batch_rank_scores(bb, run, a, X, x_mask, B, P + len,
+										bins ? scores : probs + (size_t) start * C, err)) != NN_OK)
 				goto done;
+			for (int b = 0; bins && b < B; b++)
+				probs[start + b] = (float) adapter_bin_value(a, scores + (size_t) b * C);
 		}
 		else
 		{
@@ -182,5 +210,6 @@ done:
 	free(X);
 	free(x_mask);
 	free(h);
+	free(scores);
 	return st;
 }

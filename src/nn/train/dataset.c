@@ -187,6 +187,58 @@ dataset_finish_regression(Dataset *ds, const char *value_name, NnError *err)
 	return NN_OK;
 }
 
+NnStatus
+dataset_bin_targets(Dataset *ds, int max_bins, NnError *err)
+{
+	double		lo = 0.0,
+				hi = 0.0;
+	int			n_bins;
+	char	  **names;
+
+	if (!ds->regression || ds->n_classes != 1 || ds->n_rows == 0)
+		return nn_fail(err, NN_ERR_ARG, "only a regression dataset not yet binned has targets to bin");
+	/*
+	 * bin k holds k / 5: rint(t * 5) rounds half to even, as numpy's round
+	 * in T5's round(t * 5) / 5 (a float times 5 is exact in a double)
+	 */
+	for (int i = 0; i < ds->n_rows; i++)
+	{
+		double		k = rint(ds->targets[i] * DATASET_BINS_PER_UNIT);
+
+		lo = i == 0 || k < lo ? k : lo;
+		hi = i == 0 || k > hi ? k : hi;
+	}
+	if (hi - lo + 1 < 2 || hi - lo + 1 > max_bins)
+		return nn_fail(err, NN_ERR_ARG, "the targets span %.0f steps of %.1f (%.1f to %.1f): "
+					   "a text-to-text regression needs 2 to %d", hi - lo + 1,
+					   1.0 / DATASET_BINS_PER_UNIT, lo / DATASET_BINS_PER_UNIT,
+					   hi / DATASET_BINS_PER_UNIT, max_bins);
+	n_bins = (int) (hi - lo + 1);
+	if ((names = calloc(n_bins, sizeof(char *))) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory naming bins");
+	for (int c = 0; c < n_bins; c++)
+	{
+		char		buf[64];
+
+		/* + 0.0: a bin of -0.0 is named "0.0" */
+		snprintf(buf, sizeof(buf), "%.1f", (lo + c) / DATASET_BINS_PER_UNIT + 0.0);
+		if ((names[c] = copy_bytes(buf, strlen(buf))) == NULL)
+		{
+			for (int k = 0; k < c; k++)
+				free(names[k]);
+			free(names);
+			return nn_fail(err, NN_ERR_NOMEM, "out of memory naming bins");
+		}
+	}
+	for (int i = 0; i < ds->n_rows; i++)
+		ds->labels[i] = (int) (rint(ds->targets[i] * DATASET_BINS_PER_UNIT) - lo);
+	free(ds->class_names[0]);
+	free(ds->class_names);
+	ds->class_names = names;
+	ds->n_classes = n_bins;
+	return NN_OK;
+}
+
 /*
  * Split one line into fields in place.  CSV honours double quotes ("" is a
  * quote); TSV does not.  Returns the number of fields (at most max).

@@ -25,7 +25,8 @@ typedef struct Dataset
 	int			n_classes;
 	char	  **class_names;	/* (n_classes) sorted */
 	long		skipped;		/* rows without text or label */
-	int			regression;		/* dataset_finish_regression: one class, numeric targets */
+	int			regression;		/* dataset_finish_regression: one class, numeric targets
+								 * (or their bins: dataset_bin_targets) */
 	float	   *targets;		/* (n_rows) regression targets, or NULL */
 } Dataset;
 
@@ -46,6 +47,18 @@ NnStatus	dataset_finish(Dataset *ds, NnError *err);
  * NN_ERR_ARG names the first label that is not a number.
  */
 NnStatus	dataset_finish_regression(Dataset *ds, const char *value_name, NnError *err);
+
+/*
+ * T5's text-to-text regression (the DePT code's STS-B): a regression's
+ * targets rounded to the nearest multiple of 0.2 (1 / DATASET_BINS_PER_UNIT,
+ * half to even) become classes named by their value with one decimal
+ * ("3.4", "-0.2"), every step from the lowest target's to the highest's
+ * (steps no row has included); labels become bin indexes, targets and
+ * regression stay.  NN_ERR_ARG unless ds is a regression not yet binned
+ * whose targets span 2 to max_bins steps.
+ */
+#define DATASET_BINS_PER_UNIT 5.0
+NnStatus	dataset_bin_targets(Dataset *ds, int max_bins, NnError *err);
 
 /*
  * Load a delimited file with a header row: TSV (delimiter '\t', no

@@ -192,9 +192,12 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 	cfg.h_dim = bb->d_out;
 	cfg.n_classes = ds->n_classes;
 	cfg.regression = ds->regression;
-	if (ds->regression && cfg.head == ADAPTER_HEAD_TEXT)
-		return nn_fail(err, NN_ERR_ARG, "regression on a text-to-text (T5) head is not supported: "
-					   "train it with a linear head");
+	/* a regression's bins are classes to a text-to-text head only (train_prepare_regression) */
+	if (ds->regression && (cfg.head == ADAPTER_HEAD_TEXT) != (ds->n_classes > 1))
+		return nn_fail(err, NN_ERR_ARG, cfg.head == ADAPTER_HEAD_TEXT ?
+					   "a regression on a text-to-text head needs its targets binned "
+					   "(train_prepare_regression)" :
+					   "a regression's binned targets need a text-to-text head");
 	cfg.prompt_len = opt->method == ADAPTER_PROBE ? 0 : opt->prompt_len;
 	cfg.max_len = opt->max_len;
 	cfg.alpha = opt->alpha;
@@ -223,6 +226,19 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 		*a = NULL;
 	}
 	return st;
+}
+
+NnStatus
+train_prepare_regression(const Backbone *bb, const TrainOptions *opt, Dataset *ds, NnError *err)
+{
+	AdapterHead head;
+	NnStatus	st;
+
+	if (!ds->regression || ds->n_classes > 1)
+		return NN_OK;
+	if ((st = train_choose_head(bb, opt, &head, err)) != NN_OK || head != ADAPTER_HEAD_TEXT)
+		return st;
+	return dataset_bin_targets(ds, TRAIN_MAX_BINS, err);
 }
 
 NnStatus
@@ -431,7 +447,8 @@ setup_run(TrainRun *r, NnError *err)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory");
 	if ((st = split_rows(r, err)) != NN_OK || (st = prepare_batches(r, err)) != NN_OK)
 		return st;
-	if (r->regression)
+	/* the linear head's MSE; a text-to-text regression trains on its bins' strings */
+	if (r->regression && !r->text)
 	{
 		if ((r->batch_targets = malloc(sizeof(float) * r->opt->batch_size)) == NULL)
 			return nn_fail(err, NN_ERR_NOMEM, "out of memory");

@@ -175,6 +175,17 @@ NnStatus	train_choose_head(const Backbone *bb, const TrainOptions *opt, AdapterH
 NnStatus	text_head_bind_labels(const Backbone *bb, Adapter *a, const char *const *class_names,
 								  NnError *err);
 
+/*
+ * Before train_adapter: a regression dataset that opt trains on a
+ * text-to-text head has its targets binned (dataset_bin_targets, at most
+ * TRAIN_MAX_BINS bins); anything else is left alone.  The class names are
+ * then the bins, which the caller stores with the adapter.  NN_ERR_ARG
+ * when the targets span fewer than 2 or more than TRAIN_MAX_BINS bins.
+ */
+#define TRAIN_MAX_BINS 101		/* a span of 20 at steps of 0.2 */
+NnStatus	train_prepare_regression(const Backbone *bb, const TrainOptions *opt, Dataset *ds,
+									 NnError *err);
+
 NnStatus	train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 						  TrainResult *result, NnError *err);
 
@@ -187,7 +198,14 @@ void		train_result_free(TrainResult *result);
  * (y - mean) / sd, mean and sd those of the training rows, stored in the
  * adapter; a prediction is mean + sd * z.  The best checkpoint is the one
  * of lowest validation MSE; TrainProgress.valid_accuracy holds Pearson's r.
- * A text-to-text head is refused.
+ *
+ * On a text-to-text head (T5, as the DePT code trains STS-B) there is no
+ * MSE: train_prepare_regression rounds the targets to bins of 0.2
+ * (dataset_bin_targets), each a label string ("3.4") trained by the same
+ * teacher-forced cross-entropy as a classifier's; a prediction ranks the
+ * bins by label_loglik and returns the probability-weighted mean of their
+ * values (adapter_bin_value; docs/design.md 1).  The best checkpoint is
+ * still the one of lowest validation MSE of those values.
  *
  * Class probabilities (n, C) of n texts in batches of batch_size.  run
  * must hold batch_size rows of prompt rows + max_len positions.  A linear
@@ -197,7 +215,10 @@ void		train_result_free(TrainResult *result);
 NnStatus	classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a,
 						   const char *const *texts, const size_t *lens, int n,
 						   int batch_size, float *probs, NnError *err);
-/* (A regression adapter: probs (n) receives the predicted values.) */
+/*
+ * (A regression adapter: probs (n) receives the predicted values; a
+ * text-to-text one's, adapter_bin_value of its bin scores.)
+ */
 
 /* Metrics of the adapter on rows of ds. */
 NnStatus	evaluate_rows(const Backbone *bb, Adapter *a, const Dataset *ds, const int *rows,
