@@ -32,6 +32,7 @@
 
 #define MB_SAMPLE_BYTES 4096	/* fingerprinted bytes at each end of a tensor */
 #define MB_MAX_TOKENIZER_BYTES ((size_t) 256 << 20)
+#define MB_MAX_TOKENS 512		/* tokenize's limit (modernbert.h) */
 
 typedef struct MbLayer
 {
@@ -808,7 +809,8 @@ modernbert_open(Backbone **out, const char *dir, NnError *err)
 	bb->vocab_size = m->cfg.vocab_size;
 	bb->d_embed = m->H;
 	bb->d_out = m->H;
-	bb->max_tokens = m->cfg.max_position_embeddings;
+	bb->max_tokens = m->cfg.max_position_embeddings < MB_MAX_TOKENS ?
+		m->cfg.max_position_embeddings : MB_MAX_TOKENS;
 	bb->max_positions = m->cfg.max_position_embeddings;
 	fingerprint(m, dir, bb->fingerprint);
 	bb->impl = m;

@@ -35,7 +35,12 @@
  * 0..m-1 and the text m..m+n-1 -- what transformers does with the same rows
  * as inputs_embeds -- and a sliding layer's window counts prompt rows like
  * text rows (the first text rows see the last prompt rows, later ones none).
- * max_positions = max_tokens = max_position_embeddings.  Masked rows are not
+ * max_positions = max_position_embeddings (8192 for the hub's checkpoints),
+ * but tokenize truncates a text to max_tokens = min(512, that): a run keeps
+ * every layer's attention probabilities for the backward (NH S^2 floats per
+ * layer and sequence) and dept_embed and the probe's cache size their runs
+ * by max_tokens, which at 8192 would ask for tens of gigabytes; 512 is the
+ * other families' limit.  Masked rows are not
  * computed (packed sequences), which equals transformers' additive mask for
  * every valid row.  The pooled output is the mean of the valid rows (the
  * checkpoint's classifier_pooling, a task-head choice, is not used).
