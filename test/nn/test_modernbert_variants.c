@@ -8,7 +8,8 @@
  *           naming (no layer_types: global_attn_every_n_layers 2; no
  *           rope_parameters: global_rope_theta / local_rope_theta), Wqkv
  *           scaled by 8 so that attention is far from uniform, 1024
- *           positions (texts still cut at 512 tokens)
+ *           positions (texts still cut at 512 tokens; 100000 positions
+ *           are taken as 8192)
  *
  * Its input gradient, through a mean pooling that skips the first rows
  * (run_pool_skip) and a weighted hidden-state term, is checked against
@@ -298,6 +299,19 @@ test_biased_variant(void)
 		check_gradient(bb, &rng, base);
 	}
 	backbone_close(bb);
+	bb = NULL;
+	/* positions past 8192 are not tabled: forward accepts 8192 */
+	{
+		char		big[1024];
+		const char *at = strstr(biased_config, "1024");
+
+		snprintf(big, sizeof(big), "%.*s100000%s", (int) (at - biased_config), biased_config,
+				 at + 4);
+		write_dir(big);
+		CHECK(backbone_open(&bb, tmp_dir, &err) == NN_OK && bb->max_positions == 8192 &&
+			  bb->max_tokens == 512, "100000 positions: %s", bb ? "limits" : err.msg);
+		backbone_close(bb);
+	}
 	for (int i = 0; i < count; i++)
 		free(t[i].data);
 }

@@ -33,6 +33,7 @@
 #define MB_SAMPLE_BYTES 4096	/* fingerprinted bytes at each end of a tensor */
 #define MB_MAX_TOKENIZER_BYTES ((size_t) 256 << 20)
 #define MB_MAX_TOKENS 512		/* tokenize's limit (modernbert.h) */
+#define MB_MAX_POSITIONS 8192	/* forward's limit: the RoPE tables' rows */
 
 typedef struct MbLayer
 {
@@ -230,7 +231,8 @@ check_config(const ModernBert *m, NnError *err)
 static NnStatus
 build_rope(ModernBert *m, NnError *err)
 {
-	int			P = m->cfg.max_position_embeddings,
+	int			P = m->cfg.max_position_embeddings < MB_MAX_POSITIONS ?
+		m->cfg.max_position_embeddings : MB_MAX_POSITIONS,
 				half = m->H / m->NH / 2;
 	size_t		per = (size_t) P * half;
 
@@ -811,7 +813,8 @@ modernbert_open(Backbone **out, const char *dir, NnError *err)
 	bb->d_out = m->H;
 	bb->max_tokens = m->cfg.max_position_embeddings < MB_MAX_TOKENS ?
 		m->cfg.max_position_embeddings : MB_MAX_TOKENS;
-	bb->max_positions = m->cfg.max_position_embeddings;
+	bb->max_positions = m->cfg.max_position_embeddings < MB_MAX_POSITIONS ?
+		m->cfg.max_position_embeddings : MB_MAX_POSITIONS;
 	fingerprint(m, dir, bb->fingerprint);
 	bb->impl = m;
 	*out = bb;

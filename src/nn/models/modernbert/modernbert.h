@@ -35,7 +35,8 @@
  * 0..m-1 and the text m..m+n-1 -- what transformers does with the same rows
  * as inputs_embeds -- and a sliding layer's window counts prompt rows like
  * text rows (the first text rows see the last prompt rows, later ones none).
- * max_positions = max_position_embeddings (8192 for the hub's checkpoints),
+ * max_positions = min(max_position_embeddings, 8192) (the hub's checkpoints
+ * have 8192; the RoPE tables are computed for that many positions at open),
  * but tokenize truncates a text to max_tokens = min(512, that): a run keeps
  * every layer's attention probabilities for the backward (NH S^2 floats per
  * layer and sequence) and dept_embed and the probe's cache size their runs
