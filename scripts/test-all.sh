@@ -72,7 +72,7 @@ cp "$hf"/bert-tiny-random/{config.json,model.safetensors,tokenizer.json,vocab.tx
 	"$pgdir/models/bert-tiny/"
 cp "$hf"/t5-tiny-random/{config.json,model.safetensors,tokenizer.json} \
 	"$pgdir/models/t5-tiny/"
-for family in roberta xlm-roberta distilbert deberta-v3; do
+for family in roberta xlm-roberta distilbert deberta-v3 modernbert; do
 	mkdir -p "$pgdir/models/$family-tiny"
 	for f in config.json model.safetensors tokenizer.json vocab.txt; do
 		if [ -f "$hf/$family-tiny-random/$f" ]; then cp "$hf/$family-tiny-random/$f" "$pgdir/models/$family-tiny/"; fi

@@ -54,6 +54,9 @@ typedef struct EfFamilyOps
 	const int  *truncation_known;
 } EfFamilyOps;
 
+/* A family's own test, run after the shared ones while the model is open (or NULL). */
+static void (*ef_extra_test) (void);
+
 static const EfFamilyOps ef_bert_ops = {bert_last_hidden, bert_backward_full, true, NULL};
 static const EfFamilyOps *ef_ops = &ef_bert_ops;
 
@@ -595,6 +598,8 @@ encoder_fixture_main(const char *name, const char *family)
 			RUN_TEST(test_backward_reference);
 			RUN_TEST(test_dept_reference);
 			RUN_TEST(test_pair_forward);
+			if (ef_extra_test != NULL)
+				RUN_TEST(ef_extra_test);
 		}
 	}
 	backbone_close(ef_model);

@@ -147,6 +147,13 @@ test_deberta(void)
 	check_encoder("deberta-v3-tiny-random");
 }
 
+/* ModernBERT (models/modernbert): per-layer RoPE/attention buffers, GeGLU's 2F-wide rows */
+static void
+test_modernbert(void)
+{
+	check_encoder("modernbert-tiny-random");
+}
+
 /*
  * The encoder as above; then the decoder a label loss grows (one sequence
  * per row) and the one rank classification grows (one per row and
@@ -246,6 +253,7 @@ main(void)
 	RUN_TEST(test_bert);
 	RUN_TEST(test_bert_families);
 	RUN_TEST(test_deberta);
+	RUN_TEST(test_modernbert);
 	RUN_TEST(test_t5_v1_0);
 	RUN_TEST(test_t5_v1_1);
 	return unit_finish();

@@ -1,9 +1,9 @@
--- The encoder families of issue 16 (RoBERTa, XLM-RoBERTa, DistilBERT, DeBERTa-v3):
+-- The encoder families of issue 16 (RoBERTa, XLM-RoBERTa, DistilBERT, DeBERTa-v3, ModernBERT):
 -- their tiny random Hugging Face fixtures (copied by the test runner where
 -- the server can read them; DEPT_HF_MODELS names that directory) register
 -- with dept_register_model, train a probe and a DePT adapter and predict in
 -- SQL; a sentence-pair adapter trains on each.  The numerics are checked
--- against transformers in test/nn/test_{roberta,xlm_roberta,distilbert,deberta}.c.
+-- against transformers in test/nn/test_{roberta,xlm_roberta,distilbert,deberta,modernbert}.c.
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \getenv models DEPT_HF_MODELS
@@ -24,19 +24,20 @@ DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
 DELETE FROM dept.models WHERE name LIKE 'fam-%';
 
-SELECT plan(20);
+SELECT plan(26);
 
 CREATE TEMP TABLE fam_models (model text, dir text, family text);
 INSERT INTO fam_models VALUES
 	('fam-roberta', :'models' || '/roberta-tiny', 'roberta'),
 	('fam-xlmr', :'models' || '/xlm-roberta-tiny', 'xlm-roberta'),
 	('fam-distilbert', :'models' || '/distilbert-tiny', 'distilbert'),
-	('fam-deberta', :'models' || '/deberta-v3-tiny', 'deberta-v2');
+	('fam-deberta', :'models' || '/deberta-v3-tiny', 'deberta-v2'),
+	('fam-modernbert', :'models' || '/modernbert-tiny', 'modernbert');
 
 SELECT is((SELECT string_agg(dept_register_model(model, dir) ->> 'family', ',' ORDER BY model) FROM fam_models),
-		  'deberta-v2,distilbert,roberta,xlm-roberta', 'the four families register with their family names');
+		  'deberta-v2,distilbert,modernbert,roberta,xlm-roberta', 'the five families register with their family names');
 SELECT is((SELECT count(*) FROM dept.models m JOIN fam_models f ON f.model = m.name AND f.family = m.family),
-		  4::bigint, 'dept.models records them');
+		  5::bigint, 'dept.models records them');
 
 CREATE FUNCTION pg_temp.train_all(method text, extra jsonb) RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE
@@ -49,13 +50,13 @@ BEGIN
 	END LOOP;
 END $$;
 
-SELECT is((SELECT count(*) FROM pg_temp.train_all('probe', '{"epochs": 2}')), 4::bigint,
+SELECT is((SELECT count(*) FROM pg_temp.train_all('probe', '{"epochs": 2}')), 5::bigint,
 		  'a probe trains on each');
 SELECT is((SELECT count(*) FROM pg_temp.train_all('dept', '{"prompt_length": 4, "max_length": 24, "max_steps": 3, "batch_size": 8}')),
-		  4::bigint, 'a DePT adapter trains on each');
+		  5::bigint, 'a DePT adapter trains on each');
 SELECT is((SELECT string_agg(name || ':' || (hyperparameters ->> 'family'), ',' ORDER BY name)
 		   FROM dept.adapters WHERE name LIKE 'fam\_%' AND active),
-		  'fam_deberta_dept:deberta-v2,fam_deberta_probe:deberta-v2,fam_distilbert_dept:distilbert,fam_distilbert_probe:distilbert,fam_roberta_dept:roberta,fam_roberta_probe:roberta,fam_xlmr_dept:xlm-roberta,fam_xlmr_probe:xlm-roberta',
+		  'fam_deberta_dept:deberta-v2,fam_deberta_probe:deberta-v2,fam_distilbert_dept:distilbert,fam_distilbert_probe:distilbert,fam_modernbert_dept:modernbert,fam_modernbert_probe:modernbert,fam_roberta_dept:roberta,fam_roberta_probe:roberta,fam_xlmr_dept:xlm-roberta,fam_xlmr_probe:xlm-roberta',
 		  'each adapter names its family');
 SELECT ok(dept_predict('fam_roberta_probe', 'a fine film') IN ('negative', 'positive'), 'RoBERTa probe predicts');
 SELECT ok(dept_predict('fam_xlmr_probe', 'a fine film') IN ('negative', 'positive'), 'XLM-R probe predicts');
@@ -65,6 +66,11 @@ SELECT ok(dept_predict('fam_xlmr_dept', 'a fine film') IN ('negative', 'positive
 SELECT ok(dept_predict('fam_distilbert_dept', 'a fine film') IN ('negative', 'positive'), 'DistilBERT DePT predicts');
 SELECT ok(dept_predict('fam_deberta_probe', 'a fine film') IN ('negative', 'positive'), 'DeBERTa probe predicts');
 SELECT ok(dept_predict('fam_deberta_dept', 'a fine film') IN ('negative', 'positive'), 'DeBERTa DePT predicts');
+SELECT ok(dept_predict('fam_modernbert_probe', 'a fine film') IN ('negative', 'positive'), 'ModernBERT probe predicts');
+SELECT ok(dept_predict('fam_modernbert_dept', 'a fine film') IN ('negative', 'positive'), 'ModernBERT DePT predicts');
+SELECT is((SELECT count(*) FROM fam_reviews
+		   WHERE dept_predict('fam_modernbert_dept', body) = (dept_predict('fam_modernbert_dept', ARRAY[body]))[1]),
+		  40::bigint, 'ModernBERT: batched and single predictions agree');
 SELECT is((SELECT count(*) FROM fam_reviews
 		   WHERE dept_predict('fam_roberta_dept', body) = (dept_predict('fam_roberta_dept', ARRAY[body]))[1]),
 		  40::bigint, 'batched and single predictions agree');
@@ -78,12 +84,21 @@ SELECT is(dept_train('fam_pairs', 'label', adapter => 'fam_deberta_pair', method
 		  'fam_deberta_pair', 'a sentence-pair DePT adapter trains on DeBERTa');
 SELECT ok(dept_predict('fam_deberta_pair', 'the film number 3', 'the film number 3') IN ('same', 'different'),
 		  'and predicts a pair');
+SELECT is(dept_train('fam_pairs', 'label', adapter => 'fam_modernbert_pair', method => 'dept',
+					 options => '{"model": "fam-modernbert", "text_columns": ["a", "b"], "prompt_length": 4, "max_length": 24, "max_steps": 3, "batch_size": 8}'),
+		  'fam_modernbert_pair', 'a sentence-pair DePT adapter trains on ModernBERT');
+SELECT ok(dept_predict('fam_modernbert_pair', 'the film number 3', 'the film number 3') IN ('same', 'different'),
+		  'and predicts a pair');
 SELECT ok(jsonb_array_length(dept_explain('fam_xlmr_dept', 'a fine film', 'gradient_x_input') -> 'tokens') > 0,
 		  'explanations name XLM-R''s pieces');
 SELECT is((SELECT string_agg(t ->> 'token', '' ORDER BY n)
 		   FROM jsonb_array_elements(dept_explain('fam_deberta_dept', 'a fine film', 'gradient_x_input') -> 'tokens')
 				WITH ORDINALITY e(t, n)),
 		  E'[CLS]\u2581a\u2581fine\u2581film[SEP]', 'and DeBERTa''s, through its input gradient');
+SELECT is((SELECT string_agg(t ->> 'token', '|' ORDER BY n)
+		   FROM jsonb_array_elements(dept_explain('fam_modernbert_dept', 'a fine film', 'gradient_x_input') -> 'tokens')
+				WITH ORDINALITY e(t, n)),
+		  E'[CLS]|a|\u0120f|ine|\u0120film|[SEP]', 'and ModernBERT''s byte-level pieces, through its input gradient');
 
 SELECT * FROM finish();
 DROP TABLE fam_reviews, fam_pairs;

@@ -112,6 +112,8 @@ static const HfFieldNames bert_names = {"hidden_size", "num_hidden_layers",
 "num_attention_heads", "intermediate_size", "hidden_act", 2, 1e-12};
 static const HfFieldNames distilbert_names = {"dim", "n_layers", "n_heads", "hidden_dim",
 "activation", 0, 1e-12};
+static const HfFieldNames modernbert_names = {"hidden_size", "num_hidden_layers",
+"num_attention_heads", "intermediate_size", "hidden_activation", 0, 1e-5};
 static const HfFieldNames deberta_names = {"hidden_size", "num_hidden_layers",
 "num_attention_heads", "intermediate_size", "hidden_act", 0, 1e-7};
 
@@ -131,7 +133,8 @@ hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
 	}
 	model_type_of(root, cfg->model_type);
 	f = strcmp(cfg->model_type, "distilbert") == 0 ? &distilbert_names :
-		strcmp(cfg->model_type, "deberta-v2") == 0 ? &deberta_names : &bert_names;
+		strcmp(cfg->model_type, "deberta-v2") == 0 ? &deberta_names :
+		strcmp(cfg->model_type, "modernbert") == 0 ? &modernbert_names : &bert_names;
 	if ((s = get_int(root, f->hidden, true, 0, 1, HF_MAX_HIDDEN, &cfg->hidden_size, err)) ||
 		(s = get_int(root, f->layers, true, 0, 1, HF_MAX_LAYERS,
 					 &cfg->num_hidden_layers, err)) ||
@@ -140,7 +143,8 @@ hf_config_parse(HfConfig *cfg, const char *json, size_t len, NnError *err)
 		(s = get_int(root, f->ffn, true, 0, 1, 16 * HF_MAX_HIDDEN,
 					 &cfg->intermediate_size, err)) ||
 		(s = get_int(root, "vocab_size", true, 0, 1, HF_MAX_VOCAB, &cfg->vocab_size, err)) ||
-		(s = get_int(root, "max_position_embeddings", false, 512, 1, HF_MAX_POSITIONS,
+		(s = get_int(root, "max_position_embeddings", false, f == &modernbert_names ? 8192 : 512,
+					 1, HF_MAX_POSITIONS,
 					 &cfg->max_position_embeddings, err)) ||
 		(s = get_int(root, "type_vocab_size", false, f->type_vocab_default, 0, HF_MAX_VOCAB,
 					 &cfg->type_vocab_size, err)) ||
@@ -366,6 +370,120 @@ hf_deberta_config_load(HfConfig *cfg, HfDebertaConfig *d, const char *path, NnEr
 	s = hf_config_parse(cfg, json, len, err);
 	if (s == NN_OK)
 		s = hf_deberta_config_parse(d, cfg, json, len, err);
+	free(json);
+	return s;
+}
+
+/* A positive number field name into *out; absent or null: def. */
+static NnStatus
+get_positive(const cJSON *root, const char *name, double def, double *out, NnError *err)
+{
+	const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, name);
+
+	*out = def;
+	if (v == NULL || cJSON_IsNull(v))
+		return NN_OK;
+	if (!cJSON_IsNumber(v) || !(v->valuedouble > 0.0 && v->valuedouble < 1e12))
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: \"%s\" must be a positive number", name);
+	*out = v->valuedouble;
+	return NN_OK;
+}
+
+/* rope_parameters[kind]: its rope_theta into *theta (kept when absent); rope_type "default". */
+static NnStatus
+get_rope(const cJSON *root, const char *kind, double *theta, NnError *err)
+{
+	const cJSON *params = cJSON_GetObjectItemCaseSensitive(root, "rope_parameters");
+	const cJSON *p = cJSON_GetObjectItemCaseSensitive(params, kind);
+	const cJSON *type = cJSON_GetObjectItemCaseSensitive(p, "rope_type");
+	if (p == NULL || cJSON_IsNull(p))
+		return NN_OK;
+	if (!cJSON_IsObject(p))
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: rope_parameters.%s must be an object", kind);
+	if (type != NULL && !cJSON_IsNull(type) &&
+		(!cJSON_IsString(type) || strcmp(type->valuestring, "default") != 0))
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: rope_parameters.%s.rope_type is not "
+					   "supported (only \"default\")", kind);
+	return get_positive(p, "rope_theta", *theta, theta, err);
+}
+
+/* layer_types, else every global_attn_every_n_layers-th layer global. */
+static NnStatus
+get_layer_types(const cJSON *root, HfModernBertConfig *mb, int L, NnError *err)
+{
+	const cJSON *types = cJSON_GetObjectItemCaseSensitive(root, "layer_types");
+	int			i = 0;
+	const cJSON *t;
+
+	if (L > HF_MAX_MODERNBERT_LAYERS)
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: too many layers");
+	for (int l = 0; l < L; l++)
+		mb->sliding[l] = l % mb->global_attn_every_n_layers != 0;
+	if (types == NULL || cJSON_IsNull(types))
+		return NN_OK;
+	if (!cJSON_IsArray(types) || cJSON_GetArraySize(types) != L)
+		return nn_fail(err, NN_ERR_FORMAT, "config.json: \"layer_types\" must list the %d layers", L);
+	cJSON_ArrayForEach(t, types)
+	{
+		if (cJSON_IsString(t) && strcmp(t->valuestring, "full_attention") == 0)
+			mb->sliding[i++] = false;
+		else if (cJSON_IsString(t) && strcmp(t->valuestring, "sliding_attention") == 0)
+			mb->sliding[i++] = true;
+		else
+			return nn_fail(err, NN_ERR_FORMAT, "config.json: layer_types entry %d is not "
+						   "full_attention or sliding_attention", i);
+	}
+	return NN_OK;
+}
+
+NnStatus
+hf_modernbert_config_parse(HfModernBertConfig *mb, const HfConfig *cfg, const char *json,
+						   size_t len, NnError *err)
+{
+	cJSON	   *root = cJSON_ParseWithLength(json, len);
+	NnStatus	s;
+
+	memset(mb, 0, sizeof(*mb));
+	if (!cJSON_IsObject(root))
+	{
+		cJSON_Delete(root);
+		return nn_fail(err, NN_ERR_FORMAT, "config.json is not a JSON object");
+	}
+	if ((s = get_positive(root, "norm_eps", 1e-5, &mb->norm_eps, err)) ||
+		(s = get_bool(root, "norm_bias", false, &mb->norm_bias, err)) ||
+		(s = get_bool(root, "attention_bias", false, &mb->attention_bias, err)) ||
+		(s = get_bool(root, "mlp_bias", false, &mb->mlp_bias, err)) ||
+		(s = get_int(root, "local_attention", false, 128, 0, HF_MAX_POSITIONS,
+					 &mb->local_attention, err)) ||
+		(s = get_int(root, "global_attn_every_n_layers", false, 3, 1, HF_MAX_LAYERS,
+					 &mb->global_attn_every_n_layers, err)) ||
+		(s = get_layer_types(root, mb, cfg->num_hidden_layers, err)) ||
+		(s = get_positive(root, "global_rope_theta", 160000.0, &mb->global_rope_theta, err)) ||
+		(s = get_positive(root, "local_rope_theta", 10000.0, &mb->local_rope_theta, err)) ||
+		(s = get_rope(root, "full_attention", &mb->global_rope_theta, err)) ||
+		(s = get_rope(root, "sliding_attention", &mb->local_rope_theta, err)))
+	{
+		cJSON_Delete(root);
+		return s;
+	}
+	if (mb->norm_eps >= 1.0)
+		s = nn_fail(err, NN_ERR_FORMAT, "config.json: \"norm_eps\" must be in (0, 1)");
+	cJSON_Delete(root);
+	return s;
+}
+
+NnStatus
+hf_modernbert_config_load(HfConfig *cfg, HfModernBertConfig *mb, const char *path, NnError *err)
+{
+	size_t		len = 0;
+	char	   *json = hf_read_file(path, HF_MAX_CONFIG_BYTES, &len);
+	NnStatus	s;
+
+	if (json == NULL)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
+	s = hf_config_parse(cfg, json, len, err);
+	if (s == NN_OK)
+		s = hf_modernbert_config_parse(mb, cfg, json, len, err);
 	free(json);
 	return s;
 }

@@ -24,6 +24,9 @@
  * type_vocab_size defaults to 0: DistilBERT has no token types).  For
  * "deberta-v2" the defaults are DebertaV2Config's: type_vocab_size 0,
  * layer_norm_eps 1e-7; its relative-attention fields are HfDebertaConfig's.
+ * For "modernbert" the activation is ModernBertConfig's hidden_activation,
+ * max_position_embeddings defaults to 8192, type_vocab_size to 0, and the
+ * rest of its fields are HfModernBertConfig's.
  *
  * Defaults are those of transformers' BertConfig.  Every integer must be a
  * whole JSON number in its range (HF_MAX_* below), so that products of them
@@ -95,6 +98,39 @@ typedef struct HfDebertaConfig
 	int			attention_head_size;
 } HfDebertaConfig;
 
+/*
+ * ModernBertConfig's own fields (model_type "modernbert"), defaults as in
+ * transformers:
+ *
+ *   norm_eps                    1e-5
+ *   norm_bias                   false  (LayerNorms without bias)
+ *   attention_bias, mlp_bias    false  (Wqkv/Wo, Wi/Wo without bias)
+ *   local_attention             128    (window: |i - j| <= local_attention / 2)
+ *   global_attn_every_n_layers  3      (layer l is global when l % n == 0)
+ *   layer_types                 from the above; when present, a list of
+ *                               "full_attention" / "sliding_attention" per
+ *                               layer (it wins)
+ *   rope_parameters             {"full_attention": {"rope_theta", "rope_type"},
+ *                               "sliding_attention": {...}}; else the older
+ *                               global_rope_theta / local_rope_theta;
+ *                               defaults 160000 and 10000; rope_type must be
+ *                               "default" (no scaled RoPE)
+ */
+#define HF_MAX_MODERNBERT_LAYERS HF_MAX_LAYERS
+
+typedef struct HfModernBertConfig
+{
+	double		norm_eps;
+	bool		norm_bias;
+	bool		attention_bias;
+	bool		mlp_bias;
+	int			local_attention;
+	int			global_attn_every_n_layers;
+	bool		sliding[HF_MAX_MODERNBERT_LAYERS];	/* per layer: local attention */
+	double		global_rope_theta;
+	double		local_rope_theta;
+} HfModernBertConfig;
+
 /* Methods */
 
 /* Parse len bytes of config.json text into cfg. */
@@ -124,6 +160,14 @@ NnStatus	hf_deberta_config_parse(HfDebertaConfig *d, const HfConfig *cfg, const 
 /* Read the config.json at path into both cfg and d. */
 NnStatus	hf_deberta_config_load(HfConfig *cfg, HfDebertaConfig *d, const char *path,
 								   NnError *err);
+
+/* The ModernBERT fields of len bytes of config.json text into mb (cfg: its hf_config_parse). */
+NnStatus	hf_modernbert_config_parse(HfModernBertConfig *mb, const HfConfig *cfg,
+									   const char *json, size_t len, NnError *err);
+
+/* Read the config.json at path into both cfg and mb. */
+NnStatus	hf_modernbert_config_load(HfConfig *cfg, HfModernBertConfig *mb, const char *path,
+									  NnError *err);
 
 /* Read a whole small file into a NUL-terminated malloc'ed buffer (NULL on failure). */
 char	   *hf_read_file(const char *path, size_t max_bytes, size_t *len);

@@ -181,7 +181,7 @@ struct Backbone
  * Open the model stored in directory dir, choosing the family from the
  * files present: model.json + vocab.json is use-lite (TF.js); config.json
  * is a Hugging Face directory whose model_type picks the family (bert,
- * roberta, xlm-roberta, distilbert, deberta-v2, t5).
+ * roberta, xlm-roberta, distilbert, deberta-v2, modernbert, t5).
  */
 NnStatus	backbone_open(Backbone **out, const char *dir, NnError *err);
 void		backbone_close(Backbone *bb);

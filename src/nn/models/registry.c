@@ -14,6 +14,7 @@
 #include "formats/safetensors.h"
 #include "models/bert/bert.h"
 #include "models/deberta/deberta.h"
+#include "models/modernbert/modernbert.h"
 #include "models/t5/t5.h"
 #include "models/use_lite/use_lite.h"
 #include "ops/blas.h"
@@ -57,10 +58,12 @@ backbone_open(Backbone **out, const char *dir, NnError *err)
 			return bert_open(out, dir, err);
 		if (strcmp(type, "deberta-v2") == 0)
 			return deberta_open(out, dir, err);
+		if (strcmp(type, "modernbert") == 0)
+			return modernbert_open(out, dir, err);
 		if (strcmp(type, "t5") == 0)
 			return t5_open(out, dir, err);
 		return nn_fail(err, NN_ERR_FORMAT, "model_type \"%s\" in \"%s\" is not supported "
-					   "(bert, roberta, xlm-roberta, distilbert, deberta-v2, t5)",
+					   "(bert, roberta, xlm-roberta, distilbert, deberta-v2, modernbert, t5)",
 					   type, path);
 	}
 	return nn_fail(err, NN_ERR_IO,
@@ -87,7 +90,7 @@ index_lists(const char *dir, const char *name)
 bool
 backbone_uses_file(const char *dir, const char *name)
 {
-	/* what bert_open, deberta_open and t5_open read, the index of a sharded checkpoint and its shards */
+	/* what bert_open, deberta_open, modernbert_open and t5_open read, the index of a sharded checkpoint and its shards */
 	static const char *const hf_files[] = {"config.json", "model.safetensors",
 		"model.safetensors.index.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
 	"special_tokens_map.json"};
