@@ -117,7 +117,8 @@ usage(FILE *f)
 			"  --pair-encoding E      joined (\"<col>: a <col2>: b\" as one text, as SQL joins it),\n"
 			"                         native (the family's [CLS] a [SEP] b [SEP] with token types)\n"
 			"                         or siamese (each text on its own, head on [u; v; |u-v|; u*v]);\n"
-			"                         default native where the family has a pair template, else joined\n"
+			"                         default: native where the family has a pair template,\n"
+			"                         joined on T5, siamese on use-lite\n"
 			"  --threads N            OpenBLAS threads (default 1)\n"
 			"  --report FILE          write the JSON report there (default stdout)\n"
 			"  --quiet                no progress bar\n");
@@ -887,9 +888,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "dept-train: %s\n", err.msg);
 		return 1;
 	}
-	/* pairs: natively where the family has a template, else joined, unless --pair-encoding */
+	/* pairs: as --pair-encoding says, else the family's default (train_default_pair) */
 	a.opt.pair = a.text_column2 == NULL ? ADAPTER_PAIR_JOINED : a.pair >= 0 ? a.pair
-		: backbone_has_pair_template(bb) ? ADAPTER_PAIR_NATIVE : ADAPTER_PAIR_JOINED;
+		: train_default_pair(bb, &a.opt);
 	if (a.load_path == NULL && load_data(&a, a.train_path, a.opt.pair, &train, &err) != NN_OK)
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);

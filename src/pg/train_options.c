@@ -538,7 +538,9 @@ DeptCheckTrainingMemory(const DeptMemoryEstimate *est, const TrainOptions *opt, 
  * option "pair_encoding" when given (22023 where it cannot be: native on a
  * family without a pair template, anything but joined on a text-to-text
  * head, or without text_columns); else the family's own template where it
- * has one (BERT, RoBERTa, XLM-R, DistilBERT), else joined (use-lite, T5).
+ * has one (BERT, RoBERTa, XLM-R, DistilBERT), joined on an encoder-decoder
+ * (T5), siamese on a single-sentence encoder (use-lite: it beat joined on
+ * validation, bench/README.md "Sentence pairs").
  */
 void
 DeptResolvePairEncoding(DeptTrainRequest *req, const Backbone *bb)
@@ -561,8 +563,7 @@ DeptResolvePairEncoding(DeptTrainRequest *req, const Backbone *bb)
 	if (req->pair_encoding >= 0)
 		req->opt.pair = req->pair_encoding;
 	else
-		req->opt.pair = backbone_has_pair_template(bb) && !text_head ? ADAPTER_PAIR_NATIVE
-			: ADAPTER_PAIR_JOINED;
+		req->opt.pair = train_default_pair(bb, &req->opt);
 	if (req->opt.pair == ADAPTER_PAIR_NATIVE && !backbone_has_pair_template(bb))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),

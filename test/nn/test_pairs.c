@@ -24,6 +24,8 @@
  *                   adapter on bert-tiny equal central finite differences of
  *                   the training loss within 2% along a random direction and
  *                   on the largest coordinates
+ *   defaults        train_default_pair: native on BERT, joined on T5,
+ *                   siamese on use-lite
  *   storage         native and siamese adapters are written as version 5
  *                   (header 108) and read back equal; a joined one keeps
  *                   its older version; a bad pair field is refused;
@@ -680,6 +682,18 @@ test_refusals(void)
 	CHECK(dataset_add(ds, "a", 1, "x", 1, &err) == NN_ERR_ARG, "one text added to pairs");
 	if (bb)
 	{
+		TrainOptions opt;
+		Backbone   *bert = open_model("bert-tiny-random"),
+				   *lite = NULL;
+
+		/* the defaults: the template where there is one, joined on T5, siamese on use-lite */
+		train_options_default(&opt);
+		CHECK(train_default_pair(bb, &opt) == ADAPTER_PAIR_JOINED, "T5 default pair encoding");
+		CHECK(bert && train_default_pair(bert, &opt) == ADAPTER_PAIR_NATIVE, "BERT default pair encoding");
+		if (backbone_open(&lite, UNIT_MODEL_DIR(), &err) == NN_OK)
+			CHECK(train_default_pair(lite, &opt) == ADAPTER_PAIR_SIAMESE, "use-lite default pair encoding");
+		backbone_close(lite);
+		backbone_close(bert);
 		CHECK(batch_check_pair(bb, ds, ADAPTER_PAIR_NATIVE, &err) == NN_ERR_ARG,
 			  "native pairs on a family without a template");
 		CHECK(batch_check_pair(bb, ds, ADAPTER_PAIR_JOINED, &err) == NN_ERR_ARG,

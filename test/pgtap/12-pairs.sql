@@ -1,13 +1,13 @@
 -- Sentence pairs (issue 15, item 1): options => '{"text_columns": [a, b]}'
--- trains on the pair formatted as "a: <text> b: <text2>" (the DePT code's
--- format); dept_predict / dept_predict_proba take the two texts, scalar and
+-- with "pair_encoding": "joined" trains on the pair formatted as
+-- "a: <text> b: <text2>" (the DePT code's format); dept_predict / dept_predict_proba take the two texts, scalar and
 -- array; dept_evaluate takes the two columns (named otherwise in another
 -- table); one-text and two-text calls are refused on the wrong adapter;
 -- the stored hyperparameters name the columns and the pair encoding.  The
 -- siamese encoding (each text through the same adapter and backbone, the
--- head on [u; v; |u - v|; u * v]) trains a probe and DePT on use-lite and
--- predicts and evaluates like the joined one; encodings a model cannot
--- have are refused.
+-- head on [u; v; |u - v|; u * v]), use-lite's default for pairs, trains a
+-- probe and DePT and predicts and evaluates like the joined one; encodings
+-- a model cannot have are refused.
 \set ON_ERROR_STOP 1
 \set QUIET 1
 \getenv fixtures DEPT_FIXTURE_DIR
@@ -26,13 +26,13 @@ CREATE TABLE pr_renamed AS SELECT label AS y, premise AS p, hypothesis AS h FROM
 DELETE FROM dept.adapters WHERE name LIKE 'pr\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'pr\_%';
 SELECT dept_train('pr_train', 'label', adapter => 'pr_probe', method => 'probe',
-				  options => '{"text_columns": ["premise", "hypothesis"], "epochs": 3, "seed": 1}') AS trained \gset
+				  options => '{"text_columns": ["premise", "hypothesis"], "pair_encoding": "joined",
+							   "epochs": 3, "seed": 1}') AS trained \gset
 SELECT dept_train('pr_train', 'label', adapter => 'pr_single', method => 'probe',
 				  text_column => 'premise', options => '{"epochs": 1}') AS single \gset
 
 SELECT dept_train('pr_train', 'label', adapter => 'pr_siamese', method => 'probe',
-				  options => '{"text_columns": ["premise", "hypothesis"], "pair_encoding": "siamese",
-							   "epochs": 3, "seed": 1}') AS siamese \gset
+				  options => '{"text_columns": ["premise", "hypothesis"], "epochs": 3, "seed": 1}') AS siamese \gset
 SELECT dept_train('pr_train', 'label', adapter => 'pr_siamese_dept', method => 'dept',
 				  options => '{"text_columns": ["premise", "hypothesis"], "pair_encoding": "siamese",
 							   "prompt_length": 4, "max_length": 32, "max_steps": 4, "batch_size": 8,
@@ -92,10 +92,10 @@ SELECT throws_ok($$SELECT dept_score('pr_probe', 'pr_keyed', 'id', 'premise')$$,
 				 'dept_score does not score sentence-pair adapters yet', 'dept_score refuses a pair adapter');
 
 SELECT is((SELECT hyperparameters ->> 'pair_encoding' FROM dept.adapters WHERE name = 'pr_probe' AND active),
-		  'joined', 'use-lite reads a pair joined into one text unless told otherwise');
-SELECT is(:'siamese'::text, 'pr_siamese', 'a siamese probe trains on use-lite');
+		  'joined', 'pair_encoding joined reads a pair joined into one text, and says so');
+SELECT is(:'siamese'::text, 'pr_siamese', 'a probe trains on use-lite pairs without pair_encoding');
 SELECT is((SELECT hyperparameters ->> 'pair_encoding' FROM dept.adapters WHERE name = 'pr_siamese' AND active),
-		  'siamese', 'its hyperparameters say siamese');
+		  'siamese', 'use-lite reads pairs siamese by default, and says so');
 SELECT is((SELECT count(*) FROM pr_val
 		   WHERE dept_predict('pr_siamese', premise, hypothesis)
 				 = (dept_predict('pr_siamese', ARRAY[premise], ARRAY[hypothesis]))[1]), 100::bigint,

@@ -218,6 +218,18 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 	return st;
 }
 
+int
+train_default_pair(const Backbone *bb, const TrainOptions *opt)
+{
+	AdapterHead head = ADAPTER_HEAD_LINEAR;
+
+	if (train_choose_head(bb, opt, &head, NULL) == NN_OK && head == ADAPTER_HEAD_TEXT)
+		return ADAPTER_PAIR_JOINED;
+	if (backbone_has_pair_template(bb))
+		return ADAPTER_PAIR_NATIVE;
+	return backbone_has_text_head(bb) ? ADAPTER_PAIR_JOINED : ADAPTER_PAIR_SIAMESE;
+}
+
 NnStatus
 train_choose_head(const Backbone *bb, const TrainOptions *opt, AdapterHead *head, NnError *err)
 {

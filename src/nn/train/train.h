@@ -157,6 +157,15 @@ NnStatus	train_choose_head(const Backbone *bb, const TrainOptions *opt, AdapterH
 							  NnError *err);
 
 /*
+ * The pair encoding (AdapterPair) sentence pairs get when none is asked
+ * for: the family's template where it has one (NATIVE) and the head is
+ * linear; JOINED on a backbone with a text-to-text head (T5) or for such a
+ * head; SIAMESE elsewhere (use-lite: it beat JOINED on validation,
+ * bench/README.md "Sentence pairs").
+ */
+int			train_default_pair(const Backbone *bb, const TrainOptions *opt);
+
+/*
  * Text-to-text adapter: tokenize its n_classes class names (the label
  * strings, "</s>" appended) with bb's tokenizer into a's label_ids, as
  * train_adapter does and as a loader must after adapter_deserialize.
