@@ -48,6 +48,8 @@ typedef struct CliArgs
 	const char *model_dir;
 	const char *report_path;
 	const char *text_column;
+	const char *text_column2;	/* --text-column2: sentence pairs, or NULL */
+	int			pair;			/* --pair-encoding: AdapterPair, or -1 (auto) */
 	const char *label_column;
 	const char *save_path;
 	const char *load_path;
@@ -128,6 +130,12 @@ usage(FILE *f)
 			"  --format F             json (default: one object per text) or tsv\n"
 			"                         (text, position, token, attribution)\n"
 			"  --text-column NAME --label-column NAME\n"
+			"  --text-column2 NAME    sentence pairs: the second text of each row\n"
+			"  --pair-encoding E      joined (\"<col>: a <col2>: b\" as one text, as SQL joins it),\n"
+			"                         native (the family's [CLS] a [SEP] b [SEP] with token types)\n"
+			"                         or siamese (each text on its own, head on [u; v; |u-v|; u*v]);\n"
+			"                         default: native where the family has a pair template,\n"
+			"                         joined on T5, siamese on use-lite\n"
 			"  --threads N            OpenBLAS threads (default 1)\n"
 			"  --report FILE          write the JSON report there (default stdout)\n"
 			"  --quiet                no progress bar\n");
@@ -153,6 +161,14 @@ method_name(AdapterMethod m)
 	const char *names[] = {"probe", "pt", "dept", "ept"};
 
 	return names[m];
+}
+
+static const char *
+pair_name(int pair)
+{
+	const char *names[] = {"joined", "native", "siamese"};
+
+	return names[pair];
 }
 
 /* The --explain options (option codes 25 and up); -1 with a message when a value is bad. */
@@ -184,10 +200,12 @@ parse_explain_arg(int c, const char *arg, CliArgs *a)
 	return -1;
 }
 
-/* Options 25 and up: --explain's (parse_explain_arg), --task, --bin-value; -1 with a message when bad. */
+/* Options 25 and up: --explain's (parse_explain_arg), --task, --bin-value and the pair's; -1 with a message when bad. */
 static int
 parse_late_arg(int c, const char *arg, CliArgs *a)
 {
+	const char *pairs[] = {"joined", "native", "siamese"};
+
 	if (c == 32 && (strcmp(arg, "mean") == 0 || strcmp(arg, "argmax") == 0))
 	{
 		a->bin_argmax = strcmp(arg, "argmax") == 0;
@@ -196,6 +214,22 @@ parse_late_arg(int c, const char *arg, CliArgs *a)
 	if (c == 32)
 	{
 		fprintf(stderr, "dept-train: --bin-value must be mean or argmax, not \"%s\"\n", arg);
+		return -1;
+	}
+	if (c == 38)
+	{
+		a->text_column2 = arg;
+		return 0;
+	}
+	for (int i = 0; c == 39 && i < 3; i++)
+		if (strcmp(arg, pairs[i]) == 0)
+		{
+			a->pair = i;
+			return 0;
+		}
+	if (c == 39)
+	{
+		fprintf(stderr, "dept-train: --pair-encoding must be joined, native or siamese, not \"%s\"\n", arg);
 		return -1;
 	}
 	if (c != 31)
@@ -237,7 +271,8 @@ parse_args(int argc, char **argv, CliArgs *a)
 		{"baseline", required_argument, 0, 29}, {"format", required_argument, 0, 30},
 		{"task", required_argument, 0, 31}, {"bin-value", required_argument, 0, 32},
 		{"budget-rows", required_argument, 0, 35}, {"cold-head", no_argument, 0, 36},
-		{"no-probe-search", no_argument, 0, 37},
+		{"no-probe-search", no_argument, 0, 37}, {"text-column2", required_argument, 0, 38},
+		{"pair-encoding", required_argument, 0, 39},
 		{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
 	};
 	TrainOptions *o = &a->opt;
@@ -322,7 +357,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 23: a->embed_path = optarg; break;
 			case 'h': usage(stdout); exit(0);
 			default:
-				if (c < 25 || c > 32 || parse_late_arg(c, optarg, a) != 0)
+				if (c < 25 || c > 39 || (c > 32 && c < 38) || parse_late_arg(c, optarg, a) != 0)
 				{
 					usage(stderr);
 					return -1;
@@ -422,12 +457,60 @@ json_metrics(FILE *f, const ClassMetrics *m, char **class_names)
 	fprintf(f, "]}");
 }
 
-/* A delimited file as a classification or (--task regression) a regression dataset. */
+/*
+ * Sentence pairs read joined: each pair as one text "<col>: a <col2>: b",
+ * the bytes SQL's dept_train and dept_predict build (src/pg/train_launch.c
+ * DeptPairText), replacing *ds.
+ */
 static NnStatus
-load_data(const CliArgs *a, const char *path, Dataset **ds, NnError *err)
+join_pairs(const CliArgs *a, Dataset **ds, NnError *err)
 {
-	return (a->regression ? dataset_load_regression : dataset_load)
-		(ds, path, delimiter_for(path), a->text_column, a->label_column, err);
+	Dataset    *in = *ds,
+			   *out = dataset_new();
+	NnStatus	st = out ? NN_OK : nn_fail(err, NN_ERR_NOMEM, "out of memory");
+
+	for (int i = 0; st == NN_OK && i < in->n_rows; i++)
+	{
+		size_t		len = strlen(a->text_column) + strlen(a->text_column2) + in->text_lens[i] +
+			in->text_b_lens[i] + 5;
+		char	   *text = malloc(len + 1);
+
+		if (text == NULL)
+			return nn_fail(err, NN_ERR_NOMEM, "out of memory");
+		snprintf(text, len + 1, "%s: %s %s: %s", a->text_column, in->texts[i], a->text_column2,
+				 in->texts_b[i]);
+		st = dataset_add(out, text, strlen(text), in->row_labels[i], strlen(in->row_labels[i]), err);
+		free(text);
+	}
+	if (st == NN_OK)
+		st = in->regression ? dataset_finish_regression(out, a->label_column, err)
+			: dataset_finish(out, err);
+	if (st == NN_OK)
+		out->skipped = in->skipped;
+	dataset_free(st == NN_OK ? in : out);
+	if (st == NN_OK)
+		*ds = out;
+	return st;
+}
+
+/*
+ * A delimited file as a classification or (--task regression) a regression
+ * dataset: one text column, or sentence pairs (--text-column2), joined into
+ * one text when pair is JOINED.
+ */
+static NnStatus
+load_data(const CliArgs *a, const char *path, int pair, Dataset **ds, NnError *err)
+{
+	NnStatus	st;
+
+	if (a->text_column2 == NULL)
+		return (a->regression ? dataset_load_regression : dataset_load)
+			(ds, path, delimiter_for(path), a->text_column, a->label_column, err);
+	st = dataset_load_pairs(ds, path, delimiter_for(path), a->text_column, a->text_column2,
+							a->label_column, a->regression, err);
+	if (st == NN_OK && pair == ADAPTER_PAIR_JOINED)
+		st = join_pairs(a, ds, err);
+	return st;
 }
 
 /* Test rows whose labels the training set knows; others are reported unknown. */
@@ -567,8 +650,9 @@ set_init_from(const Backbone *bb, CliArgs *a, const Dataset *train)
 
 /* --load: evaluate a saved adapter on the test rows; the report has no training part. */
 static int
-evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
+evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset **test_set)
 {
+	Dataset    *test = *test_set;
 	Adapter    *ad = NULL;
 	char	  **names = NULL;
 	NnError		err = {0};
@@ -592,6 +676,16 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 				"classifier", ad->cfg.regression ? "pass --task regression" : "drop --task regression");
 		goto done;
 	}
+	/* pairs were read apart: an adapter that reads them joined gets them joined */
+	if (test->texts_b && ad->cfg.pair == ADAPTER_PAIR_JOINED)
+	{
+		if (join_pairs(a, test_set, &err) != NN_OK)
+		{
+			fprintf(stderr, "dept-train: %s\n", err.msg);
+			goto done;
+		}
+		test = *test_set;
+	}
 	if (remap_test_labels(names, ad->cfg.n_classes, test) > 0)
 		fprintf(stderr, "dept-train: test rows with labels the adapter does not know are left out\n");
 	for (int i = 0; i < test->n_rows; i++)
@@ -606,10 +700,11 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset *test)
 		fprintf(stderr, "dept-train: could not write %s\n", a->report_path);
 		goto done;
 	}
-	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"format_version\": %u, \"pooling\": \"%s\",\n"
-			" \"task\": \"%s\", \"bin_value\": \"%s\",\n \"test\": ",
+	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"format_version\": %u, \"pooling\": \"%s\", "
+			"\"pair_encoding\": \"%s\",\n \"task\": \"%s\", \"bin_value\": \"%s\",\n \"test\": ",
 			method_name(ad->cfg.method), bb->ops->family,
 			version, ad->cfg.pool_text ? "text" : "all",
+			a->text_column2 == NULL ? "none" : pair_name(ad->cfg.pair),
 			ad->cfg.regression ? "regression" : "classification", a->bin_argmax ? "argmax" : "mean");
 	json_metrics(out, m, names);
 	fprintf(out, "}\n");
@@ -813,9 +908,10 @@ write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const T
 			res->adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" :
 			res->adapter->cfg.regression ? "regression" : "linear", nn_blas_core(),
 			a->threads);
-	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\", \"task\": \"%s\", \"classes\": %d,\n",
+	fprintf(out, " \"precision\": \"%s\", \"pooling\": \"%s\", \"task\": \"%s\", \"classes\": %d, \"pair_encoding\": \"%s\",\n",
 			a->opt.bf16 ? "bfloat16" : "float32", res->adapter->cfg.pool_text ? "text" : "all",
-			res->adapter->cfg.regression ? "regression" : "classification", res->adapter->cfg.n_classes);
+			res->adapter->cfg.regression ? "regression" : "classification", res->adapter->cfg.n_classes,
+			a->text_column2 == NULL ? "none" : pair_name(res->adapter->cfg.pair));
 	fprintf(out, " \"prompt_length\": %d, \"rank\": %d, \"max_length\": %d, \"subspaces\": %d, \"subspace_rank\": %d,\n",
 			adapter_prompt_rows(&res->adapter->cfg), res->adapter->cfg.rank, res->adapter->cfg.max_len,
 			res->adapter->cfg.subspaces, res->adapter->cfg.subspace_rank);
@@ -862,6 +958,7 @@ main(int argc, char **argv)
 	explain_options_default(&a.explain_opt);
 	a.model_dir = "build/model/use-lite";
 	a.text_column = "text";
+	a.pair = -1;
 	a.label_column = "label";
 	a.threads = 1;
 	a.budget_rows = AUTO_DEFAULT_BUDGET_ROWS;
@@ -873,8 +970,15 @@ main(int argc, char **argv)
 
 	if (a.explain)
 		return explain_main(&a);
-	if (backbone_open(&bb, a.model_dir, &err) != NN_OK ||
-		(a.load_path == NULL && load_data(&a, a.train_path, &train, &err) != NN_OK))
+	if (backbone_open(&bb, a.model_dir, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-train: %s\n", err.msg);
+		return 1;
+	}
+	/* pairs: as --pair-encoding says, else the family's default (train_default_pair) */
+	a.opt.pair = a.text_column2 == NULL ? ADAPTER_PAIR_JOINED : a.pair >= 0 ? a.pair
+		: train_default_pair(bb, &a.opt);
+	if (a.load_path == NULL && load_data(&a, a.train_path, a.opt.pair, &train, &err) != NN_OK)
 	{
 		fprintf(stderr, "dept-train: %s\n", err.msg);
 		return 1;
@@ -893,7 +997,9 @@ main(int argc, char **argv)
 		NnError		terr;
 
 		/* classes are the training set's: map the test labels onto them */
-		if (load_data(&a, a.test_path, &t, &terr) != NN_OK)
+		/* --load: pairs are kept apart until the adapter's encoding is known (evaluate_saved) */
+		if (load_data(&a, a.test_path, a.load_path ? ADAPTER_PAIR_NATIVE : a.opt.pair, &t,
+					  &terr) != NN_OK)
 		{
 			fprintf(stderr, "dept-train: %s\n", terr.msg);
 			return 1;
@@ -901,7 +1007,7 @@ main(int argc, char **argv)
 		test = t;
 		if (a.load_path)
 		{
-			int			rc = evaluate_saved(bb, &a, test);
+			int			rc = evaluate_saved(bb, &a, &test);
 
 			dataset_free(test);
 			backbone_close(bb);

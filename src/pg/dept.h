@@ -12,6 +12,7 @@
 
 #include "lib/stringinfo.h"
 
+#include "adapters/adapter.h"
 #include "models/backbone.h"
 
 /* GUCs */
@@ -64,6 +65,11 @@ extern int	DeptNnSqlState(const NnError *err);
 extern void DeptCheckAdapterActive(const char *name);
 extern char *DeptTextSql(const char *column, const char *column2, const char *name1,
 						 const char *name2);
+extern char *DeptPairInput(int pair, const char *name1, const char *a, size_t alen,
+						   const char *name2, const char *b, size_t blen, size_t *len);
+extern NnStatus DeptClassifyInputs(const Backbone *bb, BackboneRun *run, Adapter *a,
+								   const char *const *texts, const size_t *lens, int n,
+								   int batch_size, float *probs, NnError *err);
 extern char *DeptPairText(const char *name1, const char *a, size_t alen, const char *name2,
 						  const char *b, size_t blen);
 extern int	DeptPredictLabels(const char *name, const char *const *texts, const size_t *lens,

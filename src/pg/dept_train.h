@@ -49,6 +49,8 @@ typedef struct DeptTrainRequest
 	char		label_column[NAMEDATALEN];
 	char		text_column[NAMEDATALEN];
 	char		text_column2[NAMEDATALEN];	/* "text_columns": the pair's second, or "" */
+	int			pair_encoding;	/* "pair_encoding": an AdapterPair, or -1 (not given); the
+								 * caller resolves it into opt.pair (DeptResolvePairEncoding) */
 	char		method[16];
 	char		activate[16];
 	char		options_json[8192];
@@ -139,7 +141,10 @@ extern void DeptSamplerOffer(DeptSampler *s, const char *text, size_t text_len,
 							 const char *label, size_t label_len);
 extern double DeptSamplerHeldBytes(const DeptSampler *s);
 extern int64 DeptSamplerRowsRead(const DeptSampler *s);
-extern void DeptSamplerFinish(DeptSampler *s, Dataset *ds);
+extern void DeptSamplerFinish(DeptSampler *s, Dataset *ds, int pair);
+extern void DeptDatasetAddRow(Dataset *ds, const char *text, size_t text_len, const char *label,
+							  size_t label_len, int pair);
+extern void DeptResolvePairEncoding(DeptTrainRequest *req, const Backbone *bb);
 extern uint64 DeptRowHash(const char *text, size_t text_len, const char *label, size_t label_len);
 extern bool DeptIsTestRow(const char *text, size_t text_len, const char *label, size_t label_len,
 						  double fraction);

@@ -128,7 +128,7 @@ DeptLoadAdapterBytes(CachedAdapter *entry, const bytea *tensors, const char *nam
 				(errcode(err.status == NN_ERR_NOMEM ? ERRCODE_OUT_OF_MEMORY : ERRCODE_DATA_CORRUPTED),
 				 errmsg("adapter \"%s\" is corrupted: %s", name, err.msg)));
 	if (strcmp(fingerprint, bb->fingerprint) != 0 || a->cfg.d != bb->d_embed ||
-		a->cfg.h_dim != bb->d_out)
+		a->cfg.h_dim != bb->d_out * (a->cfg.pair == ADAPTER_PAIR_SIAMESE ? 4 : 1))
 	{
 		adapter_free_class_names(labels, a->cfg.n_classes);
 		adapter_free(a);
@@ -292,11 +292,42 @@ DeptClassify(CachedAdapter *entry, const char *const *texts, const size_t *lens,
 	DeptFirstCallPart caller = DeptFirstCallEnter(DEPT_FC_FORWARD);
 
 	nn_error_clear(&err);
-	if (classify_texts(bb, run, entry->adapter, texts, lens, n, DEPT_PREDICT_BATCH, probs,
-					   &err) != NN_OK)
+	if (DeptClassifyInputs(bb, run, entry->adapter, texts, lens, n, DEPT_PREDICT_BATCH, probs,
+						   &err) != NN_OK)
 		DeptReportNnError(&err, "could not classify text");
 	DeptFirstCallEnter(caller);
 	return probs;
+}
+
+/*
+ * classify_texts, or for an adapter that reads its pairs apart (native,
+ * siamese) classify_pairs of the inputs DeptPairInput made: each the two
+ * texts separated by a NUL byte.
+ */
+NnStatus
+DeptClassifyInputs(const Backbone *bb, BackboneRun *run, Adapter *a, const char *const *texts,
+				   const size_t *lens, int n, int batch_size, float *probs, NnError *err)
+{
+	const char **b;
+	size_t	   *alens,
+			   *blens;
+
+	if (a->cfg.pair == ADAPTER_PAIR_JOINED)
+		return classify_texts(bb, run, a, texts, lens, n, batch_size, probs, err);
+	b = palloc(sizeof(char *) * (n + 1));
+	alens = palloc(sizeof(size_t) * (n + 1));
+	blens = palloc(sizeof(size_t) * (n + 1));
+	for (int i = 0; i < n; i++)
+	{
+		const char *nul = memchr(texts[i], '\0', lens[i]);
+
+		if (nul == NULL)
+			return nn_fail(err, NN_ERR_ARG, "input %d is not a sentence pair", i + 1);
+		alens[i] = nul - texts[i];
+		b[i] = nul + 1;
+		blens[i] = lens[i] - alens[i] - 1;
+	}
+	return classify_pairs(bb, run, a, texts, alens, b, blens, n, batch_size, probs, err);
 }
 
 static int
@@ -388,9 +419,8 @@ DeptPredictOne(FunctionCallInfo fcinfo, DeptPredictKind kind)
 	{
 		text	   *input2 = PG_GETARG_TEXT_PP(2);
 
-		bytes = DeptPairText(entry->pair[0], bytes, len, entry->pair[1], VARDATA_ANY(input2),
-							 VARSIZE_ANY_EXHDR(input2));
-		len = strlen(bytes);
+		bytes = DeptPairInput(entry->adapter->cfg.pair, entry->pair[0], bytes, len, entry->pair[1],
+							  VARDATA_ANY(input2), VARSIZE_ANY_EXHDR(input2), &len);
 	}
 	p = DeptClassify(entry, &bytes, &len, 1);
 	if (kind == PREDICT_PROBA)
@@ -469,9 +499,9 @@ DeptArrayInputs(FunctionCallInfo fcinfo, const CachedAdapter *entry, bool pair, 
 		{
 			text	   *u = DatumGetTextPP(b[i]);
 
-			(*texts)[k] = DeptPairText(entry->pair[0], VARDATA_ANY(t), VARSIZE_ANY_EXHDR(t),
-									   entry->pair[1], VARDATA_ANY(u), VARSIZE_ANY_EXHDR(u));
-			(*lens)[k] = strlen((*texts)[k]);
+			(*texts)[k] = DeptPairInput(entry->adapter->cfg.pair, entry->pair[0], VARDATA_ANY(t),
+										VARSIZE_ANY_EXHDR(t), entry->pair[1], VARDATA_ANY(u),
+										VARSIZE_ANY_EXHDR(u), &(*lens)[k]);
 			k++;
 		}
 		else
@@ -693,6 +723,31 @@ DeptScoreBatch(CachedAdapter *entry, ClassMetrics *m, const char *const *texts, 
 }
 
 /*
+ * The input of row i of dept_evaluate's query, whose first column is t (the
+ * text, or the pair joined): t, or for an adapter that reads its pairs
+ * apart the pair of columns 3 and 4 as DeptPairInput gives it.
+ */
+static const char *
+DeptEvaluateInput(const CachedAdapter *entry, uint64 i, Datum t, size_t *len)
+{
+	bool		isnull;
+	text	   *a,
+			   *b;
+
+	if (entry->adapter->cfg.pair == ADAPTER_PAIR_JOINED)
+	{
+		*len = VARSIZE_ANY_EXHDR(DatumGetTextPP(t));
+		return VARDATA_ANY(DatumGetTextPP(t));
+	}
+	/* not null: the joined text of column 1 is null when either is */
+	a = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &isnull));
+	b = DatumGetTextPP(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &isnull));
+	return DeptPairInput(entry->adapter->cfg.pair, entry->pair[0], VARDATA_ANY(a),
+						 VARSIZE_ANY_EXHDR(a), entry->pair[1], VARDATA_ANY(b), VARSIZE_ANY_EXHDR(b),
+						 len);
+}
+
+/*
  * Metrics of the adapter over (text, label) rows read as the caller; a
  * pair adapter reads the texts from text_column and text_column2.
  */
@@ -717,9 +772,13 @@ DeptEvaluate(FunctionCallInfo fcinfo, const char *text_column, const char *text_
 	if (m == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	DeptRequireInputs(entry, text_column2 ? 2 : 1);
-	sql = psprintf("SELECT (%s)::pg_catalog.text, %s::pg_catalog.text FROM %s",
+	/* a pair the adapter reads apart: its two texts too (DeptEvaluateInput) */
+	sql = psprintf("SELECT (%s)::pg_catalog.text, %s::pg_catalog.text%s FROM %s",
 				   DeptTextSql(text_column, text_column2, entry->pair[0], entry->pair[1]),
 				   quote_identifier(label_column),
+				   entry->adapter->cfg.pair == ADAPTER_PAIR_JOINED ? "" :
+				   psprintf(", %s::pg_catalog.text, %s::pg_catalog.text",
+							quote_identifier(text_column), quote_identifier(text_column2)),
 				   quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 											  get_rel_name(relid)));
 	spi_level = DeptSpiConnect();
@@ -763,8 +822,7 @@ DeptEvaluate(FunctionCallInfo fcinfo, const char *text_column, const char *text_
 			for (int c = 0; c < entry->n_labels && !m->regression; c++)
 				if (strcmp(entry->labels[c], label) == 0)
 					truth[k] = c;
-			texts[k] = VARDATA_ANY(DatumGetTextPP(t));
-			lens[k] = VARSIZE_ANY_EXHDR(DatumGetTextPP(t));
+			texts[k] = DeptEvaluateInput(entry, i, t, &lens[k]);
 			k++;
 		}
 		if (k > 0)

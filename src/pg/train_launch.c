@@ -91,6 +91,34 @@ DeptPairText(const char *name1, const char *a, size_t alen, const char *name2, c
 	return psprintf("%s: %.*s %s: %.*s", name1, (int) alen, a, name2, (int) blen, b);
 }
 
+/*
+ * A pair as an adapter of encoding pair (AdapterPair) reads it, palloc'd
+ * with its length in *len: joined, the bytes of DeptPairText; read apart
+ * (native, siamese), the two texts separated by one NUL byte, which no
+ * text value holds, so DeptDatasetAddRow and DeptClassifyInputs split it
+ * back without ambiguity.
+ */
+char *
+DeptPairInput(int pair, const char *name1, const char *a, size_t alen, const char *name2,
+			  const char *b, size_t blen, size_t *len)
+{
+	char	   *out;
+
+	if (pair == ADAPTER_PAIR_JOINED)
+	{
+		out = DeptPairText(name1, a, alen, name2, b, blen);
+		*len = strlen(out);
+		return out;
+	}
+	*len = alen + 1 + blen;
+	out = palloc(*len + 1);
+	memcpy(out, a, alen);
+	out[alen] = '\0';
+	memcpy(out + alen + 1, b, blen);
+	out[*len] = '\0';
+	return out;
+}
+
 /* The relation must be of a kind with rows, and committed. */
 void
 DeptCheckRelation(Oid relid)
@@ -810,6 +838,7 @@ dept_train(PG_FUNCTION_ARGS)
 	DeptCheckLabels(relid, label_column, text_sql);
 	strlcpy(req->model_dir, DeptModelDirFor(req->model_name), sizeof(req->model_dir));
 	DeptCheckModelFits(req);
+	DeptResolvePairEncoding(req, DeptGetBackboneAt(req->model_dir));
 	/* the caller's budget travels with the job: the worker has no session of its own */
 	req->max_training_memory = dept_max_training_memory < 0 ? -1 :
 		(int64) dept_max_training_memory * 1024;

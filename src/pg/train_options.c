@@ -80,6 +80,7 @@ static const OptionSpec option_specs[] = {
 	{"sample", OPT_TEXT, 1, 16},
 	{"budget_rows", OPT_INT, 1, 1e15},
 	{"task", OPT_TEXT, 1, 16},
+	{"pair_encoding", OPT_TEXT, 1, 16},
 };
 
 static const OptionSpec *
@@ -208,6 +209,18 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 				req->sample_stratified = false;
 			else
 				bad_option(k, "The value must be \"stratified\" or \"uniform\".");
+		}
+		else if (strcmp(k, "pair_encoding") == 0)
+		{
+			/* how a sentence pair reaches the head (adapter.h AdapterPair) */
+			if (string_is(v, "joined"))
+				req->pair_encoding = ADAPTER_PAIR_JOINED;
+			else if (string_is(v, "native"))
+				req->pair_encoding = ADAPTER_PAIR_NATIVE;
+			else if (string_is(v, "siamese"))
+				req->pair_encoding = ADAPTER_PAIR_SIAMESE;
+			else
+				bad_option(k, "The value must be \"joined\", \"native\" or \"siamese\".");
 		}
 		else if (strcmp(k, "task") == 0)
 		{
@@ -354,6 +367,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	strlcpy(req->init_text, "Classify the text:", sizeof(req->init_text));
 	strlcpy(req->model_name, "use-lite", sizeof(req->model_name));
 	req->sample_stratified = true;
+	req->pair_encoding = -1;
 	strlcpy(req->sample_method, "all", sizeof(req->sample_method));
 	for (int i = 0; i < (int) lengthof(methods); i++)
 		if (strcmp(method, methods[i]) == 0)
@@ -453,6 +467,7 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 				q = 0;
 	size_t		run;
 	bool		text;
+	int			seqs;
 
 	/* a head the options cannot have is refused by the worker; estimate the linear one */
 	if (train_choose_head(bb, opt, &head, &err) != NN_OK)
@@ -461,7 +476,10 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 	cfg.head = head;
 	cfg.method = opt->method;
 	cfg.d = bb->d_embed;
-	cfg.h_dim = bb->d_out;
+	/* a siamese pair runs both texts: twice the sequences, a head on 4 pooled vectors */
+	cfg.pair = opt->pair;
+	cfg.h_dim = bb->d_out * (opt->pair == ADAPTER_PAIR_SIAMESE ? 4 : 1);
+	seqs = opt->pair == ADAPTER_PAIR_SIAMESE ? 2 : 1;
 	cfg.n_classes = (int) C;
 	cfg.prompt_len = probe ? 0 : opt->prompt_len;
 	cfg.max_len = opt->max_len;
@@ -480,8 +498,8 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 	S = P + s;
 	params = (double) adapter_param_count(&cfg);
 
-	run = backbone_run_bytes(bb, opt->batch_size, (int) S, text ? (int) Min(Max(B, C), 1 << 24) : 0,
-							 text ? max_label : 0);
+	run = backbone_run_bytes(bb, opt->batch_size * seqs, (int) S,
+							 text ? (int) Min(Max(B, C), 1 << 24) : 0, text ? max_label : 0);
 	est->activations = run == SIZE_MAX ? INFINITY : (double) run;
 	if (text && C > B)
 	{
@@ -492,8 +510,9 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 			(double) (loss - encoder);
 	}
 	/* E, X (and dX when training) of the batch, masks, pooled h and dh, logits, dlogits, labels */
-	est->workspace = 4 * (B * s * d + B * S * d * (probe ? 1 : 2) + 2 * B * out + 2 * B * C + B) +
-		B * (s + S) + (text ? 4 * (B + C) * max_label : 0);
+	est->workspace = 4 * (seqs * (B * s * d + B * S * d * (probe ? 1 : 2)) + 2 * B * cfg.h_dim +
+						  2 * B * C + B + (seqs - 1) * 4 * B * out) +
+		seqs * B * (s + S) + (text ? 4 * (B + C) * max_label : 0);
 	/* w, g and both AdamW moments of each parameter, the best checkpoint; A B and its gradient */
 	est->adapter = 4 * (5 * params);
 	if (opt->method == ADAPTER_DEPT || opt->method == ADAPTER_EPT)
@@ -506,7 +525,8 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 	 * they grow), class index, sort and split arrays, and the max_length
 	 * token ids; the probe also keeps a pooled vector per row.
 	 */
-	est->rows = text_bytes + n_rows * (64 + 48 + 4 + 8 + 12 + 4 + 4 * s + (probe ? 4 * out : 0));
+	est->rows = text_bytes + n_rows * (64 + 48 + 4 + 8 + 12 + 4 + 4 * s * seqs +
+									   (probe ? 4 * cfg.h_dim : 0));
 	est->weights = DeptDirectoryBytes(model_dir);
 	/* bfloat16 training keeps each float weight packed twice (W and W^T) at 2 bytes: 1x again */
 	if (opt->bf16 && bb->ops->run_use_bf16 != NULL)
@@ -554,4 +574,48 @@ DeptCheckTrainingMemory(const DeptMemoryEstimate *est, const TrainOptions *opt, 
 					   DeptFormatBytes((double) limit)),
 			 errhint("Lower the options batch_size, max_length or prompt_length, train on fewer rows, "
 					 "or ask a superuser to raise dept.max_training_memory.")));
+}
+
+/*
+ * Sentence pairs: how this run's pairs reach the head (opt.pair).  The
+ * option "pair_encoding" when given (22023 where it cannot be: native on a
+ * family without a pair template, anything but joined on a text-to-text
+ * head, or without text_columns); else the family's own template where it
+ * has one (BERT, RoBERTa, XLM-R, DistilBERT), joined on an encoder-decoder
+ * (T5), siamese on a single-sentence encoder (use-lite: it beat joined on
+ * validation, bench/README.md "Sentence pairs").
+ */
+void
+DeptResolvePairEncoding(DeptTrainRequest *req, const Backbone *bb)
+{
+	AdapterHead head = ADAPTER_HEAD_LINEAR;
+	NnError		err;
+	bool		text_head = train_choose_head(bb, &req->opt, &head, &err) == NN_OK &&
+		head == ADAPTER_HEAD_TEXT;
+
+	if (req->text_column2[0] == '\0')
+	{
+		if (req->pair_encoding >= 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"pair_encoding\" reads a sentence pair"),
+					 errhint("Name the pair's two columns with the option text_columns.")));
+		req->opt.pair = ADAPTER_PAIR_JOINED;
+		return;
+	}
+	if (req->pair_encoding >= 0)
+		req->opt.pair = req->pair_encoding;
+	else
+		req->opt.pair = train_default_pair(bb, &req->opt);
+	if (req->opt.pair == ADAPTER_PAIR_NATIVE && !backbone_has_pair_template(bb))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("model \"%s\" (%s) has no sentence-pair template", req->model_name,
+						bb->ops->family),
+				 errhint("Use pair_encoding \"joined\" or \"siamese\".")));
+	if (req->opt.pair != ADAPTER_PAIR_JOINED && text_head)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("a text-to-text head reads a sentence pair joined into one text"),
+				 errhint("Use pair_encoding \"joined\", or the option head \"linear\".")));
 }

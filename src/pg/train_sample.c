@@ -373,19 +373,16 @@ DeptSamplerRowsRead(const DeptSampler *s)
 	return s->rows_read;
 }
 
-/* Move the sample into ds (stratum by stratum) and free the sampler. */
+/* Move the sample into ds (stratum by stratum; pairs read with pair, DeptDatasetAddRow) and free the sampler. */
 void
-DeptSamplerFinish(DeptSampler *s, Dataset *ds)
+DeptSamplerFinish(DeptSampler *s, Dataset *ds, int pair)
 {
-	NnError		err;
-
 	for (int i = 0; i < s->n_strata; i++)
 		for (int64 k = 0; k < s->strata[i].held; k++)
 		{
 			SampleRow  *r = &s->strata[i].rows[k];
 
-			if (dataset_add(ds, r->text, r->text_len, r->label, r->label_len, &err) != NN_OK)
-				DeptReportNnError(&err, "could not hold the sampled rows");
+			DeptDatasetAddRow(ds, r->text, r->text_len, r->label, r->label_len, pair);
 		}
 	MemoryContextDelete(s->cxt);
 }

@@ -330,8 +330,8 @@ DeptScoreChunk(const Backbone *bb, Adapter *a, char **labels, const DeptTestSet 
 	NnError		err;
 
 	nn_error_clear(&err);
-	if (classify_texts(bb, run, a, (const char *const *) ts->texts + start, ts->text_lens + start,
-					   n, DEPT_PREDICT_BATCH, probs, &err) != NN_OK)
+	if (DeptClassifyInputs(bb, run, a, (const char *const *) ts->texts + start, ts->text_lens + start,
+						   n, DEPT_PREDICT_BATCH, probs, &err) != NN_OK)
 		DeptReportNnError(&err, "could not score the test rows");
 	for (int i = 0; i < n; i++)
 	{

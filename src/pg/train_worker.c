@@ -186,15 +186,72 @@ DeptCheckClassesStorable(const DeptTrainRequest *req, const Dataset *ds)
 }
 
 /*
- * Take one fetched batch of (text, label) rows: into the dataset, or
- * offered to the sampler (NULL rows are counted as skipped either way).
- * Returns the bytes of text and label now held.
+ * Add one row to ds: text, or for a pair read apart (pair native or
+ * siamese) its two texts separated by a NUL byte (DeptPairInput); a NULL
+ * text or label is counted as skipped.
  */
-static double
-DeptTakeRows(Dataset *ds, DeptSampler *sampler, DeptTestSet *ts, double fraction, double held)
+void
+DeptDatasetAddRow(Dataset *ds, const char *text, size_t text_len, const char *label,
+				  size_t label_len, int pair)
 {
 	NnError		err;
+	NnStatus	st;
+	const char *nul = text && pair != ADAPTER_PAIR_JOINED ? memchr(text, '\0', text_len) : NULL;
 
+	if (pair == ADAPTER_PAIR_JOINED)
+		st = dataset_add(ds, text, text_len, label, label_len, &err);
+	else if (nul == NULL)
+		st = dataset_add_pair(ds, NULL, 0, NULL, 0, label, label_len, &err);
+	else
+		st = dataset_add_pair(ds, text, nul - text, nul + 1, text_len - (nul - text) - 1, label,
+							  label_len, &err);
+	if (st != NN_OK)
+		DeptReportNnError(&err, "could not read training rows");
+}
+
+/*
+ * The text a row of the read query gives: column 1 (the text, or a pair
+ * joined as DeptTextSql formats it), or for a pair read apart its columns
+ * 3 and 4 as DeptPairInput joins them for the dataset (into buf).  NULL
+ * when null.
+ */
+static const char *
+DeptRowText(uint64 i, int pair, StringInfo buf, size_t *len)
+{
+	bool		an,
+				bn;
+	Datum		a,
+				b;
+	text	   *at,
+			   *bt;
+
+	if (pair == ADAPTER_PAIR_JOINED)
+		return NULL;
+	a = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 3, &an);
+	b = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 4, &bn);
+	if (an || bn)
+		return NULL;
+	at = DatumGetTextPP(a);
+	bt = DatumGetTextPP(b);
+	resetStringInfo(buf);
+	appendBinaryStringInfo(buf, VARDATA_ANY(at), VARSIZE_ANY_EXHDR(at));
+	appendStringInfoChar(buf, '\0');
+	appendBinaryStringInfo(buf, VARDATA_ANY(bt), VARSIZE_ANY_EXHDR(bt));
+	*len = buf->len;
+	return buf->data;
+}
+
+/*
+ * Take one fetched batch of (text, label) rows: into the dataset, or
+ * offered to the sampler (NULL rows are counted as skipped either way).
+ * A pair read apart travels as its two texts (DeptRowText); which rows are
+ * test rows is decided on the joined text either way, so every encoding
+ * holds out the same rows.  Returns the bytes of text and label now held.
+ */
+static double
+DeptTakeRows(Dataset *ds, DeptSampler *sampler, DeptTestSet *ts, double fraction, double held,
+			 int pair, StringInfo buf)
+{
 	for (uint64 i = 0; i < SPI_processed; i++)
 	{
 		bool		text_null,
@@ -204,24 +261,24 @@ DeptTakeRows(Dataset *ds, DeptSampler *sampler, DeptTestSet *ts, double fraction
 		text	   *tt = text_null ? NULL : DatumGetTextPP(t);
 		text	   *lt = label_null ? NULL : DatumGetTextPP(l);
 		bool		usable = tt && lt && VARSIZE_ANY_EXHDR(lt) > 0;
+		size_t		len = tt ? VARSIZE_ANY_EXHDR(tt) : 0;
+		const char *payload = tt ? VARDATA_ANY(tt) : NULL;
 
+		if (tt && pair != ADAPTER_PAIR_JOINED)
+			payload = DeptRowText(i, pair, buf, &len);
 		/* test rows first: never sampled, trained or validated on (train_test.c) */
 		if (usable && DeptIsTestRow(VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), VARDATA_ANY(lt),
 									VARSIZE_ANY_EXHDR(lt), fraction))
-			DeptTestSetAdd(ts, VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), VARDATA_ANY(lt),
-						   VARSIZE_ANY_EXHDR(lt));
+			DeptTestSetAdd(ts, payload, len, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
 		else if (sampler && usable)
-			DeptSamplerOffer(sampler, VARDATA_ANY(tt), VARSIZE_ANY_EXHDR(tt), VARDATA_ANY(lt),
-							 VARSIZE_ANY_EXHDR(lt));
+			DeptSamplerOffer(sampler, payload, len, VARDATA_ANY(lt), VARSIZE_ANY_EXHDR(lt));
 		else if (sampler)
 			ds->skipped++;
 		else
 		{
-			if (dataset_add(ds, tt ? VARDATA_ANY(tt) : NULL, tt ? VARSIZE_ANY_EXHDR(tt) : 0,
-							lt ? VARDATA_ANY(lt) : NULL, lt ? VARSIZE_ANY_EXHDR(lt) : 0,
-							&err) != NN_OK)
-				DeptReportNnError(&err, "could not read training rows");
-			held += usable ? VARSIZE_ANY_EXHDR(tt) + VARSIZE_ANY_EXHDR(lt) : 0;
+			DeptDatasetAddRow(ds, payload, len, lt ? VARDATA_ANY(lt) : NULL,
+							  lt ? VARSIZE_ANY_EXHDR(lt) : 0, pair);
+			held += usable ? len + VARSIZE_ANY_EXHDR(lt) : 0;
 		}
 	}
 	return sampler ? DeptSamplerHeldBytes(sampler) : held;
@@ -246,14 +303,20 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb, DeptTestSet *ts)
 	double		held = 0;
 	int64		fetched = 0;
 	DeptMemoryEstimate est;
+	StringInfoData buf;
 
 	if (ds == NULL)
 		ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
 	DeptWorkerBeginTxn();
+	initStringInfo(&buf);
 	DeptResolveTestFraction(req);
 	sampler = req->max_rows > 0 || req->max_rows_per_class > 0 ? DeptSamplerBegin(req) : NULL;
-	sql = psprintf("SELECT (%s)::pg_catalog.text, %s::pg_catalog.text FROM %s",
+	/* a pair read apart: its two texts too (the joined one decides the test rows) */
+	sql = psprintf("SELECT (%s)::pg_catalog.text, %s::pg_catalog.text%s FROM %s",
 				   DeptTextSql(req->text_column, req->text_column2, NULL, NULL), quote_identifier(req->label_column),
+				   req->opt.pair == ADAPTER_PAIR_JOINED ? "" :
+				   psprintf(", %s::pg_catalog.text, %s::pg_catalog.text",
+							quote_identifier(req->text_column), quote_identifier(req->text_column2)),
 				   DeptQualifiedName(req->relation));
 	plan = SPI_prepare(sql, 0, NULL);
 	if (plan == NULL)
@@ -265,7 +328,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb, DeptTestSet *ts)
 		if (SPI_processed == 0)
 			break;
 		fetched += SPI_processed;
-		held = DeptTakeRows(ds, sampler, ts, req->test_fraction, held);
+		held = DeptTakeRows(ds, sampler, ts, req->test_fraction, held, req->opt.pair, &buf);
 		SPI_freetuptable(SPI_tuptable);
 		DeptPublishRowsRead(req, fetched);
 		CHECK_FOR_INTERRUPTS();
@@ -282,7 +345,7 @@ DeptReadRows(DeptTrainRequest *req, const Backbone *bb, DeptTestSet *ts)
 	SPI_cursor_close(portal);
 	DeptWorkerCommit();
 	if (sampler)
-		DeptSamplerFinish(sampler, ds);
+		DeptSamplerFinish(sampler, ds, req->opt.pair);
 	/* a regression on T5's text-to-text head trains on 0.2-step bins (train.h) */
 	if ((req->regression ? dataset_finish_regression(ds, req->label_column, &err)
 		 : dataset_finish(ds, &err)) != NN_OK ||
@@ -414,7 +477,9 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 		escape_json(&hyper, req->text_column);
 		appendStringInfoString(&hyper, ", ");
 		escape_json(&hyper, req->text_column2);
-		appendStringInfoChar(&hyper, ']');
+		appendStringInfo(&hyper, "], \"pair_encoding\": \"%s\"",
+						 a->cfg.pair == ADAPTER_PAIR_NATIVE ? "native" :
+						 a->cfg.pair == ADAPTER_PAIR_SIAMESE ? "siamese" : "joined");
 	}
 	if (req->init_from[0] != '\0')
 	{

@@ -399,8 +399,11 @@ test_magic_version_sizes(void)
 	buf[3] = 'S';
 	EXPECT_REJECT(buf, len, "magic");
 	buf[3] = 'T';
-	put32(buf + OFF_VERSION, ADAPTER_IO_VERSION + 1);	/* 6: the first this build does not read */
-	EXPECT_REJECT(buf, len, "version 6");
+	put32(buf + OFF_VERSION, ADAPTER_IO_VERSION + 1);	/* 7: the first this build does not read */
+	EXPECT_REJECT(buf, len, "version 7");
+	/* version 6 (a pair encoding) has a header of 108 bytes */
+	put32(buf + OFF_VERSION, 6);
+	EXPECT_REJECT(buf, len, "header size 104 is not 108");
 	put32(buf + OFF_VERSION, 0);
 	EXPECT_REJECT(buf, len, "version 0");
 	put32(buf + OFF_VERSION, 1);

@@ -2,7 +2,11 @@
 -- their tiny random Hugging Face fixtures (copied by the test runner where
 -- the server can read them; DEPT_HF_MODELS names that directory) register
 -- with dept_register_model, train a probe and a DePT adapter and predict in
--- SQL; a sentence-pair adapter trains on each.  The numerics are checked
+-- SQL; a sentence-pair adapter trains on each, read with the family's own
+-- template ([CLS] a [SEP] b [SEP] with token types on BERT, <s> a </s></s>
+-- b </s> on RoBERTa): the stored hyperparameters say "native", prediction
+-- and dept_evaluate read it the same way, and the job's test report equals
+-- dept_evaluate on the test rows.  The numerics are checked
 -- against transformers in test/nn/test_{roberta,xlm_roberta,distilbert,deberta,modernbert}.c.
 \set ON_ERROR_STOP 1
 \set QUIET 1
@@ -10,7 +14,7 @@
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
-DROP TABLE IF EXISTS fam_reviews, fam_pairs;
+DROP TABLE IF EXISTS fam_reviews, fam_pairs, fam_pairs_test;
 CREATE TABLE fam_reviews AS
 SELECT CASE WHEN i % 2 = 0 THEN 'positive' ELSE 'negative' END AS label,
 	   CASE WHEN i % 2 = 0 THEN 'a wonderful and moving film number ' ELSE 'a dull and boring film number ' END || i AS body
@@ -24,7 +28,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
 DELETE FROM dept.models WHERE name LIKE 'fam-%';
 
-SELECT plan(26);
+SELECT plan(35);
 
 CREATE TEMP TABLE fam_models (model text, dir text, family text);
 INSERT INTO fam_models VALUES
@@ -33,6 +37,7 @@ INSERT INTO fam_models VALUES
 	('fam-distilbert', :'models' || '/distilbert-tiny', 'distilbert'),
 	('fam-deberta', :'models' || '/deberta-v3-tiny', 'deberta-v2'),
 	('fam-modernbert', :'models' || '/modernbert-tiny', 'modernbert');
+SELECT dept_register_model('fam-bert', :'models' || '/bert-tiny') IS NOT NULL AS bert_registered \gset
 
 SELECT is((SELECT string_agg(dept_register_model(model, dir) ->> 'family', ',' ORDER BY model) FROM fam_models),
 		  'deberta-v2,distilbert,modernbert,roberta,xlm-roberta', 'the five families register with their family names');
@@ -99,9 +104,37 @@ SELECT is((SELECT string_agg(t ->> 'token', '|' ORDER BY n)
 		   FROM jsonb_array_elements(dept_explain('fam_modernbert_dept', 'a fine film', 'gradient_x_input') -> 'tokens')
 				WITH ORDINALITY e(t, n)),
 		  E'[CLS]|a|\u0120f|ine|\u0120film|[SEP]', 'and ModernBERT''s byte-level pieces, through its input gradient');
+SELECT is((SELECT hyperparameters ->> 'pair_encoding' FROM dept.adapters WHERE name = 'fam_pair' AND active),
+		  'native', 'a RoBERTa pair is read with its own template by default');
+SELECT is(dept_train('fam_pairs', 'label', adapter => 'fam_bert_pair', method => 'dept',
+					 options => '{"model": "fam-bert", "text_columns": ["a", "b"], "prompt_length": 4,
+								  "max_length": 32, "max_steps": 6, "batch_size": 8, "test_fraction": 0.25,
+								  "seed": 3}'),
+		  'fam_bert_pair', 'a BERT DePT pair adapter trains ([CLS] a [SEP] b [SEP], types after the prompt)');
+SELECT is((SELECT hyperparameters -> 'pair_encoding' FROM dept.adapters WHERE name = 'fam_bert_pair' AND active),
+		  '"native"'::jsonb, 'its hyperparameters say native');
+SELECT ok(dept_predict('fam_bert_pair', 'the film number 3', 'the film number 3') IN ('same', 'different'),
+		  'dept_predict(adapter, a, b) on the BERT pair adapter');
+SELECT is((SELECT count(*) FROM fam_pairs
+		   WHERE dept_predict('fam_bert_pair', a, b) = (dept_predict('fam_bert_pair', ARRAY[a], ARRAY[b]))[1]),
+		  40::bigint, 'BERT pair: batched and single predictions agree');
+CREATE TABLE fam_pairs_test AS SELECT * FROM fam_pairs
+	WHERE dept_is_test_row(format('%s: %s %s: %s', 'a', a, 'b', b), label, 0.25);
+SELECT is(dept_report('fam_bert_pair') -> 'confusion',
+		  dept_evaluate('fam_bert_pair', 'fam_pairs_test', 'label', ARRAY['a', 'b']) -> 'confusion',
+		  'BERT pair: the job''s test report equals dept_evaluate(..., text[]) on the test rows');
+SELECT is((dept_evaluate('fam_bert_pair', 'fam_pairs', 'label', ARRAY['a', 'b']) ->> 'accuracy')::float8,
+		  (SELECT avg((dept_predict('fam_bert_pair', a, b) = label)::int)::float8 FROM fam_pairs),
+		  'BERT pair: dept_evaluate counts what dept_predict gets right');
+SELECT is(dept_train('fam_pairs', 'label', adapter => 'fam_bert_joined', method => 'probe',
+					 options => '{"model": "fam-bert", "text_columns": ["a", "b"], "pair_encoding": "joined",
+								  "epochs": 2}'),
+		  'fam_bert_joined', 'pair_encoding joined keeps the one-text reading on BERT');
+SELECT is((SELECT hyperparameters ->> 'pair_encoding' FROM dept.adapters WHERE name = 'fam_bert_joined' AND active),
+		  'joined', 'and says so');
 
 SELECT * FROM finish();
-DROP TABLE fam_reviews, fam_pairs;
+DROP TABLE fam_reviews, fam_pairs, fam_pairs_test;
 DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
 DELETE FROM dept.models WHERE name LIKE 'fam-%';

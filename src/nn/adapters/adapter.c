@@ -17,6 +17,46 @@ adapter_prompt_rows(const AdapterConfig *cfg)
 	return cfg->method == ADAPTER_PROBE ? 0 : cfg->prompt_len;
 }
 
+void
+siamese_features(const float *hu, const float *hv, int B, int k, float *feat)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *u = hu + (size_t) b * k,
+				   *v = hv + (size_t) b * k;
+		float	   *f = feat + (size_t) b * 4 * k;
+
+		for (int i = 0; i < k; i++)
+		{
+			f[i] = u[i];
+			f[k + i] = v[i];
+			f[2 * k + i] = fabsf(u[i] - v[i]);
+			f[3 * k + i] = u[i] * v[i];
+		}
+	}
+}
+
+void
+siamese_backward(const float *hu, const float *hv, const float *dfeat, int B, int k, float *du,
+				 float *dv)
+{
+	for (int b = 0; b < B; b++)
+	{
+		const float *u = hu + (size_t) b * k,
+				   *v = hv + (size_t) b * k,
+				   *g = dfeat + (size_t) b * 4 * k;
+
+		for (int i = 0; i < k; i++)
+		{
+			float		diff = u[i] - v[i],
+						sign = diff > 0 ? 1.0f : diff < 0 ? -1.0f : 0.0f;
+
+			du[(size_t) b * k + i] = g[i] + sign * g[2 * k + i] + v[i] * g[3 * k + i];
+			dv[(size_t) b * k + i] = g[k + i] - sign * g[2 * k + i] + u[i] * g[3 * k + i];
+		}
+	}
+}
+
 static bool
 has_low_rank(const AdapterConfig *cfg)
 {
@@ -113,6 +153,13 @@ check_config(const AdapterConfig *cfg, int max_batch, NnError *err)
 		return nn_fail(err, NN_ERR_ARG, "unknown adapter head %d", (int) cfg->head);
 	if (cfg->method == ADAPTER_PROBE && cfg->head == ADAPTER_HEAD_TEXT)
 		return nn_fail(err, NN_ERR_ARG, "a linear probe trains only a linear head: it cannot be text-to-text");
+	if (cfg->pair < ADAPTER_PAIR_JOINED || cfg->pair > ADAPTER_PAIR_SIAMESE)
+		return nn_fail(err, NN_ERR_ARG, "unknown pair encoding %d", cfg->pair);
+	if (cfg->pair != ADAPTER_PAIR_JOINED && cfg->head != ADAPTER_HEAD_LINEAR)
+		return nn_fail(err, NN_ERR_ARG, "a text-to-text head reads a pair joined into one text");
+	if (cfg->pair == ADAPTER_PAIR_SIAMESE && cfg->h_dim % 4 != 0)
+		return nn_fail(err, NN_ERR_ARG, "a siamese head reads 4 vectors: h_dim %d is not a multiple of 4",
+					   cfg->h_dim);
 	if (cfg->method != ADAPTER_PROBE && cfg->prompt_len < 0)
 		return nn_fail(err, NN_ERR_ARG, "prompt length must not be negative");
 	if (cfg->method == ADAPTER_PT && cfg->prompt_len <= 0)
@@ -231,6 +278,9 @@ adapter_init_from(Adapter *a, const Adapter *src, bool copy_head, NnError *err)
 	if (x->method != y->method || x->head != y->head)
 		return nn_fail(err, NN_ERR_ARG, "the adapter to start from was trained with another "
 					   "method or head (%d/%d, not %d/%d)", y->method, y->head, x->method, x->head);
+	if (x->pair != y->pair)
+		return nn_fail(err, NN_ERR_ARG, "the adapter to start from reads its input with pair "
+					   "encoding %d, not %d", y->pair, x->pair);
 	if (x->regression != y->regression)
 		return nn_fail(err, NN_ERR_ARG, "the adapter to start from is a %s, not a %s",
 					   y->regression ? "regression" : "classifier",

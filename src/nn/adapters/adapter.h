@@ -65,6 +65,24 @@ typedef enum AdapterHead
 	ADAPTER_HEAD_TEXT = 1		/* T5 text-to-text: label strings ranked by log-likelihood */
 } AdapterHead;
 
+/*
+ * How a sentence pair (two texts per row) reaches the head.  JOINED: the
+ * caller joined the two texts into one ("a_name: a b_name: b", or one
+ * text and no pair at all): every adapter stored before pairs had an
+ * encoding is read as JOINED and predicts as it did.  NATIVE: the
+ * family's own pair template (BERT [CLS] a [SEP] b [SEP] with token types
+ * 0/1, RoBERTa <s> a </s></s> b </s>; backbone.h tokenize_pair).
+ * SIAMESE: each text on its own through the same adapter and backbone,
+ * pooled to u and v; the linear head reads [u; v; |u - v|; u * v], so
+ * h_dim is 4 x the backbone's d_out (docs/design.md 1, "Sentence pairs").
+ */
+typedef enum AdapterPair
+{
+	ADAPTER_PAIR_JOINED = 0,
+	ADAPTER_PAIR_NATIVE = 1,
+	ADAPTER_PAIR_SIAMESE = 2
+} AdapterPair;
+
 /* Parameter groups, each with its own learning rate and weight decay. */
 typedef enum AdapterGroup
 {
@@ -95,6 +113,7 @@ typedef struct AdapterConfig
 								 * the standardised target.  A text-to-text head ranks
 								 * n_classes bins, label strings that are numbers
 								 * (dataset_bin_targets), see adapter_bin_value */
+	int			pair;			/* AdapterPair (an int, as pool_text) */
 } AdapterConfig;
 
 typedef struct AdapterParam
@@ -154,6 +173,15 @@ typedef struct Adapter
 	int			cached_batch;
 	int			cached_n;
 } Adapter;
+
+/*
+ * Siamese head features: feat (B, 4 k) = [u; v; |u - v|; u * v] of u
+ * (row b of hu) and v (row b of hv), each (B, k).  siamese_backward: du
+ * and dv (B, k) from dfeat (B, 4 k) (the subgradient of |x| at 0 is 0).
+ */
+void		siamese_features(const float *hu, const float *hv, int B, int k, float *feat);
+void		siamese_backward(const float *hu, const float *hv, const float *dfeat, int B, int k,
+							 float *du, float *dv);
 
 /* Number of prompt rows the adapter prepends. */
 int			adapter_prompt_rows(const AdapterConfig *cfg);

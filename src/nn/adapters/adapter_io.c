@@ -33,6 +33,7 @@ enum
 	OFF_FINGERPRINT = 64,
 	OFF_HEAD = 96,				/* versions 2 and 3; reserved (0) in version 1 */
 	OFF_POOLING = 100,			/* version 3; reserved (0) in versions 1 and 2 */
+	OFF_PAIR = 104,				/* version 6 only: its header is 4 bytes longer */
 	FINGERPRINT_LEN = 32,
 	N_TENSOR_KINDS = 10,
 	MAX_NDIM = 3
@@ -377,6 +378,13 @@ check_config(const AdapterConfig *c, NnStatus st, NnError *err)
 		return nn_fail(err, st, "adapter alpha is not a finite number");
 	if (c->pool_text && (c->head != ADAPTER_HEAD_LINEAR || adapter_prompt_rows(c) == 0))
 		return nn_fail(err, st, "text-row pooling needs a linear head and prompt rows");
+	if ((unsigned) c->pair > ADAPTER_PAIR_SIAMESE)
+		return nn_fail(err, st, "adapter pair encoding %u is not one of 0..2 (joined, native, siamese)",
+					   (unsigned) c->pair);
+	if (c->pair != ADAPTER_PAIR_JOINED && c->head != ADAPTER_HEAD_LINEAR)
+		return nn_fail(err, st, "a pair encoding other than joined needs a linear head");
+	if (c->pair == ADAPTER_PAIR_SIAMESE && c->h_dim % 4 != 0)
+		return nn_fail(err, st, "a siamese adapter's h_dim %d is not a multiple of 4", c->h_dim);
 
 	n_spec = expected_tensors(c, spec);
 	for (int i = 0; i < n_spec; i++)
@@ -514,6 +522,13 @@ check_tensors(const Adapter *a, const TensorSpec *spec, int n_spec, uint64_t *si
 	return NN_OK;
 }
 
+/* Bytes of the header: version 6 (a pair encoding) adds the pair field. */
+static size_t
+header_size(const AdapterConfig *c)
+{
+	return c->pair ? ADAPTER_IO_HEADER_SIZE_PAIR : ADAPTER_IO_HEADER_SIZE;
+}
+
 static uint8_t *
 write_header(uint8_t *p, const AdapterConfig *c, int n_tensors, uint64_t total,
 			 const uint8_t fingerprint[FINGERPRINT_LEN])
@@ -523,28 +538,33 @@ write_header(uint8_t *p, const AdapterConfig *c, int n_tensors, uint64_t total,
 
 	bool		text = c->head == ADAPTER_HEAD_TEXT;
 
-	memset(p, 0, ADAPTER_IO_HEADER_SIZE);	/* reserved fields are zero */
+	size_t		header = header_size(c);
+
+	memset(p, 0, header);		/* reserved fields are zero */
 	memcpy(p + OFF_MAGIC, ADAPTER_IO_MAGIC, 4);
 	/*
-	 * the oldest version that holds the adapter: 3 for text-row pooling
-	 * (canonical: only with a linear head and prompt rows), else 1 unless
-	 * its head is text-to-text
+	 * the oldest version that holds the adapter: 5 for a pair encoding, 3
+	 * for text-row pooling (canonical: only with a linear head and prompt
+	 * rows), else 1 unless its head is text-to-text
 	 */
-	put_u32(p + OFF_VERSION, c->regression && text ? ADAPTER_IO_VERSION_TEXT_REGRESSION
+	put_u32(p + OFF_VERSION, c->pair ? ADAPTER_IO_VERSION_PAIR
+			: c->regression && text ? ADAPTER_IO_VERSION_TEXT_REGRESSION
 			: c->regression ? ADAPTER_IO_VERSION_REGRESSION
 			: c->pool_text ? ADAPTER_IO_VERSION_POOL_TEXT
 			: text ? ADAPTER_IO_VERSION_TEXT_HEAD : 1);
 	put_u32(p + OFF_HEAD, text ? (uint32_t) ADAPTER_HEAD_TEXT
 			: c->regression ? ADAPTER_IO_HEAD_REGRESSION : 0);
 	put_u32(p + OFF_POOLING, c->pool_text ? 1 : 0);
-	put_u32(p + OFF_HEADER_SIZE, ADAPTER_IO_HEADER_SIZE);
+	put_u32(p + OFF_HEADER_SIZE, (uint32_t) header);
+	if (c->pair)
+		put_u32(p + OFF_PAIR, (uint32_t) c->pair);
 	for (int i = 0; i < 9; i++)
 		put_u32(p + OFF_CONFIG + 4 * i, (uint32_t) dims[i]);
 	put_u32(p + OFF_ALPHA, float_bits(c->alpha));
 	put_u32(p + OFF_N_TENSORS, (uint32_t) n_tensors);
 	put_u64(p + OFF_TOTAL_SIZE, total);
 	memcpy(p + OFF_FINGERPRINT, fingerprint, FINGERPRINT_LEN);
-	return p + ADAPTER_IO_HEADER_SIZE;
+	return p + header;
 }
 
 static uint8_t *
@@ -575,7 +595,7 @@ adapter_serialize(const Adapter *a, const char *backbone_fingerprint,
 	AdapterConfig cfg;
 	TensorSpec	spec[N_TENSOR_KINDS];
 	int			n_spec;
-	uint64_t	size = ADAPTER_IO_HEADER_SIZE + 4 + 4;	/* + class count + CRC */
+	uint64_t	size;
 	uint8_t    *buf,
 			   *p;
 	NnStatus	st;
@@ -585,6 +605,7 @@ adapter_serialize(const Adapter *a, const char *backbone_fingerprint,
 	if (a == NULL)
 		return nn_fail(err, NN_ERR_ARG, "no adapter to serialize");
 	cfg = canonical_config(&a->cfg);
+	size = header_size(&cfg) + 4 + 4;	/* + class count + CRC */
 	if ((st = check_config(&cfg, NN_ERR_ARG, err)) != NN_OK ||
 		(st = parse_fingerprint(backbone_fingerprint, fingerprint, err)) != NN_OK ||
 		(st = check_class_names(class_names, cfg.n_classes, &size, err)) != NN_OK ||
@@ -665,7 +686,9 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 	uint32_t	v,
 				version,
 				head,
-				pooling;
+				pooling,
+				header,
+				pair = 0;
 	uint64_t	total;
 
 	if (len < 4 || memcmp(buf, ADAPTER_IO_MAGIC, 4) != 0)
@@ -679,8 +702,12 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 	if (len < ADAPTER_IO_MIN_SIZE)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter truncated: %zu bytes, the smallest is %d",
 					   len, ADAPTER_IO_MIN_SIZE);
-	if ((v = get_u32(buf + OFF_HEADER_SIZE)) != ADAPTER_IO_HEADER_SIZE)
-		return nn_fail(err, NN_ERR_FORMAT, "adapter header size %u is not %d", v, ADAPTER_IO_HEADER_SIZE);
+	header = version == ADAPTER_IO_VERSION_PAIR ? ADAPTER_IO_HEADER_SIZE_PAIR : ADAPTER_IO_HEADER_SIZE;
+	if ((v = get_u32(buf + OFF_HEADER_SIZE)) != header)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter header size %u is not %u", v, header);
+	if (len < header + 4 + 4)
+		return nn_fail(err, NN_ERR_FORMAT, "adapter truncated: %zu bytes, the smallest of version %u is %u",
+					   len, version, header + 8);
 	if ((total = get_u64(buf + OFF_TOTAL_SIZE)) != len)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter %s: the header says %llu bytes, there are %zu",
 					   total > len ? "truncated" : "has trailing bytes",
@@ -690,6 +717,13 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 					   get_u32(buf + len - 4), v);
 	pooling = get_u32(buf + OFF_POOLING);
 	head = get_u32(buf + OFF_HEAD);
+	if (version == ADAPTER_IO_VERSION_PAIR &&
+		((pair = get_u32(buf + OFF_PAIR)) < ADAPTER_PAIR_NATIVE || pair > ADAPTER_PAIR_SIAMESE ||
+		 (head != 0 && head != ADAPTER_IO_HEAD_REGRESSION) || pooling > 1))
+		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a pair encoding 1 or 2, "
+					   "a linear (0) or regression (%d) head and pooling 0 or 1, but the pair at "
+					   "offset %d is %u, the head %u and the pooling %u", version,
+					   ADAPTER_IO_HEAD_REGRESSION, OFF_PAIR, pair, head, pooling);
 	if (version == ADAPTER_IO_VERSION_REGRESSION && (head != ADAPTER_IO_HEAD_REGRESSION || pooling > 1))
 		return nn_fail(err, NN_ERR_FORMAT, "adapter format version %u stores a regression head (%d) "
 					   "and pooling 0 or 1, but the head at offset %d is %u and the pooling %u",
@@ -727,8 +761,9 @@ parse_header(const uint8_t *buf, size_t len, AdapterConfig *cfg, NnError *err)
 			*dims[i] = (int) v;
 	}
 	cfg->alpha = bits_float(get_u32(buf + OFF_ALPHA));
-	cfg->regression = version == ADAPTER_IO_VERSION_REGRESSION ||
+	cfg->regression = head == ADAPTER_IO_HEAD_REGRESSION ||
 		version == ADAPTER_IO_VERSION_TEXT_REGRESSION;
+	cfg->pair = (int) pair;
 	cfg->head = head == ADAPTER_HEAD_TEXT ? ADAPTER_HEAD_TEXT : ADAPTER_HEAD_LINEAR;
 	cfg->pool_text = pooling == 1;
 	return check_config(cfg, NN_ERR_FORMAT, err);
@@ -935,7 +970,7 @@ adapter_deserialize(const uint8_t *buf, size_t len, int max_batch, Adapter **out
 		return nn_fail(err, NN_ERR_FORMAT, "adapter lists %u tensors, a %s adapter with this configuration has %d",
 					   n_tensors, method_names[cfg.method], n_spec);
 
-	r = (Reader) {buf, ADAPTER_IO_HEADER_SIZE, len - 4, err};
+	r = (Reader) {buf, header_size(&cfg), len - 4, err};
 	names_at = r.pos + 4;
 	if (parse_class_names(&r, cfg.n_classes) != NN_OK)
 		return NN_ERR_FORMAT;

@@ -16,7 +16,7 @@
  *        0     4  magic          "DEPT" (0x44 0x45 0x50 0x54)
  *        4     4  u32 version    1 (linear head), 2 (text-to-text head) or
  *                                3 (linear head pooling the text rows only);
- *                                4 and 5: regressions (below)
+ *                                4 and 5: regressions, 6: a pair encoding (below)
  *        8     4  u32 header_size ADAPTER_IO_HEADER_SIZE (104): bytes 0..103
  *       12     4  u32 method     0 probe, 1 PT, 2 DePT, 3 EPT (AdapterMethod)
  *       16     4  u32 d          token embedding width       1..16384
@@ -111,6 +111,17 @@
  * adapter is written as version 5; a version-5 header with another head
  * or pooling is refused.
  *
+ * Version 6 adds the pair encoding (AdapterConfig.pair, adapter.h
+ * AdapterPair): its header_size is 108, and the u32 at offset 104 is 1
+ * (NATIVE: the backbone's own pair template and token types) or 2
+ * (SIAMESE: each text pooled on its own, the head reads [u; v; |u - v|;
+ * u * v], h_dim a multiple of 4); the head field is 0 (linear) or 2
+ * (regression, with the "target" tensor as in version 4) and the pooling
+ * field 0 or 1 as in version 3.  Only an adapter with one of these two
+ * encodings is written as version 6: a pair joined into one text
+ * (JOINED, 0) is stored as before, so every adapter written before
+ * version 6 keeps its bytes and is read back as JOINED.
+ *
  * Size limits, so that a forged header cannot make the reader allocate
  * much more than the bytes it was given: the per-field ranges above, at
  * most ADAPTER_IO_MAX_FLOATS stored values in all, and at most
@@ -141,13 +152,15 @@
 #include "base/nn_common.h"
 
 #define ADAPTER_IO_MAGIC "DEPT"
-#define ADAPTER_IO_VERSION 5		/* the newest version read and written */
+#define ADAPTER_IO_VERSION 6		/* the newest version read and written */
 #define ADAPTER_IO_VERSION_TEXT_HEAD 2	/* the first with a text-to-text head */
 #define ADAPTER_IO_VERSION_POOL_TEXT 3	/* the first with text-row pooling */
 #define ADAPTER_IO_VERSION_REGRESSION 4	/* the first with a regression head */
 #define ADAPTER_IO_HEAD_REGRESSION 2	/* the head field of a version-4 adapter */
 #define ADAPTER_IO_VERSION_TEXT_REGRESSION 5	/* the first with a text-to-text regression */
+#define ADAPTER_IO_VERSION_PAIR 6	/* the first with a pair encoding (its own header size) */
 #define ADAPTER_IO_HEADER_SIZE 104
+#define ADAPTER_IO_HEADER_SIZE_PAIR 108
 #define ADAPTER_IO_MIN_SIZE (ADAPTER_IO_HEADER_SIZE + 4 + 4)	/* + class count + CRC */
 
 #define ADAPTER_IO_MAX_D 16384			/* d and h_dim */

@@ -72,6 +72,12 @@ backbone_tokenize_pair(const Backbone *bb, const char *a, size_t alen, const cha
 }
 
 bool
+backbone_has_pair_template(const Backbone *bb)
+{
+	return bb != NULL && bb->ops->tokenize_pair != NULL;
+}
+
+bool
 backbone_run_token_types(const Backbone *bb, BackboneRun *run, const uint8_t *type_ids)
 {
 	return bb->ops->run_token_types != NULL && bb->ops->run_token_types(run, type_ids);

@@ -235,6 +235,9 @@ int			backbone_tokenize_pair(const Backbone *bb, const char *a, size_t alen,
 								   const char *b, size_t blen, int32_t *ids,
 								   uint8_t *type_ids, int max_ids);
 
+/* Whether the family has a pair template (bb->ops->tokenize_pair). */
+bool		backbone_has_pair_template(const Backbone *bb);
+
 /* bb->ops->run_token_types(run, type_ids), or false for a family without token types. */
 bool		backbone_run_token_types(const Backbone *bb, BackboneRun *run,
 									 const uint8_t *type_ids);

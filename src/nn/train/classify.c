@@ -103,14 +103,89 @@ evaluate_rows(const Backbone *bb, Adapter *a, const Dataset *ds, const int *rows
 
 	if (batch_size > a->max_batch)
 		batch_size = a->max_batch;
-	st = batch_tokenize_all(bb, ds, max_len, &tc, err);
+	batch_size /= batch_sequences_per_row(a->cfg.pair);
+	st = batch_tokenize_all(bb, ds, max_len, a->cfg.pair, &tc, err);
 	if (st == NN_OK)
-		st = batch_workspace_init(bb, &ws, batch_size, adapter_prompt_rows(&a->cfg), max_len,
-							ds->n_classes > a->cfg.n_classes ? ds->n_classes : a->cfg.n_classes,
-							false, false, err);
+		st = batch_workspace_init(bb, &ws, &a->cfg, batch_size > 0 ? batch_size : 1, max_len,
+								  ds->n_classes > a->cfg.n_classes ? ds->n_classes : a->cfg.n_classes,
+								  false, false, NULL, err);
 	if (st == NN_OK)
 		st = batch_evaluate(bb, a, &ws, &tc, ds, NULL, rows, n_rows, out, err);
 	batch_token_cache_free(&tc);
+	batch_workspace_free(bb, &ws);
+	return st;
+}
+
+/* Scores of one batch (ws->logits, B x C) as probabilities, or a regression's values, into out. */
+static void
+scores_to_probs(const Adapter *a, const float *scores, int B, float *out)
+{
+	int			C = a->cfg.n_classes;
+
+	for (int b = 0; b < B; b++)
+	{
+		const float *row = scores + (size_t) b * C;
+		float	   *p = out + (size_t) b * C;
+		float		max = row[batch_argmax(row, C)];
+		double		sum = 0.0;
+
+		if (a->cfg.regression)
+		{
+			/* a linear head's one output, or a text-to-text one's bin scores */
+			out[b] = (float) (a->cfg.head == ADAPTER_HEAD_TEXT ? adapter_bin_value(a, row)
+							  : adapter_value(a, row[0]));
+			continue;
+		}
+		for (int c = 0; c < C; c++)
+			sum += (p[c] = expf(row[c] - max));
+		for (int c = 0; c < C; c++)
+			p[c] = (float) (p[c] / sum);
+	}
+}
+
+/*
+ * classify_texts and classify_pairs: every batch_size rows (batch_size /
+ * 2 siamese pairs) tokenized with the adapter's pair encoding and scored
+ * on the training path (batch_score_rows).
+ */
+static NnStatus
+classify_rows(const Backbone *bb, BackboneRun *run, Adapter *a, const char *const *texts,
+			  const size_t *lens, const char *const *texts_b, const size_t *lens_b, int n,
+			  int batch_size, float *probs, NnError *err)
+{
+	int			C = a->cfg.n_classes,
+				per_batch = batch_size / batch_sequences_per_row(a->cfg.pair),
+				max_len = a->cfg.max_len > 0 ? a->cfg.max_len : bb->max_tokens;
+	int			rows[1024];
+	Workspace	ws = {0};
+	NnStatus	st;
+
+	if (batch_size <= 0 || batch_size > a->max_batch || per_batch < 1 || per_batch > 1024)
+		return nn_fail(err, NN_ERR_ARG, "batch of %d rows outside 1..%d (the adapter's)", batch_size,
+					   a->max_batch);
+	if (a->cfg.head == ADAPTER_HEAD_TEXT &&
+		(a->label_ids == NULL || (a->cfg.regression && a->bin_values == NULL)))
+		return nn_fail(err, NN_ERR_ARG, "text-to-text adapter without label ids (text_head_bind_labels)");
+	if ((st = batch_workspace_init(bb, &ws, &a->cfg, per_batch, max_len, C, false, false, run,
+								   err)) != NN_OK)
+		return st;
+	for (int b = 0; b < per_batch; b++)
+		rows[b] = b;
+	for (int start = 0; start < n && st == NN_OK; start += per_batch)
+	{
+		int			B = n - start < per_batch ? n - start : per_batch;
+		TokenCache	tc;
+
+		st = batch_tokenize_texts(bb, texts + start, lens + start, texts_b ? texts_b + start : NULL,
+								  lens_b ? lens_b + start : NULL, B, max_len, a->cfg.pair, &tc, err);
+		if (st == NN_OK)
+			st = batch_score_rows(bb, a, &ws, &tc, rows, B, err);
+		if (st == NN_OK)
+			scores_to_probs(a, ws.logits, B, probs + (size_t) start * (a->cfg.regression ? 1 : C));
+		batch_token_cache_free(&tc);
+	}
+	/* the run may be shared (a server's cache): leave it pooling every row */
+	backbone_run_pool_skip(bb, ws.run, 0);
 	batch_workspace_free(bb, &ws);
 	return st;
 }
@@ -119,97 +194,18 @@ NnStatus
 classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a, const char *const *texts,
 			   const size_t *lens, int n, int batch_size, float *probs, NnError *err)
 {
-	int			C = a->cfg.n_classes,
-				P = adapter_prompt_rows(&a->cfg),
-				max_len = a->cfg.max_len > 0 ? a->cfg.max_len : bb->max_tokens;
-	size_t		d = bb->d_embed;
-	int32_t    *ids = malloc(sizeof(int32_t) * (size_t) batch_size * max_len);
-	int		   *count = malloc(sizeof(int) * batch_size);
-	float	   *E = malloc(sizeof(float) * batch_size * max_len * d);
-	uint8_t    *e_mask = malloc((size_t) batch_size * max_len);
-	float	   *X = malloc(sizeof(float) * batch_size * (P + max_len) * d);
-	uint8_t    *x_mask = malloc((size_t) batch_size * (P + max_len));
-	float	   *h = malloc(sizeof(float) * batch_size * bb->d_out);
-	bool		bins = a->cfg.regression && a->cfg.head == ADAPTER_HEAD_TEXT;
-	/* a text-to-text regression's bin scores, before they become values */
-	float	   *scores = bins ? malloc(sizeof(float) * (size_t) batch_size * C) : NULL;
-	NnStatus	st = NN_OK;
+	if (a->cfg.pair != ADAPTER_PAIR_JOINED)
+		return nn_fail(err, NN_ERR_ARG, "the adapter reads sentence pairs: classify them with classify_pairs");
+	return classify_rows(bb, run, a, texts, lens, NULL, NULL, n, batch_size, probs, err);
+}
 
-	if (!ids || !count || !E || !e_mask || !X || !x_mask || !h || (bins && !scores) ||
-		batch_size > a->max_batch)
-	{
-		st = nn_fail(err, NN_ERR_NOMEM, "out of memory classifying texts");
-		goto done;
-	}
-	if (a->cfg.head == ADAPTER_HEAD_TEXT && (a->label_ids == NULL || (bins && a->bin_values == NULL)))
-	{
-		st = nn_fail(err, NN_ERR_ARG, "text-to-text adapter without label ids (text_head_bind_labels)");
-		goto done;
-	}
-	for (int start = 0; start < n; start += batch_size)
-	{
-		int			B = n - start < batch_size ? n - start : batch_size;
-		int			len = 1;
-
-		for (int b = 0; b < B; b++)
-		{
-			count[b] = bb->ops->tokenize(bb, texts[start + b], lens[start + b],
-										 ids + (size_t) b * max_len, max_len);
-			if (count[b] < 0)
-			{
-				st = nn_fail(err, NN_ERR_NOMEM, "out of memory tokenizing");
-				goto done;
-			}
-			if (count[b] > len)
-				len = count[b];
-		}
-		memset(E, 0, sizeof(float) * (unsigned) B * (unsigned) len * d);
-		memset(e_mask, 0, (size_t) (unsigned) B * (unsigned) len);
-		for (int b = 0; b < B; b++)
-			bb->ops->embed_tokens(bb, ids + (size_t) b * max_len, count[b],
-								  E + (size_t) b * len * d, e_mask + (size_t) b * len);
-		adapter_forward(a, E, e_mask, B, len, X, x_mask);
-		if (a->cfg.head == ADAPTER_HEAD_TEXT)
-		{
-			/* rank classification: the scores become probabilities by the softmax below */
-			if ((st = batch_rank_scores(bb, run, a, X, x_mask, B, P + len,
-										bins ? scores : probs + (size_t) start * C, err)) != NN_OK)
-				goto done;
-			for (int b = 0; bins && b < B; b++)
-				probs[start + b] = (float) adapter_bin_value(a, scores + (size_t) b * C);
-		}
-		else
-		{
-			backbone_run_pool_skip(bb, run, a->cfg.pool_text ? P : 0);
-			if ((st = bb->ops->forward(bb, run, X, x_mask, B, P + len, h, err)) != NN_OK)
-				goto done;
-			head_forward(a, h, B, probs + (size_t) start * C);
-			for (int b = 0; a->cfg.regression && b < B; b++)
-				probs[start + b] = (float) adapter_value(a, probs[start + b]);
-		}
-		for (int b = 0; b < (a->cfg.regression ? 0 : B); b++)
-		{
-			float	   *row = probs + (size_t) (start + b) * C;
-			float		max = row[batch_argmax(row, C)];
-			double		sum = 0.0;
-
-			for (int c = 0; c < C; c++)
-				sum += (row[c] = expf(row[c] - max));
-			for (int c = 0; c < C; c++)
-				row[c] = (float) (row[c] / sum);
-		}
-	}
-done:
-	/* the run may be shared (a server's cache): leave it pooling every row */
-	if (run != NULL)
-		backbone_run_pool_skip(bb, run, 0);
-	free(ids);
-	free(count);
-	free(E);
-	free(e_mask);
-	free(X);
-	free(x_mask);
-	free(h);
-	free(scores);
-	return st;
+NnStatus
+classify_pairs(const Backbone *bb, BackboneRun *run, Adapter *a, const char *const *texts,
+			   const size_t *lens, const char *const *texts_b, const size_t *lens_b, int n,
+			   int batch_size, float *probs, NnError *err)
+{
+	if (a->cfg.pair == ADAPTER_PAIR_JOINED)
+		return nn_fail(err, NN_ERR_ARG, "the adapter reads one text (a pair joined into one): "
+					   "classify it with classify_texts");
+	return classify_rows(bb, run, a, texts, lens, texts_b, lens_b, n, batch_size, probs, err);
 }

@@ -26,7 +26,11 @@ dataset_free(Dataset *ds)
 	{
 		free(ds->texts[i]);
 		free(ds->row_labels[i]);
+		if (ds->texts_b)
+			free(ds->texts_b[i]);
 	}
+	free(ds->texts_b);
+	free(ds->text_b_lens);
 	for (int c = 0; c < ds->n_classes; c++)
 		free(ds->class_names[c]);
 	free(ds->texts);
@@ -74,13 +78,73 @@ grow(Dataset *ds)
 			return NN_ERR_NOMEM;
 		ds->row_labels = labels;
 	}
+	if (ds->texts_b)
+	{
+		char	  **b = realloc(ds->texts_b, sizeof(char *) * cap);
+		size_t	   *lens;
+
+		if (b == NULL)
+			return NN_ERR_NOMEM;
+		ds->texts_b = b;
+		if ((lens = realloc(ds->text_b_lens, sizeof(size_t) * cap)) == NULL)
+			return NN_ERR_NOMEM;
+		ds->text_b_lens = lens;
+	}
 	ds->capacity = cap;
 	return NN_OK;
 }
 
+static NnStatus add_row(Dataset *ds, const char *text, size_t text_len, const char *label,
+						size_t label_len, NnError *err);
+
 NnStatus
 dataset_add(Dataset *ds, const char *text, size_t text_len, const char *label,
 			size_t label_len, NnError *err)
+{
+	if (ds->texts_b != NULL)
+		return nn_fail(err, NN_ERR_ARG, "a dataset of sentence pairs takes pairs, not one text");
+	return add_row(ds, text, text_len, label, label_len, err);
+}
+
+NnStatus
+dataset_add_pair(Dataset *ds, const char *text, size_t text_len, const char *text_b,
+				 size_t text_b_len, const char *label, size_t label_len, NnError *err)
+{
+	NnStatus	st;
+
+	if (ds->texts_b == NULL && ds->n_rows > 0)
+		return nn_fail(err, NN_ERR_ARG, "a dataset of single texts takes no pair");
+	if (ds->texts_b == NULL)
+	{
+		/* the first pair: the second-text arrays follow the capacity from now on */
+		int			cap = ds->capacity > 0 ? ds->capacity : 1;
+
+		ds->texts_b = calloc(cap, sizeof(char *));
+		ds->text_b_lens = calloc(cap, sizeof(size_t));
+		if (ds->texts_b == NULL || ds->text_b_lens == NULL)
+		{
+			free(ds->texts_b);
+			free(ds->text_b_lens);
+			ds->texts_b = NULL;
+			ds->text_b_lens = NULL;
+			return nn_fail(err, NN_ERR_NOMEM, "out of memory adding a pair");
+		}
+	}
+	if (text_b == NULL)
+		text = NULL;			/* skipped below, as a row without text */
+	if ((st = add_row(ds, text, text_len, label, label_len, err)) != NN_OK ||
+		text == NULL || label == NULL || label_len == 0)
+		return st;
+	if ((ds->texts_b[ds->n_rows - 1] = copy_bytes(text_b, text_b_len)) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory adding row %d", ds->n_rows - 1);
+	ds->text_b_lens[ds->n_rows - 1] = text_b_len;
+	return NN_OK;
+}
+
+/* Append one row's text and label (the second text, if any, is the caller's). */
+static NnStatus
+add_row(Dataset *ds, const char *text, size_t text_len, const char *label, size_t label_len,
+		NnError *err)
 {
 	if (text == NULL || label == NULL || label_len == 0)
 	{
@@ -315,25 +379,35 @@ strip_newline(char *line, ssize_t *len)
 }
 
 static NnStatus load_file(Dataset **out, const char *path, char delimiter, const char *text_column,
-						  const char *label_column, int regression, NnError *err);
+						  const char *text_column2, const char *label_column, int regression,
+						  NnError *err);
 
 NnStatus
 dataset_load(Dataset **out, const char *path, char delimiter, const char *text_column,
 			 const char *label_column, NnError *err)
 {
-	return load_file(out, path, delimiter, text_column, label_column, 0, err);
+	return load_file(out, path, delimiter, text_column, NULL, label_column, 0, err);
 }
 
 NnStatus
 dataset_load_regression(Dataset **out, const char *path, char delimiter, const char *text_column,
 						const char *label_column, NnError *err)
 {
-	return load_file(out, path, delimiter, text_column, label_column, 1, err);
+	return load_file(out, path, delimiter, text_column, NULL, label_column, 1, err);
+}
+
+NnStatus
+dataset_load_pairs(Dataset **out, const char *path, char delimiter, const char *text_column,
+				   const char *text_column2, const char *label_column, int regression,
+				   NnError *err)
+{
+	return load_file(out, path, delimiter, text_column, text_column2, label_column, regression,
+					 err);
 }
 
 static NnStatus
 load_file(Dataset **out, const char *path, char delimiter, const char *text_column,
-		  const char *label_column, int regression, NnError *err)
+		  const char *text_column2, const char *label_column, int regression, NnError *err)
 {
 	FILE	   *f = fopen(path, "r");
 	char	   *line = NULL;
@@ -341,6 +415,7 @@ load_file(Dataset **out, const char *path, char delimiter, const char *text_colu
 	ssize_t		len;
 	char	   *fields[256];
 	int			text_idx,
+				text2_idx = -1,
 				label_idx,
 				n;
 	Dataset    *ds;
@@ -363,10 +438,12 @@ load_file(Dataset **out, const char *path, char delimiter, const char *text_colu
 	n = split_fields(line, delimiter, fields, 256);
 	text_idx = find_column(fields, n, text_column);
 	label_idx = find_column(fields, n, label_column);
-	if (text_idx < 0 || label_idx < 0)
+	if (text_column2)
+		text2_idx = find_column(fields, n, text_column2);
+	if (text_idx < 0 || label_idx < 0 || (text_column2 && text2_idx < 0))
 	{
 		st = nn_fail(err, NN_ERR_FORMAT, "\"%s\" has no column \"%s\"", path,
-					 text_idx < 0 ? text_column : label_column);
+					 text_idx < 0 ? text_column : label_idx < 0 ? label_column : text_column2);
 		goto done;
 	}
 	while ((len = getline(&line, &cap, f)) >= 0)
@@ -375,13 +452,17 @@ load_file(Dataset **out, const char *path, char delimiter, const char *text_colu
 		if (len == 0)
 			continue;
 		n = split_fields(line, delimiter, fields, 256);
-		if (n <= text_idx || n <= label_idx)
+		if (n <= text_idx || n <= label_idx || n <= text2_idx)
 		{
 			ds->skipped++;
 			continue;
 		}
-		st = dataset_add(ds, fields[text_idx], strlen(fields[text_idx]), fields[label_idx],
-						 strlen(fields[label_idx]), err);
+		st = text_column2 ?
+			dataset_add_pair(ds, fields[text_idx], strlen(fields[text_idx]), fields[text2_idx],
+							 strlen(fields[text2_idx]), fields[label_idx], strlen(fields[label_idx]),
+							 err) :
+			dataset_add(ds, fields[text_idx], strlen(fields[text_idx]), fields[label_idx],
+						strlen(fields[label_idx]), err);
 		if (st != NN_OK)
 			goto done;
 	}

@@ -20,6 +20,9 @@ typedef struct Dataset
 	int			capacity;
 	char	  **texts;			/* (n_rows) NUL-terminated copies */
 	size_t	   *text_lens;		/* (n_rows) */
+	char	  **texts_b;		/* sentence pairs (dataset_add_pair): (n_rows) second texts;
+								 * NULL for one text per row */
+	size_t	   *text_b_lens;	/* (n_rows), or NULL */
 	char	  **row_labels;		/* (n_rows) label strings until dataset_finish */
 	int		   *labels;			/* (n_rows) class index, after dataset_finish */
 	int			n_classes;
@@ -36,6 +39,13 @@ void		dataset_free(Dataset *ds);
 /* Append one row (copies both strings); NN_ERR_NOMEM if memory ran out. */
 NnStatus	dataset_add(Dataset *ds, const char *text, size_t text_len,
 						const char *label, size_t label_len, NnError *err);
+
+/*
+ * Append one sentence pair (copies the three strings).  A dataset holds
+ * either pairs only or single texts only: NN_ERR_ARG when mixing.
+ */
+NnStatus	dataset_add_pair(Dataset *ds, const char *text, size_t text_len, const char *text_b,
+							 size_t text_b_len, const char *label, size_t label_len, NnError *err);
 
 /* Assign class indexes (sorted distinct labels).  Needs >= 2 classes. */
 NnStatus	dataset_finish(Dataset *ds, NnError *err);
@@ -67,6 +77,14 @@ NnStatus	dataset_bin_targets(Dataset *ds, int max_bins, NnError *err);
  */
 NnStatus	dataset_load(Dataset **out, const char *path, char delimiter,
 						 const char *text_column, const char *label_column, NnError *err);
+
+/*
+ * dataset_load of sentence pairs from text_column and text_column2
+ * (dataset_add_pair), classes or (regression) numeric labels.
+ */
+NnStatus	dataset_load_pairs(Dataset **out, const char *path, char delimiter,
+							   const char *text_column, const char *text_column2,
+							   const char *label_column, int regression, NnError *err);
 
 /* dataset_load with numeric labels: dataset_finish_regression, one class named label_column. */
 NnStatus	dataset_load_regression(Dataset **out, const char *path, char delimiter,

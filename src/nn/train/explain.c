@@ -439,6 +439,10 @@ explain_text(const Backbone *bb, BackboneRun *run, Adapter *a, const char *text,
 	memset(out, 0, sizeof(*out));
 	if (a->cfg.regression)
 		st = nn_fail(err, NN_ERR_ARG, "explanations of a regression adapter are not supported yet");
+	else if (a->cfg.pair != ADAPTER_PAIR_JOINED)
+		st = nn_fail(err, NN_ERR_ARG, "explanations of a sentence-pair adapter that reads its pairs "
+					 "%s are not supported yet (only of one text, or a pair joined into one)",
+					 a->cfg.pair == ADAPTER_PAIR_NATIVE ? "natively" : "siamese");
 	else if (opt->method != EXPLAIN_GRADIENT_X_INPUT && opt->method != EXPLAIN_INTEGRATED_GRADIENTS)
 		st = nn_fail(err, NN_ERR_ARG, "unknown explanation method %d", (int) opt->method);
 	else if (opt->method == EXPLAIN_INTEGRATED_GRADIENTS &&

@@ -189,7 +189,8 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 		return st;
 	cfg.method = opt->method;
 	cfg.d = bb->d_embed;
-	cfg.h_dim = bb->d_out;
+	cfg.pair = opt->pair;
+	cfg.h_dim = bb->d_out * (opt->pair == ADAPTER_PAIR_SIAMESE ? 4 : 1);
 	cfg.n_classes = ds->n_classes;
 	cfg.regression = ds->regression;
 	/* a regression's bins are classes to a text-to-text head only (train_prepare_regression) */
@@ -218,7 +219,8 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 	if (opt->method == ADAPTER_EPT && cfg.rank == 0)
 		return nn_fail(err, NN_ERR_ARG, "the budget of %d prompt vectors leaves no room for EPT's low-rank pair",
 					   opt->budget);
-	if ((st = adapter_new(a, &cfg, opt->batch_size, opt->seed, err)) != NN_OK)
+	if ((st = adapter_new(a, &cfg, opt->batch_size * batch_sequences_per_row(opt->pair), opt->seed,
+						  err)) != NN_OK)
 		return st;
 	if ((st = text_head_bind_labels(bb, *a, (const char *const *) ds->class_names, err)) != NN_OK)
 	{
@@ -226,6 +228,18 @@ make_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, Ada
 		*a = NULL;
 	}
 	return st;
+}
+
+int
+train_default_pair(const Backbone *bb, const TrainOptions *opt)
+{
+	AdapterHead head = ADAPTER_HEAD_LINEAR;
+
+	if (train_choose_head(bb, opt, &head, NULL) == NN_OK && head == ADAPTER_HEAD_TEXT)
+		return ADAPTER_PAIR_JOINED;
+	if (backbone_has_pair_template(bb))
+		return ADAPTER_PAIR_NATIVE;
+	return backbone_has_text_head(bb) ? ADAPTER_PAIR_JOINED : ADAPTER_PAIR_SIAMESE;
 }
 
 NnStatus
@@ -358,18 +372,17 @@ prepare_batches(TrainRun *r, NnError *err)
 	const TrainOptions *opt = r->opt;
 	NnStatus	st;
 
-	if ((st = batch_tokenize_all(bb, r->ds, opt->max_len, &r->tc, err)) != NN_OK)
+	if ((st = batch_tokenize_all(bb, r->ds, opt->max_len, r->a->cfg.pair, &r->tc, err)) != NN_OK)
 		return st;
-	if ((st = batch_workspace_init(bb, &r->ws, opt->batch_size, adapter_prompt_rows(&r->a->cfg),
-								   opt->max_len, r->ds->n_classes, !r->probe, opt->bf16,
-								   err)) != NN_OK)
+	if ((st = batch_workspace_init(bb, &r->ws, &r->a->cfg, opt->batch_size, opt->max_len,
+								   r->ds->n_classes, !r->probe, opt->bf16, NULL, err)) != NN_OK)
 		return st;
 	if (r->text &&
 		(r->ws.targets = malloc(sizeof(int32_t) * (size_t) opt->batch_size * r->a->label_len)) == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory for label targets");
 	if (!r->probe)
 		return NN_OK;
-	r->features = malloc(sizeof(float) * (size_t) r->ds->n_rows * bb->d_out);
+	r->features = malloc(sizeof(float) * (size_t) r->ds->n_rows * r->a->cfg.h_dim);
 	if (r->features == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory for probe features");
 	return batch_pooled_features(bb, r->a, &r->ws, &r->tc, r->ds->n_rows, r->features, err);
@@ -425,7 +438,8 @@ setup_run(TrainRun *r, NnError *err)
 	NnStatus	st;
 	int			n = r->ds->n_rows;
 
-	if ((st = check_options(r->bb, r->opt, err)) != NN_OK)
+	if ((st = check_options(r->bb, r->opt, err)) != NN_OK ||
+		(st = batch_check_pair(r->bb, r->ds, r->opt->pair, err)) != NN_OK)
 		return st;
 	if ((st = make_adapter(r->bb, r->ds, r->opt, &r->a, err)) != NN_OK)
 		return st;
@@ -471,9 +485,11 @@ linear_step(TrainRun *r, const int *rows, int B, double *loss, int *n, NnError *
 
 	if (r->probe)
 	{
+		size_t		h_dim = r->a->cfg.h_dim;
+
 		for (int b = 0; b < B; b++)
-			memcpy(ws->h + (size_t) b * bb->d_out, r->features + (size_t) rows[b] * bb->d_out,
-				   sizeof(float) * bb->d_out);
+			memcpy(ws->h + (size_t) b * h_dim, r->features + (size_t) rows[b] * h_dim,
+				   sizeof(float) * h_dim);
 		head_forward(r->a, ws->h, B, ws->logits);
 	}
 	else if ((st = batch_forward_rows(bb, r->a, ws, &r->tc, rows, B, n, err)) != NN_OK)
@@ -492,10 +508,7 @@ linear_step(TrainRun *r, const int *rows, int B, double *loss, int *n, NnError *
 			r->a->head_w.g[i] += r->l2 * r->a->head_w.w[i];
 	if (r->probe)
 		return NN_OK;
-	if ((st = bb->ops->backward(bb, ws->run, ws->dh, ws->dX, err)) != NN_OK)
-		return st;
-	adapter_backward(r->a, ws->dX, B, *n);
-	return NN_OK;
+	return batch_backward_rows(bb, r->a, ws, B, *n, err);
 }
 
 /* What validation maximises: accuracy, or for a regression minus the MSE. */
@@ -578,7 +591,8 @@ train_step(TrainRun *r, int start, bool *stop, NnError *err)
 	if (st != NN_OK)
 		return st;
 	if (!r->probe)
-		res->train_tokens += (long) B * (adapter_prompt_rows(&r->a->cfg) + n);
+		res->train_tokens += (long) B * batch_sequences_per_row(r->a->cfg.pair) *
+			(adapter_prompt_rows(&r->a->cfg) + n);
 	if (opt->max_grad_norm > 0)
 		clip_grad_norm(&r->adamw, opt->max_grad_norm);
 	adamw_step(&r->adamw, schedule_warmup_linear(r->step, r->warmup, r->total_steps));

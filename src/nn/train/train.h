@@ -105,6 +105,15 @@ typedef struct TrainOptions
 	 */
 	bool		pool_text;
 	/*
+	 * Sentence pairs (the dataset's texts_b): how the two texts reach the
+	 * head (AdapterPair, adapter.h): ADAPTER_PAIR_NATIVE the family's pair
+	 * template and token types, ADAPTER_PAIR_SIAMESE each text through the
+	 * same adapter and backbone, the head on [u; v; |u - v|; u * v].
+	 * ADAPTER_PAIR_JOINED (0, the default) for one text per row, a pair the
+	 * caller joined into one included.  The adapter records it.
+	 */
+	int			pair;
+	/*
 	 * Transfer: start the adapter's tensors from this trained adapter
 	 * (adapter_init_from; NULL = a fresh start), its head too when
 	 * init_head (the caller found the label sets equal).
@@ -165,6 +174,15 @@ NnStatus	train_choose_head(const Backbone *bb, const TrainOptions *opt, AdapterH
 							  NnError *err);
 
 /*
+ * The pair encoding (AdapterPair) sentence pairs get when none is asked
+ * for: the family's template where it has one (NATIVE) and the head is
+ * linear; JOINED on a backbone with a text-to-text head (T5) or for such a
+ * head; SIAMESE elsewhere (use-lite: it beat JOINED on validation,
+ * bench/README.md "Sentence pairs").
+ */
+int			train_default_pair(const Backbone *bb, const TrainOptions *opt);
+
+/*
  * Text-to-text adapter: tokenize its n_classes class names (the label
  * strings, "</s>" appended) with bb's tokenizer into a's label_ids, as
  * train_adapter does and as a loader must after adapter_deserialize.
@@ -214,6 +232,18 @@ void		train_result_free(TrainResult *result);
  */
 NnStatus	classify_texts(const Backbone *bb, BackboneRun *run, Adapter *a,
 						   const char *const *texts, const size_t *lens, int n,
+						   int batch_size, float *probs, NnError *err);
+
+/*
+ * classify_texts of n sentence pairs (texts, texts_b) read with the
+ * adapter's pair encoding (cfg.pair: NATIVE or SIAMESE; NN_ERR_ARG for a
+ * JOINED adapter, whose caller joins the pair into one text).  A siamese
+ * batch runs two sequences per pair: run must hold batch_size rows, and
+ * batch_size / 2 pairs go at a time.
+ */
+NnStatus	classify_pairs(const Backbone *bb, BackboneRun *run, Adapter *a,
+						   const char *const *texts, const size_t *lens,
+						   const char *const *texts_b, const size_t *lens_b, int n,
 						   int batch_size, float *probs, NnError *err);
 /*
  * (A regression adapter: probs (n) receives the predicted values; a
