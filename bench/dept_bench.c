@@ -15,7 +15,9 @@
  * directory backbone_open reads, bench/run --models passes Hugging Face
  * ones) and --max-length S, the tokens a text keeps and the s of DePT's A
  * (default: the model's limit, at most 128 as in dept_train); embed and
- * predict take --warmup N, batches run before the timing starts (0).  On T5
+ * predict take --warmup N, texts run (in batches of --batch) before the timing
+ * starts (0).  Every timed figure also gives the process's CPU seconds over
+ * the timed part, which other jobs on the machine change less than wall time.  On T5
  * the adapter of predict and train is text-to-text (the DePT paper's
  * setting, dept_train's default there): its classes are the label strings
  * of the TSV, predict ranks them by decoder log-likelihood and train takes
@@ -91,6 +93,17 @@ now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds (user + system) this process has used: a figure robust to other jobs. */
+static double
+cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+		(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 static long
@@ -317,17 +330,21 @@ bench_infer(const BenchArgs *a, bool with_adapter)
 	long		tokens;
 	double		gflop,
 				t0,
-				secs;
+				c0,
+				secs,
+				cpu;
 	NnError		err;
 	NnStatus	st = NN_OK;
 
 	count_tokens(bb, ds, P, S, &tokens, &gflop);
-	for (int w = 0; w < a->warmup && st == NN_OK; w++)
-		st = infer_batches(bb, run, ad, ds, a->batch, a->batch, out, &err);
+	if (a->warmup > 0)
+		st = infer_batches(bb, run, ad, ds, a->warmup, a->batch, out, &err);
 	t0 = now_seconds();
+	c0 = cpu_seconds();
 	if (st == NN_OK)
 		st = infer_batches(bb, run, ad, ds, ds->n_rows, a->batch, out, &err);
 	secs = now_seconds() - t0;
+	cpu = cpu_seconds() - c0;
 	if (st != NN_OK)
 	{
 		fprintf(stderr, "dept-bench: %s\n", err.msg);
@@ -341,9 +358,8 @@ bench_infer(const BenchArgs *a, bool with_adapter)
 		   a->batch, ds->n_rows, tokens, secs, ds->n_rows / secs, tokens / secs);
 	if (is_use_lite(bb))
 		printf("\"gflops\": %.1f, ", gflop / secs);
-	printf("\"family\": \"%s\", \"max_length\": %d, \"warmup_batches\": %d, "
-		   "\"peak_rss_kb\": %ld}\n", bb->ops->family, S, a->warmup,
-		   peak_rss_kb());
+	printf("\"family\": \"%s\", \"max_length\": %d, \"warmup_texts\": %d, \"cpu_seconds\": %.4f, "
+		   "\"peak_rss_kb\": %ld}\n", bb->ops->family, S, a->warmup, cpu, peak_rss_kb());
 	free(out);
 	bb->ops->run_free(run);
 	adapter_free(ad);
@@ -487,7 +503,9 @@ bench_train(const BenchArgs *a)
 	AdamW		opt;
 	long		tokens = 0;
 	double		t0,
+				c0,
 				secs,
+				cpu,
 				loss = 0;
 
 	step_buffers_init(&sb, bb, a->batch, P, S, ad->label_len);
@@ -501,19 +519,21 @@ bench_train(const BenchArgs *a)
 		train_step(bb, run, ad, &opt, &sb, ds, i * a->batch, a->batch, &tokens);
 	tokens = 0;
 	t0 = now_seconds();
+	c0 = cpu_seconds();
 	for (int i = 0; i < a->steps; i++)
 		loss = train_step(bb, run, ad, &opt, &sb, ds, (i + 2) * a->batch, a->batch, &tokens);
 	secs = now_seconds() - t0;
+	cpu = cpu_seconds() - c0;
 	printf("{\"bench\": \"train\", \"method\": \"%s\", \"precision\": \"%s\", ", a->method,
 		   bf16 ? "bfloat16" : "float32");
 	print_blas();
 	printf(", \"batch\": %d, \"steps\": %d, \"prompt_rows\": %d, \"rank\": %d, "
 		   "\"trainable_params\": %zu, \"tokens\": %ld, \"seconds\": %.4f, "
 		   "\"ms_per_step\": %.2f, \"tokens_per_second\": %.0f, \"last_loss\": %.4f, "
-		   "\"family\": \"%s\", \"head\": \"%s\", \"max_length\": %d, \"peak_rss_kb\": %ld}\n",
+		   "\"family\": \"%s\", \"head\": \"%s\", \"max_length\": %d, \"cpu_seconds\": %.4f, \"peak_rss_kb\": %ld}\n",
 		   a->batch, a->steps, P, ad->cfg.rank, adapter_param_count(&ad->cfg), tokens, secs,
 		   secs / a->steps * 1e3, tokens / secs, loss, bb->ops->family,
-		   ad->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", S, peak_rss_kb());
+		   ad->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", S, cpu, peak_rss_kb());
 	step_buffers_free(&sb);
 	bb->ops->run_free(run);
 	adapter_free(ad);

@@ -59,8 +59,8 @@ def throughput(rows, short=False):
     head = "| model | figure (float32) |"
     sep = "| --- | --- |"
     for t in threads:
-        head += f" ours, {t} thr | PyTorch, {t} thr | ours / PyTorch |"
-        sep += " ---: | ---: | ---: |"
+        head += f" ours, {t} thr | PyTorch, {t} thr | ours / PyTorch | same, by CPU time |"
+        sep += " ---: | ---: | ---: | ---: |"
     lines = [head, sep]
     for m in names:
         for bench, batch, tok in metrics:
@@ -78,9 +78,14 @@ def throughput(rows, short=False):
                     kw["batch"] = batch
                 a = [r for r in find(rows, impl="ours", **kw) if not r.get("no_avx512")]
                 b = [r for r in find(rows, impl="pytorch", **kw) if not r.get("no_avx512")]
+                # the CPU-time ratio: (work / ours' CPU s) / (work / PyTorch's CPU s)
+                per_cpu = lambda r: float(r[key]) * r["seconds"] / r["cpu_seconds"] if r.get("cpu_seconds") else None
+                cr = None
+                if a and b and per_cpu(a[-1]) and per_cpu(b[-1]):
+                    cr = per_cpu(a[-1]) / per_cpu(b[-1])
                 a = float(a[-1][key]) if a else None
                 b = float(b[-1][key]) if b else None
-                line += f" {fmt(a)} | {fmt(b)} | {ratio(a, b)} |"
+                line += f" {fmt(a)} | {fmt(b)} | {ratio(a, b)} | {'–' if cr is None else f'{cr:.2f}x'} |"
             lines.append(line)
     return "\n".join(lines)
 

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # bench/run --models [--smoke] [--no-sql] [NAME ...]: ours beside PyTorch at
 # real shapes (issue 16, item 5).  For each model (default: minilm-l6
-# bert-base distilbert-base roberta-base t5-small t5-base) it writes a
+# distilbert-base t5-small bert-base roberta-base t5-base) it writes a
 # Hugging Face directory with the real config, random weights and a
 # tokenizer of the real vocabulary size (bench/models/make_models.py, under
 # build/bench/models/), then measures, ours (dept-bench, the C driver) and
 # the PyTorch peer (bench/peers/hf_torch_peer.py) on the same token ids, the
 # same threads and float32:
 #   - embed and DePT predict texts/s at batch 1 and 32, texts of exactly 20
-#     and 64 tokens (SST-2 sentences, joined for 64), 1 and 2 threads;
+#     and 64 tokens (SST-2 sentences, joined for 64), 1 thread; at 2 threads
+#     (BENCH_THREADS_MODELS: minilm-l6 bert-base) embed at batch 32 of 64-token
+#     texts and predict at batch 1 of 20-token ones;
 #   - the DePT training step (m = 60, r from the budget of PT l = 100 at
 #     s = 128; T5 text-to-text with the label loss), tokens/s;
 #   - the same embed and training at 1 thread without AVX-512: ours with
@@ -41,7 +43,7 @@ for a in "$@"; do
 	esac
 done
 if [ ${#names[@]} -eq 0 ]; then
-	names=(minilm-l6 bert-base distilbert-base roberta-base t5-small t5-base)
+	names=(minilm-l6 distilbert-base t5-small bert-base roberta-base t5-base)
 	[ $smoke = 0 ] || names=(minilm-l6 t5-small)
 fi
 threads_list=${BENCH_THREADS:-"1 2"}
@@ -116,8 +118,12 @@ pick_texts() {    # pick_texts MODEL_DIR N COUNT PREFIX
 if [ $smoke = 1 ]; then
 	n1=4 n32=32 train_steps=2 train_batch=4
 else
-	n1=24 n32=64 train_steps=${BENCH_TRAIN_STEPS:-3} train_batch=${BENCH_TRAIN_BATCH:-8}
+	n1=16 n32=32 train_steps=${BENCH_TRAIN_STEPS:-3} train_batch=${BENCH_TRAIN_BATCH:-8}
 fi
+warm=4    # texts run untimed first (one batch of 4): libraries, weight pages, allocator
+export PEER_WARMUP=$warm
+# models measured at more than one thread (the machine is shared; keep the run in minutes)
+threads_models=${BENCH_THREADS_MODELS:-"minilm-l6 bert-base"}
 
 bench_model() {    # bench_model NAME
 	local m=$1 dir=$out/$1 t b len c1 c32 steps
@@ -137,20 +143,24 @@ print(json.dumps({"bench": "agreement", "model": sys.argv[3], "texts": len(a),
                   "max_abs_value": max(abs(x) for r in a for x in r)}))' "$dir/v_ours.json" "$dir/v_peer.json" "$m" | record
 	# smaller counts on the large models keep the run in minutes
 	c1=$n1 c32=$n32 steps=$train_steps
-	case "$m" in t5-base | bert-base | roberta-base) [ $smoke = 1 ] || c1=$((n1 / 2)) c32=$((n32 / 2)) ;; esac
+	case "$m" in t5-base | bert-base | roberta-base) [ $smoke = 1 ] || c1=$((n1 / 2)) steps=2 ;; esac
 	tag() { python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); r.update(json.loads(sys.argv[1])); print(json.dumps(r))' "$1"; }
 	for t in $threads_list; do
+		[ "$t" = "${threads_list%% *}" ] || [[ " $threads_models " == *" $m "* ]] || continue
 		for len in 20 64; do
 			for b in 1 32; do
+				# more threads: the batch-32 embedding of 64-token texts and the
+				# single-text prediction of 20-token ones (and training) only
+				[ "$t" = "${threads_list%% *}" ] || [ "$b$len" = 3264 ] || [ "$b$len" = 120 ] || continue
 				local n=$([ "$b" = 1 ] && echo "$c1" || echo "$c32")
 				head -n $((n + 1)) "$dir/texts$len.tsv" >"$dir/run.tsv"
 				head -n "$n" "$dir/texts$len.ids" >"$dir/run.ids"
 				say "$m: embed and predict, $t thread(s), batch $b, $len tokens"
-				./dept-bench embed --model "$dir" --texts "$dir/run.tsv" --batch "$b" --threads "$t" --warmup 1 --max-length 128 |
+				./dept-bench embed --model "$dir" --texts "$dir/run.tsv" --batch "$b" --threads "$t" --warmup $warm --max-length 128 |
 					tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": $len}" | record
 				"${peer_env[@]}" "${peer[@]}" embed "$dir" "$dir/run.ids" "$b" "$t" |
 					tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": $len}" | record
-				./dept-bench predict --model "$dir" --method dept --texts "$dir/run.tsv" --batch "$b" --threads "$t" --warmup 1 --max-length 128 |
+				./dept-bench predict --model "$dir" --method dept --texts "$dir/run.tsv" --batch "$b" --threads "$t" --warmup $warm --max-length 128 |
 					tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": $len}" | record
 				"${peer_env[@]}" "${peer[@]}" predict "$dir" "$dir/run.ids" "$b" "$t" "$dir/labels.ids" |
 					tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": $len}" | record
@@ -165,7 +175,7 @@ print(json.dumps({"bench": "agreement", "model": sys.argv[3], "texts": len(a),
 	say "$m: without AVX-512, and PyTorch in bfloat16 (1 thread)"
 	head -n $((c32 + 1)) "$dir/texts64.tsv" >"$dir/run.tsv"
 	head -n "$c32" "$dir/texts64.ids" >"$dir/run.ids"
-	"${noavx_ours[@]}" ./dept-bench embed --model "$dir" --texts "$dir/run.tsv" --batch 32 --warmup 1 --max-length 128 |
+	"${noavx_ours[@]}" ./dept-bench embed --model "$dir" --texts "$dir/run.tsv" --batch 32 --warmup $warm --max-length 128 |
 		tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": 64, \"no_avx512\": true}" | record
 	"${noavx_peer[@]}" "${peer[@]}" embed "$dir" "$dir/run.ids" 32 1 |
 		tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": 64, \"no_avx512\": true}" | record

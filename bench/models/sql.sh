@@ -33,15 +33,18 @@ q -c "CREATE EXTENSION dept"
 for m in "$@"; do
 	path=$(readlink -f "$out/$m")
 	say "$m: register"
-	ms=$(q -c "SELECT clock_timestamp() AS t0 \gset" \
-		-c "SELECT dept_register_model('$m', '$path') IS NOT NULL AS ok \gset" \
-		-c "SELECT round(extract(epoch FROM clock_timestamp() - :'t0')::numeric * 1000, 1)")
+	ms=$(q <<SQL
+SELECT clock_timestamp() AS t0 \gset
+SELECT dept_register_model('$m', '$path') IS NOT NULL AS ok \gset
+SELECT round(extract(epoch FROM clock_timestamp() - :'t0')::numeric * 1000, 1);
+SQL
+)
 	echo "{\"bench\": \"sql_register\", \"impl\": \"ours\", \"model\": \"$m\", \"ms\": $ms}"
 
 	# training rows: runs of SST-2 sentences long enough to fill max_length 128
 	tbl="train_${m//-/_}"
-	awk -F'\t' 'NR > 1 { run = run " " $2; i++ } i == 20 { print $1 "\t" run; run = ""; i = 0 }' \
-		"$out/pool.tsv" | head -n 64 >"$dir/$tbl.tsv"
+	awk -F'\t' 'NR > 1 { run = run " " $2; i++ } i == 20 { if (k++ < 64) print $1 "\t" run; run = ""; i = 0 }' \
+		"$out/pool.tsv" >"$dir/$tbl.tsv"
 	chmod 644 "$dir/$tbl.tsv"
 	q -c "CREATE TABLE $tbl (label text, body text)" -c "COPY $tbl FROM '$dir/$tbl.tsv'"
 	say "$m: dept_train (batch 16, 1 step), the worker's peak memory"

@@ -17,7 +17,8 @@ through transformers minus its Python overhead per module.
 
 IDS is `dept-bench tokenize --model MODEL_DIR` output (label, then the token
 ids of one text, a line each: the same tokens as ours, tokenization outside
-the timing); LABEL_IDS the same for the class names (T5's label strings,
+the timing; PEER_WARMUP texts, default one batch, run untimed first);
+LABEL_IDS the same for the class names (T5's label strings,
 "</s>" included), ignored for the encoders.  Each batch is padded to its
 longest row and padded keys are masked.  The sentence vector is what ours
 returns: the pooler (tanh) on the first row where the checkpoint has one and
@@ -36,7 +37,7 @@ forward, loss, backward, clipping, AdamW.  Under torch.inference_mode for
 prediction.  PEER_PRECISION=bfloat16: the dense layers in bfloat16 (weights
 cast once, inputs per call), the rest float32, as bench/peers/torch_peer.py.
 
-Prints one JSON line.
+Prints one JSON line; cpu_seconds is the process's CPU time over the timed part.
 """
 import json
 import math
@@ -337,13 +338,14 @@ def text_scores(model, X, xm, cand):
     return lp.sum(1).view(B, C)
 
 
-def run_infer(model, rows, batch, ad, cand, text_head):
+def run_infer(model, rows, batch, ad, cand, text_head, warmup):
     n_tokens = sum(len(r) for r in rows) + (ad.m * len(rows) if ad else 0)
     with torch.inference_mode():
         for warm in (True, False):
-            t0 = time.perf_counter()
-            for i in range(0, batch if warm else len(rows), batch):
-                ids, mask = padded(rows[i:i + batch])
+            t0, c0 = time.perf_counter(), time.process_time()
+            n = min(warmup, len(rows)) if warm else len(rows)
+            for i in range(0, n, batch):
+                ids, mask = padded(rows[i:min(i + batch, n)])
                 E = model.embed(ids) * mask[..., None]
                 if ad is None:
                     model.forward(E, mask)
@@ -352,9 +354,10 @@ def run_infer(model, rows, batch, ad, cand, text_head):
                 scores = text_scores(model, X, xm, cand) if text_head else \
                     F.linear(model.forward(X, xm), ad.W, ad.b)
                 torch.softmax(scores, -1)
-            secs = time.perf_counter() - t0
+            secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"bench": "predict" if ad else "embed", "method": "dept" if ad else "none", "batch": batch,
-            "texts": len(rows), "tokens": n_tokens, "seconds": round(secs, 4),
+            "texts": len(rows), "tokens": n_tokens, "seconds": round(secs, 4), "cpu_seconds": round(cpu, 4),
+            "warmup_texts": warmup,
             "texts_per_second": round(len(rows) / secs, 2), "tokens_per_second": round(n_tokens / secs)}
 
 
@@ -364,7 +367,7 @@ def run_train(model, labels, rows, batch, steps, ad, cand, text_head):
     tokens, loss = 0, None
     for step in range(steps + 2):
         if step == 2:
-            t0, tokens = time.perf_counter(), 0
+            t0, c0, tokens = time.perf_counter(), time.process_time(), 0
         first = (step * batch) % len(rows)
         idx = [(first + b) % len(rows) for b in range(batch)]
         ids, mask = padded([rows[i] for i in idx])
@@ -380,9 +383,10 @@ def run_train(model, labels, rows, batch, steps, ad, cand, text_head):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
-    secs = time.perf_counter() - t0
+    secs, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"bench": "train", "method": "dept", "batch": batch, "steps": steps, "prompt_rows": ad.m,
             "rank": ad.r, "trainable_params": ad.params(), "tokens": tokens, "seconds": round(secs, 4),
+            "cpu_seconds": round(cpu, 4),
             "ms_per_step": round(secs / steps * 1e3, 2), "tokens_per_second": round(tokens / secs),
             "last_loss": round(float(loss), 4)}
 
@@ -405,6 +409,7 @@ def main():
         out.update({"open_" + k: v for k, v in rss_kb().items()})
     else:
         ids_path, batch, threads = sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+        warmup = int(os.environ.get("PEER_WARMUP", batch))
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
         cfg, model = open_model(model_dir)
@@ -421,9 +426,10 @@ def main():
                 print(json.dumps(model.forward(model.embed(ids) * mask[..., None], mask).tolist()))
             return
         if cmd == "embed":
-            out = run_infer(model, rows, batch, None, None, False)
+            out = run_infer(model, rows, batch, None, None, False, warmup)
         elif cmd == "predict":
-            out = run_infer(model, rows, batch, DePT(model, d, max(labels) + 1, text_head), cand, text_head)
+            out = run_infer(model, rows, batch, DePT(model, d, max(labels) + 1, text_head), cand, text_head,
+                            warmup)
         elif cmd == "train":
             out = run_train(model, labels, rows, batch, int(sys.argv[6]),
                             DePT(model, d, max(labels) + 1, text_head), cand, text_head)
