@@ -118,8 +118,14 @@ pick_texts() {    # pick_texts MODEL_DIR N COUNT PREFIX
 if [ $smoke = 1 ]; then
 	n1=4 n32=32 train_steps=2 train_batch=4
 else
-	n1=16 n32=32 train_steps=${BENCH_TRAIN_STEPS:-3} train_batch=${BENCH_TRAIN_BATCH:-8}
+	n1=8 n32=32 train_steps=${BENCH_TRAIN_STEPS:-3} train_batch=${BENCH_TRAIN_BATCH:-8}
 fi
+# what:batch:tokens; BENCH_CASES=all adds DePT prediction of 64-token texts at batch 32
+all_cases="embed:1:20 embed:32:20 embed:1:64 embed:32:64 predict:1:20 predict:32:20 predict:1:64 predict:32:64"
+cases=${BENCH_CASES:-"embed:1:20 embed:32:20 embed:1:64 embed:32:64 predict:1:20 predict:32:20 predict:1:64"}
+[ "$cases" != all ] || cases=$all_cases
+# the without-AVX-512 and bfloat16 rows (BENCH_NOAVX_MODELS; "all" for every model)
+noavx_models=${BENCH_NOAVX_MODELS:-"minilm-l6 bert-base t5-small"}
 warm=4    # texts run untimed first (one batch of 4): libraries, weight pages, allocator
 export PEER_WARMUP=$warm
 # models measured at more than one thread (the machine is shared; keep the run in minutes)
@@ -147,24 +153,27 @@ print(json.dumps({"bench": "agreement", "model": sys.argv[3], "texts": len(a),
 	tag() { python3 -c 'import json,sys; r=json.loads(sys.stdin.readline()); r.update(json.loads(sys.argv[1])); print(json.dumps(r))' "$1"; }
 	for t in $threads_list; do
 		[ "$t" = "${threads_list%% *}" ] || [[ " $threads_models " == *" $m "* ]] || continue
-		for len in 20 64; do
-			for b in 1 32; do
-				# more threads: the batch-32 embedding of 64-token texts and the
-				# single-text prediction of 20-token ones (and training) only
-				[ "$t" = "${threads_list%% *}" ] || [ "$b$len" = 3264 ] || [ "$b$len" = 120 ] || continue
-				local n=$([ "$b" = 1 ] && echo "$c1" || echo "$c32")
-				head -n $((n + 1)) "$dir/texts$len.tsv" >"$dir/run.tsv"
-				head -n "$n" "$dir/texts$len.ids" >"$dir/run.ids"
-				say "$m: embed and predict, $t thread(s), batch $b, $len tokens"
+		for case in $cases; do
+			local what=${case%%:*} rest=${case#*:}
+			local b=${rest%%:*} len=${rest#*:}
+			# more threads: the batch-32 embedding of 64-token texts and the
+			# single-text prediction of 20-token ones (and training) only
+			[ "$t" = "${threads_list%% *}" ] || [ "$case" = embed:32:64 ] || [ "$case" = predict:1:20 ] || continue
+			local n=$([ "$b" = 1 ] && echo "$c1" || echo "$c32")
+			head -n $((n + 1)) "$dir/texts$len.tsv" >"$dir/run.tsv"
+			head -n "$n" "$dir/texts$len.ids" >"$dir/run.ids"
+			say "$m: $what, $t thread(s), batch $b, $len tokens"
+			if [ "$what" = embed ]; then
 				./dept-bench embed --model "$dir" --texts "$dir/run.tsv" --batch "$b" --threads "$t" --warmup $warm --max-length 128 |
 					tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": $len}" | record
 				"${peer_env[@]}" "${peer[@]}" embed "$dir" "$dir/run.ids" "$b" "$t" |
 					tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": $len}" | record
+			else
 				./dept-bench predict --model "$dir" --method dept --texts "$dir/run.tsv" --batch "$b" --threads "$t" --warmup $warm --max-length 128 |
 					tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": $len}" | record
 				"${peer_env[@]}" "${peer[@]}" predict "$dir" "$dir/run.ids" "$b" "$t" "$dir/labels.ids" |
 					tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": $len}" | record
-			done
+			fi
 		done
 		say "$m: DePT training step, $t thread(s), batch $train_batch"
 		./dept-bench train --model "$dir" --method dept --texts "$dir/texts20.tsv" --batch "$train_batch" --steps "$steps" --threads "$t" --max-length 128 |
@@ -172,6 +181,7 @@ print(json.dumps({"bench": "agreement", "model": sys.argv[3], "texts": len(a),
 		"${peer_env[@]}" "${peer[@]}" train "$dir" "$dir/texts20.ids" "$train_batch" "$t" "$steps" "$dir/labels.ids" |
 			tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": 20}" | record
 	done
+	[ $smoke = 1 ] || [ "$noavx_models" = all ] || [[ " $noavx_models " == *" $m "* ]] || return 0
 	say "$m: without AVX-512, and PyTorch in bfloat16 (1 thread)"
 	head -n $((c32 + 1)) "$dir/texts64.tsv" >"$dir/run.tsv"
 	head -n "$c32" "$dir/texts64.ids" >"$dir/run.ids"

@@ -71,7 +71,8 @@ SQL
 	echo "{\"bench\": \"sql_train_memory\", \"impl\": \"ours\", \"model\": \"$m\", \"batch_size\": 16, \"max_length\": 128, \"prompt_rows\": 60, \"estimate_bytes\": $e_total, \"estimate_activations\": $e_act, \"estimate_batch\": $e_batch, \"estimate_adapter\": $e_adapter, \"estimate_rows\": $e_rows, \"estimate_model\": $e_model, \"estimate_process\": $e_process, \"worker_peak_kb\": $peak_kb, \"worker_rss_file_kb\": $rss_file_kb}"
 
 	say "$m: first call in 3 new backends"
-	text=$(awk -F'\t' 'NR == 2 { print $2 }' "$out/$m/texts20.tsv")
+	# a 20-token text of this model when run.sh picked them, else an SST-2 sentence
+	text=$(awk -F'\t' 'NR == 2 { print $2 }' "$out/$m/texts20.tsv" 2>/dev/null || head -n 1 "$out/sst2.tsv" | cut -f2)
 	text=${text//\'/\'\'}
 	for _ in 1 2 3; do
 		q <<SQL
