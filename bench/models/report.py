@@ -9,6 +9,7 @@ report.py: the markdown tables of bench/run --models from its results.jsonl.
                                               (README.md gets --short tables)
 """
 import json
+import os
 import statistics
 import sys
 
@@ -117,7 +118,7 @@ def med(rows, key, **kw):
 def load_table(rows):
     lines = ["| model | safetensors MB | ours: open ms | RSS after open MB (anon + file) | first embed ms | "
              "PyTorch peer: open ms | its RSS MB (anon + file) | SQL: register ms | first dept_predict ms (median of 3 backends) | "
-             "second call ms | backend Rss MB | Pss MB | shared file pages MB | anonymous MB |",
+             "second call ms | backend Rss MB | anonymous MB | file pages, clean (mapped weights) MB | file pages, dirty MB |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for m in models_in(rows):
         size = one(rows, "safetensors_bytes", bench="load", model=m, impl="ours")
@@ -134,8 +135,9 @@ def load_table(rows):
             f"{anon_file(o, 'open_')} | {fmt(med(rows, 'first_embed_ms', bench='load', model=m, impl='ours'))} | "
             f"{fmt(med(rows, 'open_ms', bench='load', model=m, impl='pytorch'))} | {anon_file(p, 'open_')} | "
             f"{fmt(reg)} | {fmt(sl.get('first_ms_median'))} | {fmt(sl.get('second_ms_median'))} | "
-            f"{fmt(mb(sl.get('backend_rss_kb')))} | {fmt(mb(sl.get('backend_pss_kb')))} | "
-            f"{fmt(mb(sl.get('backend_shared_clean_kb')))} | {fmt(mb(sl.get('backend_anonymous_kb')))} |")
+            f"{fmt(mb(sl.get('backend_rss_kb')))} | {fmt(mb(sl.get('backend_anonymous_kb')))} | "
+            f"{fmt(mb(sl['backend_shared_clean_kb'] + sl['backend_private_clean_kb']) if sl else None)} | "
+            f"{fmt(mb(max(sl['backend_private_dirty_kb'] - sl['backend_anonymous_kb'], 0)) if sl else None)} |")
     return "\n".join(lines)
 
 
@@ -201,8 +203,9 @@ def main():
     args = sys.argv[2:]
     if args and args[0] == "--write":
         for path in args[1:]:
-            write(path, short(rows) if path.endswith("/README.md") and not path.startswith("bench") and
-                  "bench/" not in path else full(rows))
+            top = os.path.basename(path) == "README.md" and \
+                os.path.basename(os.path.dirname(os.path.abspath(path))) != "bench"
+            write(path, short(rows) if top else full(rows))
 
 
 if __name__ == "__main__":
