@@ -8,6 +8,20 @@
  *   dept-bench train   --texts F --method M [--batch B] [--steps N] [--threads T]
  *   dept-bench tokenize --texts F [--limit N]        label and ids of each text, a line each
  *   dept-bench vectors --texts F --limit N           the first N sentence vectors, as JSON
+ *   dept-bench load                                  open the model, then embed one text:
+ *                                                    the times and the process's memory
+ *
+ * Every command takes --model DIR (default build/model/use-lite: any
+ * directory backbone_open reads, bench/run --models passes Hugging Face
+ * ones) and --max-length S, the tokens a text keeps and the s of DePT's A
+ * (default: the model's limit, at most 128 as in dept_train); embed and
+ * predict take --warmup N, texts run (in batches of --batch) before the timing
+ * starts (0).  Every timed figure also gives the process's CPU seconds over
+ * the timed part, which other jobs on the machine change less than wall time.  On T5
+ * the adapter of predict and train is text-to-text (the DePT paper's
+ * setting, dept_train's default there): its classes are the label strings
+ * of the TSV, predict ranks them by decoder log-likelihood and train takes
+ * the teacher-forced label loss.
  *
  * embed, predict, vectors and train take --precision bfloat16 to run the
  * encoder's products on AMX (gemm_amx.h; what dept.matmul_precision =
@@ -26,7 +40,7 @@
  * "gflop" is the dense work of the use-lite forward, counted exactly:
  * 2 x rows x weights for every projection, plus 4 n^2 d for the two
  * attention products of each sequence of n rows and width d.  It is only
- * meaningful for the use-lite backbone, which is what bench/run measures.
+ * printed for the use-lite backbone.
  */
 #include "ops/blas.h"
 #include <getopt.h>
@@ -53,7 +67,24 @@ typedef struct BenchArgs
 	int			limit;
 	int			steps;
 	bool		bf16;			/* --precision bfloat16: inference products on AMX */
+	int			max_length;		/* tokens kept per text, DePT's s; 0: the model's, <= 128 */
+	int			warmup;			/* batches run before an inference timing */
 } BenchArgs;
+
+/* The tokens a text keeps (and DePT's s) on bb: --max-length, else the model's limit up to 128. */
+static int
+max_length_of(const BenchArgs *a, const Backbone *bb)
+{
+	int			s = a->max_length > 0 ? a->max_length : 128;
+
+	return s < bb->max_tokens ? s : bb->max_tokens;
+}
+
+static bool
+is_use_lite(const Backbone *bb)
+{
+	return strcmp(bb->ops->family, "use-lite") == 0;
+}
 
 static double
 now_seconds(void)
@@ -62,6 +93,17 @@ now_seconds(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU seconds (user + system) this process has used: a figure robust to other jobs. */
+static double
+cpu_seconds(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec +
+		(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
 }
 
 static long
@@ -180,7 +222,8 @@ method_of(const char *name)
  * of a trained adapter is computed.
  */
 static Adapter *
-make_adapter(const Backbone *bb, AdapterMethod method, int n_classes, int max_batch)
+make_adapter(const Backbone *bb, AdapterMethod method, const Dataset *ds, int max_len,
+			 int max_batch)
 {
 	AdapterConfig cfg = {0};
 	Adapter    *ad = NULL;
@@ -190,8 +233,10 @@ make_adapter(const Backbone *bb, AdapterMethod method, int n_classes, int max_ba
 	cfg.method = method;
 	cfg.d = bb->d_embed;
 	cfg.h_dim = bb->d_out;
-	cfg.n_classes = n_classes;
-	cfg.max_len = bb->max_tokens;
+	cfg.n_classes = ds->n_classes;
+	cfg.max_len = max_len;
+	cfg.head = backbone_has_text_head(bb) && method != ADAPTER_PROBE ? ADAPTER_HEAD_TEXT :
+		ADAPTER_HEAD_LINEAR;
 	cfg.alpha = 8.0f;
 	cfg.prompt_len = method == ADAPTER_PT ? 100 : method == ADAPTER_PROBE ? 0 : 60;
 	if (method == ADAPTER_EPT)
@@ -202,7 +247,8 @@ make_adapter(const Backbone *bb, AdapterMethod method, int n_classes, int max_ba
 	if (method == ADAPTER_DEPT || method == ADAPTER_EPT)
 		cfg.rank = adapter_rank_for_budget(100, cfg.d, cfg.max_len, cfg.prompt_len,
 										   cfg.subspaces, cfg.subspace_rank);
-	if (adapter_new(&ad, &cfg, max_batch, 42, &err) != NN_OK)
+	if (adapter_new(&ad, &cfg, max_batch, 42, &err) != NN_OK ||
+		text_head_bind_labels(bb, ad, (const char *const *) ds->class_names, &err) != NN_OK)
 	{
 		fprintf(stderr, "dept-bench: %s\n", err.msg);
 		exit(1);
@@ -229,8 +275,8 @@ make_adapter(const Backbone *bb, AdapterMethod method, int n_classes, int max_ba
 
 /* Rows the encoder sees for each text: prompt rows + tokens. */
 static void
-count_tokens(const Backbone *bb, const Dataset *ds, int prompt_rows, long *tokens,
-			 double *gflop)
+count_tokens(const Backbone *bb, const Dataset *ds, int prompt_rows, int max_len,
+			 long *tokens, double *gflop)
 {
 	int32_t    *ids = malloc(sizeof(int32_t) * bb->max_tokens);
 
@@ -238,13 +284,34 @@ count_tokens(const Backbone *bb, const Dataset *ds, int prompt_rows, long *token
 	*gflop = 0;
 	for (int i = 0; i < ds->n_rows; i++)
 	{
-		int			n = bb->ops->tokenize(bb, ds->texts[i], ds->text_lens[i], ids,
-										  bb->max_tokens);
+		int			n = bb->ops->tokenize(bb, ds->texts[i], ds->text_lens[i], ids, max_len);
 
 		*tokens += n + prompt_rows;
 		*gflop += use_lite_flops(n + prompt_rows) * 1e-9;
 	}
 	free(ids);
+}
+
+/* The first n texts of ds in batches of batch: classified by ad, or embedded without one. */
+static NnStatus
+infer_batches(const Backbone *bb, BackboneRun *run, Adapter *ad, const Dataset *ds, int n,
+			  int batch, float *out, NnError *err)
+{
+	NnStatus	st = NN_OK;
+
+	if (n > ds->n_rows)
+		n = ds->n_rows;
+	if (ad)
+		return classify_texts(bb, run, ad, (const char *const *) ds->texts, ds->text_lens,
+							  n, batch, out, err);
+	for (int s = 0; s < n && st == NN_OK; s += batch)
+	{
+		int			B = n - s < batch ? n - s : batch;
+
+		st = backbone_embed_texts(bb, run, (const char *const *) ds->texts + s,
+								  ds->text_lens + s, B, out + (size_t) s * bb->d_out, err);
+	}
+	return st;
 }
 
 static int
@@ -253,33 +320,31 @@ bench_infer(const BenchArgs *a, bool with_adapter)
 	Dataset    *ds = load_texts(a);
 	Backbone   *bb = open_model(a);
 	AdapterMethod method = with_adapter ? method_of(a->method) : ADAPTER_PROBE;
-	Adapter    *ad = with_adapter ? make_adapter(bb, method, ds->n_classes, a->batch) : NULL;
+	int			S = max_length_of(a, bb);
+	Adapter    *ad = with_adapter ? make_adapter(bb, method, ds, S, a->batch) : NULL;
 	int			P = ad ? adapter_prompt_rows(&ad->cfg) : 0;
-	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
+	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + S);
 	bool		bf16 = a->bf16 && backbone_run_use_bf16(bb, run, true);
 	float	   *out = malloc(sizeof(float) * (size_t) ds->n_rows *
 							 (ad ? ds->n_classes : bb->d_out));
 	long		tokens;
 	double		gflop,
 				t0,
-				secs;
+				c0,
+				secs,
+				cpu;
 	NnError		err;
 	NnStatus	st = NN_OK;
 
-	count_tokens(bb, ds, P, &tokens, &gflop);
+	count_tokens(bb, ds, P, S, &tokens, &gflop);
+	if (a->warmup > 0)
+		st = infer_batches(bb, run, ad, ds, a->warmup, a->batch, out, &err);
 	t0 = now_seconds();
-	if (ad)
-		st = classify_texts(bb, run, ad, (const char *const *) ds->texts, ds->text_lens,
-							ds->n_rows, a->batch, out, &err);
-	else
-		for (int s = 0; s < ds->n_rows && st == NN_OK; s += a->batch)
-		{
-			int			B = ds->n_rows - s < a->batch ? ds->n_rows - s : a->batch;
-
-			st = backbone_embed_texts(bb, run, (const char *const *) ds->texts + s,
-									  ds->text_lens + s, B, out + (size_t) s * bb->d_out, &err);
-		}
+	c0 = cpu_seconds();
+	if (st == NN_OK)
+		st = infer_batches(bb, run, ad, ds, ds->n_rows, a->batch, out, &err);
 	secs = now_seconds() - t0;
+	cpu = cpu_seconds() - c0;
 	if (st != NN_OK)
 	{
 		fprintf(stderr, "dept-bench: %s\n", err.msg);
@@ -289,10 +354,12 @@ bench_infer(const BenchArgs *a, bool with_adapter)
 		   ad ? "predict" : "embed", ad ? a->method : "none", bf16 ? "bfloat16" : "float32");
 	print_blas();
 	printf(", \"batch\": %d, \"texts\": %d, \"tokens\": %ld, \"seconds\": %.4f, "
-		   "\"texts_per_second\": %.1f, \"tokens_per_second\": %.0f, \"gflops\": %.1f, "
-		   "\"peak_rss_kb\": %ld}\n",
-		   a->batch, ds->n_rows, tokens, secs, ds->n_rows / secs, tokens / secs,
-		   gflop / secs, peak_rss_kb());
+		   "\"texts_per_second\": %.1f, \"tokens_per_second\": %.0f, ",
+		   a->batch, ds->n_rows, tokens, secs, ds->n_rows / secs, tokens / secs);
+	if (is_use_lite(bb))
+		printf("\"gflops\": %.1f, ", gflop / secs);
+	printf("\"family\": \"%s\", \"max_length\": %d, \"warmup_texts\": %d, \"cpu_seconds\": %.4f, "
+		   "\"peak_rss_kb\": %ld}\n", bb->ops->family, S, a->warmup, cpu, peak_rss_kb());
 	free(out);
 	bb->ops->run_free(run);
 	adapter_free(ad);
@@ -315,13 +382,18 @@ typedef struct StepBuffers
 	uint8_t    *e_mask,
 			   *x_mask;
 	int		   *labels;
+	int32_t    *targets;		/* text-to-text: each row's label ids (B, label_len) */
+	int			s;				/* tokens kept per text */
 } StepBuffers;
 
 static void
-step_buffers_init(StepBuffers *sb, const Backbone *bb, int B, int P)
+step_buffers_init(StepBuffers *sb, const Backbone *bb, int B, int P, int S, int label_len)
 {
-	size_t		s = bb->max_tokens,
+	size_t		s = S,
 				d = bb->d_embed;
+
+	sb->s = S;
+	sb->targets = malloc(sizeof(int32_t) * B * (label_len > 0 ? label_len : 1));
 
 	sb->ids = malloc(sizeof(int32_t) * B * s);
 	sb->count = malloc(sizeof(int) * B);
@@ -350,6 +422,7 @@ step_buffers_free(StepBuffers *sb)
 	free(sb->dh);
 	free(sb->logits);
 	free(sb->labels);
+	free(sb->targets);
 }
 
 /* One training step on rows [first, first + B) of ds; returns the loss. */
@@ -358,7 +431,7 @@ train_step(const Backbone *bb, BackboneRun *run, Adapter *ad, AdamW *opt, StepBu
 		   const Dataset *ds, int first, int B, long *tokens)
 {
 	int			P = adapter_prompt_rows(&ad->cfg),
-				s = bb->max_tokens,
+				s = sb->s,
 				n = 1;
 	size_t		d = bb->d_embed;
 	double		loss;
@@ -382,13 +455,31 @@ train_step(const Backbone *bb, BackboneRun *run, Adapter *ad, AdamW *opt, StepBu
 							  sb->E + (size_t) b * n * d, sb->e_mask + (size_t) b * n);
 	adamw_zero_grad(opt);
 	adapter_forward(ad, sb->E, sb->e_mask, B, n, sb->X, sb->x_mask);
-	if (bb->ops->forward(bb, run, sb->X, sb->x_mask, B, P + n, sb->h, &err) != NN_OK)
-		goto fail;
-	head_forward(ad, sb->h, B, sb->logits);
-	if (head_loss_backward(ad, sb->h, sb->logits, sb->labels, B, sb->dh, &loss, &err) != NN_OK)
-		goto fail;
-	if (bb->ops->backward(bb, run, sb->dh, sb->dX, &err) != NN_OK)
-		goto fail;
+	if (ad->cfg.head == ADAPTER_HEAD_TEXT)
+	{
+		/* train.c's text_step: the teacher-forced loss of each row's label string */
+		int			L = ad->label_len;
+		float		l = 0.0f;
+
+		for (int b = 0; b < B; b++)
+			memcpy(sb->targets + (size_t) b * L, ad->label_ids + (size_t) sb->labels[b] * L,
+				   sizeof(int32_t) * L);
+		if (bb->ops->label_loss_forward(bb, run, sb->X, sb->x_mask, B, P + n, sb->targets, L,
+										&l, NULL, &err) != NN_OK ||
+			bb->ops->label_loss_backward(bb, run, sb->dX, &err) != NN_OK)
+			goto fail;
+		loss = l;
+	}
+	else
+	{
+		if (bb->ops->forward(bb, run, sb->X, sb->x_mask, B, P + n, sb->h, &err) != NN_OK)
+			goto fail;
+		head_forward(ad, sb->h, B, sb->logits);
+		if (head_loss_backward(ad, sb->h, sb->logits, sb->labels, B, sb->dh, &loss, &err) != NN_OK)
+			goto fail;
+		if (bb->ops->backward(bb, run, sb->dh, sb->dX, &err) != NN_OK)
+			goto fail;
+	}
 	adapter_backward(ad, sb->dX, B, n);
 	clip_grad_norm(opt, 1.0);
 	adamw_step(opt, 1.0f);
@@ -403,18 +494,21 @@ bench_train(const BenchArgs *a)
 {
 	Dataset    *ds = load_texts(a);
 	Backbone   *bb = open_model(a);
-	Adapter    *ad = make_adapter(bb, method_of(a->method), ds->n_classes, a->batch);
+	int			S = max_length_of(a, bb);
+	Adapter    *ad = make_adapter(bb, method_of(a->method), ds, S, a->batch);
 	int			P = adapter_prompt_rows(&ad->cfg);
-	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + bb->max_tokens);
+	BackboneRun *run = bb->ops->run_new(bb, a->batch, P + S);
 	bool		bf16 = a->bf16 && backbone_run_use_bf16(bb, run, true);
 	StepBuffers sb;
 	AdamW		opt;
 	long		tokens = 0;
 	double		t0,
+				c0,
 				secs,
+				cpu,
 				loss = 0;
 
-	step_buffers_init(&sb, bb, a->batch, P);
+	step_buffers_init(&sb, bb, a->batch, P, S, ad->label_len);
 	adamw_init(&opt);
 	opt.lr[GROUP_PROMPT] = 3e-2f;
 	opt.lr[GROUP_LOWRANK] = 1e-3f;
@@ -425,23 +519,95 @@ bench_train(const BenchArgs *a)
 		train_step(bb, run, ad, &opt, &sb, ds, i * a->batch, a->batch, &tokens);
 	tokens = 0;
 	t0 = now_seconds();
+	c0 = cpu_seconds();
 	for (int i = 0; i < a->steps; i++)
 		loss = train_step(bb, run, ad, &opt, &sb, ds, (i + 2) * a->batch, a->batch, &tokens);
 	secs = now_seconds() - t0;
+	cpu = cpu_seconds() - c0;
 	printf("{\"bench\": \"train\", \"method\": \"%s\", \"precision\": \"%s\", ", a->method,
 		   bf16 ? "bfloat16" : "float32");
 	print_blas();
 	printf(", \"batch\": %d, \"steps\": %d, \"prompt_rows\": %d, \"rank\": %d, "
 		   "\"trainable_params\": %zu, \"tokens\": %ld, \"seconds\": %.4f, "
 		   "\"ms_per_step\": %.2f, \"tokens_per_second\": %.0f, \"last_loss\": %.4f, "
-		   "\"peak_rss_kb\": %ld}\n",
+		   "\"family\": \"%s\", \"head\": \"%s\", \"max_length\": %d, \"cpu_seconds\": %.4f, \"peak_rss_kb\": %ld}\n",
 		   a->batch, a->steps, P, ad->cfg.rank, adapter_param_count(&ad->cfg), tokens, secs,
-		   secs / a->steps * 1e3, tokens / secs, loss, peak_rss_kb());
+		   secs / a->steps * 1e3, tokens / secs, loss, bb->ops->family,
+		   ad->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear", S, cpu, peak_rss_kb());
 	step_buffers_free(&sb);
 	bb->ops->run_free(run);
 	adapter_free(ad);
 	backbone_close(bb);
 	dataset_free(ds);
+	return 0;
+}
+
+/* "VmRSS": 123 kB, ... of /proc/self/status, printed as "\"vmrss_kb\": 123, " and so on. */
+static void
+print_memory(const char *prefix)
+{
+	static const char *const keys[] = {"VmRSS", "RssAnon", "RssFile", "VmHWM"};
+	FILE	   *f = fopen("/proc/self/status", "r");
+	char		line[256];
+
+	while (f && fgets(line, sizeof(line), f))
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++)
+		{
+			size_t		n = strlen(keys[k]);
+
+			if (strncmp(line, keys[k], n) == 0 && line[n] == ':')
+			{
+				printf("\"%s_", prefix);
+				for (size_t c = 0; c < n; c++)
+					putchar(keys[k][c] >= 'A' && keys[k][c] <= 'Z' ? keys[k][c] + 32 : keys[k][c]);
+				printf("_kb\": %ld, ", atol(line + n + 1));
+			}
+		}
+	if (f)
+		fclose(f);
+}
+
+/*
+ * A new process's first call: open the model (mmap the safetensors, read
+ * the tokenizer, convert F16/BF16 tensors once), then embed one sentence
+ * (OpenBLAS loads on the first large product), each timed, with the
+ * process's memory after each: RssFile is the mapped weights the pages
+ * touched so far, RssAnon what was copied or allocated.
+ */
+static int
+bench_load(const BenchArgs *a)
+{
+	static const char text[] = "the first call of a new process loads the model";
+	double		t0 = now_seconds(),
+				open_ms,
+				embed_ms;
+	Backbone   *bb = open_model(a);
+	BackboneRun *run;
+	float	   *out;
+	size_t		len = strlen(text);
+	const char *texts[1] = {text};
+	NnError		err;
+
+	open_ms = (now_seconds() - t0) * 1e3;
+	printf("{\"bench\": \"load\", \"family\": \"%s\", \"open_ms\": %.2f, ", bb->ops->family,
+		   open_ms);
+	print_memory("open");
+	t0 = now_seconds();
+	run = bb->ops->run_new(bb, 1, max_length_of(a, bb));
+	out = malloc(sizeof(float) * bb->d_out);
+	if (run == NULL || out == NULL ||
+		backbone_embed_texts(bb, run, texts, &len, 1, out, &err) != NN_OK)
+	{
+		fprintf(stderr, "dept-bench: the first embed failed\n");
+		return 1;
+	}
+	embed_ms = (now_seconds() - t0) * 1e3;
+	printf("\"first_embed_ms\": %.2f, ", embed_ms);
+	print_memory("embed");
+	printf("\"blas_core\": \"%s\"}\n", nn_blas_core());
+	free(out);
+	bb->ops->run_free(run);
+	backbone_close(bb);
 	return 0;
 }
 
@@ -452,11 +618,11 @@ bench_tokenize(const BenchArgs *a)
 	Dataset    *ds = load_texts(a);
 	Backbone   *bb = open_model(a);
 	int32_t    *ids = malloc(sizeof(int32_t) * bb->max_tokens);
+	int			S = max_length_of(a, bb);
 
 	for (int i = 0; i < ds->n_rows; i++)
 	{
-		int			n = bb->ops->tokenize(bb, ds->texts[i], ds->text_lens[i], ids,
-										  bb->max_tokens);
+		int			n = bb->ops->tokenize(bb, ds->texts[i], ds->text_lens[i], ids, S);
 
 		printf("%d", ds->labels[i]);
 		for (int j = 0; j < n; j++)
@@ -515,15 +681,17 @@ main(int argc, char **argv)
 		{"limit", required_argument, NULL, 'n'},
 		{"steps", required_argument, NULL, 's'},
 		{"precision", required_argument, NULL, 'p'},
+		{"max-length", required_argument, NULL, 'S'},
+		{"warmup", required_argument, NULL, 'w'},
 		{NULL, 0, NULL, 0}
 	};
-	BenchArgs	a = {NULL, "build/model/use-lite", "dept", 1, 1, 0, 20, false};
+	BenchArgs	a = {NULL, "build/model/use-lite", "dept", 1, 1, 0, 20, false, 0, 0};
 	const char *cmd;
 	int			c;
 
 	if (argc < 2)
 	{
-		fprintf(stderr, "usage: dept-bench peak|embed|predict|train [options]\n");
+		fprintf(stderr, "usage: dept-bench peak|load|embed|predict|train|tokenize|vectors [options]\n");
 		return 2;
 	}
 	cmd = argv[1];
@@ -540,12 +708,16 @@ main(int argc, char **argv)
 			case 'n': a.limit = atoi(optarg); break;
 			case 's': a.steps = atoi(optarg); break;
 			case 'p': a.bf16 = strcmp(optarg, "bfloat16") == 0; break;
+			case 'S': a.max_length = atoi(optarg); break;
+			case 'w': a.warmup = atoi(optarg); break;
 			default: return 2;
 		}
 	}
 	nn_blas_setup(a.threads);
 	if (strcmp(cmd, "peak") == 0)
 		return bench_peak(&a);
+	if (strcmp(cmd, "load") == 0)
+		return bench_load(&a);
 	if (a.texts_path == NULL || a.batch < 1)
 	{
 		fprintf(stderr, "dept-bench: --texts FILE and --batch >= 1 are needed\n");

@@ -6,7 +6,10 @@
  *   with OPENBLAS_CORETYPE=Haswell), and the environment is left as it was;
  * - nn_sgemm equals the plain-loop product for every layout, transpose,
  *   alpha and beta the code uses, beta 0 ignoring NaNs in C;
- * - nn_blas_setup sets OpenBLAS's thread count.
+ * - nn_blas_setup sets OpenBLAS's thread count;
+ * - DEPT_NO_AVX512=1 (the benchmark's "no AVX-512" switch) gives a new
+ *   process OpenBLAS kernels without AVX-512 and turns off the AVX-512 row
+ *   product and AMX; "0" leaves them on.
  */
 #include "ops/blas.h"
 
@@ -19,6 +22,8 @@
 #include <unistd.h>
 
 #include "base/rng.h"
+#include "ops/gemm_amx.h"
+#include "ops/gemm_rows.h"
 #include "unit.h"
 
 static bool
@@ -154,6 +159,46 @@ test_setup_sets_the_thread_count(void)
 	CHECK(nn_blas_threads() == 1, "threads %d after setup(0)", nn_blas_threads());
 }
 
+/* What a child started with env_prefix prints for --print-switch: "core rows amx allowed". */
+static bool
+child_switch(const char *env_prefix, char *core, int *rows, int *amx, int *allowed)
+{
+	char		self[4096] = "",
+				command[4400],
+				line[256] = "";
+	FILE	   *child;
+
+	if (readlink("/proc/self/exe", self, sizeof(self) - 1) <= 0)
+		return false;
+	snprintf(command, sizeof(command), "env -u OPENBLAS_CORETYPE %s '%s' --print-switch",
+			 env_prefix, self);
+	if ((child = popen(command, "r")) == NULL)
+		return false;
+	if (fgets(line, sizeof(line), child) == NULL)
+		line[0] = '\0';
+	return pclose(child) == 0 && sscanf(line, "%63s %d %d %d", core, rows, amx, allowed) == 4;
+}
+
+static void
+test_no_avx512_switch(void)
+{
+	char		core[64] = "";
+	int			rows = -1,
+				amx = -1,
+				allowed = -1;
+
+	CHECK(child_switch("DEPT_NO_AVX512=1", core, &rows, &amx, &allowed), "child failed");
+	printf("# DEPT_NO_AVX512=1: OpenBLAS %s, row product %d, AMX %d\n", core, rows, amx);
+	CHECK(!is_avx512_core(core), "DEPT_NO_AVX512=1 runs %s kernels", core);
+	CHECK(rows == 0 && amx == 0 && allowed == 0, "row product %d, AMX %d, allowed %d", rows, amx,
+		  allowed);
+	CHECK(child_switch("DEPT_NO_AVX512=0", core, &rows, &amx, &allowed), "child failed");
+	CHECK(allowed == 1, "DEPT_NO_AVX512=0 turned AVX-512 off");
+	__builtin_cpu_init();
+	if (__builtin_cpu_supports("avx512f"))
+		CHECK(rows == 1, "DEPT_NO_AVX512=0: the AVX-512 row product is off");
+}
+
 int
 main(int argc, char **argv)
 {
@@ -162,9 +207,16 @@ main(int argc, char **argv)
 		printf("%s\n", nn_blas_core());
 		return 0;
 	}
+	if (argc > 1 && strcmp(argv[1], "--print-switch") == 0)
+	{
+		printf("%s %d %d %d\n", nn_blas_core(), gemm_rows_usable(4, 64, 64),
+			   gemm_amx_usable(64, 64), nn_cpu_avx512_allowed());
+		return 0;
+	}
 	RUN_TEST(test_loads_the_kernels_the_cpu_calls_for);
 	RUN_TEST(test_the_users_coretype_wins);
 	RUN_TEST(test_sgemm_matches_the_loops);
 	RUN_TEST(test_setup_sets_the_thread_count);
+	RUN_TEST(test_no_avx512_switch);
 	return unit_finish();
 }

@@ -39,12 +39,31 @@ static struct
  */
 #define NN_SGEMM_SMALL 32768
 
+static bool avx512_allowed;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+
+static void
+read_avx512_switch(void)
+{
+	const char *off = getenv("DEPT_NO_AVX512");
+
+	avx512_allowed = off == NULL || off[0] == '\0' || strcmp(off, "0") == 0;
+}
+
+bool
+nn_cpu_avx512_allowed(void)
+{
+	pthread_once(&avx512_once, read_avx512_switch);
+	return avx512_allowed;
+}
+
 /* The best kernel set for this CPU's features, or NULL for none better than SSE. */
 static const char *
 core_for_features(void)
 {
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+	if (nn_cpu_avx512_allowed() &&
+		__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
 		__builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
 		return __builtin_cpu_supports("avx512bf16") ? "Cooperlake" : "SkylakeX";
 	if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))

@@ -35,6 +35,15 @@
 
 /* Methods */
 
+/*
+ * False when the environment variable DEPT_NO_AVX512 is set to anything but
+ * "" or "0" (read once per process): then OpenBLAS gets the Haswell (AVX2)
+ * kernels, and the AVX-512 row product (gemm_rows.h) and AMX (gemm_amx.h)
+ * are not used, so a CPU with AVX-512 runs what one without it gets (the
+ * benchmark's "no AVX-512" row).  A user's own OPENBLAS_CORETYPE still wins.
+ */
+bool		nn_cpu_avx512_allowed(void);
+
 /* Load OpenBLAS if it is not loaded yet (thread-safe, once per process). */
 NnStatus	nn_blas_load(NnError *err);
 

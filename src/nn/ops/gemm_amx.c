@@ -3,6 +3,7 @@
  * gemm_amx.h).
  */
 #include "ops/gemm_amx.h"
+#include "ops/blas.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -53,7 +54,8 @@ static void
 check_amx(void)
 {
 	__builtin_cpu_init();
-	if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bf16"))
+	if (!nn_cpu_avx512_allowed() ||
+		!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bf16"))
 		return;
 	/* AMX has no __builtin_cpu_supports name in GCC 12: CPUID leaf 7 EDX bits 22, 24 */
 	{

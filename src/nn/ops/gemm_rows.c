@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "base/parallel.h"
+#include "ops/blas.h"
 
 #define ROW_BLOCK 6
 #define COL_BLOCK 64
@@ -104,7 +105,7 @@ gemm_rows_usable(int N, int C, int OC)
 	if (has_avx512 < 0)
 	{
 		__builtin_cpu_init();
-		has_avx512 = __builtin_cpu_supports("avx512f") ? 1 : 0;
+		has_avx512 = __builtin_cpu_supports("avx512f") && nn_cpu_avx512_allowed() ? 1 : 0;
 	}
 	return has_avx512 && N > 0 && N <= GEMM_ROWS_MAX_N && C > 0 && OC % COL_BLOCK == 0;
 }
