@@ -1,4 +1,4 @@
--- demo/train.sql: train a DePT sentiment classifier on 600 labelled reviews
+-- demo/train.sql: train a sentiment classifier (the default, method auto) on 600 labelled reviews
 -- (a sample of SST-2 shipped in test/fixtures) and use it inside queries.
 \set ON_ERROR_STOP 1
 \pset footer off
@@ -17,7 +17,7 @@ INSERT INTO demo_new_reviews VALUES
 
 \echo 'training (a background worker; progress arrives as NOTICEs):'
 DELETE FROM dept.adapters WHERE name = 'demo_reviews_label';
-SELECT dept_train('demo_reviews', 'label', options => '{"epochs": 3, "seed": 7}', activate => 'always');
+SELECT dept_train('demo_reviews', 'label', options => '{"seed": 7}', activate => 'always');
 
 \echo 'the stored adapter:'
 SELECT name, version, active, method, hyperparameters ->> 'prompt_length' AS m,

@@ -364,8 +364,8 @@ parse_args(int argc, char **argv, CliArgs *a)
 				}
 		}
 	}
-	if (a->epochs_given)
-		o->probe_epochs = o->epochs;	/* an explicit epochs is the probe's too */
+	if (a->epochs_given && !a->auto_method && o->method == ADAPTER_PROBE)
+		o->probe_epochs = o->epochs;	/* --method probe: an explicit epochs is its passes */
 	a->texts = argv + optind;
 	a->n_texts = argc - optind;
 	if (a->explain ? !a->load_path : a->load_path ? !a->test_path : !a->train_path)

@@ -18,7 +18,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'tap\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'tap\_%';
 
 BEGIN;
-SELECT plan(18);
+SELECT plan(20);
 
 SELECT is(dept_train('tap_auto_reviews', 'label', adapter => 'tap_auto',
 					 options => '{"budget_rows": 384, "max_length": 16, "seed": 1, "test_fraction": 0.2}'),
@@ -62,6 +62,14 @@ SELECT ok((SELECT bool_and(valid_rows > 0 AND valid_rows < r.rows_used) FROM can
 		  'the candidates are compared on validation rows taken from the rows used, not the test rows');
 SELECT is((SELECT (dept_report('tap_auto') -> 'rows')::int), (SELECT rows_test FROM auto_row),
 		  'the winner''s test report scores the held-out rows');
+
+SELECT is(dept_train('tap_auto_reviews', 'label', adapter => 'tap_auto_e1',
+					 options => '{"epochs": 1, "budget_rows": 64, "max_length": 16}'),
+		  'tap_auto_e1', 'auto with an explicit epochs trains');
+SELECT ok((SELECT (c ->> 'steps')::int >= 400 FROM dept.adapters,
+				  jsonb_array_elements(hyperparameters -> 'auto' -> 'candidates') c
+			WHERE name = 'tap_auto_e1' AND c ->> 'method' = 'probe'),
+		  'epochs are DePT''s: auto''s probe keeps its 100 passes for each of 4 strengths');
 
 SELECT is(dept_train('tap_auto_reviews', 'label', adapter => 'tap_auto_dept',
 					 options => '{"prompt_length": 4, "max_steps": 2, "max_length": 16}'),

@@ -126,7 +126,7 @@ typedef struct TrainOptions
 	 * forward), once per L2 strength of the grid when probe_search, and the
 	 * checkpoint of best validation score over every strength and epoch is
 	 * kept.  The CLI and dept_train set probe_epochs from an explicit
-	 * epochs.
+	 * epochs for method probe (not for auto, whose epochs are DePT's).
 	 */
 	int			probe_epochs;
 	bool		probe_search;
