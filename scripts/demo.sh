@@ -2,7 +2,7 @@
 # The demo: install dependencies, build and install dept (fetching the
 # default model with npm), start a local PostgreSQL server in
 # /tmp/dept-demo-5498 on port 5498, and run demo/embed.sql (embeddings and
-# nearest neighbours) and demo/train.sql (train a DePT sentiment classifier
+# nearest neighbours) and demo/train.sql (train a sentiment classifier with the default method, auto
 # on 600 reviews, predict, evaluate) against it.  The server keeps running so
 # you can connect afterwards:  psql -h 127.0.0.1 -p 5498 -U postgres
 # Stop it with:  scripts/pg-cluster.sh stop /tmp/dept-demo-5498
