@@ -179,8 +179,7 @@ attention_cache_size(const int *offsets, int B, int NH)
 	return n;
 }
 
-/* In-place softmax of each of the rows of p (rows x n). */
-static void
+void
 softmax_rows(float *p, int rows, int n)
 {
 	for (int i = 0; i < rows; i++)
@@ -236,11 +235,7 @@ attention_forward(float *out, float *att, const float *qkv,
 	}
 }
 
-/*
- * In-place softmax backward of each row of dp (rows x n) given the
- * probabilities p: dp = p * (dp - <p, dp>), the gradient of the logits.
- */
-static void
+void
 softmax_rows_backward(float *dp, const float *p, int rows, int n)
 {
 	for (int i = 0; i < rows; i++)

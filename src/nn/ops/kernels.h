@@ -101,6 +101,15 @@ void		attention_forward(float *out, float *att, const float *qkv,
 /* Floats attention_forward needs in att for these sequences. */
 size_t		attention_cache_size(const int *offsets, int B, int NH);
 
+/* In-place softmax of each of the rows of p (rows x n). */
+void		softmax_rows(float *p, int rows, int n);
+
+/*
+ * In-place softmax backward of each row of dp (rows x n) given the
+ * probabilities p: dp = p * (dp - <p, dp>), the gradient of the logits.
+ */
+void		softmax_rows_backward(float *dp, const float *p, int rows, int n);
+
 /*
  * dqkv (N, 3C) += d/d(qkv) from dout (N, C), with the forward's qkv and
  * cached att.  Per sequence and head, with P = att, O = P V, S = scale Q K^T:

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ops/blas.h"
+#include "ops/kernels.h"
 
 /* The table rows sequence o..o+n-1's distances reach: lo .. lo + *w - 1. */
 static int
@@ -18,46 +19,6 @@ rel_window(const DisentangledTables *t, const int *pos, int o, int n, int *w)
 
 	*w = t->rel[t->max_dist + span] - lo + 1;
 	return lo;
-}
-
-/* In-place softmax of each of the rows of p (rows x n), as kernels.c's. */
-static void
-softmax_rows(float *p, int rows, int n)
-{
-	for (int i = 0; i < rows; i++)
-	{
-		float	   *r = p + (size_t) i * n;
-		float		mx = r[0],
-					sum = 0.0f;
-
-		for (int j = 1; j < n; j++)
-			if (r[j] > mx)
-				mx = r[j];
-		for (int j = 0; j < n; j++)
-		{
-			r[j] = expf(r[j] - mx);
-			sum += r[j];
-		}
-		for (int j = 0; j < n; j++)
-			r[j] /= sum;
-	}
-}
-
-/* dp = p * (dp - <p, dp>) per row: the gradient of the logits. */
-static void
-softmax_rows_backward(float *dp, const float *p, int rows, int n)
-{
-	for (int i = 0; i < rows; i++)
-	{
-		float	   *d = dp + (size_t) i * n;
-		const float *r = p + (size_t) i * n;
-		float		dot = 0.0f;
-
-		for (int j = 0; j < n; j++)
-			dot += r[j] * d[j];
-		for (int j = 0; j < n; j++)
-			d[j] = r[j] * (d[j] - dot);
-	}
 }
 
 /*
