@@ -365,7 +365,10 @@ parse_args(int argc, char **argv, CliArgs *a)
 		}
 	}
 	if (a->epochs_given && !a->auto_method && o->method == ADAPTER_PROBE)
-		o->probe_epochs = o->epochs;	/* --method probe: an explicit epochs is its passes */
+	{
+		o->probe_epochs = o->epochs;	/* --method probe: an explicit epochs asks for passes */
+		o->probe_solver = false;
+	}
 	a->texts = argv + optind;
 	a->n_texts = argc - optind;
 	if (a->explain ? !a->load_path : a->load_path ? !a->test_path : !a->train_path)
@@ -881,9 +884,9 @@ json_auto(FILE *out, const AutoReport *r)
 
 		fprintf(out, "%s{\"method\": \"%s\", \"prompt_length\": %d, \"head_from_probe\": %s, "
 				"\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_score\": %.6f, "
-				"\"probe_l2\": %g, \"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
+				"\"probe_l2\": %g, \"probe_c\": %g, \"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
 				i ? ", " : "", method_name(t->method), t->prompt_len, t->head_from_probe ? "true" : "false",
-				t->valid_accuracy, t->valid_macro_f1, t->valid_score, t->probe_l2, t->steps,
+				t->valid_accuracy, t->valid_macro_f1, t->valid_score, t->probe_l2, t->probe_c, t->steps,
 				t->rows_seen, t->seconds);
 	}
 	fprintf(out, "]},\n");
@@ -922,7 +925,7 @@ write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const T
 	fprintf(out, " \"train_tokens\": %ld, \"tokens_per_second\": %.1f, \"peak_rss_mb\": %.1f,\n",
 			res->train_tokens, res->tokens_per_second, ru.ru_maxrss / 1024.0);
 	if (a->opt.method == ADAPTER_PROBE)
-		fprintf(out, " \"probe_l2\": %g,\n", res->probe_l2);
+		fprintf(out, " \"probe_l2\": %g, \"probe_c\": %g,\n", res->probe_l2, res->probe_c);
 	if (a->auto_method)
 		json_auto(out, &a->auto_report);
 	fprintf(out, " \"inference_ms_per_1000_rows\": %.1f,\n \"valid\": ", infer_ms_per_1000);

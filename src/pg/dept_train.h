@@ -158,6 +158,7 @@ extern void DeptTestSetAdd(DeptTestSet *ts, const char *text, size_t text_len, c
 						   size_t label_len);
 extern char *DeptTestReportJson(const Backbone *bb, const uint8_t *bytes, size_t len,
 								const DeptTestSet *ts, double fraction);
+extern char *DeptProbeJson(float l2, double c);
 extern char *DeptTrainAuto(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds,
 						   TrainResult *best);
 extern void DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options);

@@ -66,7 +66,7 @@ DeptAutoJson(const AutoReport *r)
 						 "\"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
 						 i ? ", " : "", DeptAutoMethodName(t->method), t->prompt_len,
 						 t->head_from_probe ? "true" : "false",
-						 t->method == ADAPTER_PROBE ? psprintf(", \"l2\": %g", t->probe_l2) : "",
+						 t->method == ADAPTER_PROBE ? DeptProbeJson(t->probe_l2, t->probe_c) : "",
 						 t->valid_accuracy, t->valid_macro_f1, t->valid_score, t->valid_rows,
 						 t->steps, t->rows_seen, t->seconds);
 	}

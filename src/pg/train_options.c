@@ -261,10 +261,16 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 	else if (strcmp(k, "weight_decay") == 0) o->weight_decay = (float) x;
 	else if (strcmp(k, "epochs") == 0)
 	{
-		/* a probe's passes too; auto's probe keeps its 100 (method is known before the options) */
+		/*
+		 * method probe: its passes of gradient descent instead of the exact
+		 * solver; auto's probe keeps the solver (method is known before the options)
+		 */
 		o->epochs = (int) x;
 		if (o->method == ADAPTER_PROBE)
+		{
 			o->probe_epochs = (int) x;
+			o->probe_solver = false;
+		}
 	}
 	else if (strcmp(k, "max_steps") == 0) o->max_steps = (long) x;
 	else if (strcmp(k, "batch_size") == 0) o->batch_size = (int) x;

@@ -428,6 +428,16 @@ DeptAppendMetricsJson(StringInfo buf, const ClassMetrics *m, char **class_names)
 	DeptAppendClassMetricsJson(buf, m, class_names);
 }
 
+/*
+ * A probe's strength as JSON members: ", \"l2\": lambda" and, when the
+ * solver chose it, ", \"C\": C" (train/probe_fit.h: lambda = 1 / (C n)).
+ */
+char *
+DeptProbeJson(float l2, double c)
+{
+	return c > 0 ? psprintf(", \"l2\": %g, \"C\": %g", l2, c) : psprintf(", \"l2\": %g", l2);
+}
+
 /* The version's hyperparameters as JSON: the options that shaped it, where it started, what it read. */
 static char *
 DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const Dataset *ds,
@@ -463,7 +473,7 @@ DeptHyperparametersJson(const DeptTrainRequest *req, const Backbone *bb, const D
 					 a->cfg.head == ADAPTER_HEAD_TEXT ? "text" : "linear",
 					 a->cfg.regression ? "regression" : "classification");
 	if (a->cfg.method == ADAPTER_PROBE && req->opt.probe_search)
-		appendStringInfo(&hyper, ", \"l2\": %g", res->probe_l2);
+		appendStringInfoString(&hyper, DeptProbeJson(res->probe_l2, res->probe_c));
 	if (a->cfg.regression && a->cfg.head == ADAPTER_HEAD_LINEAR)
 		appendStringInfo(&hyper, ", \"target_mean\": %.9g, \"target_sd\": %.9g",
 						 a->target.w[0], a->target.w[1]);

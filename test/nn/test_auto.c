@@ -4,10 +4,10 @@
  * auto"), on the SST-2 fixture (600 rows, 10% validation) and the default
  * model, kept small: max length 32, batch 16, a few steps.
  *
- *   probe_search      the search's validation accuracy is at least the
- *                     plain probe's (its first pass, lambda = 0, is that
- *                     run), its chosen lambda is one of the grid, and it ran
- *                     4 passes of the plain run's steps.
+ *   probe_solver      the solved probe's C is one of the grid and its
+ *                     lambda 1 / (C n), 31 fits, validation above 0.6 and
+ *                     the same head for the same seed; without the solver,
+ *                     4 strengths x probe_epochs of passes.
  *   head_from_probe   DePT whose head starts from a trained probe starts
  *                     below ln 2, the loss of a zero head (two classes).
  *   auto_picks_best   two trials (probe, DePT m = 20 with the probe's
@@ -23,6 +23,7 @@
 
 #include "ops/blas.h"
 #include "train/auto.h"
+#include "train/probe_fit.h"
 #include "unit.h"
 
 /* CHECK, and leave the test when it fails (what follows needs it). */
@@ -70,29 +71,38 @@ small_options(TrainOptions *o, AdapterMethod method, StepLog *log)
 }
 
 static void
-test_probe_search(void)
+test_probe_solver(void)
 {
 	TrainOptions o;
-	TrainResult plain,
-				searched;
+	TrainResult passes,
+				solved,
+				again;
 	StepLog		slog = {0};
 	NnError		err = {0};
+	bool		in_grid = false;
 
 	small_options(&o, ADAPTER_PROBE, &slog);
-	o.probe_search = false;
-	REQUIRE(train_adapter(model, train_set, &o, &plain, &err) == NN_OK, "plain probe: %s", err.msg);
-	o.probe_search = true;
-	REQUIRE(train_adapter(model, train_set, &o, &searched, &err) == NN_OK, "probe search: %s", err.msg);
-	CHECK(searched.valid_metrics->accuracy >= plain.valid_metrics->accuracy,
-		  "search %.4f below the plain probe %.4f", searched.valid_metrics->accuracy,
-		  plain.valid_metrics->accuracy);
-	CHECK(searched.probe_l2 == 0.0f || searched.probe_l2 == 1e-4f || searched.probe_l2 == 1e-3f ||
-		  searched.probe_l2 == 1e-2f, "lambda %g is not in the grid", searched.probe_l2);
-	CHECK(searched.steps == 4 * plain.steps, "%ld steps, not 4 x %ld", searched.steps, plain.steps);
-	printf("# probe: plain %.4f, search %.4f (lambda %g)\n", plain.valid_metrics->accuracy,
-		   searched.valid_metrics->accuracy, searched.probe_l2);
-	train_result_free(&plain);
-	train_result_free(&searched);
+	o.probe_solver = false;
+	REQUIRE(train_adapter(model, train_set, &o, &passes, &err) == NN_OK, "probe passes: %s", err.msg);
+	o.probe_solver = true;
+	REQUIRE(train_adapter(model, train_set, &o, &solved, &err) == NN_OK, "probe solver: %s", err.msg);
+	for (int c = 0; c < PROBE_C_GRID_SIZE; c++)
+		in_grid |= solved.probe_c == probe_c_grid[c];
+	CHECK(in_grid && fabs(solved.probe_l2 - 1.0 / (solved.probe_c * solved.n_train)) < 1e-6 * solved.probe_l2,
+		  "C %g, lambda %g for %d rows", solved.probe_c, solved.probe_l2, solved.n_train);
+	CHECK(passes.probe_c == 0.0 && passes.steps == 4 * 8 * ((passes.n_train + 15) / 16),
+		  "passes: 4 strengths x 8 epochs of steps, not %ld", passes.steps);
+	CHECK(solved.steps == PROBE_FOLDS * PROBE_C_GRID_SIZE + 1, "%ld fits", solved.steps);
+	CHECK(solved.valid_metrics->accuracy > 0.6, "solver's validation accuracy %.4f",
+		  solved.valid_metrics->accuracy);
+	REQUIRE(train_adapter(model, train_set, &o, &again, &err) == NN_OK, "probe solver again: %s", err.msg);
+	CHECK(memcmp(solved.adapter->head_w.w, again.adapter->head_w.w,
+				 sizeof(float) * solved.adapter->head_w.n) == 0, "the same seed gives the same head");
+	printf("# probe: passes %.4f (lambda %g), solver %.4f (C %g)\n", passes.valid_metrics->accuracy,
+		   passes.probe_l2, solved.valid_metrics->accuracy, solved.probe_c);
+	train_result_free(&passes);
+	train_result_free(&solved);
+	train_result_free(&again);
 }
 
 static void
@@ -187,7 +197,7 @@ main(void)
 		printf("not ok 1 - setup: %s\n1..1\n", err.msg);
 		return 1;
 	}
-	RUN_TEST(test_probe_search);
+	RUN_TEST(test_probe_solver);
 	RUN_TEST(test_head_from_probe);
 	RUN_TEST(test_auto_picks_best);
 	RUN_TEST(test_auto_cancel);

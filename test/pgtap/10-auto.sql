@@ -18,7 +18,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'tap\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'tap\_%';
 
 BEGIN;
-SELECT plan(20);
+SELECT plan(22);
 
 SELECT is(dept_train('tap_auto_reviews', 'label', adapter => 'tap_auto',
 					 options => '{"budget_rows": 384, "max_length": 16, "seed": 1, "test_fraction": 0.2}'),
@@ -33,6 +33,7 @@ CREATE TEMP TABLE auto_row AS
 CREATE TEMP TABLE candidates AS
 	SELECT ord::int AS i, c ->> 'method' AS method, (c -> 'options' ->> 'prompt_length')::int AS prompt_length,
 		   (c -> 'options' ->> 'head_from_probe')::boolean AS warm, (c -> 'options' ->> 'l2')::float8 AS l2,
+		   (c -> 'options' ->> 'C')::float8 AS c,
 		   (c ->> 'valid_accuracy')::float8 AS acc, (c ->> 'valid_score')::float8 AS score,
 		   (c ->> 'valid_rows')::int AS valid_rows, (c ->> 'steps')::int AS steps,
 		   (c ->> 'rows_seen')::int AS rows_seen, (c ->> 'seconds')::float8 AS seconds
@@ -40,8 +41,10 @@ CREATE TEMP TABLE candidates AS
 SELECT results_eq($$SELECT method, prompt_length, warm FROM candidates ORDER BY i$$,
 				  $$VALUES ('probe', 0, false), ('dept', 20, true)$$,
 				  'two candidates: the probe, then DePT m = 20 whose head starts from the probe''s');
-SELECT ok((SELECT l2 IN (0, 1e-4, 1e-3, 1e-2) FROM candidates WHERE method = 'probe'),
-		  'the probe records the L2 strength its search chose');
+SELECT ok((SELECT c IN (0.01, 0.1, 1, 10, 100, 1000)
+				   AND abs(l2 * c * (r.rows_used - valid_rows) - 1) < 1e-4
+			  FROM candidates, auto_row r WHERE candidates.method = 'probe'),
+		  'the probe records the C its cross-validation chose and lambda = 1 / (C n)');
 SELECT is((SELECT a ->> 'steps_each' FROM auto_row), '12', 'budget_rows 384 gives DePT 12 steps of 32 rows');
 SELECT ok((SELECT steps <= 12 AND rows_seen <= 384 FROM candidates WHERE method = 'dept'),
 		  'DePT sees at most budget_rows rows');
@@ -66,10 +69,10 @@ SELECT is((SELECT (dept_report('tap_auto') -> 'rows')::int), (SELECT rows_test F
 SELECT is(dept_train('tap_auto_reviews', 'label', adapter => 'tap_auto_e1',
 					 options => '{"epochs": 1, "budget_rows": 64, "max_length": 16}'),
 		  'tap_auto_e1', 'auto with an explicit epochs trains');
-SELECT ok((SELECT (c ->> 'steps')::int >= 400 FROM dept.adapters,
+SELECT ok((SELECT (c ->> 'steps')::int = 31 AND c -> 'options' ? 'C' FROM dept.adapters,
 				  jsonb_array_elements(hyperparameters -> 'auto' -> 'candidates') c
 			WHERE name = 'tap_auto_e1' AND c ->> 'method' = 'probe'),
-		  'epochs are DePT''s: auto''s probe keeps its 100 passes for each of 4 strengths');
+		  'epochs are DePT''s: auto''s probe keeps its solver (5 folds x 6 C + the final fit)');
 
 SELECT is(dept_train('tap_auto_reviews', 'label', adapter => 'tap_auto_dept',
 					 options => '{"prompt_length": 4, "max_steps": 2, "max_length": 16}'),
@@ -83,6 +86,20 @@ SELECT throws_ok($$SELECT dept_train('tap_auto_reviews', 'label', method => 'aut
 				 '22023', NULL, 'auto chooses prompt_length itself');
 SELECT throws_ok($$SELECT dept_train('tap_auto_reviews', 'label', options => '{"valid_fraction": 0}')$$,
 				 '22023', NULL, 'auto (the default) needs validation rows');
+
+
+-- method probe: the solver by default, passes of descent when epochs are given
+SELECT dept_train('tap_auto_reviews', 'label', adapter => 'tap_probe_solved', method => 'probe',
+				  options => '{"max_length": 16}');
+SELECT dept_train('tap_auto_reviews', 'label', adapter => 'tap_probe_passes', method => 'probe',
+				  options => '{"max_length": 16, "epochs": 2}');
+SELECT results_eq($$SELECT name, hyperparameters ? 'C', hyperparameters ? 'l2' FROM dept.adapters
+					 WHERE name IN ('tap_probe_solved', 'tap_probe_passes') ORDER BY name$$,
+				  $$VALUES ('tap_probe_passes'::text, false, true), ('tap_probe_solved', true, true)$$,
+				  'method probe solves for C by default; an explicit epochs trains passes (l2 only)');
+SELECT is((SELECT (hyperparameters ->> 'C')::float8 * (hyperparameters ->> 'l2')::float8 * train_rows
+			 FROM dept.adapters WHERE name = 'tap_probe_solved')::numeric(6, 3), 1.000,
+		  'the solved probe stores lambda = 1 / (C n) for its n training rows');
 
 SELECT * FROM finish();
 ROLLBACK;

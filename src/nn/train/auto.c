@@ -33,6 +33,7 @@ record_trial(AutoTrial *t, const AutoCandidate *c, const TrainOptions *o, const 
 	t->seconds = r->seconds;
 	t->valid_rows = r->n_valid;
 	t->probe_l2 = c->method == ADAPTER_PROBE ? r->probe_l2 : 0.0f;
+	t->probe_c = c->method == ADAPTER_PROBE ? r->probe_c : 0.0;
 	if (m == NULL)
 	{
 		t->valid_score = -1e300;	/* no validation rows: the first candidate stays */

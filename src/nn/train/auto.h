@@ -38,6 +38,7 @@ typedef struct AutoTrial
 	double		valid_score;	/* what is compared: accuracy, or minus the MSE */
 	int			valid_rows;
 	float		probe_l2;
+	double		probe_c;		/* the probe solver's C (0 for passes of descent) */
 	bool		regression;
 } AutoTrial;
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "base/rng.h"
+#include "train/probe_fit.h"
 
 void
 train_options_default(TrainOptions *opt)
@@ -38,6 +39,7 @@ train_options_default(TrainOptions *opt)
 	opt->pool_text = true;
 	opt->probe_epochs = 100;
 	opt->probe_search = true;
+	opt->probe_solver = true;
 }
 
 /*
@@ -682,6 +684,63 @@ run_probe_search(TrainRun *r, NnError *err)
 	return NN_OK;
 }
 
+/* The exact solver serves a classifier whose head is small enough to fold (probe_fit.h). */
+#define PROBE_SOLVER_MAX_CLASSES 256
+
+static bool
+uses_probe_solver(const TrainRun *r)
+{
+	return r->probe && r->opt->probe_search && r->opt->probe_solver && !r->regression &&
+		r->ds->n_classes <= PROBE_SOLVER_MAX_CLASSES;
+}
+
+/* Progress between the solver's fits; false when the caller cancels. */
+static bool
+probe_between(void *arg, int done, int due)
+{
+	TrainRun   *r = arg;
+
+	r->step = done;
+	r->total_steps = due;
+	return report_progress(r, 0.0);
+}
+
+/*
+ * The probe by probe_search_fit: C chosen by cross-validation on the
+ * training rows, the solution copied into the head and scored once on the
+ * validation rows (docs/design.md 1, "The probe and auto").
+ */
+static NnStatus
+run_probe_solver(TrainRun *r, NnError *err)
+{
+	Adapter    *a = r->a;
+	ProbeProblem p = {.features = r->features, .labels = r->ds->labels, .rows = r->train_rows,
+	.n = r->res->n_train, .d = a->cfg.h_dim, .classes = a->cfg.n_classes};
+	size_t		nw = (size_t) p.classes * p.d;
+	double	   *theta = malloc(sizeof(double) * (nw + p.classes));
+	ProbeSearch found;
+	bool		cancelled;
+	NnStatus	st;
+
+	if (theta == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory for the probe's solution");
+	st = probe_search_fit(&p, r->opt->seed, theta, &found, probe_between, r, &cancelled, err);
+	if (st == NN_OK && !cancelled)
+	{
+		for (size_t i = 0; i < nw; i++)
+			a->head_w.w[i] = (float) theta[i];
+		for (int c = 0; c < p.classes; c++)
+			a->head_b.w[c] = (float) theta[nw + c];
+		r->l2 = (float) found.lambda;
+		r->res->probe_c = found.c_reg;
+		r->res->epochs_run = 0;
+		st = evaluate_step(r, err);
+	}
+	r->res->cancelled = r->res->cancelled || cancelled;
+	free(theta);
+	return st;
+}
+
 NnStatus
 train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 			  TrainResult *res, NnError *err)
@@ -695,7 +754,10 @@ train_adapter(const Backbone *bb, const Dataset *ds, const TrainOptions *opt,
 	r.start_time = now_seconds();
 	if ((st = setup_run(&r, err)) != NN_OK)
 		goto done;
-	st = r.probe && opt->probe_search ? run_probe_search(&r, err) : run_epochs(&r, err);
+	if (uses_probe_solver(&r))
+		st = run_probe_solver(&r, err);
+	else
+		st = r.probe && opt->probe_search ? run_probe_search(&r, err) : run_epochs(&r, err);
 	if (st != NN_OK)
 		goto done;
 	res->steps = r.steps_done + r.step;

@@ -131,6 +131,13 @@ typedef struct TrainOptions
 	int			probe_epochs;
 	bool		probe_search;
 	/*
+	 * With probe_search, a classifier's probe is solved exactly instead
+	 * (train/probe_fit.h: logistic regression by L-BFGS, C chosen by 5-fold
+	 * cross-validation on the training rows, validation scored once); false
+	 * keeps the passes above (an explicit epochs for method probe asks for them).
+	 */
+	bool		probe_solver;
+	/*
 	 * Start the linear head from this adapter's head (its classes and
 	 * width must match; e.g. a probe trained on the same rows: linear
 	 * probing, then fine-tuning); NULL = a zero head.
@@ -155,7 +162,8 @@ typedef struct TrainResult
 	long		train_tokens;	/* tokens (prompt rows included) through forward+backward */
 	double		tokens_per_second;
 	size_t		param_count;
-	float		probe_l2;		/* probe: the L2 strength validation chose */
+	float		probe_l2;		/* probe: the L2 strength chosen */
+	double		probe_c;		/* probe by the solver: C chosen (0 otherwise) */
 	bool		cancelled;
 } TrainResult;
 
