@@ -4,7 +4,7 @@
  * validation split, the best by validation score kept.
  *
  * Candidates, cheapest first (a tie keeps the earlier one): the linear
- * probe with its L2 search, then DePT with m = 20 (the rank from the
+ * probe solved (train/probe_fit.h), then DePT with m = 20 (the rank from the
  * budget of PT l = 100) whose linear head starts from the probe's (linear
  * probing, then fine-tuning).  budget_rows (> 0) bounds the rows the
  * prompt candidates see (steps x batch_size), shared evenly; the probe is

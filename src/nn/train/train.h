@@ -121,12 +121,13 @@ typedef struct TrainOptions
 	const Adapter *init_from;
 	bool		init_head;
 	/*
-	 * The linear probe (docs/design.md 1, "The probe and auto"): its head trains probe_epochs
-	 * passes over the cached pooled vectors (default 100: they cost no
-	 * forward), once per L2 strength of the grid when probe_search, and the
-	 * checkpoint of best validation score over every strength and epoch is
-	 * kept.  The CLI and dept_train set probe_epochs from an explicit
-	 * epochs for method probe (not for auto, whose epochs are DePT's).
+	 * The linear probe (docs/design.md 1, "The probe and auto") without
+	 * probe_solver: its head trains probe_epochs passes over the cached
+	 * pooled vectors (default 100: they cost no forward), once per L2
+	 * strength of the grid when probe_search, and the checkpoint of best
+	 * validation score over every strength and epoch is kept.  The CLI and
+	 * dept_train set probe_epochs from an explicit epochs for method probe
+	 * (not for auto, whose epochs are DePT's).
 	 */
 	int			probe_epochs;
 	bool		probe_search;
