@@ -90,9 +90,11 @@ train_auto(const Backbone *bb, const Dataset *ds, const TrainOptions *opt, long 
 	memset(best, 0, sizeof(*best));
 	memset(report, 0, sizeof(*report));
 	report->budget_rows = budget_rows;
-	report->steps_each = budget_rows > 0 ?
-		(budget_rows / ((long) n_prompt * opt->batch_size) > 0 ?
-		 budget_rows / ((long) n_prompt * opt->batch_size) : 1) : 0;
+	/* the budget shared evenly by the prompt candidates, at least one step each */
+	if (budget_rows > 0)
+		report->steps_each = budget_rows / ((long) n_prompt * opt->batch_size);
+	if (budget_rows > 0 && report->steps_each < 1)
+		report->steps_each = 1;
 	report->winner = -1;
 	for (int i = 0; i < N_CANDIDATES; i++)
 	{
