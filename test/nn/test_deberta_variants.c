@@ -376,13 +376,13 @@ main(void)
 		printf("not ok 1 - temporary directory or fixture\n");
 		return 1;
 	}
-	if (!vf_link_tokenizer())
+	if (!vf_link_file("tokenizer.json"))
 		printf("# cannot link the tokenizer\n");
 	RUN_TEST(test_log_buckets);
 	RUN_TEST(test_config_fields);
 	RUN_TEST(test_variants);
 	RUN_TEST(test_token_types);
 	RUN_TEST(test_refused);
-	vf_remove_tmp();
+	vf_remove_tmp(NULL);
 	return unit_finish();
 }

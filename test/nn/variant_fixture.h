@@ -1,13 +1,15 @@
 /*
  * variant_fixture.h: what the tests of a family's configuration variants
- * (test_deberta_variants.c, test_modernbert_variants.c) share.
+ * (test_deberta_variants.c, test_modernbert_variants.c) share, and the
+ * model directory test_sharded.c writes too.
  *
  *   a model directory  vf_setup makes a temporary directory vf_tmp_dir
  *                      beside the fixture vf_src_dir (UNIT_HF_DIR()/<name>);
  *                      a test writes a config.json there (vf_write_file),
  *                      weights (vf_write_safetensors: F32 tensors, 1 or 2
- *                      dimensions) and links the fixture's tokenizer
- *                      (vf_link_tokenizer); vf_remove_tmp removes it all
+ *                      dimensions; vf_st_add and vf_st_write for any) and
+ *                      links the fixture's other files
+ *                      (vf_link_file); vf_remove_tmp removes it all
  *   a gradient check   vf_loss is L = sum(wp . pooled) + sum over the valid
  *                      rows of wh . hidden for a V_B x V_T batch of V_H
  *                      wide inputs; vf_fd_gap compares an input gradient
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "formats/safetensors.h"
 #include "models/backbone.h"
 #include "unit.h"
 
@@ -65,30 +68,40 @@ vf_write_file(const char *name, const void *data, size_t len)
 	}
 }
 
-/* vf_tmp_dir/tokenizer.json: a link to the fixture's. */
+/* vf_tmp_dir/name: a link to the fixture's file name. */
 static inline bool
-vf_link_tokenizer(void)
+vf_link_file(const char *name)
 {
 	char		from[4200],
 				to[256];
 
-	snprintf(from, sizeof(from), "%s/tokenizer.json", vf_src_dir);
-	snprintf(to, sizeof(to), "%s/tokenizer.json", vf_tmp_dir);
+	snprintf(from, sizeof(from), "%s/%s", vf_src_dir, name);
+	snprintf(to, sizeof(to), "%s/%s", vf_tmp_dir, name);
 	unlink(to);
 	return symlink(from, to) == 0;
 }
 
 static inline void
-vf_remove_tmp(void)
+vf_unlink(const char *name)
 {
-	static const char *const files[] = {"config.json", "tokenizer.json", "model.safetensors"};
 	char		p[256];
 
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-	{
-		snprintf(p, sizeof(p), "%s/%s", vf_tmp_dir, files[i]);
-		unlink(p);
-	}
+	snprintf(p, sizeof(p), "%s/%s", vf_tmp_dir, name);
+	unlink(p);
+}
+
+/*
+ * Remove vf_tmp_dir with config.json, tokenizer.json, model.safetensors
+ * and the files named in more (NULL-terminated; more may be NULL).
+ */
+static inline void
+vf_remove_tmp(const char *const *more)
+{
+	vf_unlink("config.json");
+	vf_unlink("tokenizer.json");
+	vf_unlink("model.safetensors");
+	for (; more != NULL && *more != NULL; more++)
+		vf_unlink(*more);
 	rmdir(vf_tmp_dir);
 }
 
@@ -102,47 +115,86 @@ typedef struct VfTensor
 	size_t		n;
 } VfTensor;
 
-/* vf_tmp_dir/model.safetensors holding tensors t[0..count-1]. */
-static inline void
-vf_write_safetensors(const VfTensor *t, int count)
+#define VF_ST_MAX 256
+
+/* A .safetensors file being assembled: vf_st_add each tensor, then vf_st_write. */
+typedef struct VfSt
 {
-	cJSON	   *hdr = cJSON_CreateObject();
-	size_t		off = 0,
-				hlen,
-				pad;
+	cJSON	   *hdr;
+	size_t		off;
+	int			count;
+	const void *data[VF_ST_MAX];
+	size_t		nbytes[VF_ST_MAX];
+} VfSt;
+
+static inline void
+vf_st_add(VfSt *st, const char *name, const char *dtype, int ndim, const int64_t *shape,
+		  const void *data, size_t nbytes)
+{
+	double		dims[ST_MAX_DIMS],
+				offs[2] = {(double) st->off, (double) (st->off + nbytes)};
+	cJSON	   *e;
+
+	if (st->hdr == NULL)
+		st->hdr = cJSON_CreateObject();
+	if (st->count == VF_ST_MAX)
+	{
+		CHECK(0, "more than %d tensors", VF_ST_MAX);
+		return;
+	}
+	for (int d = 0; d < ndim; d++)
+		dims[d] = (double) shape[d];
+	e = cJSON_AddObjectToObject(st->hdr, name);
+	cJSON_AddStringToObject(e, "dtype", dtype);
+	cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(dims, ndim));
+	cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2));
+	st->data[st->count] = data;
+	st->nbytes[st->count++] = nbytes;
+	st->off += nbytes;
+}
+
+/* vf_tmp_dir/name: the 8-byte header length, the JSON header padded with spaces to 8 bytes, the data. */
+static inline void
+vf_st_write(VfSt *st, const char *name)
+{
 	char	   *text;
+	size_t		hlen,
+				pad,
+				off = 0;
 	uint8_t    *buf;
 	uint64_t	n;
 
-	for (int i = 0; i < count; i++)
-	{
-		cJSON	   *e = cJSON_AddObjectToObject(hdr, t[i].name);
-		double		shape[2] = {(double) t[i].shape[0], (double) t[i].shape[1]},
-					offs[2] = {(double) off, (double) (off + 4 * t[i].n)};
-
-		cJSON_AddStringToObject(e, "dtype", "F32");
-		cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(shape, t[i].ndim));
-		cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2));
-		off += 4 * t[i].n;
-	}
-	text = cJSON_PrintUnformatted(hdr);
+	if (st->hdr == NULL)
+		st->hdr = cJSON_CreateObject();
+	text = cJSON_PrintUnformatted(st->hdr);
 	hlen = strlen(text);
 	pad = (8 - hlen % 8) % 8;
 	n = hlen + pad;
-	buf = malloc(8 + n + off);
+	buf = malloc(8 + n + st->off);
 	memcpy(buf, &n, 8);
 	memcpy(buf + 8, text, hlen);
 	memset(buf + 8 + hlen, ' ', pad);
-	off = 0;
-	for (int i = 0; i < count; i++)
+	for (int i = 0; i < st->count; i++)
 	{
-		memcpy(buf + 8 + n + off, t[i].data, 4 * t[i].n);
-		off += 4 * t[i].n;
+		memcpy(buf + 8 + n + off, st->data[i], st->nbytes[i]);
+		off += st->nbytes[i];
 	}
-	vf_write_file("model.safetensors", buf, 8 + n + off);
+	vf_write_file(name, buf, 8 + n + off);
 	free(buf);
 	free(text);
-	cJSON_Delete(hdr);
+	cJSON_Delete(st->hdr);
+	st->hdr = NULL;
+}
+
+/* vf_tmp_dir/model.safetensors holding the F32 tensors t[0..count-1]. */
+static inline void
+vf_write_safetensors(const VfTensor *t, int count)
+{
+	VfSt		st = {0};
+
+	for (int i = 0; i < count; i++)
+		vf_st_add(&st, t[i].name, "F32", t[i].ndim, t[i].shape, t[i].data, 4 * t[i].n);
+	vf_st_write(&st, "model.safetensors");
 }
 
 /* A loss on the outputs of a forward through bb on run. */
