@@ -128,31 +128,24 @@ ef_run_cases(const char *name)
 {
 	size_t		len;
 	char	   *all = hf_read_file(ef_path(name), (size_t) 64 << 20, &len);
-	char	   *line = all;
+	char	   *cursor = all,
+			   *line;
+	cJSON	   *c;
 	int			total = 0,
 				equal = 0,
 				known = 0;
 
 	CHECK(all != NULL, "cannot read %s", name);
-	while (line != NULL && *line)
+	while ((c = ef_next_case(&cursor, &line)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		bool		k = ef_known_line(name, total + 1);
+		bool		eq = ef_case(c, k);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
-		{
-			bool		k = ef_known_line(name, total + 1);
-			bool		eq = ef_case(c, k);
-
-			CHECK(eq, "%s line %d: \"%.60s\"", name, total + 1, line);
-			equal += eq && !k;
-			known += eq && k;
-			total++;
-			cJSON_Delete(c);
-		}
-		line = nl ? nl + 1 : NULL;
+		CHECK(eq, "%s line %d: \"%.60s\"", name, total + 1, line);
+		equal += eq && !k;
+		known += eq && k;
+		total++;
+		cJSON_Delete(c);
 	}
 	free(all);
 	printf("# %s: %d of %d cases equal", name, equal, total);

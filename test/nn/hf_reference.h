@@ -10,6 +10,7 @@
 #ifndef DEPT_TEST_HF_REFERENCE_H
 #define DEPT_TEST_HF_REFERENCE_H
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -141,6 +142,34 @@ ef_check_dept_grads(Adapter *a, const float *dX, int B, int T, const float *gP, 
 	printf("# DePT backward: dept_grad_P rel %.2e, dept_grad_A rel %.2e, dept_grad_B rel %.2e\n",
 		   eP, eA, eB);
 	CHECK(eP <= 1e-3 && eA <= 1e-3 && eB <= 1e-3, "DePT grads rel %.3e %.3e %.3e", eP, eA, eB);
+}
+
+/*
+ * The next case of a jsonl text: from *cursor, the next line that parses
+ * as JSON, with *cursor moved past it; NULL at the end.  The line is cut
+ * at its newline in place; line (may be NULL) gets its text.  The caller
+ * frees the case with cJSON_Delete.
+ */
+static inline cJSON *
+ef_next_case(char **cursor, char **line)
+{
+	while (*cursor != NULL && **cursor)
+	{
+		char	   *start = *cursor,
+				   *nl = strchr(start, '\n');
+		cJSON	   *c;
+
+		if (nl)
+			*nl = '\0';
+		*cursor = nl ? nl + 1 : NULL;
+		if ((c = cJSON_Parse(start)) != NULL)
+		{
+			if (line != NULL)
+				*line = start;
+			return c;
+		}
+	}
+	return NULL;
 }
 
 #endif

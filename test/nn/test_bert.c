@@ -50,41 +50,33 @@ run_cases(const WordPiece *wp, int *total)
 {
 	size_t		len;
 	char	   *all = hf_read_file(ef_path("tokenizer_cases.jsonl"), (size_t) 64 << 20, &len);
-	char	   *line = all;
+	char	   *cursor = all;
+	cJSON	   *c;
 	int			equal = 0;
 
 	*total = 0;
 	CHECK(all != NULL, "cannot read tokenizer_cases.jsonl");
-	while (line != NULL && *line)
+	while ((c = ef_next_case(&cursor, NULL)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		const cJSON *text = cJSON_GetObjectItem(c, "text");
+		const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+		const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
+		int32_t		out[512];
+		int			n = wordpiece_encode(wp, text->valuestring, strlen(text->valuestring), out, 512);
+		bool		eq = n == cJSON_GetArraySize(ids);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
+		for (int i = 0; eq && i < n; i++)
 		{
-			const cJSON *text = cJSON_GetObjectItem(c, "text");
-			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
-			const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
-			int32_t		out[512];
-			int			n = wordpiece_encode(wp, text->valuestring, strlen(text->valuestring), out, 512);
-			bool		eq = n == cJSON_GetArraySize(ids);
+			const char *tok = wordpiece_token(wp, out[i]);
 
-			for (int i = 0; eq && i < n; i++)
-			{
-				const char *tok = wordpiece_token(wp, out[i]);
-
-				eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint && tok != NULL &&
-					strcmp(tok, cJSON_GetArrayItem(toks, i)->valuestring) == 0;
-			}
-			CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", *total, text->valuestring, n,
-				  cJSON_GetArraySize(ids));
-			equal += eq;
-			(*total)++;
-			cJSON_Delete(c);
+			eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint && tok != NULL &&
+				strcmp(tok, cJSON_GetArrayItem(toks, i)->valuestring) == 0;
 		}
-		line = nl ? nl + 1 : NULL;
+		CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", *total, text->valuestring, n,
+			  cJSON_GetArraySize(ids));
+		equal += eq;
+		(*total)++;
+		cJSON_Delete(c);
 	}
 	free(all);
 	return equal;
@@ -234,39 +226,31 @@ run_pair_cases(const Backbone *bb, const char *name)
 {
 	size_t		len;
 	char	   *all = hf_read_file(ef_path(name), (size_t) 64 << 20, &len);
-	char	   *line = all;
+	char	   *cursor = all;
+	cJSON	   *c;
 	int			total = 0;
 
 	CHECK(all != NULL, "cannot read %s", name);
-	while (line != NULL && *line)
+	while ((c = ef_next_case(&cursor, NULL)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		const char *a = cJSON_GetObjectItem(c, "text_a")->valuestring;
+		const char *b = cJSON_GetObjectItem(c, "text_b")->valuestring;
+		const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+		const cJSON *types = cJSON_GetObjectItem(c, "type_ids");
+		const cJSON *maxl = cJSON_GetObjectItem(c, "max_length");
+		int32_t		out[1024];
+		uint8_t		tt[1024];
+		int			n = backbone_tokenize_pair(bb, a, strlen(a), b, strlen(b), out, tt,
+											   cJSON_IsNumber(maxl) ? maxl->valueint : 1024);
+		bool		eq = n == cJSON_GetArraySize(ids);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
-		{
-			const char *a = cJSON_GetObjectItem(c, "text_a")->valuestring;
-			const char *b = cJSON_GetObjectItem(c, "text_b")->valuestring;
-			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
-			const cJSON *types = cJSON_GetObjectItem(c, "type_ids");
-			const cJSON *maxl = cJSON_GetObjectItem(c, "max_length");
-			int32_t		out[1024];
-			uint8_t		tt[1024];
-			int			n = backbone_tokenize_pair(bb, a, strlen(a), b, strlen(b), out, tt,
-												   cJSON_IsNumber(maxl) ? maxl->valueint : 1024);
-			bool		eq = n == cJSON_GetArraySize(ids);
-
-			for (int i = 0; eq && i < n; i++)
-				eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
-					tt[i] == cJSON_GetArrayItem(types, i)->valueint;
-			CHECK(eq, "%s line %d: %d ids, expected %d", name, total + 1, n,
-				  cJSON_GetArraySize(ids));
-			total++;
-			cJSON_Delete(c);
-		}
-		line = nl ? nl + 1 : NULL;
+		for (int i = 0; eq && i < n; i++)
+			eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
+				tt[i] == cJSON_GetArrayItem(types, i)->valueint;
+		CHECK(eq, "%s line %d: %d ids, expected %d", name, total + 1, n,
+			  cJSON_GetArraySize(ids));
+		total++;
+		cJSON_Delete(c);
 	}
 	free(all);
 	return total;

@@ -109,7 +109,8 @@ test_tokenizer_cases(void)
 	NnError		err;
 	size_t		len;
 	char	   *all,
-			   *line;
+			   *cursor;
+	cJSON	   *c;
 	int			total = 0,
 				equal = 0;
 
@@ -123,35 +124,27 @@ test_tokenizer_cases(void)
 		free(all);
 		return;
 	}
-	for (line = all; line != NULL && *line;)
+	cursor = all;
+	while ((c = ef_next_case(&cursor, NULL)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+		const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+		const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
+		int32_t		out[1024];
+		char	   *tk[1024];
+		int			n = hf_unigram_encode(u, text, strlen(text), HFU_SPECIALS, out, tk, 1024);
+		bool		eq = n == cJSON_GetArraySize(ids);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
-		{
-			const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
-			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
-			const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
-			int32_t		out[1024];
-			char	   *tk[1024];
-			int			n = hf_unigram_encode(u, text, strlen(text), HFU_SPECIALS, out, tk, 1024);
-			bool		eq = n == cJSON_GetArraySize(ids);
-
-			for (int i = 0; eq && i < n; i++)
-				eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
-					strcmp(tk[i], cJSON_GetArrayItem(toks, i)->valuestring) == 0;
-			CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", total, text, n,
-				  cJSON_GetArraySize(ids));
-			for (int i = 0; i < n; i++)
-				free(tk[i]);
-			equal += eq;
-			total++;
-			cJSON_Delete(c);
-		}
-		line = nl ? nl + 1 : NULL;
+		for (int i = 0; eq && i < n; i++)
+			eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
+				strcmp(tk[i], cJSON_GetArrayItem(toks, i)->valuestring) == 0;
+		CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", total, text, n,
+			  cJSON_GetArraySize(ids));
+		for (int i = 0; i < n; i++)
+			free(tk[i]);
+		equal += eq;
+		total++;
+		cJSON_Delete(c);
 	}
 	printf("# tokenizer_cases.jsonl: %d of %d cases identical (ids and tokens)\n", equal, total);
 	CHECK(total >= 2000, "only %d cases", total);
