@@ -203,14 +203,10 @@ open_model(const BenchArgs *a)
 static AdapterMethod
 method_of(const char *name)
 {
-	if (strcmp(name, "probe") == 0)
-		return ADAPTER_PROBE;
-	if (strcmp(name, "pt") == 0)
-		return ADAPTER_PT;
-	if (strcmp(name, "dept") == 0)
-		return ADAPTER_DEPT;
-	if (strcmp(name, "ept") == 0)
-		return ADAPTER_EPT;
+	AdapterMethod m;
+
+	if (adapter_method_parse(name, &m) == 0)
+		return m;
 	fprintf(stderr, "dept-bench: unknown method %s\n", name);
 	exit(2);
 }

@@ -141,28 +141,6 @@ usage(FILE *f)
 			"  --quiet                no progress bar\n");
 }
 
-static int
-parse_method(const char *s, AdapterMethod *m)
-{
-	const char *names[] = {"probe", "pt", "dept", "ept"};
-
-	for (int i = 0; i < 4; i++)
-		if (strcmp(s, names[i]) == 0)
-		{
-			*m = (AdapterMethod) i;
-			return 0;
-		}
-	return -1;
-}
-
-static const char *
-method_name(AdapterMethod m)
-{
-	const char *names[] = {"probe", "pt", "dept", "ept"};
-
-	return names[m];
-}
-
 static const char *
 pair_name(int pair)
 {
@@ -287,7 +265,7 @@ parse_args(int argc, char **argv, CliArgs *a)
 			case 'M': a->model_dir = optarg; break;
 			case 'm':
 				a->auto_method = strcmp(optarg, "auto") == 0;
-				if (!a->auto_method && parse_method(optarg, &o->method) != 0)
+				if (!a->auto_method && adapter_method_parse(optarg, &o->method) != 0)
 				{
 					fprintf(stderr, "dept-train: unknown method \"%s\"\n", optarg);
 					return -1;
@@ -705,7 +683,7 @@ evaluate_saved(const Backbone *bb, const CliArgs *a, Dataset **test_set)
 	}
 	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"format_version\": %u, \"pooling\": \"%s\", "
 			"\"pair_encoding\": \"%s\",\n \"task\": \"%s\", \"bin_value\": \"%s\",\n \"test\": ",
-			method_name(ad->cfg.method), bb->ops->family,
+			adapter_method_name(ad->cfg.method), bb->ops->family,
 			version, ad->cfg.pool_text ? "text" : "all",
 			a->text_column2 == NULL ? "none" : pair_name(ad->cfg.pair),
 			ad->cfg.regression ? "regression" : "classification", a->bin_argmax ? "argmax" : "mean");
@@ -855,7 +833,7 @@ print_trial(void *arg, const AutoTrial *t)
 
 	if (!a->quiet)
 		fprintf(stderr, "auto: %s m=%d%s: validation %.4f in %ld steps, %.1f s\n",
-				method_name(t->method), t->prompt_len, t->head_from_probe ? " (head from the probe)" : "",
+				adapter_method_name(t->method), t->prompt_len, t->head_from_probe ? " (head from the probe)" : "",
 				t->valid_accuracy, t->steps, t->seconds);
 }
 
@@ -885,7 +863,7 @@ json_auto(FILE *out, const AutoReport *r)
 		fprintf(out, "%s{\"method\": \"%s\", \"prompt_length\": %d, \"head_from_probe\": %s, "
 				"\"valid_accuracy\": %.6f, \"valid_macro_f1\": %.6f, \"valid_score\": %.6f, "
 				"\"probe_l2\": %g, \"probe_c\": %g, \"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
-				i ? ", " : "", method_name(t->method), t->prompt_len, t->head_from_probe ? "true" : "false",
+				i ? ", " : "", adapter_method_name(t->method), t->prompt_len, t->head_from_probe ? "true" : "false",
 				t->valid_accuracy, t->valid_macro_f1, t->valid_score, t->probe_l2, t->probe_c, t->steps,
 				t->rows_seen, t->seconds);
 	}
@@ -907,7 +885,7 @@ write_report(const CliArgs *a, const Backbone *bb, const Dataset *train, const T
 		return 1;
 	}
 	fprintf(out, "{\"method\": \"%s\", \"backbone\": \"%s\", \"head\": \"%s\", \"blas_core\": \"%s\", \"threads\": %d,\n",
-			method_name(a->opt.method), bb->ops->family,
+			adapter_method_name(a->opt.method), bb->ops->family,
 			res->adapter->cfg.head == ADAPTER_HEAD_TEXT ? "text" :
 			res->adapter->cfg.regression ? "regression" : "linear", nn_blas_core(),
 			a->threads);

@@ -124,6 +124,7 @@ extern bool DeptIsTextType(Oid typid);
 extern void DeptCheckRelation(Oid relid);
 extern AttrNumber DeptCheckColumn(Oid relid, const char *column, const char *role);
 extern char *DeptQualifiedName(Oid relid);
+extern char *DeptUsableRowSql(const char *label_column, const char *text_sql);
 extern void DeptCheckRoleCanLogin(Oid role);
 extern int64 DeptNextJobId(void);
 extern struct BackgroundWorkerHandle *DeptStartWorker(struct dsm_segment *seg, int64 job_id,

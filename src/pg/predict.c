@@ -893,14 +893,6 @@ dept_export(PG_FUNCTION_ARGS)
 	PG_RETURN_BYTEA_P(result);
 }
 
-static const char *
-DeptMethodName(AdapterMethod m)
-{
-	static const char *const names[] = {"probe", "pt", "dept", "ept"};
-
-	return names[m];
-}
-
 Datum
 dept_import(PG_FUNCTION_ARGS)
 {
@@ -928,7 +920,7 @@ dept_import(PG_FUNCTION_ARGS)
 				 errmsg("not a valid dept adapter: %s", err.msg)));
 	row.name = name;
 	row.owner = GetUserId();
-	row.method = DeptMethodName(a->cfg.method);
+	row.method = adapter_method_name(a->cfg.method);
 	row.backbone = "use-lite";	/* the registered model with this fingerprint, if any, below */
 	row.fingerprint = pstrdup(fingerprint);
 	row.n_labels = a->cfg.n_classes;

@@ -24,12 +24,6 @@
 
 #include "train/auto.h"
 
-static const char *
-DeptAutoMethodName(AdapterMethod m)
-{
-	return m == ADAPTER_PROBE ? "probe" : m == ADAPTER_PT ? "pt" : m == ADAPTER_EPT ? "ept" : "dept";
-}
-
 /* One candidate's line of the NOTICEs, as it ends (train_auto's on_trial). */
 static void
 DeptAutoNote(void *arg, const AutoTrial *t)
@@ -38,7 +32,7 @@ DeptAutoNote(void *arg, const AutoTrial *t)
 	char		note[256];
 
 	snprintf(note, sizeof(note), "candidate %s (prompt_length %d%s): validation %s %.4f, "
-			 "macro-F1 %.4f, %ld steps, %.1f s\n", DeptAutoMethodName(t->method), t->prompt_len,
+			 "macro-F1 %.4f, %ld steps, %.1f s\n", adapter_method_name(t->method), t->prompt_len,
 			 t->head_from_probe ? ", head from the probe" : "",
 			 t->regression ? "Pearson r" : "accuracy",
 			 t->valid_accuracy, t->valid_macro_f1, t->steps, t->seconds);
@@ -64,7 +58,7 @@ DeptAutoJson(const AutoReport *r)
 						 "\"head_from_probe\": %s%s}, \"valid_accuracy\": %.6f, "
 						 "\"valid_macro_f1\": %.6f, \"valid_score\": %.6f, \"valid_rows\": %d, "
 						 "\"steps\": %ld, \"rows_seen\": %ld, \"seconds\": %.3f}",
-						 i ? ", " : "", DeptAutoMethodName(t->method), t->prompt_len,
+						 i ? ", " : "", adapter_method_name(t->method), t->prompt_len,
 						 t->head_from_probe ? "true" : "false",
 						 t->method == ADAPTER_PROBE ? DeptProbeJson(t->probe_l2, t->probe_c) : "",
 						 t->valid_accuracy, t->valid_macro_f1, t->valid_score, t->valid_rows,
@@ -95,7 +89,7 @@ DeptTrainAuto(DeptTrainRequest *req, const Backbone *bb, const Dataset *ds, Trai
 		return NULL;
 	req->opt = won;
 	w = &report.trials[report.winner];
-	strlcpy(req->method, DeptAutoMethodName(w->method), sizeof(req->method));
+	strlcpy(req->method, adapter_method_name(w->method), sizeof(req->method));
 	SpinLockAcquire(&req->mutex);
 	strlcat(req->auto_notes, psprintf("kept candidate %d (%s, prompt_length %d) by validation %s\n",
 									  report.winner + 1, req->method, w->prompt_len,

@@ -208,14 +208,28 @@ DeptQualifiedName(Oid relid)
 									  get_rel_name(relid));
 }
 
+/*
+ * The SQL condition that a row of the user's table is used for training:
+ * its text (text_sql, as DeptTextSql builds it) is not null and its label
+ * is neither null nor empty.  The label check, the sampler's counts and the
+ * default test fraction all count these rows.
+ */
+char *
+DeptUsableRowSql(const char *label_column, const char *text_sql)
+{
+	const char *col = quote_identifier(label_column);
+
+	return psprintf("(%s) IS NOT NULL AND %s IS NOT NULL "
+					"AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) ''", text_sql, col, col);
+}
+
 /* The usable rows must hold at least two distinct labels. */
 static void
 DeptCheckLabels(Oid relid, const char *label_column, const char *text_sql)
 {
 	char	   *rel = DeptQualifiedName(relid);
 	const char *col = quote_identifier(label_column);
-	char	   *usable = psprintf("%s IS NOT NULL AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) '' "
-								  "AND (%s) IS NOT NULL", col, col, text_sql);
+	char	   *usable = DeptUsableRowSql(label_column, text_sql);
 	char	   *sql;
 	bool		isnull;
 	int64		with_label;

@@ -368,8 +368,7 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	JsonbIterator *it;
 	JsonbValue	v;
 	JsonbIteratorToken tok;
-	static const char *const methods[] = {"probe", "pt", "dept", "ept", "auto"};
-	int			m = -1;
+	AdapterMethod m = ADAPTER_DEPT;	/* what auto's options are checked as */
 
 	req->method_defaulted = method == NULL;
 	if (method == NULL)
@@ -381,16 +380,13 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 	req->sample_stratified = true;
 	req->pair_encoding = -1;
 	strlcpy(req->sample_method, "all", sizeof(req->sample_method));
-	for (int i = 0; i < (int) lengthof(methods); i++)
-		if (strcmp(method, methods[i]) == 0)
-			m = i;
-	if (m < 0)
+	req->auto_method = strcmp(method, "auto") == 0;
+	if (!req->auto_method && adapter_method_parse(method, &m) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("unknown training method \"%s\"", method),
 				 errhint("Use one of probe, pt, dept, ept, auto.")));
-	req->auto_method = strcmp(method, "auto") == 0;
-	req->opt.method = req->auto_method ? ADAPTER_DEPT : (AdapterMethod) m;
+	req->opt.method = m;
 	strlcpy(req->method, method, sizeof(req->method));
 
 	if (!JB_ROOT_IS_OBJECT(options) || JB_ROOT_IS_SCALAR(options))

@@ -97,11 +97,9 @@ DeptCountLabels(const DeptTrainRequest *req, MemoryContext cxt, char ***labels, 
 	const char *label = quote_identifier(req->label_column);
 	const char *text_col = DeptTextSql(req->text_column, req->text_column2, NULL, NULL);
 	char	   *test_fn = req->test_fraction > 0 ? DeptTestRowFunction(req) : NULL;
-	char	   *sql = psprintf("SELECT %s::pg_catalog.text, pg_catalog.count(*) FROM %s "
-							   "WHERE (%s) IS NOT NULL AND %s IS NOT NULL "
-							   "AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) '' %s "
+	char	   *sql = psprintf("SELECT %s::pg_catalog.text, pg_catalog.count(*) FROM %s WHERE %s %s "
 							   "GROUP BY 1",
-							   label, req->relation_name, text_col, label, label,
+							   label, req->relation_name, DeptUsableRowSql(req->label_column, text_col),
 							   test_fn == NULL ? "" :
 							   psprintf("AND NOT %s((%s)::pg_catalog.text, %s::pg_catalog.text, $1)",
 										test_fn, text_col, label));

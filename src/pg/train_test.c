@@ -113,7 +113,6 @@ dept_is_test_row(PG_FUNCTION_ARGS)
 void
 DeptResolveTestFraction(DeptTrainRequest *req)
 {
-	const char *label = quote_identifier(req->label_column);
 	char	   *sql;
 	bool		isnull;
 	int64		usable;
@@ -130,10 +129,9 @@ DeptResolveTestFraction(DeptTrainRequest *req)
 	}
 	if (req->test_fraction_set)
 		return;
-	sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE (%s) IS NOT NULL AND %s IS NOT NULL "
-				   "AND %s::pg_catalog.text OPERATOR(pg_catalog.<>) ''",
-				   req->relation_name, DeptTextSql(req->text_column, req->text_column2, NULL, NULL),
-				   label, label);
+	sql = psprintf("SELECT pg_catalog.count(*) FROM %s WHERE %s", req->relation_name,
+				   DeptUsableRowSql(req->label_column,
+									DeptTextSql(req->text_column, req->text_column2, NULL, NULL)));
 	DeptSpiExec(sql, 0, NULL, NULL, NULL, true, 1);
 	usable = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 	req->test_fraction = usable >= DEPT_TEST_MIN_ROWS ? DEPT_TEST_DEFAULT_FRACTION : 0;

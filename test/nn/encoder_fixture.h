@@ -15,7 +15,9 @@
  *              within 1e-3 relative; padded positions of dx exactly 0
  * A test file defines its main as: encoder_fixture_main("roberta", "roberta"),
  * or for a family outside bert.c encoder_fixture_main_ops(name, family, &ops)
- * with the family's last-hidden-state and full-backward functions.
+ * with the family's last-hidden-state and full-backward functions.  The
+ * readers of the fixture's reference tensors (ef_f32, ef_inputs, ...) are
+ * in hf_reference.h, which test_bert.c and test_t5.c use too.
  */
 #ifndef DEPT_TEST_ENCODER_FIXTURE_H
 #define DEPT_TEST_ENCODER_FIXTURE_H
@@ -32,12 +34,12 @@
 #include "formats/safetensors.h"
 #include "models/backbone.h"
 #include "models/bert/bert.h"
+#include "hf_reference.h"
 #include "unit.h"
 
 #define EF_M_PROMPT 5
 #define EF_S_MAX 64
 #define EF_RANK 3
-#define EF_MAX_IDS 4096
 
 /* A family's access to the last hidden state and the backward from it. */
 typedef struct EfFamilyOps
@@ -60,88 +62,9 @@ static void (*ef_extra_test) (void);
 static const EfFamilyOps ef_bert_ops = {bert_last_hidden, bert_backward_full, true, NULL};
 static const EfFamilyOps *ef_ops = &ef_bert_ops;
 
-static char ef_fixture[4096];
-static Backbone *ef_model;
-static Safetensors *ef_ref;
-static int	ef_H,
-			ef_NB,
+static int	ef_NB,
 			ef_NT;			/* reference batch: NB texts padded to NT */
 static bool ef_pooler;		/* reference.json's has_pooler */
-
-static const char *
-ef_path(const char *name)
-{
-	static char path[4096 + 256];
-
-	snprintf(path, sizeof(path), "%s/%.200s", ef_fixture, name);
-	return path;
-}
-
-static const float *
-ef_f32(const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2)
-{
-	int64_t		shape[3] = {d0, d1, d2};
-	const float *p = NULL;
-	NnError		err;
-
-	if (ef_ref == NULL || safetensors_get_f32(ef_ref, name, ndim, shape, &p, &err) != NN_OK)
-	{
-		CHECK(0, "reference tensor %s: %s", name, ef_ref ? err.msg : "no reference file");
-		return NULL;
-	}
-	return p;
-}
-
-static const int32_t *
-ef_i32(const char *name, int64_t d0, int64_t d1)
-{
-	int64_t		shape[2] = {d0, d1};
-	const void *p = NULL;
-	NnError		err;
-
-	if (ef_ref == NULL || safetensors_get(ef_ref, name, ST_I32, 2, shape, &p, &err) != NN_OK)
-	{
-		CHECK(0, "reference tensor %s: %s", name, ef_ref ? err.msg : "no reference file");
-		return NULL;
-	}
-	return p;
-}
-
-/* max |a - b| / max |b| over n values, where use (may be NULL) is nonzero. */
-static double
-ef_rel_diff(const float *a, const float *b, size_t n, const uint8_t *use, size_t per)
-{
-	double		num = 0.0,
-				den = 0.0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		if (use != NULL && !use[i / per])
-			continue;
-		num = fmax(num, fabs((double) a[i] - b[i]));
-		den = fmax(den, fabs((double) b[i]));
-	}
-	return den > 0 ? num / den : num;
-}
-
-/* Word embeddings and mask of B x T reference ids (ids_name, mask_name). */
-static bool
-ef_inputs(const char *ids_name, const char *mask_name, int B, int T, float *x, uint8_t *mask)
-{
-	const int32_t *ids = ef_i32(ids_name, B, T);
-	const int32_t *am = ef_i32(mask_name, B, T);
-	uint8_t		m2[EF_MAX_IDS];
-
-	if (ids == NULL || am == NULL || ef_model == NULL)
-		return false;
-	for (int b = 0; b < B; b++)
-	{
-		ef_model->ops->embed_tokens(ef_model, ids + b * T, T, x + (size_t) b * T * ef_H, m2);
-		for (int t = 0; t < T; t++)
-			mask[b * T + t] = (uint8_t) am[b * T + t];
-	}
-	return true;
-}
 
 /* ---- tokenizer ---------------------------------------------------------------- */
 
@@ -205,31 +128,24 @@ ef_run_cases(const char *name)
 {
 	size_t		len;
 	char	   *all = hf_read_file(ef_path(name), (size_t) 64 << 20, &len);
-	char	   *line = all;
+	char	   *cursor = all,
+			   *line;
+	cJSON	   *c;
 	int			total = 0,
 				equal = 0,
 				known = 0;
 
 	CHECK(all != NULL, "cannot read %s", name);
-	while (line != NULL && *line)
+	while ((c = ef_next_case(&cursor, &line)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		bool		k = ef_known_line(name, total + 1);
+		bool		eq = ef_case(c, k);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
-		{
-			bool		k = ef_known_line(name, total + 1);
-			bool		eq = ef_case(c, k);
-
-			CHECK(eq, "%s line %d: \"%.60s\"", name, total + 1, line);
-			equal += eq && !k;
-			known += eq && k;
-			total++;
-			cJSON_Delete(c);
-		}
-		line = nl ? nl + 1 : NULL;
+		CHECK(eq, "%s line %d: \"%.60s\"", name, total + 1, line);
+		equal += eq && !k;
+		known += eq && k;
+		total++;
+		cJSON_Delete(c);
 	}
 	free(all);
 	printf("# %s: %d of %d cases equal", name, equal, total);
@@ -295,19 +211,6 @@ test_reference_tokens(void)
 }
 
 /* ---- model ------------------------------------------------------------------ */
-
-static double
-ef_loss(const float *hidden, const float *wh, const uint8_t *mask, const float *pooled,
-		const float *wp, int B, int T)
-{
-	double		L = 0.0;
-
-	for (int i = 0; i < B * T * ef_H; i++)
-		L += mask[i / ef_H] ? (double) hidden[i] * wh[i] : 0.0;
-	for (int i = 0; pooled != NULL && i < B * ef_H; i++)
-		L += (double) pooled[i] * wp[i];
-	return L;
-}
 
 static void
 test_forward_reference(void)
@@ -430,10 +333,7 @@ ef_dept_check(Adapter *a, const float *E, const uint8_t *emask, int T)
 	{
 		double		dh,
 					dp = 0.0,
-					L,
-					eP,
-					eA,
-					eB;
+					L;
 
 		adapter_forward(a, E, emask, ef_NB, ef_NT, X, xmask);
 		CHECK(ef_model->ops->forward(ef_model, run, X, xmask, ef_NB, T, pooled, &err) == NN_OK,
@@ -450,16 +350,7 @@ ef_dept_check(Adapter *a, const float *E, const uint8_t *emask, int T)
 		for (size_t i = 0; i < n; i++)
 			dhid[i] = xmask[i / ef_H] ? wh[i] : 0.0f;
 		CHECK(ef_ops->backward_full(ef_model, run, wp, dhid, dX, &err) == NN_OK, "%s", err.msg);
-		memset(a->prompt.g, 0, sizeof(float) * a->prompt.n);
-		memset(a->lora_a.g, 0, sizeof(float) * a->lora_a.n);
-		memset(a->lora_b.g, 0, sizeof(float) * a->lora_b.n);
-		adapter_backward(a, dX, ef_NB, ef_NT);
-		eP = ef_rel_diff(a->prompt.g, gP, EF_M_PROMPT * ef_H, NULL, 1);
-		eA = ef_rel_diff(a->lora_a.g, gA, EF_S_MAX * EF_RANK, NULL, 1);
-		eB = ef_rel_diff(a->lora_b.g, gB, EF_RANK * ef_H, NULL, 1);
-		printf("# DePT backward: dept_grad_P rel %.2e, dept_grad_A rel %.2e, dept_grad_B rel %.2e\n",
-			   eP, eA, eB);
-		CHECK(eP <= 1e-3 && eA <= 1e-3 && eB <= 1e-3, "DePT grads rel %.3e %.3e %.3e", eP, eA, eB);
+		ef_check_dept_grads(a, dX, ef_NB, ef_NT, gP, gA, gB);
 	}
 	ef_model->ops->run_free(run);
 	free(X);

@@ -310,6 +310,26 @@ test_init_from(void)
 	adapter_free(dst);
 }
 
+/* The method names SQL and the CLI accept, both ways; "auto" is not an AdapterMethod. */
+static void
+test_method_names(void)
+{
+	const char *const names[] = {"probe", "pt", "dept", "ept"};
+	AdapterMethod m;
+
+	for (int i = 0; i < 4; i++)
+	{
+		m = (AdapterMethod) 9;
+		CHECK(strcmp(adapter_method_name((AdapterMethod) i), names[i]) == 0, "name of %d", i);
+		CHECK(adapter_method_parse(names[i], &m) == 0 && m == (AdapterMethod) i, "parse %s", names[i]);
+	}
+	m = ADAPTER_EPT;
+	CHECK(adapter_method_parse("auto", &m) == -1 && m == ADAPTER_EPT, "auto is refused, m untouched");
+	CHECK(adapter_method_parse("DePT", &m) == -1 && adapter_method_parse("", &m) == -1,
+		  "names are exact");
+	CHECK(strcmp(adapter_method_name((AdapterMethod) 9), "unknown") == 0, "out of range");
+}
+
 int
 main(void)
 {
@@ -322,5 +342,6 @@ main(void)
 	RUN_TEST(test_budget);
 	RUN_TEST(test_bad_configs);
 	RUN_TEST(test_init_from);
+	RUN_TEST(test_method_names);
 	return unit_finish();
 }

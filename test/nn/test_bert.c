@@ -32,6 +32,7 @@
 #include "base/rng.h"
 #include "formats/safetensors.h"
 #include "unit.h"
+#include "hf_reference.h"
 #include "tokenizers/wordpiece.h"
 
 #define H 32
@@ -41,87 +42,6 @@
 #define S_MAX 64
 #define RANK 3
 
-static char fixture[4096];
-static Backbone *model;
-static Safetensors *ref;
-
-/* ---- helpers ------------------------------------------------------------------ */
-
-static const char *
-fixture_path(const char *name)
-{
-	static char path[4096 + 256];
-
-	snprintf(path, sizeof(path), "%s/%.200s", fixture, name);
-	return path;
-}
-
-static const float *
-ref_f32(const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2)
-{
-	int64_t		shape[3] = {d0, d1, d2};
-	const float *p = NULL;
-	NnError		err;
-
-	if (ref == NULL || safetensors_get_f32(ref, name, ndim, shape, &p, &err) != NN_OK)
-	{
-		CHECK(0, "reference tensor %s: %s", name, ref ? err.msg : "no reference file");
-		return NULL;
-	}
-	return p;
-}
-
-static const int32_t *
-ref_i32(const char *name)
-{
-	int64_t		shape[2] = {NB, NT};
-	const void *p = NULL;
-	NnError		err;
-
-	if (ref == NULL || safetensors_get(ref, name, ST_I32, 2, shape, &p, &err) != NN_OK)
-	{
-		CHECK(0, "reference tensor %s: %s", name, ref ? err.msg : "no reference file");
-		return NULL;
-	}
-	return p;
-}
-
-/* max |a - b| / max |b| over n values, where use (may be NULL) is nonzero. */
-static double
-rel_diff(const float *a, const float *b, size_t n, const uint8_t *use, size_t per)
-{
-	double		num = 0.0,
-				den = 0.0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		if (use != NULL && !use[i / per])
-			continue;
-		num = fmax(num, fabs((double) a[i] - b[i]));
-		den = fmax(den, fabs((double) b[i]));
-	}
-	return den > 0 ? num / den : num;
-}
-
-/* The reference batch: input_ids -> x (NB, NT, H), mask (NB, NT). */
-static bool
-reference_inputs(float *x, uint8_t *mask)
-{
-	const int32_t *ids = ref_i32("input_ids");
-	const int32_t *am = ref_i32("attention_mask");
-	uint8_t		m2[NT];
-
-	if (ids == NULL || am == NULL || model == NULL)
-		return false;
-	for (int b = 0; b < NB; b++)
-	{
-		model->ops->embed_tokens(model, ids + b * NT, NT, x + (size_t) b * NT * H, m2);
-		for (int t = 0; t < NT; t++)
-			mask[b * NT + t] = (uint8_t) am[b * NT + t];
-	}
-	return true;
-}
-
 /* ---- tokenizer ---------------------------------------------------------------- */
 
 /* Run every case of tokenizer_cases.jsonl through wp; returns the number equal. */
@@ -129,42 +49,34 @@ static int
 run_cases(const WordPiece *wp, int *total)
 {
 	size_t		len;
-	char	   *all = hf_read_file(fixture_path("tokenizer_cases.jsonl"), (size_t) 64 << 20, &len);
-	char	   *line = all;
+	char	   *all = hf_read_file(ef_path("tokenizer_cases.jsonl"), (size_t) 64 << 20, &len);
+	char	   *cursor = all;
+	cJSON	   *c;
 	int			equal = 0;
 
 	*total = 0;
 	CHECK(all != NULL, "cannot read tokenizer_cases.jsonl");
-	while (line != NULL && *line)
+	while ((c = ef_next_case(&cursor, NULL)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		const cJSON *text = cJSON_GetObjectItem(c, "text");
+		const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+		const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
+		int32_t		out[512];
+		int			n = wordpiece_encode(wp, text->valuestring, strlen(text->valuestring), out, 512);
+		bool		eq = n == cJSON_GetArraySize(ids);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
+		for (int i = 0; eq && i < n; i++)
 		{
-			const cJSON *text = cJSON_GetObjectItem(c, "text");
-			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
-			const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
-			int32_t		out[512];
-			int			n = wordpiece_encode(wp, text->valuestring, strlen(text->valuestring), out, 512);
-			bool		eq = n == cJSON_GetArraySize(ids);
+			const char *tok = wordpiece_token(wp, out[i]);
 
-			for (int i = 0; eq && i < n; i++)
-			{
-				const char *tok = wordpiece_token(wp, out[i]);
-
-				eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint && tok != NULL &&
-					strcmp(tok, cJSON_GetArrayItem(toks, i)->valuestring) == 0;
-			}
-			CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", *total, text->valuestring, n,
-				  cJSON_GetArraySize(ids));
-			equal += eq;
-			(*total)++;
-			cJSON_Delete(c);
+			eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint && tok != NULL &&
+				strcmp(tok, cJSON_GetArrayItem(toks, i)->valuestring) == 0;
 		}
-		line = nl ? nl + 1 : NULL;
+		CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", *total, text->valuestring, n,
+			  cJSON_GetArraySize(ids));
+		equal += eq;
+		(*total)++;
+		cJSON_Delete(c);
 	}
 	free(all);
 	return equal;
@@ -180,7 +92,7 @@ test_tokenizer_cases(void)
 	int			total,
 				equal;
 
-	CHECK(wordpiece_load(&wp, fixture, &err) == NN_OK, "tokenizer.json: %s", err.msg);
+	CHECK(wordpiece_load(&wp, ef_fixture, &err) == NN_OK, "tokenizer.json: %s", err.msg);
 	if (wp != NULL)
 	{
 		equal = run_cases(wp, &total);
@@ -189,7 +101,7 @@ test_tokenizer_cases(void)
 		wordpiece_free(wp);
 		wp = NULL;
 	}
-	txt = hf_read_file(fixture_path("vocab.txt"), (size_t) 64 << 20, &len);
+	txt = hf_read_file(ef_path("vocab.txt"), (size_t) 64 << 20, &len);
 	CHECK(txt != NULL && wordpiece_from_vocab(&wp, txt, len, NULL, &err) == NN_OK,
 		  "vocab.txt: %s", err.msg);
 	if (wp != NULL)
@@ -220,7 +132,7 @@ test_tokenizer_edges(void)
 	const char *text = "the movie was absolutely wonderful , a joy from start to finish !";
 	Rng			rng;
 
-	if (wordpiece_load(&wp, fixture, &err) != NN_OK)
+	if (wordpiece_load(&wp, ef_fixture, &err) != NN_OK)
 	{
 		CHECK(0, "%s", err.msg);
 		return;
@@ -313,40 +225,32 @@ static int
 run_pair_cases(const Backbone *bb, const char *name)
 {
 	size_t		len;
-	char	   *all = hf_read_file(fixture_path(name), (size_t) 64 << 20, &len);
-	char	   *line = all;
+	char	   *all = hf_read_file(ef_path(name), (size_t) 64 << 20, &len);
+	char	   *cursor = all;
+	cJSON	   *c;
 	int			total = 0;
 
 	CHECK(all != NULL, "cannot read %s", name);
-	while (line != NULL && *line)
+	while ((c = ef_next_case(&cursor, NULL)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		const char *a = cJSON_GetObjectItem(c, "text_a")->valuestring;
+		const char *b = cJSON_GetObjectItem(c, "text_b")->valuestring;
+		const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+		const cJSON *types = cJSON_GetObjectItem(c, "type_ids");
+		const cJSON *maxl = cJSON_GetObjectItem(c, "max_length");
+		int32_t		out[1024];
+		uint8_t		tt[1024];
+		int			n = backbone_tokenize_pair(bb, a, strlen(a), b, strlen(b), out, tt,
+											   cJSON_IsNumber(maxl) ? maxl->valueint : 1024);
+		bool		eq = n == cJSON_GetArraySize(ids);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
-		{
-			const char *a = cJSON_GetObjectItem(c, "text_a")->valuestring;
-			const char *b = cJSON_GetObjectItem(c, "text_b")->valuestring;
-			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
-			const cJSON *types = cJSON_GetObjectItem(c, "type_ids");
-			const cJSON *maxl = cJSON_GetObjectItem(c, "max_length");
-			int32_t		out[1024];
-			uint8_t		tt[1024];
-			int			n = backbone_tokenize_pair(bb, a, strlen(a), b, strlen(b), out, tt,
-												   cJSON_IsNumber(maxl) ? maxl->valueint : 1024);
-			bool		eq = n == cJSON_GetArraySize(ids);
-
-			for (int i = 0; eq && i < n; i++)
-				eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
-					tt[i] == cJSON_GetArrayItem(types, i)->valueint;
-			CHECK(eq, "%s line %d: %d ids, expected %d", name, total + 1, n,
-				  cJSON_GetArraySize(ids));
-			total++;
-			cJSON_Delete(c);
-		}
-		line = nl ? nl + 1 : NULL;
+		for (int i = 0; eq && i < n; i++)
+			eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
+				tt[i] == cJSON_GetArrayItem(types, i)->valueint;
+		CHECK(eq, "%s line %d: %d ids, expected %d", name, total + 1, n,
+			  cJSON_GetArraySize(ids));
+		total++;
+		cJSON_Delete(c);
 	}
 	free(all);
 	return total;
@@ -360,16 +264,16 @@ test_tokenizer_pairs(void)
 	uint8_t		types[64];
 	int			n;
 
-	CHECK(run_pair_cases(model, "tokenizer_pair_cases.jsonl") >= 300, "too few pair cases");
-	CHECK(run_pair_cases(model, "tokenizer_pair_truncation_cases.jsonl") >= 100,
+	CHECK(run_pair_cases(ef_model, "tokenizer_pair_cases.jsonl") >= 300, "too few pair cases");
+	CHECK(run_pair_cases(ef_model, "tokenizer_pair_truncation_cases.jsonl") >= 100,
 		  "too few truncation cases");
 	/* below the template's three specials, its first ids */
-	n = backbone_tokenize_pair(model, "a b c", 5, "d e", 3, ids, types, 2);
+	n = backbone_tokenize_pair(ef_model, "a b c", 5, "d e", 3, ids, types, 2);
 	CHECK(n == 2 && ids[0] == 101 && ids[1] == 102 && types[1] == 0, "max 2: %d ids", n);
-	n = backbone_tokenize_pair(model, "a b c", 5, "d e", 3, ids, types, 0);
+	n = backbone_tokenize_pair(ef_model, "a b c", 5, "d e", 3, ids, types, 0);
 	CHECK(n == 0, "max 0: %d ids", n);
 	/* room 3 of "a b c" and "d e": shorter keeps 2 > 3/2 -> halves 1 and 2, the longer gets 2 */
-	n = backbone_tokenize_pair(model, "a b c", 5, "d e", 3, ids, types, 6);
+	n = backbone_tokenize_pair(ef_model, "a b c", 5, "d e", 3, ids, types, 6);
 	CHECK(n == 6 && ids[1] == 1037 && ids[2] == 1038 && ids[3] == 102 && ids[4] == 1040 &&
 		  types[4] == 1 && types[5] == 1, "max 6: %d ids (%d %d %d %d)", n, ids[1], ids[2],
 		  ids[3], ids[4]);
@@ -382,18 +286,19 @@ test_open(void)
 {
 	NnError		err;
 
-	CHECK(backbone_open(&model, fixture, &err) == NN_OK, "%s", err.msg);
-	if (model == NULL)
+	CHECK(backbone_open(&ef_model, ef_fixture, &err) == NN_OK, "%s", err.msg);
+	if (ef_model == NULL)
 		return;
-	CHECK(strcmp(model->ops->family, "bert") == 0, "family %s", model->ops->family);
-	CHECK(model->d_embed == H && model->d_out == H && model->vocab_size == 30522 &&
-		  model->max_tokens == 128 && model->max_positions == 128, "dims %d %d %d %d %d",
-		  model->d_embed, model->d_out, model->vocab_size, model->max_tokens, model->max_positions);
-	CHECK(strlen(model->fingerprint) == 64, "fingerprint %s", model->fingerprint);
-	CHECK(bert_get_pooling(model) == BERT_POOL_POOLER, "default pooling %d",
-		  (int) bert_get_pooling(model));
-	CHECK(model->ops->run_new(model, 1, 129) == NULL, "run longer than the positions");
-	printf("# fingerprint %s\n", model->fingerprint);
+	CHECK(strcmp(ef_model->ops->family, "bert") == 0, "family %s", ef_model->ops->family);
+	CHECK(ef_model->d_embed == H && ef_model->d_out == H && ef_model->vocab_size == 30522 &&
+		  ef_model->max_tokens == 128 && ef_model->max_positions == 128, "dims %d %d %d %d %d",
+		  ef_model->d_embed, ef_model->d_out, ef_model->vocab_size, ef_model->max_tokens,
+		  ef_model->max_positions);
+	CHECK(strlen(ef_model->fingerprint) == 64, "fingerprint %s", ef_model->fingerprint);
+	CHECK(bert_get_pooling(ef_model) == BERT_POOL_POOLER, "default pooling %d",
+		  (int) bert_get_pooling(ef_model));
+	CHECK(ef_model->ops->run_new(ef_model, 1, 129) == NULL, "run longer than the positions");
+	printf("# fingerprint %s\n", ef_model->fingerprint);
 }
 
 /* The reference texts tokenize to the reference input_ids. */
@@ -401,18 +306,18 @@ static void
 test_reference_tokens(void)
 {
 	size_t		len;
-	char	   *json = hf_read_file(fixture_path("reference.json"), 1 << 20, &len);
+	char	   *json = hf_read_file(ef_path("reference.json"), 1 << 20, &len);
 	cJSON	   *root = json ? cJSON_Parse(json) : NULL;
 	const cJSON *texts = cJSON_GetObjectItem(root, "texts");
-	const int32_t *ids = ref_i32("input_ids");
-	const int32_t *am = ref_i32("attention_mask");
+	const int32_t *ids = ef_i32("input_ids", NB, NT);
+	const int32_t *am = ef_i32("attention_mask", NB, NT);
 
 	CHECK(cJSON_GetArraySize(texts) == NB, "reference.json texts");
-	for (int b = 0; model && ids && am && b < cJSON_GetArraySize(texts) && b < NB; b++)
+	for (int b = 0; ef_model && ids && am && b < cJSON_GetArraySize(texts) && b < NB; b++)
 	{
 		const char *t = cJSON_GetArrayItem(texts, b)->valuestring;
 		int32_t		out[128];
-		int			n = model->ops->tokenize(model, t, strlen(t), out, 128);
+		int			n = ef_model->ops->tokenize(ef_model, t, strlen(t), out, 128);
 		bool		eq = true;
 
 		for (int i = 0; i < NT; i++)
@@ -423,19 +328,6 @@ test_reference_tokens(void)
 	free(json);
 }
 
-static double
-hf_loss(const float *hidden, const float *wh, const uint8_t *mask, const float *pooled,
-		const float *wp, int B, int T)
-{
-	double		L = 0.0;
-
-	for (int i = 0; i < B * T * H; i++)
-		L += mask[i / H] ? (double) hidden[i] * wh[i] : 0.0;
-	for (int i = 0; i < B * H; i++)
-		L += (double) pooled[i] * wp[i];
-	return L;
-}
-
 static void
 test_forward_reference(void)
 {
@@ -443,25 +335,26 @@ test_forward_reference(void)
 				hidden[NB * NT * H];
 	float		pooled[NB * H];
 	uint8_t		mask[NB * NT];
-	const float *r_hidden = ref_f32("last_hidden_state", 3, NB, NT, H);
-	const float *r_pooled = ref_f32("pooler_output", 2, NB, H, 0);
-	const float *wh = ref_f32("loss_weights_hidden", 3, NB, NT, H);
-	const float *wp = ref_f32("loss_weights_pooled", 2, NB, H, 0);
-	const float *r_loss = ref_f32("loss", 1, 1, 0, 0);
+	const float *r_hidden = ef_f32("last_hidden_state", 3, NB, NT, H);
+	const float *r_pooled = ef_f32("pooler_output", 2, NB, H, 0);
+	const float *wh = ef_f32("loss_weights_hidden", 3, NB, NT, H);
+	const float *wp = ef_f32("loss_weights_pooled", 2, NB, H, 0);
+	const float *r_loss = ef_f32("loss", 1, 1, 0, 0);
 	BackboneRun *run;
 	NnError		err;
 	double		dh,
 				dp,
 				L;
 
-	if (!reference_inputs(x, mask) || !r_hidden || !r_pooled || !wh || !wp || !r_loss)
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) || !r_hidden || !r_pooled ||
+		!wh || !wp || !r_loss)
 		return;
-	run = model->ops->run_new(model, NB, NT);
-	CHECK(model->ops->forward(model, run, x, mask, NB, NT, pooled, &err) == NN_OK, "%s", err.msg);
-	bert_last_hidden(model, run, hidden);
-	dh = rel_diff(hidden, r_hidden, NB * NT * H, mask, H);
-	dp = rel_diff(pooled, r_pooled, NB * H, NULL, 1);
-	L = hf_loss(hidden, wh, mask, pooled, wp, NB, NT);
+	run = ef_model->ops->run_new(ef_model, NB, NT);
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB, NT, pooled, &err) == NN_OK, "%s", err.msg);
+	bert_last_hidden(ef_model, run, hidden);
+	dh = ef_rel_diff(hidden, r_hidden, NB * NT * H, mask, H);
+	dp = ef_rel_diff(pooled, r_pooled, NB * H, NULL, 1);
+	L = ef_loss(hidden, wh, mask, pooled, wp, NB, NT);
 	printf("# forward vs transformers: last_hidden_state rel %.2e, pooler_output rel %.2e, "
 		   "loss %.7f vs %.7f\n", dh, dp, L, r_loss[0]);
 	CHECK(dh <= 1e-4, "last_hidden_state rel diff %.3e", dh);
@@ -477,26 +370,26 @@ test_forward_reference(void)
 	/* the same from text, through backbone_embed_texts */
 	{
 		size_t		len;
-		char	   *json = hf_read_file(fixture_path("reference.json"), 1 << 20, &len);
+		char	   *json = hf_read_file(ef_path("reference.json"), 1 << 20, &len);
 		cJSON	   *root = json ? cJSON_Parse(json) : NULL;
 		const char *texts[NB];
 		size_t		lens[NB];
 		float		out[NB * H];
-		BackboneRun *r128 = model->ops->run_new(model, NB, model->max_tokens);
+		BackboneRun *r128 = ef_model->ops->run_new(ef_model, NB, ef_model->max_tokens);
 
 		for (int b = 0; b < NB; b++)
 		{
 			texts[b] = cJSON_GetArrayItem(cJSON_GetObjectItem(root, "texts"), b)->valuestring;
 			lens[b] = strlen(texts[b]);
 		}
-		CHECK(backbone_embed_texts(model, r128, texts, lens, NB, out, &err) == NN_OK, "%s", err.msg);
-		dp = rel_diff(out, r_pooled, NB * H, NULL, 1);
+		CHECK(backbone_embed_texts(ef_model, r128, texts, lens, NB, out, &err) == NN_OK, "%s", err.msg);
+		dp = ef_rel_diff(out, r_pooled, NB * H, NULL, 1);
 		CHECK(dp <= 1e-4, "from text: pooler_output rel diff %.3e", dp);
-		model->ops->run_free(r128);
+		ef_model->ops->run_free(r128);
 		cJSON_Delete(root);
 		free(json);
 	}
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 static void
@@ -508,24 +401,24 @@ test_backward_reference(void)
 				dhid[NB * NT * H];
 	float		pooled[NB * H];
 	uint8_t		mask[NB * NT];
-	const float *wh = ref_f32("loss_weights_hidden", 3, NB, NT, H);
-	const float *wp = ref_f32("loss_weights_pooled", 2, NB, H, 0);
-	const float *r_dx = ref_f32("grad_word_embeddings", 3, NB, NT, H);
+	const float *wh = ef_f32("loss_weights_hidden", 3, NB, NT, H);
+	const float *wp = ef_f32("loss_weights_pooled", 2, NB, H, 0);
+	const float *r_dx = ef_f32("grad_word_embeddings", 3, NB, NT, H);
 	BackboneRun *run;
 	NnError		err;
 	double		d,
 				pad = 0.0;
 
-	if (!reference_inputs(x, mask) || !wh || !wp || !r_dx)
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) || !wh || !wp || !r_dx)
 		return;
-	run = model->ops->run_new(model, NB, NT);
+	run = ef_model->ops->run_new(ef_model, NB, NT);
 	for (int i = 0; i < NB * NT * H; i++)
 		dhid[i] = mask[i / H] ? wh[i] : 0.0f;
-	CHECK(model->ops->forward(model, run, x, mask, NB, NT, pooled, &err) == NN_OK, "%s", err.msg);
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB, NT, pooled, &err) == NN_OK, "%s", err.msg);
 	for (int i = 0; i < NB * NT * H; i++)
 		dx[i] = NAN;
-	CHECK(bert_backward_full(model, run, wp, dhid, dx, &err) == NN_OK, "%s", err.msg);
-	d = rel_diff(dx, r_dx, NB * NT * H, NULL, 1);
+	CHECK(bert_backward_full(ef_model, run, wp, dhid, dx, &err) == NN_OK, "%s", err.msg);
+	d = ef_rel_diff(dx, r_dx, NB * NT * H, NULL, 1);
 	for (int i = 0; i < NB * NT * H; i++)
 		if (!mask[i / H])
 		{
@@ -537,13 +430,13 @@ test_backward_reference(void)
 	CHECK(d <= 1e-3, "grad_word_embeddings rel diff %.3e", d);
 
 	/* repeatable: the backward only reads the forward's caches */
-	CHECK(bert_backward_full(model, run, wp, dhid, dx2, &err) == NN_OK &&
+	CHECK(bert_backward_full(ef_model, run, wp, dhid, dx2, &err) == NN_OK &&
 		  memcmp(dx, dx2, sizeof(dx)) == 0, "second backward differs");
 	/* the interface op is the pooled-only special case */
-	CHECK(bert_backward_full(model, run, wp, NULL, dx, &err) == NN_OK &&
-		  model->ops->backward(model, run, wp, dx2, &err) == NN_OK &&
+	CHECK(bert_backward_full(ef_model, run, wp, NULL, dx, &err) == NN_OK &&
+		  ef_model->ops->backward(ef_model, run, wp, dx2, &err) == NN_OK &&
 		  memcmp(dx, dx2, sizeof(dx)) == 0, "ops->backward differs");
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 static void
@@ -564,29 +457,26 @@ test_dept_reference(void)
 	AdapterConfig cfg = {.method = ADAPTER_DEPT, .d = H, .h_dim = H, .n_classes = 2,
 	.prompt_len = M_PROMPT, .max_len = S_MAX, .rank = RANK, .alpha = 8.0f};
 	Adapter    *a = NULL;
-	const float *P = ref_f32("dept_P", 2, M_PROMPT, H, 0);
-	const float *A = ref_f32("dept_A", 2, S_MAX, RANK, 0);
-	const float *Bm = ref_f32("dept_B", 2, RANK, H, 0);
-	const float *r_hidden = ref_f32("dept_last_hidden_state", 3, NB, T, H);
-	const float *r_pooled = ref_f32("dept_pooler_output", 2, NB, H, 0);
-	const float *wh = ref_f32("dept_loss_weights_hidden", 3, NB, T, H);
-	const float *wp = ref_f32("loss_weights_pooled", 2, NB, H, 0);
-	const float *r_loss = ref_f32("dept_loss", 1, 1, 0, 0);
-	const float *r_scale = ref_f32("dept_scale", 1, 1, 0, 0);
-	const float *gP = ref_f32("dept_grad_P", 2, M_PROMPT, H, 0);
-	const float *gA = ref_f32("dept_grad_A", 2, S_MAX, RANK, 0);
-	const float *gB = ref_f32("dept_grad_B", 2, RANK, H, 0);
+	const float *P = ef_f32("dept_P", 2, M_PROMPT, H, 0);
+	const float *A = ef_f32("dept_A", 2, S_MAX, RANK, 0);
+	const float *Bm = ef_f32("dept_B", 2, RANK, H, 0);
+	const float *r_hidden = ef_f32("dept_last_hidden_state", 3, NB, T, H);
+	const float *r_pooled = ef_f32("dept_pooler_output", 2, NB, H, 0);
+	const float *wh = ef_f32("dept_loss_weights_hidden", 3, NB, T, H);
+	const float *wp = ef_f32("loss_weights_pooled", 2, NB, H, 0);
+	const float *r_loss = ef_f32("dept_loss", 1, 1, 0, 0);
+	const float *r_scale = ef_f32("dept_scale", 1, 1, 0, 0);
+	const float *gP = ef_f32("dept_grad_P", 2, M_PROMPT, H, 0);
+	const float *gA = ef_f32("dept_grad_A", 2, S_MAX, RANK, 0);
+	const float *gB = ef_f32("dept_grad_B", 2, RANK, H, 0);
 	BackboneRun *run;
 	NnError		err;
 	double		dh,
 				dp,
-				L,
-				eP,
-				eA,
-				eB;
+				L;
 
-	if (!reference_inputs(E, emask) || !P || !A || !Bm || !r_hidden || !r_pooled || !wh ||
-		!wp || !r_loss || !r_scale || !gP || !gA || !gB)
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, E, emask) || !P || !A || !Bm ||
+		!r_hidden || !r_pooled || !wh || !wp || !r_loss || !r_scale || !gP || !gA || !gB)
 		return;
 	CHECK(adapter_new(&a, &cfg, NB, 1, &err) == NN_OK, "%s", err.msg);
 	if (a == NULL)
@@ -597,12 +487,12 @@ test_dept_reference(void)
 	memcpy(a->lora_b.w, Bm, sizeof(float) * RANK * H);
 	adapter_forward(a, E, emask, NB, NT, X, xmask);
 
-	run = model->ops->run_new(model, NB, T);
-	CHECK(model->ops->forward(model, run, X, xmask, NB, T, pooled, &err) == NN_OK, "%s", err.msg);
-	bert_last_hidden(model, run, hidden);
-	dh = rel_diff(hidden, r_hidden, NB * T * H, xmask, H);
-	dp = rel_diff(pooled, r_pooled, NB * H, NULL, 1);
-	L = hf_loss(hidden, wh, xmask, pooled, wp, NB, T);
+	run = ef_model->ops->run_new(ef_model, NB, T);
+	CHECK(ef_model->ops->forward(ef_model, run, X, xmask, NB, T, pooled, &err) == NN_OK, "%s", err.msg);
+	bert_last_hidden(ef_model, run, hidden);
+	dh = ef_rel_diff(hidden, r_hidden, NB * T * H, xmask, H);
+	dp = ef_rel_diff(pooled, r_pooled, NB * H, NULL, 1);
+	L = ef_loss(hidden, wh, xmask, pooled, wp, NB, T);
 	printf("# DePT forward: last_hidden_state rel %.2e, pooler_output rel %.2e, loss %.7f vs %.7f\n",
 		   dh, dp, L, r_loss[0]);
 	CHECK(dh <= 1e-4 && dp <= 1e-4, "DePT forward rel diffs %.3e %.3e", dh, dp);
@@ -610,18 +500,9 @@ test_dept_reference(void)
 
 	for (int i = 0; i < NB * T * H; i++)
 		dhid[i] = xmask[i / H] ? wh[i] : 0.0f;
-	CHECK(bert_backward_full(model, run, wp, dhid, dX, &err) == NN_OK, "%s", err.msg);
-	memset(a->prompt.g, 0, sizeof(float) * a->prompt.n);
-	memset(a->lora_a.g, 0, sizeof(float) * a->lora_a.n);
-	memset(a->lora_b.g, 0, sizeof(float) * a->lora_b.n);
-	adapter_backward(a, dX, NB, NT);
-	eP = rel_diff(a->prompt.g, gP, M_PROMPT * H, NULL, 1);
-	eA = rel_diff(a->lora_a.g, gA, S_MAX * RANK, NULL, 1);
-	eB = rel_diff(a->lora_b.g, gB, RANK * H, NULL, 1);
-	printf("# DePT backward: dept_grad_P rel %.2e, dept_grad_A rel %.2e, dept_grad_B rel %.2e\n",
-		   eP, eA, eB);
-	CHECK(eP <= 1e-3 && eA <= 1e-3 && eB <= 1e-3, "DePT grads rel %.3e %.3e %.3e", eP, eA, eB);
-	model->ops->run_free(run);
+	CHECK(bert_backward_full(ef_model, run, wp, dhid, dX, &err) == NN_OK, "%s", err.msg);
+	ef_check_dept_grads(a, dX, NB, NT, gP, gA, gB);
+	ef_model->ops->run_free(run);
 	adapter_free(a);
 }
 
@@ -644,12 +525,12 @@ test_pooling_fd(void)
 	NnError		err;
 	Rng			rng;
 
-	if (!reference_inputs(x, mask))
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask))
 		return;
 	rng_seed(&rng, 3);
 	for (int i = 0; i < NB * H; i++)
 		W[i] = (float) (rng_uniform(&rng) * 2 - 1);
-	run = model->ops->run_new(model, NB, NT);
+	run = ef_model->ops->run_new(ef_model, NB, NT);
 	for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++)
 	{
 		double		norm = 0.0,
@@ -657,9 +538,9 @@ test_pooling_fd(void)
 					lm = 0.0,
 					h = 1e-2;
 
-		CHECK(bert_set_pooling(model, modes[k], &err) == NN_OK, "%s", err.msg);
-		model->ops->forward(model, run, x, mask, NB, NT, out, &err);
-		model->ops->backward(model, run, W, dx, &err);
+		CHECK(bert_set_pooling(ef_model, modes[k], &err) == NN_OK, "%s", err.msg);
+		ef_model->ops->forward(ef_model, run, x, mask, NB, NT, out, &err);
+		ef_model->ops->backward(ef_model, run, W, dx, &err);
 		for (int i = 0; i < NB * NT * H; i++)
 			norm += (double) dx[i] * dx[i];
 		norm = sqrt(norm);
@@ -669,7 +550,7 @@ test_pooling_fd(void)
 
 			for (int i = 0; i < NB * NT * H; i++)
 				xp[i] = x[i] + (float) (sgn * h * dx[i] / norm);
-			model->ops->forward(model, run, xp, mask, NB, NT, out, &err);
+			ef_model->ops->forward(ef_model, run, xp, mask, NB, NT, out, &err);
 			for (int i = 0; i < NB * H; i++)
 				L += (double) out[i] * W[i];
 			*(sgn < 0 ? &lm : &lp) = L;
@@ -679,13 +560,13 @@ test_pooling_fd(void)
 		CHECK(fabs((lp - lm) / (2 * h) - norm) <= 0.02 * norm, "pooling %d: fd %.5f vs %.5f",
 			  (int) modes[k], (lp - lm) / (2 * h), norm);
 	}
-	CHECK(bert_set_pooling(model, (BertPooling) 9, &err) == NN_ERR_ARG, "bad pooling accepted");
-	bert_set_pooling(model, BERT_POOL_POOLER, &err);
+	CHECK(bert_set_pooling(ef_model, (BertPooling) 9, &err) == NN_ERR_ARG, "bad pooling accepted");
+	bert_set_pooling(ef_model, BERT_POOL_POOLER, &err);
 
 	/* empty sequences and a batch of them: defined outputs, zero gradients */
 	memset(mask, 0, NT);
-	CHECK(model->ops->forward(model, run, x, mask, NB, NT, out, &err) == NN_OK &&
-		  model->ops->backward(model, run, W, dx, &err) == NN_OK, "%s", err.msg);
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB, NT, out, &err) == NN_OK &&
+		  ef_model->ops->backward(ef_model, run, W, dx, &err) == NN_OK, "%s", err.msg);
 	for (int i = 0; i < NT * H; i++)
 		if (dx[i] != 0.0f)
 		{
@@ -693,11 +574,11 @@ test_pooling_fd(void)
 			break;
 		}
 	memset(mask, 0, sizeof(mask));
-	CHECK(model->ops->forward(model, run, x, mask, NB, NT, out, &err) == NN_OK &&
-		  model->ops->backward(model, run, W, dx, &err) == NN_OK, "all empty: %s", err.msg);
-	CHECK(model->ops->forward(model, run, x, mask, NB + 1, NT, out, &err) == NN_ERR_ARG,
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB, NT, out, &err) == NN_OK &&
+		  ef_model->ops->backward(ef_model, run, W, dx, &err) == NN_OK, "all empty: %s", err.msg);
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB + 1, NT, out, &err) == NN_ERR_ARG,
 		  "oversized batch accepted");
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 /* Per-token forward cost (informational): batch 32 x 64 tokens. */
@@ -711,7 +592,7 @@ test_speed(void)
 	static float x[B * T * H];
 	static uint8_t mask[B * T];
 	float		out[B * H];
-	BackboneRun *run = model->ops->run_new(model, B, T);
+	BackboneRun *run = ef_model->ops->run_new(ef_model, B, T);
 	NnError		err;
 	struct timespec t0,
 				t1;
@@ -722,11 +603,11 @@ test_speed(void)
 		x[i] = 0.01f * (float) (i % 97);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int r = 0; r < reps; r++)
-		model->ops->forward(model, run, x, mask, B, T, out, &err);
+		ef_model->ops->forward(ef_model, run, x, mask, B, T, out, &err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	printf("# forward %d x %d tokens: %.2f us/token\n", B, T,
 		   ((t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3) / (reps * B * T));
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 /* ---- safetensors --------------------------------------------------------------- */
@@ -807,7 +688,7 @@ test_safetensors_good(void)
 	safetensors_close(st);
 
 	/* the real file is mapped, its F32 tensors used in place */
-	CHECK(safetensors_open(&st, fixture_path("model.safetensors"), &err) == NN_OK &&
+	CHECK(safetensors_open(&st, ef_path("model.safetensors"), &err) == NN_OK &&
 		  safetensors_mapped(st) && safetensors_count(st) == 39, "%s", err.msg);
 	safetensors_close(st);
 }
@@ -888,7 +769,7 @@ test_safetensors_malformed(void)
 	/* a truncated copy of the real model on disk, and a missing file */
 	{
 		size_t		len;
-		char	   *all = hf_read_file(fixture_path("model.safetensors"), (size_t) 64 << 20, &len);
+		char	   *all = hf_read_file(ef_path("model.safetensors"), (size_t) 64 << 20, &len);
 
 		fd = mkstemp(path);
 		CHECK(all != NULL && fd >= 0, "temp file");
@@ -1033,7 +914,7 @@ test_config(void)
 		  c.num_attention_heads == 12 && c.intermediate_size == 1536 && c.layer_norm_eps == 1e-12 &&
 		  c.max_position_embeddings == 512 && c.type_vocab_size == 2 &&
 		  strcmp(c.hidden_act, "gelu") == 0, "MiniLM fields");
-	CHECK(hf_config_load(&c, fixture_path("config.json"), &err) == NN_OK &&
+	CHECK(hf_config_load(&c, ef_path("config.json"), &err) == NN_OK &&
 		  c.hidden_size == 32 && c.num_hidden_layers == 2 && c.layer_norm_eps == 1e-12 &&
 		  c.vocab_size == 30522, "fixture config: %s", err.msg);
 }
@@ -1050,7 +931,7 @@ model_dir_copy(const char *skip1, const char *skip2)
 				abs[4096];
 
 	snprintf(dir, sizeof(dir), "/tmp/dept_bert_XXXXXX");
-	if (mkdtemp(dir) == NULL || realpath(fixture, abs) == NULL)
+	if (mkdtemp(dir) == NULL || realpath(ef_fixture, abs) == NULL)
 		return NULL;
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 	{
@@ -1183,13 +1064,13 @@ test_model_dirs(void)
 		const char *t = "Naïve café owners' résumés — 42 reasons";
 
 		CHECK(backbone_open(&bb, dir, &err) == NN_OK, "vocab.txt only: %s", err.msg);
-		if (bb != NULL && model != NULL)
+		if (bb != NULL && ef_model != NULL)
 		{
 			int			na = bb->ops->tokenize(bb, t, strlen(t), a, 64);
-			int			nb = model->ops->tokenize(model, t, strlen(t), b, 64);
+			int			nb = ef_model->ops->tokenize(ef_model, t, strlen(t), b, 64);
 
 			CHECK(na == nb && memcmp(a, b, sizeof(int32_t) * na) == 0, "vocab.txt tokens differ");
-			CHECK(strcmp(bb->fingerprint, model->fingerprint) != 0, "same fingerprint");
+			CHECK(strcmp(bb->fingerprint, ef_model->fingerprint) != 0, "same fingerprint");
 		}
 		backbone_close(bb);
 	}
@@ -1208,7 +1089,7 @@ test_model_dirs(void)
 	dir = model_dir_copy("model.safetensors", NULL);
 	{
 		size_t		len;
-		char	   *all = hf_read_file(fixture_path("model.safetensors"), (size_t) 64 << 20, &len);
+		char	   *all = hf_read_file(ef_path("model.safetensors"), (size_t) 64 << 20, &len);
 
 		if (all != NULL)
 			write_file(dir, "model.safetensors", all, len / 2);
@@ -1223,13 +1104,14 @@ main(void)
 {
 	NnError		err;
 
-	snprintf(fixture, sizeof(fixture), "%s/bert-tiny-random", UNIT_HF_DIR());
-	if (safetensors_open(&ref, fixture_path("reference.safetensors"), &err) != NN_OK)
+	ef_H = H;
+	snprintf(ef_fixture, sizeof(ef_fixture), "%s/bert-tiny-random", UNIT_HF_DIR());
+	if (safetensors_open(&ef_ref, ef_path("reference.safetensors"), &err) != NN_OK)
 		printf("# cannot read the reference: %s\n", err.msg);
 	RUN_TEST(test_tokenizer_cases);
 	RUN_TEST(test_tokenizer_edges);
 	RUN_TEST(test_open);
-	if (model != NULL)
+	if (ef_model != NULL)
 	{
 		RUN_TEST(test_reference_tokens);
 		RUN_TEST(test_tokenizer_pairs);
@@ -1245,7 +1127,7 @@ main(void)
 	RUN_TEST(test_mutations);
 	RUN_TEST(test_config);
 	RUN_TEST(test_model_dirs);
-	backbone_close(model);
-	safetensors_close(ref);
+	backbone_close(ef_model);
+	safetensors_close(ef_ref);
 	return unit_finish();
 }

@@ -27,88 +27,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "models/backbone.h"
 #include "models/deberta/deberta.h"
 #include "unit.h"
-
-#define V_B 2
-#define V_T 9
-#define V_H 32
-
-static char src_dir[4096];
-static char tmp_dir[64];
-
-static void
-write_file(const char *name, const void *data, size_t len)
-{
-	char		p[256];
-	FILE	   *f;
-
-	snprintf(p, sizeof(p), "%s/%s", tmp_dir, name);
-	unlink(p);
-	if ((f = fopen(p, "wb")) != NULL)
-	{
-		fwrite(data, 1, len, f);
-		fclose(f);
-	}
-}
-
-/* An F32 tensor to write: the fixture's (src != NULL) or n random values. */
-typedef struct VTensor
-{
-	char		name[128];
-	int			ndim;
-	int64_t		shape[2];
-	const float *data;
-	size_t		n;
-} VTensor;
-
-/* model.safetensors holding tensors t[0..count-1]. */
-static void
-write_safetensors(const VTensor *t, int count)
-{
-	cJSON	   *hdr = cJSON_CreateObject();
-	size_t		off = 0,
-				hlen,
-				pad;
-	char	   *text;
-	uint8_t    *buf;
-	uint64_t	n;
-
-	for (int i = 0; i < count; i++)
-	{
-		cJSON	   *e = cJSON_AddObjectToObject(hdr, t[i].name);
-		double		shape[2] = {(double) t[i].shape[0], (double) t[i].shape[1]},
-					offs[2] = {(double) off, (double) (off + 4 * t[i].n)};
-
-		cJSON_AddStringToObject(e, "dtype", "F32");
-		cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(shape, t[i].ndim));
-		cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2));
-		off += 4 * t[i].n;
-	}
-	text = cJSON_PrintUnformatted(hdr);
-	hlen = strlen(text);
-	pad = (8 - hlen % 8) % 8;
-	n = hlen + pad;
-	buf = malloc(8 + n + off);
-	memcpy(buf, &n, 8);
-	memcpy(buf + 8, text, hlen);
-	memset(buf + 8 + hlen, ' ', pad);
-	off = 0;
-	for (int i = 0; i < count; i++)
-	{
-		memcpy(buf + 8 + n + off, t[i].data, 4 * t[i].n);
-		off += 4 * t[i].n;
-	}
-	write_file("model.safetensors", buf, 8 + n + off);
-	free(buf);
-	free(text);
-	cJSON_Delete(hdr);
-}
+#include "variant_fixture.h"
 
 /*
  * The fixture's tensors, and with extra random position projections,
@@ -117,14 +42,14 @@ write_safetensors(const VTensor *t, int count)
 static void
 write_weights(bool extra, Rng *rng, float **owned)
 {
-	static VTensor t[128];
+	static VfTensor t[128];
 	Safetensors *src = NULL;
 	NnError		err;
 	char		path[4200];
 	int			count = 0,
 				scaled = 11;	/* owned[11..14]: the scaled query/key weights */
 
-	snprintf(path, sizeof(path), "%s/model.safetensors", src_dir);
+	snprintf(path, sizeof(path), "%s/model.safetensors", vf_src_dir);
 	CHECK(safetensors_open(&src, path, &err) == NN_OK, "%s", err.msg);
 	for (int i = 0; src != NULL && i < safetensors_count(src) && count < 100; i++)
 	{
@@ -179,7 +104,7 @@ write_weights(bool extra, Rng *rng, float **owned)
 		t[count].ndim = 2, t[count].shape[0] = 2, t[count].shape[1] = V_H, t[count].n = 2 * V_H;
 		t[count++].data = owned[k++] = unit_random_floats(rng, 2 * V_H);
 	}
-	write_safetensors(t, count);
+	vf_write_safetensors(t, count);
 	safetensors_close(src);
 }
 
@@ -195,7 +120,7 @@ write_config(const char *patch)
 			   *p,
 			   *item;
 
-	snprintf(path, sizeof(path), "%s/config.json", src_dir);
+	snprintf(path, sizeof(path), "%s/config.json", vf_src_dir);
 	json = hf_read_file(path, 1 << 20, &len);
 	root = json ? cJSON_Parse(json) : NULL;
 	p = cJSON_Parse(patch);
@@ -205,7 +130,7 @@ write_config(const char *patch)
 		cJSON_AddItemToObject(root, item->string, cJSON_Duplicate(item, 1));
 	}
 	text = cJSON_Print(root);
-	write_file("config.json", text, strlen(text));
+	vf_write_file("config.json", text, strlen(text));
 	free(text);
 	free(json);
 	cJSON_Delete(root);
@@ -224,28 +149,10 @@ batch_inputs(const Backbone *bb, float *x, uint8_t *mask, uint8_t *types)
 		types[i] = (uint8_t) ((i % V_T) >= 5);
 }
 
-/* Loss sum(wp . pooled) + sum(wh . hidden) of one forward (double sums). */
-static double
-variant_loss(const Backbone *bb, BackboneRun *run, const float *x, const uint8_t *mask,
-			 const uint8_t *types, const float *wp, const float *wh)
-{
-	float		pooled[V_B * V_H],
-				hidden[V_B * V_T * V_H];
-	double		L = 0.0;
-	NnError		err;
-
-	backbone_run_token_types(bb, run, types);
-	if (bb->ops->forward(bb, run, x, mask, V_B, V_T, pooled, &err) != NN_OK)
-		return NAN;
-	deberta_last_hidden(bb, run, hidden);
-	for (int i = 0; i < V_B * V_H; i++)
-		L += (double) wp[i] * pooled[i];
-	for (int i = 0; i < V_B * V_T * V_H; i++)
-		L += (double) wh[i] * hidden[i];
-	return L;
-}
-
-/* The variant's input gradient against central differences; returns its pooled output. */
+/*
+ * The variant's input gradient against central differences at 40 random
+ * inputs; returns its pooled output.
+ */
 static void
 check_gradient(const char *what, const Backbone *bb, Rng *rng, float *pooled_out)
 {
@@ -256,33 +163,23 @@ check_gradient(const char *what, const Backbone *bb, Rng *rng, float *pooled_out
 	float	   *wp = unit_random_floats(rng, V_B * V_H),
 			   *wh = unit_random_floats(rng, V_B * V_T * V_H);
 	BackboneRun *run = bb->ops->run_new(bb, V_B, V_T);
-	double		worst = 0.0,
+	VfLoss		loss = {bb, run, deberta_last_hidden, mask, types, wp, wh};
+	int			idx[40];
+	double		worst,
+				top,
 				gmax = 0.0;
 	NnError		err;
 
 	batch_inputs(bb, x, mask, types);
 	for (int i = 0; i < V_B * V_T * V_H; i++)
 		wh[i] = mask[i / V_H] ? wh[i] : 0.0f;
-	CHECK(!isnan(variant_loss(bb, run, x, mask, types, wp, wh)), "%s forward", what);
+	CHECK(!isnan(vf_loss(&loss, x)), "%s forward", what);
 	CHECK(deberta_backward_full(bb, run, wp, wh, dx, &err) == NN_OK, "%s", err.msg);
 	for (int i = 0; i < V_B * V_T * V_H; i++)
 		gmax = fmax(gmax, fabs(dx[i]));
 	for (int k = 0; k < 40; k++)
-	{
-		int			i = (int) (rng_uniform(rng) * (V_B * V_T * V_H - 1));
-		float		keep = x[i];
-		double		up,
-					down;
-
-		if (!mask[i / V_H])
-			continue;
-		x[i] = keep + 1e-3f;
-		up = variant_loss(bb, run, x, mask, types, wp, wh);
-		x[i] = keep - 1e-3f;
-		down = variant_loss(bb, run, x, mask, types, wp, wh);
-		x[i] = keep;
-		worst = fmax(worst, fabs((up - down) / 2e-3 - dx[i]));
-	}
+		idx[k] = (int) (rng_uniform(rng) * (V_B * V_T * V_H - 1));
+	vf_fd_gap(&loss, x, dx, idx, 40, &worst, &top);
 	printf("# %s: largest gradient %.3e, worst finite-difference gap %.3e\n", what, gmax, worst);
 	/* float32 noise is ~0.1% of the largest gradient here; a misplaced position term ~0.5% */
 	CHECK(gmax > 0.0 && worst <= 0.003 * gmax, "%s: gap %.3e of %.3e", what, worst, gmax);
@@ -299,7 +196,7 @@ check_gradient(const char *what, const Backbone *bb, Rng *rng, float *pooled_out
 	free(wh);
 }
 
-/* Open tmp_dir as configured by patch (extra: write the additional tensors too). */
+/* Open vf_tmp_dir as configured by patch (extra: write the additional tensors too). */
 static Backbone *
 open_variant(const char *patch, bool extra, Rng *rng, float **owned)
 {
@@ -308,7 +205,7 @@ open_variant(const char *patch, bool extra, Rng *rng, float **owned)
 
 	write_config(patch);
 	write_weights(extra, rng, owned);
-	CHECK(backbone_open(&bb, tmp_dir, &err) == NN_OK, "%s: %s", patch, err.msg);
+	CHECK(backbone_open(&bb, vf_tmp_dir, &err) == NN_OK, "%s: %s", patch, err.msg);
 	return bb;
 }
 
@@ -405,7 +302,7 @@ test_refused(void)
 
 		write_config(patches[i][0]);
 		write_weights(false, &rng, NULL);
-		s = backbone_open(&bb, tmp_dir, &err);
+		s = backbone_open(&bb, vf_tmp_dir, &err);
 		CHECK(s == NN_ERR_FORMAT && strstr(err.msg, patches[i][1]) != NULL,
 			  "%s: status %d, %s", patches[i][0], (int) s, s ? err.msg : "opened");
 		backbone_close(bb);
@@ -471,43 +368,21 @@ test_config_fields(void)
 		  cfg.type_vocab_size, cfg.layer_norm_eps);
 }
 
-static void
-remove_tmp(void)
-{
-	static const char *files[] = {"config.json", "tokenizer.json", "model.safetensors"};
-	char		p[256];
-
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-	{
-		snprintf(p, sizeof(p), "%s/%s", tmp_dir, files[i]);
-		unlink(p);
-	}
-	rmdir(tmp_dir);
-}
-
 int
 main(void)
 {
-	char		from[4200],
-				to[256],
-				abs_dir[4096];
-
-	snprintf(src_dir, sizeof(src_dir), "%s/deberta-v3-tiny-random", UNIT_HF_DIR());
-	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/dept_deberta_XXXXXX");
-	if (mkdtemp(tmp_dir) == NULL || realpath(src_dir, abs_dir) == NULL)
+	if (!vf_setup("deberta-v3-tiny-random", "/tmp/dept_deberta_XXXXXX"))
 	{
 		printf("not ok 1 - temporary directory or fixture\n");
 		return 1;
 	}
-	snprintf(from, sizeof(from), "%s/tokenizer.json", abs_dir);
-	snprintf(to, sizeof(to), "%s/tokenizer.json", tmp_dir);
-	if (symlink(from, to) != 0)
+	if (!vf_link_file("tokenizer.json"))
 		printf("# cannot link the tokenizer\n");
 	RUN_TEST(test_log_buckets);
 	RUN_TEST(test_config_fields);
 	RUN_TEST(test_variants);
 	RUN_TEST(test_token_types);
 	RUN_TEST(test_refused);
-	remove_tmp();
+	vf_remove_tmp(NULL);
 	return unit_finish();
 }

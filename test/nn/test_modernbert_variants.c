@@ -21,119 +21,46 @@
  * effect is checked by the output differing from the fixture model's.  Also: the
  * config fields' parsing and defaults, and the configurations refused.
  */
-#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "models/backbone.h"
 #include "models/modernbert/modernbert.h"
 #include "unit.h"
-
-#define V_B 2
-#define V_T 9
-#define V_H 32
-
-static char src_dir[4096];
-static char tmp_dir[64];
-
-static void
-write_file(const char *name, const void *data, size_t len)
-{
-	char		p[256];
-	FILE	   *f;
-
-	snprintf(p, sizeof(p), "%s/%s", tmp_dir, name);
-	unlink(p);
-	if ((f = fopen(p, "wb")) != NULL)
-	{
-		fwrite(data, 1, len, f);
-		fclose(f);
-	}
-}
-
-typedef struct VTensor
-{
-	char		name[128];
-	int			ndim;
-	int64_t		shape[2];
-	float	   *data;
-	size_t		n;
-} VTensor;
-
-static void
-write_safetensors(const VTensor *t, int count)
-{
-	cJSON	   *hdr = cJSON_CreateObject();
-	size_t		off = 0,
-				hlen,
-				pad;
-	char	   *text;
-	uint8_t    *buf;
-	uint64_t	n;
-
-	for (int i = 0; i < count; i++)
-	{
-		cJSON	   *e = cJSON_AddObjectToObject(hdr, t[i].name);
-		double		shape[2] = {(double) t[i].shape[0], (double) t[i].shape[1]},
-					offs[2] = {(double) off, (double) (off + 4 * t[i].n)};
-
-		cJSON_AddStringToObject(e, "dtype", "F32");
-		cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(shape, t[i].ndim));
-		cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2));
-		off += 4 * t[i].n;
-	}
-	text = cJSON_PrintUnformatted(hdr);
-	hlen = strlen(text);
-	pad = (8 - hlen % 8) % 8;
-	n = hlen + pad;
-	buf = malloc(8 + n + off);
-	memcpy(buf, &n, 8);
-	memcpy(buf + 8, text, hlen);
-	memset(buf + 8 + hlen, ' ', pad);
-	off = 0;
-	for (int i = 0; i < count; i++)
-	{
-		memcpy(buf + 8 + n + off, t[i].data, 4 * t[i].n);
-		off += 4 * t[i].n;
-	}
-	write_file("model.safetensors", buf, 8 + n + off);
-	free(buf);
-	free(text);
-	cJSON_Delete(hdr);
-}
+#include "variant_fixture.h"
 
 /* The fixture's tensors (Wqkv x 8) plus a random bias for every Linear and LayerNorm. */
 static int
-write_biased_weights(Rng *rng, VTensor *t)
+write_biased_weights(Rng *rng, VfTensor *t)
 {
 	Safetensors *src = NULL;
 	NnError		err;
 	char		path[4200];
 	int			count = 0;
 
-	snprintf(path, sizeof(path), "%s/model.safetensors", src_dir);
+	snprintf(path, sizeof(path), "%s/model.safetensors", vf_src_dir);
 	CHECK(safetensors_open(&src, path, &err) == NN_OK, "%s", err.msg);
 	for (int i = 0; src != NULL && i < safetensors_count(src) && count < 120; i++)
 	{
 		const StTensor *s = safetensors_tensor(src, i);
 		size_t		n = s->nbytes / 4;
 		size_t		len = strlen(s->name);
+		float	   *w;
 
 		snprintf(t[count].name, sizeof(t[count].name), "%s", s->name);
 		t[count].ndim = s->ndim;
 		t[count].shape[0] = s->shape[0];
 		t[count].shape[1] = s->ndim > 1 ? s->shape[1] : 0;
-		t[count].data = malloc(4 * n);
-		memcpy(t[count].data, safetensors_raw(src, s), 4 * n);
+		t[count].data = w = malloc(4 * n);
+		memcpy(w, safetensors_raw(src, s), 4 * n);
 		if (strstr(s->name, "Wqkv") != NULL)
 			for (size_t j = 0; j < n; j++)
-				t[count].data[j] *= 8.0f;
+				w[j] *= 8.0f;
 		t[count++].n = n;
 		if (len > 7 && strcmp(s->name + len - 7, ".weight") == 0 &&
 			strstr(s->name, "tok_embeddings") == NULL)
@@ -143,14 +70,14 @@ write_biased_weights(Rng *rng, VTensor *t)
 			t[count].shape[0] = s->shape[0];
 			t[count].shape[1] = 0;
 			t[count].n = (size_t) s->shape[0];
-			t[count].data = unit_random_floats(rng, t[count].n);
+			t[count].data = w = unit_random_floats(rng, t[count].n);
 			for (size_t j = 0; j < t[count].n; j++)
-				t[count].data[j] *= 0.2f;
+				w[j] *= 0.2f;
 			count++;
 		}
 	}
 	safetensors_close(src);
-	write_safetensors(t, count);
+	vf_write_safetensors(t, count);
 	return count;
 }
 
@@ -161,41 +88,18 @@ static const char *biased_config =
 " \"mlp_bias\": true, \"local_attention\": 4, \"global_attn_every_n_layers\": 2,"
 " \"global_rope_theta\": 20000.0, \"local_rope_theta\": 500.0}";
 
-/* Set up tmp_dir as a model directory with config text and the fixture's tokenizer. */
+/* Set up vf_tmp_dir as a model directory with config text and the fixture's tokenizer. */
 static void
 write_dir(const char *config)
 {
-	char		from[4200],
-				to[256];
-
-	write_file("config.json", config, strlen(config));
-	snprintf(from, sizeof(from), "%s/tokenizer.json", src_dir);
-	snprintf(to, sizeof(to), "%s/tokenizer.json", tmp_dir);
-	unlink(to);
-	CHECK(symlink(from, to) == 0, "symlink tokenizer.json");
+	vf_write_file("config.json", config, strlen(config));
+	CHECK(vf_link_file("tokenizer.json"), "symlink tokenizer.json");
 }
 
-/* L = sum(pooled * wp) + sum over valid rows of hidden * wh, with the run's pool skip. */
-static double
-loss_of(Backbone *bb, BackboneRun *run, const float *x, const uint8_t *mask, const float *wp,
-		const float *wh)
-{
-	float		pooled[V_B * V_H],
-				hidden[V_B * V_T * V_H];
-	NnError		err;
-	double		L = 0.0;
-
-	if (bb->ops->forward(bb, run, x, mask, V_B, V_T, pooled, &err) != NN_OK)
-		return NAN;
-	modernbert_last_hidden(bb, run, hidden);
-	for (int i = 0; i < V_B * V_H; i++)
-		L += (double) pooled[i] * wp[i];
-	for (int i = 0; i < V_B * V_T * V_H; i++)
-		L += mask[i / V_H] ? (double) hidden[i] * wh[i] : 0.0;
-	return L;
-}
-
-/* The input gradient of loss_of against central differences; the pooled output vs base's. */
+/*
+ * The input gradient of vf_loss (through a pool skip of 2 rows) against
+ * central differences at every input; the pooled output vs base's.
+ */
 static void
 check_gradient(Backbone *bb, Rng *rng, const float *base_pooled)
 {
@@ -208,9 +112,11 @@ check_gradient(Backbone *bb, Rng *rng, const float *base_pooled)
 	float		pooled[V_B * V_H];
 	uint8_t		mask[V_B * V_T];
 	BackboneRun *run = bb->ops->run_new(bb, V_B, V_T);
+	VfLoss		loss = {bb, run, modernbert_last_hidden, mask, NULL, wp, wh};
+	static int	idx[V_B * V_T * V_H];
 	NnError		err;
-	double		worst = 0.0,
-				top = 0.0,
+	double		worst,
+				top,
 				moved = 0.0;
 
 	for (int i = 0; i < V_B * V_T; i++)
@@ -224,21 +130,8 @@ check_gradient(Backbone *bb, Rng *rng, const float *base_pooled)
 	CHECK(base_pooled == NULL || moved > 1e-2, "the options change the output (%.2e)", moved);
 	CHECK(modernbert_backward_full(bb, run, wp, dh, dx, &err) == NN_OK, "%s", err.msg);
 	for (size_t i = 0; i < n; i++)
-	{
-		float		keep = x[i];
-		double		lp,
-					lm,
-					fd;
-
-		x[i] = keep + 1e-3f;
-		lp = loss_of(bb, run, x, mask, wp, wh);
-		x[i] = keep - 1e-3f;
-		lm = loss_of(bb, run, x, mask, wp, wh);
-		x[i] = keep;
-		fd = mask[i / V_H] ? (lp - lm) / 2e-3 : 0.0;
-		worst = fmax(worst, fabs(fd - dx[i]));
-		top = fmax(top, fabs(fd));
-	}
+		idx[i] = (int) i;
+	vf_fd_gap(&loss, x, dx, idx, (int) n, &worst, &top);
 	printf("# input gradient vs central differences: max |diff| %.2e of max |grad| %.2e\n",
 		   worst, top);
 	CHECK(top > 0 && worst <= 3e-3 * top, "gradient off by %.3e of %.3e", worst, top);
@@ -265,7 +158,7 @@ fixture_pooled(uint64_t seed, float *pooled)
 	x = unit_random_floats(&rng, (size_t) V_B * V_T * V_H);
 	for (int i = 0; i < V_B * V_T; i++)
 		mask[i] = i < V_T || i % V_T < 6;
-	CHECK(backbone_open(&bb, src_dir, &err) == NN_OK, "%s", err.msg);
+	CHECK(backbone_open(&bb, vf_src_dir, &err) == NN_OK, "%s", err.msg);
 	if (bb != NULL && (run = bb->ops->run_new(bb, V_B, V_T)) != NULL)
 	{
 		backbone_run_pool_skip(bb, run, 2);
@@ -279,7 +172,7 @@ fixture_pooled(uint64_t seed, float *pooled)
 static void
 test_biased_variant(void)
 {
-	static VTensor t[128];
+	static VfTensor t[128];
 	float		base[V_B * V_H] = {0};
 	Backbone   *bb = NULL;
 	Rng			rng;
@@ -290,7 +183,7 @@ test_biased_variant(void)
 	count = write_biased_weights(&rng, t);
 	write_dir(biased_config);
 	fixture_pooled(11, base);
-	CHECK(backbone_open(&bb, tmp_dir, &err) == NN_OK, "%s", err.msg);
+	CHECK(backbone_open(&bb, vf_tmp_dir, &err) == NN_OK, "%s", err.msg);
 	if (bb != NULL)
 	{
 		CHECK(bb->max_positions == 1024 && bb->max_tokens == 512, "positions %d, tokens %d",
@@ -308,12 +201,12 @@ test_biased_variant(void)
 		snprintf(big, sizeof(big), "%.*s100000%s", (int) (at - biased_config), biased_config,
 				 at + 4);
 		write_dir(big);
-		CHECK(backbone_open(&bb, tmp_dir, &err) == NN_OK && bb->max_positions == 8192 &&
+		CHECK(backbone_open(&bb, vf_tmp_dir, &err) == NN_OK && bb->max_positions == 8192 &&
 			  bb->max_tokens == 512, "100000 positions: %s", bb ? "limits" : err.msg);
 		backbone_close(bb);
 	}
 	for (int i = 0; i < count; i++)
-		free(t[i].data);
+		free((void *) t[i].data);
 }
 
 /* The fixture model itself through the same finite differences. */
@@ -324,7 +217,7 @@ test_fixture_gradient(void)
 	Rng			rng;
 	NnError		err;
 
-	CHECK(backbone_open(&bb, src_dir, &err) == NN_OK, "%s", err.msg);
+	CHECK(backbone_open(&bb, vf_src_dir, &err) == NN_OK, "%s", err.msg);
 	if (bb != NULL)
 	{
 		rng_seed(&rng, 11);
@@ -396,7 +289,7 @@ test_refused(void)
 	for (size_t i = 0; i < sizeof(configs) / sizeof(configs[0]); i++)
 	{
 		write_dir(configs[i][0]);
-		CHECK(backbone_open(&bb, tmp_dir, &err) == NN_ERR_FORMAT &&
+		CHECK(backbone_open(&bb, vf_tmp_dir, &err) == NN_ERR_FORMAT &&
 			  strstr(err.msg, configs[i][1]) != NULL, "config %zu: %s", i, err.msg);
 		backbone_close(bb);
 		bb = NULL;
@@ -406,27 +299,15 @@ test_refused(void)
 int
 main(void)
 {
-	char		p[256];
-
-	if (realpath(UNIT_HF_DIR(), src_dir) == NULL)
-		snprintf(src_dir, sizeof(src_dir), "%s", UNIT_HF_DIR());
-	strncat(src_dir, "/modernbert-tiny-random", sizeof(src_dir) - strlen(src_dir) - 1);
-	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/dept-modernbert-XXXXXX");
-	if (mkdtemp(tmp_dir) == NULL)
+	if (!vf_setup("modernbert-tiny-random", "/tmp/dept-modernbert-XXXXXX"))
 	{
-		CHECK(0, "mkdtemp");
+		CHECK(0, "mkdtemp or the fixture");
 		return unit_finish();
 	}
 	RUN_TEST(test_config_fields);
 	RUN_TEST(test_fixture_gradient);
 	RUN_TEST(test_biased_variant);
 	RUN_TEST(test_refused);
-	for (const char *const *f = (const char *const[]) {"config.json", "model.safetensors",
-		"tokenizer.json", NULL}; *f; f++)
-	{
-		snprintf(p, sizeof(p), "%s/%s", tmp_dir, *f);
-		unlink(p);
-	}
-	rmdir(tmp_dir);
+	vf_remove_tmp(NULL);
 	return unit_finish();
 }

@@ -42,6 +42,7 @@
 #include "adapters/adapter_io.h"
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
+#include "hf_reference.h"
 #include "models/bert/bert.h"
 #include "train/batch.h"
 #include "unit.h"
@@ -72,7 +73,8 @@ read_pair_cases(const char *model, const char *name, int32_t **want_ids, uint8_t
 {
 	size_t		len;
 	char	   *all = hf_read_file(fixture(model, name), (size_t) 64 << 20, &len);
-	char	   *line = all;
+	char	   *cursor = all;
+	cJSON	   *c;
 	Dataset    *ds = dataset_new();
 	NnError		err;
 	int			cap = 4096;
@@ -82,34 +84,25 @@ read_pair_cases(const char *model, const char *name, int32_t **want_ids, uint8_t
 	*want_n = malloc(sizeof(int) * cap);
 	*max_length = malloc(sizeof(int) * cap);
 	CHECK(all != NULL, "cannot read %s of %s", name, model);
-	while (line != NULL && *line && ds->n_rows < cap)
+	while (ds->n_rows < cap && (c = ef_next_case(&cursor, NULL)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		const char *a = cJSON_GetObjectItem(c, "text_a")->valuestring;
+		const char *b = cJSON_GetObjectItem(c, "text_b")->valuestring;
+		const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+		const cJSON *types = cJSON_GetObjectItem(c, "type_ids");
+		const cJSON *maxl = cJSON_GetObjectItem(c, "max_length");
+		int			i = ds->n_rows;
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
+		CHECK(dataset_add_pair(ds, a, strlen(a), b, strlen(b), "x", 1, &err) == NN_OK, "%s",
+			  err.msg);
+		(*want_n)[i] = cJSON_GetArraySize(ids);
+		(*max_length)[i] = cJSON_IsNumber(maxl) ? maxl->valueint : 0;
+		for (int k = 0; k < (*want_n)[i] && k < 1024; k++)
 		{
-			const char *a = cJSON_GetObjectItem(c, "text_a")->valuestring;
-			const char *b = cJSON_GetObjectItem(c, "text_b")->valuestring;
-			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
-			const cJSON *types = cJSON_GetObjectItem(c, "type_ids");
-			const cJSON *maxl = cJSON_GetObjectItem(c, "max_length");
-			int			i = ds->n_rows;
-
-			CHECK(dataset_add_pair(ds, a, strlen(a), b, strlen(b), "x", 1, &err) == NN_OK, "%s",
-				  err.msg);
-			(*want_n)[i] = cJSON_GetArraySize(ids);
-			(*max_length)[i] = cJSON_IsNumber(maxl) ? maxl->valueint : 0;
-			for (int k = 0; k < (*want_n)[i] && k < 1024; k++)
-			{
-				(*want_ids)[(size_t) i * 1024 + k] = cJSON_GetArrayItem(ids, k)->valueint;
-				(*want_types)[(size_t) i * 1024 + k] = (uint8_t) cJSON_GetArrayItem(types, k)->valueint;
-			}
-			cJSON_Delete(c);
+			(*want_ids)[(size_t) i * 1024 + k] = cJSON_GetArrayItem(ids, k)->valueint;
+			(*want_types)[(size_t) i * 1024 + k] = (uint8_t) cJSON_GetArrayItem(types, k)->valueint;
 		}
-		line = nl ? nl + 1 : NULL;
+		cJSON_Delete(c);
 	}
 	free(all);
 	return ds;

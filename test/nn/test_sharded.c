@@ -14,81 +14,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "formats/safetensors.h"
 #include "models/backbone.h"
 #include "unit.h"
-
-static char src_dir[4096];
-static char tmp_dir[64];
-
-static void
-write_file(const char *name, const void *data, size_t len)
-{
-	char		p[256];
-	FILE	   *f;
-
-	snprintf(p, sizeof(p), "%s/%s", tmp_dir, name);
-	unlink(p);
-	if ((f = fopen(p, "wb")) != NULL)
-	{
-		fwrite(data, 1, len, f);
-		fclose(f);
-	}
-}
+#include "variant_fixture.h"
 
 /* The tensors i of src with i % 2 == part (part < 0: all) as a .safetensors file. */
 static void
 write_shard(const Safetensors *src, int part, const char *name)
 {
-	cJSON	   *hdr = cJSON_CreateObject();
-	size_t		off = 0,
-				hlen,
-				pad;
-	char	   *text;
-	uint8_t    *buf;
-	uint64_t	n;
+	VfSt		st = {0};
 
 	for (int i = 0; i < safetensors_count(src); i++)
 	{
 		const StTensor *t = safetensors_tensor(src, i);
-		cJSON	   *e;
-		double		shape[ST_MAX_DIMS],
-					offs[2] = {(double) off, (double) (off + t->nbytes)};
 
-		if (part >= 0 && i % 2 != part)
-			continue;
-		for (int d = 0; d < t->ndim; d++)
-			shape[d] = (double) t->shape[d];
-		e = cJSON_AddObjectToObject(hdr, t->name);
-		cJSON_AddStringToObject(e, "dtype", safetensors_dtype_name(t->dtype));
-		cJSON_AddItemToObject(e, "shape", cJSON_CreateDoubleArray(shape, t->ndim));
-		cJSON_AddItemToObject(e, "data_offsets", cJSON_CreateDoubleArray(offs, 2));
-		off += t->nbytes;
+		if (part < 0 || i % 2 == part)
+			vf_st_add(&st, t->name, safetensors_dtype_name(t->dtype), t->ndim, t->shape,
+					  safetensors_raw(src, t), t->nbytes);
 	}
-	text = cJSON_PrintUnformatted(hdr);
-	hlen = strlen(text);
-	pad = (8 - hlen % 8) % 8;
-	n = hlen + pad;
-	buf = malloc(8 + n + off);
-	memcpy(buf, &n, 8);
-	memcpy(buf + 8, text, hlen);
-	memset(buf + 8 + hlen, ' ', pad);
-	off = 0;
-	for (int i = 0; i < safetensors_count(src); i++)
-	{
-		const StTensor *t = safetensors_tensor(src, i);
-
-		if (part >= 0 && i % 2 != part)
-			continue;
-		memcpy(buf + 8 + n + off, safetensors_raw(src, t), t->nbytes);
-		off += t->nbytes;
-	}
-	write_file(name, buf, 8 + n + off);
-	free(buf);
-	free(text);
-	cJSON_Delete(hdr);
+	vf_st_write(&st, name);
 }
 
 /* The index mapping tensor i to shard name[i % 2]. */
@@ -104,23 +50,9 @@ write_index(const Safetensors *src, const char *name0, const char *name1)
 	for (int i = 0; i < safetensors_count(src); i++)
 		cJSON_AddStringToObject(map, safetensors_tensor(src, i)->name, i % 2 ? name1 : name0);
 	text = cJSON_PrintUnformatted(root);
-	write_file("model.safetensors.index.json", text, strlen(text));
+	vf_write_file("model.safetensors.index.json", text, strlen(text));
 	free(text);
 	cJSON_Delete(root);
-}
-
-static void
-link_file(const char *name)
-{
-	char		from[4200],
-				to[256],
-				abs[4096];
-
-	if (realpath(src_dir, abs) == NULL)
-		return;
-	snprintf(from, sizeof(from), "%s/%s", abs, name);
-	snprintf(to, sizeof(to), "%s/%s", tmp_dir, name);
-	CHECK(symlink(from, to) == 0, "symlink %s", name);
 }
 
 /* Pooled outputs of two texts through bb. */
@@ -147,17 +79,17 @@ test_sharded_equals_whole(void)
 				b[64];
 	NnError		err;
 
-	snprintf(path, sizeof(path), "%s/model.safetensors", src_dir);
+	snprintf(path, sizeof(path), "%s/model.safetensors", vf_src_dir);
 	CHECK(safetensors_open(&src, path, &err) == NN_OK, "%s", err.msg);
 	if (src == NULL)
 		return;
 	write_shard(src, 0, "model-00001-of-00002.safetensors");
 	write_shard(src, 1, "model-00002-of-00002.safetensors");
 	write_index(src, "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors");
-	link_file("config.json");
-	link_file("tokenizer.json");
-	CHECK(backbone_open(&whole, src_dir, &err) == NN_OK, "%s", err.msg);
-	CHECK(backbone_open(&sharded, tmp_dir, &err) == NN_OK, "sharded: %s", err.msg);
+	CHECK(vf_link_file("config.json"), "symlink config.json");
+	CHECK(vf_link_file("tokenizer.json"), "symlink tokenizer.json");
+	CHECK(backbone_open(&whole, vf_src_dir, &err) == NN_OK, "%s", err.msg);
+	CHECK(backbone_open(&sharded, vf_tmp_dir, &err) == NN_OK, "sharded: %s", err.msg);
 	if (whole != NULL && sharded != NULL)
 	{
 		embed_two(whole, a);
@@ -167,10 +99,10 @@ test_sharded_equals_whole(void)
 		CHECK(strcmp(whole->fingerprint, sharded->fingerprint) != 0 &&
 			  strlen(sharded->fingerprint) == 64, "fingerprint %s", sharded->fingerprint);
 	}
-	CHECK(backbone_uses_file(tmp_dir, "model.safetensors.index.json"), "the index");
-	CHECK(backbone_uses_file(tmp_dir, "model-00001-of-00002.safetensors") &&
-		  backbone_uses_file(tmp_dir, "model-00002-of-00002.safetensors"), "the shards");
-	CHECK(!backbone_uses_file(tmp_dir, "model-00003-of-00002.safetensors"), "not an unlisted file");
+	CHECK(backbone_uses_file(vf_tmp_dir, "model.safetensors.index.json"), "the index");
+	CHECK(backbone_uses_file(vf_tmp_dir, "model-00001-of-00002.safetensors") &&
+		  backbone_uses_file(vf_tmp_dir, "model-00002-of-00002.safetensors"), "the shards");
+	CHECK(!backbone_uses_file(vf_tmp_dir, "model-00003-of-00002.safetensors"), "not an unlisted file");
 	backbone_close(whole);
 	backbone_close(sharded);
 	safetensors_close(src);
@@ -182,7 +114,7 @@ expect_index(const char *json, NnStatus want, const char *what)
 {
 	Safetensors *st = NULL;
 	NnError		err;
-	NnStatus	s = safetensors_open_index_json(&st, tmp_dir, json, strlen(json), &err);
+	NnStatus	s = safetensors_open_index_json(&st, vf_tmp_dir, json, strlen(json), &err);
 
 	CHECK(s == want && st == NULL, "%s: status %d", what, (int) s);
 	if (s != NN_OK)
@@ -205,7 +137,7 @@ test_bad_indexes(void)
 	expect_index("{\"weight_map\": {\"x\": \"config.json\"}}", NN_ERR_FORMAT, "not .safetensors");
 	expect_index("{\"weight_map\": {\"x\": 3}}", NN_ERR_FORMAT, "not a string");
 	expect_index("{\"weight_map\": {\"x\": \"none.safetensors\"}}", NN_ERR_IO, "missing shard");
-	snprintf(path, sizeof(path), "%s/model.safetensors", src_dir);
+	snprintf(path, sizeof(path), "%s/model.safetensors", vf_src_dir);
 	if (safetensors_open(&src, path, &err) != NN_OK)
 		return;
 	write_shard(src, -1, "all.safetensors");
@@ -221,38 +153,23 @@ test_bad_indexes(void)
 		snprintf(json, sizeof(json), "{\"weight_map\": {\"nope\": \"all.safetensors\"}}");
 		expect_index(json, NN_ERR_FORMAT, "tensor not in its shard");
 	}
-	snprintf(path, sizeof(path), "%s/all.safetensors", tmp_dir);
-	unlink(path);
+	vf_unlink("all.safetensors");
 	safetensors_close(src);
-}
-
-static void
-remove_tmp(void)
-{
-	static const char *files[] = {"config.json", "tokenizer.json", "model.safetensors.index.json",
-	"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"};
-	char		p[256];
-
-	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-	{
-		snprintf(p, sizeof(p), "%s/%s", tmp_dir, files[i]);
-		unlink(p);
-	}
-	rmdir(tmp_dir);
 }
 
 int
 main(void)
 {
-	snprintf(src_dir, sizeof(src_dir), "%s/roberta-tiny-random", UNIT_HF_DIR());
-	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/dept_shards_XXXXXX");
-	if (mkdtemp(tmp_dir) == NULL)
+	static const char *const shards[] = {"model.safetensors.index.json",
+		"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", NULL};
+
+	if (!vf_setup("roberta-tiny-random", "/tmp/dept_shards_XXXXXX"))
 	{
-		printf("not ok 1 - mkdtemp\n");
+		printf("not ok 1 - mkdtemp or the fixture\n");
 		return 1;
 	}
 	RUN_TEST(test_sharded_equals_whole);
 	RUN_TEST(test_bad_indexes);
-	remove_tmp();
+	vf_remove_tmp(shards);
 	return unit_finish();
 }

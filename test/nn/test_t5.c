@@ -38,6 +38,7 @@
 #include "formats/safetensors.h"
 #include "models/t5/t5.h"
 #include "models/t5/t5_kernels.h"
+#include "hf_reference.h"
 #include "unit.h"
 
 #define D 32
@@ -49,10 +50,6 @@
 #define M_PROMPT 5
 #define S_MAX 64
 #define RANK 3
-
-static char fixture[4096];
-static Backbone *model;
-static Safetensors *ref;
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -102,72 +99,6 @@ write_all(const char *path, const void *data, size_t len)
 	return fclose(f) == 0 && ok;
 }
 
-static const float *
-ref_f32(const char *name, int ndim, int64_t d0, int64_t d1, int64_t d2)
-{
-	int64_t		shape[3] = {d0, d1, d2};
-	const float *p = NULL;
-	NnError		err;
-
-	if (ref == NULL || safetensors_get_f32(ref, name, ndim, shape, &p, &err) != NN_OK)
-	{
-		CHECK(0, "reference tensor %s: %s", name, ref ? err.msg : "no reference file");
-		return NULL;
-	}
-	return p;
-}
-
-static const int32_t *
-ref_i32(const char *name, int64_t d0, int64_t d1)
-{
-	int64_t		shape[2] = {d0, d1};
-	const void *p = NULL;
-	NnError		err;
-
-	if (ref == NULL || safetensors_get(ref, name, ST_I32, 2, shape, &p, &err) != NN_OK)
-	{
-		CHECK(0, "reference tensor %s: %s", name, ref ? err.msg : "no reference file");
-		return NULL;
-	}
-	return p;
-}
-
-/* max |a - b| / max |b| over n values, where use (may be NULL) is nonzero. */
-static double
-rel_diff(const float *a, const float *b, size_t n, const uint8_t *use, size_t per)
-{
-	double		num = 0.0,
-				den = 0.0;
-
-	for (size_t i = 0; i < n; i++)
-	{
-		if (use != NULL && !use[i / per])
-			continue;
-		num = fmax(num, fabs((double) a[i] - b[i]));
-		den = fmax(den, fabs((double) b[i]));
-	}
-	return den > 0 ? num / den : num;
-}
-
-/* The reference batch: input_ids -> x (NB, NT, D), mask (NB, NT). */
-static bool
-reference_inputs(float *x, uint8_t *mask)
-{
-	const int32_t *ids = ref_i32("input_ids", NB, NT);
-	const int32_t *am = ref_i32("attention_mask", NB, NT);
-	uint8_t		m2[NT];
-
-	if (ids == NULL || am == NULL || model == NULL)
-		return false;
-	for (int b = 0; b < NB; b++)
-	{
-		model->ops->embed_tokens(model, ids + b * NT, NT, x + (size_t) b * NT * D, m2);
-		for (int t = 0; t < NT; t++)
-			mask[b * NT + t] = (uint8_t) am[b * NT + t];
-	}
-	return true;
-}
-
 /* ---- tokenizer ------------------------------------------------------------------ */
 
 static void
@@ -178,7 +109,8 @@ test_tokenizer_cases(void)
 	NnError		err;
 	size_t		len;
 	char	   *all,
-			   *line;
+			   *cursor;
+	cJSON	   *c;
 	int			total = 0,
 				equal = 0;
 
@@ -192,35 +124,27 @@ test_tokenizer_cases(void)
 		free(all);
 		return;
 	}
-	for (line = all; line != NULL && *line;)
+	cursor = all;
+	while ((c = ef_next_case(&cursor, NULL)) != NULL)
 	{
-		char	   *nl = strchr(line, '\n');
-		cJSON	   *c;
+		const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
+		const cJSON *ids = cJSON_GetObjectItem(c, "ids");
+		const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
+		int32_t		out[1024];
+		char	   *tk[1024];
+		int			n = hf_unigram_encode(u, text, strlen(text), HFU_SPECIALS, out, tk, 1024);
+		bool		eq = n == cJSON_GetArraySize(ids);
 
-		if (nl)
-			*nl = '\0';
-		if ((c = cJSON_Parse(line)) != NULL)
-		{
-			const char *text = cJSON_GetObjectItem(c, "text")->valuestring;
-			const cJSON *ids = cJSON_GetObjectItem(c, "ids");
-			const cJSON *toks = cJSON_GetObjectItem(c, "tokens");
-			int32_t		out[1024];
-			char	   *tk[1024];
-			int			n = hf_unigram_encode(u, text, strlen(text), HFU_SPECIALS, out, tk, 1024);
-			bool		eq = n == cJSON_GetArraySize(ids);
-
-			for (int i = 0; eq && i < n; i++)
-				eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
-					strcmp(tk[i], cJSON_GetArrayItem(toks, i)->valuestring) == 0;
-			CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", total, text, n,
-				  cJSON_GetArraySize(ids));
-			for (int i = 0; i < n; i++)
-				free(tk[i]);
-			equal += eq;
-			total++;
-			cJSON_Delete(c);
-		}
-		line = nl ? nl + 1 : NULL;
+		for (int i = 0; eq && i < n; i++)
+			eq = out[i] == cJSON_GetArrayItem(ids, i)->valueint &&
+				strcmp(tk[i], cJSON_GetArrayItem(toks, i)->valuestring) == 0;
+		CHECK(eq, "case %d: \"%.60s\" (%d ids, expected %d)", total, text, n,
+			  cJSON_GetArraySize(ids));
+		for (int i = 0; i < n; i++)
+			free(tk[i]);
+		equal += eq;
+		total++;
+		cJSON_Delete(c);
 	}
 	printf("# tokenizer_cases.jsonl: %d of %d cases identical (ids and tokens)\n", equal, total);
 	CHECK(total >= 2000, "only %d cases", total);
@@ -634,29 +558,30 @@ open_fixture(const char *name)
 {
 	NnError		err;
 
-	snprintf(fixture, sizeof(fixture), "%s/%s", UNIT_HF_DIR(), name);
-	model = NULL;
-	ref = NULL;
-	CHECK(t5_open(&model, fixture, &err) == NN_OK, "%s: %s", name, err.msg);
-	CHECK(safetensors_open(&ref, path_in(fixture, "reference.safetensors"), &err) == NN_OK,
+	snprintf(ef_fixture, sizeof(ef_fixture), "%s/%s", UNIT_HF_DIR(), name);
+	ef_H = D;
+	ef_model = NULL;
+	ef_ref = NULL;
+	CHECK(t5_open(&ef_model, ef_fixture, &err) == NN_OK, "%s: %s", name, err.msg);
+	CHECK(safetensors_open(&ef_ref, ef_path("reference.safetensors"), &err) == NN_OK,
 		  "%s", err.msg);
-	if (model != NULL)
+	if (ef_model != NULL)
 	{
-		CHECK(t5_is(model) && strcmp(model->ops->family, "t5") == 0, "family");
-		CHECK(model->d_embed == D && model->d_out == D && model->vocab_size == V,
-			  "dims %d %d %d", model->d_embed, model->d_out, model->vocab_size);
-		CHECK(strlen(model->fingerprint) == 64, "fingerprint");
+		CHECK(t5_is(ef_model) && strcmp(ef_model->ops->family, "t5") == 0, "family");
+		CHECK(ef_model->d_embed == D && ef_model->d_out == D && ef_model->vocab_size == V,
+			  "dims %d %d %d", ef_model->d_embed, ef_model->d_out, ef_model->vocab_size);
+		CHECK(strlen(ef_model->fingerprint) == 64, "fingerprint");
 	}
-	return model != NULL && ref != NULL;
+	return ef_model != NULL && ef_ref != NULL;
 }
 
 static void
 close_fixture(void)
 {
-	backbone_close(model);
-	safetensors_close(ref);
-	model = NULL;
-	ref = NULL;
+	backbone_close(ef_model);
+	safetensors_close(ef_ref);
+	ef_model = NULL;
+	ef_ref = NULL;
 }
 
 /* The reference texts tokenize to input_ids; the label strings to labels. */
@@ -671,25 +596,25 @@ test_reference_tokens(void)
 		"sentence: a"
 	};
 	static const char *labels[NB] = {"negative", "positive", "negative", "positive"};
-	const int32_t *ids = ref_i32("input_ids", NB, NT);
-	const int32_t *am = ref_i32("attention_mask", NB, NT);
-	const int32_t *lab = ref_i32("labels", NB, NL);
+	const int32_t *ids = ef_i32("input_ids", NB, NT);
+	const int32_t *am = ef_i32("attention_mask", NB, NT);
+	const int32_t *lab = ef_i32("labels", NB, NL);
 
 	if (ids == NULL || am == NULL || lab == NULL)
 		return;
 	for (int b = 0; b < NB; b++)
 	{
 		int32_t		out[NT + 8];
-		int			n = model->ops->tokenize(model, texts[b], strlen(texts[b]), out, NT + 8);
+		int			n = ef_model->ops->tokenize(ef_model, texts[b], strlen(texts[b]), out, NT + 8);
 		int			want = 0;
 		bool		eq;
 
 		for (int t = 0; t < NT; t++)
 			want += am[b * NT + t];
 		eq = n == want && memcmp(out, ids + b * NT, sizeof(int32_t) * (size_t) n) == 0 &&
-			out[n - 1] == t5_eos_id(model);
+			out[n - 1] == t5_eos_id(ef_model);
 		CHECK(eq, "text %d: %d ids, expected %d", b, n, want);
-		n = model->ops->tokenize(model, labels[b], strlen(labels[b]), out, NL);
+		n = ef_model->ops->tokenize(ef_model, labels[b], strlen(labels[b]), out, NL);
 		eq = true;
 		for (int t = 0; t < NL; t++)
 			eq = eq && (t < n ? out[t] == lab[b * NL + t] : lab[b * NL + t] < 0);
@@ -707,7 +632,7 @@ candidate_ids(int32_t *cands)
 
 	for (int k = 0; k < NC; k++)
 	{
-		int			n = model->ops->tokenize(model, c[k], strlen(c[k]), cands + k * NL, NL);
+		int			n = ef_model->ops->tokenize(ef_model, c[k], strlen(c[k]), cands + k * NL, NL);
 
 		for (int t = n; t < NL; t++)
 			cands[k * NL + t] = -100;
@@ -726,11 +651,11 @@ test_forward_reference(void)
 				one[NC];
 	int32_t		cands[NC * NL];
 	uint8_t		mask[NB * NT];
-	const float *r_hidden = ref_f32("encoder_last_hidden_state", 3, NB, NT, D);
-	const float *r_logits = ref_f32("logits", 3, NB, NL, V);
-	const float *r_loss = ref_f32("loss", 1, 1, 0, 0);
-	const float *r_ll = ref_f32("label_log_likelihood", 2, NB, NC, 0);
-	const int32_t *labels = ref_i32("labels", NB, NL);
+	const float *r_hidden = ef_f32("encoder_last_hidden_state", 3, NB, NT, D);
+	const float *r_logits = ef_f32("logits", 3, NB, NL, V);
+	const float *r_loss = ef_f32("loss", 1, 1, 0, 0);
+	const float *r_ll = ef_f32("label_log_likelihood", 2, NB, NC, 0);
+	const int32_t *labels = ef_i32("labels", NB, NL);
 	BackboneRun *run;
 	NnError		err;
 	double		dh,
@@ -738,17 +663,18 @@ test_forward_reference(void)
 				dll,
 				alone = 0.0;
 
-	if (!reference_inputs(x, mask) || !r_hidden || !r_logits || !r_loss || !r_ll || !labels)
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) || !r_hidden || !r_logits ||
+		!r_loss || !r_ll || !labels)
 		return;
-	run = model->ops->run_new(model, NB, NT);
+	run = ef_model->ops->run_new(ef_model, NB, NT);
 	CHECK(run != NULL, "run_new");
 	if (run == NULL)
 		return;
-	CHECK(t5_loss_forward(model, run, x, mask, NB, NT, labels, NL, &loss, logits, &err) == NN_OK,
+	CHECK(t5_loss_forward(ef_model, run, x, mask, NB, NT, labels, NL, &loss, logits, &err) == NN_OK,
 		  "%s", err.msg);
-	t5_encoder_hidden(model, run, hidden);
-	dh = rel_diff(hidden, r_hidden, NB * NT * D, mask, D);
-	dl = rel_diff(logits, r_logits, NB * NL * V, NULL, 1);
+	t5_encoder_hidden(ef_model, run, hidden);
+	dh = ef_rel_diff(hidden, r_hidden, NB * NT * D, mask, D);
+	dl = ef_rel_diff(logits, r_logits, NB * NL * V, NULL, 1);
 	printf("# forward vs transformers: encoder_last_hidden_state rel %.2e, logits rel %.2e, "
 		   "loss %.7f vs %.7f\n", dh, dl, loss, r_loss[0]);
 	CHECK(dh <= 1e-4, "encoder_last_hidden_state rel diff %.3e", dh);
@@ -759,20 +685,20 @@ test_forward_reference(void)
 	{
 		float		loss2;
 
-		CHECK(t5_loss_forward(model, run, x, mask, NB, NT, labels, NL, &loss2, NULL, &err) == NN_OK &&
+		CHECK(t5_loss_forward(ef_model, run, x, mask, NB, NT, labels, NL, &loss2, NULL, &err) == NN_OK &&
 			  fabsf(loss2 - loss) <= 1e-6f * fabsf(loss), "trimmed loss %.7f vs %.7f", loss2, loss);
 	}
 
 	candidate_ids(cands);
-	CHECK(t5_label_loglik(model, run, x, mask, NB, NT, cands, NC, NL, scores, &err) == NN_OK,
+	CHECK(t5_label_loglik(ef_model, run, x, mask, NB, NT, cands, NC, NL, scores, &err) == NN_OK,
 		  "%s", err.msg);
-	dll = rel_diff(scores, r_ll, NB * NC, NULL, 1);
+	dll = ef_rel_diff(scores, r_ll, NB * NC, NULL, 1);
 	printf("# label_log_likelihood rel %.2e (e.g. %.5f vs %.5f)\n", dll, scores[0], r_ll[0]);
 	CHECK(dll <= 1e-4, "label_log_likelihood rel diff %.3e", dll);
 	/* each row alone equals the batch (packing) */
 	for (int b = 0; b < NB; b++)
 	{
-		CHECK(t5_label_loglik(model, run, x + (size_t) b * NT * D, mask + b * NT, 1, NT, cands, NC,
+		CHECK(t5_label_loglik(ef_model, run, x + (size_t) b * NT * D, mask + b * NT, 1, NT, cands, NC,
 							  NL, one, &err) == NN_OK, "%s", err.msg);
 		for (int k = 0; k < NC; k++)
 			alone = fmax(alone, fabs(one[k] - scores[b * NC + k]));
@@ -781,7 +707,7 @@ test_forward_reference(void)
 	CHECK(alone <= 1e-4, "rows alone differ by %.3e", alone);
 
 	/* the interface forward: mean of the encoder output over valid rows */
-	CHECK(model->ops->forward(model, run, x, mask, NB, NT, pooled, &err) == NN_OK, "%s", err.msg);
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB, NT, pooled, &err) == NN_OK, "%s", err.msg);
 	{
 		double		worst = 0.0;
 
@@ -801,7 +727,7 @@ test_forward_reference(void)
 			}
 		CHECK(worst <= 1e-4, "pooled vs mean of the reference: %.3e", worst);
 	}
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 /* ---- backward ----------------------------------------------------------------------- */
@@ -813,23 +739,23 @@ test_backward_reference(void)
 				dx[NB * NT * D],
 				dx2[NB * NT * D];
 	uint8_t		mask[NB * NT];
-	const float *r_dx = ref_f32("grad_word_embeddings", 3, NB, NT, D);
-	const int32_t *labels = ref_i32("labels", NB, NL);
+	const float *r_dx = ef_f32("grad_word_embeddings", 3, NB, NT, D);
+	const int32_t *labels = ef_i32("labels", NB, NL);
 	BackboneRun *run;
 	NnError		err;
 	float		loss;
 	double		d,
 				pad = 0.0;
 
-	if (!reference_inputs(x, mask) || !r_dx || !labels)
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) || !r_dx || !labels)
 		return;
-	run = model->ops->run_new(model, NB, NT);
-	CHECK(t5_loss_forward(model, run, x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK,
+	run = ef_model->ops->run_new(ef_model, NB, NT);
+	CHECK(t5_loss_forward(ef_model, run, x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK,
 		  "%s", err.msg);
 	for (int i = 0; i < NB * NT * D; i++)
 		dx[i] = NAN;
-	CHECK(t5_loss_backward(model, run, dx, &err) == NN_OK, "%s", err.msg);
-	d = rel_diff(dx, r_dx, NB * NT * D, NULL, 1);
+	CHECK(t5_loss_backward(ef_model, run, dx, &err) == NN_OK, "%s", err.msg);
+	d = ef_rel_diff(dx, r_dx, NB * NT * D, NULL, 1);
 	for (int i = 0; i < NB * NT * D; i++)
 		if (!mask[i / D])
 		{
@@ -841,11 +767,11 @@ test_backward_reference(void)
 	CHECK(d <= 1e-3, "grad_word_embeddings rel diff %.3e", d);
 
 	/* a second backward needs a fresh forward, and then repeats exactly */
-	CHECK(t5_loss_backward(model, run, dx2, &err) == NN_ERR_ARG, "backward twice accepted");
-	CHECK(t5_loss_forward(model, run, x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
-		  t5_loss_backward(model, run, dx2, &err) == NN_OK &&
+	CHECK(t5_loss_backward(ef_model, run, dx2, &err) == NN_ERR_ARG, "backward twice accepted");
+	CHECK(t5_loss_forward(ef_model, run, x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
+		  t5_loss_backward(ef_model, run, dx2, &err) == NN_OK &&
 		  memcmp(dx, dx2, sizeof(dx)) == 0, "second forward/backward differs");
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 static void
@@ -865,28 +791,25 @@ test_dept_reference(void)
 	AdapterConfig cfg = {.method = ADAPTER_DEPT,.d = D,.h_dim = D,.n_classes = 2,
 	.prompt_len = M_PROMPT,.max_len = S_MAX,.rank = RANK,.alpha = 8.0f};
 	Adapter    *a = NULL;
-	const float *P = ref_f32("dept_P", 2, M_PROMPT, D, 0);
-	const float *A = ref_f32("dept_A", 2, S_MAX, RANK, 0);
-	const float *Bm = ref_f32("dept_B", 2, RANK, D, 0);
-	const float *r_hidden = ref_f32("dept_encoder_last_hidden_state", 3, NB, T, D);
-	const float *r_logits = ref_f32("dept_logits", 3, NB, NL, V);
-	const float *r_loss = ref_f32("dept_loss", 1, 1, 0, 0);
-	const float *r_scale = ref_f32("dept_scale", 1, 1, 0, 0);
-	const float *gP = ref_f32("dept_grad_P", 2, M_PROMPT, D, 0);
-	const float *gA = ref_f32("dept_grad_A", 2, S_MAX, RANK, 0);
-	const float *gB = ref_f32("dept_grad_B", 2, RANK, D, 0);
-	const int32_t *labels = ref_i32("labels", NB, NL);
+	const float *P = ef_f32("dept_P", 2, M_PROMPT, D, 0);
+	const float *A = ef_f32("dept_A", 2, S_MAX, RANK, 0);
+	const float *Bm = ef_f32("dept_B", 2, RANK, D, 0);
+	const float *r_hidden = ef_f32("dept_encoder_last_hidden_state", 3, NB, T, D);
+	const float *r_logits = ef_f32("dept_logits", 3, NB, NL, V);
+	const float *r_loss = ef_f32("dept_loss", 1, 1, 0, 0);
+	const float *r_scale = ef_f32("dept_scale", 1, 1, 0, 0);
+	const float *gP = ef_f32("dept_grad_P", 2, M_PROMPT, D, 0);
+	const float *gA = ef_f32("dept_grad_A", 2, S_MAX, RANK, 0);
+	const float *gB = ef_f32("dept_grad_B", 2, RANK, D, 0);
+	const int32_t *labels = ef_i32("labels", NB, NL);
 	BackboneRun *run;
 	NnError		err;
 	float		loss;
 	double		dh,
-				dl,
-				eP,
-				eA,
-				eB;
+				dl;
 
-	if (!reference_inputs(E, emask) || !P || !A || !Bm || !r_hidden || !r_logits || !r_loss ||
-		!r_scale || !gP || !gA || !gB || !labels)
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, E, emask) || !P || !A || !Bm ||
+		!r_hidden || !r_logits || !r_loss || !r_scale || !gP || !gA || !gB || !labels)
 		return;
 	CHECK(adapter_new(&a, &cfg, NB, 1, &err) == NN_OK, "%s", err.msg);
 	if (a == NULL)
@@ -897,30 +820,21 @@ test_dept_reference(void)
 	memcpy(a->lora_b.w, Bm, sizeof(float) * RANK * D);
 	adapter_forward(a, E, emask, NB, NT, X, xmask);
 
-	run = model->ops->run_new(model, NB, T);
-	CHECK(t5_loss_forward(model, run, X, xmask, NB, T, labels, NL, &loss, logits, &err) == NN_OK,
+	run = ef_model->ops->run_new(ef_model, NB, T);
+	CHECK(t5_loss_forward(ef_model, run, X, xmask, NB, T, labels, NL, &loss, logits, &err) == NN_OK,
 		  "%s", err.msg);
-	t5_encoder_hidden(model, run, hidden);
-	dh = rel_diff(hidden, r_hidden, NB * T * D, xmask, D);
-	dl = rel_diff(logits, r_logits, NB * NL * V, NULL, 1);
+	t5_encoder_hidden(ef_model, run, hidden);
+	dh = ef_rel_diff(hidden, r_hidden, NB * T * D, xmask, D);
+	dl = ef_rel_diff(logits, r_logits, NB * NL * V, NULL, 1);
 	printf("# DePT forward: encoder_last_hidden_state rel %.2e, logits rel %.2e, loss %.7f vs %.7f\n",
 		   dh, dl, loss, r_loss[0]);
 	CHECK(dh <= 1e-4 && dl <= 1e-4, "DePT forward rel diffs %.3e %.3e", dh, dl);
 	CHECK(fabs(loss - r_loss[0]) <= 1e-4 * fabs(r_loss[0]), "DePT loss %.7f vs %.7f", loss,
 		  r_loss[0]);
 
-	CHECK(t5_loss_backward(model, run, dX, &err) == NN_OK, "%s", err.msg);
-	memset(a->prompt.g, 0, sizeof(float) * a->prompt.n);
-	memset(a->lora_a.g, 0, sizeof(float) * a->lora_a.n);
-	memset(a->lora_b.g, 0, sizeof(float) * a->lora_b.n);
-	adapter_backward(a, dX, NB, NT);
-	eP = rel_diff(a->prompt.g, gP, M_PROMPT * D, NULL, 1);
-	eA = rel_diff(a->lora_a.g, gA, S_MAX * RANK, NULL, 1);
-	eB = rel_diff(a->lora_b.g, gB, RANK * D, NULL, 1);
-	printf("# DePT backward: dept_grad_P rel %.2e, dept_grad_A rel %.2e, dept_grad_B rel %.2e\n",
-		   eP, eA, eB);
-	CHECK(eP <= 1e-3 && eA <= 1e-3 && eB <= 1e-3, "DePT grads rel %.3e %.3e %.3e", eP, eA, eB);
-	model->ops->run_free(run);
+	CHECK(t5_loss_backward(ef_model, run, dX, &err) == NN_OK, "%s", err.msg);
+	ef_check_dept_grads(a, dX, NB, NT, gP, gA, gB);
+	ef_model->ops->run_free(run);
 	adapter_free(a);
 }
 
@@ -942,13 +856,13 @@ test_pooled_fd(void)
 	double		norm = 0.0,
 				best = 1.0;
 
-	if (!reference_inputs(x, mask))
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask))
 		return;
 	for (int i = 0; i < NB * D; i++)
 		w[i] = sinf(0.7f * (float) i + 0.3f);
-	run = model->ops->run_new(model, NB, NT);
-	CHECK(model->ops->forward(model, run, x, mask, NB, NT, out, &err) == NN_OK &&
-		  model->ops->backward(model, run, w, dx, &err) == NN_OK, "%s", err.msg);
+	run = ef_model->ops->run_new(ef_model, NB, NT);
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB, NT, out, &err) == NN_OK &&
+		  ef_model->ops->backward(ef_model, run, w, dx, &err) == NN_OK, "%s", err.msg);
 	for (int i = 0; i < NB * NT * D; i++)
 	{
 		norm += (double) dx[i] * dx[i];
@@ -968,7 +882,7 @@ test_pooled_fd(void)
 
 			for (int i = 0; i < NB * NT * D; i++)
 				xp[i] = x[i] + (float) (s * h * dx[i] / norm);
-			model->ops->forward(model, run, xp, mask, NB, NT, out, &err);
+			ef_model->ops->forward(ef_model, run, xp, mask, NB, NT, out, &err);
 			for (int i = 0; i < NB * D; i++)
 				l += (double) out[i] * w[i];
 			if (s < 0)
@@ -982,7 +896,7 @@ test_pooled_fd(void)
 		best = fmin(best, rel);
 	}
 	CHECK(best <= 2e-2, "finite differences off by %.3e", best);
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 /* Argument errors are reported, not crashed on. */
@@ -993,42 +907,42 @@ test_arguments(void)
 				dx[NB * NT * D];
 	uint8_t		mask[NB * NT];
 	int32_t		labels[NB * NL];
-	BackboneRun *run = model->ops->run_new(model, 2, NT);
+	BackboneRun *run = ef_model->ops->run_new(ef_model, 2, NT);
 	NnError		err;
 	float		loss,
 				scores[NB * NC];
 
-	if (!reference_inputs(x, mask) || run == NULL)
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) || run == NULL)
 	{
-		model->ops->run_free(run);
+		ef_model->ops->run_free(run);
 		return;
 	}
 	for (int i = 0; i < NB * NL; i++)
 		labels[i] = i % NL < 3 ? 5 + i : -100;
-	CHECK(t5_loss_backward(model, run, dx, &err) == NN_ERR_ARG, "backward before forward");
-	CHECK(t5_loss_forward(model, run, x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_ERR_ARG,
+	CHECK(t5_loss_backward(ef_model, run, dx, &err) == NN_ERR_ARG, "backward before forward");
+	CHECK(t5_loss_forward(ef_model, run, x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_ERR_ARG,
 		  "batch above the run's");
 	labels[1] = V;
-	CHECK(t5_loss_forward(model, run, x, mask, 2, NT, labels, NL, &loss, NULL, &err) == NN_ERR_ARG,
+	CHECK(t5_loss_forward(ef_model, run, x, mask, 2, NT, labels, NL, &loss, NULL, &err) == NN_ERR_ARG,
 		  "label id past the vocabulary");
 	printf("#   refused as expected: %s\n", err.msg);
 	labels[1] = 6;
-	CHECK(t5_label_loglik(model, run, x, mask, 2, NT, labels, 0, NL, scores, &err) == NN_ERR_ARG,
+	CHECK(t5_label_loglik(ef_model, run, x, mask, 2, NT, labels, 0, NL, scores, &err) == NN_ERR_ARG,
 		  "no candidates");
 	/* no targets at all: loss 0, gradient 0 */
 	for (int i = 0; i < NB * NL; i++)
 		labels[i] = -100;
-	CHECK(t5_loss_forward(model, run, x, mask, 2, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
-		  loss == 0.0f && t5_loss_backward(model, run, dx, &err) == NN_OK, "no targets");
+	CHECK(t5_loss_forward(ef_model, run, x, mask, 2, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
+		  loss == 0.0f && t5_loss_backward(ef_model, run, dx, &err) == NN_OK, "no targets");
 	for (int i = 0; i < 2 * NT * D; i++)
 		CHECK(dx[i] == 0.0f, "dx %d without targets", i);
 	/* an empty input row: its decoder cross-attends to nothing, still finite */
 	memset(mask, 0, NT);
 	for (int i = 0; i < NB * NL; i++)
 		labels[i] = i % NL < 2 ? 7 : -100;
-	CHECK(t5_loss_forward(model, run, x, mask, 2, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
-		  isfinite(loss) && t5_loss_backward(model, run, dx, &err) == NN_OK, "empty row");
-	model->ops->run_free(run);
+	CHECK(t5_loss_forward(ef_model, run, x, mask, 2, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
+		  isfinite(loss) && t5_loss_backward(ef_model, run, dx, &err) == NN_OK, "empty row");
+	ef_model->ops->run_free(run);
 }
 
 /* Forward cost per token, printed for the record (no threshold). */
@@ -1045,7 +959,7 @@ test_speed(void)
 	int32_t		labels[B * 4];
 	float		out[B * D],
 				loss;
-	BackboneRun *run = model->ops->run_new(model, B, T);
+	BackboneRun *run = ef_model->ops->run_new(ef_model, B, T);
 	NnError		err;
 	struct timespec t0,
 				t1;
@@ -1060,20 +974,20 @@ test_speed(void)
 		labels[i] = 3 + i % 7;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int r = 0; r < reps; r++)
-		model->ops->forward(model, run, x, mask, B, T, out, &err);
+		ef_model->ops->forward(ef_model, run, x, mask, B, T, out, &err);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	fwd = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / ((double) reps * B * T);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (int r = 0; r < reps; r++)
 	{
-		t5_loss_forward(model, run, x, mask, B, T, labels, 4, &loss, NULL, &err);
-		t5_loss_backward(model, run, dx, &err);
+		t5_loss_forward(ef_model, run, x, mask, B, T, labels, 4, &loss, NULL, &err);
+		t5_loss_backward(ef_model, run, dx, &err);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	both = ((t1.tv_sec - t0.tv_sec) * 1e9 + (t1.tv_nsec - t0.tv_nsec)) / ((double) reps * B * T);
 	printf("# speed (%d x %d tokens): encoder forward %.0f ns/token, loss forward+backward "
 		   "%.0f ns/input token\n", B, T, fwd, both);
-	model->ops->run_free(run);
+	ef_model->ops->run_free(run);
 }
 
 /* ---- malformed model directories ------------------------------------------------------ */
@@ -1099,7 +1013,7 @@ make_dir(char *dir, const char *cfg_key, const char *cfg_value, const char *tens
 
 		if (skip != NULL && strcmp(skip, files[i]) == 0)
 			continue;
-		if ((data = read_all(path_in(fixture, files[i]), &len)) == NULL)
+		if ((data = read_all(ef_path(files[i]), &len)) == NULL)
 			return false;
 		if (i == 0 && cfg_key != NULL)
 		{

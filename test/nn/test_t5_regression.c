@@ -43,30 +43,8 @@
 #include "models/t5/t5.h"
 #include "train/dataset.h"
 #include "train/train.h"
+#include "t5_text_fixture.h"
 #include "unit.h"
-
-#define N_ROWS 32
-#define MAX_STEPS_RECORDED 64
-
-static Backbone *model;
-static Dataset *ds;
-static TrainResult run_result;
-
-typedef struct LossLog
-{
-	int			n;
-	double		loss[MAX_STEPS_RECORDED];
-} LossLog;
-
-static bool
-record_loss(void *arg, const TrainProgress *p)
-{
-	LossLog    *log = arg;
-
-	if (log->n < MAX_STEPS_RECORDED)
-		log->loss[log->n++] = p->loss;
-	return true;
-}
 
 /* A regression dataset of the given (text, label) pairs, not yet binned. */
 static Dataset *
@@ -102,79 +80,6 @@ review_scores(void)
 	if (dataset_finish_regression(d, "score", &err) != NN_OK)
 		CHECK(false, "dataset_finish_regression: %s", err.msg);
 	return d;
-}
-
-static void
-regression_options(TrainOptions *opt, long steps)
-{
-	train_options_default(opt);
-	opt->method = ADAPTER_DEPT;
-	opt->prompt_len = 5;
-	opt->max_len = 16;
-	opt->batch_size = 8;
-	opt->epochs = 0;
-	opt->max_steps = steps;
-	opt->lr_prompt = 0.3f;
-	opt->warmup_ratio = 0.0f;
-	opt->valid_fraction = 0.25;
-	opt->seed = 7;
-}
-
-/* Candidates as t5.h wants them: each label tokenized ("</s>" appended), padded with -100. */
-static int32_t *
-tokenize_candidates(char *const *names, int C, int *len)
-{
-	int32_t		ids[64];
-	int32_t    *cands;
-	int		   *count = malloc(sizeof(int) * C);
-
-	*len = 1;
-	for (int c = 0; c < C; c++)
-		if ((count[c] = model->ops->tokenize(model, names[c], strlen(names[c]), ids, 64)) > *len)
-			*len = count[c];
-	cands = malloc(sizeof(int32_t) * C * *len);
-	for (int c = 0; c < C; c++)
-	{
-		model->ops->tokenize(model, names[c], strlen(names[c]), ids, 64);
-		for (int t = 0; t < *len; t++)
-			cands[c * *len + t] = t < count[c] ? ids[t] : -100;
-	}
-	free(count);
-	return cands;
-}
-
-/* Each text's bin log-likelihoods (n, C), by t5_label_loglik one row at a time. */
-static void
-direct_scores(Adapter *a, const char *const *texts, int n, float *scores)
-{
-	int			C = ds->n_classes,
-				s = a->cfg.max_len,
-				P = adapter_prompt_rows(&a->cfg),
-				d = model->d_embed,
-				L;
-	int32_t    *cands = tokenize_candidates(ds->class_names, C, &L),
-				ids[64];
-	float	   *E = malloc(sizeof(float) * s * d),
-			   *X = malloc(sizeof(float) * (P + s) * d);
-	uint8_t		e_mask[64],
-				x_mask[128];
-	BackboneRun *run = model->ops->run_new(model, 1, P + s);
-	NnError		err;
-
-	for (int i = 0; i < n; i++)
-	{
-		int			k = model->ops->tokenize(model, texts[i], strlen(texts[i]), ids, s);
-
-		model->ops->embed_tokens(model, ids, k, E, e_mask);
-		adapter_forward(a, E, e_mask, 1, k, X, x_mask);
-		if (t5_label_loglik(model, run, X, x_mask, 1, P + k, cands, C, L, scores + (size_t) i * C,
-							&err) != NN_OK)
-			CHECK(false, "t5_label_loglik: %s", err.msg);
-	}
-	model->ops->run_free(run);
-	free(E);
-	free(X);
-	free(cands);
 }
 
 /* sum_c softmax(s)_c v_c in double, v the bin names read with strtod. */
@@ -292,7 +197,7 @@ test_heads_and_bins(void)
 			   *binned = review_scores();
 	NnError		err;
 
-	regression_options(&opt, 1);
+	t5_text_options(&opt, ADAPTER_DEPT, 1);
 	opt.head = TRAIN_HEAD_LINEAR;
 	CHECK(train_prepare_regression(model, &opt, raw, &err) == NN_OK && raw->n_classes == 1,
 		  "a linear head keeps the numbers");
@@ -318,19 +223,19 @@ test_text_regression_trains(void)
 	NnError		err;
 	const Adapter *a;
 	const ClassMetrics *m;
-	double		first = 0,
-				last = 0;
+	double		first,
+				last;
 
-	regression_options(&opt, 24);
+	t5_text_options(&opt, ADAPTER_DEPT, 24);
 	opt.progress = record_loss;
 	opt.progress_arg = &log;
 	if (train_prepare_regression(model, &opt, ds, &err) != NN_OK ||
-		train_adapter(model, ds, &opt, &run_result, &err) != NN_OK)
+		train_adapter(model, ds, &opt, &dept_run, &err) != NN_OK)
 	{
 		CHECK(false, "training: %s", err.msg);
 		return;
 	}
-	a = run_result.adapter;
+	a = dept_run.adapter;
 	CHECK(a->cfg.head == ADAPTER_HEAD_TEXT && a->cfg.regression && a->cfg.n_classes == 17 &&
 		  a->head_w.n == 0 && a->target.n == 0, "a text-to-text regression over 17 bins, no tensors "
 		  "but the prompt and low-rank pair");
@@ -347,22 +252,18 @@ test_text_regression_trains(void)
 		for (int t = 0; t < k && k <= a->label_len; t++)
 			CHECK(a->label_ids[ds->labels[i] * a->label_len + t] == ids[t], "row %d target id %d", i, t);
 	}
-	for (int i = 0; i < 4 && log.n == 24; i++)
-	{
-		first += log.loss[i] / 4;
-		last += log.loss[20 + i] / 4;
-	}
+	loss_ends(&log, 24, &first, &last);
 	printf("# text-to-text regression: loss %.3f (first 4 steps) -> %.3f (last 4)\n", first, last);
 	CHECK(isfinite(first) && last < first - 0.4, "loss decreases: %.4f -> %.4f", first, last);
-	m = run_result.valid_metrics;
-	CHECK(m != NULL && m->regression && m->total == run_result.n_valid && isfinite(m->pearson) &&
+	m = dept_run.valid_metrics;
+	CHECK(m != NULL && m->regression && m->total == dept_run.n_valid && isfinite(m->pearson) &&
 		  isfinite(m->spearman) && m->mse >= 0, "validation Pearson, Spearman and MSE");
 }
 
 static void
 test_weighted_mean(void)
 {
-	Adapter    *a = run_result.adapter;
+	Adapter    *a = dept_run.adapter;
 	int			C = ds->n_classes,
 				rows[N_ROWS];
 	size_t		lens[N_ROWS];
@@ -425,7 +326,7 @@ test_weighted_mean(void)
 static void
 test_round_trip(void)
 {
-	Adapter    *a = run_result.adapter,
+	Adapter    *a = dept_run.adapter,
 			   *b = NULL;
 	uint8_t    *buf = NULL,
 			   *again = NULL;
@@ -490,16 +391,8 @@ test_round_trip(void)
 int
 main(void)
 {
-	char		dir[4096];
-	NnError		err;
-
-	nn_blas_setup(1);
-	snprintf(dir, sizeof(dir), "%s/t5-tiny-random", UNIT_HF_DIR());
-	if (t5_open(&model, dir, &err) != NN_OK)
-	{
-		printf("not ok 1 - open %s: %s\n1..1\n", dir, err.msg);
+	if (!t5_text_open())
 		return 1;
-	}
 	ds = review_scores();
 	RUN_TEST(test_bins_built);
 	RUN_TEST(test_bin_value_by_hand);
@@ -507,8 +400,6 @@ main(void)
 	RUN_TEST(test_text_regression_trains);
 	RUN_TEST(test_weighted_mean);
 	RUN_TEST(test_round_trip);
-	train_result_free(&run_result);
-	dataset_free(ds);
-	backbone_close(model);
+	t5_text_close();
 	return unit_finish();
 }

@@ -53,30 +53,8 @@
 #include "train/dataset.h"
 #include "models/t5/t5.h"
 #include "train/train.h"
+#include "t5_text_fixture.h"
 #include "unit.h"
-
-#define N_ROWS 32
-#define MAX_STEPS_RECORDED 64
-
-static Backbone *model;
-static Dataset *ds;
-static TrainResult dept_run;
-
-typedef struct LossLog
-{
-	int			n;
-	double		loss[MAX_STEPS_RECORDED];
-} LossLog;
-
-static bool
-record_loss(void *arg, const TrainProgress *p)
-{
-	LossLog    *log = arg;
-
-	if (log->n < MAX_STEPS_RECORDED)
-		log->loss[log->n++] = p->loss;
-	return true;
-}
 
 static Dataset *
 make_dataset(const char *pos, const char *neg)
@@ -99,22 +77,6 @@ make_dataset(const char *pos, const char *neg)
 	return d;
 }
 
-static void
-text_options(TrainOptions *opt, AdapterMethod method, long steps)
-{
-	train_options_default(opt);
-	opt->method = method;
-	opt->prompt_len = 5;
-	opt->max_len = 16;
-	opt->batch_size = 8;
-	opt->epochs = 0;
-	opt->max_steps = steps;
-	opt->lr_prompt = 0.3f;		/* the paper's prompt learning rate for T5 */
-	opt->warmup_ratio = 0.0f;
-	opt->valid_fraction = 0.25;
-	opt->seed = 7;
-}
-
 static bool
 all_finite(const AdapterParam *p)
 {
@@ -122,73 +84,6 @@ all_finite(const AdapterParam *p)
 		if (!isfinite(p->w[i]))
 			return false;
 	return true;
-}
-
-/*
- * Candidates as t5.h wants them: each label tokenized ("</s>" appended),
- * padded with -100, into a malloc'ed (C, *len) array.
- */
-static int32_t *
-tokenize_candidates(const char *const *names, int C, int *len)
-{
-	int32_t		ids[64];
-	int32_t    *cands;
-	int		   *count = malloc(sizeof(int) * C);
-
-	*len = 1;
-	for (int c = 0; c < C; c++)
-		if ((count[c] = model->ops->tokenize(model, names[c], strlen(names[c]), ids, 64)) > *len)
-			*len = count[c];
-	cands = malloc(sizeof(int32_t) * C * *len);
-	for (int c = 0; c < C; c++)
-	{
-		model->ops->tokenize(model, names[c], strlen(names[c]), ids, 64);
-		for (int t = 0; t < *len; t++)
-			cands[c * *len + t] = t < count[c] ? ids[t] : -100;
-	}
-	free(count);
-	return cands;
-}
-
-/* Row-by-row rank-classification scores of texts, computed with t5_label_loglik directly. */
-static void
-direct_scores_of(Adapter *a, const Dataset *data, const char *const *texts, int n, float *scores)
-{
-	const char *const *names = (const char *const *) data->class_names;
-	int			C = data->n_classes,
-				s = a->cfg.max_len,
-				P = adapter_prompt_rows(&a->cfg),
-				d = model->d_embed,
-				L;
-	int32_t    *cands = tokenize_candidates(names, C, &L),
-				ids[64];
-	float	   *E = malloc(sizeof(float) * s * d),
-			   *X = malloc(sizeof(float) * (P + s) * d);
-	uint8_t		e_mask[64],
-				x_mask[128];
-	BackboneRun *run = model->ops->run_new(model, 1, P + s);
-	NnError		err;
-
-	for (int i = 0; i < n; i++)
-	{
-		int			k = model->ops->tokenize(model, texts[i], strlen(texts[i]), ids, s);
-
-		model->ops->embed_tokens(model, ids, k, E, e_mask);
-		adapter_forward(a, E, e_mask, 1, k, X, x_mask);
-		if (t5_label_loglik(model, run, X, x_mask, 1, P + k, cands, C, L, scores + i * C,
-							&err) != NN_OK)
-			CHECK(false, "t5_label_loglik: %s", err.msg);
-	}
-	model->ops->run_free(run);
-	free(E);
-	free(X);
-	free(cands);
-}
-
-static void
-direct_scores(Adapter *a, const char *const *texts, int n, float *scores)
-{
-	direct_scores_of(a, ds, texts, n, scores);
 }
 
 static void
@@ -259,10 +154,10 @@ test_dept_text_trains(void)
 	NnError		err;
 	const Adapter *a;
 	int			r;
-	double		first = 0,
-				last = 0;
+	double		first,
+				last;
 
-	text_options(&opt, ADAPTER_DEPT, 24);
+	t5_text_options(&opt, ADAPTER_DEPT, 24);
 	opt.progress = record_loss;
 	opt.progress_arg = &log;
 	if (train_adapter(model, ds, &opt, &dept_run, &err) != NN_OK)
@@ -292,11 +187,7 @@ test_dept_text_trains(void)
 			CHECK(a->label_ids[c * a->label_len + t] == (t < k ? ids[t] : -1),
 				  "label %d target id %d", c, t);
 	}
-	for (int i = 0; i < 4 && log.n == 24; i++)
-	{
-		first += log.loss[i] / 4;
-		last += log.loss[20 + i] / 4;
-	}
+	loss_ends(&log, 24, &first, &last);
 	printf("# text-to-text DePT: loss %.3f (first 4 steps) -> %.3f (last 4), valid accuracy %.3f\n",
 		   first, last, dept_run.valid_metrics ? dept_run.valid_metrics->accuracy : -1.0);
 	CHECK(isfinite(first) && first > 1.0 && last < first - 0.4, "loss decreases: %.4f -> %.4f",
@@ -434,7 +325,7 @@ test_pt_ept_text(void)
 		uint8_t		mask[8];
 		int			n;
 
-		text_options(&opt, methods[k], 6);
+		t5_text_options(&opt, methods[k], 6);
 		opt.prompt_len = k == 0 ? 6 : 4;
 		opt.rank = 2;
 		opt.subspaces = 2;
@@ -472,7 +363,7 @@ test_text_early_stopping(void)
 	TrainResult res;
 	NnError		err;
 
-	text_options(&opt, ADAPTER_DEPT, 40);
+	t5_text_options(&opt, ADAPTER_DEPT, 40);
 	opt.eval_every = 1;
 	opt.patience = 2;
 	if (train_adapter(model, ds, &opt, &res, &err) != NN_OK)
@@ -496,7 +387,7 @@ test_linear_head_option(void)
 	uint8_t    *buf = NULL;
 	size_t		len;
 
-	text_options(&opt, ADAPTER_DEPT, 3);
+	t5_text_options(&opt, ADAPTER_DEPT, 3);
 	opt.head = TRAIN_HEAD_LINEAR;
 	if (train_adapter(model, ds, &opt, &res, &err) != NN_OK)
 		CHECK(false, "linear DePT: %s", err.msg);
@@ -510,7 +401,7 @@ test_linear_head_option(void)
 		free(buf);
 		train_result_free(&res);
 	}
-	text_options(&opt, ADAPTER_PROBE, 3);
+	t5_text_options(&opt, ADAPTER_PROBE, 3);
 	if (train_adapter(model, ds, &opt, &res, &err) != NN_OK)
 		CHECK(false, "probe: %s", err.msg);
 	else
@@ -552,7 +443,7 @@ test_many_labels(void)
 		dataset_add(many, text, strlen(text), label, strlen(label), &err);
 	}
 	CHECK(dataset_finish(many, &err) == NN_OK && many->n_classes == NC, "%d classes", many->n_classes);
-	text_options(&opt, ADAPTER_DEPT, 3);
+	t5_text_options(&opt, ADAPTER_DEPT, 3);
 	opt.valid_fraction = 0;
 	if (train_adapter(model, many, &opt, &res, &err) != NN_OK)
 	{
@@ -591,7 +482,7 @@ test_label_collisions(void)
 	TrainResult res;
 	NnError		err;
 
-	text_options(&opt, ADAPTER_DEPT, 2);
+	t5_text_options(&opt, ADAPTER_DEPT, 2);
 	CHECK(twins->n_classes == 2, "two distinct label strings");
 	CHECK(train_adapter(model, twins, &opt, &res, &err) == NN_ERR_ARG && res.adapter == NULL &&
 		  strstr(err.msg, "tokenize to the same ids") != NULL, "refused: %s", err.msg);
@@ -604,16 +495,8 @@ test_label_collisions(void)
 int
 main(void)
 {
-	char		dir[4096];
-	NnError		err;
-
-	nn_blas_setup(1);
-	snprintf(dir, sizeof(dir), "%s/t5-tiny-random", UNIT_HF_DIR());
-	if (t5_open(&model, dir, &err) != NN_OK)
-	{
-		printf("not ok 1 - open %s: %s\n1..1\n", dir, err.msg);
+	if (!t5_text_open())
 		return 1;
-	}
 	ds = make_dataset("positive", "negative");
 	RUN_TEST(test_head_choice);
 	RUN_TEST(test_dept_text_trains);
@@ -624,8 +507,6 @@ main(void)
 	RUN_TEST(test_linear_head_option);
 	RUN_TEST(test_many_labels);
 	RUN_TEST(test_label_collisions);
-	train_result_free(&dept_run);
-	dataset_free(ds);
-	backbone_close(model);
+	t5_text_close();
 	return unit_finish();
 }

@@ -17,6 +17,28 @@ adapter_prompt_rows(const AdapterConfig *cfg)
 	return cfg->method == ADAPTER_PROBE ? 0 : cfg->prompt_len;
 }
 
+static const char *const adapter_method_names[] = {"probe", "pt", "dept", "ept"};
+
+const char *
+adapter_method_name(AdapterMethod m)
+{
+	if ((unsigned) m >= sizeof(adapter_method_names) / sizeof(adapter_method_names[0]))
+		return "unknown";
+	return adapter_method_names[m];
+}
+
+int
+adapter_method_parse(const char *s, AdapterMethod *m)
+{
+	for (int i = 0; i < (int) (sizeof(adapter_method_names) / sizeof(adapter_method_names[0])); i++)
+		if (strcmp(s, adapter_method_names[i]) == 0)
+		{
+			*m = (AdapterMethod) i;
+			return 0;
+		}
+	return -1;
+}
+
 void
 siamese_features(const float *hu, const float *hv, int B, int k, float *feat)
 {

@@ -187,6 +187,15 @@ void		siamese_backward(const float *hu, const float *hv, const float *dfeat, int
 int			adapter_prompt_rows(const AdapterConfig *cfg);
 
 /*
+ * The method's name as SQL, the CLI and reports spell it: "probe", "pt",
+ * "dept" or "ept" ("unknown" for a value outside the enum).
+ */
+const char *adapter_method_name(AdapterMethod m);
+
+/* The method named s (as adapter_method_name spells it) into *m: 0, or -1 for another name. */
+int			adapter_method_parse(const char *s, AdapterMethod *m);
+
+/*
  * Copy src's linear head (weights and bias) into a: the same classes and
  * head width, both linear; NN_ERR_ARG otherwise.
  */

@@ -39,8 +39,6 @@ enum
 	MAX_NDIM = 3
 };
 
-static const char *const method_names[] = {"probe", "pt", "dept", "ept"};
-
 /* ---- little-endian encoding, byte by byte -------------------------------- */
 
 static void
@@ -329,7 +327,7 @@ check_unused(const AdapterConfig *cfg, const char *what, int v, NnStatus st, NnE
 {
 	if (v != 0)
 		return nn_fail(err, st, "a %s adapter has no %s, but it is %d",
-					   method_names[cfg->method], what, v);
+					   adapter_method_name(cfg->method), what, v);
 	return NN_OK;
 }
 
@@ -968,7 +966,7 @@ adapter_deserialize(const uint8_t *buf, size_t len, int max_batch, Adapter **out
 	n_spec = expected_tensors(&cfg, spec);
 	if ((n_tensors = get_u32(buf + OFF_N_TENSORS)) != (uint32_t) n_spec)
 		return nn_fail(err, NN_ERR_FORMAT, "adapter lists %u tensors, a %s adapter with this configuration has %d",
-					   n_tensors, method_names[cfg.method], n_spec);
+					   n_tensors, adapter_method_name(cfg.method), n_spec);
 
 	r = (Reader) {buf, header_size(&cfg), len - 4, err};
 	names_at = r.pos + 4;
