@@ -180,28 +180,6 @@ attention_cache_size(const int *offsets, int B, int NH)
 }
 
 void
-softmax_rows(float *p, int rows, int n)
-{
-	for (int i = 0; i < rows; i++)
-	{
-		float	   *r = p + (size_t) i * n;
-		float		mx = r[0],
-					sum = 0.0f;
-
-		for (int j = 1; j < n; j++)
-			if (r[j] > mx)
-				mx = r[j];
-		for (int j = 0; j < n; j++)
-		{
-			r[j] = expf(r[j] - mx);
-			sum += r[j];
-		}
-		for (int j = 0; j < n; j++)
-			r[j] /= sum;
-	}
-}
-
-void
 attention_forward(float *out, float *att, const float *qkv,
 				  const int *offsets, int B, int C, int NH, float scale)
 {
@@ -492,33 +470,6 @@ linear_backward(float *dinp, const float *dout, const float *weight, int N, int 
 		return;
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
 				1.0f, dout, ldd, weight, C, 1.0f, dinp, C);
-}
-
-void
-gelu_forward(float *out, const float *inp, size_t N)
-{
-	for (size_t i = 0; i < N; i++)
-	{
-		float		x = inp[i];
-
-		out[i] = 0.5f * x * (1.0f + erff(x * (float) M_SQRT1_2));
-	}
-}
-
-void
-gelu_backward(float *dinp, const float *dout, const float *inp, size_t N)
-{
-	/* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
-	const float inv_sqrt_2pi = 0.3989422804014327f;
-
-	for (size_t i = 0; i < N; i++)
-	{
-		float		x = inp[i];
-		float		cdf = 0.5f * (1.0f + erff(x * (float) M_SQRT1_2));
-		float		pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
-
-		dinp[i] = dout[i] * (cdf + x * pdf);
-	}
 }
 
 void
