@@ -18,19 +18,20 @@
 #include "ops/gemm_amx.h"
 #include "ops/gemm_rows.h"
 
-/* out[i][j] += bias[j] for N rows of OC outputs, ld apart (no-op for a NULL bias). */
-static void
-add_bias_rows(float *out, const float *bias, int N, int OC, int ld)
+/*
+ * Set N rows of out (ld apart) to bias and return 1, the beta under which
+ * the sgemm that follows adds the product to them; 0 for a NULL bias.
+ * OpenBLAS otherwise zeroes C first (beta 0) and a second pass adds the
+ * bias: two passes over an output that is 25 MB for an FFN of a batch.
+ */
+static float
+bias_rows(float *out, const float *bias, int N, int OC, int ld)
 {
 	if (bias == NULL)
-		return;
+		return 0.0f;
 	for (int i = 0; i < N; i++)
-	{
-		float	   *o = out + (size_t) i * ld;
-
-		for (int j = 0; j < OC; j++)
-			o[j] += bias[j];
-	}
+		memcpy(out + (size_t) i * ld, bias, sizeof(float) * (size_t) OC);
+	return 1.0f;
 }
 
 void
@@ -46,8 +47,7 @@ matmul_forward(float *out, const float *inp, const float *weight,
 		return;
 	}
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
-				1.0f, inp, C, weight, OC, 0.0f, out, OC);
-	add_bias_rows(out, bias, N, OC, OC);
+				1.0f, inp, C, weight, OC, bias_rows(out, bias, N, OC, OC), out, OC);
 }
 
 void
@@ -458,8 +458,7 @@ linear_forward(float *out, const float *inp, const float *weight, const float *b
 		return;
 	/* weight is (OC, C) row-major: the transposed operand gives inp @ weight^T */
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
-				1.0f, inp, C, weight, C, 0.0f, out, ldo);
-	add_bias_rows(out, bias, N, OC, ldo);
+				1.0f, inp, C, weight, C, bias_rows(out, bias, N, OC, ldo), out, ldo);
 }
 
 void
