@@ -186,6 +186,7 @@ attention_forward(float *out, float *att, const float *qkv,
 	int			hs = C / NH;
 	int			C3 = 3 * C;
 	float	   *a = att;
+	float		kt[ATTENTION_HEAD_MAX_HS * ATTENTION_HEAD_MAX_N];	/* 32 kB */
 
 	for (int b = 0; b < B; b++)
 	{
@@ -201,6 +202,9 @@ attention_forward(float *out, float *att, const float *qkv,
 			const float *v = q + 2 * C;
 			float	   *p = a + (size_t) h * n * n;
 
+			if (attention_head_forward(out + (size_t) o * C + (size_t) h * hs, C, p, q, k, v,
+									   C3, n, hs, scale, kt))
+				continue;
 			/* p (n x n) = scale * q k^T, then softmax over keys */
 			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
 						scale, q, C3, k, C3, 0.0f, p, n);
