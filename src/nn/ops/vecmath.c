@@ -15,8 +15,8 @@
  * exp(x): x = n ln2 + r with n = round(x / ln2) and |r| <= ln2 / 2 (ln2 in
  * two parts, Cody and Waite), e^r by its Taylor series to r^7 (truncation
  * below 6e-9 relative), 2^n put into the exponent bits.  x is clamped to
- * [-87, 88] so that 2^n e^r stays a normal float: below -87 it returns
- * e^-87 (1.6e-38) instead of a smaller number, which no sum here notices.
+ * [-87, 88] so that 2^n e^r stays a normal float, and below -87 the
+ * result is 0 (e^x would be below the smallest normal float, 1.2e-38).
  *
  * Phi(x) = erfc(-x / sqrt 2) / 2 with erfc(z) = t exp(-z^2 + P(t)),
  * t = 1 / (1 + z / 2), for z >= 0 (Numerical Recipes in C, 2nd ed., 6.2,
@@ -58,6 +58,7 @@ VEC_INLINE float
 exp_poly(float x)
 {
 	const float round_magic = 12582912.0f;	/* 1.5 * 2^23: adding it rounds to an integer */
+	uint32_t	tiny = 0u - (uint32_t) (x < -87.0f);	/* all ones when e^x is below 1.6e-38 */
 	float		t,
 				n,
 				r,
@@ -76,8 +77,9 @@ exp_poly(float x)
 	p = fmaf(p, r, 0.5f);
 	p = fmaf(p, r, 1.0f);
 	p = fmaf(p, r, 1.0f);
-	/* n is in [-126, 127]: add it to p's exponent */
-	return bits_to_float(float_to_bits(p) + ((float_to_bits(t) - float_to_bits(round_magic)) << 23));
+	/* n is in [-126, 127]: add it to p's exponent; 0 where x was below -87 */
+	return bits_to_float((float_to_bits(p) + ((float_to_bits(t) - float_to_bits(round_magic)) << 23)) &
+						 ~tiny);
 }
 
 /* erfc(z) for z >= 0 (Numerical Recipes' erfcc). */
