@@ -47,6 +47,13 @@ import struct
 import sys
 import time
 
+# Debian's torch does its products in OpenBLAS, which starts a thread per core
+# whatever torch.set_num_threads says: at "1 thread" the peer's sgemm ran on
+# both cores (its second thread at 18% of a core, ps -L).  Give OpenBLAS the
+# thread count asked for, as ours does, before torch loads it.
+if "OPENBLAS_NUM_THREADS" not in os.environ:
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[5] if len(sys.argv) > 5 else "1"
+
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -41,6 +41,12 @@ import resource
 import sys
 import time
 
+# Debian's torch does its products in OpenBLAS, which starts a thread per core
+# whatever torch.set_num_threads says (hf_torch_peer.py): give it the thread
+# count asked for before torch loads it.
+if "OPENBLAS_NUM_THREADS" not in os.environ:
+    os.environ["OPENBLAS_NUM_THREADS"] = sys.argv[5] if len(sys.argv) > 5 else "1"
+
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -432,6 +432,14 @@ test_backward_reference(void)
 	/* repeatable: the backward only reads the forward's caches */
 	CHECK(bert_backward_full(ef_model, run, wp, dhid, dx2, &err) == NN_OK &&
 		  memcmp(dx, dx2, sizeof(dx)) == 0, "second backward differs");
+	/*
+	 * The first backward recomputed the layers (the forward of a fresh run
+	 * keeps one layer's activations); from then on the run's forwards keep
+	 * every layer, and the backward reads them: the same numbers.
+	 */
+	CHECK(model->ops->forward(model, run, x, mask, NB, NT, pooled, &err) == NN_OK &&
+		  bert_backward_full(model, run, wp, dhid, dx2, &err) == NN_OK &&
+		  memcmp(dx, dx2, sizeof(dx)) == 0, "backward after a kept forward differs");
 	/* the interface op is the pooled-only special case */
 	CHECK(bert_backward_full(ef_model, run, wp, NULL, dx, &err) == NN_OK &&
 		  ef_model->ops->backward(ef_model, run, wp, dx2, &err) == NN_OK &&

@@ -18,19 +18,20 @@
 #include "ops/gemm_amx.h"
 #include "ops/gemm_rows.h"
 
-/* out[i][j] += bias[j] for N rows of OC outputs, ld apart (no-op for a NULL bias). */
-static void
-add_bias_rows(float *out, const float *bias, int N, int OC, int ld)
+/*
+ * Set N rows of out (ld apart) to bias and return 1, the beta under which
+ * the sgemm that follows adds the product to them; 0 for a NULL bias.
+ * OpenBLAS otherwise zeroes C first (beta 0) and a second pass adds the
+ * bias: two passes over an output that is 25 MB for an FFN of a batch.
+ */
+static float
+bias_rows(float *out, const float *bias, int N, int OC, int ld)
 {
 	if (bias == NULL)
-		return;
+		return 0.0f;
 	for (int i = 0; i < N; i++)
-	{
-		float	   *o = out + (size_t) i * ld;
-
-		for (int j = 0; j < OC; j++)
-			o[j] += bias[j];
-	}
+		memcpy(out + (size_t) i * ld, bias, sizeof(float) * (size_t) OC);
+	return 1.0f;
 }
 
 void
@@ -46,8 +47,7 @@ matmul_forward(float *out, const float *inp, const float *weight,
 		return;
 	}
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, OC, C,
-				1.0f, inp, C, weight, OC, 0.0f, out, OC);
-	add_bias_rows(out, bias, N, OC, OC);
+				1.0f, inp, C, weight, OC, bias_rows(out, bias, N, OC, OC), out, OC);
 }
 
 void
@@ -180,34 +180,13 @@ attention_cache_size(const int *offsets, int B, int NH)
 }
 
 void
-softmax_rows(float *p, int rows, int n)
-{
-	for (int i = 0; i < rows; i++)
-	{
-		float	   *r = p + (size_t) i * n;
-		float		mx = r[0],
-					sum = 0.0f;
-
-		for (int j = 1; j < n; j++)
-			if (r[j] > mx)
-				mx = r[j];
-		for (int j = 0; j < n; j++)
-		{
-			r[j] = expf(r[j] - mx);
-			sum += r[j];
-		}
-		for (int j = 0; j < n; j++)
-			r[j] /= sum;
-	}
-}
-
-void
 attention_forward(float *out, float *att, const float *qkv,
 				  const int *offsets, int B, int C, int NH, float scale)
 {
 	int			hs = C / NH;
 	int			C3 = 3 * C;
 	float	   *a = att;
+	float		kt[ATTENTION_HEAD_MAX_HS * ATTENTION_HEAD_MAX_N];	/* 32 kB */
 
 	for (int b = 0; b < B; b++)
 	{
@@ -223,6 +202,9 @@ attention_forward(float *out, float *att, const float *qkv,
 			const float *v = q + 2 * C;
 			float	   *p = a + (size_t) h * n * n;
 
+			if (attention_head_forward(out + (size_t) o * C + (size_t) h * hs, C, p, q, k, v,
+									   C3, n, hs, scale, kt))
+				continue;
 			/* p (n x n) = scale * q k^T, then softmax over keys */
 			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
 						scale, q, C3, k, C3, 0.0f, p, n);
@@ -480,8 +462,7 @@ linear_forward(float *out, const float *inp, const float *weight, const float *b
 		return;
 	/* weight is (OC, C) row-major: the transposed operand gives inp @ weight^T */
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
-				1.0f, inp, C, weight, C, 0.0f, out, ldo);
-	add_bias_rows(out, bias, N, OC, ldo);
+				1.0f, inp, C, weight, C, bias_rows(out, bias, N, OC, ldo), out, ldo);
 }
 
 void
@@ -492,33 +473,6 @@ linear_backward(float *dinp, const float *dout, const float *weight, int N, int 
 		return;
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
 				1.0f, dout, ldd, weight, C, 1.0f, dinp, C);
-}
-
-void
-gelu_forward(float *out, const float *inp, size_t N)
-{
-	for (size_t i = 0; i < N; i++)
-	{
-		float		x = inp[i];
-
-		out[i] = 0.5f * x * (1.0f + erff(x * (float) M_SQRT1_2));
-	}
-}
-
-void
-gelu_backward(float *dinp, const float *dout, const float *inp, size_t N)
-{
-	/* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2 / 2) / sqrt(2 pi) */
-	const float inv_sqrt_2pi = 0.3989422804014327f;
-
-	for (size_t i = 0; i < N; i++)
-	{
-		float		x = inp[i];
-		float		cdf = 0.5f * (1.0f + erff(x * (float) M_SQRT1_2));
-		float		pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
-
-		dinp[i] = dout[i] * (cdf + x * pdf);
-	}
 }
 
 void

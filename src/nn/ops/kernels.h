@@ -32,6 +32,7 @@
 #ifndef DEPT_NN_KERNELS_H
 #define DEPT_NN_KERNELS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -100,6 +101,27 @@ void		attention_forward(float *out, float *att, const float *qkv,
 
 /* Floats attention_forward needs in att for these sequences. */
 size_t		attention_cache_size(const int *offsets, int B, int NH);
+
+/*
+ * The longest sequence and widest head attention_head_forward takes, and
+ * the most multiply-adds (n * n * hs) of its products: nn_sgemm's limit for
+ * its plain loops (blas.c); past it OpenBLAS was faster (20-40% at n = 32
+ * to 80, hs = 64, batch 32).
+ */
+#define ATTENTION_HEAD_MAX_N 128
+#define ATTENTION_HEAD_MAX_HS 64
+#define ATTENTION_HEAD_MAX_WORK 32768
+
+/*
+ * One head of one sequence of n rows: p (n, n) = softmax(scale q k^T),
+ * out (n rows ldo apart, hs values) = p v, q/k/v rows ld apart; kt is
+ * scratch of hs * n floats.  In AVX-512 registers (attention_head.c), for
+ * the short sequences where nn_sgemm ran scalar loops; false (nothing
+ * done) without AVX-512 (nn_cpu_avx512_allowed) or past the limits above.
+ */
+bool		attention_head_forward(float *out, int ldo, float *p, const float *q,
+								   const float *k, const float *v, int ld, int n, int hs,
+								   float scale, float *kt);
 
 /* In-place softmax of each of the rows of p (rows x n). */
 void		softmax_rows(float *p, int rows, int n);

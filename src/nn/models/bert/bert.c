@@ -20,6 +20,14 @@
  * output live in scratch.  The backward walks the layers in reverse with
  * one dX = dY W sgemm per Linear, no weight gradients.  The buffers are
  * allocated once in run_new; forward and backward never allocate.
+ *
+ * Until a run's first backward its forwards keep one layer's activations
+ * only (every layer writes layer 0's slot): inference then writes 1/L of
+ * the memory, which at batch 32 is what a forward's time went to (BERT-base,
+ * 32 texts of 64 tokens: 680 MB of fresh pages a batch, their first-touch
+ * faults a third of the batch's CPU time).  The first backward on a run
+ * recomputes the layers from x0, keeping each one's, and the run keeps
+ * every layer from then on: a training run pays one extra forward, once.
  */
 #include "models/bert/bert.h"
 
@@ -154,6 +162,7 @@ typedef struct BertRun
 	int			seq_len;
 	BertPooling pooling;		/* of the last forward */
 	const uint8_t *types;		/* token type ids for the next forward (run_token_types) */
+	bool		keep_layers;	/* forwards keep every layer's activations (after a backward) */
 	bool		uses_types;		/* the model has token type embeddings */
 	int		   *offsets;		/* (max_batch + 1) packed row ranges */
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
@@ -662,6 +671,24 @@ final_hidden(const Bert *m, const BertRun *run)
 	return run->h[(m->L - 1) & 1];
 }
 
+/*
+ * The layers over the N packed rows of x0, each into its own activation
+ * slot when the run keeps them all, else into slot 0; returns the output.
+ */
+static const float *
+run_layers(const Bert *m, BertRun *run, int N, int B)
+{
+	const float *inp = run->x0;
+
+	for (int l = 0; l < m->L; l++)
+	{
+		layer_forward(m, &m->layer[l], &run->layer[run->keep_layers ? l : 0], run, inp,
+					  run->h[l & 1], N, B);
+		inp = run->h[l & 1];
+	}
+	return inp;
+}
+
 static NnStatus
 bert_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uint8_t *mask,
 			 int batch, int seq_len, float *out, NnError *err)
@@ -701,12 +728,7 @@ bert_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uint8_
 		return NN_ERR_ARG;
 	layernorm_forward(run->x0, run->emb_mean, run->emb_rstd, run->emb_sum, m->emb_ln_w,
 					  m->emb_ln_b, N, H, m->ln_eps);
-	inp = run->x0;
-	for (int l = 0; l < m->L; l++)
-	{
-		layer_forward(m, &m->layer[l], &run->layer[l], run, inp, run->h[l & 1], N, batch);
-		inp = run->h[l & 1];
-	}
+	inp = run_layers(m, run, N, batch);
 
 	/* pooling: an empty sequence pools zeros (the pooler then gives tanh(bp)) */
 	if (run->pooling == BERT_POOL_MEAN)
@@ -807,6 +829,12 @@ bert_backward_full(const Backbone *bb, BackboneRun *brun, const float *dpooled,
 	memset(dx, 0, sizeof(float) * (size_t) B * run->seq_len * H);
 	if (N == 0)
 		return NN_OK;			/* only empty sequences: the outputs are constants */
+	if (!run->keep_layers)
+	{
+		/* the forward kept one layer: again, keeping all (the same numbers) */
+		run->keep_layers = true;
+		run_layers(m, run, N, B);
+	}
 
 	/* d(last hidden state) of the packed rows: the direct part, then pooling's */
 	dh = final_hidden(m, run) == run->h[0] ? run->h[1] : run->h[0];
