@@ -437,8 +437,8 @@ test_backward_reference(void)
 	 * keeps one layer's activations); from then on the run's forwards keep
 	 * every layer, and the backward reads them: the same numbers.
 	 */
-	CHECK(model->ops->forward(model, run, x, mask, NB, NT, pooled, &err) == NN_OK &&
-		  bert_backward_full(model, run, wp, dhid, dx2, &err) == NN_OK &&
+	CHECK(ef_model->ops->forward(ef_model, run, x, mask, NB, NT, pooled, &err) == NN_OK &&
+		  bert_backward_full(ef_model, run, wp, dhid, dx2, &err) == NN_OK &&
 		  memcmp(dx, dx2, sizeof(dx)) == 0, "backward after a kept forward differs");
 	/* the interface op is the pooled-only special case */
 	CHECK(bert_backward_full(ef_model, run, wp, NULL, dx, &err) == NN_OK &&
