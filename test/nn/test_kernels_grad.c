@@ -322,6 +322,78 @@ test_attention_grad(void)
 	grad_check(&gc, qkv, NULL);
 }
 
+static void
+att_tail_f(const GradCase *gc, const float *x, float *out)
+{
+	AttCtx	   *c = gc->ctx;
+
+	attention_tail_forward(out, c->att, x, c->offsets, c->B, c->C, c->NH, c->scale, 2);
+}
+
+static void
+att_tail_b(const GradCase *gc, const float *x, const float *dout, float *dx)
+{
+	AttCtx	   *c = gc->ctx;
+	float	   *out = malloc(sizeof(float) * gc->nout);
+
+	attention_tail_forward(out, c->att, x, c->offsets, c->B, c->C, c->NH, c->scale, 2);
+	attention_tail_backward(dx, c->scratch, dout, x, c->att, c->offsets, c->B, c->C, c->NH,
+							c->scale, 2);
+	free(out);
+}
+
+/*
+ * The queries of each sequence's rows past its first 2 only (lengths 3, 0,
+ * 5, 1: 1 + 3 query rows): against finite differences, and against
+ * attention_forward/backward on every row with the other rows' output
+ * dropped and their gradient zero.
+ */
+static void
+test_attention_tail_grad(void)
+{
+	static const int offsets[5] = {0, 3, 3, 8, 9};
+	static const int tail_rows[4] = {2, 5, 6, 7};
+	float		qkv[9 * 24],
+				att[2 * (9 + 25 + 1)],
+				scratch[25],
+				out[9 * 8],
+				tail[4 * 8],
+				g[9 * 8],
+				dfull[9 * 24],
+				dtail[9 * 24];
+	AttCtx		c = {.offsets = offsets, .B = 4, .C = 8, .NH = 2, .N = 9, .scale = 0.7f,
+	.att = att, .scratch = scratch};
+	GradCase	gc = {"attention past 2 rows (packed 3,0,5,1)", 9 * 24, 4 * 8, false, att_tail_f,
+	att_tail_b, &c};
+	double		worst_out = 0,
+				worst_d = 0;
+
+	fill(qkv, 9 * 24, 1.5f);
+	grad_check(&gc, qkv, NULL);
+
+	attention_forward(out, att, qkv, offsets, 4, 8, 2, 0.7f);
+	memset(g, 0, sizeof(g));
+	fill(tail, 4 * 8, 1.0f);	/* d(out) of the query rows */
+	for (int i = 0; i < 4; i++)
+		memcpy(g + tail_rows[i] * 8, tail + i * 8, sizeof(float) * 8);
+	memset(dfull, 0, sizeof(dfull));
+	attention_backward(dfull, scratch, g, qkv, att, offsets, 4, 8, 2, 0.7f);
+	memcpy(g, tail, sizeof(tail));
+	attention_tail_forward(tail, att, qkv, offsets, 4, 8, 2, 0.7f, 2);
+	memset(dtail, 0, sizeof(dtail));
+	attention_tail_backward(dtail, scratch, g, qkv, att, offsets, 4, 8, 2, 0.7f, 2);
+	for (int i = 0; i < 4; i++)
+		for (int j = 0; j < 8; j++)
+			worst_out = fmax(worst_out, fabs(tail[i * 8 + j] - out[tail_rows[i] * 8 + j]));
+	for (int i = 0; i < 9 * 24; i++)
+		worst_d = fmax(worst_d, fabs(dtail[i] - dfull[i]));
+	printf("# tail vs every row: max |out diff| %.3g, max |d(qkv) diff| %.3g\n", worst_out, worst_d);
+	CHECK(worst_out <= 1e-6, "tail rows' output differs from attention_forward by %g", worst_out);
+	CHECK(worst_d <= 1e-6, "d(qkv) differs from attention_backward by %g", worst_d);
+	CHECK(dtail[8 * 24] == 0.0f && dtail[8 * 24 + 23] == 0.0f,
+		  "a sequence with no query row gives no gradient");
+}
+
 /*
  * Attention over a padded (B, T) batch with a mask, the way a backbone runs
  * it: the valid rows are packed, padding rows get output 0 and, in backward,
@@ -727,6 +799,7 @@ main(void)
 	RUN_TEST(test_residual_grad);
 	RUN_TEST(test_layernorm_grad);
 	RUN_TEST(test_attention_grad);
+	RUN_TEST(test_attention_tail_grad);
 	RUN_TEST(test_masked_attention_grad);
 	RUN_TEST(test_relu_tanh_grad);
 	RUN_TEST(test_meanpool_grad);

@@ -183,37 +183,47 @@ void
 attention_forward(float *out, float *att, const float *qkv,
 				  const int *offsets, int B, int C, int NH, float scale)
 {
+	attention_tail_forward(out, att, qkv, offsets, B, C, NH, scale, 0);
+}
+
+void
+attention_tail_forward(float *out, float *att, const float *qkv,
+					   const int *offsets, int B, int C, int NH, float scale, int skip)
+{
 	int			hs = C / NH;
 	int			C3 = 3 * C;
 	float	   *a = att;
+	size_t		first_out = 0;	/* sequence b's first row of out */
 	float		kt[ATTENTION_HEAD_MAX_HS * ATTENTION_HEAD_MAX_N];	/* 32 kB */
 
 	for (int b = 0; b < B; b++)
 	{
 		int			o = offsets[b];
 		int			n = offsets[b + 1] - o;
+		int			nq = n - skip;	/* the query rows: the sequence's last nq */
 
-		if (n <= 0)
+		if (n <= 0 || nq <= 0)
 			continue;
 		for (int h = 0; h < NH; h++)
 		{
-			const float *q = qkv + (size_t) o * C3 + (size_t) h * hs;
-			const float *k = q + C;
-			const float *v = q + 2 * C;
-			float	   *p = a + (size_t) h * n * n;
+			const float *k = qkv + (size_t) o * C3 + C + (size_t) h * hs;
+			const float *v = k + C;
+			const float *q = k - C + (size_t) (n - nq) * C3;
+			float	   *p = a + (size_t) h * nq * n;
+			float	   *dst = out + first_out * C + (size_t) h * hs;
 
-			if (attention_head_forward(out + (size_t) o * C + (size_t) h * hs, C, p, q, k, v,
-									   C3, n, hs, scale, kt))
+			if (nq == n && attention_head_forward(dst, C, p, q, k, v, C3, n, hs, scale, kt))
 				continue;
-			/* p (n x n) = scale * q k^T, then softmax over keys */
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
-						scale, q, C3, k, C3, 0.0f, p, n);
-			softmax_rows(p, n, n);
-			/* out rows of this head (n x hs, stride C) = p v */
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
-						1.0f, p, n, v, C3, 0.0f, out + (size_t) o * C + (size_t) h * hs, C);
+			/* p (nq x n) = scale * q k^T, then softmax over keys */
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hs,
+					 scale, q, C3, k, C3, 0.0f, p, n);
+			softmax_rows(p, nq, n);
+			/* out rows of this head (nq x hs, stride C) = p v */
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, n,
+					 1.0f, p, n, v, C3, 0.0f, dst, C);
 		}
-		a += (size_t) NH * n * n;
+		a += (size_t) NH * nq * n;
+		first_out += (size_t) nq;
 	}
 }
 
@@ -238,43 +248,55 @@ attention_backward(float *dqkv, float *scratch, const float *dout,
 				   const float *qkv, const float *att, const int *offsets,
 				   int B, int C, int NH, float scale)
 {
+	attention_tail_backward(dqkv, scratch, dout, qkv, att, offsets, B, C, NH, scale, 0);
+}
+
+void
+attention_tail_backward(float *dqkv, float *scratch, const float *dout,
+						const float *qkv, const float *att, const int *offsets,
+						int B, int C, int NH, float scale, int skip)
+{
 	int			hs = C / NH;
 	int			C3 = 3 * C;
 	const float *a = att;
+	size_t		first_out = 0;
 
 	for (int b = 0; b < B; b++)
 	{
 		int			o = offsets[b];
 		int			n = offsets[b + 1] - o;
+		int			nq = n - skip;
 
-		if (n <= 0)
+		if (n <= 0 || nq <= 0)
 			continue;
 		for (int h = 0; h < NH; h++)
 		{
 			size_t		col = (size_t) o * C3 + (size_t) h * hs;
-			const float *q = qkv + col;
-			const float *k = q + C;
-			const float *v = q + 2 * C;
-			float	   *dq = dqkv + col;
-			float	   *dk = dq + C;
-			float	   *dv = dq + 2 * C;
-			const float *p = a + (size_t) h * n * n;
-			const float *dy = dout + (size_t) o * C + (size_t) h * hs;
+			size_t		qcol = col + (size_t) (n - nq) * C3;
+			const float *q = qkv + qcol;
+			const float *k = qkv + col + C;
+			const float *v = k + C;
+			float	   *dq = dqkv + qcol;
+			float	   *dk = dqkv + col + C;
+			float	   *dv = dk + C;
+			const float *p = a + (size_t) h * nq * n;
+			const float *dy = dout + first_out * C + (size_t) h * hs;
 			float	   *dp = scratch;
 
 			/* out = p v:  dv += p^T dy,  dp = dy v^T */
-			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
-						1.0f, p, n, dy, C, 1.0f, dv, C3);
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
-						1.0f, dy, C, v, C3, 0.0f, dp, n);
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, nq,
+					 1.0f, p, n, dy, C, 1.0f, dv, C3);
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hs,
+					 1.0f, dy, C, v, C3, 0.0f, dp, n);
 			/* through the softmax: dp becomes d(logits), logits = scale q k^T */
-			softmax_rows_backward(dp, p, n, n);
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
-						scale, dp, n, k, C3, 1.0f, dq, C3);
-			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
-						scale, dp, n, q, C3, 1.0f, dk, C3);
+			softmax_rows_backward(dp, p, nq, n);
+			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, n,
+					 scale, dp, n, k, C3, 1.0f, dq, C3);
+			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, nq,
+					 scale, dp, n, q, C3, 1.0f, dk, C3);
 		}
-		a += (size_t) NH * n * n;
+		a += (size_t) NH * nq * n;
+		first_out += (size_t) nq;
 	}
 }
 

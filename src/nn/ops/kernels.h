@@ -99,6 +99,18 @@ void		layernorm_backward(float *dinp, const float *dout, const float *inp,
 void		attention_forward(float *out, float *att, const float *qkv,
 							  const int *offsets, int B, int C, int NH, float scale);
 
+/*
+ * attention_forward for the queries of each sequence's last n_b - skip rows
+ * only (none when n_b <= skip); keys and values are still all n_b rows.
+ * out holds those query rows packed: Nt = sum_b max(n_b - skip, 0) rows of
+ * C.  att holds NH * (n_b - skip) * n_b floats per sequence, (head, query,
+ * key).  A last layer whose output is pooled over the rows past a prompt
+ * needs nothing more (docs/design.md 6).  skip = 0 is attention_forward.
+ */
+void		attention_tail_forward(float *out, float *att, const float *qkv,
+								   const int *offsets, int B, int C, int NH, float scale,
+								   int skip);
+
 /* Floats attention_forward needs in att for these sequences. */
 size_t		attention_cache_size(const int *offsets, int B, int NH);
 
@@ -142,6 +154,15 @@ void		softmax_rows_backward(float *dp, const float *p, int rows, int n);
 void		attention_backward(float *dqkv, float *scratch, const float *dout,
 							   const float *qkv, const float *att, const int *offsets,
 							   int B, int C, int NH, float scale);
+
+/*
+ * attention_backward of attention_tail_forward: dout holds the Nt query rows
+ * packed; d(query) is added to the last n_b - skip rows of each sequence and
+ * d(key), d(value) to all n_b.  skip = 0 is attention_backward.
+ */
+void		attention_tail_backward(float *dqkv, float *scratch, const float *dout,
+									const float *qkv, const float *att, const int *offsets,
+									int B, int C, int NH, float scale, int skip);
 
 /* out (N) = max(inp, 0); out may alias inp. */
 void		relu_forward(float *out, const float *inp, size_t N);

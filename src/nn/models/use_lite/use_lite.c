@@ -124,6 +124,8 @@ typedef struct UseLiteRun
 	int			fwd_pool_skip;	/* pool_skip of the last forward, for its backward */
 	int		   *offsets;		/* (max_batch + 1) packed row ranges */
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
+	int		   *tail_offsets;	/* (max_batch + 1) ranges of the rows past pool_skip, packed */
+	int		   *tail_rows;		/* (max_batch * max_seq) packed row of each of those */
 	float	   *x0;				/* (N, 256) X + (X + signal) */
 	UseLiteActs layer[UL_N_LAYERS];
 	float	   *pooled;			/* (max_batch, 512) */
@@ -441,6 +443,8 @@ use_lite_run_free(BackboneRun *brun)
 	free(run->arena);
 	free(run->offsets);
 	free(run->rows);
+	free(run->tail_offsets);
+	free(run->tail_rows);
 	free(run);
 }
 
@@ -463,8 +467,11 @@ use_lite_run_new(const Backbone *bb, int max_batch, int max_seq)
 	bytes = layout_run(run, NULL, m);
 	run->offsets = malloc(sizeof(int) * ((size_t) max_batch + 1));
 	run->rows = malloc(sizeof(int) * (size_t) max_batch * max_seq);
+	run->tail_offsets = malloc(sizeof(int) * ((size_t) max_batch + 1));
+	run->tail_rows = malloc(sizeof(int) * (size_t) max_batch * max_seq);
 	run->arena = arena_alloc(bytes);
-	if (run->arena == NULL || run->offsets == NULL || run->rows == NULL)
+	if (run->arena == NULL || run->offsets == NULL || run->rows == NULL ||
+		run->tail_offsets == NULL || run->tail_rows == NULL)
 	{
 		use_lite_run_free((BackboneRun *) run);
 		return NULL;
@@ -487,8 +494,8 @@ use_lite_run_bytes(const Backbone *bb, int max_batch, int max_seq, int dec_seqs,
 	run.max_seq = max_seq;
 	return backbone_alloc_bytes(sizeof(UseLiteRun)) +
 		backbone_alloc_bytes(layout_run(&run, NULL, bb->impl)) +
-		backbone_alloc_bytes(sizeof(int) * ((size_t) max_batch + 1)) +
-		backbone_alloc_bytes(sizeof(int) * (size_t) max_batch * max_seq);
+		2 * backbone_alloc_bytes(sizeof(int) * ((size_t) max_batch + 1)) +
+		2 * backbone_alloc_bytes(sizeof(int) * (size_t) max_batch * max_seq);
 }
 
 /* ---- forward ---------------------------------------------------------------- */
@@ -524,6 +531,19 @@ dense_backward(const UseLiteRun *run, float *dinp, const float *dout, const floa
 		matmul_backward(dinp, dout, W, N, C, OC);
 }
 
+/* FFN block over N rows: h_out = relu(LN(h_mid) W1 + b1) W2 + b2 + h_mid */
+static void
+ffn_forward(const UseLite *m, const UseLiteRun *run, const UseLiteLayer *L, UseLiteActs *a,
+			float *tmp, float *proj, int N)
+{
+	layernorm_forward(tmp, a->ln2_mean, a->ln2_rstd, a->h_mid, L->ln2_w, L->ln2_b,
+					  N, UL_D_MODEL, m->ln_eps);
+	dense(run, a->fch, tmp, L->w_fc1, L->b_fc1, N, UL_D_MODEL, UL_D_FF);
+	relu_forward(a->fch, a->fch, (size_t) N * UL_D_FF);
+	dense(run, proj, a->fch, L->w_fc2, L->b_fc2, N, UL_D_FF, UL_D_MODEL);
+	residual_forward(a->h_out, proj, a->h_mid, (size_t) N * UL_D_MODEL);
+}
+
 /*
  * One pre-norm transformer layer over the N packed rows of inp.  tmp and
  * proj are (N, 512) scratch: tmp holds LN1's output, then the concatenated
@@ -548,14 +568,52 @@ layer_forward(const UseLite *m, const UseLiteRun *run, const UseLiteLayer *L, Us
 	}
 	else
 		residual_forward(a->h_mid, proj, inp, (size_t) N * UL_D_MODEL);
+	ffn_forward(m, run, L, a, tmp, proj, N);
+}
 
-	/* FFN block: h_out = relu(LN(h_mid) W1 + b1) W2 + b2 + h_mid */
-	layernorm_forward(tmp, a->ln2_mean, a->ln2_rstd, a->h_mid, L->ln2_w, L->ln2_b,
-					  N, UL_D_MODEL, m->ln_eps);
-	dense(run, a->fch, tmp, L->w_fc1, L->b_fc1, N, UL_D_MODEL, UL_D_FF);
-	relu_forward(a->fch, a->fch, (size_t) N * UL_D_FF);
-	dense(run, proj, a->fch, L->w_fc2, L->b_fc2, N, UL_D_FF, UL_D_MODEL);
-	residual_forward(a->h_out, proj, a->h_mid, (size_t) N * UL_D_MODEL);
+/*
+ * The last layer when the pool reads only the rows past each sequence's
+ * first skip (the prompt's): every row still gives the keys and values, but
+ * only the pooled rows are queries, and only they go through the output
+ * projection and the FFN (docs/design.md 6, "The last layer reads only what
+ * is pooled").  a's h_mid and h_out, the FFN caches and the attention
+ * probabilities hold those rows, packed as run->tail_offsets says.
+ */
+static void
+layer_tail_forward(const UseLite *m, const UseLiteRun *run, const UseLiteLayer *L,
+				   UseLiteActs *a, const float *inp, int N, int B, int skip)
+{
+	int			d = L->d_in;
+	int			Nt = run->tail_offsets[B];
+
+	layernorm_forward(run->tmp, a->ln1_mean, a->ln1_rstd, inp, L->ln1_w, L->ln1_b, N, d,
+					  m->ln_eps);
+	dense(run, a->qkv, run->tmp, L->w_qkv, L->b_qkv, N, d, 3 * d);
+	attention_tail_forward(run->tmp, a->att, a->qkv, run->offsets, B, d, L->n_heads,
+						   L->q_scale, skip);
+	dense(run, run->proj, run->tmp, L->w_o, L->b_o, Nt, d, UL_D_MODEL);
+	for (int i = 0; i < Nt; i++)
+		residual_forward(a->h_mid + (size_t) i * UL_D_MODEL, run->proj + (size_t) i * UL_D_MODEL,
+						 inp + (size_t) run->tail_rows[i] * UL_D_MODEL, UL_D_MODEL);
+	ffn_forward(m, run, L, a, run->tmp, run->proj, Nt);
+}
+
+/*
+ * Input-backward of ffn_forward over N rows: dres, d(h_out) on entry,
+ * becomes d(h_mid) (the residual's identity plus the LN2 branch); dsmall
+ * (N, 512) and dbig (N, 1536) are scratch.
+ */
+static void
+ffn_backward(const UseLiteRun *run, const UseLiteLayer *L, const UseLiteActs *a, float *dres,
+			 float *dsmall, float *dbig, int N)
+{
+	memset(dbig, 0, sizeof(float) * N * UL_D_FF);
+	dense_backward(run, dbig, dres, L->w_fc2, N, UL_D_FF, UL_D_MODEL);
+	relu_backward(dbig, dbig, a->fch, (size_t) N * UL_D_FF);
+	memset(dsmall, 0, sizeof(float) * N * UL_D_MODEL);
+	dense_backward(run, dsmall, dbig, L->w_fc1, N, UL_D_MODEL, UL_D_FF);
+	layernorm_backward(dres, dsmall, a->h_mid, L->ln2_w, a->ln2_mean, a->ln2_rstd,
+					   N, UL_D_MODEL);
 }
 
 /*
@@ -573,15 +631,7 @@ layer_backward(const UseLiteRun *run, const UseLiteLayer *L, const UseLiteActs *
 {
 	int			d = L->d_in;
 
-	/* FFN block, h_out = h_mid + relu(LN2(h_mid) W1 + b1) W2 + b2 */
-	memset(dbig, 0, sizeof(float) * N * UL_D_FF);
-	dense_backward(run, dbig, dres, L->w_fc2, N, UL_D_FF, UL_D_MODEL);
-	relu_backward(dbig, dbig, a->fch, (size_t) N * UL_D_FF);
-	memset(dsmall, 0, sizeof(float) * N * UL_D_MODEL);
-	dense_backward(run, dsmall, dbig, L->w_fc1, N, UL_D_MODEL, UL_D_FF);
-	/* dres becomes d(h_mid): the residual's identity plus the LN2 branch */
-	layernorm_backward(dres, dsmall, a->h_mid, L->ln2_w, a->ln2_mean, a->ln2_rstd,
-					   N, UL_D_MODEL);
+	ffn_backward(run, L, a, dres, dsmall, dbig, N);
 
 	/* attention block, h_mid = MHA(LN1(inp)) Wo + bo + residual(inp) */
 	memset(dsmall, 0, sizeof(float) * N * d);
@@ -600,6 +650,68 @@ layer_backward(const UseLiteRun *run, const UseLiteLayer *L, const UseLiteActs *
 	}
 	else
 		layernorm_backward(dres, dsmall, inp, L->ln1_w, a->ln1_mean, a->ln1_rstd, N, d);
+}
+
+/*
+ * Spread the Nt packed rows at the start of buf (C wide) to the packed rows
+ * rows[i] of N, zeros elsewhere; rows is increasing, so i <= rows[i] and a
+ * walk from the end reads each row before anything overwrites it.
+ */
+static void
+spread_rows(float *buf, const int *rows, int Nt, int N, int C)
+{
+	int			next = N;		/* rows from next on are final */
+
+	for (int i = Nt - 1; i >= 0; i--)
+	{
+		int			r = rows[i];
+
+		memset(buf + (size_t) (r + 1) * C, 0, sizeof(float) * (size_t) (next - r - 1) * C);
+		if (r != i)
+			memcpy(buf + (size_t) r * C, buf + (size_t) i * C, sizeof(float) * C);
+		next = r;
+	}
+	memset(buf, 0, sizeof(float) * (size_t) next * C);
+}
+
+/*
+ * Input-backward of layer_tail_forward: run->proj holds d(h_out) of the Nt
+ * pooled rows on entry and d(inp) of all N rows on exit.
+ */
+static void
+layer_tail_backward(const UseLiteRun *run, const UseLiteLayer *L, const UseLiteActs *a,
+					const float *inp, int N, int B, int skip)
+{
+	int			d = L->d_in;
+	int			Nt = run->tail_offsets[B];
+	float	   *dres = run->proj;
+
+	ffn_backward(run, L, a, dres, run->tmp, run->dbig, Nt);
+	memset(run->tmp, 0, sizeof(float) * Nt * d);
+	dense_backward(run, run->tmp, dres, L->w_o, Nt, d, UL_D_MODEL);
+	memset(run->dbig, 0, sizeof(float) * N * 3 * d);
+	attention_tail_backward(run->dbig, run->datt, run->tmp, a->qkv, a->att, run->offsets, B, d,
+							L->n_heads, L->q_scale, skip);
+	memset(run->tmp, 0, sizeof(float) * N * d);
+	dense_backward(run, run->tmp, run->dbig, L->w_qkv, N, d, 3 * d);
+	/* d(inp): the residual's identity on the pooled rows plus the LN1 branch on all */
+	spread_rows(dres, run->tail_rows, Nt, N, UL_D_MODEL);
+	layernorm_backward(dres, run->tmp, inp, L->ln1_w, a->ln1_mean, a->ln1_rstd, N, d);
+}
+
+/* The rows past each sequence's first skip, as ranges (tail_offsets) and packed rows. */
+static void
+pack_tail_rows(UseLiteRun *run, int B, int skip)
+{
+	int			Nt = 0;
+
+	for (int b = 0; b < B; b++)
+	{
+		run->tail_offsets[b] = Nt;
+		for (int r = run->offsets[b] + skip; r < run->offsets[b + 1]; r++)
+			run->tail_rows[Nt++] = r;
+	}
+	run->tail_offsets[B] = Nt;
 }
 
 static bool
@@ -646,13 +758,21 @@ use_lite_forward(const Backbone *bb, BackboneRun *brun, const float *x,
 
 	layer_forward(m, run, &m->layer[0], &run->layer[0], run->tmp, run->proj, run->x0, N,
 				  run->offsets, batch);
-	layer_forward(m, run, &m->layer[1], &run->layer[1], run->tmp, run->proj,
-				  run->layer[0].h_out, N, run->offsets, batch);
-
 	/* pool (past the first pool_skip rows: the prompt's), tanh dense, l2 normalize */
 	run->fwd_pool_skip = run->pool_skip;
-	meanpool_tail_forward(run->pooled, run->layer[1].h_out, run->offsets, batch, UL_D_MODEL,
-						  run->fwd_pool_skip);
+	if (run->fwd_pool_skip > 0)
+	{
+		pack_tail_rows(run, batch, run->fwd_pool_skip);
+		layer_tail_forward(m, run, &m->layer[1], &run->layer[1], run->layer[0].h_out, N, batch,
+						   run->fwd_pool_skip);
+		meanpool_forward(run->pooled, run->layer[1].h_out, run->tail_offsets, batch, UL_D_MODEL);
+	}
+	else
+	{
+		layer_forward(m, run, &m->layer[1], &run->layer[1], run->tmp, run->proj,
+					  run->layer[0].h_out, N, run->offsets, batch);
+		meanpool_forward(run->pooled, run->layer[1].h_out, run->offsets, batch, UL_D_MODEL);
+	}
 	dense(run, run->hidden, run->pooled, m->w_tanh, m->b_tanh, batch, UL_D_MODEL, UL_D_MODEL);
 	tanh_forward(run->hidden, run->hidden, (size_t) batch * UL_D_MODEL);
 	l2norm_forward(out, run->inv_norm, run->hidden, batch, UL_D_MODEL, m->l2_eps);
@@ -690,12 +810,19 @@ use_lite_backward(const Backbone *bb, BackboneRun *brun, const float *dout, floa
 	memset(run->dpooled, 0, sizeof(float) * B * UL_D_MODEL);
 	dense_backward(run, run->dpooled, run->dhidden, m->w_tanh, B, UL_D_MODEL, UL_D_MODEL);
 	memset(run->proj, 0, sizeof(float) * N * UL_D_MODEL);
-	meanpool_tail_backward(run->proj, run->dpooled, run->offsets, B, UL_D_MODEL,
-						   run->fwd_pool_skip);
-
 	/* the stack in reverse; run->proj carries the residual stream's gradient */
-	layer_backward(run, &m->layer[1], &run->layer[1], run->proj, NULL, run->tmp, run->dbig,
-				   run->datt, run->layer[0].h_out, N, run->offsets, B);
+	if (run->fwd_pool_skip > 0)
+	{
+		meanpool_backward(run->proj, run->dpooled, run->tail_offsets, B, UL_D_MODEL);
+		layer_tail_backward(run, &m->layer[1], &run->layer[1], run->layer[0].h_out, N, B,
+							run->fwd_pool_skip);
+	}
+	else
+	{
+		meanpool_backward(run->proj, run->dpooled, run->offsets, B, UL_D_MODEL);
+		layer_backward(run, &m->layer[1], &run->layer[1], run->proj, NULL, run->tmp, run->dbig,
+					   run->datt, run->layer[0].h_out, N, run->offsets, B);
+	}
 	layer_backward(run, &m->layer[0], &run->layer[0], run->proj, run->dbig, run->tmp, run->dbig,
 				   run->datt, run->x0, N, run->offsets, B);
 	/* x0 = X + (X + signal): dX = 2 dx0 on the packed rows */
