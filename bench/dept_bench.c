@@ -213,7 +213,7 @@ method_of(const char *name)
 
 /*
  * An adapter as dept_train makes it by default (PT l = 100; DePT m = 60
- * with r from the budget of 100 at s = 128), with the prompt from sampled
+ * with r from the budget of 100 at s = 128; the text rows pooled), with the prompt from sampled
  * vocabulary rows and, for prediction, B non-zero, so that every product
  * of a trained adapter is computed.
  */
@@ -235,6 +235,8 @@ make_adapter(const Backbone *bb, AdapterMethod method, const Dataset *ds, int ma
 		ADAPTER_HEAD_LINEAR;
 	cfg.alpha = 8.0f;
 	cfg.prompt_len = method == ADAPTER_PT ? 100 : method == ADAPTER_PROBE ? 0 : 60;
+	/* the text rows pooled, as train_adapter's default (adapter_new keeps it where it applies) */
+	cfg.pool_text = backbone_pool_skips(bb);
 	if (method == ADAPTER_EPT)
 	{
 		cfg.subspaces = 4;

@@ -23,7 +23,8 @@ with dynamic batch and sequence axes.  The math is torch_peer.py's (read its
 Encoder and DePT classes): x = emb[ids] * mask; h = 2 x + timing signal;
 two pre-norm transformer layers (4 heads, padded keys get -1e9 before the
 softmax; layer 0 maps its residual 256 -> 512 through a dense layer); the
-mean of the real rows; tanh(dense); L2 normalisation with the graph's
+mean of the real rows (in the predict graph the text's rows only, past the prompt, as
+dept_train's adapters pool); tanh(dense); L2 normalisation with the graph's
 epsilon.  Only standard ops: Gather, MatMul, Add, Mul, LayerNormalization,
 Softmax, Relu, Tanh, ReduceSum, Reshape, Transpose, Slice, Concat, Expand.
 
@@ -157,8 +158,10 @@ def layer_norm(g, x, sb, eps, name):
                 axis=-1, epsilon=eps)
 
 
-def encoder(g, w, x, mask):
-    """x (B, T, 256) embeddings (zero at padding), mask (B, T) -> (B, 512) unit vectors."""
+def encoder(g, w, x, mask, pool_mask=None):
+    """x (B, T, 256) embeddings (zero at padding), mask (B, T) -> (B, 512) unit vectors;
+    the mean is over pool_mask's rows (default: mask's)."""
+    pool_mask = pool_mask or mask
     heads = w.heads
     # key bias (B, 1, 1, T): -1e9 at padded keys
     key_bias = g.op("Unsqueeze", [g.op("Mul", [g.op("Sub", [g.scalar("one", 1.0), mask]),
@@ -186,10 +189,10 @@ def encoder(g, w, x, mask):
         h = g.op("Add", [att, res])
         u = g.op("Relu", [dense(g, layer_norm(g, h, L["ln2"], w.ln_eps, p + ".ln2"), L["fc1"], p + ".fc1")])
         h = g.op("Add", [h, dense(g, u, L["fc2"], p + ".fc2")])
-    m3 = g.op("Unsqueeze", [mask, g.ints("axis_m1", [-1])])                      # (B, T, 1)
+    m3 = g.op("Unsqueeze", [pool_mask, g.ints("axis_m1", [-1])])                 # (B, T, 1)
     axis1 = g.ints("axis1", [1])
     total = g.op("ReduceSum", [g.op("Mul", [h, m3]), axis1], keepdims=0)       # (B, 512)
-    count = g.op("Max", [g.op("ReduceSum", [mask, axis1], keepdims=1), g.scalar("one_b", 1.0)])
+    count = g.op("Max", [g.op("ReduceSum", [pool_mask, axis1], keepdims=1), g.scalar("one_b", 1.0)])
     y = g.op("Tanh", [dense(g, g.op("Div", [total, count]), w.tanh, "tanh_layer")])
     norm = g.op("Sqrt", [g.op("Max", [g.op("ReduceSum", [g.op("Mul", [y, y]), axis1], keepdims=1),
                                       g.scalar("l2_eps", w.l2_eps)])])
@@ -258,7 +261,7 @@ def reference(w, rows, ad=None):
             y = (p @ v).transpose(1, 0, 2).reshape(T, d)
             h = dn(y, L["o"]) + (dn(h, L["res"]) if "res" in L else h)
             h = h + dn(np.maximum(dn(ln(h, L["ln2"]), L["fc1"]), 0.0), L["fc2"])
-        y = np.tanh(dn(h.mean(0), w.tanh))
+        y = np.tanh(dn(h[T - len(r):].mean(0) if ad is not None else h.mean(0), w.tanh))
         out.append((y / np.sqrt(max((y * y).sum(), w.l2_eps))).tolist())
     return out
 
@@ -302,7 +305,9 @@ def main():
     ones = g.op("Expand", [g.const("p_ones", np.ones((1, ad["m"]), dtype=np.float32)),
                            g.op("Concat", [batch, g.ints("p_m", [ad["m"]])], axis=0)])
     xm = g.op("Concat", [ones, "mask"], axis=1)
-    vec = encoder(g, w, x, xm)
+    # the mean over the text rows only, as dept_train's adapters pool (text-row pooling)
+    pm = g.op("Concat", [g.op("Sub", [ones, ones]), "mask"], axis=1)
+    vec = encoder(g, w, x, xm, pm)
     g.nodes.append(helper.make_node("Identity", [vec], ["vectors"]))
     logits = dense(g, vec, (ad["W"], ad["b"]), "head")
     g.nodes.append(helper.make_node("Softmax", [logits], ["probs"], axis=-1))

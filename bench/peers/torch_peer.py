@@ -134,7 +134,7 @@ class Encoder:
         y = torch.bmm(p, v.reshape(-1, T, hs)).view(B, self.heads, T, hs).transpose(1, 2)
         return self.dense(y.reshape(B, T, d), L["o"])
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, pool_mask=None):
         """x (B, T, 256), mask (B, T) float 0/1 -> (B, 512) unit vectors."""
         B, T, _ = x.shape
         key_bias = ((1.0 - mask) * -1e9).repeat_interleave(self.heads, 0)[:, None, :]
@@ -144,7 +144,8 @@ class Encoder:
             h = att + (self.dense(h, L["res"]) if "res" in L else h)
             u = F.relu(self.dense(F.layer_norm(h, (512,), *L["ln2"], self.ln_eps), L["fc1"]))
             h = h + self.dense(u, L["fc2"])
-        pooled = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp(min=1.0)
+        pm = mask if pool_mask is None else pool_mask
+        pooled = (h * pm[..., None]).sum(1) / pm.sum(1, keepdim=True).clamp(min=1.0)
         y = torch.tanh(self.dense(pooled, self.tanh))
         return y / torch.sqrt((y * y).sum(1, keepdim=True).clamp(min=self.l2_eps))
 
@@ -173,12 +174,14 @@ class DePT:
         return sum(t.numel() for t in (self.P, self.A, self.B, self.W, self.b) if t.requires_grad)
 
     def inputs(self, E, mask):
-        """X = [P; E + scale (A B)[0:n]] and its mask (docs/design.md section 1)."""
+        """X = [P; E + scale (A B)[0:n]], its mask and the pooled rows' mask: the text's,
+        as dept_train's adapters pool (docs/design.md section 1)."""
         Bsz, n, _ = E.shape
         if self.r > 0:
             E = E + self.scale * (self.A[:n] @ self.B)
         X = torch.cat([self.P.expand(Bsz, -1, -1), E], 1)
-        return X, torch.cat([torch.ones(Bsz, self.m), mask], 1)
+        return X, torch.cat([torch.ones(Bsz, self.m), mask], 1), \
+            torch.cat([torch.zeros(Bsz, self.m), mask], 1)
 
 
 def read_ids(path):
@@ -213,8 +216,8 @@ def run_infer(enc, rows, batch, adapter):
             for i in range(0, len(rows) if not warm else batch, batch):
                 E, mask = batch_of(enc, rows[i:i + batch])
                 if adapter:
-                    X, xm = adapter.inputs(E, mask)
-                    logits = F.linear(enc.forward(X, xm), adapter.W, adapter.b)
+                    X, xm, pm = adapter.inputs(E, mask)
+                    logits = F.linear(enc.forward(X, xm, pm), adapter.W, adapter.b)
                     torch.softmax(logits, -1)
                 else:
                     enc.forward(E, mask)
@@ -242,8 +245,8 @@ def run_train(enc, labels, rows, batch, steps, method):
         E, mask = batch_of(enc, [rows[i] for i in idx])
         y = torch.tensor([labels[i] for i in idx])
         tokens += int(mask.sum()) + ad.m * batch
-        X, xm = ad.inputs(E, mask)
-        loss = F.cross_entropy(F.linear(enc.forward(X, xm), ad.W, ad.b), y)
+        X, xm, pm = ad.inputs(E, mask)
+        loss = F.cross_entropy(F.linear(enc.forward(X, xm, pm), ad.W, ad.b), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
