@@ -903,6 +903,44 @@ test_pooled_fd(void)
 /* ---- one encoder block kept ---------------------------------------------------------- */
 
 /*
+ * t5_label_loglik's decoder keeps one block's activations, t5_loss_forward's
+ * every one: each row's score of each candidate equals -loss * its token
+ * count for that candidate as the label (within float rounding of the sums).
+ */
+static void
+loglik_vs_loss(const Backbone *bb, BackboneRun *run, const float *x, const uint8_t *mask,
+			   const int32_t *cands, const char *what)
+{
+	float		one[NC],
+				loss;
+	double		worst = 0.0,
+				top = 0.0;
+	NnError		err;
+
+	for (int b = 0; b < NB; b++)
+	{
+		const float *xb = x + (size_t) b * NT * D;
+		const uint8_t *mb = mask + b * NT;
+
+		CHECK(t5_label_loglik(bb, run, xb, mb, 1, NT, cands, NC, NL, one, &err) == NN_OK, "%s: %s",
+			  what, err.msg);
+		for (int k = 0; k < NC; k++)
+		{
+			int			n = 0;
+
+			for (int t = 0; t < NL; t++)
+				n += cands[k * NL + t] >= 0;
+			CHECK(t5_loss_forward(bb, run, xb, mb, 1, NT, cands + k * NL, NL, &loss, NULL, &err) ==
+				  NN_OK, "%s: %s", what, err.msg);
+			worst = fmax(worst, fabs((double) one[k] + (double) loss * n));
+			top = fmax(top, fabs(one[k]));
+		}
+	}
+	printf("# %s: label_loglik vs -loss x tokens: max |diff| %.2e of %.2e\n", what, worst, top);
+	CHECK(worst <= 1e-6 * top, "%s: label_loglik differs from the loss by %.3e", what, worst);
+}
+
+/*
  * The ways through bb's runs that keep one encoder block or every one give
  * the same numbers bit for bit: a fresh run's forward (one block kept) and
  * the backward that recomputes the encoder, the forward and backward after
@@ -967,6 +1005,7 @@ kept_blocks_check(const Backbone *bb, const char *what)
 			  "%s: backward after label_loglik differs", what);
 		CHECK(memcmp(scores[0], scores[1], sizeof(scores[0])) == 0,
 			  "%s: label_loglik keeping one block differs from the one keeping all", what);
+		loglik_vs_loss(bb, run[1], x, mask, cands, what);
 
 		/* text-to-text training: on a fresh run, after a one-block forward, after a kept one */
 		CHECK(t5_loss_forward(bb, run[2], x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
@@ -990,12 +1029,12 @@ kept_blocks_check(const Backbone *bb, const char *what)
 }
 
 /*
- * The fixture with 5 encoder blocks (blocks 2, 3, 4 copies of 0, 1, 0) in
- * a temporary directory, so that the one-block forward's inputs go round
- * the slots more than once; NULL when it cannot be built.
+ * The fixture with 5 encoder and 5 decoder blocks (blocks 2, 3, 4 copies of
+ * 0, 1, 0) in a temporary directory, so that the one-block forward's inputs
+ * go round the slots more than once; NULL when it cannot be built.
  */
 static Backbone *
-open_deep_encoder(void)
+open_deep_stacks(void)
 {
 	Safetensors *src = NULL;
 	VfSt		st = {0};
@@ -1014,6 +1053,8 @@ open_deep_encoder(void)
 	free(cfg);
 	cJSON_DeleteItemFromObject(root, "num_layers");
 	cJSON_AddNumberToObject(root, "num_layers", 5);
+	cJSON_DeleteItemFromObject(root, "num_decoder_layers");
+	cJSON_AddNumberToObject(root, "num_decoder_layers", 5);
 	text = cJSON_Print(root);
 	vf_write_file("config.json", text, strlen(text));
 	free(text);
@@ -1025,25 +1066,28 @@ open_deep_encoder(void)
 	for (int i = 0; i < safetensors_count(src); i++)
 	{
 		const StTensor *t = safetensors_tensor(src, i);
+		const char *dot = strchr(t->name, '.');
 		int			copies = 1;
+		size_t		stack = dot != NULL ? (size_t) (dot - t->name) : 0;
 
 		snprintf(name[0], sizeof(name[0]), "%s", t->name);
-		if (strncmp(t->name, "encoder.block.0.", 16) == 0)
+		/* encoder.block.N. or decoder.block.N. (the stacks' names have 7 letters) */
+		if (stack == 7 && strncmp(dot, ".block.0.", 9) == 0)
 		{
-			snprintf(name[1], sizeof(name[1]), "encoder.block.2.%s", t->name + 16);
-			snprintf(name[2], sizeof(name[2]), "encoder.block.4.%s", t->name + 16);
+			snprintf(name[1], sizeof(name[1]), "%.7s.block.2.%s", t->name, dot + 9);
+			snprintf(name[2], sizeof(name[2]), "%.7s.block.4.%s", t->name, dot + 9);
 			copies = 3;
 		}
-		else if (strncmp(t->name, "encoder.block.1.", 16) == 0)
+		else if (stack == 7 && strncmp(dot, ".block.1.", 9) == 0)
 		{
-			snprintf(name[1], sizeof(name[1]), "encoder.block.3.%s", t->name + 16);
+			snprintf(name[1], sizeof(name[1]), "%.7s.block.3.%s", t->name, dot + 9);
 			copies = 2;
 		}
 		for (int k = 0; k < copies && t->f32 != NULL; k++)
 			vf_st_add(&st, name[k], "F32", t->ndim, t->shape, t->f32, sizeof(float) * t->numel);
 	}
 	vf_st_write(&st, "model.safetensors");
-	CHECK(t5_open(&bb, vf_tmp_dir, &err) == NN_OK, "5-block encoder: %s", err.msg);
+	CHECK(t5_open(&bb, vf_tmp_dir, &err) == NN_OK, "5-block stacks: %s", err.msg);
 	safetensors_close(src);
 	return bb;
 }
@@ -1054,8 +1098,8 @@ test_kept_blocks(void)
 	Backbone   *deep;
 
 	kept_blocks_check(ef_model, "fixture");
-	if ((deep = open_deep_encoder()) == NULL)
-		CHECK(0, "cannot build the 5-block encoder");
+	if ((deep = open_deep_stacks()) == NULL)
+		CHECK(0, "cannot build the 5-block stacks");
 	else
 	{
 		float		x[NB * NT * D],
@@ -1066,7 +1110,7 @@ test_kept_blocks(void)
 				   *drun = deep->ops->run_new(deep, NB, NT);
 		NnError		err;
 
-		kept_blocks_check(deep, "5 encoder blocks");
+		kept_blocks_check(deep, "5 blocks a stack");
 		/* the extra blocks take effect */
 		CHECK(ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) &&
 			  ef_model->ops->forward(ef_model, run, x, mask, NB, NT, a, &err) == NN_OK &&

@@ -31,8 +31,9 @@
  * activation memory.  A backward after such a forward (t5_backward)
  * recomputes the encoder keeping every block, and the run keeps every one
  * from then on.  t5_loss_forward, which training runs and a backward
- * always follows, keeps every encoder block; every forward keeps every
- * decoder block.
+ * always follows, keeps every block of both stacks.  t5_label_loglik's
+ * decoder, which no backward follows (t5_loss_backward needs a
+ * t5_loss_forward), always keeps one block's activations, the same way.
  */
 #include "models/t5/t5.h"
 
@@ -858,11 +859,28 @@ encoder_forward(const T5 *m, T5Run *run, const float *x, const uint8_t *mask, in
 }
 
 /*
+ * Decoder block l's input (l = Ld: the last block's output): as
+ * encoder_input, its own slot's h when keep, else slot 0's h (the
+ * embedded tokens) for block 0 and the h of slots 1 and 2 in turn after it.
+ */
+static float *
+decoder_input(const T5 *m, const T5Run *run, int l, bool keep)
+{
+	if (l == m->c.Ld)
+		return run->d_last;
+	if (keep || l <= 1)
+		return run->dl[l].h;
+	return run->dl[1 + ((l - 1) & 1)].h;
+}
+
+/*
  * The decoder over the sequences already described in run (d_off, d_pos,
- * d_kvseq, d_tok), cross-attending to run->e_out; fills run->logits.
+ * d_kvseq, d_tok), cross-attending to run->e_out; fills run->logits.  Each
+ * block's activations into its own slot when keep (a backward follows),
+ * else into slot 0.
  */
 static void
-decoder_forward(const T5 *m, T5Run *run, int max_len)
+decoder_forward(const T5 *m, T5Run *run, int max_len, bool keep)
 {
 	const T5Config *c = &m->c;
 	int			I = c->inner;
@@ -892,11 +910,10 @@ decoder_forward(const T5 *m, T5Run *run, int max_len)
 	for (int l = 0; l < c->Ld; l++)
 	{
 		const T5Block *b = &m->dec[l];
-		T5Acts	   *a = &run->dl[l];
+		T5Acts	   *a = &run->dl[keep ? l : 0];
 		T5Scratch  *s = &run->ds;
-		float	   *out = l + 1 < c->Ld ? run->dl[l + 1].h : run->d_last;
 
-		self_attn_forward(m, b, a, s, &self, a->h, Nd);
+		self_attn_forward(m, b, a, s, &self, decoder_input(m, run, l, keep), Nd);
 
 		/* cross-attention: h_ca = h_sa + Attn(RMS h_sa, H) */
 		linear_forward(a->kvc, run->e_out, b->cross.k, NULL, Ne, c->d, I, 2 * I);
@@ -907,7 +924,7 @@ decoder_forward(const T5 *m, T5Run *run, int max_len)
 		linear_forward(a->h_ca, s->ctx, b->cross.o, NULL, Nd, I, c->d, c->d);
 		residual_forward(a->h_ca, a->h_ca, a->h_sa, (size_t) Nd * c->d);
 
-		ff_forward(m, b, a, s, a->h_ca, out, Nd);
+		ff_forward(m, b, a, s, a->h_ca, decoder_input(m, run, l + 1, keep), Nd);
 	}
 	rmsnorm_forward(run->d_out, run->d_rstd, run->d_last, m->dec_ln, Nd, c->d, c->eps);
 	if (c->scale_out)
@@ -1025,7 +1042,7 @@ t5_loss_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uin
 			max_len = len;
 	}
 	run->d_off[batch] = Nd;
-	decoder_forward(m, run, max_len);
+	decoder_forward(m, run, max_len, true);
 	if (logits != NULL)
 		memcpy(logits, run->logits, sizeof(float) * (size_t) Nd * c->vocab);
 	crossentropy_forward(run->logits, run->logp, run->logits, run->d_tgt, Nd, c->vocab);
@@ -1083,7 +1100,7 @@ t5_label_loglik(const Backbone *bb, BackboneRun *brun, const float *x, const uin
 				max_len = len;
 		}
 	run->d_off[run->n_dseq] = Nd;
-	decoder_forward(m, run, max_len);
+	decoder_forward(m, run, max_len, false);
 	crossentropy_forward(run->logits, run->logp, run->logits, run->d_tgt, Nd, c->vocab);
 	for (int q = 0; q < run->n_dseq; q++)
 	{
