@@ -15,6 +15,7 @@
  * for their length.
  */
 #include "encoder_fixture.h"
+#include "encoder_kept_layers.h"
 #include "models/deberta/deberta.h"
 
 static const int deberta_truncation_known[] = {22, 42, 85, 0};
@@ -24,5 +25,6 @@ deberta_truncation_known};
 int
 main(void)
 {
+	ef_extra_test = ef_test_kept_layers;
 	return encoder_fixture_main_ops("deberta-v3", "deberta-v2", &deberta_fixture_ops);
 }

@@ -16,6 +16,7 @@
  * are only checked for their length.
  */
 #include "encoder_fixture.h"
+#include "encoder_kept_layers.h"
 #include "models/modernbert/modernbert.h"
 
 static const int modernbert_truncation_known[] = {31, 37, 0};
@@ -63,9 +64,17 @@ test_forward_tight(void)
 	free(mask);
 }
 
+/* The tight forward, and that keeping one layer's activations changes no number. */
+static void
+test_extra(void)
+{
+	test_forward_tight();
+	ef_test_kept_layers();
+}
+
 int
 main(void)
 {
-	ef_extra_test = test_forward_tight;
+	ef_extra_test = test_extra;
 	return encoder_fixture_main_ops("modernbert", "modernbert", &modernbert_fixture_ops);
 }

@@ -40,6 +40,7 @@
 #include "models/t5/t5_kernels.h"
 #include "hf_reference.h"
 #include "unit.h"
+#include "variant_fixture.h"
 
 #define D 32
 #define NB 4					/* reference texts */
@@ -899,6 +900,229 @@ test_pooled_fd(void)
 	ef_model->ops->run_free(run);
 }
 
+/* ---- one encoder block kept ---------------------------------------------------------- */
+
+/*
+ * t5_label_loglik's decoder keeps one block's activations, t5_loss_forward's
+ * every one: each row's score of each candidate equals -loss * its token
+ * count for that candidate as the label (within float rounding of the sums).
+ */
+static void
+loglik_vs_loss(const Backbone *bb, BackboneRun *run, const float *x, const uint8_t *mask,
+			   const int32_t *cands, const char *what)
+{
+	float		one[NC],
+				loss;
+	double		worst = 0.0,
+				top = 0.0;
+	NnError		err;
+
+	for (int b = 0; b < NB; b++)
+	{
+		const float *xb = x + (size_t) b * NT * D;
+		const uint8_t *mb = mask + b * NT;
+
+		CHECK(t5_label_loglik(bb, run, xb, mb, 1, NT, cands, NC, NL, one, &err) == NN_OK, "%s: %s",
+			  what, err.msg);
+		for (int k = 0; k < NC; k++)
+		{
+			int			n = 0;
+
+			for (int t = 0; t < NL; t++)
+				n += cands[k * NL + t] >= 0;
+			CHECK(t5_loss_forward(bb, run, xb, mb, 1, NT, cands + k * NL, NL, &loss, NULL, &err) ==
+				  NN_OK, "%s: %s", what, err.msg);
+			worst = fmax(worst, fabs((double) one[k] + (double) loss * n));
+			top = fmax(top, fabs(one[k]));
+		}
+	}
+	printf("# %s: label_loglik vs -loss x tokens: max |diff| %.2e of %.2e\n", what, worst, top);
+	CHECK(worst <= 1e-6 * top, "%s: label_loglik differs from the loss by %.3e", what, worst);
+}
+
+/*
+ * The ways through bb's runs that keep one encoder block or every one give
+ * the same numbers bit for bit: a fresh run's forward (one block kept) and
+ * the backward that recomputes the encoder, the forward and backward after
+ * it (every block kept), t5_backward after t5_label_loglik, and
+ * t5_loss_forward/backward on a fresh run and on one whose forwards kept
+ * one block before.
+ */
+static void
+kept_blocks_check(const Backbone *bb, const char *what)
+{
+	static float x[NB * NT * D],
+				x2[NB * NT * D],
+				hid[2][NB * NT * D],
+				dx[4][NB * NT * D],
+				dxl[3][NB * NT * D];
+	float		w[NB * D],
+				pooled[2][NB * D],
+				other[NB * D],
+				scores[2][NB * NC],
+				loss;
+	int32_t		cands[NC * NL];
+	uint8_t		mask[NB * NT];
+	const int32_t *labels = ef_i32("labels", NB, NL);
+	BackboneRun *run[4];
+	NnError		err;
+
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) || !labels)
+	{
+		CHECK(0, "%s: inputs or labels missing", what);
+		return;
+	}
+	for (int i = 0; i < NB * D; i++)
+		w[i] = sinf(0.7f * (float) i + 0.3f);
+	for (int i = 0; i < NB * NT * D; i++)
+		x2[i] = 0.5f * x[i];
+	candidate_ids(cands);
+	for (int r = 0; r < 4; r++)
+		run[r] = bb->ops->run_new(bb, NB, NT);
+	if (!run[0] || !run[1] || !run[2] || !run[3])
+		CHECK(0, "%s: run_new", what);
+	else
+	{
+		/* one block kept, the recomputing backward; then every block kept */
+		CHECK(bb->ops->forward(bb, run[0], x, mask, NB, NT, pooled[0], &err) == NN_OK &&
+			  bb->ops->backward(bb, run[0], w, dx[0], &err) == NN_OK, "%s: %s", what, err.msg);
+		t5_encoder_hidden(bb, run[0], hid[0]);
+		CHECK(bb->ops->forward(bb, run[0], x, mask, NB, NT, pooled[1], &err) == NN_OK &&
+			  bb->ops->backward(bb, run[0], w, dx[1], &err) == NN_OK, "%s: %s", what, err.msg);
+		t5_encoder_hidden(bb, run[0], hid[1]);
+		/* a fresh run: another forward first, then the candidates' log-likelihoods */
+		CHECK(bb->ops->forward(bb, run[1], x2, mask, NB, NT, other, &err) == NN_OK &&
+			  t5_label_loglik(bb, run[1], x, mask, NB, NT, cands, NC, NL, scores[0], &err) ==
+			  NN_OK && bb->ops->backward(bb, run[1], w, dx[2], &err) == NN_OK &&
+			  t5_label_loglik(bb, run[1], x, mask, NB, NT, cands, NC, NL, scores[1], &err) ==
+			  NN_OK, "%s: %s", what, err.msg);
+		CHECK(memcmp(pooled[0], pooled[1], sizeof(pooled[0])) == 0 &&
+			  memcmp(hid[0], hid[1], sizeof(hid[0])) == 0,
+			  "%s: the forward keeping one block differs from the one keeping all", what);
+		CHECK(memcmp(dx[0], dx[1], sizeof(dx[0])) == 0,
+			  "%s: backward after a kept forward differs from the recomputed one", what);
+		CHECK(memcmp(dx[0], dx[2], sizeof(dx[0])) == 0,
+			  "%s: backward after label_loglik differs", what);
+		CHECK(memcmp(scores[0], scores[1], sizeof(scores[0])) == 0,
+			  "%s: label_loglik keeping one block differs from the one keeping all", what);
+		loglik_vs_loss(bb, run[1], x, mask, cands, what);
+
+		/* text-to-text training: on a fresh run, after a one-block forward, after a kept one */
+		CHECK(t5_loss_forward(bb, run[2], x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
+			  t5_loss_backward(bb, run[2], dxl[0], &err) == NN_OK, "%s: %s", what, err.msg);
+		CHECK(bb->ops->forward(bb, run[3], x2, mask, NB, NT, other, &err) == NN_OK &&
+			  t5_loss_forward(bb, run[3], x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
+			  t5_loss_backward(bb, run[3], dxl[1], &err) == NN_OK, "%s: %s", what, err.msg);
+		CHECK(t5_loss_forward(bb, run[0], x, mask, NB, NT, labels, NL, &loss, NULL, &err) == NN_OK &&
+			  t5_loss_backward(bb, run[0], dxl[2], &err) == NN_OK, "%s: %s", what, err.msg);
+		CHECK(memcmp(dxl[0], dxl[1], sizeof(dxl[0])) == 0 &&
+			  memcmp(dxl[0], dxl[2], sizeof(dxl[0])) == 0,
+			  "%s: the loss backward depends on the forwards before it", what);
+		/* and the pooled backward after a loss forward's encoder */
+		CHECK(bb->ops->forward(bb, run[2], x, mask, NB, NT, other, &err) == NN_OK &&
+			  bb->ops->backward(bb, run[2], w, dx[3], &err) == NN_OK &&
+			  memcmp(dx[0], dx[3], sizeof(dx[0])) == 0, "%s: pooled backward on a training run",
+			  what);
+	}
+	for (int r = 0; r < 4; r++)
+		bb->ops->run_free(run[r]);
+}
+
+/*
+ * The fixture with 5 encoder and 5 decoder blocks (blocks 2, 3, 4 copies of
+ * 0, 1, 0) in a temporary directory, so that the one-block forward's inputs
+ * go round the slots more than once; NULL when it cannot be built.
+ */
+static Backbone *
+open_deep_stacks(void)
+{
+	Safetensors *src = NULL;
+	VfSt		st = {0};
+	char		name[4][160];
+	char	   *cfg,
+			   *text;
+	size_t		len;
+	cJSON	   *root;
+	Backbone   *bb = NULL;
+	NnError		err;
+
+	snprintf(vf_tmp_dir, sizeof(vf_tmp_dir), "/tmp/dept_t5_deep_XXXXXX");
+	if (mkdtemp(vf_tmp_dir) == NULL || (cfg = read_all(ef_path("config.json"), &len)) == NULL)
+		return NULL;
+	root = cJSON_Parse(cfg);
+	free(cfg);
+	cJSON_DeleteItemFromObject(root, "num_layers");
+	cJSON_AddNumberToObject(root, "num_layers", 5);
+	cJSON_DeleteItemFromObject(root, "num_decoder_layers");
+	cJSON_AddNumberToObject(root, "num_decoder_layers", 5);
+	text = cJSON_Print(root);
+	vf_write_file("config.json", text, strlen(text));
+	free(text);
+	cJSON_Delete(root);
+	if (realpath(ef_fixture, vf_src_dir) == NULL || !vf_link_file("tokenizer.json"))
+		return NULL;
+	if (safetensors_open(&src, ef_path("model.safetensors"), &err) != NN_OK)
+		return NULL;
+	for (int i = 0; i < safetensors_count(src); i++)
+	{
+		const StTensor *t = safetensors_tensor(src, i);
+		const char *dot = strchr(t->name, '.');
+		int			copies = 1;
+		size_t		stack = dot != NULL ? (size_t) (dot - t->name) : 0;
+
+		snprintf(name[0], sizeof(name[0]), "%s", t->name);
+		/* encoder.block.N. or decoder.block.N. (the stacks' names have 7 letters) */
+		if (stack == 7 && strncmp(dot, ".block.0.", 9) == 0)
+		{
+			snprintf(name[1], sizeof(name[1]), "%.7s.block.2.%s", t->name, dot + 9);
+			snprintf(name[2], sizeof(name[2]), "%.7s.block.4.%s", t->name, dot + 9);
+			copies = 3;
+		}
+		else if (stack == 7 && strncmp(dot, ".block.1.", 9) == 0)
+		{
+			snprintf(name[1], sizeof(name[1]), "%.7s.block.3.%s", t->name, dot + 9);
+			copies = 2;
+		}
+		for (int k = 0; k < copies && t->f32 != NULL; k++)
+			vf_st_add(&st, name[k], "F32", t->ndim, t->shape, t->f32, sizeof(float) * t->numel);
+	}
+	vf_st_write(&st, "model.safetensors");
+	CHECK(t5_open(&bb, vf_tmp_dir, &err) == NN_OK, "5-block stacks: %s", err.msg);
+	safetensors_close(src);
+	return bb;
+}
+
+static void
+test_kept_blocks(void)
+{
+	Backbone   *deep;
+
+	kept_blocks_check(ef_model, "fixture");
+	if ((deep = open_deep_stacks()) == NULL)
+		CHECK(0, "cannot build the 5-block stacks");
+	else
+	{
+		float		x[NB * NT * D],
+					a[NB * D],
+					b[NB * D];
+		uint8_t		mask[NB * NT];
+		BackboneRun *run = ef_model->ops->run_new(ef_model, NB, NT),
+				   *drun = deep->ops->run_new(deep, NB, NT);
+		NnError		err;
+
+		kept_blocks_check(deep, "5 blocks a stack");
+		/* the extra blocks take effect */
+		CHECK(ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) &&
+			  ef_model->ops->forward(ef_model, run, x, mask, NB, NT, a, &err) == NN_OK &&
+			  deep->ops->forward(deep, drun, x, mask, NB, NT, b, &err) == NN_OK &&
+			  memcmp(a, b, sizeof(a)) != 0, "5 encoder blocks embed as 2 do");
+		ef_model->ops->run_free(run);
+		deep->ops->run_free(drun);
+	}
+	backbone_close(deep);
+	vf_remove_tmp(NULL);
+}
+
 /* Argument errors are reported, not crashed on. */
 static void
 test_arguments(void)
@@ -1265,6 +1489,7 @@ main(void)
 		RUN_TEST(test_backward_reference);
 		RUN_TEST(test_dept_reference);
 		RUN_TEST(test_pooled_fd);
+		RUN_TEST(test_kept_blocks);
 		RUN_TEST(test_arguments);
 		RUN_TEST(test_speed);
 		if (f == 0)

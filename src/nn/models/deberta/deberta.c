@@ -15,6 +15,13 @@
  * the embedding sum and every layer-norm input with its mean/rstd, q/k/v,
  * the attention probabilities and the FFN's pre-activation -- in buffers
  * allocated once by run_new; forward and backward never allocate.
+ *
+ * Until a run's first backward its forwards keep one layer's activations
+ * only (every layer writes layer 0's slot), as bert.c's do: inference then
+ * writes 1/L of the per-layer memory, whose first-touch page faults would
+ * otherwise be a large part of a batch's time.  The first backward on a
+ * run recomputes the layers from x0, keeping each one's, and the run keeps
+ * every layer from then on: a training run pays one extra forward, once.
  */
 #include "models/deberta/deberta.h"
 
@@ -112,6 +119,7 @@ typedef struct DebertaRun
 	int			seq_len;
 	const uint8_t *types;		/* token type ids for the next forward */
 	bool		uses_types;
+	bool		keep_layers;	/* forwards keep every layer's activations (after a backward) */
 	int		   *offsets;		/* (max_batch + 1) */
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
 	int		   *pos;			/* (max_batch * max_seq) t of each packed row */
@@ -702,13 +710,12 @@ deberta_run_new(const Backbone *bb, int max_batch, int max_seq)
 
 /* ---- forward -------------------------------------------------------------------- */
 
-/* One post-LN encoder layer over the N packed rows of inp into out. */
+/* One post-LN encoder layer over the N packed rows of inp into out, its activations into a. */
 static void
-layer_forward(const Deberta *m, int l, DebertaRun *run, const float *inp, float *out, int N,
-			  int B)
+layer_forward(const Deberta *m, int l, DebertaActs *a, DebertaRun *run, const float *inp,
+			  float *out, int N, int B)
 {
 	const DebertaLayer *Ly = &m->layer[l];
-	DebertaActs *a = &run->layer[l];
 	int			H = m->H,
 				F = m->F;
 
@@ -786,6 +793,23 @@ final_hidden(const Deberta *m, const DebertaRun *run)
 	return run->h[(m->L - 1) & 1];
 }
 
+/*
+ * The layers over the N packed rows of x0, each into its own activation
+ * slot when the run keeps them all, else into slot 0; returns the output.
+ */
+static const float *
+run_layers(const Deberta *m, DebertaRun *run, int N, int B)
+{
+	const float *inp = run->x0;
+
+	for (int l = 0; l < m->L; l++)
+	{
+		layer_forward(m, l, &run->layer[run->keep_layers ? l : 0], run, inp, run->h[l & 1], N, B);
+		inp = run->h[l & 1];
+	}
+	return inp;
+}
+
 static NnStatus
 deberta_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uint8_t *mask,
 				int batch, int seq_len, float *out, NnError *err)
@@ -824,12 +848,7 @@ deberta_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uin
 		return NN_ERR_ARG;
 	layernorm_forward(run->x0, run->emb_mean, run->emb_rstd, run->emb_sum, m->emb_ln_w,
 					  m->emb_ln_b, N, m->H, m->ln_eps);
-	inp = run->x0;
-	for (int l = 0; l < m->L; l++)
-	{
-		layer_forward(m, l, run, inp, run->h[l & 1], N, batch);
-		inp = run->h[l & 1];
-	}
+	inp = run_layers(m, run, N, batch);
 	/* an empty sequence pools zeros */
 	meanpool_forward(run->pooled, inp, run->offsets, batch, m->H);
 	memcpy(out, run->pooled, sizeof(float) * (size_t) batch * m->H);
@@ -914,6 +933,12 @@ deberta_backward_full(const Backbone *bb, BackboneRun *brun, const float *dpoole
 	memset(dx, 0, sizeof(float) * (size_t) B * run->seq_len * H);
 	if (N == 0)
 		return NN_OK;
+	if (!run->keep_layers)
+	{
+		/* the forward kept one layer: again, keeping all (the same numbers) */
+		run->keep_layers = true;
+		run_layers(m, run, N, B);
+	}
 
 	/* d(last hidden state) of the packed rows: the direct part, then the mean's */
 	dh = final_hidden(m, run) == run->h[0] ? run->h[1] : run->h[0];

@@ -13,6 +13,15 @@
  * each layer's input and both layer-norm statistics, the rotated q/k and v,
  * the attention probabilities and the GeGLU's pre-activations -- in buffers
  * allocated once by run_new; forward and backward never allocate.
+ *
+ * Until a run's first backward its forwards keep one layer's activations
+ * only (every layer writes layer 0's slot, the layer inputs alternate
+ * between the first two slots' inp), as bert.c's do: inference then writes
+ * about 1/L of the per-layer memory, whose first-touch page faults would
+ * otherwise be a large part of a batch's time.  The first backward on a
+ * run recomputes the layers from the packed embeddings, keeping each one's,
+ * and the run keeps every layer from then on: a training run pays one
+ * extra forward, once.
  */
 #include "models/modernbert/modernbert.h"
 
@@ -97,6 +106,7 @@ typedef struct MbRun
 	int			batch;
 	int			seq_len;
 	int			pool_skip;
+	bool		keep_layers;	/* forwards keep every layer's activations (after a backward) */
 	int		   *offsets;		/* (max_batch + 1) */
 	int		   *rows;			/* (max_batch * max_seq) */
 	int		   *pos;			/* (max_batch * max_seq) */
@@ -560,20 +570,23 @@ modernbert_run_pool_skip(BackboneRun *brun, int skip)
 
 /* ---- forward -------------------------------------------------------------------- */
 
-/* One pre-norm layer over the N packed rows of a->inp into out. */
+/*
+ * One pre-norm layer over the N packed rows of inp into out, its other
+ * activations into a (whose inp this does not read).
+ */
 static void
-layer_forward(const ModernBert *m, int l, MbRun *run, float *out, int N, int B)
+layer_forward(const ModernBert *m, int l, MbActs *a, MbRun *run, const float *inp, float *out,
+			  int N, int B)
 {
 	const MbLayer *Ly = &m->layer[l];
-	MbActs	   *a = &run->layer[l];
 	int			H = m->H,
 				F = m->F;
-	const float *ain = a->inp;
+	const float *ain = inp;
 
 	/* attention block: h1 = inp + Attn(attn_norm(inp) Wqkv^T) Wo^T */
 	if (Ly->attn_norm_w != NULL)
 	{
-		layernorm_forward(run->a, a->an_mean, a->an_rstd, a->inp, Ly->attn_norm_w,
+		layernorm_forward(run->a, a->an_mean, a->an_rstd, inp, Ly->attn_norm_w,
 						  Ly->attn_norm_b, N, H, m->eps);
 		ain = run->a;
 	}
@@ -581,7 +594,7 @@ layer_forward(const ModernBert *m, int l, MbRun *run, float *out, int N, int B)
 	rope_attention_forward(run->ctx, a->att, a->qkv, run->pos, run->offsets, B, H, m->NH,
 						   Ly->sliding ? &m->local : &m->global);
 	linear_forward(a->h1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
-	residual_forward(a->h1, a->h1, a->inp, (size_t) N * H);
+	residual_forward(a->h1, a->h1, inp, (size_t) N * H);
 
 	/* GeGLU block: out = h1 + (GELU(u) * g) Wo2^T, [u, g] = mlp_norm(h1) Wi^T */
 	layernorm_forward(run->a, a->mn_mean, a->mn_rstd, a->h1, Ly->mlp_norm_w, Ly->mlp_norm_b,
@@ -598,6 +611,32 @@ layer_forward(const ModernBert *m, int l, MbRun *run, float *out, int N, int B)
 	}
 	linear_forward(out, run->g, Ly->wo2, Ly->bo2, N, F, H, H);
 	residual_forward(out, out, a->h1, (size_t) N * H);
+}
+
+/*
+ * Layer l's input (l = L: the last layer's output): its own slot's inp when
+ * the run keeps every layer, else the first two slots' in turn.
+ */
+static float *
+layer_input(const ModernBert *m, const MbRun *run, int l)
+{
+	if (l == m->L)
+		return run->last;
+	return run->layer[run->keep_layers ? l : l & 1].inp;
+}
+
+/*
+ * LN_emb of the N packed rows of emb_in, then the layers, each into its
+ * own activation slot when the run keeps them all, else into slot 0.
+ */
+static void
+run_layers(const ModernBert *m, MbRun *run, int N, int B)
+{
+	layernorm_forward(layer_input(m, run, 0), run->emb_mean, run->emb_rstd, run->emb_in,
+					  m->emb_norm_w, m->emb_norm_b, N, m->H, m->eps);
+	for (int l = 0; l < m->L; l++)
+		layer_forward(m, l, &run->layer[run->keep_layers ? l : 0], run, layer_input(m, run, l),
+					  layer_input(m, run, l + 1), N, B);
 }
 
 /* The rows of each sequence (each keeping its column as position) into run. */
@@ -641,10 +680,7 @@ modernbert_forward(const Backbone *bb, BackboneRun *brun, const float *x, const 
 	N = pack_rows(run, mask, batch, seq_len);
 	for (int i = 0; i < N; i++)
 		memcpy(run->emb_in + (size_t) i * H, x + (size_t) run->rows[i] * H, sizeof(float) * H);
-	layernorm_forward(m->L > 0 ? run->layer[0].inp : run->last, run->emb_mean, run->emb_rstd,
-					  run->emb_in, m->emb_norm_w, m->emb_norm_b, N, H, m->eps);
-	for (int l = 0; l < m->L; l++)
-		layer_forward(m, l, run, l + 1 < m->L ? run->layer[l + 1].inp : run->last, N, batch);
+	run_layers(m, run, N, batch);
 	layernorm_forward(run->out, run->fn_mean, run->fn_rstd, run->last, m->final_norm_w,
 					  m->final_norm_b, N, H, m->eps);
 	/* an empty sequence pools zeros */
@@ -735,6 +771,12 @@ modernbert_backward_full(const Backbone *bb, BackboneRun *brun, const float *dpo
 	memset(dx, 0, sizeof(float) * (size_t) B * run->seq_len * H);
 	if (N == 0)
 		return NN_OK;
+	if (!run->keep_layers)
+	{
+		/* the forward kept one layer: again, keeping all (the same numbers) */
+		run->keep_layers = true;
+		run_layers(m, run, N, B);
+	}
 
 	/* d(final_norm output) of the packed rows: the direct part, then the mean's */
 	memset(run->dtmp, 0, sizeof(float) * (size_t) N * H);

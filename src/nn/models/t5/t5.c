@@ -22,6 +22,18 @@
  * cross-entropy through the head, the decoder blocks in reverse -- each
  * cross-attention adding its key/value gradients into d(H), the encoder
  * output -- then the encoder blocks in reverse to the input embeddings.
+ *
+ * The encoder of an inference forward (t5_forward, t5_label_loglik) keeps
+ * one block's activations until the run's first backward, as bert.c's
+ * layers do: every block writes block 0's slot, the block inputs after the
+ * first alternate between the next two slots' h (block 0's h keeps the
+ * packed input), so inference writes about 1/Le of the encoder's
+ * activation memory.  A backward after such a forward (t5_backward)
+ * recomputes the encoder keeping every block, and the run keeps every one
+ * from then on.  t5_loss_forward, which training runs and a backward
+ * always follows, keeps every block of both stacks.  t5_label_loglik's
+ * decoder, which no backward follows (t5_loss_backward needs a
+ * t5_loss_forward), always keeps one block's activations, the same way.
  */
 #include "models/t5/t5.h"
 
@@ -145,6 +157,7 @@ typedef struct T5Run
 	int			max_batch;
 	int			max_seq;
 	T5Last		last;
+	bool		keep_layers;	/* encoder forwards keep every block's activations */
 	int			batch;			/* shape of the last forward */
 	int			seq_len;
 
@@ -749,21 +762,71 @@ ff_forward(const T5 *m, const T5Block *b, T5Acts *a, T5Scratch *s, const float *
 	residual_forward(out, out, inp, (size_t) N * c->d);
 }
 
-/* Self-attention sub-layer: a->h_sa = a->h + Attn(RMS a->h). */
+/* Self-attention sub-layer: a->h_sa = h + Attn(RMS h), h the block input (a->h unread). */
 static void
 self_attn_forward(const T5 *m, const T5Block *b, T5Acts *a, T5Scratch *s, const T5AttnShape *sh,
-				  int N)
+				  const float *h, int N)
 {
 	const T5Config *c = &m->c;
 	int			I = c->inner;
 
-	rmsnorm_forward(s->normed, a->rstd_sa, a->h, b->ln_self, N, c->d, c->eps);
+	rmsnorm_forward(s->normed, a->rstd_sa, h, b->ln_self, N, c->d, c->eps);
 	linear_forward(a->qkv, s->normed, b->self.q, NULL, N, c->d, I, 3 * I);
 	linear_forward(a->qkv + I, s->normed, b->self.k, NULL, N, c->d, I, 3 * I);
 	linear_forward(a->qkv + 2 * I, s->normed, b->self.v, NULL, N, c->d, I, 3 * I);
 	t5_attention_forward(s->ctx, a->att_sa, a->qkv, a->qkv + I, a->qkv + 2 * I, sh);
 	linear_forward(a->h_sa, s->ctx, b->self.o, NULL, N, I, c->d, c->d);
-	residual_forward(a->h_sa, a->h_sa, a->h, (size_t) N * c->d);
+	residual_forward(a->h_sa, a->h_sa, h, (size_t) N * c->d);
+}
+
+/* The encoder's self-attention shape over the packed rows of the last forward. */
+static T5AttnShape
+encoder_shape(const T5 *m, const T5Run *run)
+{
+	const T5Config *c = &m->c;
+
+	return (T5AttnShape) {
+		.B = run->batch,.NH = c->NH,.hs = c->dkv,.q_off = run->e_off,.q_pos = run->e_pos,
+		.kv_off = run->e_off,.kv_pos = run->e_pos,.kv_seq = NULL,
+		.ldq = 3 * c->inner,.ldk = 3 * c->inner,.ldv = 3 * c->inner,
+		.pos_bias = run->e_pbias,.R = run->seq_len,.causal = false
+	};
+}
+
+/*
+ * Encoder block l's input (l = Le: the last block's output): its own
+ * slot's h when the run keeps every block, else block 0's h (the packed
+ * input) for block 0 and the h of slots 1 and 2 in turn after it.
+ */
+static float *
+encoder_input(const T5 *m, const T5Run *run, int l)
+{
+	if (l == m->c.Le)
+		return run->e_last;
+	if (run->keep_layers || l <= 1)
+		return run->e[l].h;
+	return run->e[1 + ((l - 1) & 1)].h;
+}
+
+/*
+ * The encoder blocks over the N packed rows in run->e[0].h, each into its
+ * own activation slot when the run keeps them all, else into slot 0; then
+ * the final RMS norm into run->e_out.
+ */
+static void
+encoder_blocks(const T5 *m, T5Run *run, int N)
+{
+	const T5Config *c = &m->c;
+	T5AttnShape sh = encoder_shape(m, run);
+
+	for (int l = 0; l < c->Le; l++)
+	{
+		T5Acts	   *a = &run->e[run->keep_layers ? l : 0];
+
+		self_attn_forward(m, &m->enc[l], a, &run->es, &sh, encoder_input(m, run, l), N);
+		ff_forward(m, &m->enc[l], a, &run->es, a->h_sa, encoder_input(m, run, l + 1), N);
+	}
+	rmsnorm_forward(run->e_out, run->e_rstd, run->e_last, m->enc_ln, N, c->d, c->eps);
 }
 
 /* The encoder over the valid rows of x (batch, seq_len, d): fills run->e_out. */
@@ -772,7 +835,6 @@ encoder_forward(const T5 *m, T5Run *run, const float *x, const uint8_t *mask, in
 				int seq_len)
 {
 	const T5Config *c = &m->c;
-	T5AttnShape sh;
 	int			N = 0;
 
 	for (int b = 0; b < batch; b++)
@@ -793,30 +855,32 @@ encoder_forward(const T5 *m, T5Run *run, const float *x, const uint8_t *mask, in
 	run->seq_len = seq_len;
 	t5_position_bias(run->e_pbias, m->enc_bias, c->NH, seq_len, true, c->num_buckets,
 					 c->max_distance);
+	encoder_blocks(m, run, N);
+}
 
-	sh = (T5AttnShape) {
-		.B = batch,.NH = c->NH,.hs = c->dkv,.q_off = run->e_off,.q_pos = run->e_pos,
-		.kv_off = run->e_off,.kv_pos = run->e_pos,.kv_seq = NULL,
-		.ldq = 3 * c->inner,.ldk = 3 * c->inner,.ldv = 3 * c->inner,
-		.pos_bias = run->e_pbias,.R = seq_len,.causal = false
-	};
-	for (int l = 0; l < c->Le; l++)
-	{
-		T5Acts	   *a = &run->e[l];
-		float	   *out = l + 1 < c->Le ? run->e[l + 1].h : run->e_last;
-
-		self_attn_forward(m, &m->enc[l], a, &run->es, &sh, N);
-		ff_forward(m, &m->enc[l], a, &run->es, a->h_sa, out, N);
-	}
-	rmsnorm_forward(run->e_out, run->e_rstd, run->e_last, m->enc_ln, N, c->d, c->eps);
+/*
+ * Decoder block l's input (l = Ld: the last block's output): as
+ * encoder_input, its own slot's h when keep, else slot 0's h (the
+ * embedded tokens) for block 0 and the h of slots 1 and 2 in turn after it.
+ */
+static float *
+decoder_input(const T5 *m, const T5Run *run, int l, bool keep)
+{
+	if (l == m->c.Ld)
+		return run->d_last;
+	if (keep || l <= 1)
+		return run->dl[l].h;
+	return run->dl[1 + ((l - 1) & 1)].h;
 }
 
 /*
  * The decoder over the sequences already described in run (d_off, d_pos,
- * d_kvseq, d_tok), cross-attending to run->e_out; fills run->logits.
+ * d_kvseq, d_tok), cross-attending to run->e_out; fills run->logits.  Each
+ * block's activations into its own slot when keep (a backward follows),
+ * else into slot 0.
  */
 static void
-decoder_forward(const T5 *m, T5Run *run, int max_len)
+decoder_forward(const T5 *m, T5Run *run, int max_len, bool keep)
 {
 	const T5Config *c = &m->c;
 	int			I = c->inner;
@@ -846,11 +910,10 @@ decoder_forward(const T5 *m, T5Run *run, int max_len)
 	for (int l = 0; l < c->Ld; l++)
 	{
 		const T5Block *b = &m->dec[l];
-		T5Acts	   *a = &run->dl[l];
+		T5Acts	   *a = &run->dl[keep ? l : 0];
 		T5Scratch  *s = &run->ds;
-		float	   *out = l + 1 < c->Ld ? run->dl[l + 1].h : run->d_last;
 
-		self_attn_forward(m, b, a, s, &self, Nd);
+		self_attn_forward(m, b, a, s, &self, decoder_input(m, run, l, keep), Nd);
 
 		/* cross-attention: h_ca = h_sa + Attn(RMS h_sa, H) */
 		linear_forward(a->kvc, run->e_out, b->cross.k, NULL, Ne, c->d, I, 2 * I);
@@ -861,7 +924,7 @@ decoder_forward(const T5 *m, T5Run *run, int max_len)
 		linear_forward(a->h_ca, s->ctx, b->cross.o, NULL, Nd, I, c->d, c->d);
 		residual_forward(a->h_ca, a->h_ca, a->h_sa, (size_t) Nd * c->d);
 
-		ff_forward(m, b, a, s, a->h_ca, out, Nd);
+		ff_forward(m, b, a, s, a->h_ca, decoder_input(m, run, l + 1, keep), Nd);
 	}
 	rmsnorm_forward(run->d_out, run->d_rstd, run->d_last, m->dec_ln, Nd, c->d, c->eps);
 	if (c->scale_out)
@@ -949,6 +1012,7 @@ t5_loss_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uin
 		(s = ensure_decoder(m, run, batch > 0 ? batch : 1, label_len, err)))
 		return s;
 	run->last = T5_LAST_NONE;
+	run->keep_layers = true;	/* its backward follows */
 	encoder_forward(m, run, x, mask, batch, seq_len);
 
 	/* one decoder sequence per row: [start, y_1 .. y_{k-1}] predicting y_1 .. y_k */
@@ -978,7 +1042,7 @@ t5_loss_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uin
 			max_len = len;
 	}
 	run->d_off[batch] = Nd;
-	decoder_forward(m, run, max_len);
+	decoder_forward(m, run, max_len, true);
 	if (logits != NULL)
 		memcpy(logits, run->logits, sizeof(float) * (size_t) Nd * c->vocab);
 	crossentropy_forward(run->logits, run->logp, run->logits, run->d_tgt, Nd, c->vocab);
@@ -1036,7 +1100,7 @@ t5_label_loglik(const Backbone *bb, BackboneRun *brun, const float *x, const uin
 				max_len = len;
 		}
 	run->d_off[run->n_dseq] = Nd;
-	decoder_forward(m, run, max_len);
+	decoder_forward(m, run, max_len, false);
 	crossentropy_forward(run->logits, run->logp, run->logits, run->d_tgt, Nd, c->vocab);
 	for (int q = 0; q < run->n_dseq; q++)
 	{
@@ -1105,16 +1169,17 @@ encoder_backward(const T5 *m, T5Run *run, float *dx)
 	const T5Config *c = &m->c;
 	int			N = run->e_off[run->batch];
 	float	   *dh = run->dh_e;
-	T5AttnShape sh = {
-		.B = run->batch,.NH = c->NH,.hs = c->dkv,.q_off = run->e_off,.q_pos = run->e_pos,
-		.kv_off = run->e_off,.kv_pos = run->e_pos,.kv_seq = NULL,
-		.ldq = 3 * c->inner,.ldk = 3 * c->inner,.ldv = 3 * c->inner,
-		.pos_bias = run->e_pbias,.R = run->seq_len,.causal = false
-	};
+	T5AttnShape sh = encoder_shape(m, run);
 
 	memset(dx, 0, sizeof(float) * (size_t) run->batch * run->seq_len * c->d);
 	if (N == 0)
 		return;
+	if (!run->keep_layers)
+	{
+		/* the forward kept one block: again, keeping all (the same numbers) */
+		run->keep_layers = true;
+		encoder_blocks(m, run, N);
+	}
 	memset(dh, 0, sizeof(float) * (size_t) N * c->d);
 	rmsnorm_backward(dh, run->d_enc, run->e_last, m->enc_ln, run->e_rstd, N, c->d);
 	for (int l = c->Le - 1; l >= 0; l--)
