@@ -5,7 +5,9 @@
  * bpe_from_json_tree (cJSON's tree, the reader before the fast path) on
  * the fixtures' tokenizer.json files and on edits of them that the fast
  * path must leave to cJSON (\u escapes, ids written 5.0, duplicate keys,
- * a byte order mark) or that it reads itself ("a b" merges, escapes).
+ * a byte order mark) or that it reads itself ("a b" merges, escapes);
+ * the same for the Unigram reader (hf_unigram_from_json against
+ * hf_unigram_from_json_tree) on the four Unigram fixtures and edits.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 #include "tokenizers/bpe.h"
 #include "tokenizers/template.h"
 #include "tokenizers/tok_json.h"
+#include "tokenizers/unigram.h"
 #include "unit.h"
 
 static bool
@@ -217,6 +220,98 @@ test_bpe_paths_agree(void)
 	free(json);
 }
 
+/* The fast and the tree Unigram reader agree on json: status, message, every piece, encodings. */
+static void
+check_same_unigram(const char *what, const char *json, size_t len)
+{
+	static const char *const texts[] = {"hello world", "it's 42 caf\xc3\xa9s!!  \n", "</s>x",
+	"a\"b\\c \xe2\x96\x81"};
+	HfUnigram  *fast = NULL,
+			   *tree = NULL;
+	NnError		ef = {0},
+				et = {0};
+	NnStatus	sf = hf_unigram_from_json(&fast, json, len, &ef),
+				st = hf_unigram_from_json_tree(&tree, json, len, &et);
+
+	CHECK(sf == st && strcmp(ef.msg, et.msg) == 0, "%s: %d \"%s\" against %d \"%s\"", what, sf,
+		  ef.msg, st, et.msg);
+	if (fast != NULL && tree != NULL)
+	{
+		int			n = hf_unigram_vocab_size(fast);
+
+		CHECK(n == hf_unigram_vocab_size(tree), "%s: %d ids against %d", what, n,
+			  hf_unigram_vocab_size(tree));
+		CHECK(hf_unigram_unk_id(fast) == hf_unigram_unk_id(tree), "%s: unk", what);
+		for (int i = 0; i < n && i < hf_unigram_vocab_size(tree); i++)
+		{
+			const char *a = hf_unigram_piece(fast, i),
+					   *b = hf_unigram_piece(tree, i);
+
+			CHECK((a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0),
+				  "%s: piece %d differs", what, i);
+		}
+		for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++)
+		{
+			int32_t		ia[64],
+						ib[64];
+			int			na = hf_unigram_encode(fast, texts[t], strlen(texts[t]), 0, ia, NULL, 64),
+						nb = hf_unigram_encode(tree, texts[t], strlen(texts[t]), 0, ib, NULL, 64);
+
+			CHECK(na == nb && na >= 0 && memcmp(ia, ib, sizeof(int32_t) * (size_t) na) == 0,
+				  "%s: encoding of \"%s\" differs", what, texts[t]);
+		}
+	}
+	hf_unigram_free(fast);
+	hf_unigram_free(tree);
+}
+
+static void
+test_unigram_paths_agree(void)
+{
+	static const char *const names[] = {"t5-tiny-random", "t5-v1_1-tiny-random",
+	"xlm-roberta-tiny-random", "deberta-v3-tiny-random"};
+	/* each: an edit of the t5 fixture, from -> to */
+	static const char *const edits[][2] = {
+		{"\"vocab\": [", "\"vocab\": [[\"a\\\\b\\/\\t\", -1.5e-3], "},	/* escapes: the fast path */
+		{"\"vocab\": [", "\"vocab\": [[\"\\u2581zz\", -2.0], "},	/* a \u: cJSON */
+		{"\"vocab\": [", "\"vocab\": [[\"big\", -1e999], "},	/* not finite */
+		{"\"vocab\": [", "\"vocab\": [[\"x\", -2, 1], "},	/* three parts */
+		{"\"vocab\": [", "\"vocab\": [[\"x\"], "},
+		{"\"vocab\": [", "\"vocab\": [[\"\", -2], "},	/* empty piece */
+		{"\"vocab\": [", "\"vocab\": [[\"\xff\", -2], "},	/* not UTF-8 */
+		{"\"vocab\": [", "\"vocab\": [[-2, \"x\"], "},
+		{"\"vocab\": [", "\"vocab\": [[\"y\", -0.10000000000000000555111512312578270211815834045410156250000001], "},
+		{"\"vocab\": [", "\"vocab\": 1, \"vocab\": ["},	/* a duplicate key */
+		{"\"unk_id\": 2", "\"unk_id\": 2000"},
+		{"\"vocab\": [", "\"vocab\": [,"},	/* not JSON */
+	};
+	size_t		len,
+				elen;
+	char	   *json;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+	{
+		if ((json = read_fixture(names[i], &len)) == NULL)
+			return;
+		check_same_unigram(names[i], json, len);
+		check_same_unigram("a truncated file", json, len / 2);
+		free(json);
+	}
+	if ((json = read_fixture(names[0], &len)) == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++)
+	{
+		char	   *e = edited(json, len, edits[i][0], edits[i][1], &elen);
+		char		what[64];
+
+		snprintf(what, sizeof(what), "unigram edit %zu", i);
+		if (e != NULL)
+			check_same_unigram(what, e, elen);
+		free(e);
+	}
+	free(json);
+}
+
 /* The template reads the same post-processor with the model skipped or not. */
 static void
 test_template_without_model(void)
@@ -253,6 +348,7 @@ main(void)
 	RUN_TEST(test_recogniser);
 	RUN_TEST(test_members_and_strings);
 	RUN_TEST(test_bpe_paths_agree);
+	RUN_TEST(test_unigram_paths_agree);
 	RUN_TEST(test_template_without_model);
 	return unit_finish();
 }
