@@ -7,7 +7,9 @@
  * path must leave to cJSON (\u escapes, ids written 5.0, duplicate keys,
  * a byte order mark) or that it reads itself ("a b" merges, escapes);
  * the same for the Unigram reader (hf_unigram_from_json against
- * hf_unigram_from_json_tree) on the four Unigram fixtures and edits.
+ * hf_unigram_from_json_tree) on the four Unigram fixtures and edits, and
+ * for WordPiece (wordpiece_from_json against wordpiece_from_json_tree) on
+ * the bert and distilbert fixtures and edits.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -19,6 +21,7 @@
 #include "tokenizers/template.h"
 #include "tokenizers/tok_json.h"
 #include "tokenizers/unigram.h"
+#include "tokenizers/wordpiece.h"
 #include "unit.h"
 
 static bool
@@ -312,6 +315,97 @@ test_unigram_paths_agree(void)
 	free(json);
 }
 
+/* The fast and the tree WordPiece reader agree on json: status, message, every token, encodings. */
+static void
+check_same_wordpiece(const char *what, const char *json, size_t len)
+{
+	static const char *const texts[] = {"hello world", "it's 42 caf\xc3\xa9s!!  \n", "[CLS] x",
+	"a\"b\\c unaffable"};
+	WordPiece  *fast = NULL,
+			   *tree = NULL;
+	NnError		ef = {0},
+				et = {0};
+	NnStatus	sf = wordpiece_from_json(&fast, json, len, &ef),
+				st = wordpiece_from_json_tree(&tree, json, len, &et);
+
+	CHECK(sf == st && strcmp(ef.msg, et.msg) == 0, "%s: %d \"%s\" against %d \"%s\"", what, sf,
+		  ef.msg, st, et.msg);
+	if (fast != NULL && tree != NULL)
+	{
+		int			n = wordpiece_vocab_size(fast);
+
+		CHECK(n == wordpiece_vocab_size(tree), "%s: %d ids against %d", what, n,
+			  wordpiece_vocab_size(tree));
+		CHECK(wordpiece_unk_id(fast) == wordpiece_unk_id(tree), "%s: unk", what);
+		for (int i = 0; i < n && i < wordpiece_vocab_size(tree); i++)
+		{
+			const char *a = wordpiece_token(fast, i),
+					   *b = wordpiece_token(tree, i);
+
+			CHECK((a == NULL) == (b == NULL) && (a == NULL || strcmp(a, b) == 0),
+				  "%s: token %d differs", what, i);
+			if (a != NULL)
+				CHECK(wordpiece_token_id(fast, a) == wordpiece_token_id(tree, a), "%s: id of %s",
+					  what, a);
+		}
+		for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++)
+		{
+			int32_t		ia[64],
+						ib[64];
+			int			na = wordpiece_encode(fast, texts[t], strlen(texts[t]), ia, 64),
+						nb = wordpiece_encode(tree, texts[t], strlen(texts[t]), ib, 64);
+
+			CHECK(na == nb && na >= 0 && memcmp(ia, ib, sizeof(int32_t) * (size_t) na) == 0,
+				  "%s: encoding of \"%s\" differs", what, texts[t]);
+		}
+	}
+	wordpiece_free(fast);
+	wordpiece_free(tree);
+}
+
+static void
+test_wordpiece_paths_agree(void)
+{
+	static const char *const names[] = {"bert-tiny-random", "distilbert-tiny-random"};
+	/* each: an edit of the bert fixture, from -> to */
+	static const char *const edits[][2] = {
+		{"\"vocab\":{", "\"vocab\":{\"a\\\\b\\/\\t\":30600,"},	/* escapes: the fast path */
+		{"\"vocab\":{", "\"vocab\":{\"\\u00e9zz\":30600,"},	/* a \u: cJSON */
+		{"\"vocab\":{", "\"vocab\":{\"x\":00,"},	/* a leading 0: cJSON */
+		{"\"vocab\":{", "\"vocab\":{\"x\":1.5,"},	/* not an id */
+		{"\"vocab\":{", "\"vocab\":{\"x\":16777216,"},	/* out of range */
+		{"\"vocab\":{", "\"vocab\":{\"[UNK]\":7,"},	/* a duplicate token */
+		{"\"vocab\":{", "\"vocab\":[],\"vocab\":{"},	/* a duplicate key */
+		{"\"unk_token\":\"[UNK]\"", "\"unk_token\":\"[NOPE]\""},
+		{"\"vocab\":{", "\"vocab\":{,"},	/* not JSON */
+	};
+	size_t		len,
+				elen;
+	char	   *json;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+	{
+		if ((json = read_fixture(names[i], &len)) == NULL)
+			return;
+		check_same_wordpiece(names[i], json, len);
+		check_same_wordpiece("a truncated file", json, len / 2);
+		free(json);
+	}
+	if ((json = read_fixture(names[0], &len)) == NULL)
+		return;
+	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++)
+	{
+		char	   *e = edited(json, len, edits[i][0], edits[i][1], &elen);
+		char		what[64];
+
+		snprintf(what, sizeof(what), "wordpiece edit %zu", i);
+		if (e != NULL)
+			check_same_wordpiece(what, e, elen);
+		free(e);
+	}
+	free(json);
+}
+
 /* The template reads the same post-processor with the model skipped or not. */
 static void
 test_template_without_model(void)
@@ -349,6 +443,7 @@ main(void)
 	RUN_TEST(test_members_and_strings);
 	RUN_TEST(test_bpe_paths_agree);
 	RUN_TEST(test_unigram_paths_agree);
+	RUN_TEST(test_wordpiece_paths_agree);
 	RUN_TEST(test_template_without_model);
 	return unit_finish();
 }
