@@ -21,7 +21,10 @@
  *     as the template says, and with max_ids at least the template's
  *     specials count + both texts' lengths, exactly that many ids;
  *   - a rejected tokenizer or template is NN_ERR_FORMAT (or NN_ERR_NOMEM)
- *     with a message and no tokenizer; bpe_token_id of an accepted
+ *     with a message and no tokenizer;
+ *   - bpe_from_json (its fast path over the text) and bpe_from_json_tree
+ *     (cJSON's tree) give the same status and message, and accepted, the
+ *     same token for every id and the same encoding of the input; bpe_token_id of an accepted
  *     tokenizer's token names that token (or -1, see bpe.c's add_token).
  */
 #include <stdbool.h>
@@ -154,6 +157,42 @@ check_tokenizer(const Bpe *bpe, size_t size)
 	}
 }
 
+/* The fast reader and cJSON's tree agree on json. */
+static void
+check_paths_agree(const Bpe *fast, NnStatus s, const NnError *err, const char *json, size_t size)
+{
+	static int32_t a[MAX_FULL],
+				b[MAX_FULL];
+	Bpe		   *tree = NULL;
+	NnError		et;
+	NnStatus	st;
+
+	et.msg[0] = '\0';
+	st = bpe_from_json_tree(&tree, json, size, &et);
+	if (st != s || (s != NN_OK && strcmp(err->msg, et.msg) != 0))
+		fail("bpe_from_json and bpe_from_json_tree disagree", size);
+	if (s == NN_OK)
+	{
+		int			n = bpe_vocab_size(fast);
+
+		if (n != bpe_vocab_size(tree))
+			fail("the two readers' vocabulary sizes differ", size);
+		for (int i = 0; i < n; i++)
+		{
+			const char *x = bpe_token(fast, i),
+					   *y = bpe_token(tree, i);
+
+			if ((x == NULL) != (y == NULL) || (x != NULL && strcmp(x, y) != 0))
+				fail("the two readers' tokens differ", size);
+		}
+		n = bpe_encode(fast, json, size, a, MAX_FULL);
+		if (n != bpe_encode(tree, json, size, b, MAX_FULL) ||
+			(n > 0 && memcmp(a, b, sizeof(int32_t) * (size_t) n) != 0))
+			fail("the two readers' encodings differ", size);
+	}
+	bpe_free(tree);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -174,6 +213,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	s = bpe_from_json(&bpe, text, size, &err);
 	if (s != NN_OK && ((s != NN_ERR_FORMAT && s != NN_ERR_NOMEM) || bpe != NULL || !err.msg[0]))
 		fail("a rejection without NN_ERR_FORMAT and a message", size);
+	check_paths_agree(bpe, s, &err, text, size);
 	if (s == NN_OK)
 	{
 		check_tokenizer(bpe, size);

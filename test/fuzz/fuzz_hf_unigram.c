@@ -37,6 +37,9 @@
  *     Precompiled charsmap: one with a replacement longer than
  *     HFU_MAX_GROWTH bytes in the charsmap mode); nothing runs out of
  *     memory here;
+ *   - hf_unigram_from_json (its fast path over the text) and
+ *     hf_unigram_from_json_tree (cJSON's tree) give the same status and
+ *     message, and accepted, the same pieces and encoding of the input;
  *   - a rejected tokenizer is NN_ERR_FORMAT (or NN_ERR_NOMEM) with a
  *     message and no tokenizer; an accepted one has an unknown id naming a
  *     piece, no piece for ids out of range, every piece found again by
@@ -492,6 +495,42 @@ fuzz_charsmap(const uint8_t *data, size_t size)
 	may_blow_up = false;
 }
 
+/* The fast reader and cJSON's tree agree on the input as a tokenizer.json. */
+static void
+check_paths_agree(const HfUnigram *fast, NnStatus st, const NnError *err, const uint8_t *data,
+				  size_t size)
+{
+	static int32_t a[4096],
+				b[4096];
+	HfUnigram  *tree = NULL;
+	NnError		et;
+	NnStatus	s;
+	int			n;
+
+	nn_error_clear(&et);
+	s = hf_unigram_from_json_tree(&tree, (const char *) data, size, &et);
+	if (s != st || (s != NN_OK && strcmp(err->msg, et.msg) != 0))
+		fail("hf_unigram_from_json and hf_unigram_from_json_tree disagree", size);
+	if (s != NN_OK)
+		return;
+	n = hf_unigram_vocab_size(fast);
+	if (n != hf_unigram_vocab_size(tree) || hf_unigram_unk_id(fast) != hf_unigram_unk_id(tree))
+		fail("the two readers' vocabularies differ", size);
+	for (int i = 0; i < n; i++)
+	{
+		const char *x = hf_unigram_piece(fast, i),
+				   *y = hf_unigram_piece(tree, i);
+
+		if ((x == NULL) != (y == NULL) || (x != NULL && strcmp(x, y) != 0))
+			fail("the two readers' pieces differ", size);
+	}
+	n = hf_unigram_encode(fast, (const char *) data, size, 0, a, NULL, 4096);
+	if (n != hf_unigram_encode(tree, (const char *) data, size, 0, b, NULL, 4096) ||
+		(n > 0 && memcmp(a, b, sizeof(int32_t) * (size_t) n) != 0))
+		fail("the two readers' encodings differ", size);
+	hf_unigram_free(tree);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -503,6 +542,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		encode_checked(real[i], data, size, size);
 	nn_error_clear(&err);
 	st = hf_unigram_from_json(&u, (const char *) data, size, &err);
+	check_paths_agree(u, st, &err, data, size);
 	if (st == NN_OK)
 	{
 		cJSON	   *root = cJSON_ParseWithLength((const char *) data, size);

@@ -25,6 +25,9 @@
  *     for max_ids k < |E| the ids are E's first k, and for k >= |E| they
  *     are F's first p + k - |E| followed by E's last |E| - p, for one
  *     split p of E that also frames F (checked for k = 1, 5, 128);
+ *   - wordpiece_from_json (its fast path over the text) and
+ *     wordpiece_from_json_tree (cJSON's tree) give the same status and
+ *     message, and accepted, the same tokens and encoding of the input;
  *   - a rejected tokenizer is NN_ERR_FORMAT (or NN_ERR_NOMEM) with a
  *     message and no tokenizer; an accepted one has 1 to 2^24 ids, an
  *     unknown id naming a token, no token for ids out of range, and every
@@ -233,6 +236,42 @@ check_loaded(NnStatus st, WordPiece *wp, const NnError *err, const uint8_t *data
 	wordpiece_free(wp);
 }
 
+/* The fast reader and cJSON's tree agree on the input as a tokenizer.json. */
+static void
+check_paths_agree(const WordPiece *fast, NnStatus st, const NnError *err, const uint8_t *data,
+				  size_t size)
+{
+	static int32_t a[4096],
+				b[4096];
+	WordPiece  *tree = NULL;
+	NnError		et;
+	NnStatus	s;
+	int			n;
+
+	nn_error_clear(&et);
+	s = wordpiece_from_json_tree(&tree, (const char *) data, size, &et);
+	if (s != st || (s != NN_OK && strcmp(err->msg, et.msg) != 0))
+		fail("wordpiece_from_json and wordpiece_from_json_tree disagree", size);
+	if (s != NN_OK)
+		return;
+	n = wordpiece_vocab_size(fast);
+	if (n != wordpiece_vocab_size(tree) || wordpiece_unk_id(fast) != wordpiece_unk_id(tree))
+		fail("the two readers' vocabularies differ", size);
+	for (int i = 0; i < n; i++)
+	{
+		const char *x = wordpiece_token(fast, i),
+				   *y = wordpiece_token(tree, i);
+
+		if ((x == NULL) != (y == NULL) || (x != NULL && strcmp(x, y) != 0))
+			fail("the two readers' tokens differ", size);
+	}
+	n = wordpiece_encode(fast, (const char *) data, size, a, 4096);
+	if (n != wordpiece_encode(tree, (const char *) data, size, b, 4096) ||
+		(n > 0 && memcmp(a, b, sizeof(int32_t) * (size_t) n) != 0))
+		fail("the two readers' encodings differ", size);
+	wordpiece_free(tree);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -247,6 +286,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	wp = (WordPiece *) 0x1;		/* must be reset to NULL on failure */
 	nn_error_clear(&err);
 	st = wordpiece_from_json(&wp, (const char *) data, size, &err);
+	check_paths_agree(wp, st, &err, data, size);
 	check_loaded(st, wp, &err, data, size);
 
 	wp = (WordPiece *) 0x1;

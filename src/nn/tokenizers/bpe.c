@@ -19,6 +19,7 @@
 
 #include "base/utf8.h"
 #include "formats/hf_config.h"
+#include "tokenizers/tok_json.h"
 
 #define BPE_MAX_FILE ((size_t) 256 << 20)
 #define BPE_MAX_ID ((1 << 24) - 1)
@@ -154,26 +155,101 @@ add_token(Bpe *bpe, const char *s, int32_t id, NnError *err)
 	return NN_OK;
 }
 
-/* vocab {token: id} and added tokens' ids decide n_ids; then every string goes in. */
+/*
+ * The vocab and merges as plain lists, read from cJSON's tree or, on the
+ * fast path, straight from the JSON text (tok_json.h): the tables are built
+ * from these the same way whichever read them.
+ */
+typedef struct BpeMergeText
+{
+	const char *a;				/* NULL: malformed (neither "a b" nor ["a", "b"]) */
+	const char *b;				/* NULL: a is the "a b" string form */
+} BpeMergeText;
+
+typedef struct BpeLists
+{
+	int			n_vocab,
+				n_merges;
+	const char **vocab;
+	int32_t    *ids;
+	BpeMergeText *merges;
+	bool		merges_array;	/* merges was an array */
+	char	   *arena;			/* the fast path's decoded strings */
+} BpeLists;
+
+static void
+lists_free(BpeLists *l)
+{
+	free(l->vocab);
+	free(l->ids);
+	free(l->merges);
+	free(l->arena);
+}
+
+/* The tree's vocab {token: id}, each id checked. */
 static NnStatus
-parse_vocab(Bpe *bpe, const cJSON *vocab, const cJSON *added, NnError *err)
+vocab_from_tree(BpeLists *l, const cJSON *vocab, NnError *err)
 {
 	const cJSON *v;
-	int			max_id = -1,
-				n = 0;
-	NnStatus	s;
+	int			n = cJSON_GetArraySize(vocab);
 
 	if (!cJSON_IsObject(vocab))
 		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: BPE vocab is not an object");
+	l->vocab = malloc(sizeof(char *) * (size_t) (n > 0 ? n : 1));
+	l->ids = malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
+	if (l->vocab == NULL || l->ids == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
 	cJSON_ArrayForEach(v, vocab)
 	{
 		if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > BPE_MAX_ID ||
 			v->valuedouble != (double) (int32_t) v->valuedouble || v->string == NULL)
 			return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: a BPE vocab id is not in 0..%d",
 						   BPE_MAX_ID);
-		max_id = v->valueint > max_id ? v->valueint : max_id;
-		n++;
+		l->vocab[l->n_vocab] = v->string;
+		l->ids[l->n_vocab++] = v->valueint;
 	}
+	return NN_OK;
+}
+
+/* The tree's merges, "a b" or ["a", "b"] each (checked when the table is built). */
+static NnStatus
+merges_from_tree(BpeLists *l, const cJSON *merges, NnError *err)
+{
+	const cJSON *m;
+	int			n = cJSON_GetArraySize(merges);
+
+	if (!(l->merges_array = cJSON_IsArray(merges)))
+		return NN_OK;
+	if ((l->merges = calloc((size_t) (n > 0 ? n : 1), sizeof(BpeMergeText))) == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
+	cJSON_ArrayForEach(m, merges)
+	{
+		BpeMergeText *t = &l->merges[l->n_merges++];
+
+		if (cJSON_IsString(m))
+			t->a = m->valuestring;
+		else if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
+				 cJSON_IsString(cJSON_GetArrayItem(m, 0)) &&
+				 cJSON_IsString(cJSON_GetArrayItem(m, 1)))
+		{
+			t->a = cJSON_GetArrayItem(m, 0)->valuestring;
+			t->b = cJSON_GetArrayItem(m, 1)->valuestring;
+		}
+	}
+	return NN_OK;
+}
+
+/* vocab's strings and added tokens' ids decide n_ids; then every string goes in. */
+static NnStatus
+parse_vocab(Bpe *bpe, const BpeLists *l, const cJSON *added, NnError *err)
+{
+	const cJSON *v;
+	int			max_id = -1,
+				n = l->n_vocab;
+	NnStatus	s;
+
+	for (int i = 0; i < l->n_vocab; i++)
+		max_id = l->ids[i] > max_id ? l->ids[i] : max_id;
 	cJSON_ArrayForEach(v, added)
 	{
 		const cJSON *id = item(v, "id");
@@ -193,53 +269,49 @@ parse_vocab(Bpe *bpe, const cJSON *vocab, const cJSON *added, NnError *err)
 	if (bpe->token == NULL || bpe->slots == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
 	memset(bpe->slots, 0xff, sizeof(int32_t) * (bpe->smask + 1));
-	cJSON_ArrayForEach(v, vocab)
-		if ((s = add_token(bpe, v->string, v->valueint, err)) != NN_OK)
-		return s;
+	for (int i = 0; i < l->n_vocab; i++)
+		if ((s = add_token(bpe, l->vocab[i], l->ids[i], err)) != NN_OK)
+			return s;
 	return NN_OK;
 }
 
 /* One merge, "a b" or ["a", "b"], into its two parts. */
 static bool
-merge_parts(const cJSON *m, char *buf, size_t cap, const char **a, const char **b)
+merge_parts(const BpeMergeText *m, char *buf, size_t cap, const char **a, const char **b)
 {
-	if (cJSON_IsString(m))
-	{
-		char	   *sp;
+	char	   *sp;
 
-		if (strlen(m->valuestring) >= cap)
-			return false;
-		strcpy(buf, m->valuestring);
-		/* `tokenizers` wants exactly two parts split on ' ' */
-		if ((sp = strchr(buf, ' ')) == NULL || strchr(sp + 1, ' ') != NULL)
-			return false;
-		*sp = '\0';
-		*a = buf;
-		*b = sp + 1;
-		return true;
-	}
-	if (cJSON_IsArray(m) && cJSON_GetArraySize(m) == 2 &&
-		cJSON_IsString(cJSON_GetArrayItem(m, 0)) && cJSON_IsString(cJSON_GetArrayItem(m, 1)))
+	if (m->a == NULL)
+		return false;
+	if (m->b != NULL)
 	{
-		*a = cJSON_GetArrayItem(m, 0)->valuestring;
-		*b = cJSON_GetArrayItem(m, 1)->valuestring;
+		*a = m->a;
+		*b = m->b;
 		return true;
 	}
-	return false;
+	if (strlen(m->a) >= cap)
+		return false;
+	strcpy(buf, m->a);
+	/* `tokenizers` wants exactly two parts split on ' ' */
+	if ((sp = strchr(buf, ' ')) == NULL || strchr(sp + 1, ' ') != NULL)
+		return false;
+	*sp = '\0';
+	*a = buf;
+	*b = sp + 1;
+	return true;
 }
 
 static NnStatus
-parse_merges(Bpe *bpe, const cJSON *merges, NnError *err)
+parse_merges(Bpe *bpe, const BpeLists *l, NnError *err)
 {
-	int			n = cJSON_GetArraySize(merges),
+	int			n = l->n_merges,
 				rank = 0;
 	size_t		cap = 4096;
 	char	   *buf = malloc(cap),
 			   *joined = malloc(2 * cap);
-	const cJSON *m;
 	NnStatus	s = NN_OK;
 
-	if (!cJSON_IsArray(merges))
+	if (!l->merges_array)
 		s = nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: BPE merges is not an array");
 	else if (buf == NULL || joined == NULL ||
 			 (bpe->merges = malloc(sizeof(BpeMerge) * table_size((size_t) n))) == NULL)
@@ -253,7 +325,7 @@ parse_merges(Bpe *bpe, const cJSON *merges, NnError *err)
 	bpe->mmask = table_size((size_t) n) - 1;
 	for (size_t i = 0; i <= bpe->mmask; i++)
 		bpe->merges[i].key = BPE_NO_PAIR;
-	cJSON_ArrayForEach(m, merges)
+	for (int k = 0; k < n; k++)
 	{
 		const char *a,
 				   *b;
@@ -264,15 +336,16 @@ parse_merges(Bpe *bpe, const cJSON *merges, NnError *err)
 		size_t		la,
 					lb;
 
-		if (!merge_parts(m, buf, cap, &a, &b) || (la = strlen(a)) + (lb = strlen(b)) >= 2 * cap)
+		if (!merge_parts(&l->merges[k], buf, cap, &a, &b) ||
+			(la = strlen(a)) + (lb = strlen(b)) >= 2 * cap)
 		{
 			s = nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: merge %d is malformed", rank);
 			break;
 		}
 		memcpy(joined, a, la);
 		memcpy(joined + la, b, lb + 1);
-		ia = token_find(bpe, a, strlen(a));
-		ib = token_find(bpe, b, strlen(b));
+		ia = token_find(bpe, a, la);
+		ib = token_find(bpe, b, lb);
 		ij = token_find(bpe, joined, strlen(joined));
 		if (ia < 0 || ib < 0 || ij < 0)
 		{
@@ -384,12 +457,154 @@ check_model(const cJSON *model, NnError *err)
 	return NN_OK;
 }
 
+/* Grow an array of n items of size bytes to hold one more; false when out of memory. */
+static bool
+grow(void **arr, int n, int *cap, size_t size)
+{
+	void	   *p;
+
+	if (n < *cap)
+		return true;
+	*cap = *cap < 1024 ? 1024 : 2 * *cap;
+	if ((p = realloc(*arr, size * (size_t) *cap)) == NULL)
+		return false;
+	*arr = p;
+	return true;
+}
+
+/* An id written as digits only, 0..BPE_MAX_ID (anything else: -1, cJSON decides). */
+static int32_t
+plain_id(const char *json, TokJsonSpan v)
+{
+	int32_t		id = 0;
+
+	if (v.end - v.start > 8 || v.end == v.start || (json[v.start] == '0' && v.end - v.start > 1))
+		return -1;
+	for (size_t i = v.start; i < v.end; i++)
+	{
+		if (json[i] < '0' || json[i] > '9')
+			return -1;
+		id = id * 10 + (json[i] - '0');
+	}
+	return id <= BPE_MAX_ID ? id : -1;
+}
+
+/* The fast path's vocab: {"token": id, ...} with plain strings and ids. */
+static bool
+vocab_from_text(BpeLists *l, const char *json, TokJsonSpan vocab, char **arena)
+{
+	TokJsonIter it;
+	TokJsonSpan k,
+				v;
+	int			r,
+				cap = 0;
+
+	tok_json_iter(&it, json, vocab);
+	while ((r = tok_json_next(&it, &k, &v)) == 1)
+	{
+		long		n;
+		int32_t		id = plain_id(json, v);
+
+		if (id < 0 || (n = tok_json_string(json, k, *arena)) < 0)
+			return false;
+		if (l->n_vocab == cap)
+		{
+			int			cap_ids = cap;
+
+			if (!grow((void **) &l->vocab, l->n_vocab, &cap, sizeof(char *)) ||
+				!grow((void **) &l->ids, l->n_vocab, &cap_ids, sizeof(int32_t)))
+				return false;
+		}
+		l->vocab[l->n_vocab] = *arena;
+		l->ids[l->n_vocab++] = id;
+		*arena += n + 1;
+	}
+	return r == 0;
+}
+
+/* The fast path's merges: "a b" or ["a", "b"] of plain strings each. */
+static bool
+merges_from_text(BpeLists *l, const char *json, TokJsonSpan merges, char **arena)
+{
+	TokJsonIter it,
+				pair;
+	TokJsonSpan k,
+				v,
+				part[3];
+	int			r,
+				cap = 0;
+
+	tok_json_iter(&it, json, merges);
+	while ((r = tok_json_next(&it, &k, &v)) == 1)
+	{
+		BpeMergeText *t;
+		long		n;
+		int			np = 0;
+
+		if (!grow((void **) &l->merges, l->n_merges, &cap, sizeof(BpeMergeText)))
+			return false;
+		t = &l->merges[l->n_merges++];
+		t->b = NULL;
+		if (json[v.start] == '"')
+			part[np++] = v;
+		else if (json[v.start] == '[' && tok_json_iter(&pair, json, v))
+			while (np < 3 && tok_json_next(&pair, &k, &part[np]) == 1)
+				np++;
+		if ((json[v.start] == '[' && np != 2) || np == 0)
+			return false;
+		for (int i = 0; i < np; i++)
+		{
+			if ((n = tok_json_string(json, part[i], *arena)) < 0)
+				return false;
+			*(i == 0 ? &t->a : &t->b) = *arena;
+			*arena += n + 1;
+		}
+	}
+	return r == 0;
+}
+
+/*
+ * The fast path (tok_json.h): model.vocab and model.merges read from the
+ * text, their spans in spans[0..1]; false (l emptied) to go through cJSON.
+ */
+static bool
+lists_from_text(BpeLists *l, const char *json, size_t len, TokJsonSpan spans[2])
+{
+	TokJsonSpan root,
+				model;
+	bool		found_model = false,
+				found_vocab = false,
+				found_merges = false;
+	char	   *arena;
+
+	memset(l, 0, sizeof(*l));
+	if (!tok_json_root(json, len, &root) ||
+		!tok_json_member(json, root, "model", &found_model, &model) || !found_model ||
+		json[model.start] != '{' ||
+		!tok_json_member(json, model, "vocab", &found_vocab, &spans[0]) || !found_vocab ||
+		!tok_json_member(json, model, "merges", &found_merges, &spans[1]) || !found_merges ||
+		json[spans[0].start] != '{' || json[spans[1].start] != '[')
+		return false;
+	/* each string decodes to at most its quoted length - 1 bytes with the NUL */
+	l->arena = malloc(spans[0].end - spans[0].start + spans[1].end - spans[1].start);
+	arena = l->arena;
+	l->merges_array = true;
+	if (l->arena != NULL && vocab_from_text(l, json, spans[0], &arena) &&
+		merges_from_text(l, json, spans[1], &arena))
+		return true;
+	lists_free(l);
+	memset(l, 0, sizeof(*l));
+	return false;
+}
+
+/* fast: the lists read from the text, or NULL to read them from the tree. */
 static NnStatus
-parse_root(Bpe *bpe, const cJSON *root, NnError *err)
+parse_root(Bpe *bpe, const cJSON *root, const BpeLists *fast, NnError *err)
 {
 	const cJSON *model = item(root, "model");
 	const cJSON *added = item(root, "added_tokens");
 	const cJSON *norm = item(root, "normalizer");
+	BpeLists	tree = {0};
 	NnStatus	s;
 
 	if (added != NULL && !cJSON_IsArray(added) && !cJSON_IsNull(added))
@@ -397,10 +612,18 @@ parse_root(Bpe *bpe, const cJSON *root, NnError *err)
 	if (norm != NULL && !cJSON_IsNull(norm))
 		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: a BPE normalizer is not supported");
 	if ((s = check_model(model, err)) ||
-		(s = parse_pre_tokenizer(bpe, item(root, "pre_tokenizer"), err)) ||
-		(s = parse_vocab(bpe, item(model, "vocab"), cJSON_IsArray(added) ? added : NULL, err)) ||
-		(s = parse_merges(bpe, item(model, "merges"), err)) ||
-		(s = parse_added(bpe, cJSON_IsArray(added) ? added : NULL, err)))
+		(s = parse_pre_tokenizer(bpe, item(root, "pre_tokenizer"), err)))
+		return s;
+	if (fast == NULL && (s = vocab_from_tree(&tree, item(model, "vocab"), err)) == NN_OK)
+		s = merges_from_tree(&tree, item(model, "merges"), err);
+	if (s == NN_OK)
+		s = parse_vocab(bpe, fast ? fast : &tree, cJSON_IsArray(added) ? added : NULL, err);
+	if (s == NN_OK)
+		s = parse_merges(bpe, fast ? fast : &tree, err);
+	if (s == NN_OK)
+		s = parse_added(bpe, cJSON_IsArray(added) ? added : NULL, err);
+	lists_free(&tree);
+	if (s != NN_OK)
 		return s;
 	for (int b = 0; b < 256; b++)
 	{
@@ -413,32 +636,50 @@ parse_root(Bpe *bpe, const cJSON *root, NnError *err)
 	return NN_OK;
 }
 
-NnStatus
-bpe_from_json(Bpe **out, const char *json, size_t len, NnError *err)
+/* The tokenizer of json; fast says whether the vocab and merges may skip cJSON's tree. */
+static NnStatus
+from_json(Bpe **out, const char *json, size_t len, bool fast, NnError *err)
 {
 	cJSON	   *root;
 	Bpe		   *bpe;
 	NnStatus	s;
+	BpeLists	lists;
+	TokJsonSpan spans[2];
+	char	   *blank = NULL;
 
 	*out = NULL;
-	root = cJSON_ParseWithLength(json, len);
+	fast = fast && lists_from_text(&lists, json, len, spans);
+	if (fast && (blank = tok_json_blanked(json, len, spans, 2)) == NULL)
+	{
+		lists_free(&lists);
+		fast = false;
+	}
+	root = cJSON_ParseWithLength(fast ? blank : json, len);
+	free(blank);
 	if (!cJSON_IsObject(root))
-	{
-		cJSON_Delete(root);
-		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json is not a JSON object");
-	}
-	if ((bpe = calloc(1, sizeof(Bpe))) == NULL)
+		s = nn_fail(err, NN_ERR_FORMAT, "tokenizer.json is not a JSON object");
+	else if ((bpe = calloc(1, sizeof(Bpe))) == NULL)
 		s = nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
-	else
-		s = parse_root(bpe, root, err);
-	cJSON_Delete(root);
-	if (s != NN_OK)
-	{
+	else if ((s = parse_root(bpe, root, fast ? &lists : NULL, err)) != NN_OK)
 		bpe_free(bpe);
-		return s;
-	}
-	*out = bpe;
-	return NN_OK;
+	else
+		*out = bpe;
+	cJSON_Delete(root);
+	if (fast)
+		lists_free(&lists);
+	return s;
+}
+
+NnStatus
+bpe_from_json(Bpe **out, const char *json, size_t len, NnError *err)
+{
+	return from_json(out, json, len, true, err);
+}
+
+NnStatus
+bpe_from_json_tree(Bpe **out, const char *json, size_t len, NnError *err)
+{
+	return from_json(out, json, len, false, err);
 }
 
 NnStatus

@@ -51,8 +51,18 @@ typedef struct Bpe Bpe;
 /* Read path (a tokenizer.json file). */
 NnStatus	bpe_load(Bpe **out, const char *path, NnError *err);
 
-/* The same from len bytes of tokenizer.json text; hostile input is safe. */
+/*
+ * The same from len bytes of tokenizer.json text; hostile input is safe.
+ * The vocab and merges are read straight from the text when it is plain
+ * JSON (tokenizers/tok_json.h), else from cJSON's tree.
+ */
 NnStatus	bpe_from_json(Bpe **out, const char *json, size_t len, NnError *err);
+
+/*
+ * The same, always through cJSON's tree: the reference the tests and the
+ * fuzz harness hold bpe_from_json to (same status, message and tokenizer).
+ */
+NnStatus	bpe_from_json_tree(Bpe **out, const char *json, size_t len, NnError *err);
 
 void		bpe_free(Bpe *bpe);
 

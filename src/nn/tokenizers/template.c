@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizers/tok_json.h"
+
 #define TOK_MAX_ID ((1 << 24) - 1)
 #define TOK_MAX_PROBE (1 << 28)		/* longest text length measured exactly, in ids */
 
@@ -152,10 +154,33 @@ parse_processor(TokTemplate *t, const cJSON *pp, NnError *err)
 				   type->valuestring);
 }
 
+/*
+ * cJSON's tree of json without the value of its "model" member when that
+ * is plain JSON (tok_json.h): the template never reads it, and a BPE or
+ * Unigram model is most of the file (50k pieces, a node or three each).
+ */
+static cJSON *
+parse_without_model(const char *json, size_t len)
+{
+	TokJsonSpan root,
+				model;
+	bool		found;
+	char	   *blank;
+	cJSON	   *tree;
+
+	if (!tok_json_root(json, len, &root) || !tok_json_member(json, root, "model", &found, &model) ||
+		!found || (json[model.start] != '{' && json[model.start] != '[') ||
+		(blank = tok_json_blanked(json, len, &model, 1)) == NULL)
+		return cJSON_ParseWithLength(json, len);
+	tree = cJSON_ParseWithLength(blank, len);
+	free(blank);
+	return tree;
+}
+
 NnStatus
 tok_template_from_json(TokTemplate *t, const char *json, size_t len, NnError *err)
 {
-	cJSON	   *root = cJSON_ParseWithLength(json, len);
+	cJSON	   *root = parse_without_model(json, len);
 	NnStatus	s;
 
 	memset(t, 0, sizeof(*t));

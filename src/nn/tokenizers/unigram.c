@@ -19,6 +19,8 @@
 #include <cjson/cJSON.h>
 #include <utf8proc.h>
 
+#include "tokenizers/tok_json.h"
+
 #define HFU_UNK_PENALTY 10.0	/* tokenizers' K_UNK_PENALTY */
 #define HFU_MAX_PIECE_BYTES 4096
 #define HFU_MAX_ADDED 65536
@@ -1777,55 +1779,204 @@ load_post_processor(HfUnigram *u, const cJSON *j, NnError *err)
 	return NN_OK;
 }
 
-static NnStatus
-load_model(HfUnigram *u, const cJSON *model, NnError *err)
+/*
+ * The vocab as plain lists, read from cJSON's tree or, on the fast path,
+ * straight from the JSON text (tok_json.h); piece NULL marks an entry that
+ * is not [piece, score].
+ */
+typedef struct UniLists
 {
-	const char *type = json_str(model, "type");
-	const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
-	const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_id");
-	const cJSON *it;
-	long		unk_id;
-	int32_t		i = 0;
 	int			n;
+	const char **piece;
+	double	   *score;
+	char	   *arena;			/* the fast path's decoded strings */
+} UniLists;
 
-	if (type == NULL || strcmp(type, "Unigram") != 0)
-		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: model type \"%.40s\" is not Unigram",
-					   type ? type : "?");
-	if (!cJSON_IsArray(vocab) || (n = cJSON_GetArraySize(vocab)) < 1 || n > HFU_MAX_VOCAB)
-		return nn_fail(err, NN_ERR_FORMAT,
-					   "tokenizer.json: Unigram vocab must be an array of 1 to %d entries",
-					   HFU_MAX_VOCAB);
-	u->piece = calloc((size_t) n, sizeof(char *));
-	u->score = malloc(sizeof(double) * (size_t) n);
-	if (u->piece == NULL || u->score == NULL)
-		return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
-	u->n_vocab = n;
-	u->min_score = INFINITY;
-	for (int c = 0; c < 256; c++)
-		u->trie.root[c] = -1;
+static void
+lists_free(UniLists *l)
+{
+	free(l->piece);
+	free(l->score);
+	free(l->arena);
+	memset(l, 0, sizeof(*l));
+}
+
+static bool
+lists_from_tree(UniLists *l, const cJSON *vocab, int n)
+{
+	const cJSON *it;
+
+	l->piece = calloc((size_t) n, sizeof(char *));
+	l->score = calloc((size_t) n, sizeof(double));
+	if (l->piece == NULL || l->score == NULL)
+		return false;
 	cJSON_ArrayForEach(it, vocab)
 	{
 		const cJSON *p = cJSON_GetArrayItem(it, 0);
 		const cJSON *s = cJSON_GetArrayItem(it, 1);
+
+		if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(p) &&
+			cJSON_IsNumber(s) && isfinite(s->valuedouble))
+		{
+			l->piece[l->n] = p->valuestring;
+			l->score[l->n] = s->valuedouble;
+		}
+		l->n++;
+	}
+	return true;
+}
+
+/* A number span of at most 63 bytes as cJSON reads it (strtod); false otherwise. */
+static bool
+plain_number(const char *json, TokJsonSpan v, double *out)
+{
+	char		buf[64],
+			   *end;
+
+	if (v.end - v.start >= sizeof(buf) || (json[v.start] != '-' && (json[v.start] < '0' ||
+																	 json[v.start] > '9')))
+		return false;
+	memcpy(buf, json + v.start, v.end - v.start);
+	buf[v.end - v.start] = '\0';
+	*out = strtod(buf, &end);
+	return *end == '\0' && isfinite(*out);
+}
+
+/* One [piece, score] of plain JSON into l; false to leave the file to cJSON. */
+static bool
+entry_from_text(UniLists *l, const char *json, TokJsonSpan v, char **arena)
+{
+	TokJsonIter pair;
+	TokJsonSpan k,
+				p,
+				sc,
+				extra;
+	long		n;
+
+	if (!tok_json_iter(&pair, json, v) || pair.object ||
+		tok_json_next(&pair, &k, &p) != 1 || tok_json_next(&pair, &k, &sc) != 1 ||
+		tok_json_next(&pair, &k, &extra) != 0 || !plain_number(json, sc, &l->score[l->n]) ||
+		(n = tok_json_string(json, p, *arena)) < 0)
+		return false;
+	l->piece[l->n++] = *arena;
+	*arena += n + 1;
+	return true;
+}
+
+/*
+ * The fast path: model.vocab read from the text, its span in *span; false
+ * (l emptied) to go through cJSON.
+ */
+static bool
+lists_from_text(UniLists *l, const char *json, size_t len, TokJsonSpan *span)
+{
+	TokJsonSpan root,
+				model,
+				v,
+				k;
+	TokJsonIter it;
+	bool		found_model = false,
+				found_vocab = false;
+	char	   *arena;
+	int			cap = 0,
+				r;
+
+	memset(l, 0, sizeof(*l));
+	if (!tok_json_root(json, len, &root) ||
+		!tok_json_member(json, root, "model", &found_model, &model) || !found_model ||
+		json[model.start] != '{' ||
+		!tok_json_member(json, model, "vocab", &found_vocab, span) || !found_vocab ||
+		json[span->start] != '[' || (l->arena = malloc(span->end - span->start)) == NULL)
+		return false;
+	arena = l->arena;
+	tok_json_iter(&it, json, *span);
+	while ((r = tok_json_next(&it, &k, &v)) == 1)
+	{
+		if (l->n == cap)
+		{
+			void	   *p = realloc(l->piece, sizeof(char *) * (size_t) (cap = cap ? 2 * cap : 4096)),
+					   *q = p ? realloc(l->score, sizeof(double) * (size_t) cap) : NULL;
+
+			l->piece = p ? p : l->piece;
+			l->score = q ? q : l->score;
+			if (p == NULL || q == NULL)
+				break;
+		}
+		if (!entry_from_text(l, json, v, &arena))
+			break;
+	}
+	if (r == 0)
+		return true;
+	lists_free(l);
+	return false;
+}
+
+/* Every entry of l into u's pieces, scores and trie. */
+static NnStatus
+fill_vocab(HfUnigram *u, const UniLists *l, NnError *err)
+{
+	u->piece = calloc((size_t) l->n, sizeof(char *));
+	u->score = malloc(sizeof(double) * (size_t) l->n);
+	if (u->piece == NULL || u->score == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
+	u->n_vocab = l->n;
+	u->min_score = INFINITY;
+	for (int c = 0; c < 256; c++)
+		u->trie.root[c] = -1;
+	for (int i = 0; i < l->n; i++)
+	{
+		const char *p = l->piece[i];
 		size_t		pl;
 
-		if (!cJSON_IsArray(it) || cJSON_GetArraySize(it) != 2 || !cJSON_IsString(p) ||
-			!cJSON_IsNumber(s) || !isfinite(s->valuedouble))
+		if (p == NULL)
 			return nn_fail(err, NN_ERR_FORMAT,
 						   "tokenizer.json: vocab entry %d is not [piece, score]", i);
-		pl = strlen(p->valuestring);
+		pl = strlen(p);
 		/* an empty piece (also "\u0000..." as cJSON cuts it) could never be matched or found */
-		if (pl == 0 || pl > HFU_MAX_PIECE_BYTES || !valid_utf8(p->valuestring, pl))
+		if (pl == 0 || pl > HFU_MAX_PIECE_BYTES || !valid_utf8(p, pl))
 			return nn_fail(err, NN_ERR_FORMAT,
 						   "tokenizer.json: vocab entry %d is empty, too long or not UTF-8", i);
-		if ((u->piece[i] = strdup(p->valuestring)) == NULL ||
-			!trie_insert(&u->trie, p->valuestring, pl, i))
+		if ((u->piece[i] = strdup(p)) == NULL || !trie_insert(&u->trie, p, pl, i))
 			return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
-		u->score[i] = s->valuedouble;
-		if (s->valuedouble < u->min_score)
-			u->min_score = s->valuedouble;
-		i++;
+		u->score[i] = l->score[i];
+		if (l->score[i] < u->min_score)
+			u->min_score = l->score[i];
 	}
+	return NN_OK;
+}
+
+/* fast: the vocab read from the text, or NULL to read it from the tree. */
+static NnStatus
+load_model(HfUnigram *u, const cJSON *model, const UniLists *fast, NnError *err)
+{
+	const char *type = json_str(model, "type");
+	const cJSON *vocab = cJSON_GetObjectItemCaseSensitive(model, "vocab");
+	const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_id");
+	UniLists	tree = {0};
+	long		unk_id;
+	int			n;
+	NnStatus	s;
+
+	if (type == NULL || strcmp(type, "Unigram") != 0)
+		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: model type \"%.40s\" is not Unigram",
+					   type ? type : "?");
+	if (fast != NULL)
+		n = fast->n;
+	else if (!cJSON_IsArray(vocab))
+		n = 0;
+	else
+		n = cJSON_GetArraySize(vocab);
+	if (n < 1 || n > HFU_MAX_VOCAB)
+		return nn_fail(err, NN_ERR_FORMAT,
+					   "tokenizer.json: Unigram vocab must be an array of 1 to %d entries",
+					   HFU_MAX_VOCAB);
+	if (fast == NULL && !lists_from_tree(&tree, vocab, n))
+		s = nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
+	else
+		s = fill_vocab(u, fast ? fast : &tree, err);
+	lists_free(&tree);
+	if (s != NN_OK)
+		return s;
 	if (!json_int(unk, 0, n - 1, &unk_id))
 		return nn_fail(err, NN_ERR_FORMAT,
 					   "tokenizer.json: Unigram unk_id must be an id of the vocabulary");
@@ -1880,28 +2031,55 @@ load_added(HfUnigram *u, const cJSON *list, NnError *err)
 	return NN_OK;
 }
 
-NnStatus
-hf_unigram_from_json(HfUnigram **out, const char *json, size_t len, NnError *err)
+/* cJSON's tree of json, with model.vocab blanked when fast lists were read from the text. */
+static cJSON *
+parse_tree(const char *json, size_t len, bool fast, UniLists *lists)
+{
+	TokJsonSpan span;
+	char	   *blank;
+	cJSON	   *root;
+
+	if (!fast || !lists_from_text(lists, json, len, &span))
+		return cJSON_ParseWithLength(json, len);
+	if ((blank = tok_json_blanked(json, len, &span, 1)) == NULL)
+	{
+		lists_free(lists);
+		return cJSON_ParseWithLength(json, len);
+	}
+	root = cJSON_ParseWithLength(blank, len);
+	free(blank);
+	return root;
+}
+
+/* The tokenizer of json; fast says whether the vocab may skip cJSON's tree. */
+static NnStatus
+from_json(HfUnigram **out, const char *json, size_t len, bool fast, NnError *err)
 {
 	HfUnigram  *u;
 	cJSON	   *root;
 	NnStatus	s;
+	UniLists	lists = {0};
 
 	*out = NULL;
 	if (json == NULL || len > HFU_MAX_JSON_BYTES)
 		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json is missing or too large");
-	root = cJSON_ParseWithLength(json, len);
+	root = parse_tree(json, len, fast, &lists);
 	if (!cJSON_IsObject(root))
 	{
 		cJSON_Delete(root);
+		lists_free(&lists);
 		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json is not a JSON object");
 	}
 	if ((u = calloc(1, sizeof(HfUnigram))) == NULL)
 	{
 		cJSON_Delete(root);
+		lists_free(&lists);
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
 	}
-	if ((s = load_model(u, cJSON_GetObjectItemCaseSensitive(root, "model"), err)) ||
+	s = load_model(u, cJSON_GetObjectItemCaseSensitive(root, "model"),
+				   lists.piece != NULL ? &lists : NULL, err);
+	lists_free(&lists);
+	if (s ||
 		(s = load_normalizer(u, cJSON_GetObjectItemCaseSensitive(root, "normalizer"), 0, err)) ||
 		(s = load_pre_tokenizer(u, cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), 0,
 								err)) ||
@@ -1925,6 +2103,18 @@ hf_unigram_from_json(HfUnigram **out, const char *json, size_t len, NnError *err
 			u->size = u->suffix[k].id + 1;
 	*out = u;
 	return NN_OK;
+}
+
+NnStatus
+hf_unigram_from_json(HfUnigram **out, const char *json, size_t len, NnError *err)
+{
+	return from_json(out, json, len, true, err);
+}
+
+NnStatus
+hf_unigram_from_json_tree(HfUnigram **out, const char *json, size_t len, NnError *err)
+{
+	return from_json(out, json, len, false, err);
 }
 
 NnStatus

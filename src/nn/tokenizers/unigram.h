@@ -118,9 +118,20 @@ typedef struct HfUnigram HfUnigram;
 /* Read path (a tokenizer.json file). */
 NnStatus	hf_unigram_load(HfUnigram **out, const char *path, NnError *err);
 
-/* The same from len bytes of tokenizer.json text; hostile input is safe. */
+/*
+ * The same from len bytes of tokenizer.json text; hostile input is safe.
+ * The vocab is read straight from the text when it is plain JSON
+ * (tokenizers/tok_json.h), else from cJSON's tree.
+ */
 NnStatus	hf_unigram_from_json(HfUnigram **out, const char *json, size_t len,
 								 NnError *err);
+
+/*
+ * The same, always through cJSON's tree: the reference the tests and the
+ * fuzz harness hold hf_unigram_from_json to.
+ */
+NnStatus	hf_unigram_from_json_tree(HfUnigram **out, const char *json, size_t len,
+									  NnError *err);
 
 void		hf_unigram_free(HfUnigram *u);
 

@@ -31,6 +31,7 @@
 #include <utf8proc.h>
 
 #include "formats/hf_config.h"
+#include "tokenizers/tok_json.h"
 
 #define WP_MAX_FILE ((size_t) 64 << 20)
 #define WP_MAX_ID ((1 << 24) - 1)
@@ -459,25 +460,141 @@ parse_post_processor(WordPiece *wp, const cJSON *pp, NnError *err)
 	return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: post-processor %s is not supported", t);
 }
 
+/* model.vocab as (string, length, id) lists: from cJSON's tree, or on the fast path from the text. */
+typedef struct WpLists
+{
+	int			n;
+	const char **strs;
+	size_t	   *lens;
+	int32_t    *ids;
+	char	   *arena;			/* the fast path's decoded strings */
+} WpLists;
+
+static void
+lists_free(WpLists *l)
+{
+	free(l->strs);
+	free(l->lens);
+	free(l->ids);
+	free(l->arena);
+	memset(l, 0, sizeof(*l));
+}
+
+/* An id written as digits only, 0..WP_MAX_ID (anything else: -1, cJSON decides). */
+static int32_t
+plain_id(const char *json, TokJsonSpan v)
+{
+	int32_t		id = 0;
+
+	if (v.end - v.start > 8 || v.end == v.start || (json[v.start] == '0' && v.end - v.start > 1))
+		return -1;
+	for (size_t i = v.start; i < v.end; i++)
+	{
+		if (json[i] < '0' || json[i] > '9')
+			return -1;
+		id = id * 10 + (json[i] - '0');
+	}
+	return id <= WP_MAX_ID ? id : -1;
+}
+
+/*
+ * The fast path (tok_json.h): model.vocab {"token": id, ...} of plain
+ * strings and ids read from the text, its span in *span; false (l emptied)
+ * to go through cJSON.
+ */
+static bool
+lists_from_text(WpLists *l, const char *json, size_t len, TokJsonSpan *span)
+{
+	TokJsonSpan root,
+				model,
+				k,
+				v;
+	TokJsonIter it;
+	bool		found_model = false,
+				found_vocab = false;
+	char	   *arena;
+	int			cap = 0,
+				r;
+
+	memset(l, 0, sizeof(*l));
+	if (!tok_json_root(json, len, &root) ||
+		!tok_json_member(json, root, "model", &found_model, &model) || !found_model ||
+		json[model.start] != '{' ||
+		!tok_json_member(json, model, "vocab", &found_vocab, span) || !found_vocab ||
+		json[span->start] != '{' || (l->arena = malloc(span->end - span->start)) == NULL)
+		return false;
+	arena = l->arena;
+	tok_json_iter(&it, json, *span);
+	while ((r = tok_json_next(&it, &k, &v)) == 1)
+	{
+		long		n;
+
+		if (l->n == cap)
+		{
+			size_t		c = cap ? 2 * (size_t) cap : 4096;
+			void	   *p = realloc(l->strs, sizeof(char *) * c);
+
+			l->strs = p ? p : l->strs;
+			p = p ? realloc(l->lens, sizeof(size_t) * c) : NULL;
+			l->lens = p ? p : l->lens;
+			p = p ? realloc(l->ids, sizeof(int32_t) * c) : NULL;
+			l->ids = p ? p : l->ids;
+			if (p == NULL)
+				break;
+			cap = (int) c;
+		}
+		if ((l->ids[l->n] = plain_id(json, v)) < 0 || (n = tok_json_string(json, k, arena)) < 0)
+			break;
+		l->strs[l->n] = arena;
+		l->lens[l->n++] = (size_t) n;
+		arena += n + 1;
+	}
+	if (r == 0)
+		return true;
+	lists_free(l);
+	return false;
+}
+
+/* The tree's vocab {token: id} into l; false with err set when an entry is not token: id. */
 static NnStatus
-parse_model(WordPiece *wp, const cJSON *model, NnError *err)
+lists_from_tree(WpLists *l, const cJSON *vocab, NnError *err)
+{
+	const cJSON *e;
+	int			n = cJSON_GetArraySize(vocab);
+
+	l->strs = malloc(sizeof(char *) * (size_t) (n + 1));
+	l->lens = malloc(sizeof(size_t) * (size_t) (n + 1));
+	l->ids = malloc(sizeof(int32_t) * (size_t) (n + 1));
+	if (l->strs == NULL || l->lens == NULL || l->ids == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
+	cJSON_ArrayForEach(e, vocab)
+	{
+		if (e->string == NULL || !cJSON_IsNumber(e) || e->valuedouble < 0 ||
+			e->valuedouble > WP_MAX_ID || e->valuedouble != (double) (int32_t) e->valuedouble)
+			return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: vocab entry %d is not token: id",
+						   l->n);
+		l->strs[l->n] = e->string;
+		l->lens[l->n] = strlen(e->string);
+		l->ids[l->n++] = (int32_t) e->valuedouble;
+	}
+	return NN_OK;
+}
+
+static NnStatus
+parse_model(WordPiece *wp, const cJSON *model, const WpLists *fast, NnError *err)
 {
 	const cJSON *type = item(model, "type");
 	const cJSON *vocab = item(model, "vocab");
 	const cJSON *unk = item(model, "unk_token");
 	const cJSON *pre = item(model, "continuing_subword_prefix");
 	const cJSON *mc = item(model, "max_input_chars_per_word");
-	const cJSON *e;
-	const char **strs;
-	size_t	   *lens;
-	int32_t    *ids;
-	int			n = 0;
+	WpLists		tree = {0};
 	NnStatus	s = NN_OK;
 
 	if (!cJSON_IsString(type) || strcmp(type->valuestring, "WordPiece") != 0)
 		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: model type %s is not WordPiece",
 					   cJSON_IsString(type) ? type->valuestring : "?");
-	if (!cJSON_IsObject(vocab))
+	if (fast == NULL && !cJSON_IsObject(vocab))
 		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: WordPiece model has no vocab object");
 	if (cJSON_IsString(pre))
 	{
@@ -493,29 +610,12 @@ parse_model(WordPiece *wp, const cJSON *model, NnError *err)
 						   WP_MAX_WORD_LIMIT);
 		wp->max_chars = (int) mc->valuedouble;
 	}
-	strs = malloc(sizeof(char *) * (size_t) (cJSON_GetArraySize(vocab) + 1));
-	lens = malloc(sizeof(size_t) * (size_t) (cJSON_GetArraySize(vocab) + 1));
-	ids = malloc(sizeof(int32_t) * (size_t) (cJSON_GetArraySize(vocab) + 1));
-	if (strs == NULL || lens == NULL || ids == NULL)
-		s = nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
-	else
-		cJSON_ArrayForEach(e, vocab)
-		{
-			if (e->string == NULL || !cJSON_IsNumber(e) || e->valuedouble < 0 ||
-				e->valuedouble > WP_MAX_ID || e->valuedouble != (double) (int32_t) e->valuedouble)
-			{
-				s = nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: vocab entry %d is not token: id", n);
-				break;
-			}
-			strs[n] = e->string;
-			lens[n] = strlen(e->string);
-			ids[n++] = (int32_t) e->valuedouble;
-		}
+	if (fast == NULL)
+		s = lists_from_tree(&tree, vocab, err);
 	if (s == NN_OK)
-		s = vocab_build(wp, strs, lens, ids, n, err);
-	free(strs);
-	free(lens);
-	free(ids);
+		s = vocab_build(wp, fast ? fast->strs : tree.strs, fast ? fast->lens : tree.lens,
+						fast ? fast->ids : tree.ids, fast ? fast->n : tree.n, err);
+	lists_free(&tree);
 	if (s == NN_OK)
 		s = special_id(wp, cJSON_IsString(unk) ? unk->valuestring : "[UNK]", &wp->unk_id, err);
 	return s;
@@ -580,38 +680,61 @@ check_ids(const WordPiece *wp, NnError *err)
 	return NN_OK;
 }
 
-NnStatus
-wordpiece_from_json(WordPiece **out, const char *json, size_t len, NnError *err)
+/* cJSON's tree of json, with model.vocab blanked when fast lists were read from the text. */
+static cJSON *
+parse_tree(const char *json, size_t len, bool fast, WpLists *lists, bool *have_lists)
+{
+	TokJsonSpan span;
+	char	   *blank;
+	cJSON	   *root;
+
+	*have_lists = false;
+	if (!fast || !lists_from_text(lists, json, len, &span))
+		return cJSON_ParseWithLength(json, len);
+	if ((blank = tok_json_blanked(json, len, &span, 1)) == NULL)
+	{
+		lists_free(lists);
+		return cJSON_ParseWithLength(json, len);
+	}
+	*have_lists = true;
+	root = cJSON_ParseWithLength(blank, len);
+	free(blank);
+	return root;
+}
+
+/* The tokenizer of json; fast says whether the vocab may skip cJSON's tree. */
+static NnStatus
+from_json(WordPiece **out, const char *json, size_t len, bool fast, NnError *err)
 {
 	WordPiece  *wp;
 	cJSON	   *root;
 	const cJSON *pre;
 	NnStatus	s;
+	WpLists		lists = {0};
+	bool		have_lists;
 
 	*out = NULL;
-	root = cJSON_ParseWithLength(json, len);
-	if (!cJSON_IsObject(root))
+	root = parse_tree(json, len, fast, &lists, &have_lists);
+	if (!cJSON_IsObject(root) || (wp = calloc(1, sizeof(WordPiece))) == NULL)
 	{
+		s = cJSON_IsObject(root) ? nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory") :
+			nn_fail(err, NN_ERR_FORMAT, "tokenizer.json is not a JSON object");
 		cJSON_Delete(root);
-		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json is not a JSON object");
-	}
-	wp = calloc(1, sizeof(WordPiece));
-	if (wp == NULL)
-	{
-		cJSON_Delete(root);
-		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
+		lists_free(&lists);
+		return s;
 	}
 	set_defaults(wp);
 	pre = item(item(root, "pre_tokenizer"), "type");
 	if (!cJSON_IsString(pre) || strcmp(pre->valuestring, "BertPreTokenizer") != 0)
 		s = nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: pre-tokenizer %s is not supported (BertPreTokenizer)",
 					cJSON_IsString(pre) ? pre->valuestring : "?");
-	else if ((s = parse_model(wp, item(root, "model"), err)) == NN_OK &&
+	else if ((s = parse_model(wp, item(root, "model"), have_lists ? &lists : NULL, err)) == NN_OK &&
 			 (s = parse_normalizer(wp, item(root, "normalizer"), err)) == NN_OK &&
 			 (s = parse_post_processor(wp, item(root, "post_processor"), err)) == NN_OK &&
 			 (s = parse_added(wp, item(root, "added_tokens"), err)) == NN_OK)
 		s = check_ids(wp, err);
 	cJSON_Delete(root);
+	lists_free(&lists);
 	if (s != NN_OK)
 	{
 		wordpiece_free(wp);
@@ -619,6 +742,18 @@ wordpiece_from_json(WordPiece **out, const char *json, size_t len, NnError *err)
 	}
 	*out = wp;
 	return NN_OK;
+}
+
+NnStatus
+wordpiece_from_json(WordPiece **out, const char *json, size_t len, NnError *err)
+{
+	return from_json(out, json, len, true, err);
+}
+
+NnStatus
+wordpiece_from_json_tree(WordPiece **out, const char *json, size_t len, NnError *err)
+{
+	return from_json(out, json, len, false, err);
 }
 
 NnStatus

@@ -75,8 +75,18 @@ typedef struct WordPieceOptions
 /* dir/tokenizer.json if present, else dir/vocab.txt (+ tokenizer_config.json). */
 NnStatus	wordpiece_load(WordPiece **out, const char *dir, NnError *err);
 
-/* From tokenizer.json text. */
+/*
+ * From tokenizer.json text.  The vocab is read straight from the text when
+ * it is plain JSON (tokenizers/tok_json.h), else from cJSON's tree.
+ */
 NnStatus	wordpiece_from_json(WordPiece **out, const char *json, size_t len, NnError *err);
+
+/*
+ * The same, always through cJSON's tree: the reference the tests and the
+ * fuzz harness hold wordpiece_from_json to.
+ */
+NnStatus	wordpiece_from_json_tree(WordPiece **out, const char *json, size_t len,
+									 NnError *err);
 
 /* From vocab.txt text with the given options (BERT's defaults when opt is NULL). */
 NnStatus	wordpiece_from_vocab(WordPiece **out, const char *txt, size_t len,

@@ -1,0 +1,82 @@
+/*
+ * tok_json.h: a strict, allocation-free JSON recogniser for the large
+ * members of a tokenizer.json (a BPE vocab of 50k strings and its merges),
+ * so that opening a tokenizer does not build a cJSON node per piece.
+ *
+ * The readers use it as a fast path that must give the same tokenizer as
+ * cJSON would: it accepts a subset of what cJSON accepts (RFC 8259 with
+ * only ' ', \t, \n, \r as white space, no byte order mark, nesting at
+ * most TOK_JSON_MAX_DEPTH) and whatever it refuses goes through cJSON's
+ * tree as before.  tok_json_blanked() then hands cJSON the text with the
+ * large values replaced by an empty object or array (and spaces), so the
+ * rest of the document is still read and checked by cJSON itself.
+ *
+ * Strings are decoded only when they hold no \u escape (the other escapes
+ * decode as cJSON decodes them); a \u makes the caller fall back.
+ */
+#ifndef DEPT_NN_TOK_JSON_H
+#define DEPT_NN_TOK_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TOK_JSON_MAX_DEPTH 64
+
+/* A value's bytes: json[start..end). */
+typedef struct TokJsonSpan
+{
+	size_t		start,
+				end;
+} TokJsonSpan;
+
+/* Walks the members of an object or the elements of an array. */
+typedef struct TokJsonIter
+{
+	const char *json;
+	size_t		pos,
+				end;
+	bool		object,
+				first;
+} TokJsonIter;
+
+/* Methods */
+
+/*
+ * The span of the root object of json[0..len) (white space before it
+ * allowed); false unless it is strict JSON as above.
+ */
+bool		tok_json_root(const char *json, size_t len, TokJsonSpan *root);
+
+/*
+ * The value of the member named key (raw bytes, no escapes) of the object
+ * in span.  False when the object is malformed, when any key of it holds
+ * a backslash (an escape could spell key), or when key is given twice;
+ * *found says whether it is there.
+ */
+bool		tok_json_member(const char *json, TokJsonSpan obj, const char *key,
+							bool *found, TokJsonSpan *value);
+
+/* Start walking the object or array of span (false: it is neither). */
+bool		tok_json_iter(TokJsonIter *it, const char *json, TokJsonSpan span);
+
+/*
+ * The next member (key and value; key NULL for arrays) or element.
+ * Returns 1, 0 at the end, -1 when malformed.
+ */
+int			tok_json_next(TokJsonIter *it, TokJsonSpan *key, TokJsonSpan *value);
+
+/*
+ * Decode the string of span (quotes included) into out, NUL-terminated;
+ * out needs span length - 1 bytes.  Returns the decoded length, or -1 for
+ * a \u escape (or a span that is not a string).
+ */
+long		tok_json_string(const char *json, TokJsonSpan span, char *out);
+
+/*
+ * A copy of json[0..len) (malloc'ed, len bytes) in which each of the n
+ * spans (objects or arrays) is "{}" or "[]" followed by spaces; NULL when
+ * out of memory.
+ */
+char	   *tok_json_blanked(const char *json, size_t len, const TokJsonSpan *spans, int n);
+
+#endif							/* DEPT_NN_TOK_JSON_H */
