@@ -83,7 +83,7 @@ usage(FILE *f)
 			"  --method M             probe | pt | dept | ept | auto (default dept): auto trains\n"
 			"                         the probe, then DePT m = 20 from the probe's head, and\n"
 			"                         keeps the better on validation (src/nn/train/auto.h)\n"
-			"  --budget-rows N        auto: rows DePT may see (steps x batch; default 8000,\n"
+			"  --budget-rows N        auto: rows DePT may see (steps x batch; default 16000,\n"
 			"                         0 = its epochs)\n"
 			"  --cold-head            auto: DePT's head starts from zero, not from the probe's\n"
 			"  --no-probe-search      probe: no L2 search (the default tries 4 strengths)\n"
