@@ -252,6 +252,24 @@ attention_backward(float *dqkv, float *scratch, const float *dout,
 }
 
 void
+attention_head_backward(float *dq, float *dk, float *dv, float *dp, const float *q,
+						const float *k, const float *v, const float *p, const float *dy,
+						int ld, int ldy, int nq, int n, int hs, float scale)
+{
+	/* out = p v:  dv += p^T dy,  dp = dy v^T */
+	nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, nq,
+			 1.0f, p, n, dy, ldy, 1.0f, dv, ld);
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hs,
+			 1.0f, dy, ldy, v, ld, 0.0f, dp, n);
+	/* through the softmax: dp becomes d(logits), logits = scale q k^T */
+	softmax_rows_backward(dp, p, nq, n);
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, n,
+			 scale, dp, n, k, ld, 1.0f, dq, ld);
+	nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, nq,
+			 scale, dp, n, q, ld, 1.0f, dk, ld);
+}
+
+void
 attention_tail_backward(float *dqkv, float *scratch, const float *dout,
 						const float *qkv, const float *att, const int *offsets,
 						int B, int C, int NH, float scale, int skip)
@@ -273,27 +291,12 @@ attention_tail_backward(float *dqkv, float *scratch, const float *dout,
 		{
 			size_t		col = (size_t) o * C3 + (size_t) h * hs;
 			size_t		qcol = col + (size_t) (n - nq) * C3;
-			const float *q = qkv + qcol;
-			const float *k = qkv + col + C;
-			const float *v = k + C;
-			float	   *dq = dqkv + qcol;
-			float	   *dk = dqkv + col + C;
-			float	   *dv = dk + C;
-			const float *p = a + (size_t) h * nq * n;
-			const float *dy = dout + first_out * C + (size_t) h * hs;
-			float	   *dp = scratch;
 
-			/* out = p v:  dv += p^T dy,  dp = dy v^T */
-			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, nq,
-					 1.0f, p, n, dy, C, 1.0f, dv, C3);
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hs,
-					 1.0f, dy, C, v, C3, 0.0f, dp, n);
-			/* through the softmax: dp becomes d(logits), logits = scale q k^T */
-			softmax_rows_backward(dp, p, nq, n);
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, n,
-					 scale, dp, n, k, C3, 1.0f, dq, C3);
-			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, nq,
-					 scale, dp, n, q, C3, 1.0f, dk, C3);
+			attention_head_backward(dqkv + qcol, dqkv + col + C, dqkv + col + 2 * C, scratch,
+									qkv + qcol, qkv + col + C, qkv + col + 2 * C,
+									a + (size_t) h * nq * n,
+									dout + first_out * C + (size_t) h * hs, C3, C, nq, n, hs,
+									scale);
 		}
 		a += (size_t) NH * nq * n;
 		first_out += (size_t) nq;

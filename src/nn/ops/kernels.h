@@ -156,6 +156,18 @@ void		attention_backward(float *dqkv, float *scratch, const float *dout,
 							   int B, int C, int NH, float scale);
 
 /*
+ * One head's part of attention_tail_backward: nq query rows (q, dq) against
+ * n key rows (k, v, dk, dv), all ld apart, p (nq, n) the probabilities and
+ * dy the head's output gradient (ldy apart).  Adds to dq, dk, dv; leaves in
+ * dp (nq, n) the gradient of the logits before the scale, for a caller that
+ * adds logit terms of its own (DeBERTa's relative positions).
+ */
+void		attention_head_backward(float *dq, float *dk, float *dv, float *dp, const float *q,
+									const float *k, const float *v, const float *p,
+									const float *dy, int ld, int ldy, int nq, int n, int hs,
+									float scale);
+
+/*
  * attention_backward of attention_tail_forward: dout holds the Nt query rows
  * packed; d(query) is added to the last n_b - skip rows of each sequence and
  * d(key), d(value) to all n_b.  skip = 0 is attention_backward.

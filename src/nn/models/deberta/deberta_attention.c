@@ -151,29 +151,15 @@ disentangled_attention_backward(float *dqkv, float *scratch, const float *dout,
 		for (int h = 0; h < NH; h++)
 		{
 			size_t		col = (size_t) o * C3 + (size_t) h * hs;
-			const float *q = qkv + col;
-			const float *k = q + C;
-			const float *v = q + 2 * C;
 			float	   *dq = dqkv + col;
-			float	   *dk = dq + C;
-			float	   *dv = dq + 2 * C;
-			const float *p = a + (size_t) h * n * n;
-			const float *dy = dout + (size_t) o * C + (size_t) h * hs;
-			float	   *dp = scratch;
 
-			/* out = p v:  dv += p^T dy,  dp = dy v^T, then through the softmax */
-			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
-					 1.0f, p, n, dy, C, 1.0f, dv, C3);
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, hs,
-					 1.0f, dy, C, v, C3, 0.0f, dp, n);
-			softmax_rows_backward(dp, p, n, n);
-			/* logits = scale (q k^T + c2p + p2c) */
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hs, n,
-					 t->scale, dp, n, k, C3, 1.0f, dq, C3);
-			nn_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, hs, n,
-					 t->scale, dp, n, q, C3, 1.0f, dk, C3);
-			head_position_backward(dq, dk, scratch + (size_t) n * n, dp, pos + o, n, C, hs, h,
-								   t, lo, w);
+			/* logits = scale (q k^T + c2p + p2c): the q k^T part, then the positions' */
+			attention_head_backward(dq, dq + C, dq + 2 * C, scratch, qkv + col, qkv + col + C,
+									qkv + col + 2 * C, a + (size_t) h * n * n,
+									dout + (size_t) o * C + (size_t) h * hs, C3, C, n, n, hs,
+									t->scale);
+			head_position_backward(dq, dq + C, scratch + (size_t) n * n, scratch, pos + o, n, C,
+								   hs, h, t, lo, w);
 		}
 		a += (size_t) NH * n * n;
 	}
