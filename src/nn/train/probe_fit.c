@@ -344,28 +344,23 @@ probe_logreg_objective(const ProbeProblem *p, double lambda, const double *theta
 	return NN_OK;
 }
 
-/* Rows of p whose argmax of theta's logits is their label. */
-static NnStatus
-count_correct(const ProbeProblem *p, const double *theta, int *correct, NnError *err)
+/* Rows of g whose argmax of theta's logits is their label. */
+static int
+count_correct(Gathered *g, const double *theta)
 {
-	Gathered	g;
-	NnStatus	st;
+	int			correct = 0;
 
-	if ((st = gather(p, &g, err)) != NN_OK)
-		return st;
-	compute_logits(&g, theta);
-	*correct = 0;
-	for (int i = 0; i < g.n; i++)
+	compute_logits(g, theta);
+	for (int i = 0; i < g->n; i++)
 	{
-		const float *z = g.logits + (size_t) i * g.classes;
+		const float *z = g->logits + (size_t) i * g->classes;
 		int			top = 0;
 
-		for (int c = 1; c < g.classes; c++)
+		for (int c = 1; c < g->classes; c++)
 			top = z[c] > z[top] ? c : top;
-		*correct += top == g.y[i];
+		correct += top == g->y[i];
 	}
-	gathered_free(&g);
-	return NN_OK;
+	return correct;
 }
 
 /*
@@ -415,7 +410,31 @@ fit_done(SearchRun *sr, int iters)
 	return !sr->cancelled;
 }
 
-/* One fold: the grid's path of C ascending, warm-started, correct rows added to correct[]. */
+/* One fold's path of C ascending over its gathered rows, warm-started; correct rows added. */
+static NnStatus
+search_path(SearchRun *sr, Gathered *train, Gathered *held, double *theta, long *correct,
+			NnError *err)
+{
+	const ProbeProblem *p = sr->p;
+	NnStatus	st;
+
+	memset(theta, 0, sizeof(double) * ((size_t) p->classes * p->d + p->classes));
+	for (int c = 0; c < PROBE_C_GRID_SIZE; c++)
+	{
+		int			iters = 0;
+		double		f;
+
+		if ((st = lbfgs_minimise(train, 1.0 / (probe_c_grid[c] * train->n), theta,
+								 SEARCH_MAX_ITER, GRAD_TOL, &iters, &f, err)) != NN_OK)
+			return st;
+		correct[c] += count_correct(held, theta);
+		if (!fit_done(sr, iters))
+			break;
+	}
+	return NN_OK;
+}
+
+/* Fold k: its training and held-out rows gathered once for the whole path of C. */
 static NnStatus
 search_fold(SearchRun *sr, const int *fold, int k, int *train_rows, int *held_rows, double *theta,
 			long *correct, NnError *err)
@@ -423,7 +442,8 @@ search_fold(SearchRun *sr, const int *fold, int k, int *train_rows, int *held_ro
 	const ProbeProblem *p = sr->p;
 	ProbeProblem tr = *p,
 				ho = *p;
-	size_t		n_theta = (size_t) p->classes * p->d + p->classes;
+	Gathered	gt,
+				gh;
 	NnStatus	st;
 
 	tr.rows = train_rows;
@@ -431,22 +451,17 @@ search_fold(SearchRun *sr, const int *fold, int k, int *train_rows, int *held_ro
 	tr.n = ho.n = 0;
 	for (int i = 0; i < p->n; i++)
 		*(fold[i] == k ? &held_rows[ho.n++] : &train_rows[tr.n++]) = p->rows[i];
-	memset(theta, 0, sizeof(double) * n_theta);
-	for (int c = 0; c < PROBE_C_GRID_SIZE; c++)
+	if ((st = gather(&tr, &gt, err)) != NN_OK)
+		return st;
+	if ((st = gather(&ho, &gh, err)) != NN_OK)
 	{
-		int			iters,
-					right;
-		double		f;
-
-		if ((st = probe_logreg_fit(&tr, 1.0 / (probe_c_grid[c] * tr.n), theta, SEARCH_MAX_ITER,
-								   GRAD_TOL, &iters, &f, err)) != NN_OK ||
-			(st = count_correct(&ho, theta, &right, err)) != NN_OK)
-			return st;
-		correct[c] += right;
-		if (!fit_done(sr, iters))
-			break;
+		gathered_free(&gt);
+		return st;
 	}
-	return NN_OK;
+	st = search_path(sr, &gt, &gh, theta, correct, err);
+	gathered_free(&gt);
+	gathered_free(&gh);
+	return st;
 }
 
 /* Held-out accuracy of every C over the folds into out->cv_accuracy. */
