@@ -472,23 +472,6 @@ grow(void **arr, int n, int *cap, size_t size)
 	return true;
 }
 
-/* An id written as digits only, 0..BPE_MAX_ID (anything else: -1, cJSON decides). */
-static int32_t
-plain_id(const char *json, TokJsonSpan v)
-{
-	int32_t		id = 0;
-
-	if (v.end - v.start > 8 || v.end == v.start || (json[v.start] == '0' && v.end - v.start > 1))
-		return -1;
-	for (size_t i = v.start; i < v.end; i++)
-	{
-		if (json[i] < '0' || json[i] > '9')
-			return -1;
-		id = id * 10 + (json[i] - '0');
-	}
-	return id <= BPE_MAX_ID ? id : -1;
-}
-
 /* The fast path's vocab: {"token": id, ...} with plain strings and ids. */
 static bool
 vocab_from_text(BpeLists *l, const char *json, TokJsonSpan vocab, char **arena)
@@ -503,7 +486,8 @@ vocab_from_text(BpeLists *l, const char *json, TokJsonSpan vocab, char **arena)
 	while ((r = tok_json_next(&it, &k, &v)) == 1)
 	{
 		long		n;
-		int32_t		id = plain_id(json, v);
+		/* an id written as digits only, 0..BPE_MAX_ID (anything else: cJSON decides) */
+		int32_t		id = tok_json_plain_int(json, v, BPE_MAX_ID);
 
 		if (id < 0 || (n = tok_json_string(json, k, *arena)) < 0)
 			return false;
@@ -572,18 +556,12 @@ lists_from_text(BpeLists *l, const char *json, size_t len, TokJsonSpan spans[2])
 {
 	TokJsonSpan root,
 				model;
-	bool		found_model = false,
-				found_vocab = false,
-				found_merges = false;
 	char	   *arena;
 
 	memset(l, 0, sizeof(*l));
-	if (!tok_json_root(json, len, &root) ||
-		!tok_json_member(json, root, "model", &found_model, &model) || !found_model ||
-		json[model.start] != '{' ||
-		!tok_json_member(json, model, "vocab", &found_vocab, &spans[0]) || !found_vocab ||
-		!tok_json_member(json, model, "merges", &found_merges, &spans[1]) || !found_merges ||
-		json[spans[0].start] != '{' || json[spans[1].start] != '[')
+	if (!tok_json_root(json, len, &root) || !tok_json_find(json, root, "model", "{", &model) ||
+		!tok_json_find(json, model, "vocab", "{", &spans[0]) ||
+		!tok_json_find(json, model, "merges", "[", &spans[1]))
 		return false;
 	/* each string decodes to at most its quoted length - 1 bytes with the NUL */
 	l->arena = malloc(spans[0].end - spans[0].start + spans[1].end - spans[1].start);

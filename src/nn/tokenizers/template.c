@@ -164,12 +164,10 @@ parse_without_model(const char *json, size_t len)
 {
 	TokJsonSpan root,
 				model;
-	bool		found;
 	char	   *blank;
 	cJSON	   *tree;
 
-	if (!tok_json_root(json, len, &root) || !tok_json_member(json, root, "model", &found, &model) ||
-		!found || (json[model.start] != '{' && json[model.start] != '[') ||
+	if (!tok_json_root(json, len, &root) || !tok_json_find(json, root, "model", "{[", &model) ||
 		(blank = tok_json_blanked(json, len, &model, 1)) == NULL)
 		return cJSON_ParseWithLength(json, len);
 	tree = cJSON_ParseWithLength(blank, len);

@@ -273,6 +273,33 @@ tok_json_member(const char *json, TokJsonSpan obj, const char *key, bool *found,
 	return r == 0;
 }
 
+bool
+tok_json_find(const char *json, TokJsonSpan obj, const char *key, const char *openers,
+			  TokJsonSpan *value)
+{
+	bool		found;
+
+	return tok_json_member(json, obj, key, &found, value) && found &&
+		json[value->start] != '\0' && strchr(openers, json[value->start]) != NULL;
+}
+
+int
+tok_json_plain_int(const char *json, TokJsonSpan span, int max)
+{
+	int			v = 0;
+
+	if (span.end - span.start > 8 || span.end == span.start ||
+		(json[span.start] == '0' && span.end - span.start > 1))
+		return -1;
+	for (size_t i = span.start; i < span.end; i++)
+	{
+		if (json[i] < '0' || json[i] > '9')
+			return -1;
+		v = v * 10 + (json[i] - '0');
+	}
+	return v <= max ? v : -1;
+}
+
 long
 tok_json_string(const char *json, TokJsonSpan span, char *out)
 {

@@ -56,6 +56,20 @@ bool		tok_json_root(const char *json, size_t len, TokJsonSpan *root);
 bool		tok_json_member(const char *json, TokJsonSpan obj, const char *key,
 							bool *found, TokJsonSpan *value);
 
+/*
+ * tok_json_member's value of key when it is there and starts with one of
+ * the characters of openers ("{", "[" or both); false otherwise (the
+ * readers' fast path then leaves the file to cJSON).
+ */
+bool		tok_json_find(const char *json, TokJsonSpan obj, const char *key, const char *openers,
+						  TokJsonSpan *value);
+
+/*
+ * The integer of span when it is written as plain digits (no sign, no
+ * leading zero, at most 8 digits) and is at most max; -1 for anything else.
+ */
+int			tok_json_plain_int(const char *json, TokJsonSpan span, int max);
+
 /* Start walking the object or array of span (false: it is neither). */
 bool		tok_json_iter(TokJsonIter *it, const char *json, TokJsonSpan span);
 

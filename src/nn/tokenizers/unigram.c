@@ -1875,18 +1875,14 @@ lists_from_text(UniLists *l, const char *json, size_t len, TokJsonSpan *span)
 				v,
 				k;
 	TokJsonIter it;
-	bool		found_model = false,
-				found_vocab = false;
 	char	   *arena;
 	int			cap = 0,
 				r;
 
 	memset(l, 0, sizeof(*l));
-	if (!tok_json_root(json, len, &root) ||
-		!tok_json_member(json, root, "model", &found_model, &model) || !found_model ||
-		json[model.start] != '{' ||
-		!tok_json_member(json, model, "vocab", &found_vocab, span) || !found_vocab ||
-		json[span->start] != '[' || (l->arena = malloc(span->end - span->start)) == NULL)
+	if (!tok_json_root(json, len, &root) || !tok_json_find(json, root, "model", "{", &model) ||
+		!tok_json_find(json, model, "vocab", "[", span) ||
+		(l->arena = malloc(span->end - span->start)) == NULL)
 		return false;
 	arena = l->arena;
 	tok_json_iter(&it, json, *span);

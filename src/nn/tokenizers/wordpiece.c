@@ -480,23 +480,6 @@ lists_free(WpLists *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* An id written as digits only, 0..WP_MAX_ID (anything else: -1, cJSON decides). */
-static int32_t
-plain_id(const char *json, TokJsonSpan v)
-{
-	int32_t		id = 0;
-
-	if (v.end - v.start > 8 || v.end == v.start || (json[v.start] == '0' && v.end - v.start > 1))
-		return -1;
-	for (size_t i = v.start; i < v.end; i++)
-	{
-		if (json[i] < '0' || json[i] > '9')
-			return -1;
-		id = id * 10 + (json[i] - '0');
-	}
-	return id <= WP_MAX_ID ? id : -1;
-}
-
 /*
  * The fast path (tok_json.h): model.vocab {"token": id, ...} of plain
  * strings and ids read from the text, its span in *span; false (l emptied)
@@ -510,18 +493,14 @@ lists_from_text(WpLists *l, const char *json, size_t len, TokJsonSpan *span)
 				k,
 				v;
 	TokJsonIter it;
-	bool		found_model = false,
-				found_vocab = false;
 	char	   *arena;
 	int			cap = 0,
 				r;
 
 	memset(l, 0, sizeof(*l));
-	if (!tok_json_root(json, len, &root) ||
-		!tok_json_member(json, root, "model", &found_model, &model) || !found_model ||
-		json[model.start] != '{' ||
-		!tok_json_member(json, model, "vocab", &found_vocab, span) || !found_vocab ||
-		json[span->start] != '{' || (l->arena = malloc(span->end - span->start)) == NULL)
+	if (!tok_json_root(json, len, &root) || !tok_json_find(json, root, "model", "{", &model) ||
+		!tok_json_find(json, model, "vocab", "{", span) ||
+		(l->arena = malloc(span->end - span->start)) == NULL)
 		return false;
 	arena = l->arena;
 	tok_json_iter(&it, json, *span);
@@ -543,7 +522,9 @@ lists_from_text(WpLists *l, const char *json, size_t len, TokJsonSpan *span)
 				break;
 			cap = (int) c;
 		}
-		if ((l->ids[l->n] = plain_id(json, v)) < 0 || (n = tok_json_string(json, k, arena)) < 0)
+		/* an id written as digits only, 0..WP_MAX_ID (anything else: cJSON decides) */
+		if ((l->ids[l->n] = tok_json_plain_int(json, v, WP_MAX_ID)) < 0 ||
+			(n = tok_json_string(json, k, arena)) < 0)
 			break;
 		l->strs[l->n] = arena;
 		l->lens[l->n++] = (size_t) n;
