@@ -169,6 +169,44 @@ edited(const char *json, size_t len, const char *from, const char *to, size_t *o
 	return e;
 }
 
+/* A check of the fast reader against the tree reader on one text. */
+typedef void (*ReadersCheck) (const char *what, const char *json, size_t len);
+
+/*
+ * check on each fixture of names, whole and cut in half, then on each edit
+ * (from -> to) of the first fixture, labelled "<label> <i>".
+ */
+static void
+compare_on_fixtures(ReadersCheck check, const char *const *names, size_t n_names,
+					const char *const (*edits)[2], size_t n_edits, const char *label)
+{
+	size_t		len,
+				elen;
+	char	   *json;
+
+	for (size_t i = 0; i < n_names; i++)
+	{
+		if ((json = read_fixture(names[i], &len)) == NULL)
+			return;
+		check(names[i], json, len);
+		check("a truncated file", json, len / 2);
+		free(json);
+	}
+	if ((json = read_fixture(names[0], &len)) == NULL)
+		return;
+	for (size_t i = 0; i < n_edits; i++)
+	{
+		char	   *e = edited(json, len, edits[i][0], edits[i][1], &elen);
+		char		what[64];
+
+		snprintf(what, sizeof(what), "%s %zu", label, i);
+		if (e != NULL)
+			check(what, e, elen);
+		free(e);
+	}
+	free(json);
+}
+
 static void
 test_bpe_paths_agree(void)
 {
@@ -196,31 +234,8 @@ test_bpe_paths_agree(void)
 		{"\"merges\": [", "\"merges\": [,"},	/* not JSON */
 		{"\"truncation\": null", "\"truncation\": nul"},	/* not JSON outside the model */
 	};
-	size_t		len,
-				elen;
-	char	   *json;
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-	{
-		if ((json = read_fixture(names[i], &len)) == NULL)
-			return;
-		check_same(names[i], json, len);
-		check_same("a truncated file", json, len / 2);
-		free(json);
-	}
-	if ((json = read_fixture(names[0], &len)) == NULL)
-		return;
-	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++)
-	{
-		char	   *e = edited(json, len, edits[i][0], edits[i][1], &elen);
-		char		what[64];
-
-		snprintf(what, sizeof(what), "edit %zu", i);
-		if (e != NULL)
-			check_same(what, e, elen);
-		free(e);
-	}
-	free(json);
+	compare_on_fixtures(check_same, names, sizeof(names) / sizeof(names[0]), edits,
+						sizeof(edits) / sizeof(edits[0]), "edit");
 }
 
 /* The fast and the tree Unigram reader agree on json: status, message, every piece, encodings. */
@@ -288,31 +303,8 @@ test_unigram_paths_agree(void)
 		{"\"unk_id\": 2", "\"unk_id\": 2000"},
 		{"\"vocab\": [", "\"vocab\": [,"},	/* not JSON */
 	};
-	size_t		len,
-				elen;
-	char	   *json;
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-	{
-		if ((json = read_fixture(names[i], &len)) == NULL)
-			return;
-		check_same_unigram(names[i], json, len);
-		check_same_unigram("a truncated file", json, len / 2);
-		free(json);
-	}
-	if ((json = read_fixture(names[0], &len)) == NULL)
-		return;
-	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++)
-	{
-		char	   *e = edited(json, len, edits[i][0], edits[i][1], &elen);
-		char		what[64];
-
-		snprintf(what, sizeof(what), "unigram edit %zu", i);
-		if (e != NULL)
-			check_same_unigram(what, e, elen);
-		free(e);
-	}
-	free(json);
+	compare_on_fixtures(check_same_unigram, names, sizeof(names) / sizeof(names[0]), edits,
+						sizeof(edits) / sizeof(edits[0]), "unigram edit");
 }
 
 /* The fast and the tree WordPiece reader agree on json: status, message, every token, encodings. */
@@ -379,31 +371,8 @@ test_wordpiece_paths_agree(void)
 		{"\"unk_token\":\"[UNK]\"", "\"unk_token\":\"[NOPE]\""},
 		{"\"vocab\":{", "\"vocab\":{,"},	/* not JSON */
 	};
-	size_t		len,
-				elen;
-	char	   *json;
-
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-	{
-		if ((json = read_fixture(names[i], &len)) == NULL)
-			return;
-		check_same_wordpiece(names[i], json, len);
-		check_same_wordpiece("a truncated file", json, len / 2);
-		free(json);
-	}
-	if ((json = read_fixture(names[0], &len)) == NULL)
-		return;
-	for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++)
-	{
-		char	   *e = edited(json, len, edits[i][0], edits[i][1], &elen);
-		char		what[64];
-
-		snprintf(what, sizeof(what), "wordpiece edit %zu", i);
-		if (e != NULL)
-			check_same_wordpiece(what, e, elen);
-		free(e);
-	}
-	free(json);
+	compare_on_fixtures(check_same_wordpiece, names, sizeof(names) / sizeof(names[0]), edits,
+						sizeof(edits) / sizeof(edits[0]), "wordpiece edit");
 }
 
 /* The template reads the same post-processor with the model skipped or not. */
