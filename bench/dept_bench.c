@@ -24,7 +24,7 @@
  * the teacher-forced label loss.
  *
  * embed, predict, vectors and train take --precision bfloat16 to run the
- * encoder's products on AMX (gemm_amx.h; what dept.matmul_precision =
+ * encoder's products on AMX (gemm_bf16.h; what dept.matmul_precision =
  * bfloat16 does in SQL, and dept_train's "precision" option in training).
  *
  * F is a TSV with the header "label<TAB>text".  embed and predict time

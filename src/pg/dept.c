@@ -55,7 +55,7 @@ _PG_init(void)
 
 	DefineCustomEnumVariable("dept.matmul_precision",
 							 "Precision of the model's matrix products in dept_embed and dept_predict.",
-							 "bfloat16 runs them on Intel AMX where the CPU has it, float32 elsewhere; "
+							 "bfloat16 runs them on Intel AMX or AVX512-BF16 where the CPU has either, float32 elsewhere; "
 							 "training always uses float32.",
 							 &dept_matmul_precision,
 							 DEPT_PRECISION_FLOAT32,

@@ -8,6 +8,7 @@
 #include "postgres.h"
 
 #include "ops/blas.h"
+#include "ops/gemm_bf16.h"
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -101,8 +102,9 @@ dept_model_info(PG_FUNCTION_ARGS)
 					 bb->vocab_size, bb->d_embed, bb->d_out, bb->max_tokens,
 					 bb->max_positions, DeptModelLoadMillis(), dept_threads);
 	escape_json(&buf, nn_blas_core());
-	appendStringInfo(&buf, ", \"matmul_precision\": \"%s\", \"first_call\": ",
-					 DeptRunsInBf16(bb) ? "bfloat16" : "float32");
+	appendStringInfo(&buf, ", \"matmul_precision\": \"%s\", \"bfloat16_engine\": \"%s\""
+					 ", \"first_call\": ",
+					 DeptRunsInBf16(bb) ? "bfloat16" : "float32", gemm_bf16_engine());
 	DeptFirstCallJson(&buf);
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));

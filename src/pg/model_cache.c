@@ -535,7 +535,7 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 	return m->run;
 }
 
-/* Whether bb's inference products run in bfloat16 now (the GUC, and AMX on this CPU). */
+/* Whether bb's inference products run in bfloat16 now (the GUC, and AMX or AVX512-BF16 here). */
 bool
 DeptRunsInBf16(const Backbone *bb)
 {

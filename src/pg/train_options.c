@@ -192,7 +192,7 @@ apply_option(DeptTrainRequest *req, const OptionSpec *spec, const JsonbValue *v)
 		}
 		else if (strcmp(k, "precision") == 0)
 		{
-			/* the encoder's products in training: bfloat16 on AMX where it runs (gemm_amx.h) */
+			/* the encoder's products in training: bfloat16 on AMX or AVX512-BF16 where one runs (gemm_bf16.h) */
 			if (string_is(v, "float32"))
 				o->bf16 = false;
 			else if (string_is(v, "bfloat16"))

@@ -22,7 +22,7 @@
 #include <unistd.h>
 
 #include "base/rng.h"
-#include "ops/gemm_amx.h"
+#include "ops/gemm_bf16.h"
 #include "ops/gemm_rows.h"
 #include "unit.h"
 
@@ -210,7 +210,7 @@ main(int argc, char **argv)
 	if (argc > 1 && strcmp(argv[1], "--print-switch") == 0)
 	{
 		printf("%s %d %d %d\n", nn_blas_core(), gemm_rows_usable(4, 64, 64),
-			   gemm_amx_usable(64, 64), nn_cpu_avx512_allowed());
+			   gemm_bf16_usable(64, 64), nn_cpu_avx512_allowed());
 		return 0;
 	}
 	RUN_TEST(test_loads_the_kernels_the_cpu_calls_for);

@@ -39,6 +39,7 @@
 #include "models/t5/t5.h"
 #include "models/t5/t5_kernels.h"
 #include "hf_reference.h"
+#include "ops/gemm_bf16.h"
 #include "unit.h"
 #include "variant_fixture.h"
 
@@ -775,6 +776,90 @@ test_backward_reference(void)
 	ef_model->ops->run_free(run);
 }
 
+static double
+cosine(const float *a, const float *b, size_t n)
+{
+	double		ab = 0.0,
+				aa = 0.0,
+				bb = 0.0;
+
+	for (size_t i = 0; i < n; i++)
+	{
+		ab += (double) a[i] * b[i];
+		aa += (double) a[i] * a[i];
+		bb += (double) b[i] * b[i];
+	}
+	return ab / sqrt(aa * bb + 1e-300);
+}
+
+/*
+ * The encoder's and decoder's weight products in bfloat16 (gemm_bf16.h):
+ * logits and label log-likelihoods against the float32 reference above
+ * float32's own error (so bfloat16 did run) and within 1e-2 relative (about
+ * 2^-8 per rounded operand), the input gradient within cosine 0.99 of the
+ * reference's (it passes about a dozen rounded products, as in
+ * test_gemm_bf16); back in float32 the logits equal a fresh float run's.
+ */
+static void
+test_bf16(void)
+{
+	static float x[NB * NT * D],
+				dx[NB * NT * D],
+				logits[NB * NL * V],
+				logits_f32[NB * NL * V];
+	float		loss,
+				scores[NB * NC];
+	int32_t		cands[NC * NL];
+	uint8_t		mask[NB * NT];
+	const float *r_logits = ef_f32("logits", 3, NB, NL, V);
+	const float *r_ll = ef_f32("label_log_likelihood", 2, NB, NC, 0);
+	const float *r_dx = ef_f32("grad_word_embeddings", 3, NB, NT, D);
+	const int32_t *labels = ef_i32("labels", NB, NL);
+	BackboneRun *run,
+			   *plain;
+	NnError		err;
+	double		dl,
+				dll,
+				dd;
+
+	if (!gemm_bf16_usable(32, 32))
+	{
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
+		return;
+	}
+	if (!ef_inputs("input_ids", "attention_mask", NB, NT, x, mask) || !r_logits || !r_ll ||
+		!r_dx || !labels)
+		return;
+	run = ef_model->ops->run_new(ef_model, NB, NT);
+	plain = ef_model->ops->run_new(ef_model, NB, NT);
+	CHECK(run && plain && ef_model->ops->run_use_bf16(run, true), "bfloat16 run");
+	if (run && plain)
+	{
+		CHECK(t5_loss_forward(ef_model, run, x, mask, NB, NT, labels, NL, &loss, logits, &err) ==
+			  NN_OK && t5_loss_backward(ef_model, run, dx, &err) == NN_OK, "%s", err.msg);
+		candidate_ids(cands);
+		CHECK(t5_label_loglik(ef_model, run, x, mask, NB, NT, cands, NC, NL, scores, &err) ==
+			  NN_OK, "%s", err.msg);
+		dl = ef_rel_diff(logits, r_logits, NB * NL * V, NULL, 1);
+		dll = ef_rel_diff(scores, r_ll, NB * NC, NULL, 1);
+		dd = cosine(dx, r_dx, NB * NT * D);
+		printf("# bfloat16 (%s) vs transformers' float32: logits rel %.2e, label_log_likelihood "
+			   "rel %.2e, grad_word_embeddings cosine %.6f\n", gemm_bf16_engine(), dl, dll, dd);
+		CHECK(dl <= 1e-2 && dl > 1e-6, "logits rel diff %.3e", dl);
+		CHECK(dll <= 1e-2 && dll > 1e-6, "label_log_likelihood rel diff %.3e", dll);
+		CHECK(dd >= 0.99 && dd < 1.0, "grad_word_embeddings cosine %.6f", dd);
+
+		CHECK(!ef_model->ops->run_use_bf16(run, false), "run_use_bf16 off");
+		CHECK(t5_loss_forward(ef_model, run, x, mask, NB, NT, labels, NL, &loss, logits, &err) ==
+			  NN_OK && t5_loss_forward(ef_model, plain, x, mask, NB, NT, labels, NL, &loss,
+									   logits_f32, &err) == NN_OK, "%s", err.msg);
+		CHECK(memcmp(logits, logits_f32, sizeof(logits)) == 0,
+			  "float32 after bfloat16 differs from float32");
+	}
+	ef_model->ops->run_free(run);
+	ef_model->ops->run_free(plain);
+}
+
 static void
 test_dept_reference(void)
 {
@@ -1488,6 +1573,7 @@ main(void)
 		RUN_TEST(test_forward_reference);
 		RUN_TEST(test_backward_reference);
 		RUN_TEST(test_dept_reference);
+		RUN_TEST(test_bf16);
 		RUN_TEST(test_pooled_fd);
 		RUN_TEST(test_kept_blocks);
 		RUN_TEST(test_arguments);

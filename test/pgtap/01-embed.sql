@@ -9,7 +9,7 @@ BEGIN;
 CREATE EXTENSION IF NOT EXISTS pgtap;
 CREATE EXTENSION IF NOT EXISTS dept;
 \ir helpers.psql
-SELECT plan(21);
+SELECT plan(22);
 
 SELECT has_function('dept_embed', ARRAY['text']);
 SELECT has_function('dept_tokenize', ARRAY['text']);
@@ -80,14 +80,20 @@ SELECT ok(CASE
 FROM (SELECT dept_model_info()->>'blas_core' AS core, pg_read_file('/proc/cpuinfo') AS cpu) k;
 
 -- dept.matmul_precision: float32 by default; bfloat16 runs the products on
--- AMX where the CPU has it and stays within cosine 0.9995 of the TF.js
--- vectors; back to float32, the vectors are float's again, bit for bit.
+-- AMX, else AVX512-BF16, where the CPU has it and stays within cosine 0.9995
+-- of the TF.js vectors; back to float32, the vectors are float's again, bit
+-- for bit.
 SELECT is(current_setting('dept.matmul_precision'), 'float32', 'products are float32 by default');
 CREATE TEMP TABLE float_vectors AS SELECT text, dept_embed(text) AS e FROM reference;
 SET LOCAL dept.matmul_precision = bfloat16;
+SELECT ok(CASE WHEN cpu ~ '\savx512_bf16\s' THEN engine IN ('amx', 'avx512-bf16')
+			 ELSE engine = 'none' END,
+		  format('a bfloat16 engine (%s) where the CPU has AVX512-BF16, none elsewhere', engine))
+FROM (SELECT pg_read_file('/proc/cpuinfo') AS cpu,
+			 dept_model_info()->>'bfloat16_engine' AS engine) c;
 SELECT is(dept_model_info()->>'matmul_precision',
-		  CASE WHEN pg_read_file('/proc/cpuinfo') ~ '\samx_bf16\s' THEN 'bfloat16' ELSE 'float32' END,
-		  'bfloat16 products where the CPU has AMX BF16');
+		  CASE WHEN dept_model_info()->>'bfloat16_engine' = 'none' THEN 'float32' ELSE 'bfloat16' END,
+		  'bfloat16 products where the CPU has an engine for them');
 SELECT cmp_ok((SELECT min(dot)
 			   FROM reference r,
 					LATERAL (SELECT sum(a * b) AS dot

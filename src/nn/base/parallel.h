@@ -1,6 +1,6 @@
 /*
  * parallel.h: a small pool of helper threads that split one kernel call's
- * independent column blocks (gemm_rows, gemm_amx) with the calling thread.
+ * independent column blocks (gemm_rows, gemm_bf16) with the calling thread.
  *
  * With more than one thread (nn_blas_setup passes dept.threads), [0, units)
  * is cut into equal contiguous parts: helper i runs part i while the

@@ -103,10 +103,12 @@ typedef struct BackboneOps
 							 float *dx, NnError *err);
 
 	/*
-	 * Inference only: run the forward's products on run in bfloat16 on AMX
-	 * (gemm_amx.h) when on and the CPU has it; returns whether they will.
-	 * NULL for a family whose products are always float.  Runs start in
-	 * float, and a run that trains must stay so: the backward is float.
+	 * Run the weight products of run's forwards and input-backwards in
+	 * bfloat16 (gemm_bf16.h: AMX or AVX512-BF16) when on and the CPU has
+	 * an engine; returns whether they will.  NULL for a family whose
+	 * products are always float.  Runs start in float: inference turns it
+	 * on under dept.matmul_precision = 'bfloat16', training with
+	 * "precision": "bfloat16" (attention and norms stay float).
 	 */
 	bool		(*run_use_bf16) (BackboneRun *run, bool on);
 

@@ -38,7 +38,7 @@
 /*
  * False when the environment variable DEPT_NO_AVX512 is set to anything but
  * "" or "0" (read once per process): then OpenBLAS gets the Haswell (AVX2)
- * kernels, and the AVX-512 row product (gemm_rows.h) and AMX (gemm_amx.h)
+ * kernels, and the AVX-512 row product (gemm_rows.h) and AMX (gemm_bf16.h)
  * are not used, so a CPU with AVX-512 runs what one without it gets (the
  * benchmark's "no AVX-512" row).  A user's own OPENBLAS_CORETYPE still wins.
  */

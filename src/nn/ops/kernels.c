@@ -15,7 +15,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "ops/gemm_amx.h"
+#include "ops/gemm_bf16.h"
 #include "ops/gemm_rows.h"
 
 /*
@@ -54,10 +54,10 @@ void
 matmul_forward_bf16(float *out, const float *inp, const float *weight,
 					const float *bias, int N, int C, int OC)
 {
-	const AmxWeight *packed;
+	const Bf16Weight *packed;
 
-	if (N > 0 && gemm_amx_usable(C, OC) && (packed = gemm_amx_weight(weight, C, OC)) != NULL &&
-		gemm_amx(out, inp, packed, bias, N, false))
+	if (N > 0 && gemm_bf16_usable(C, OC) && (packed = gemm_bf16_weight(weight, C, OC)) != NULL &&
+		gemm_bf16(out, inp, packed, bias, N, false))
 		return;
 	matmul_forward(out, inp, weight, bias, N, C, OC);	/* no AMX, or out of memory */
 }
@@ -65,11 +65,11 @@ matmul_forward_bf16(float *out, const float *inp, const float *weight,
 void
 matmul_backward_bf16(float *dinp, const float *dout, const float *weight, int N, int C, int OC)
 {
-	const AmxWeight *packed;
+	const Bf16Weight *packed;
 
-	if (N > 0 && gemm_amx_usable(OC, C) &&
-		(packed = gemm_amx_weight_transposed(weight, C, OC)) != NULL &&
-		gemm_amx(dinp, dout, packed, NULL, N, true))
+	if (N > 0 && gemm_bf16_usable(OC, C) &&
+		(packed = gemm_bf16_weight_transposed(weight, C, OC)) != NULL &&
+		gemm_bf16(dinp, dout, packed, NULL, N, true))
 		return;
 	matmul_backward(dinp, dout, weight, N, C, OC);
 }
@@ -498,6 +498,34 @@ linear_backward(float *dinp, const float *dout, const float *weight, int N, int 
 		return;
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, C, OC,
 				1.0f, dout, ldd, weight, C, 1.0f, dinp, C);
+}
+
+void
+linear_product(bool bf16, float *out, const float *inp, const float *weight, const float *bias,
+			   int N, int C, int OC, int ldo)
+{
+	const Bf16Weight *packed;
+
+	/* weight (OC, C) is the W^T of a (C, OC) operand: packed transposed */
+	if (bf16 && N > 0 && gemm_bf16_usable(C, OC) &&
+		(packed = gemm_bf16_weight_transposed(weight, OC, C)) != NULL &&
+		gemm_bf16_strided(out, ldo, inp, C, packed, bias, N, false))
+		return;
+	linear_forward(out, inp, weight, bias, N, C, OC, ldo);
+}
+
+void
+linear_product_backward(bool bf16, float *dinp, const float *dout, const float *weight, int N,
+						int C, int OC, int ldd)
+{
+	const Bf16Weight *packed;
+
+	/* dinp += dout (N, OC) @ weight (OC, C): weight is the operand as it lies */
+	if (bf16 && N > 0 && gemm_bf16_usable(OC, C) &&
+		(packed = gemm_bf16_weight(weight, OC, C)) != NULL &&
+		gemm_bf16_strided(dinp, C, dout, ldd, packed, NULL, N, true))
+		return;
+	linear_backward(dinp, dout, weight, N, C, OC, ldd);
 }
 
 void

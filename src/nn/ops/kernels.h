@@ -45,7 +45,7 @@ void		matmul_forward(float *out, const float *inp, const float *weight,
 						   const float *bias, int N, int C, int OC);
 
 /*
- * The same product in bfloat16 on AMX (gemm_amx.h) when the CPU runs it and
+ * The same product in bfloat16 on AMX (gemm_bf16.h) when the CPU runs it and
  * the shape suits it, else matmul_forward.  For inference only.
  */
 void		matmul_forward_bf16(float *out, const float *inp, const float *weight,
@@ -55,7 +55,7 @@ void		matmul_forward_bf16(float *out, const float *inp, const float *weight,
 void		matmul_backward(float *dinp, const float *dout, const float *weight,
 							int N, int C, int OC);
 
-/* The same in bfloat16 on AMX (gemm_amx.h) when it runs here, else matmul_backward. */
+/* The same in bfloat16 on AMX (gemm_bf16.h) when it runs here, else matmul_backward. */
 void		matmul_backward_bf16(float *dinp, const float *dout, const float *weight, int N,
 								 int C, int OC);
 
@@ -269,6 +269,19 @@ void		linear_forward(float *out, const float *inp, const float *weight,
 /* dinp (N, C) += dout (N, OC; rows ldd apart) @ weight: one sgemm. */
 void		linear_backward(float *dinp, const float *dout, const float *weight,
 							int N, int C, int OC, int ldd);
+
+/*
+ * linear_forward, in bfloat16 (gemm_bf16.h: AMX or AVX512-BF16) when bf16
+ * is set, an engine runs here and the shape suits it; else in float32.
+ * The run's precision chooses: inference under dept.matmul_precision =
+ * 'bfloat16', training with "precision": "bfloat16".
+ */
+void		linear_product(bool bf16, float *out, const float *inp, const float *weight,
+						   const float *bias, int N, int C, int OC, int ldo);
+
+/* linear_backward in the same precision as linear_product. */
+void		linear_product_backward(bool bf16, float *dinp, const float *dout,
+									const float *weight, int N, int C, int OC, int ldd);
 
 /*
  * out (N) = GELU(inp) = inp * Phi(inp) = 0.5 inp (1 + erf(inp / sqrt 2)),

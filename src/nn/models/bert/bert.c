@@ -39,6 +39,7 @@
 #include <cjson/cJSON.h>
 
 #include "formats/hf_config.h"
+#include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
 #include "formats/safetensors.h"
 #include "base/arena.h"
@@ -164,6 +165,7 @@ typedef struct BertRun
 	const uint8_t *types;		/* token type ids for the next forward (run_token_types) */
 	bool		keep_layers;	/* forwards keep every layer's activations (after a backward) */
 	bool		uses_types;		/* the model has token type embeddings */
+	bool		bf16;			/* weight products in bfloat16 (run_use_bf16) */
 	int		   *offsets;		/* (max_batch + 1) packed row ranges */
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
 	float	   *emb_sum;		/* (N, H) embedding sum: LN input */
@@ -394,6 +396,7 @@ bert_free(Bert *m)
 static void
 bert_close(Backbone *bb)
 {
+	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
 	bert_free(bb->impl);
 	free(bb);
 }
@@ -600,22 +603,22 @@ layer_forward(const Bert *m, const BertLayer *Ly, BertActs *a, BertRun *run,
 	float		scale = 1.0f / sqrtf((float) (H / m->NH));
 
 	/* attention block: res1 = inp + MHA(inp) Wo^T + bo, a = LN1(res1) */
-	linear_forward(a->qkv, inp, Ly->wq, Ly->bq, N, H, H, 3 * H);
-	linear_forward(a->qkv + H, inp, Ly->wk, Ly->bk, N, H, H, 3 * H);
-	linear_forward(a->qkv + 2 * H, inp, Ly->wv, Ly->bv, N, H, H, 3 * H);
+	linear_product(run->bf16, a->qkv, inp, Ly->wq, Ly->bq, N, H, H, 3 * H);
+	linear_product(run->bf16, a->qkv + H, inp, Ly->wk, Ly->bk, N, H, H, 3 * H);
+	linear_product(run->bf16, a->qkv + 2 * H, inp, Ly->wv, Ly->bv, N, H, H, 3 * H);
 	attention_forward(run->ctx, a->att, a->qkv, run->offsets, B, H, m->NH, scale);
-	linear_forward(a->res1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
+	linear_product(run->bf16, a->res1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
 	residual_forward(a->res1, a->res1, inp, (size_t) N * H);
 	layernorm_forward(run->hmid, a->ln1_mean, a->ln1_rstd, a->res1, Ly->ln1_w, Ly->ln1_b,
 					  N, H, m->ln_eps);
 
 	/* FFN block: res2 = a + act(a W1^T + b1) W2^T + b2, out = LN2(res2) */
-	linear_forward(a->fc, run->hmid, Ly->w1, Ly->b1, N, H, F, F);
+	linear_product(run->bf16, a->fc, run->hmid, Ly->w1, Ly->b1, N, H, F, F);
 	if (m->relu)
 		relu_forward(run->act, a->fc, (size_t) N * F);
 	else
 		gelu_forward(run->act, a->fc, (size_t) N * F);
-	linear_forward(a->res2, run->act, Ly->w2, Ly->b2, N, F, H, H);
+	linear_product(run->bf16, a->res2, run->act, Ly->w2, Ly->b2, N, F, H, H);
 	residual_forward(a->res2, a->res2, run->hmid, (size_t) N * H);
 	layernorm_forward(out, a->ln2_mean, a->ln2_rstd, a->res2, Ly->ln2_w, Ly->ln2_b,
 					  N, H, m->ln_eps);
@@ -662,6 +665,15 @@ bert_run_token_types(BackboneRun *brun, const uint8_t *type_ids)
 
 	run->types = run->uses_types ? type_ids : NULL;
 	return run->uses_types;
+}
+
+static bool
+bert_run_use_bf16(BackboneRun *brun, bool on)
+{
+	BertRun    *run = (BertRun *) brun;
+
+	run->bf16 = on && gemm_bf16_usable(32, 32);	/* shapes that do not suit stay float */
+	return run->bf16;
 }
 
 /* The last layer's output rows. */
@@ -738,7 +750,7 @@ bert_forward(const Backbone *bb, BackboneRun *brun, const float *x, const uint8_
 		firstrow_forward(run->pool_in, inp, run->offsets, batch, H);
 		if (run->pooling == BERT_POOL_POOLER)
 		{
-			linear_forward(run->pooled, run->pool_in, m->pool_w, m->pool_b, batch, H, H, H);
+			linear_product(run->bf16, run->pooled, run->pool_in, m->pool_w, m->pool_b, batch, H, H, H);
 			tanh_forward(run->pooled, run->pooled, (size_t) batch * H);
 		}
 		else
@@ -788,25 +800,25 @@ layer_backward(const Bert *m, const BertLayer *Ly, const BertActs *a, BertRun *r
 	memcpy(dh, dtmp, sizeof(float) * NH_);
 	/* res2 = a + act(fc) W2^T + b2, fc = a W1^T + b1 */
 	memset(dbig, 0, sizeof(float) * (size_t) N * F);
-	linear_backward(dbig, dtmp, Ly->w2, N, F, H, H);
+	linear_product_backward(run->bf16, dbig, dtmp, Ly->w2, N, F, H, H);
 	if (m->relu)
 		relu_backward(dbig, dbig, a->fc, (size_t) N * F);
 	else
 		gelu_backward(dbig, dbig, a->fc, (size_t) N * F);
-	linear_backward(dh, dbig, Ly->w1, N, H, F, F);
+	linear_product_backward(run->bf16, dh, dbig, Ly->w1, N, H, F, F);
 
 	/* a = LN1(res1), res1 = inp + heads Wo^T + bo */
 	memset(dtmp, 0, sizeof(float) * NH_);
 	layernorm_backward(dtmp, dh, a->res1, Ly->ln1_w, a->ln1_mean, a->ln1_rstd, N, H);
 	memcpy(dh, dtmp, sizeof(float) * NH_);
 	memset(dctx, 0, sizeof(float) * NH_);
-	linear_backward(dctx, dtmp, Ly->wo, N, H, H, H);
+	linear_product_backward(run->bf16, dctx, dtmp, Ly->wo, N, H, H, H);
 	memset(dbig, 0, sizeof(float) * 3 * NH_);
 	attention_backward(dbig, run->datt, dctx, a->qkv, a->att, run->offsets, B, H, m->NH, scale);
 	/* q, k, v = inp W^T + b: three sgemm from the interleaved d(qkv) */
-	linear_backward(dh, dbig, Ly->wq, N, H, H, 3 * H);
-	linear_backward(dh, dbig + H, Ly->wk, N, H, H, 3 * H);
-	linear_backward(dh, dbig + 2 * H, Ly->wv, N, H, H, 3 * H);
+	linear_product_backward(run->bf16, dh, dbig, Ly->wq, N, H, H, 3 * H);
+	linear_product_backward(run->bf16, dh, dbig + H, Ly->wk, N, H, H, 3 * H);
+	linear_product_backward(run->bf16, dh, dbig + 2 * H, Ly->wv, N, H, H, 3 * H);
 }
 
 NnStatus
@@ -859,7 +871,7 @@ bert_backward_full(const Backbone *bb, BackboneRun *brun, const float *dpooled,
 			/* pooled = tanh(first Wp^T + bp) */
 			tanh_backward(run->dpool, dpooled, run->pooled, (size_t) B * H);
 			memset(run->dpool_in, 0, sizeof(float) * (size_t) B * H);
-			linear_backward(run->dpool_in, run->dpool, m->pool_w, B, H, H, H);
+			linear_product_backward(run->bf16, run->dpool_in, run->dpool, m->pool_w, B, H, H, H);
 			firstrow_backward(dh, run->dpool_in, run->offsets, B, H);
 		}
 	}
@@ -896,6 +908,7 @@ bert_backward(const Backbone *bb, BackboneRun *run, const float *dout, float *dx
 	.forward = bert_forward, \
 	.backward = bert_backward, \
 	.run_token_types = bert_run_token_types, \
+	.run_use_bf16 = bert_run_use_bf16, \
 	.close = bert_close, \
 }
 

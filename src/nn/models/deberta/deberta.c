@@ -35,6 +35,7 @@
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "models/deberta/deberta_attention.h"
+#include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
 #include "tokenizers/template.h"
 #include "tokenizers/unigram.h"
@@ -120,6 +121,7 @@ typedef struct DebertaRun
 	const uint8_t *types;		/* token type ids for the next forward */
 	bool		uses_types;
 	bool		keep_layers;	/* forwards keep every layer's activations (after a backward) */
+	bool		bf16;			/* weight products in bfloat16 (run_use_bf16) */
 	int		   *offsets;		/* (max_batch + 1) */
 	int		   *rows;			/* (max_batch * max_seq) b * seq_len + t of each packed row */
 	int		   *pos;			/* (max_batch * max_seq) t of each packed row */
@@ -413,6 +415,7 @@ deberta_free(Deberta *m)
 static void
 deberta_close(Backbone *bb)
 {
+	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
 	deberta_free(bb->impl);
 	free(bb);
 }
@@ -720,23 +723,23 @@ layer_forward(const Deberta *m, int l, DebertaActs *a, DebertaRun *run, const fl
 				F = m->F;
 
 	/* attention block: res1 = inp + DisentangledAttn(inp) Wo^T + bo, a = LN1(res1) */
-	linear_forward(a->qkv, inp, Ly->wq, Ly->bq, N, H, H, 3 * H);
-	linear_forward(a->qkv + H, inp, Ly->wk, Ly->bk, N, H, H, 3 * H);
-	linear_forward(a->qkv + 2 * H, inp, Ly->wv, Ly->bv, N, H, H, 3 * H);
+	linear_product(run->bf16, a->qkv, inp, Ly->wq, Ly->bq, N, H, H, 3 * H);
+	linear_product(run->bf16, a->qkv + H, inp, Ly->wk, Ly->bk, N, H, H, 3 * H);
+	linear_product(run->bf16, a->qkv + 2 * H, inp, Ly->wv, Ly->bv, N, H, H, 3 * H);
 	disentangled_attention_forward(run->ctx, a->att, run->att_scratch, a->qkv, run->pos,
 								   run->offsets, B, H, m->NH, &m->tables[l]);
-	linear_forward(a->res1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
+	linear_product(run->bf16, a->res1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
 	residual_forward(a->res1, a->res1, inp, (size_t) N * H);
 	layernorm_forward(run->hmid, a->ln1_mean, a->ln1_rstd, a->res1, Ly->ln1_w, Ly->ln1_b,
 					  N, H, m->ln_eps);
 
 	/* FFN block: res2 = a + act(a W1^T + b1) W2^T + b2, out = LN2(res2) */
-	linear_forward(a->fc, run->hmid, Ly->w1, Ly->b1, N, H, F, F);
+	linear_product(run->bf16, a->fc, run->hmid, Ly->w1, Ly->b1, N, H, F, F);
 	if (m->relu)
 		relu_forward(run->act, a->fc, (size_t) N * F);
 	else
 		gelu_forward(run->act, a->fc, (size_t) N * F);
-	linear_forward(a->res2, run->act, Ly->w2, Ly->b2, N, F, H, H);
+	linear_product(run->bf16, a->res2, run->act, Ly->w2, Ly->b2, N, F, H, H);
 	residual_forward(a->res2, a->res2, run->hmid, (size_t) N * H);
 	layernorm_forward(out, a->ln2_mean, a->ln2_rstd, a->res2, Ly->ln2_w, Ly->ln2_b,
 					  N, H, m->ln_eps);
@@ -892,25 +895,25 @@ layer_backward(const Deberta *m, int l, DebertaRun *run, float *dh, int N, int B
 	layernorm_backward(dtmp, dh, a->res2, Ly->ln2_w, a->ln2_mean, a->ln2_rstd, N, H);
 	memcpy(dh, dtmp, sizeof(float) * NH_);
 	memset(dbig, 0, sizeof(float) * (size_t) N * F);
-	linear_backward(dbig, dtmp, Ly->w2, N, F, H, H);
+	linear_product_backward(run->bf16, dbig, dtmp, Ly->w2, N, F, H, H);
 	if (m->relu)
 		relu_backward(dbig, dbig, a->fc, (size_t) N * F);
 	else
 		gelu_backward(dbig, dbig, a->fc, (size_t) N * F);
-	linear_backward(dh, dbig, Ly->w1, N, H, F, F);
+	linear_product_backward(run->bf16, dh, dbig, Ly->w1, N, H, F, F);
 
 	/* a = LN1(res1), res1 = inp + heads Wo^T + bo */
 	memset(dtmp, 0, sizeof(float) * NH_);
 	layernorm_backward(dtmp, dh, a->res1, Ly->ln1_w, a->ln1_mean, a->ln1_rstd, N, H);
 	memcpy(dh, dtmp, sizeof(float) * NH_);
 	memset(dctx, 0, sizeof(float) * NH_);
-	linear_backward(dctx, dtmp, Ly->wo, N, H, H, H);
+	linear_product_backward(run->bf16, dctx, dtmp, Ly->wo, N, H, H, H);
 	memset(dbig, 0, sizeof(float) * 3 * NH_);
 	disentangled_attention_backward(dbig, run->att_scratch, dctx, a->qkv, a->att, run->pos,
 									run->offsets, B, H, m->NH, &m->tables[l]);
-	linear_backward(dh, dbig, Ly->wq, N, H, H, 3 * H);
-	linear_backward(dh, dbig + H, Ly->wk, N, H, H, 3 * H);
-	linear_backward(dh, dbig + 2 * H, Ly->wv, N, H, H, 3 * H);
+	linear_product_backward(run->bf16, dh, dbig, Ly->wq, N, H, H, 3 * H);
+	linear_product_backward(run->bf16, dh, dbig + H, Ly->wk, N, H, H, 3 * H);
+	linear_product_backward(run->bf16, dh, dbig + 2 * H, Ly->wv, N, H, H, 3 * H);
 }
 
 NnStatus
@@ -969,6 +972,15 @@ deberta_backward(const Backbone *bb, BackboneRun *run, const float *dout, float 
 
 /* ---- open ------------------------------------------------------------------------ */
 
+static bool
+deberta_run_use_bf16(BackboneRun *brun, bool on)
+{
+	DebertaRun *run = (DebertaRun *) brun;
+
+	run->bf16 = on && gemm_bf16_usable(32, 32);	/* shapes that do not suit stay float */
+	return run->bf16;
+}
+
 static const BackboneOps deberta_ops = {
 	.family = "deberta-v2",
 	.tokenize = deberta_tokenize,
@@ -980,6 +992,7 @@ static const BackboneOps deberta_ops = {
 	.run_free = deberta_run_free,
 	.forward = deberta_forward,
 	.backward = deberta_backward,
+	.run_use_bf16 = deberta_run_use_bf16,
 	.run_token_types = deberta_run_token_types,
 	.close = deberta_close,
 };

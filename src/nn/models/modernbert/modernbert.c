@@ -35,6 +35,7 @@
 #include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "models/modernbert/modernbert_attention.h"
+#include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
 #include "tokenizers/bpe.h"
 #include "tokenizers/template.h"
@@ -107,6 +108,7 @@ typedef struct MbRun
 	int			seq_len;
 	int			pool_skip;
 	bool		keep_layers;	/* forwards keep every layer's activations (after a backward) */
+	bool		bf16;			/* weight products in bfloat16 (run_use_bf16) */
 	int		   *offsets;		/* (max_batch + 1) */
 	int		   *rows;			/* (max_batch * max_seq) */
 	int		   *pos;			/* (max_batch * max_seq) */
@@ -300,6 +302,7 @@ modernbert_free(ModernBert *m)
 static void
 modernbert_close(Backbone *bb)
 {
+	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
 	modernbert_free(bb->impl);
 	free(bb);
 }
@@ -590,16 +593,16 @@ layer_forward(const ModernBert *m, int l, MbActs *a, MbRun *run, const float *in
 						  Ly->attn_norm_b, N, H, m->eps);
 		ain = run->a;
 	}
-	linear_forward(a->qkv, ain, Ly->wqkv, Ly->bqkv, N, H, 3 * H, 3 * H);
+	linear_product(run->bf16, a->qkv, ain, Ly->wqkv, Ly->bqkv, N, H, 3 * H, 3 * H);
 	rope_attention_forward(run->ctx, a->att, a->qkv, run->pos, run->offsets, B, H, m->NH,
 						   Ly->sliding ? &m->local : &m->global);
-	linear_forward(a->h1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
+	linear_product(run->bf16, a->h1, run->ctx, Ly->wo, Ly->bo, N, H, H, H);
 	residual_forward(a->h1, a->h1, inp, (size_t) N * H);
 
 	/* GeGLU block: out = h1 + (GELU(u) * g) Wo2^T, [u, g] = mlp_norm(h1) Wi^T */
 	layernorm_forward(run->a, a->mn_mean, a->mn_rstd, a->h1, Ly->mlp_norm_w, Ly->mlp_norm_b,
 					  N, H, m->eps);
-	linear_forward(a->wi, run->a, Ly->wi, Ly->bi, N, H, 2 * F, 2 * F);
+	linear_product(run->bf16, a->wi, run->a, Ly->wi, Ly->bi, N, H, 2 * F, 2 * F);
 	for (int i = 0; i < N; i++)
 	{
 		const float *u = a->wi + (size_t) i * 2 * F;
@@ -609,7 +612,7 @@ layer_forward(const ModernBert *m, int l, MbActs *a, MbRun *run, const float *in
 		for (int j = 0; j < F; j++)
 			g[j] *= u[F + j];
 	}
-	linear_forward(out, run->g, Ly->wo2, Ly->bo2, N, F, H, H);
+	linear_product(run->bf16, out, run->g, Ly->wo2, Ly->bo2, N, F, H, H);
 	residual_forward(out, out, a->h1, (size_t) N * H);
 }
 
@@ -719,7 +722,7 @@ layer_backward(const ModernBert *m, int l, MbRun *run, float *dh, int N, int B)
 
 	/* out = h1 + GeGLU(mlp_norm(h1)): dh1 = dh + mlp_norm'(Wi'(GeGLU'(dh Wo2))) */
 	memset(dg, 0, sizeof(float) * (size_t) N * F);
-	linear_backward(dg, dh, Ly->wo2, N, F, H, H);
+	linear_product_backward(run->bf16, dg, dh, Ly->wo2, N, F, H, H);
 	for (int i = 0; i < N; i++)
 	{
 		const float *u = a->wi + (size_t) i * 2 * F;
@@ -736,16 +739,16 @@ layer_backward(const ModernBert *m, int l, MbRun *run, float *dh, int N, int B)
 		gelu_backward(du, du, u, (size_t) F);
 	}
 	memset(run->a, 0, sizeof(float) * NH_);
-	linear_backward(run->a, dbig, Ly->wi, N, H, 2 * F, 2 * F);
+	linear_product_backward(run->bf16, run->a, dbig, Ly->wi, N, H, 2 * F, 2 * F);
 	layernorm_backward(dh, run->a, a->h1, Ly->mlp_norm_w, a->mn_mean, a->mn_rstd, N, H);
 
 	/* h1 = inp + Attn(attn_norm(inp)) Wo^T: d(inp) = dh1 + attn_norm'(Wqkv'(Attn'(dh1 Wo))) */
 	memset(run->ctx, 0, sizeof(float) * NH_);
-	linear_backward(run->ctx, dh, Ly->wo, N, H, H, H);
+	linear_product_backward(run->bf16, run->ctx, dh, Ly->wo, N, H, H, H);
 	rope_attention_backward(dbig, run->dp, run->ctx, a->qkv, a->att, run->pos, run->offsets, B,
 							H, m->NH, Ly->sliding ? &m->local : &m->global);
 	memset(dtmp, 0, sizeof(float) * NH_);
-	linear_backward(dtmp, dbig, Ly->wqkv, N, H, 3 * H, 3 * H);
+	linear_product_backward(run->bf16, dtmp, dbig, Ly->wqkv, N, H, 3 * H, 3 * H);
 	if (Ly->attn_norm_w != NULL)
 		layernorm_backward(dh, dtmp, a->inp, Ly->attn_norm_w, a->an_mean, a->an_rstd, N, H);
 	else
@@ -809,6 +812,15 @@ modernbert_backward(const Backbone *bb, BackboneRun *run, const float *dout, flo
 
 /* ---- open ------------------------------------------------------------------------ */
 
+static bool
+modernbert_run_use_bf16(BackboneRun *brun, bool on)
+{
+	MbRun *run = (MbRun *) brun;
+
+	run->bf16 = on && gemm_bf16_usable(32, 32);	/* shapes that do not suit stay float */
+	return run->bf16;
+}
+
 static const BackboneOps modernbert_ops = {
 	.family = "modernbert",
 	.tokenize = modernbert_tokenize,
@@ -820,6 +832,7 @@ static const BackboneOps modernbert_ops = {
 	.run_free = modernbert_run_free,
 	.forward = modernbert_forward,
 	.backward = modernbert_backward,
+	.run_use_bf16 = modernbert_run_use_bf16,
 	.run_pool_skip = modernbert_run_pool_skip,
 	.close = modernbert_close,
 };

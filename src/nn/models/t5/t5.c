@@ -45,6 +45,7 @@
 #include <cjson/cJSON.h>
 
 #include "tokenizers/unigram.h"
+#include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
 #include "formats/safetensors.h"
 #include "base/arena.h"
@@ -144,6 +145,7 @@ typedef struct T5Scratch
 	float	   *dgate;			/* (N, F) */
 	float	   *dlin;			/* (N, F) */
 	float	   *datt;			/* one head's (nq x nk) */
+	bool		bf16;			/* the run's weight products in bfloat16 (run_use_bf16) */
 } T5Scratch;
 
 typedef enum T5Last
@@ -746,10 +748,10 @@ ff_forward(const T5 *m, const T5Block *b, T5Acts *a, T5Scratch *s, const float *
 	size_t		NF = (size_t) N * c->F;
 
 	rmsnorm_forward(s->normed, a->rstd_ff, inp, b->ln_ff, N, c->d, c->eps);
-	linear_forward(a->gate, s->normed, b->wi, NULL, N, c->d, c->F, c->F);
+	linear_product(s->bf16, a->gate, s->normed, b->wi, NULL, N, c->d, c->F, c->F);
 	if (c->gated)
 	{
-		linear_forward(a->lin, s->normed, b->wi1, NULL, N, c->d, c->F, c->F);
+		linear_product(s->bf16, a->lin, s->normed, b->wi1, NULL, N, c->d, c->F, c->F);
 		gated_act_forward(s->act, a->gate, a->lin, NF, c->act);
 	}
 	else if (c->act == T5_ACT_RELU)
@@ -758,7 +760,7 @@ ff_forward(const T5 *m, const T5Block *b, T5Acts *a, T5Scratch *s, const float *
 		gelu_forward(s->act, a->gate, NF);
 	else
 		t5_act_forward(s->act, a->gate, NF, c->act);
-	linear_forward(out, s->act, b->wo, NULL, N, c->F, c->d, c->d);
+	linear_product(s->bf16, out, s->act, b->wo, NULL, N, c->F, c->d, c->d);
 	residual_forward(out, out, inp, (size_t) N * c->d);
 }
 
@@ -771,11 +773,11 @@ self_attn_forward(const T5 *m, const T5Block *b, T5Acts *a, T5Scratch *s, const 
 	int			I = c->inner;
 
 	rmsnorm_forward(s->normed, a->rstd_sa, h, b->ln_self, N, c->d, c->eps);
-	linear_forward(a->qkv, s->normed, b->self.q, NULL, N, c->d, I, 3 * I);
-	linear_forward(a->qkv + I, s->normed, b->self.k, NULL, N, c->d, I, 3 * I);
-	linear_forward(a->qkv + 2 * I, s->normed, b->self.v, NULL, N, c->d, I, 3 * I);
+	linear_product(s->bf16, a->qkv, s->normed, b->self.q, NULL, N, c->d, I, 3 * I);
+	linear_product(s->bf16, a->qkv + I, s->normed, b->self.k, NULL, N, c->d, I, 3 * I);
+	linear_product(s->bf16, a->qkv + 2 * I, s->normed, b->self.v, NULL, N, c->d, I, 3 * I);
 	t5_attention_forward(s->ctx, a->att_sa, a->qkv, a->qkv + I, a->qkv + 2 * I, sh);
-	linear_forward(a->h_sa, s->ctx, b->self.o, NULL, N, I, c->d, c->d);
+	linear_product(s->bf16, a->h_sa, s->ctx, b->self.o, NULL, N, I, c->d, c->d);
 	residual_forward(a->h_sa, a->h_sa, h, (size_t) N * c->d);
 }
 
@@ -916,12 +918,12 @@ decoder_forward(const T5 *m, T5Run *run, int max_len, bool keep)
 		self_attn_forward(m, b, a, s, &self, decoder_input(m, run, l, keep), Nd);
 
 		/* cross-attention: h_ca = h_sa + Attn(RMS h_sa, H) */
-		linear_forward(a->kvc, run->e_out, b->cross.k, NULL, Ne, c->d, I, 2 * I);
-		linear_forward(a->kvc + I, run->e_out, b->cross.v, NULL, Ne, c->d, I, 2 * I);
+		linear_product(run->ds.bf16, a->kvc, run->e_out, b->cross.k, NULL, Ne, c->d, I, 2 * I);
+		linear_product(run->ds.bf16, a->kvc + I, run->e_out, b->cross.v, NULL, Ne, c->d, I, 2 * I);
 		rmsnorm_forward(s->normed, a->rstd_ca, a->h_sa, b->ln_cross, Nd, c->d, c->eps);
-		linear_forward(a->qc, s->normed, b->cross.q, NULL, Nd, c->d, I, I);
+		linear_product(s->bf16, a->qc, s->normed, b->cross.q, NULL, Nd, c->d, I, I);
 		t5_attention_forward(s->ctx, a->att_ca, a->qc, a->kvc, a->kvc + I, &cross);
-		linear_forward(a->h_ca, s->ctx, b->cross.o, NULL, Nd, I, c->d, c->d);
+		linear_product(s->bf16, a->h_ca, s->ctx, b->cross.o, NULL, Nd, I, c->d, c->d);
 		residual_forward(a->h_ca, a->h_ca, a->h_sa, (size_t) Nd * c->d);
 
 		ff_forward(m, b, a, s, a->h_ca, decoder_input(m, run, l + 1, keep), Nd);
@@ -934,7 +936,7 @@ decoder_forward(const T5 *m, T5Run *run, int max_len, bool keep)
 		for (size_t i = 0; i < (size_t) Nd * c->d; i++)
 			run->d_out[i] *= sc;
 	}
-	linear_forward(run->logits, run->d_out, m->head, NULL, Nd, c->d, c->vocab, c->vocab);
+	linear_product(run->ds.bf16, run->logits, run->d_out, m->head, NULL, Nd, c->d, c->vocab, c->vocab);
 }
 
 /* Check a forward's shape against the run. */
@@ -1125,12 +1127,12 @@ ff_backward(const T5 *m, const T5Block *b, const T5Acts *a, T5Scratch *s, const 
 	size_t		NF = (size_t) N * c->F;
 
 	memset(s->dgate, 0, sizeof(float) * NF);
-	linear_backward(s->dgate, dh, b->wo, N, c->F, c->d, c->d);
+	linear_product_backward(s->bf16, s->dgate, dh, b->wo, N, c->F, c->d, c->d);
 	memset(s->dnormed, 0, sizeof(float) * (size_t) N * c->d);
 	if (c->gated)
 	{
 		gated_act_backward(s->dgate, s->dlin, s->dgate, a->gate, a->lin, NF, c->act);
-		linear_backward(s->dnormed, s->dlin, b->wi1, N, c->d, c->F, c->F);
+		linear_product_backward(s->bf16, s->dnormed, s->dlin, b->wi1, N, c->d, c->F, c->F);
 	}
 	else if (c->act == T5_ACT_RELU)
 		relu_backward(s->dgate, s->dgate, a->gate, NF);	/* gate > 0 iff relu(gate) > 0 */
@@ -1138,7 +1140,7 @@ ff_backward(const T5 *m, const T5Block *b, const T5Acts *a, T5Scratch *s, const 
 		gelu_backward(s->dgate, s->dgate, a->gate, NF);
 	else
 		t5_act_backward(s->dgate, s->dgate, a->gate, NF, c->act);
-	linear_backward(s->dnormed, s->dgate, b->wi, N, c->d, c->F, c->F);
+	linear_product_backward(s->bf16, s->dnormed, s->dgate, b->wi, N, c->d, c->F, c->F);
 	rmsnorm_backward(dh, s->dnormed, inp, b->ln_ff, a->rstd_ff, N, c->d);
 }
 
@@ -1151,14 +1153,14 @@ self_attn_backward(const T5 *m, const T5Block *b, const T5Acts *a, T5Scratch *s,
 	int			I = c->inner;
 
 	memset(s->dctx, 0, sizeof(float) * (size_t) N * I);
-	linear_backward(s->dctx, dh, b->self.o, N, I, c->d, c->d);
+	linear_product_backward(s->bf16, s->dctx, dh, b->self.o, N, I, c->d, c->d);
 	memset(s->dqkv, 0, sizeof(float) * (size_t) N * 3 * I);
 	t5_attention_backward(s->dqkv, s->dqkv + I, s->dqkv + 2 * I, s->datt, s->dctx,
 						  a->qkv, a->qkv + I, a->qkv + 2 * I, a->att_sa, sh);
 	memset(s->dnormed, 0, sizeof(float) * (size_t) N * c->d);
-	linear_backward(s->dnormed, s->dqkv, b->self.q, N, c->d, I, 3 * I);
-	linear_backward(s->dnormed, s->dqkv + I, b->self.k, N, c->d, I, 3 * I);
-	linear_backward(s->dnormed, s->dqkv + 2 * I, b->self.v, N, c->d, I, 3 * I);
+	linear_product_backward(s->bf16, s->dnormed, s->dqkv, b->self.q, N, c->d, I, 3 * I);
+	linear_product_backward(s->bf16, s->dnormed, s->dqkv + I, b->self.k, N, c->d, I, 3 * I);
+	linear_product_backward(s->bf16, s->dnormed, s->dqkv + 2 * I, b->self.v, N, c->d, I, 3 * I);
 	rmsnorm_backward(dh, s->dnormed, a->h, b->ln_self, a->rstd_sa, N, c->d);
 }
 
@@ -1239,7 +1241,7 @@ t5_loss_backward(const Backbone *bb, BackboneRun *brun, float *dx, NnError *err)
 	crossentropy_backward(run->logits, run->logits, run->d_tgt, 1.0f / (float) run->n_targets,
 						  Nd, c->vocab);
 	memset(s->dnormed, 0, sizeof(float) * (size_t) Nd * c->d);
-	linear_backward(s->dnormed, run->logits, m->head, Nd, c->d, c->vocab, c->vocab);
+	linear_product_backward(s->bf16, s->dnormed, run->logits, m->head, Nd, c->d, c->vocab, c->vocab);
 	if (c->scale_out)
 	{
 		float		sc = (float) pow((double) c->d, -0.5);
@@ -1270,16 +1272,16 @@ t5_loss_backward(const Backbone *bb, BackboneRun *brun, float *dx, NnError *err)
 
 		/* cross-attention: queries from RMS h_sa, keys and values from H */
 		memset(s->dctx, 0, sizeof(float) * (size_t) Nd * I);
-		linear_backward(s->dctx, dh, b->cross.o, Nd, I, c->d, c->d);
+		linear_product_backward(s->bf16, s->dctx, dh, b->cross.o, Nd, I, c->d, c->d);
 		memset(s->dqkv, 0, sizeof(float) * (size_t) Nd * I);
 		memset(run->dkvc, 0, sizeof(float) * (size_t) Ne * 2 * I);
 		t5_attention_backward(s->dqkv, run->dkvc, run->dkvc + I, s->datt, s->dctx,
 							  a->qc, a->kvc, a->kvc + I, a->att_ca, &cross);
 		memset(s->dnormed, 0, sizeof(float) * (size_t) Nd * c->d);
-		linear_backward(s->dnormed, s->dqkv, b->cross.q, Nd, c->d, I, I);
+		linear_product_backward(s->bf16, s->dnormed, s->dqkv, b->cross.q, Nd, c->d, I, I);
 		rmsnorm_backward(dh, s->dnormed, a->h_sa, b->ln_cross, a->rstd_ca, Nd, c->d);
-		linear_backward(run->d_enc, run->dkvc, b->cross.k, Ne, c->d, I, 2 * I);
-		linear_backward(run->d_enc, run->dkvc + I, b->cross.v, Ne, c->d, I, 2 * I);
+		linear_product_backward(s->bf16, run->d_enc, run->dkvc, b->cross.k, Ne, c->d, I, 2 * I);
+		linear_product_backward(s->bf16, run->d_enc, run->dkvc + I, b->cross.v, Ne, c->d, I, 2 * I);
 
 		self_attn_backward(m, b, a, s, &self, dh, Nd);
 	}
@@ -1349,9 +1351,20 @@ t5_free(T5 *m)
 	free(m);
 }
 
+static bool
+t5_run_use_bf16(BackboneRun *brun, bool on)
+{
+	T5Run	   *run = (T5Run *) brun;
+
+	/* the encoder's and the decoder's products; shapes that do not suit stay float */
+	run->es.bf16 = run->ds.bf16 = on && gemm_bf16_usable(32, 32);
+	return run->es.bf16;
+}
+
 static void
 t5_close(Backbone *bb)
 {
+	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
 	t5_free(bb->impl);
 	free(bb);
 }
@@ -1366,6 +1379,7 @@ static const BackboneOps t5_ops = {
 	.run_free = t5_run_free,
 	.forward = t5_forward,
 	.backward = t5_backward,
+	.run_use_bf16 = t5_run_use_bf16,
 	.label_loglik = t5_label_loglik,
 	.label_loss_forward = t5_loss_forward,
 	.label_loss_backward = t5_loss_backward,

@@ -40,7 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/gemm_amx.h"
+#include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
 #include "base/arena.h"
 #include "base/sha256.h"
@@ -340,7 +340,7 @@ use_lite_free(UseLite *m)
 static void
 use_lite_close(Backbone *bb)
 {
-	gemm_amx_forget_weights();	/* packed copies of weights about to be unmapped */
+	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
 	use_lite_free(bb->impl);
 	free(bb);
 }
@@ -506,7 +506,7 @@ use_lite_run_use_bf16(BackboneRun *brun, bool on)
 	UseLiteRun *run = (UseLiteRun *) brun;
 
 	/* every use-lite product is C, OC in {256, 512, 1536}: one shape stands for all */
-	run->bf16 = on && gemm_amx_usable(UL_D_MODEL, UL_D_FF);
+	run->bf16 = on && gemm_bf16_usable(UL_D_MODEL, UL_D_FF);
 	return run->bf16;
 }
 

@@ -1,8 +1,8 @@
 /*
- * test_gemm_amx.c: the bfloat16 AMX product (gemm_amx.h).
+ * test_gemm_bf16.c: the bfloat16 AMX product (gemm_bf16.h).
  *
  * - bfloat16 rounding is to nearest, ties to even (known values);
- * - gemm_amx equals the product of the bfloat16-rounded operands, computed
+ * - gemm_bf16 equals the product of the bfloat16-rounded operands, computed
  *   here in double, within float summation rounding (|diff| <= 1e-5 *
  *   sum_k |x_k w_k| + 1e-6), over use-lite's shapes, every row count up to
  *   70 (the tails of the 16- and 32-row blocks) on the smallest and the
@@ -12,7 +12,13 @@
  * - the input-backward form, dinp += dout W^T from W^T packed out of W,
  *   equals the same rounded product added to dinp;
  * - packed weights are found again by address and shape, and made anew
- *   after gemm_amx_forget_weights;
+ *   after gemm_bf16_forget_weights;
+ * - the Hugging Face layout (kernels.h linear_product, weight (OC, C)):
+ *   forward into rows ldo apart and input-backward from rows ldd apart
+ *   equal the rounded products, around the 6-row and 64-column blocks of
+ *   the AVX512-BF16 engine (a 96-column weight ends in a 32-column group),
+ *   and leave the columns between the strides untouched; with bf16 off
+ *   linear_product is linear_forward exactly;
  * - use-lite runs start in float; with run_use_bf16 its sentence vectors of
  *   200 SST-2 test sentences stay within cosine 0.9995 of float's (the
  *   measured worst is printed), and switching back gives float's exactly;
@@ -21,10 +27,12 @@
  *   of float's on a batch of 8 sentences (measured 0.9965: the gradient
  *   passes about a dozen products that each round their operands to 8
  *   bits; what matters, accuracy after training, bench/run measures).
- * On a CPU or kernel without AMX the kernel is not usable and the checks
- * are skipped, saying so.
+ * The checks run on whichever engine the CPU has (the name is printed);
+ * on a CPU with neither the kernel is not usable and they are skipped,
+ * saying so.
  */
-#include "ops/gemm_amx.h"
+#include "ops/gemm_bf16.h"
+#include "ops/kernels.h"
 
 #include "models/backbone.h"
 #include "train/dataset.h"
@@ -61,7 +69,7 @@ test_rounding_is_to_nearest_even(void)
 	CHECK(round_bf16(1.0040f) == 1.0078125f, "above the tie rounds up");
 }
 
-/* Worst error ratios of gemm_amx against the rounded and the float operands. */
+/* Worst error ratios of gemm_bf16 against the rounded and the float operands. */
 static void
 compare(int N, int C, int OC, bool with_bias, double *worst_rounded, double *worst_float)
 {
@@ -69,10 +77,10 @@ compare(int N, int C, int OC, bool with_bias, double *worst_rounded, double *wor
 			   *w = unit_random_floats(&rng, (size_t) C * OC),
 			   *bias = with_bias ? unit_random_floats(&rng, OC) : NULL,
 			   *out = malloc(sizeof(float) * N * OC);
-	const AmxWeight *packed = gemm_amx_weight(w, C, OC);
+	const Bf16Weight *packed = gemm_bf16_weight(w, C, OC);
 
 	CHECK(packed != NULL, "pack %d x %d", C, OC);
-	CHECK(packed != NULL && gemm_amx(out, x, packed, bias, N, false), "gemm_amx %d x %d x %d", N, C, OC);
+	CHECK(packed != NULL && gemm_bf16(out, x, packed, bias, N, false), "gemm_bf16 %d x %d x %d", N, C, OC);
 	for (int i = 0; i < N && packed; i++)
 		for (int j = 0; j < OC; j++)
 		{
@@ -92,7 +100,7 @@ compare(int N, int C, int OC, bool with_bias, double *worst_rounded, double *wor
 			*worst_rounded = fmax(*worst_rounded, fabs(out[(size_t) i * OC + j] - rounded) / scale);
 			*worst_float = fmax(*worst_float, fabs(out[(size_t) i * OC + j] - exact) / scale);
 		}
-	gemm_amx_forget_weights();	/* w is freed below; its address may come back */
+	gemm_bf16_forget_weights();	/* w is freed below; its address may come back */
 	free(x);
 	free(w);
 	free(bias);
@@ -106,9 +114,9 @@ test_matches_the_rounded_product(void)
 	double		worst_rounded = 0,
 				worst_float = 0;
 
-	if (!gemm_amx_usable(512, 1536))
+	if (!gemm_bf16_usable(512, 1536))
 	{
-		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
 		return;
 	}
 	static const int some_rows[] = {1, 2, 15, 16, 17, 31, 32, 33, 47, 64, 70};
@@ -134,11 +142,11 @@ backward_error(int N, int C, int OC)
 			   *w = unit_random_floats(&rng, (size_t) C * OC),
 			   *dinp = unit_random_floats(&rng, (size_t) N * C),
 			   *before = malloc(sizeof(float) * N * C);
-	const AmxWeight *packed = gemm_amx_weight_transposed(w, C, OC);
+	const Bf16Weight *packed = gemm_bf16_weight_transposed(w, C, OC);
 	double		worst = 0;
 
 	memcpy(before, dinp, sizeof(float) * N * C);
-	CHECK(packed != NULL && gemm_amx(dinp, dout, packed, NULL, N, true), "backward %d x %d x %d",
+	CHECK(packed != NULL && gemm_bf16(dinp, dout, packed, NULL, N, true), "backward %d x %d x %d",
 		  N, C, OC);
 	for (int i = 0; i < N && packed; i++)
 		for (int j = 0; j < C; j++)
@@ -154,7 +162,7 @@ backward_error(int N, int C, int OC)
 			}
 			worst = fmax(worst, fabs(dinp[(size_t) i * C + j] - want) / scale);
 		}
-	gemm_amx_forget_weights();
+	gemm_bf16_forget_weights();
 	free(dout);
 	free(w);
 	free(dinp);
@@ -169,9 +177,9 @@ test_backward_matches_the_rounded_product(void)
 	static const int rows[] = {1, 17, 32, 45};
 	double		worst = 0;
 
-	if (!gemm_amx_usable(512, 1536))
+	if (!gemm_bf16_usable(512, 1536))
 	{
-		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
 		return;
 	}
 	for (int s = 0; s < 4; s++)
@@ -181,30 +189,121 @@ test_backward_matches_the_rounded_product(void)
 	CHECK(worst <= 1e-5, "input-backward against the rounded operands: %g", worst);
 }
 
+/* linear_product and its backward for N rows of weight (OC, C), rows of out/dout ld apart. */
+static void
+check_linear_product(int N, int C, int OC, int ld, double *worst)
+{
+	float	   *x = unit_random_floats(&rng, (size_t) N * C),
+			   *w = unit_random_floats(&rng, (size_t) OC * C),
+			   *bias = unit_random_floats(&rng, OC),
+			   *out = unit_random_floats(&rng, (size_t) N * ld),
+			   *before = malloc(sizeof(float) * N * ld),
+			   *dinp = unit_random_floats(&rng, (size_t) N * C),
+			   *dinp0 = malloc(sizeof(float) * N * C),
+			   *plain = malloc(sizeof(float) * N * ld);
+
+	memcpy(before, out, sizeof(float) * N * ld);
+	memcpy(plain, out, sizeof(float) * N * ld);
+	memcpy(dinp0, dinp, sizeof(float) * N * C);
+	linear_product(true, out, x, w, bias, N, C, OC, ld);
+	/* dinp += out (as dout, rows ld apart) @ w */
+	linear_product_backward(true, dinp, out, w, N, C, OC, ld);
+	for (int i = 0; i < N; i++)
+	{
+		for (int j = 0; j < ld; j++)
+		{
+			double		want = bias[j % OC],
+						scale = 1e-6 + fabs(want);
+
+			if (j >= OC)
+			{
+				CHECK(out[(size_t) i * ld + j] == before[(size_t) i * ld + j],
+					  "column %d past OC written", j);
+				continue;
+			}
+			for (int k = 0; k < C; k++)
+			{
+				want += (double) round_bf16(x[(size_t) i * C + k]) * round_bf16(w[(size_t) j * C + k]);
+				scale += fabs((double) x[(size_t) i * C + k] * w[(size_t) j * C + k]);
+			}
+			*worst = fmax(*worst, fabs(out[(size_t) i * ld + j] - want) / scale);
+		}
+		for (int k = 0; k < C; k++)
+		{
+			double		want = dinp0[(size_t) i * C + k],
+						scale = 1e-6 + fabs(want);
+
+			for (int j = 0; j < OC; j++)
+			{
+				want += (double) round_bf16(out[(size_t) i * ld + j]) *
+					round_bf16(w[(size_t) j * C + k]);
+				scale += fabs((double) out[(size_t) i * ld + j] * w[(size_t) j * C + k]);
+			}
+			*worst = fmax(*worst, fabs(dinp[(size_t) i * C + k] - want) / scale);
+		}
+	}
+	/* bfloat16 off: exactly linear_forward */
+	memcpy(before, plain, sizeof(float) * N * ld);
+	linear_product(false, plain, x, w, bias, N, C, OC, ld);
+	linear_forward(before, x, w, bias, N, C, OC, ld);
+	CHECK(memcmp(plain, before, sizeof(float) * N * ld) == 0, "float32 linear_product");
+	gemm_bf16_forget_weights();
+	free(x);
+	free(w);
+	free(bias);
+	free(out);
+	free(before);
+	free(dinp);
+	free(dinp0);
+	free(plain);
+}
+
+static void
+test_linear_product_matches_the_rounded_product(void)
+{
+	static const int rows[] = {1, 5, 6, 7, 12, 13, 40};
+	double		worst = 0;
+
+	if (!gemm_bf16_usable(64, 96))
+	{
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
+		return;
+	}
+	printf("# engine: %s\n", gemm_bf16_engine());
+	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++)
+	{
+		check_linear_product(rows[r], 64, 96, 96, &worst);
+		check_linear_product(rows[r], 96, 64, 3 * 64, &worst);
+		check_linear_product(rows[r], 128, 256, 256 + 32, &worst);
+	}
+	printf("# worst error ratio of linear_product and its backward: %.3g\n", worst);
+	CHECK(worst <= 1e-5, "against the rounded operands: %g", worst);
+}
+
 static void
 test_packed_weights_are_kept_by_address(void)
 {
 	float	   *w = unit_random_floats(&rng, 256 * 512),
 			   *v = unit_random_floats(&rng, 256 * 512);
-	const AmxWeight *first;
+	const Bf16Weight *first;
 
-	if (!gemm_amx_usable(256, 512))
+	if (!gemm_bf16_usable(256, 512))
 	{
-		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
 		free(w);
 		free(v);
 		return;
 	}
-	first = gemm_amx_weight(w, 256, 512);
+	first = gemm_bf16_weight(w, 256, 512);
 	CHECK(first != NULL, "pack");
-	CHECK(gemm_amx_weight(w, 256, 512) == first, "the same weight is packed once");
-	CHECK(gemm_amx_weight(v, 256, 512) != first, "another weight has its own copy");
-	CHECK(gemm_amx_weight(w, 512, 256) != first, "another shape has its own copy");
-	CHECK(gemm_amx_weight_transposed(w, 256, 512) != first, "the transposed form has its own copy");
-	gemm_amx_forget_weights();
-	CHECK(gemm_amx_weight(w, 256, 512) != NULL, "packed again after forgetting");
-	gemm_amx_forget_weights();
-	CHECK(!gemm_amx_usable(100, 512) && !gemm_amx_usable(256, 48),
+	CHECK(gemm_bf16_weight(w, 256, 512) == first, "the same weight is packed once");
+	CHECK(gemm_bf16_weight(v, 256, 512) != first, "another weight has its own copy");
+	CHECK(gemm_bf16_weight(w, 512, 256) != first, "another shape has its own copy");
+	CHECK(gemm_bf16_weight_transposed(w, 256, 512) != first, "the transposed form has its own copy");
+	gemm_bf16_forget_weights();
+	CHECK(gemm_bf16_weight(w, 256, 512) != NULL, "packed again after forgetting");
+	gemm_bf16_forget_weights();
+	CHECK(!gemm_bf16_usable(100, 512) && !gemm_bf16_usable(256, 48),
 		  "shapes that are not multiples of 32 are refused");
 	free(w);
 	free(v);
@@ -262,7 +361,7 @@ test_use_lite_in_bf16_stays_close_to_float(void)
 	again = malloc(sizeof(float) * n * bb->d_out);
 	embed_all(bb, run, ds, n, f32);
 	if (!bb->ops->run_use_bf16(run, true))
-		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
 	else
 	{
 		embed_all(bb, run, ds, n, b16);
@@ -339,7 +438,7 @@ test_use_lite_backward_in_bf16_stays_close_to_float(void)
 	run = bb->ops->run_new(bb, B, T);
 	input_gradient(bb, run, x, mask, B, T, dout, dx32);
 	if (!bb->ops->run_use_bf16(run, true))
-		printf("# skip: this CPU or kernel does not run AMX BF16\n");
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
 	else
 	{
 		input_gradient(bb, run, x, mask, B, T, dout, dx16);
@@ -369,6 +468,7 @@ main(void)
 	RUN_TEST(test_rounding_is_to_nearest_even);
 	RUN_TEST(test_matches_the_rounded_product);
 	RUN_TEST(test_backward_matches_the_rounded_product);
+	RUN_TEST(test_linear_product_matches_the_rounded_product);
 	RUN_TEST(test_packed_weights_are_kept_by_address);
 	RUN_TEST(test_use_lite_in_bf16_stays_close_to_float);
 	RUN_TEST(test_use_lite_backward_in_bf16_stays_close_to_float);

@@ -1,9 +1,10 @@
 /*
- * gemm_amx.c: the bfloat16 AMX product and its packed weights (design in
- * gemm_amx.h).
+ * gemm_bf16.c: the bfloat16 product on AMX or AVX512-BF16, and its packed
+ * weights (design in gemm_bf16.h).
  */
-#include "ops/gemm_amx.h"
+#include "ops/gemm_bf16.h"
 #include "ops/blas.h"
+#include "base/parallel.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 #define TILE_K 32				/* bfloat16 values of k per A row (64 bytes) */
 #define TILE_COLS 16			/* float32 columns of a C tile */
 
-struct AmxWeight
+struct Bf16Weight
 {
 	int			C,				/* the product's inner dimension k */
 				OC;				/* its columns */
@@ -35,27 +36,45 @@ struct AmxWeight
 static struct
 {
 	const float **source;
-	AmxWeight **packed;
+	Bf16Weight **packed;
 	int			n,
 				cap;
 }			registry;
 
-/* The input rows in bfloat16, kept between calls (one thread calls, see gemm_amx.h). */
+/* The input rows in bfloat16, kept between calls (one thread calls, see gemm_bf16.h). */
 static struct
 {
 	uint16_t   *rows;
 	size_t		cap;			/* bfloat16 values */
 }			scratch;
 
-static bool amx_ready;
-static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+typedef enum Bf16Engine
+{
+	ENGINE_NONE,
+	ENGINE_AMX,
+	ENGINE_AVX512_BF16
+} Bf16Engine;
+
+static Bf16Engine engine;
+static pthread_once_t engine_once = PTHREAD_ONCE_INIT;
+
+static bool
+env_set(const char *name)
+{
+	const char *v = getenv(name);
+
+	return v != NULL && v[0] != '\0' && strcmp(v, "0") != 0;
+}
 
 static void
-check_amx(void)
+check_engine(void)
 {
 	__builtin_cpu_init();
 	if (!nn_cpu_avx512_allowed() ||
 		!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bf16"))
+		return;
+	engine = ENGINE_AVX512_BF16;
+	if (env_set("DEPT_NO_AMX"))
 		return;
 	/* AMX has no __builtin_cpu_supports name in GCC 12: CPUID leaf 7 EDX bits 22, 24 */
 	{
@@ -69,14 +88,23 @@ check_amx(void)
 			return;
 	}
 	/* the kernel hands out the 8 KB tile state only to processes that ask */
-	amx_ready = syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
+	if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0)
+		engine = ENGINE_AMX;
 }
 
 bool
-gemm_amx_usable(int C, int OC)
+gemm_bf16_usable(int C, int OC)
 {
-	pthread_once(&amx_once, check_amx);
-	return amx_ready && C > 0 && OC > 0 && C % TILE_K == 0 && OC % (2 * TILE_COLS) == 0;
+	pthread_once(&engine_once, check_engine);
+	return engine != ENGINE_NONE && C > 0 && OC > 0 && C % TILE_K == 0 &&
+		OC % (2 * TILE_COLS) == 0;
+}
+
+const char *
+gemm_bf16_engine(void)
+{
+	pthread_once(&engine_once, check_engine);
+	return engine == ENGINE_AMX ? "amx" : engine == ENGINE_AVX512_BF16 ? "avx512-bf16" : "none";
 }
 
 /*
@@ -111,10 +139,10 @@ to_bf16(float f)
  * The packed (C, OC) operand: W itself, or, transposed, the W^T of a
  * source W (OC, C) -- what the input-backward dinp = dout W^T multiplies by.
  */
-static AmxWeight *
+static Bf16Weight *
 pack_weight(const float *W, int C, int OC, bool transposed)
 {
-	AmxWeight  *p = malloc(sizeof(AmxWeight));
+	Bf16Weight  *p = malloc(sizeof(Bf16Weight));
 	uint16_t   *dst;
 
 	if (p == NULL)
@@ -148,10 +176,10 @@ pack_weight(const float *W, int C, int OC, bool transposed)
 	return p;
 }
 
-static const AmxWeight *
+static const Bf16Weight *
 find_or_pack(const float *W, int C, int OC, bool transposed)
 {
-	AmxWeight  *p;
+	Bf16Weight  *p;
 
 	for (int i = 0; i < registry.n; i++)
 		if (registry.source[i] == W && registry.packed[i]->C == C &&
@@ -161,7 +189,7 @@ find_or_pack(const float *W, int C, int OC, bool transposed)
 	{
 		int			cap = registry.cap ? 2 * registry.cap : 16;
 		const float **s = realloc(registry.source, sizeof(*s) * cap);
-		AmxWeight **q;
+		Bf16Weight **q;
 
 		if (s == NULL)
 			return NULL;
@@ -178,20 +206,20 @@ find_or_pack(const float *W, int C, int OC, bool transposed)
 	return p;
 }
 
-const AmxWeight *
-gemm_amx_weight(const float *W, int C, int OC)
+const Bf16Weight *
+gemm_bf16_weight(const float *W, int C, int OC)
 {
 	return find_or_pack(W, C, OC, false);
 }
 
-const AmxWeight *
-gemm_amx_weight_transposed(const float *W, int C, int OC)
+const Bf16Weight *
+gemm_bf16_weight_transposed(const float *W, int C, int OC)
 {
 	return find_or_pack(W, OC, C, true);
 }
 
 void
-gemm_amx_forget_weights(void)
+gemm_bf16_forget_weights(void)
 {
 	for (int i = 0; i < registry.n; i++)
 	{
@@ -236,17 +264,26 @@ configure_tiles(void)
 	_tile_loadconfig(&cfg);
 }
 
-/* Row-major bfloat16 copy of n floats (n % 32 == 0), round to nearest even. */
+/*
+ * Row-major bfloat16 copy (rows of C, C % 32 == 0) of N rows of src lying
+ * lds floats apart, round to nearest even.
+ */
 __attribute__((target("avx512f,avx512bf16")))
 static void
-rows_to_bf16(uint16_t *dst, const float *src, size_t n)
+rows_to_bf16(uint16_t *dst, const float *src, int N, int C, int lds)
 {
-	for (size_t i = 0; i < n; i += 32)
+	for (int r = 0; r < N; r++)
 	{
-		__m512bh	pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16),
-											   _mm512_loadu_ps(src + i));
+		const float *s = src + (size_t) r * lds;
+		uint16_t   *d = dst + (size_t) r * C;
 
-		_mm512_storeu_si512((void *) (dst + i), (__m512i) pair);
+		for (int i = 0; i < C; i += 32)
+		{
+			__m512bh	pair = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(s + i + 16),
+												   _mm512_loadu_ps(s + i));
+
+			_mm512_storeu_si512((void *) (d + i), (__m512i) pair);
+		}
 	}
 }
 
@@ -332,23 +369,23 @@ release_tiles(void)
 }
 
 /* One call's operands. */
-typedef struct AmxJob
+typedef struct Bf16Job
 {
 	float	   *out;
-	const uint16_t *a;			/* the input rows in bfloat16, padded to 32-row blocks */
-	const AmxWeight *W;
+	int			ldo;			/* floats between rows of out */
+	const uint16_t *a;			/* the input rows in bfloat16 (padded to 32-row blocks for AMX) */
+	const Bf16Weight *W;
 	int			N,
 				padded;
 	bool		accumulate;
-} AmxJob;
+} Bf16Job;
 
-/* The 32-column blocks [begin, end) of the product, every row block of each. */
+/* The 32-column blocks [begin, end) of the product on AMX, every row block of each. */
 static void
 column_pairs(void *ctx, int begin, int end)
 {
-	const AmxJob *j = ctx;
-	const int	C = j->W->C,
-				OC = j->W->OC;
+	const Bf16Job *j = ctx;
+	const int	C = j->W->C;
 	float		tail[2 * TILE_ROWS * 2 * TILE_COLS];
 
 	configure_tiles();
@@ -358,100 +395,231 @@ column_pairs(void *ctx, int begin, int end)
 
 		for (int n0 = 0; n0 < j->padded; n0 += 2 * TILE_ROWS)
 		{
-			float	   *o = j->out + (size_t) n0 * OC + jb * TILE_COLS;
+			float	   *o = j->out + (size_t) n0 * j->ldo + jb * TILE_COLS;
 			const uint16_t *a = j->a + (size_t) n0 * C;
 			int			rows = j->N - n0;
 
 			if (rows >= 2 * TILE_ROWS)
 			{
-				block_32x32(o, OC, a, b0, C, j->accumulate);
+				block_32x32(o, j->ldo, a, b0, C, j->accumulate);
 				continue;
 			}
 			/* the last, partial block goes through a scratch block */
 			if (j->accumulate)
 				for (int r = 0; r < rows; r++)
-					memcpy(tail + r * 2 * TILE_COLS, o + (size_t) r * OC,
+					memcpy(tail + r * 2 * TILE_COLS, o + (size_t) r * j->ldo,
 						   sizeof(float) * 2 * TILE_COLS);
 			if (rows <= TILE_ROWS)
 				block_16x32(tail, 2 * TILE_COLS, a, b0, C, j->accumulate);
 			else
 				block_32x32(tail, 2 * TILE_COLS, a, b0, C, j->accumulate);
 			for (int r = 0; r < rows; r++)
-				memcpy(o + (size_t) r * OC, tail + r * 2 * TILE_COLS,
+				memcpy(o + (size_t) r * j->ldo, tail + r * 2 * TILE_COLS,
 					   sizeof(float) * 2 * TILE_COLS);
 		}
 	}
 	release_tiles();
 }
 
-bool
-gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N,
-		 bool accumulate)
-{
-	const int	C = W->C,
-				OC = W->OC,
-				padded = (N + 2 * TILE_ROWS - 1) / (2 * TILE_ROWS) * (2 * TILE_ROWS);
-	size_t		need = (size_t) padded * C;
-	uint16_t   *a;
-	AmxJob		job;
+/* Rows and 16-column blocks of one AVX512-BF16 register block: 6 x 4 sums + 4 weights + 1 input. */
+#define DOT_ROWS 6
+#define DOT_BLOCKS 4
 
-	if (N <= 0)
-		return true;
-	/* the input rows in bfloat16, padded with zero rows to whole 32-row blocks */
+/*
+ * out[0..R) x [0..16 J) (+)= a (R rows, C bfloat16 each) @ the J packed
+ * 16-column blocks at b: per k pair, J weight vectors are loaded once and
+ * each row's pair (a[r][2kp], a[r][2kp+1]) is broadcast against them.
+ * Inlined with constant R and J, the sums stay in registers.
+ */
+__attribute__((target("avx512f,avx512bf16"), always_inline))
+static inline void
+dot_block(float *out, int ldo, const uint16_t *a, const uint16_t *b, int C, bool accumulate,
+		  const int R, const int J)
+{
+	__m512		acc[DOT_ROWS][DOT_BLOCKS];
+	const size_t block = (size_t) C * TILE_COLS;	/* bfloat16 values per packed block */
+
+	for (int r = 0; r < R; r++)
+		for (int jb = 0; jb < J; jb++)
+			acc[r][jb] = accumulate ? _mm512_loadu_ps(out + (size_t) r * ldo + jb * TILE_COLS)
+				: _mm512_setzero_ps();
+	for (int kp = 0; kp < C / 2; kp++)
+	{
+		__m512bh	w[DOT_BLOCKS];
+
+		for (int jb = 0; jb < J; jb++)
+			w[jb] = (__m512bh) _mm512_loadu_si512((const void *) (b + jb * block + kp * 32));
+		for (int r = 0; r < R; r++)
+		{
+			int32_t		pair;
+			__m512bh	x;
+
+			memcpy(&pair, a + (size_t) r * C + 2 * kp, sizeof(pair));
+			x = (__m512bh) _mm512_set1_epi32(pair);
+			for (int jb = 0; jb < J; jb++)
+				acc[r][jb] = _mm512_dpbf16_ps(acc[r][jb], x, w[jb]);
+		}
+	}
+	for (int r = 0; r < R; r++)
+		for (int jb = 0; jb < J; jb++)
+			_mm512_storeu_ps(out + (size_t) r * ldo + jb * TILE_COLS, acc[r][jb]);
+}
+
+/* dot_block for R rows (1..DOT_ROWS) and J blocks (2 or 4), each made with constants. */
+__attribute__((target("avx512f,avx512bf16")))
+static void
+dot_rows(float *out, int ldo, const uint16_t *a, const uint16_t *b, int C, bool accumulate,
+		 int R, int J)
+{
+#define DOT_CASE(r) \
+	case r: \
+		if (J == DOT_BLOCKS) \
+			dot_block(out, ldo, a, b, C, accumulate, r, DOT_BLOCKS); \
+		else \
+			dot_block(out, ldo, a, b, C, accumulate, r, 2); \
+		break
+	switch (R)
+	{
+			DOT_CASE(1);
+			DOT_CASE(2);
+			DOT_CASE(3);
+			DOT_CASE(4);
+			DOT_CASE(5);
+			DOT_CASE(6);
+	}
+#undef DOT_CASE
+}
+
+/*
+ * The 64-column groups [begin, end) on AVX512-BF16 (the last may have 32
+ * columns), every block of 6 rows of each: a group's packed weight (C x 64
+ * bfloat16, 96 kB at C = 768) stays in L2 while the rows pass.
+ */
+static void
+column_groups(void *ctx, int begin, int end)
+{
+	const Bf16Job *j = ctx;
+	const int	C = j->W->C,
+				OC = j->W->OC;
+
+	for (int g = begin; g < end; g++)
+	{
+		const int	col = g * DOT_BLOCKS * TILE_COLS,
+					blocks = OC - col >= DOT_BLOCKS * TILE_COLS ? DOT_BLOCKS : 2;
+		const uint16_t *b = j->W->data + (size_t) col * C;
+
+		for (int n0 = 0; n0 < j->N; n0 += DOT_ROWS)
+			dot_rows(j->out + (size_t) n0 * j->ldo + col, j->ldo, j->a + (size_t) n0 * C, b, C,
+					 j->accumulate, j->N - n0 < DOT_ROWS ? j->N - n0 : DOT_ROWS, blocks);
+	}
+}
+
+/* The input rows in bfloat16 in the process-wide scratch (padded with zero rows); NULL when out of memory. */
+static uint16_t *
+input_rows_bf16(const float *inp, int ldi, int N, int padded, int C)
+{
+	size_t		need = (size_t) padded * C;
+
 	if (need > scratch.cap)
 	{
 		free(scratch.rows);
 		scratch.cap = 0;
 		if ((scratch.rows = aligned_alloc(64, need * sizeof(uint16_t))) == NULL)
-			return false;
+			return NULL;
 		scratch.cap = need;
 	}
-	a = scratch.rows;
-	rows_to_bf16(a, inp, (size_t) N * C);
-	memset(a + (size_t) N * C, 0, (size_t) (padded - N) * C * sizeof(uint16_t));
-	job = (AmxJob) {out, a, W, N, padded, accumulate};
-	/*
-	 * One thread: splitting the column blocks over dept.threads = 2
-	 * (parallel.h) gave no gain on this 2-vCPU machine (DePT batch 1:
-	 * 440/361/409 texts/s on 1 thread, 441/364/387 on 2), so it is not done.
-	 */
-	column_pairs(&job, 0, OC / (2 * TILE_COLS));
+	rows_to_bf16(scratch.rows, inp, N, C, ldi);
+	memset(scratch.rows + (size_t) N * C, 0, (size_t) (padded - N) * C * sizeof(uint16_t));
+	return scratch.rows;
+}
+
+bool
+gemm_bf16_strided(float *out, int ldo, const float *inp, int ldi, const Bf16Weight *W,
+				  const float *bias, int N, bool accumulate)
+{
+	const int	C = W->C,
+				OC = W->OC,
+				padded = engine == ENGINE_AMX ?
+		(N + 2 * TILE_ROWS - 1) / (2 * TILE_ROWS) * (2 * TILE_ROWS) : N;
+	const uint16_t *a;
+	Bf16Job		job;
+
+	if (N <= 0)
+		return true;
+	if ((a = input_rows_bf16(inp, ldi, N, padded, C)) == NULL)
+		return false;
+	job = (Bf16Job) {out, ldo, a, W, N, padded, accumulate};
+	if (engine == ENGINE_AMX)
+	{
+		/*
+		 * One thread: splitting the column blocks over dept.threads = 2
+		 * (parallel.h) gave no gain on a 2-vCPU Emerald Rapids (DePT batch
+		 * 1: 440/361/409 texts/s on 1 thread, 441/364/387 on 2).
+		 */
+		column_pairs(&job, 0, OC / (2 * TILE_COLS));
+	}
+	else
+	{
+		int			groups = (OC + DOT_BLOCKS * TILE_COLS - 1) / (DOT_BLOCKS * TILE_COLS);
+
+		nn_parallel_for(column_groups, &job, groups, nn_parallel_threads());
+	}
 	if (bias != NULL)
 		for (int i = 0; i < N; i++)
 			for (int j = 0; j < OC; j++)
-				out[(size_t) i * OC + j] += bias[j];
+				out[(size_t) i * ldo + j] += bias[j];
 	return true;
 }
 
-#else							/* no AMX outside x86-64 */
+bool
+gemm_bf16(float *out, const float *inp, const Bf16Weight *W, const float *bias, int N,
+		  bool accumulate)
+{
+	return gemm_bf16_strided(out, W->OC, inp, W->C, W, bias, N, accumulate);
+}
+
+#else							/* no bfloat16 engine outside x86-64 */
 
 bool
-gemm_amx_usable(int C, int OC)
+gemm_bf16_usable(int C, int OC)
 {
 	return false;
 }
 
-const AmxWeight *
-gemm_amx_weight(const float *W, int C, int OC)
+const Bf16Weight *
+gemm_bf16_weight(const float *W, int C, int OC)
 {
 	return NULL;
 }
 
-const AmxWeight *
-gemm_amx_weight_transposed(const float *W, int C, int OC)
+const Bf16Weight *
+gemm_bf16_weight_transposed(const float *W, int C, int OC)
 {
 	return NULL;
 }
 
 bool
-gemm_amx(float *out, const float *inp, const AmxWeight *W, const float *bias, int N,
-		 bool accumulate)
+gemm_bf16(float *out, const float *inp, const Bf16Weight *W, const float *bias, int N,
+		  bool accumulate)
 {
 	return false;
+}
+
+bool
+gemm_bf16_strided(float *out, int ldo, const float *inp, int ldi, const Bf16Weight *W,
+				  const float *bias, int N, bool accumulate)
+{
+	return false;
+}
+
+const char *
+gemm_bf16_engine(void)
+{
+	return "none";
 }
 
 void
-gemm_amx_forget_weights(void)
+gemm_bf16_forget_weights(void)
 {
 }
 
