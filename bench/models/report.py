@@ -110,6 +110,33 @@ def no_avx(rows):
     return "\n".join(lines)
 
 
+def bf16_table(rows):
+    lines = ["| model | figure, 1 thread | ours, bfloat16 | PyTorch, bfloat16 linears | ours / PyTorch | "
+             "same, by CPU time | ours, float32 | bfloat16 / float32 (ours) |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for m in [m for m in models_in(rows) if m != "bert-base-bf16"]:
+        for bench, batch, tok, key, label in (
+                ("embed", 32, 64, "texts_per_second", "embed, batch 32, 64 tokens: texts/s"),
+                ("predict", 1, 20, "texts_per_second", "DePT predict, batch 1, 20 tokens: texts/s"),
+                ("train", None, 20, "tokens_per_second", "DePT train step: tokens/s")):
+            kw = dict(bench=bench, model=m, threads=1, text_tokens=tok)
+            if batch:
+                kw["batch"] = batch
+
+            def pick(impl, prec):
+                h = [r for r in find(rows, impl=impl, precision=prec, **kw) if not r.get("no_avx512")]
+                return h[-1] if h else None
+            o, p, f = pick("ours", "bfloat16"), pick("pytorch", "bfloat16"), pick("ours", "float32")
+            if o is None and p is None:
+                continue
+            val = lambda r: float(r[key]) if r else None
+            per_cpu = lambda r: float(r[key]) * r["seconds"] / r["cpu_seconds"] if r.get("cpu_seconds") else None
+            cr = per_cpu(o) / per_cpu(p) if o and p and per_cpu(o) and per_cpu(p) else None
+            lines.append(f"| {m} | {label} | {fmt(val(o))} | {fmt(val(p))} | {ratio(val(o), val(p))} | "
+                         f"{'–' if cr is None else f'{cr:.2f}x'} | {fmt(val(f))} | {ratio(val(o), val(f))} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def med(rows, key, **kw):
     v = [r[key] for r in find(rows, **kw) if key in r]
     return statistics.median(v) if v else None
@@ -174,6 +201,7 @@ def agreement(rows):
 
 def full(rows):
     parts = [machine(rows), agreement(rows), "#### Throughput, ours beside PyTorch", throughput(rows),
+             "#### bfloat16 products, ours beside PyTorch's (1 thread)", bf16_table(rows),
              "#### Without AVX-512, and PyTorch's bfloat16 (1 thread)", no_avx(rows),
              "#### Load, first call and memory", load_table(rows)]
     mt = memory_table(rows)

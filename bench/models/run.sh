@@ -16,8 +16,9 @@
 #   - the same embed and training at 1 thread without AVX-512: ours with
 #     DEPT_NO_AVX512=1 (OpenBLAS's Haswell kernels, no AVX-512 row product,
 #     no AMX), PyTorch with ATEN_CPU_CAPABILITY=avx2 and OPENBLAS_CORETYPE=Haswell;
-#   - PyTorch's bfloat16 linears (ours has bfloat16 products only on AMX,
-#     which this CPU lacks, and only for use-lite);
+#   - bfloat16 products, 1 thread, on every model: ours (AMX, else
+#     AVX512-BF16: gemm_bf16.h) beside PyTorch's bfloat16 linears, embed at
+#     batch 32 (64 tokens), DePT predict at batch 1 (20 tokens), training;
 #   - model load (open) time and memory of a new process, and
 #     bert-base-bf16: the same weights in BF16, converted once at load;
 #   - in SQL (its own server; --no-sql skips): dept_register_model, the
@@ -181,6 +182,7 @@ print(json.dumps({"bench": "agreement", "model": sys.argv[3], "texts": len(a),
 		"${peer_env[@]}" "${peer[@]}" train "$dir" "$dir/texts20.ids" "$train_batch" "$t" "$steps" "$dir/labels.ids" |
 			tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": 20}" | record
 	done
+	bench_bf16 "$m" "$c1" "$steps"
 	[ $smoke = 1 ] || [ "$noavx_models" = all ] || [[ " $noavx_models " == *" $m "* ]] || return 0
 	say "$m: without AVX-512, and PyTorch in bfloat16 (1 thread)"
 	head -n $((c32 + 1)) "$dir/texts64.tsv" >"$dir/run.tsv"
@@ -195,6 +197,33 @@ print(json.dumps({"bench": "agreement", "model": sys.argv[3], "texts": len(a),
 		tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": 20, \"no_avx512\": true}" | record
 	"${noavx_peer[@]}" "${peer[@]}" train "$dir" "$dir/texts20.ids" "$train_batch" 1 "$steps" "$dir/labels.ids" |
 		tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": 20, \"no_avx512\": true}" | record
+}
+
+# bfloat16 weight products, 1 thread: ours (gemm_bf16.h: AMX, else AVX512-BF16;
+# float32 where the CPU has neither, and the rows then say so) beside
+# PyTorch's bfloat16 linears: embed at batch 32 of 64-token texts, DePT
+# predict of single 20-token texts, the DePT training step.
+bench_bf16() {    # bench_bf16 NAME C1 STEPS
+	local m=$1 dir=$out/$1 c1=$2 steps=$3
+	local bf=(--precision bfloat16 --warmup $warm --max-length 128)
+	say "$m: bfloat16, 1 thread"
+	head -n $((n32 + 1)) "$dir/texts64.tsv" >"$dir/run.tsv"
+	head -n "$n32" "$dir/texts64.ids" >"$dir/run.ids"
+	./dept-bench embed --model "$dir" --texts "$dir/run.tsv" --batch 32 "${bf[@]}" |
+		tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": 64}" | record
+	PEER_PRECISION=bfloat16 "${peer_env[@]}" "${peer[@]}" embed "$dir" "$dir/run.ids" 32 1 |
+		tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": 64}" | record
+	head -n $((c1 + 1)) "$dir/texts20.tsv" >"$dir/run.tsv"
+	head -n "$c1" "$dir/texts20.ids" >"$dir/run.ids"
+	./dept-bench predict --model "$dir" --method dept --texts "$dir/run.tsv" --batch 1 "${bf[@]}" |
+		tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": 20}" | record
+	PEER_PRECISION=bfloat16 "${peer_env[@]}" "${peer[@]}" predict "$dir" "$dir/run.ids" 1 1 "$dir/labels.ids" |
+		tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": 20}" | record
+	./dept-bench train --model "$dir" --method dept --texts "$dir/texts20.tsv" --batch "$train_batch" \
+		--steps "$steps" --precision bfloat16 --max-length 128 |
+		tag "{\"impl\": \"ours\", \"model\": \"$m\", \"text_tokens\": 20}" | record
+	PEER_PRECISION=bfloat16 "${peer_env[@]}" "${peer[@]}" train "$dir" "$dir/texts20.ids" "$train_batch" 1 "$steps" "$dir/labels.ids" |
+		tag "{\"impl\": \"pytorch\", \"model\": \"$m\", \"text_tokens\": 20}" | record
 }
 
 load_model() {    # load_model NAME: a new process opens the model, 3 times (page cache warm)

@@ -122,17 +122,28 @@ pack_pair_row(uint16_t *dst, const float *row_k, const float *row_k1)
 	_mm512_storeu_si512((void *) dst, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
 }
 
-/* float32 -> bfloat16, round to nearest even (NaN stays NaN), as vcvtneps2bf16 does */
-static uint16_t
-to_bf16(float f)
+/*
+ * Column j of the packed operand from row j (C floats) of a transposed
+ * source: its k pairs (row[2kp], row[2kp+1]), rounded by the conversion
+ * instruction, are 32-bit values that land 16 apart in their column block
+ * (C % 32 == 0).
+ */
+__attribute__((target("avx512f,avx512bf16")))
+static void
+pack_source_row(uint16_t *data, const float *row, int j, int C)
 {
-	uint32_t	u;
+	uint32_t   *col = (uint32_t *) (data + (size_t) (j / TILE_COLS) * C * TILE_COLS) + j % TILE_COLS;
+	const __m512i stride = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8,
+															   7, 6, 5, 4, 3, 2, 1, 0),
+											  _mm512_set1_epi32(TILE_COLS));
 
-	memcpy(&u, &f, sizeof(u));
-	if ((u & 0x7fffffffu) > 0x7f800000u)
-		return (uint16_t) ((u >> 16) | 0x40);
-	u += 0x7fffu + ((u >> 16) & 1u);
-	return (uint16_t) (u >> 16);
+	for (int k = 0; k < C; k += 32, col += TILE_COLS * TILE_COLS)
+	{
+		__m512i		pairs = (__m512i) _mm512_cvtne2ps_pbh(_mm512_loadu_ps(row + k + 16),
+														  _mm512_loadu_ps(row + k));
+
+		_mm512_i32scatter_epi32((void *) col, stride, pairs, 4);
+	}
 }
 
 /*
@@ -158,21 +169,14 @@ pack_weight(const float *W, int C, int OC, bool transposed)
 	}
 	/* [OC/16][C/32][16 k pairs][16 columns][2]: per column block, k pairs in order */
 	dst = p->data;
-	for (int jb = 0; jb < OC / TILE_COLS; jb++)
-		for (int k = 0; k < C; k += 2, dst += 2 * TILE_COLS)
-		{
-			if (!transposed)
+	if (transposed)
+		for (int j = 0; j < OC; j++)
+			pack_source_row(p->data, W + (size_t) j * C, j, C);
+	else
+		for (int jb = 0; jb < OC / TILE_COLS; jb++)
+			for (int k = 0; k < C; k += 2, dst += 2 * TILE_COLS)
 				pack_pair_row(dst, W + (size_t) k * OC + jb * TILE_COLS,
 							  W + (size_t) (k + 1) * OC + jb * TILE_COLS);
-			else
-				for (int c = 0; c < TILE_COLS; c++)
-				{
-					const float *src = W + (size_t) (jb * TILE_COLS + c) * C + k;
-
-					dst[2 * c] = to_bf16(src[0]);
-					dst[2 * c + 1] = to_bf16(src[1]);
-				}
-		}
 	return p;
 }
 
