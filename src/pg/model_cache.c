@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "ops/blas.h"
+#include "ops/gemm_bf16.h"
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -54,6 +55,7 @@
 #include "base/sha256.h"
 
 #define DEPT_MODEL_CACHE_DIR PG_TEMP_FILE_PREFIX "_dept_models"
+#define DEPT_PACKED_FILE_NAME "dept-packed-bf16.bin"
 
 /* One loaded model directory with its activation buffers. */
 typedef struct LoadedModel
@@ -64,6 +66,9 @@ typedef struct LoadedModel
 	BackboneRun *run;
 	int			run_batch;
 	int			run_seq;
+	char	   *entry;			/* its private copy entry, or NULL */
+	bool		packed_mapped;	/* the shared packed bfloat16 weights were looked for */
+	bool		packed_written; /* this backend wrote them */
 	struct LoadedModel *next;
 } LoadedModel;
 
@@ -478,6 +483,7 @@ DeptGetBackboneAt(const char *dir)
 	strlcpy(m->dir, dir, sizeof(m->dir));
 	m->bb = bb;
 	m->load_ms = INSTR_TIME_GET_MILLISEC(duration);
+	m->entry = entry ? MemoryContextStrdup(TopMemoryContext, entry) : NULL;
 	m->next = loaded_models;
 	loaded_models = m;
 	DeptFirstCallEnter(caller);
@@ -498,11 +504,49 @@ DeptModelLoadMillis(void)
 	return DeptFindModel(DeptGetBackbone())->load_ms;
 }
 
+/*
+ * The packed bfloat16 weights of m, shared through a file in its private
+ * copy entry (ops/packed_file.h; docs/design.md 6): the first bfloat16
+ * call of a backend maps the file if another backend wrote it; a later
+ * call writes one if this backend had to pack weights itself, so the next
+ * backend maps them instead of packing 2 bytes a weight privately.  Only
+ * an optimisation: a failure (a full disk) is logged at DEBUG1.
+ */
+static void
+DeptSharePackedWeights(LoadedModel *m)
+{
+	const Backbone *bb = m->bb;
+	char	   *path;
+
+	if (m->entry == NULL || bb->weights == NULL || m->packed_written)
+		return;
+	path = psprintf("%s/%s", m->entry, DEPT_PACKED_FILE_NAME);
+	if (!m->packed_mapped)
+	{
+		m->packed_mapped = true;
+		gemm_bf16_map_shared(path, bb->weights, bb->weights_len);
+	}
+	else if (gemm_bf16_private_count(bb->weights, bb->weights_len) > 0)
+	{
+		m->packed_written = true;
+		if (!gemm_bf16_write_shared(path, bb->weights, bb->weights_len))
+			ereport(DEBUG1,
+					(errmsg("could not write the packed weights of model copy \"%s\": %m",
+							m->entry)));
+	}
+	pfree(path);
+}
+
 /* Set run to the precision dept.matmul_precision asks for; true when that is bfloat16. */
 static bool
-use_precision(const Backbone *bb, BackboneRun *run)
+use_precision(LoadedModel *m, BackboneRun *run)
 {
-	return backbone_run_use_bf16(bb, run, dept_matmul_precision == DEPT_PRECISION_BFLOAT16);
+	bool		bf16 = backbone_run_use_bf16(m->bb, run,
+											 dept_matmul_precision == DEPT_PRECISION_BFLOAT16);
+
+	if (bf16)
+		DeptSharePackedWeights(m);
+	return bf16;
 }
 
 /* Activation buffers of bb for at least batch rows of seq positions. */
@@ -514,7 +558,7 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 
 	if (m->run != NULL && m->run_batch >= batch && m->run_seq >= seq)
 	{
-		use_precision(bb, m->run);
+		use_precision(m, m->run);
 		return m->run;
 	}
 	caller = DeptFirstCallEnter(DEPT_FC_BUFFERS);
@@ -530,7 +574,7 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory allocating model buffers for %d rows", batch)));
-	use_precision(bb, m->run);
+	use_precision(m, m->run);
 	DeptFirstCallEnter(caller);
 	return m->run;
 }
@@ -539,7 +583,7 @@ DeptGetRunFor(const Backbone *bb, int batch, int seq)
 bool
 DeptRunsInBf16(const Backbone *bb)
 {
-	return use_precision(bb, DeptGetRunFor(bb, 1, 1));
+	return use_precision(DeptFindModel(bb), DeptGetRunFor(bb, 1, 1));
 }
 
 /* Activation buffers of the default backbone. */

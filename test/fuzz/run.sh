@@ -4,7 +4,7 @@
 # (default 20), one after the other:
 #
 #   test/fuzz/run.sh [SECONDS] [NAME ...]     NAME: adapter_io, bpe, hf_config,
-#                                             hf_unigram, safetensors,
+#                                             hf_unigram, packed_file, safetensors,
 #                                             safetensors_index, tokenizer,
 #                                             weights, wordpiece
 #

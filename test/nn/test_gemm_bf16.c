@@ -13,6 +13,12 @@
  *   equals the same rounded product added to dinp;
  * - packed weights are found again by address and shape, and made anew
  *   after gemm_bf16_forget_weights;
+ * - packed weights shared through a file (packed_file.h): written by one
+ *   "process" for a weight region, mapped by the next, they give
+ *   bit-identical products with nothing packed privately; a truncated
+ *   file, one with a damaged magic, one made for another region length and
+ *   one whose entry points past the region are each refused, and products
+ *   then pack privately as before;
  * - the Hugging Face layout (kernels.h linear_product, weight (OC, C)):
  *   forward into rows ldo apart and input-backward from rows ldd apart
  *   equal the rounded products, around the 6-row and 64-column blocks of
@@ -37,11 +43,13 @@
 #include "models/backbone.h"
 #include "train/dataset.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/rng.h"
 #include "unit.h"
@@ -280,6 +288,105 @@ test_linear_product_matches_the_rounded_product(void)
 	CHECK(worst <= 1e-5, "against the rounded operands: %g", worst);
 }
 
+/* out (N, OC) from both packings of the two weights in region (C, OC at 0, then (OC, C)). */
+static void
+region_products(float *out, const float *region, const float *x, int N, int C, int OC)
+{
+	const float *w = region,
+			   *v = region + (size_t) C * OC;
+
+	CHECK(gemm_bf16(out, x, gemm_bf16_weight(w, C, OC), NULL, N, false), "plain");
+	linear_product(true, out + (size_t) N * OC, x, v, NULL, N, C, OC, OC);
+}
+
+/* A copy of file src with len bytes (0: all), one byte at at flipped when at >= 0. */
+static void
+copy_damaged(const char *src, const char *dst, long len, long at)
+{
+	FILE	   *in = fopen(src, "rb"),
+			   *out = fopen(dst, "wb");
+	long		i = 0;
+	int			c;
+
+	while (in && out && (c = fgetc(in)) != EOF && (len == 0 || i < len))
+	{
+		fputc(i == at ? c ^ 0x5a : c, out);
+		i++;
+	}
+	if (in)
+		fclose(in);
+	if (out)
+		fclose(out);
+}
+
+/* Shape of the shared-file test: 7 rows, two 64 x 96 weights. */
+enum
+{
+	SH_N = 7, SH_C = 64, SH_OC = 96
+};
+
+/* The round trip of test_packed_weights_shared_through_a_file in directory dir. */
+static void
+check_shared_file(const char *dir, float *region, size_t len, const float *x, float *first,
+				  float *again)
+{
+	char		path[64],
+				bad[64];
+	/* truncated; a damaged magic; the first entry's source offset (bytes 32..39) far past the region */
+	static const long damage[][2] = {{100, -1}, {0, 3}, {0, 36}};
+
+	snprintf(path, sizeof(path), "%s/packed", dir);
+	snprintf(bad, sizeof(bad), "%s/bad", dir);
+	region_products(first, region, x, SH_N, SH_C, SH_OC);
+	CHECK(gemm_bf16_private_count(region, len) == 2, "two packed privately: %d",
+		  gemm_bf16_private_count(region, len));
+	CHECK(gemm_bf16_write_shared(path, region, len), "write");
+	gemm_bf16_forget_weights();
+
+	CHECK(gemm_bf16_map_shared(path, region, len), "map");
+	region_products(again, region, x, SH_N, SH_C, SH_OC);
+	CHECK(memcmp(first, again, sizeof(float) * 2 * SH_N * SH_OC) == 0, "mapped products differ");
+	CHECK(gemm_bf16_private_count(region, len) == 0, "packed privately after mapping: %d",
+		  gemm_bf16_private_count(region, len));
+	gemm_bf16_forget_weights();
+
+	CHECK(!gemm_bf16_map_shared(path, region, len - 4), "a file for another region length");
+	for (size_t d = 0; d < sizeof(damage) / sizeof(damage[0]); d++)
+	{
+		copy_damaged(path, bad, damage[d][0], damage[d][1]);
+		CHECK(!gemm_bf16_map_shared(bad, region, len), "damaged file %zu mapped", d);
+	}
+	region_products(again, region, x, SH_N, SH_C, SH_OC);
+	CHECK(memcmp(first, again, sizeof(float) * 2 * SH_N * SH_OC) == 0, "private products differ");
+	CHECK(gemm_bf16_private_count(region, len) == 2, "packed privately again");
+	gemm_bf16_forget_weights();
+	unlink(path);
+	unlink(bad);
+	rmdir(dir);
+}
+
+static void
+test_packed_weights_shared_through_a_file(void)
+{
+	size_t		len = sizeof(float) * 2 * SH_C * SH_OC;
+	float	   *region = unit_random_floats(&rng, 2 * SH_C * SH_OC),
+			   *x = unit_random_floats(&rng, SH_N * SH_C),
+			   *first = malloc(sizeof(float) * 2 * SH_N * SH_OC),
+			   *again = malloc(sizeof(float) * 2 * SH_N * SH_OC);
+	char		dir[] = "/tmp/test_gemm_bf16.XXXXXX";
+
+	if (!gemm_bf16_usable(SH_C, SH_OC))
+		printf("# skip: this CPU runs neither AMX nor AVX512-BF16\n");
+	else if (mkdtemp(dir) == NULL)
+		CHECK(0, "mkdtemp: %s", strerror(errno));
+	else
+		check_shared_file(dir, region, len, x, first, again);
+	free(region);
+	free(x);
+	free(first);
+	free(again);
+}
+
 static void
 test_packed_weights_are_kept_by_address(void)
 {
@@ -470,6 +577,7 @@ main(void)
 	RUN_TEST(test_backward_matches_the_rounded_product);
 	RUN_TEST(test_linear_product_matches_the_rounded_product);
 	RUN_TEST(test_packed_weights_are_kept_by_address);
+	RUN_TEST(test_packed_weights_shared_through_a_file);
 	RUN_TEST(test_use_lite_in_bf16_stays_close_to_float);
 	RUN_TEST(test_use_lite_backward_in_bf16_stays_close_to_float);
 	return unit_finish();

@@ -28,7 +28,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
 DELETE FROM dept.models WHERE name LIKE 'fam-%';
 
-SELECT plan(39);
+SELECT plan(40);
 
 CREATE TEMP TABLE fam_models (model text, dir text, family text);
 INSERT INTO fam_models VALUES
@@ -147,6 +147,14 @@ SELECT cmp_ok((SELECT max(abs(p.value::float8 - f.prob))
 			  'bfloat16 probabilities of every family within 0.01 of float32''s');
 RESET dept.matmul_precision;
 SELECT is((SELECT count(DISTINCT name) FROM fam_f32), 5::bigint, 'compared on the five DePT adapters');
+-- the backend that packed the weights left them for the next backends to map
+-- (ops/packed_file.h), in each model's private copy entry; none where the CPU
+-- has no bfloat16 engine
+SELECT is((SELECT count(*) FROM pg_ls_dir('pgsql_tmp_dept_models') e,
+				  LATERAL pg_stat_file('pgsql_tmp_dept_models/' || e || '/dept-packed-bf16.bin', true) f
+		   WHERE f.size > 0),
+		  CASE WHEN dept_model_info()->>'bfloat16_engine' = 'none' THEN 0 ELSE 5 END::bigint,
+		  'each family''s packed bfloat16 weights are written once for the next backends');
 SELECT is(dept_train('fam_reviews', 'label', 'body', adapter => 'fam_roberta_bf16', method => 'dept',
 					 options => '{"model": "fam-roberta", "prompt_length": 4, "max_length": 24, "max_steps": 3, "batch_size": 8, "precision": "bfloat16"}'),
 		  'fam_roberta_bf16', 'DePT trains on RoBERTa with bfloat16 products');

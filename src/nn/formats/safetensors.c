@@ -516,6 +516,16 @@ safetensors_mapped(const Safetensors *st)
 	return st->n_shards > 0 ? st->shards[0]->mapped : st->mapped;
 }
 
+bool
+safetensors_region(const Safetensors *st, const void **base, size_t *len)
+{
+	if (st->n_shards > 0 || !st->mapped)
+		return false;
+	*base = st->base;
+	*len = st->size;
+	return true;
+}
+
 int
 safetensors_count(const Safetensors *st)
 {

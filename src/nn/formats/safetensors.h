@@ -115,6 +115,12 @@ const char *safetensors_header(const Safetensors *st, size_t *len);
 /* True when the file is memory-mapped rather than copied. */
 bool		safetensors_mapped(const Safetensors *st);
 
+/*
+ * The mapping of a single mapped file (its whole bytes): where the float32
+ * views of its F32 tensors point.  False for a sharded or copied one.
+ */
+bool		safetensors_region(const Safetensors *st, const void **base, size_t *len);
+
 int			safetensors_count(const Safetensors *st);
 const StTensor *safetensors_tensor(const Safetensors *st, int i);
 const StTensor *safetensors_find(const Safetensors *st, const char *name);

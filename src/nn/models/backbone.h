@@ -176,6 +176,13 @@ struct Backbone
 	int			max_tokens;		/* tokenize truncates to this many ids */
 	int			max_positions;	/* longest sequence forward accepts (with prompts) */
 	char		fingerprint[65];	/* hex SHA-256 identifying the weights */
+	/*
+	 * The mapped region holding the float32 weights (a single mapped
+	 * model.safetensors), or NULL: the key of a shared file of packed
+	 * bfloat16 weights (gemm_bf16_map_shared).
+	 */
+	const void *weights;
+	size_t		weights_len;
 	void	   *impl;			/* family-specific state */
 };
 

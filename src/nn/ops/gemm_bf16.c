@@ -4,6 +4,7 @@
  */
 #include "ops/gemm_bf16.h"
 #include "ops/blas.h"
+#include "ops/packed_file.h"
 #include "base/parallel.h"
 
 #include <stdint.h>
@@ -29,6 +30,7 @@ struct Bf16Weight
 	int			C,				/* the product's inner dimension k */
 				OC;				/* its columns */
 	bool		transposed;		/* packed from W^T: the source is (OC, C) */
+	bool		shared;			/* data lies in a mapped packed file (not ours to free) */
 	uint16_t   *data;			/* [OC/16][C/32][16 k pairs][16 columns][2] */
 };
 
@@ -40,6 +42,16 @@ static struct
 	int			n,
 				cap;
 }			registry;
+
+/* Mapped packed files (packed_file.h), each for the weight region it was made for. */
+#define MAX_SHARED_FILES 8
+static struct
+{
+	const char *base;
+	size_t		len;
+	PackedFile	file;
+}			shared_files[MAX_SHARED_FILES];
+static int	n_shared_files;
 
 /* The input rows in bfloat16, kept between calls (one thread calls, see gemm_bf16.h). */
 static struct
@@ -161,6 +173,7 @@ pack_weight(const float *W, int C, int OC, bool transposed)
 	p->C = C;
 	p->OC = OC;
 	p->transposed = transposed;
+	p->shared = false;
 	p->data = aligned_alloc(64, (size_t) C * OC * sizeof(uint16_t));
 	if (p->data == NULL)
 	{
@@ -178,6 +191,33 @@ pack_weight(const float *W, int C, int OC, bool transposed)
 				pack_pair_row(dst, W + (size_t) k * OC + jb * TILE_COLS,
 							  W + (size_t) (k + 1) * OC + jb * TILE_COLS);
 	return p;
+}
+
+/* W's packed copy from a mapped file whose region holds W, or NULL. */
+static Bf16Weight *
+from_shared_file(const float *W, int C, int OC, bool transposed)
+{
+	const char *w = (const char *) W;
+
+	for (int f = 0; f < n_shared_files; f++)
+	{
+		const PackedFile *pf = &shared_files[f].file;
+
+		if (w < shared_files[f].base || w >= shared_files[f].base + shared_files[f].len)
+			continue;
+		for (int i = 0; i < pf->n; i++)
+		{
+			const PackedEntry *e = &pf->entries[i];
+			Bf16Weight *p;
+
+			if (e->source_offset != (uint64_t) (w - shared_files[f].base) || e->C != C ||
+				e->OC != OC || e->transposed != transposed || (p = malloc(sizeof(*p))) == NULL)
+				continue;
+			*p = (Bf16Weight) {C, OC, transposed, true, (uint16_t *) e->data};
+			return p;
+		}
+	}
+	return NULL;
 }
 
 static const Bf16Weight *
@@ -203,7 +243,8 @@ find_or_pack(const float *W, int C, int OC, bool transposed)
 		registry.packed = q;
 		registry.cap = cap;
 	}
-	if ((p = pack_weight(W, C, OC, transposed)) == NULL)
+	if ((p = from_shared_file(W, C, OC, transposed)) == NULL &&
+		(p = pack_weight(W, C, OC, transposed)) == NULL)
 		return NULL;
 	registry.source[registry.n] = W;
 	registry.packed[registry.n++] = p;
@@ -222,15 +263,71 @@ gemm_bf16_weight_transposed(const float *W, int C, int OC)
 	return find_or_pack(W, OC, C, true);
 }
 
+bool
+gemm_bf16_map_shared(const char *path, const void *base, size_t len)
+{
+	if (n_shared_files == MAX_SHARED_FILES ||
+		!packed_file_map(&shared_files[n_shared_files].file, path, len))
+		return false;
+	shared_files[n_shared_files].base = base;
+	shared_files[n_shared_files].len = len;
+	n_shared_files++;
+	return true;
+}
+
+/* Whether registry entry i was packed from a weight inside [base, base + len). */
+static bool
+in_region(int i, const void *base, size_t len)
+{
+	const char *w = (const char *) registry.source[i];
+
+	return w >= (const char *) base && w < (const char *) base + len;
+}
+
+int
+gemm_bf16_private_count(const void *base, size_t len)
+{
+	int			n = 0;
+
+	for (int i = 0; i < registry.n; i++)
+		n += in_region(i, base, len) && !registry.packed[i]->shared;
+	return n;
+}
+
+bool
+gemm_bf16_write_shared(const char *path, const void *base, size_t len)
+{
+	PackedEntry *entries = malloc(sizeof(PackedEntry) * (registry.n > 0 ? registry.n : 1));
+	int			n = 0;
+	bool		ok;
+
+	if (entries == NULL)
+		return false;
+	for (int i = 0; i < registry.n; i++)
+		if (in_region(i, base, len))
+			entries[n++] = (PackedEntry) {
+				(uint64_t) ((const char *) registry.source[i] - (const char *) base),
+					registry.packed[i]->C, registry.packed[i]->OC,
+					registry.packed[i]->transposed, registry.packed[i]->data
+			};
+	ok = n > 0 && packed_file_write(path, len, entries, n);
+	free(entries);
+	return ok;
+}
+
 void
 gemm_bf16_forget_weights(void)
 {
 	for (int i = 0; i < registry.n; i++)
 	{
-		free(registry.packed[i]->data);
+		if (!registry.packed[i]->shared)
+			free(registry.packed[i]->data);
 		free(registry.packed[i]);
 	}
 	registry.n = 0;
+	for (int f = 0; f < n_shared_files; f++)
+		packed_file_close(&shared_files[f].file);
+	n_shared_files = 0;
 	free(scratch.rows);
 	scratch.rows = NULL;
 	scratch.cap = 0;
@@ -620,6 +717,24 @@ const char *
 gemm_bf16_engine(void)
 {
 	return "none";
+}
+
+bool
+gemm_bf16_map_shared(const char *path, const void *base, size_t len)
+{
+	return false;
+}
+
+int
+gemm_bf16_private_count(const void *base, size_t len)
+{
+	return 0;
+}
+
+bool
+gemm_bf16_write_shared(const char *path, const void *base, size_t len)
+{
+	return false;
 }
 
 void

@@ -48,6 +48,7 @@
 #define DEPT_NN_GEMM_BF16_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef struct Bf16Weight Bf16Weight;
 
@@ -80,7 +81,24 @@ bool		gemm_bf16_strided(float *out, int ldo, const float *inp, int ldi, const Bf
 /* "amx", "avx512-bf16" or "none": the engine gemm_bf16 runs on here. */
 const char *gemm_bf16_engine(void);
 
-/* Free every packed weight (a backbone is closing: its addresses may be reused). */
+/*
+ * Packed weights shared between processes (packed_file.h): the weights of
+ * a model lie in one mapped region [base, base + len) (its
+ * model.safetensors); a file written for that region by one process is
+ * mapped by the next, whose lookups of weights in the region then take
+ * the packed copies from the file instead of packing them privately.
+ */
+
+/* Map the packed file path made for the region; false when absent, damaged or foreign. */
+bool		gemm_bf16_map_shared(const char *path, const void *base, size_t len);
+
+/* Weights of the region packed privately (not taken from a mapped file). */
+int			gemm_bf16_private_count(const void *base, size_t len);
+
+/* Write every packed weight of the region to path (atomically); false (errno) on failure. */
+bool		gemm_bf16_write_shared(const char *path, const void *base, size_t len);
+
+/* Free every packed weight and unmap the packed files (a backbone is closing: its addresses may be reused). */
 void		gemm_bf16_forget_weights(void);
 
 #endif							/* DEPT_NN_GEMM_BF16_H */

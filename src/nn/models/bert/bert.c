@@ -1105,6 +1105,8 @@ bert_open(Backbone **out, const char *dir, NnError *err)
 		return s;
 	}
 	bb->ops = &bert_ops[m->fam - bert_families];
+	if (!safetensors_region(m->st, &bb->weights, &bb->weights_len))
+		bb->weights = NULL;
 	bb->vocab_size = m->cfg.vocab_size;
 	bb->d_embed = m->H;
 	bb->d_out = m->H;

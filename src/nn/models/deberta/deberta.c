@@ -1023,6 +1023,8 @@ deberta_open(Backbone **out, const char *dir, NnError *err)
 		return s;
 	}
 	bb->ops = &deberta_ops;
+	if (!safetensors_region(m->st, &bb->weights, &bb->weights_len))
+		bb->weights = NULL;
 	bb->vocab_size = m->cfg.vocab_size;
 	bb->d_embed = m->H;
 	bb->d_out = m->H;

@@ -1482,6 +1482,8 @@ t5_open(Backbone **out, const char *dir, NnError *err)
 	}
 
 	bb->ops = &t5_ops;
+	if (!safetensors_region(m->st, &bb->weights, &bb->weights_len))
+		bb->weights = NULL;
 	bb->vocab_size = m->c.vocab;
 	bb->d_embed = m->c.d;
 	bb->d_out = m->c.d;

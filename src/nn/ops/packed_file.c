@@ -1,0 +1,224 @@
+/*
+ * packed_file.c: the shared file of packed bfloat16 weights (layout in
+ * packed_file.h).
+ */
+#include "ops/packed_file.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define PACKED_MAGIC "DEPTBF16"
+#define PACKED_VERSION 1
+#define HEADER_BYTES 32
+#define ENTRY_BYTES 32
+#define DATA_ALIGN 64
+
+typedef struct FileHeader
+{
+	char		magic[8];
+	uint32_t	version;
+	uint32_t	entries;
+	uint64_t	region_len;
+	uint64_t	reserved;
+} FileHeader;
+
+typedef struct FileEntry
+{
+	uint64_t	source_offset;
+	int32_t		C;
+	int32_t		OC;
+	uint32_t	transposed;
+	uint32_t	reserved;
+	uint64_t	data_offset;
+} FileEntry;
+
+_Static_assert(sizeof(FileHeader) == HEADER_BYTES, "header layout");
+_Static_assert(sizeof(FileEntry) == ENTRY_BYTES, "entry layout");
+
+static bool
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0)
+	{
+		ssize_t		w = write(fd, p, len);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return false;
+		p += w;
+		len -= (size_t) w;
+	}
+	return true;
+}
+
+static size_t
+aligned(size_t n)
+{
+	return (n + DATA_ALIGN - 1) / DATA_ALIGN * DATA_ALIGN;
+}
+
+/* Header, entry table, then each entry's data at its aligned offset. */
+static bool
+write_contents(int fd, size_t region_len, const PackedEntry *entries, int n)
+{
+	static const char zeros[DATA_ALIGN];
+	FileHeader	h = {PACKED_MAGIC, PACKED_VERSION, (uint32_t) n, region_len, 0};
+	size_t		at = aligned(HEADER_BYTES + (size_t) n * ENTRY_BYTES);
+
+	if (!write_all(fd, &h, sizeof(h)))
+		return false;
+	for (int i = 0; i < n; i++)
+	{
+		FileEntry	e = {entries[i].source_offset, entries[i].C, entries[i].OC,
+		entries[i].transposed, 0, at};
+
+		if (!write_all(fd, &e, sizeof(e)))
+			return false;
+		at = aligned(at + (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t));
+	}
+	at = HEADER_BYTES + (size_t) n * ENTRY_BYTES;
+	for (int i = 0; i < n; i++)
+	{
+		size_t		bytes = (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t);
+
+		if (!write_all(fd, zeros, aligned(at) - at) || !write_all(fd, entries[i].data, bytes))
+			return false;
+		at = aligned(at) + bytes;
+	}
+	return true;
+}
+
+bool
+packed_file_write(const char *path, size_t region_len, const PackedEntry *entries, int n)
+{
+	char		tmp[4096];
+	int			fd,
+				saved;
+	bool		ok;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int) getpid()) >= (int) sizeof(tmp))
+	{
+		errno = ENAMETOOLONG;
+		return false;
+	}
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0)
+		return false;
+	ok = write_contents(fd, region_len, entries, n) && fsync(fd) == 0;
+	saved = errno;
+	if (close(fd) != 0 && ok)
+	{
+		ok = false;
+		saved = errno;
+	}
+	if (!ok || rename(tmp, path) != 0)
+	{
+		saved = ok ? errno : saved;
+		unlink(tmp);
+		errno = saved;
+		return false;
+	}
+	return true;
+}
+
+/* Entry i of the mapped file, checked against the file and the region; false when it does not fit. */
+static bool
+read_entry(PackedEntry *out, const FileEntry *e, size_t map_len, size_t region_len,
+		   const char *base)
+{
+	size_t		values;
+
+	if (e->C <= 0 || e->OC <= 0 || e->C % 32 != 0 || e->OC % 32 != 0 || e->transposed > 1 ||
+		e->data_offset % DATA_ALIGN != 0)
+		return false;
+	values = (size_t) e->C * (size_t) e->OC;
+	/* the float source lies inside the region, the packed data inside the file */
+	if (e->source_offset > region_len || values * sizeof(float) > region_len - e->source_offset ||
+		e->data_offset > map_len || values * sizeof(uint16_t) > map_len - e->data_offset)
+		return false;
+	*out = (PackedEntry) {e->source_offset, e->C, e->OC, e->transposed == 1,
+	(const uint16_t *) (base + e->data_offset)};
+	return true;
+}
+
+bool
+packed_file_parse(PackedFile *pf, const void *buf, size_t len, size_t region_len)
+{
+	const char *base = buf;
+	FileHeader	h;
+
+	memset(pf, 0, sizeof(*pf));
+	if (len < HEADER_BYTES)
+		return false;
+	memcpy(&h, base, sizeof(h));
+	if (memcmp(h.magic, PACKED_MAGIC, 8) != 0 || h.version != PACKED_VERSION ||
+		h.region_len != region_len || h.entries == 0 || h.entries > 1u << 20 ||
+		(size_t) h.entries * ENTRY_BYTES > len - HEADER_BYTES)
+		return false;
+	if ((pf->entries = malloc(sizeof(PackedEntry) * h.entries)) == NULL)
+		return false;
+	for (uint32_t i = 0; i < h.entries; i++)
+	{
+		FileEntry	e;
+
+		memcpy(&e, base + HEADER_BYTES + (size_t) i * ENTRY_BYTES, sizeof(e));
+		if (!read_entry(&pf->entries[i], &e, len, region_len, base))
+		{
+			packed_file_close(pf);
+			return false;
+		}
+	}
+	pf->n = (int) h.entries;
+	return true;
+}
+
+bool
+packed_file_map(PackedFile *pf, const char *path, size_t region_len)
+{
+	struct stat st;
+	PackedFile	parsed;
+	int			fd = open(path, O_RDONLY);
+
+	memset(pf, 0, sizeof(*pf));
+	if (fd < 0)
+		return false;
+	if (fstat(fd, &st) != 0 || st.st_size < HEADER_BYTES)
+	{
+		close(fd);
+		return false;
+	}
+	pf->map = mmap(NULL, (size_t) st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	close(fd);
+	if (pf->map == MAP_FAILED)
+	{
+		pf->map = NULL;
+		return false;
+	}
+	if (!packed_file_parse(&parsed, pf->map, (size_t) st.st_size, region_len))
+	{
+		munmap(pf->map, (size_t) st.st_size);
+		pf->map = NULL;
+		return false;
+	}
+	parsed.map = pf->map;
+	parsed.map_len = (size_t) st.st_size;
+	*pf = parsed;
+	return true;
+}
+
+void
+packed_file_close(PackedFile *pf)
+{
+	if (pf->map != NULL)
+		munmap(pf->map, pf->map_len);
+	free(pf->entries);
+	memset(pf, 0, sizeof(*pf));
+}
