@@ -208,6 +208,7 @@ writer_room(ChunkWriter *w, size_t *room)
 	return w->buf + w->used;
 }
 
+/* n bytes into the file: bytes, or zeros when bytes is NULL. */
 static void
 writer_put(ChunkWriter *w, const void *bytes, size_t n)
 {
@@ -219,12 +220,14 @@ writer_put(ChunkWriter *w, const void *bytes, size_t n)
 		uint8_t    *dst = writer_room(w, &room);
 		size_t		k = n < room ? n : room;
 
-		if (bytes != NULL)
+		if (p != NULL)
+		{
 			memcpy(dst, p, k);
+			p += k;
+		}
 		else
 			memset(dst, 0, k);
 		w->used += k;
-		p += bytes != NULL ? k : 0;
 		n -= k;
 	}
 }
