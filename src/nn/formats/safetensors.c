@@ -6,8 +6,10 @@
  * 8-byte length against the file size, the header JSON into a table of
  * tensors whose byte ranges are checked (arithmetic overflow-checked) against
  * the data length and each other, then one pass that gives every float
- * tensor its F32 view -- a pointer into the mapping, or converted memory.
- * Tensor bytes are read at open only for F16/BF16 (and misaligned F32).
+ * tensor its F32 view -- a pointer into the mapping, into the file's valid
+ * float32 sidecar (f32_sidecar.h), or converted memory.  Tensor bytes are
+ * read at open only to convert F16/BF16 (and misaligned F32) without a
+ * sidecar.
  */
 #include "formats/safetensors.h"
 
