@@ -53,6 +53,8 @@
 
 #include "dept.h"
 #include "base/sha256.h"
+#include "formats/compiled.h"
+#include "formats/f32_sidecar.h"
 
 #define DEPT_MODEL_CACHE_DIR PG_TEMP_FILE_PREFIX "_dept_models"
 #define DEPT_PACKED_FILE_NAME "dept-packed-bf16.bin"
@@ -437,6 +439,65 @@ DeptCompileModelCacheEntry(const Backbone *bb, const char *entry)
 						err.msg)));
 }
 
+/*
+ * Remove what backends that died while writing a sidecar or the compiled
+ * file left in entry ("<file>.tmp.<pid>"): a sidecar's can be as large as
+ * the model's float32 weights.
+ */
+static void
+DeptRemoveDeadWriters(const char *entry)
+{
+	DIR		   *d = AllocateDir(entry);
+	struct dirent *de;
+
+	while ((de = ReadDir(d, entry)) != NULL)
+	{
+		const char *tmp = strstr(de->d_name, ".tmp.");
+		size_t		stem = tmp ? tmp - de->d_name : 0;
+		size_t		suffix = strlen(F32_SIDECAR_SUFFIX);
+		int			pid;
+		char		end;
+
+		if (tmp == NULL || sscanf(tmp, ".tmp.%d%c", &pid, &end) != 1 || pid == MyProcPid ||
+			kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		/* only the names the writers use: a copied model file is never removed */
+		if ((stem > suffix && memcmp(tmp - suffix, F32_SIDECAR_SUFFIX, suffix) == 0) ||
+			(stem == strlen(COMPILED_FILE_NAME) &&
+			 memcmp(de->d_name, COMPILED_FILE_NAME, stem) == 0))
+		{
+			char	   *path = psprintf("%s/%s", entry, de->d_name);
+
+			if (unlink(path) != 0 && errno != ENOENT)
+				ereport(DEBUG1, (errmsg("could not remove \"%s\": %m", path)));
+		}
+	}
+	FreeDir(d);
+}
+
+/*
+ * Leave the float32 conversion of the F16/BF16 weights in the private copy
+ * entry (formats/f32_sidecar.h), unless a valid one is there, before the
+ * open: this backend and every later one then map it shared instead of
+ * converting into private memory (docs/design.md 6, "Converted weights").
+ * Only an optimisation: a failure (a full disk, damaged weights the open
+ * will report) is logged at DEBUG1 and the open converts as before.
+ */
+static void
+DeptConvertModelCacheEntry(const char *entry)
+{
+	NnError		err;
+
+	if (entry == NULL)
+		return;
+	DeptRemoveDeadWriters(entry);
+	nn_error_clear(&err);
+	if (backbone_write_converted(entry, &err) != NN_OK)
+		ereport(DEBUG1,
+				(errmsg("could not write the converted weights of model copy \"%s\": %s", entry,
+						err.msg)));
+}
+
 /* The backbone in directory dir, loading it on first use in this backend. */
 const Backbone *
 DeptGetBackboneAt(const char *dir)
@@ -462,6 +523,7 @@ DeptGetBackboneAt(const char *dir)
 	caller = DeptFirstCallEnter(DEPT_FC_MODEL);
 	INSTR_TIME_SET_CURRENT(start);
 	entry = DeptModelCacheEntry(dir);
+	DeptConvertModelCacheEntry(entry);
 	if (backbone_open(&bb, entry ? entry : dir, &err) != NN_OK)
 	{
 		/* a copy of files that do not load is not kept (the next try copies the source again) */

@@ -3,7 +3,7 @@
 # with -fsanitize=fuzzer,address,undefined and run each for SECONDS
 # (default 20), one after the other:
 #
-#   test/fuzz/run.sh [SECONDS] [NAME ...]     NAME: adapter_io, bpe, hf_config,
+#   test/fuzz/run.sh [SECONDS] [NAME ...]     NAME: adapter_io, bpe, f32_sidecar, hf_config,
 #                                             hf_unigram, packed_file, safetensors,
 #                                             safetensors_index, tokenizer,
 #                                             weights, wordpiece

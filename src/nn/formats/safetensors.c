@@ -6,12 +6,15 @@
  * 8-byte length against the file size, the header JSON into a table of
  * tensors whose byte ranges are checked (arithmetic overflow-checked) against
  * the data length and each other, then one pass that gives every float
- * tensor its F32 view -- a pointer into the mapping, or converted memory.
- * Tensor bytes are read at open only for F16/BF16 (and misaligned F32).
+ * tensor its F32 view -- a pointer into the mapping, into the file's valid
+ * float32 sidecar (f32_sidecar.h), or converted memory.  Tensor bytes are
+ * read at open only to convert F16/BF16 (and misaligned F32) without a
+ * sidecar.
  */
 #include "formats/safetensors.h"
 
 #include "base/file_map.h"
+#include "formats/f32_sidecar.h"
 #include "formats/hf_config.h"
 
 #include <cjson/cJSON.h>
@@ -43,6 +46,13 @@ struct Safetensors
 	const StTensor **by_name;	/* (n_tensors) sorted by name */
 	char	   *names;			/* every name, NUL-terminated, back to back */
 	float	   *converted;		/* F32 copies of F16/BF16/misaligned tensors */
+	size_t		converted_bytes;
+	/* a file opened by path: its float32 sidecar (f32_sidecar.h), if used */
+	const char *path;			/* during safetensors_open only */
+	struct stat source_stat;
+	bool		leave_pending;	/* open for writing the sidecar: convert nothing */
+	void	   *sidecar;		/* the sidecar's mapping, when the views point into it */
+	size_t		sidecar_len;
 	/* a sharded checkpoint (safetensors_open_index): header is the index */
 	Safetensors **shards;		/* (n_shards) in the index's order of first mention */
 	char	  **shard_names;	/* (n_shards) their file names */
@@ -112,11 +122,13 @@ half_to_float(uint16_t h)
 	return f;
 }
 
-/* Write t's numel floats into dst from its stored bytes src. */
-static void
-convert_to_f32(float *dst, const uint8_t *src, const StTensor *t)
+void
+safetensors_convert_f32(const StTensor *t, const void *raw, size_t first, size_t count,
+						float *dst)
 {
-	for (size_t i = 0; i < t->numel; i++)
+	const uint8_t *src = raw;
+
+	for (size_t i = first; i < first + count; i++, dst++)
 	{
 		uint16_t	h;
 		uint32_t	bits;
@@ -125,15 +137,15 @@ convert_to_f32(float *dst, const uint8_t *src, const StTensor *t)
 		{
 			case ST_F16:
 				memcpy(&h, src + 2 * i, 2);
-				dst[i] = half_to_float(h);
+				*dst = half_to_float(h);
 				break;
 			case ST_BF16:
 				memcpy(&h, src + 2 * i, 2);
 				bits = (uint32_t) h << 16;
-				memcpy(dst + i, &bits, 4);
+				memcpy(dst, &bits, 4);
 				break;
 			default:			/* misaligned F32 */
-				memcpy(dst + i, src + 4 * i, 4);
+				memcpy(dst, src + 4 * i, 4);
 				break;
 		}
 	}
@@ -293,7 +305,30 @@ check_table(Safetensors *st, NnError *err)
 	return s;
 }
 
-/* Give every float tensor its F32 view, converting where needed. */
+/* The sidecar path of the file at path (F32_SIDECAR_SUFFIX appended); false if too long. */
+static bool
+sidecar_path(char *out, size_t size, const char *path)
+{
+	return snprintf(out, size, "%s%s", path, F32_SIDECAR_SUFFIX) < (int) size;
+}
+
+/* Point the pending views into the file's sidecar when it has a valid one. */
+static bool
+bind_sidecar(Safetensors *st)
+{
+	F32SidecarSource src;
+	char		path[4096];
+
+	if (!sidecar_path(path, sizeof(path), st->path))
+		return false;
+	f32_sidecar_source(&src, &st->source_stat, st->header, st->header_len);
+	return f32_sidecar_map(path, &src, st->tensors, st->n_tensors, &st->sidecar, &st->sidecar_len);
+}
+
+/*
+ * Give every float tensor its F32 view: into the mapping, into a valid
+ * sidecar, or converted here (left pending in leave_pending mode).
+ */
 static NnStatus
 bind_floats(Safetensors *st, NnError *err)
 {
@@ -311,7 +346,7 @@ bind_floats(Safetensors *st, NnError *err)
 				 __builtin_add_overflow(need, t->numel * sizeof(float), &need))
 			return nn_fail(err, NN_ERR_FORMAT, "safetensors: float tensors too large to convert");
 	}
-	if (need == 0)
+	if (need == 0 || (st->path != NULL && bind_sidecar(st)) || st->leave_pending)
 		return NN_OK;
 	st->converted = malloc(need);
 	if (st->converted == NULL)
@@ -324,10 +359,11 @@ bind_floats(Safetensors *st, NnError *err)
 
 		if (!is_float_dtype(t->dtype) || t->f32 != NULL)
 			continue;
-		convert_to_f32(st->converted + used, st->data + t->offset, t);
+		safetensors_convert_f32(t, st->data + t->offset, 0, t->numel, st->converted + used);
 		t->f32 = st->converted + used;
 		used += t->numel;
 	}
+	st->converted_bytes = need;
 	return NN_OK;
 }
 
@@ -417,6 +453,8 @@ safetensors_close(Safetensors *st)
 	free(st->by_name);
 	free(st->names);
 	free(st->converted);
+	if (st->sidecar != NULL)
+		nn_map_release(st->sidecar, st->sidecar_len);
 	for (int i = 0; i < st->n_shards; i++)
 	{
 		safetensors_close(st->shards[i]);
@@ -429,8 +467,9 @@ safetensors_close(Safetensors *st)
 	free(st);
 }
 
-NnStatus
-safetensors_open(Safetensors **out, const char *path, NnError *err)
+/* Map and parse the file at path; leave_pending: for the sidecar writer, convert nothing. */
+static NnStatus
+open_file(Safetensors **out, const char *path, bool leave_pending, NnError *err)
 {
 	Safetensors *st;
 	struct stat sb;
@@ -466,13 +505,56 @@ safetensors_open(Safetensors **out, const char *path, NnError *err)
 	st->base = p;
 	st->size = (size_t) sb.st_size;
 	st->mapped = true;
-	if ((s = parse_file(st, err)) != NN_OK)
+	st->path = path;
+	st->source_stat = sb;
+	st->leave_pending = leave_pending;
+	s = parse_file(st, err);
+	st->path = NULL;
+	if (s != NN_OK)
 	{
 		safetensors_close(st);
 		return s;
 	}
 	*out = st;
 	return NN_OK;
+}
+
+NnStatus
+safetensors_open(Safetensors **out, const char *path, NnError *err)
+{
+	return open_file(out, path, false, err);
+}
+
+/* Whether a tensor with values still lacks its float view. */
+static bool
+has_pending_values(const Safetensors *st)
+{
+	for (int i = 0; i < st->n_tensors; i++)
+		if (f32_sidecar_pending(&st->tensors[i]) && st->tensors[i].numel > 0)
+			return true;
+	return false;
+}
+
+NnStatus
+safetensors_write_f32_sidecar(const char *path, NnError *err)
+{
+	Safetensors *st;
+	char		sidecar[4096];
+	F32SidecarSource src;
+	NnStatus	s;
+
+	if (!sidecar_path(sidecar, sizeof(sidecar), path))
+		return nn_fail(err, NN_ERR_ARG, "safetensors: path too long");
+	if ((s = open_file(&st, path, true, err)) != NN_OK)
+		return s;
+	/* nothing pending: no F16/BF16 value, or a valid sidecar is there already */
+	if (has_pending_values(st))
+	{
+		f32_sidecar_source(&src, &st->source_stat, st->header, st->header_len);
+		s = f32_sidecar_write(sidecar, &src, st->tensors, st->n_tensors, st->data, err);
+	}
+	safetensors_close(st);
+	return s;
 }
 
 NnStatus
@@ -524,6 +606,26 @@ safetensors_region(const Safetensors *st, const void **base, size_t *len)
 	*base = st->base;
 	*len = st->size;
 	return true;
+}
+
+size_t
+safetensors_converted_bytes(const Safetensors *st)
+{
+	size_t		n = st->converted_bytes;
+
+	for (int i = 0; i < st->n_shards; i++)
+		n += safetensors_converted_bytes(st->shards[i]);
+	return n;
+}
+
+size_t
+safetensors_sidecar_bytes(const Safetensors *st)
+{
+	size_t		n = st->sidecar != NULL ? st->sidecar_len : 0;
+
+	for (int i = 0; i < st->n_shards; i++)
+		n += safetensors_sidecar_bytes(st->shards[i]);
+	return n;
 }
 
 int
@@ -822,26 +924,92 @@ safetensors_open_index_json(Safetensors **out, const char *dir, const char *json
 	return NN_OK;
 }
 
+/* The directory of the index at path into dir ("." without a slash); false if too long. */
+static bool
+index_dir(char *dir, size_t size, const char *path)
+{
+	char	   *slash;
+
+	if (snprintf(dir, size, "%s", path) >= (int) size)
+		return false;
+	if ((slash = strrchr(dir, '/')) != NULL)
+		*slash = '\0';
+	else
+		snprintf(dir, size, ".");
+	return true;
+}
+
 NnStatus
 safetensors_open_index(Safetensors **out, const char *path, NnError *err)
 {
 	char		dir[4096];
-	char	   *slash;
 	char	   *json;
 	size_t		len;
 	NnStatus	s;
 
 	*out = NULL;
-	if (snprintf(dir, sizeof(dir), "%s", path) >= (int) sizeof(dir))
+	if (!index_dir(dir, sizeof(dir), path))
 		return nn_fail(err, NN_ERR_ARG, "safetensors index: path too long");
-	if ((slash = strrchr(dir, '/')) != NULL)
-		*slash = '\0';
-	else
-		snprintf(dir, sizeof(dir), ".");
 	if ((json = hf_read_file(path, ST_MAX_INDEX_BYTES, &len)) == NULL)
 		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
 	s = safetensors_open_index_json(out, dir, json, len, err);
 	free(json);
+	return s;
+}
+
+/* Write the sidecar of each shard the weight map names, once each. */
+static NnStatus
+write_shard_sidecars(const char *dir, const cJSON *map, NnError *err)
+{
+	const char **done = calloc((size_t) cJSON_GetArraySize(map), sizeof(char *));
+	int			n_done = 0;
+	const cJSON *e;
+	NnStatus	s = NN_OK;
+
+	if (done == NULL)
+		return nn_fail(err, NN_ERR_NOMEM, "safetensors: out of memory");
+	cJSON_ArrayForEach(e, map)
+	{
+		char		path[4096];
+		bool		seen = false;
+
+		for (int i = 0; i < n_done && !seen; i++)
+			seen = strcmp(done[i], e->valuestring) == 0;
+		if (seen)
+			continue;
+		done[n_done++] = e->valuestring;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, e->valuestring) >= (int) sizeof(path))
+			s = nn_fail(err, NN_ERR_ARG, "safetensors index: shard path too long");
+		else
+			s = safetensors_write_f32_sidecar(path, err);
+		if (s != NN_OK)
+			break;
+	}
+	free(done);
+	return s;
+}
+
+NnStatus
+safetensors_write_f32_sidecars_index(const char *path, NnError *err)
+{
+	char		dir[4096];
+	char	   *json;
+	size_t		len;
+	cJSON	   *root;
+	const cJSON *map;
+	NnStatus	s;
+
+	if (!index_dir(dir, sizeof(dir), path))
+		return nn_fail(err, NN_ERR_ARG, "safetensors index: path too long");
+	if ((json = hf_read_file(path, ST_MAX_INDEX_BYTES, &len)) == NULL)
+		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
+	root = cJSON_ParseWithLength(json, len);
+	free(json);
+	if (!cJSON_IsObject(root))
+		s = nn_fail(err, NN_ERR_FORMAT, "safetensors index is not a JSON object");
+	else if ((s = index_weight_map(root, &map, err)) == NN_OK)
+		s = write_shard_sidecars(dir, map, err);
+	cJSON_Delete(root);
 	return s;
 }
 

@@ -33,8 +33,12 @@
  * converted to F32 in memory owned by the reader (F16 exactly, including
  * subnormals, infinities and NaN; BF16 by a 16-bit shift), as is an F32
  * tensor whose bytes are not 4-byte aligned in the file (possible when N is
- * not a multiple of 4).  The usual mmap caveat applies: a file truncated
- * while mapped makes later reads fault (SIGBUS).
+ * not a multiple of 4).  When the file has a valid float32 sidecar beside
+ * it ("<file>.dept-f32", f32_sidecar.h), those views point into the
+ * sidecar's read-only shared mapping instead, and nothing is converted;
+ * safetensors_write_f32_sidecar writes one (the server does, in its private
+ * model copy only).  The usual mmap caveat applies: a file truncated while
+ * mapped makes later reads fault (SIGBUS).
  *
  * The host must be little endian, as every machine this runs on is.
  */
@@ -80,6 +84,16 @@ typedef struct Safetensors Safetensors;
 /* Map the file at path and validate its header against its size. */
 NnStatus	safetensors_open(Safetensors **out, const char *path, NnError *err);
 
+/*
+ * Write the float32 sidecar of the file at path (f32_sidecar.h) unless it
+ * has no F16/BF16 value or a valid sidecar is there already; later opens
+ * map it instead of converting.  Only for a directory the caller owns.
+ */
+NnStatus	safetensors_write_f32_sidecar(const char *path, NnError *err);
+
+/* The same for each shard of the index at path (model.safetensors.index.json). */
+NnStatus	safetensors_write_f32_sidecars_index(const char *path, NnError *err);
+
 /* The same over a copy of len bytes at buf (tests, fuzzers). */
 NnStatus	safetensors_from_buffer(Safetensors **out, const void *buf, size_t len,
 									NnError *err);
@@ -121,6 +135,13 @@ bool		safetensors_mapped(const Safetensors *st);
  */
 bool		safetensors_region(const Safetensors *st, const void **base, size_t *len);
 
+/*
+ * Bytes of float views converted into private memory at open, and bytes of
+ * sidecars mapped instead (over every shard).
+ */
+size_t		safetensors_converted_bytes(const Safetensors *st);
+size_t		safetensors_sidecar_bytes(const Safetensors *st);
+
 int			safetensors_count(const Safetensors *st);
 const StTensor *safetensors_tensor(const Safetensors *st, int i);
 const StTensor *safetensors_find(const Safetensors *st, const char *name);
@@ -133,6 +154,13 @@ const void *safetensors_raw(const Safetensors *st, const StTensor *t);
  * a fingerprint that tells checkpoints apart without reading every weight.
  */
 void		safetensors_hash_sample(const Safetensors *st, Sha256 *ctx, size_t sample_bytes);
+
+/*
+ * Elements first .. first + count - 1 of float tensor t (F32, F16, BF16),
+ * its stored bytes at raw, as floats into dst (F16 exactly, BF16 by a shift).
+ */
+void		safetensors_convert_f32(const StTensor *t, const void *raw, size_t first,
+									size_t count, float *dst);
 
 /* Size in bytes of one element of dtype, and its name ("F32"). */
 size_t		safetensors_dtype_size(StDtype dtype);

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+
+#include "formats/safetensors.h"
 
 size_t
 backbone_alloc_bytes(size_t n)
@@ -49,6 +52,32 @@ NnStatus
 backbone_write_compiled(const Backbone *bb, const char *dir, NnError *err)
 {
 	return bb->ops->write_compiled != NULL ? bb->ops->write_compiled(bb, dir, err) : NN_OK;
+}
+
+/* dir/name as a regular file: its path into path (size bytes); false if it is not one. */
+static bool
+regular_file_in(char *path, size_t size, const char *dir, const char *name)
+{
+	struct stat st;
+
+	return snprintf(path, size, "%s/%s", dir, name) < (int) size &&
+		stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+NnStatus
+backbone_write_converted(const char *dir, NnError *err)
+{
+	char		path[4096];
+
+	/* a Hugging Face directory's weights, found as each family's open finds them */
+	if (regular_file_in(path, sizeof(path), dir, "model.json") ||
+		!regular_file_in(path, sizeof(path), dir, "config.json"))
+		return NN_OK;
+	if (regular_file_in(path, sizeof(path), dir, "model.safetensors"))
+		return safetensors_write_f32_sidecar(path, err);
+	if (regular_file_in(path, sizeof(path), dir, "model.safetensors.index.json"))
+		return safetensors_write_f32_sidecars_index(path, err);
+	return NN_OK;
 }
 
 const char *

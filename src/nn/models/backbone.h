@@ -206,6 +206,17 @@ void		backbone_close(Backbone *bb);
 bool		backbone_uses_file(const char *dir, const char *name);
 
 /*
+ * Write, beside each .safetensors file backbone_open(dir) would map, the
+ * float32 conversion of its F16/BF16 tensors (formats/f32_sidecar.h)
+ * unless a valid one is there: every later open, in any process, maps it
+ * shared instead of converting into private memory.  NN_OK without
+ * writing for a directory without such tensors (use-lite, F32 weights).
+ * Only for a directory the caller owns -- the server's private model
+ * copy; the CLI tools never write into a user's directory.
+ */
+NnStatus	backbone_write_converted(const char *dir, NnError *err);
+
+/*
  * An upper bound of the heap bytes one malloc/posix_memalign(64) of n bytes
  * takes: n plus the chunk header and alignment, rounded up to a page (large
  * chunks are mmap'ed whole pages).
