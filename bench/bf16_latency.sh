@@ -44,6 +44,9 @@ for m in "${models[@]}"; do
 	q -c "SELECT dept_register_model('$m', '$(readlink -f "$out/$m")') IS NOT NULL" >/dev/null
 	q -c "SET client_min_messages = warning" -c "SELECT dept_train('sst2', 'label', 'body', adapter => 'probe_${m//-/_}',
 		method => 'probe', options => '{\"model\": \"$m\", \"max_length\": 64}')" >/dev/null
+	# the cluster runs with fsync = off: without this the model copy's unwritten
+	# pages would count as the backends' Private_Dirty
+	sync
 	text=$(awk -F'\t' 'NR == 2 { print $2 }' "$out/$m/texts20.tsv" 2>/dev/null || head -n 2 "$dir/train.tsv" | tail -1 | cut -f2)
 	text=${text//\'/\'\'}
 	for prec in float32 bfloat16; do

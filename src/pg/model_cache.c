@@ -571,7 +571,9 @@ DeptModelLoadMillis(void)
  * copy entry (ops/packed_file.h; docs/design.md 6): the first bfloat16
  * call of a backend maps the file if another backend wrote it; a later
  * call writes one if this backend had to pack weights itself, so the next
- * backend maps them instead of packing 2 bytes a weight privately.  Only
+ * backend maps them instead of packing 2 bytes a weight privately, and
+ * maps it in place of its own copies (forgetting every packed weight of
+ * the process: another model's are packed or mapped again on next use).  Only
  * an optimisation: a failure (a full disk) is logged at DEBUG1.
  */
 static void
@@ -595,6 +597,12 @@ DeptSharePackedWeights(LoadedModel *m)
 			ereport(DEBUG1,
 					(errmsg("could not write the packed weights of model copy \"%s\": %m",
 							m->entry)));
+		else
+		{
+			/* this backend too drops its private copies for the file's shared pages */
+			gemm_bf16_forget_weights();
+			gemm_bf16_map_shared(path, bb->weights, bb->weights_len);
+		}
 	}
 	pfree(path);
 }

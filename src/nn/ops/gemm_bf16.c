@@ -593,7 +593,7 @@ dot_rows(float *out, int ldo, const uint16_t *a, const uint16_t *b, int C, bool 
 
 /*
  * The 64-column groups [begin, end) on AVX512-BF16 (the last may have 32
- * columns), every block of 6 rows of each: a group's packed weight (C x 64
+ * columns), every block of up to 6 rows of each: a group's packed weight (C x 64
  * bfloat16, 96 kB at C = 768) stays in L2 while the rows pass.
  */
 static void
@@ -609,9 +609,17 @@ column_groups(void *ctx, int begin, int end)
 					blocks = OC - col >= DOT_BLOCKS * TILE_COLS ? DOT_BLOCKS : 2;
 		const uint16_t *b = j->W->data + (size_t) col * C;
 
-		for (int n0 = 0; n0 < j->N; n0 += DOT_ROWS)
+		/* rows in blocks of equal height (20 rows: 5 5 5 5, not 6 6 6 2) */
+		const int	row_blocks = (j->N + DOT_ROWS - 1) / DOT_ROWS;
+
+		for (int rb = 0, n0 = 0; rb < row_blocks; rb++)
+		{
+			int			rows = (j->N - n0 + (row_blocks - rb) - 1) / (row_blocks - rb);
+
 			dot_rows(j->out + (size_t) n0 * j->ldo + col, j->ldo, j->a + (size_t) n0 * C, b, C,
-					 j->accumulate, j->N - n0 < DOT_ROWS ? j->N - n0 : DOT_ROWS, blocks);
+					 j->accumulate, rows, blocks);
+			n0 += rows;
+		}
 	}
 }
 
