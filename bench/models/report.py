@@ -212,7 +212,11 @@ def full(rows):
 
 
 def short(rows):
-    return "\n\n".join([machine(rows), throughput(rows, short=True)])
+    parts = [machine(rows), throughput(rows, short=True)]
+    bt = bf16_table(rows)
+    if bt:
+        parts += ["bfloat16 weight products (ours: AMX, else AVX512-BF16), 1 thread:", bt]
+    return "\n\n".join(parts)
 
 
 def write(path, text):
