@@ -41,6 +41,7 @@
 #include "formats/hf_config.h"
 #include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
+#include "formats/hf_checkpoint.h"
 #include "formats/safetensors.h"
 #include "base/arena.h"
 #include "base/sha256.h"
@@ -189,18 +190,6 @@ typedef struct BertRun
 
 /* ---- loading ----------------------------------------------------------------- */
 
-/* Bind name (prefix + body) as a float tensor of the given shape. */
-static NnStatus
-bind(const Safetensors *st, const float **dst, const char *prefix, const char *body,
-	 int ndim, int64_t d0, int64_t d1, NnError *err)
-{
-	char		name[512];
-	int64_t		shape[2] = {d0, d1};
-
-	snprintf(name, sizeof(name), "%s%s", prefix, body);
-	return safetensors_get_f32(st, name, ndim, shape, dst, err);
-}
-
 /*
  * A LayerNorm's weight and bias under "<base>.weight/.bias", or the
  * "gamma"/"beta" names of checkpoints converted from TensorFlow.
@@ -215,24 +204,10 @@ bind_ln(const Safetensors *st, const float **w, const float **b, const char *pre
 	snprintf(name, sizeof(name), "%s%s.gamma", prefix, base);
 	old = safetensors_find(st, name) != NULL;
 	snprintf(name, sizeof(name), "%s.%s", base, old ? "gamma" : "weight");
-	if (bind(st, w, prefix, name, 1, H, 0, err) != NN_OK)
+	if (hf_bind(st, w, prefix, name, 1, H, 0, err) != NN_OK)
 		return NN_ERR_FORMAT;
 	snprintf(name, sizeof(name), "%s.%s", base, old ? "beta" : "bias");
-	return bind(st, b, prefix, name, 1, H, 0, err);
-}
-
-/* A Linear's weight (out, in) and bias (out) under "<base>.weight/.bias". */
-static NnStatus
-bind_linear(const Safetensors *st, const float **w, const float **b, const char *prefix,
-			const char *base, int out, int in, NnError *err)
-{
-	char		name[512];
-
-	snprintf(name, sizeof(name), "%s.weight", base);
-	if (bind(st, w, prefix, name, 2, out, in, err) != NN_OK)
-		return NN_ERR_FORMAT;
-	snprintf(name, sizeof(name), "%s.bias", base);
-	return bind(st, b, prefix, name, 1, out, 0, err);
+	return hf_bind(st, b, prefix, name, 1, H, 0, err);
 }
 
 static NnStatus
@@ -249,13 +224,13 @@ bind_layer(const Bert *m, BertLayer *Ly, const char *prefix, int l, NnError *err
 	snprintf(layer, sizeof(layer), m->fam->layer_format, l);
 	for (int i = 0; i < 8; i++)
 		snprintf(b[i], sizeof(b[i]), "%s%s", layer, names[i]);
-	if ((s = bind_linear(st, &Ly->wq, &Ly->bq, prefix, b[0], H, H, err)) ||
-		(s = bind_linear(st, &Ly->wk, &Ly->bk, prefix, b[1], H, H, err)) ||
-		(s = bind_linear(st, &Ly->wv, &Ly->bv, prefix, b[2], H, H, err)) ||
-		(s = bind_linear(st, &Ly->wo, &Ly->bo, prefix, b[3], H, H, err)) ||
+	if ((s = hf_bind_weight_bias(st, &Ly->wq, &Ly->bq, prefix, b[0], H, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->wk, &Ly->bk, prefix, b[1], H, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->wv, &Ly->bv, prefix, b[2], H, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->wo, &Ly->bo, prefix, b[3], H, H, true, err)) ||
 		(s = bind_ln(st, &Ly->ln1_w, &Ly->ln1_b, prefix, b[4], H, err)) ||
-		(s = bind_linear(st, &Ly->w1, &Ly->b1, prefix, b[5], F, H, err)) ||
-		(s = bind_linear(st, &Ly->w2, &Ly->b2, prefix, b[6], H, F, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->w1, &Ly->b1, prefix, b[5], F, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->w2, &Ly->b2, prefix, b[6], H, F, true, err)) ||
 		(s = bind_ln(st, &Ly->ln2_w, &Ly->ln2_b, prefix, b[7], H, err)))
 		return s;
 	return NN_OK;
@@ -275,14 +250,14 @@ bind_weights(Bert *m, NnError *err)
 	snprintf(name, sizeof(name), "%sembeddings.word_embeddings.weight", m->fam->head_prefix);
 	prefix = safetensors_find(st, name) != NULL &&
 		safetensors_find(st, "embeddings.word_embeddings.weight") == NULL ? m->fam->head_prefix : "";
-	if ((s = bind(st, &m->word_emb, prefix, "embeddings.word_embeddings.weight", 2,
+	if ((s = hf_bind(st, &m->word_emb, prefix, "embeddings.word_embeddings.weight", 2,
 				  m->cfg.vocab_size, H, err)) ||
-		(s = bind(st, &m->pos_emb, prefix, "embeddings.position_embeddings.weight", 2,
+		(s = hf_bind(st, &m->pos_emb, prefix, "embeddings.position_embeddings.weight", 2,
 				  m->cfg.max_position_embeddings, H, err)) ||
 		(s = bind_ln(st, &m->emb_ln_w, &m->emb_ln_b, prefix, "embeddings.LayerNorm", H, err)))
 		return s;
 	if (m->cfg.type_vocab_size > 0 &&
-		(s = bind(st, &m->type_emb, prefix, "embeddings.token_type_embeddings.weight", 2,
+		(s = hf_bind(st, &m->type_emb, prefix, "embeddings.token_type_embeddings.weight", 2,
 				  m->cfg.type_vocab_size, H, err)))
 		return s;
 	for (int l = 0; l < m->L; l++)
@@ -291,7 +266,7 @@ bind_weights(Bert *m, NnError *err)
 	/* the pooler is optional (BertModel(add_pooling_layer=False), MLM heads) */
 	snprintf(name, sizeof(name), "%spooler.dense.weight", prefix);
 	if (safetensors_find(st, name) != NULL &&
-		(s = bind_linear(st, &m->pool_w, &m->pool_b, prefix, "pooler.dense", H, H, err)))
+		(s = hf_bind_weight_bias(st, &m->pool_w, &m->pool_b, prefix, "pooler.dense", H, H, true, err)))
 		return s;
 	return NN_OK;
 }
@@ -345,23 +320,6 @@ default_pooling(const Bert *m, const char *dir)
 	return p;
 }
 
-/* Hash dir/name into ctx if it can be read; false otherwise. */
-static bool
-hash_file(Sha256 *ctx, const char *dir, const char *name)
-{
-	char		path[4096];
-	size_t		len;
-	char	   *text;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if ((text = hf_read_file(path, (size_t) 256 << 20, &len)) == NULL)
-		return false;
-	sha256_update(ctx, name, strlen(name) + 1);
-	sha256_update(ctx, text, len);
-	free(text);
-	return true;
-}
-
 static void
 fingerprint(const Bert *m, const char *dir, char hex[65])
 {
@@ -370,11 +328,11 @@ fingerprint(const Bert *m, const char *dir, char hex[65])
 	sha256_init(&ctx);
 	/* "bert" as before the other families, so BERT fingerprints stay the same */
 	sha256_update(&ctx, m->fam->model_type, strlen(m->fam->model_type) + 1);
-	hash_file(&ctx, dir, "config.json");
-	if (!hash_file(&ctx, dir, "tokenizer.json"))
+	hf_hash_file(&ctx, dir, "config.json");
+	if (!hf_hash_file(&ctx, dir, "tokenizer.json"))
 	{
-		hash_file(&ctx, dir, "vocab.txt");
-		hash_file(&ctx, dir, "tokenizer_config.json");
+		hf_hash_file(&ctx, dir, "vocab.txt");
+		hf_hash_file(&ctx, dir, "tokenizer_config.json");
 	}
 	safetensors_hash_sample(m->st, &ctx, BERT_SAMPLE_BYTES);
 	sha256_final_hex(&ctx, hex);
@@ -936,33 +894,6 @@ bert_get_pooling(const Backbone *bb)
 	return ((const Bert *) bb->impl)->pooling;
 }
 
-/*
- * Open dir/model.safetensors, else the shards of dir/model.safetensors.index.json,
- * naming the usual alternative when neither is there.
- */
-static NnStatus
-open_weights(Bert *m, const char *dir, NnError *err)
-{
-	char		path[4096];
-	FILE	   *f;
-
-	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	if ((f = fopen(path, "rb")) != NULL)
-	{
-		fclose(f);
-		return safetensors_open(&m->st, path, err);
-	}
-	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-	if ((f = fopen(path, "rb")) != NULL)
-	{
-		fclose(f);
-		return safetensors_open_index(&m->st, path, err);
-	}
-	return nn_fail(err, NN_ERR_IO,
-				   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
-				   dir);
-}
-
 /* Adapters of each tokenizer to TokEncodeFn: ids without special tokens. */
 static int
 encode_wordpiece(const void *tok, const char *text, size_t len, int32_t *ids, int max_ids)
@@ -1072,7 +1003,7 @@ load_model(Bert *m, const char *dir, const char *config_path, NnError *err)
 	m->layer = calloc((size_t) m->L, sizeof(BertLayer));
 	if (m->layer == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
-	if ((s = open_weights(m, dir, err)) || (s = bind_weights(m, err)) ||
+	if ((s = hf_open_weights(&m->st, dir, err)) || (s = bind_weights(m, err)) ||
 		(s = open_tokenizer(m, dir, err)))
 		return s;
 	m->pooling = default_pooling(m, dir);

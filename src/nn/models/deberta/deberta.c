@@ -33,6 +33,7 @@
 #include "base/arena.h"
 #include "base/sha256.h"
 #include "formats/hf_config.h"
+#include "formats/hf_checkpoint.h"
 #include "formats/safetensors.h"
 #include "models/deberta/deberta_attention.h"
 #include "ops/gemm_bf16.h"
@@ -238,32 +239,6 @@ build_rel_tables(Deberta *m, NnError *err)
 
 /* ---- loading ------------------------------------------------------------------ */
 
-/* Bind prefix + body as a float tensor of shape (d0) or (d0, d1). */
-static NnStatus
-bind(const Safetensors *st, const float **dst, const char *prefix, const char *body,
-	 int ndim, int64_t d0, int64_t d1, NnError *err)
-{
-	char		name[512];
-	int64_t		shape[2] = {d0, d1};
-
-	snprintf(name, sizeof(name), "%s%s", prefix, body);
-	return safetensors_get_f32(st, name, ndim, shape, dst, err);
-}
-
-/* A Linear (out, in) or LayerNorm (out) under "<base>.weight/.bias". */
-static NnStatus
-bind_pair(const Safetensors *st, const float **w, const float **b, const char *prefix,
-		  const char *base, int out, int in, NnError *err)
-{
-	char		name[512];
-
-	snprintf(name, sizeof(name), "%s.weight", base);
-	if (bind(st, w, prefix, name, in > 0 ? 2 : 1, out, in, err) != NN_OK)
-		return NN_ERR_FORMAT;
-	snprintf(name, sizeof(name), "%s.bias", base);
-	return bind(st, b, prefix, name, 1, out, 0, err);
-}
-
 static NnStatus
 bind_layer(const Deberta *m, DebertaLayer *Ly, const char *prefix, int l, NnError *err)
 {
@@ -279,21 +254,21 @@ bind_layer(const Deberta *m, DebertaLayer *Ly, const char *prefix, int l, NnErro
 
 	for (int i = 0; i < 10; i++)
 		snprintf(b[i], sizeof(b[i]), "encoder.layer.%d.%s", l, names[i]);
-	if ((s = bind_pair(st, &Ly->wq, &Ly->bq, prefix, b[0], H, H, err)) ||
-		(s = bind_pair(st, &Ly->wk, &Ly->bk, prefix, b[1], H, H, err)) ||
-		(s = bind_pair(st, &Ly->wv, &Ly->bv, prefix, b[2], H, H, err)) ||
-		(s = bind_pair(st, &Ly->wo, &Ly->bo, prefix, b[3], H, H, err)) ||
-		(s = bind_pair(st, &Ly->ln1_w, &Ly->ln1_b, prefix, b[4], H, 0, err)) ||
-		(s = bind_pair(st, &Ly->w1, &Ly->b1, prefix, b[5], F, H, err)) ||
-		(s = bind_pair(st, &Ly->w2, &Ly->b2, prefix, b[6], H, F, err)) ||
-		(s = bind_pair(st, &Ly->ln2_w, &Ly->ln2_b, prefix, b[7], H, 0, err)))
+	if ((s = hf_bind_weight_bias(st, &Ly->wq, &Ly->bq, prefix, b[0], H, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->wk, &Ly->bk, prefix, b[1], H, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->wv, &Ly->bv, prefix, b[2], H, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->wo, &Ly->bo, prefix, b[3], H, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->ln1_w, &Ly->ln1_b, prefix, b[4], H, 0, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->w1, &Ly->b1, prefix, b[5], F, H, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->w2, &Ly->b2, prefix, b[6], H, F, true, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->ln2_w, &Ly->ln2_b, prefix, b[7], H, 0, true, err)))
 		return s;
 	/* the position projections: the layer's own with share_att_key */
 	Ly->wpk = Ly->wk, Ly->bpk = Ly->bk, Ly->wpq = Ly->wq, Ly->bpq = Ly->bq;
 	if (!m->dc.relative_attention || m->dc.share_att_key)
 		return NN_OK;
-	if ((m->dc.c2p && (s = bind_pair(st, &Ly->wpk, &Ly->bpk, prefix, b[8], H, H, err))) ||
-		(m->dc.p2c && (s = bind_pair(st, &Ly->wpq, &Ly->bpq, prefix, b[9], H, H, err))))
+	if ((m->dc.c2p && (s = hf_bind_weight_bias(st, &Ly->wpk, &Ly->bpk, prefix, b[8], H, H, true, err))) ||
+		(m->dc.p2c && (s = hf_bind_weight_bias(st, &Ly->wpq, &Ly->bpq, prefix, b[9], H, H, true, err))))
 		return s;
 	return NN_OK;
 }
@@ -310,23 +285,23 @@ bind_weights(Deberta *m, NnError *err)
 	/* DebertaV2Model names, or DebertaV2For* names under "deberta." */
 	prefix = safetensors_find(st, "deberta.embeddings.word_embeddings.weight") != NULL &&
 		safetensors_find(st, "embeddings.word_embeddings.weight") == NULL ? "deberta." : "";
-	if ((s = bind(st, &m->word_emb, prefix, "embeddings.word_embeddings.weight", 2,
+	if ((s = hf_bind(st, &m->word_emb, prefix, "embeddings.word_embeddings.weight", 2,
 				  m->cfg.vocab_size, H, err)) ||
-		(s = bind_pair(st, &m->emb_ln_w, &m->emb_ln_b, prefix, "embeddings.LayerNorm", H, 0, err)))
+		(s = hf_bind_weight_bias(st, &m->emb_ln_w, &m->emb_ln_b, prefix, "embeddings.LayerNorm", H, 0, true, err)))
 		return s;
 	if (m->dc.position_biased_input &&
-		(s = bind(st, &m->pos_emb, prefix, "embeddings.position_embeddings.weight", 2,
+		(s = hf_bind(st, &m->pos_emb, prefix, "embeddings.position_embeddings.weight", 2,
 				  m->cfg.max_position_embeddings, H, err)))
 		return s;
 	if (m->cfg.type_vocab_size > 0 &&
-		(s = bind(st, &m->type_emb, prefix, "embeddings.token_type_embeddings.weight", 2,
+		(s = hf_bind(st, &m->type_emb, prefix, "embeddings.token_type_embeddings.weight", 2,
 				  m->cfg.type_vocab_size, H, err)))
 		return s;
 	if (m->dc.relative_attention &&
-		((s = bind(st, &m->rel_emb, prefix, "encoder.rel_embeddings.weight", 2, 2 * m->span, H,
+		((s = hf_bind(st, &m->rel_emb, prefix, "encoder.rel_embeddings.weight", 2, 2 * m->span, H,
 				   err)) ||
 		 (m->dc.norm_rel_layer_norm &&
-		  (s = bind_pair(st, &m->rel_ln_w, &m->rel_ln_b, prefix, "encoder.LayerNorm", H, 0, err)))))
+		  (s = hf_bind_weight_bias(st, &m->rel_ln_w, &m->rel_ln_b, prefix, "encoder.LayerNorm", H, 0, true, err)))))
 		return s;
 	for (int l = 0; l < m->L; l++)
 		if ((s = bind_layer(m, &m->layer[l], prefix, l, err)) != NN_OK)
@@ -366,23 +341,6 @@ check_config(Deberta *m, NnError *err)
 	return NN_OK;
 }
 
-/* Hash dir/name into ctx if it can be read; false otherwise. */
-static bool
-hash_file(Sha256 *ctx, const char *dir, const char *name)
-{
-	char		path[4096];
-	size_t		len;
-	char	   *text;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if ((text = hf_read_file(path, (size_t) 256 << 20, &len)) == NULL)
-		return false;
-	sha256_update(ctx, name, strlen(name) + 1);
-	sha256_update(ctx, text, len);
-	free(text);
-	return true;
-}
-
 /* SHA-256 of the family, config.json, tokenizer.json and samples of every tensor. */
 static void
 fingerprint(const Deberta *m, const char *dir, char hex[65])
@@ -391,8 +349,8 @@ fingerprint(const Deberta *m, const char *dir, char hex[65])
 
 	sha256_init(&ctx);
 	sha256_update(&ctx, "deberta-v2", sizeof("deberta-v2"));
-	hash_file(&ctx, dir, "config.json");
-	hash_file(&ctx, dir, "tokenizer.json");
+	hf_hash_file(&ctx, dir, "config.json");
+	hf_hash_file(&ctx, dir, "tokenizer.json");
 	safetensors_hash_sample(m->st, &ctx, DEBERTA_SAMPLE_BYTES);
 	sha256_final_hex(&ctx, hex);
 }
@@ -418,30 +376,6 @@ deberta_close(Backbone *bb)
 	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
 	deberta_free(bb->impl);
 	free(bb);
-}
-
-/* dir/model.safetensors, else the shards of dir/model.safetensors.index.json. */
-static NnStatus
-open_weights(Deberta *m, const char *dir, NnError *err)
-{
-	char		path[4096];
-	FILE	   *f;
-
-	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	if ((f = fopen(path, "rb")) != NULL)
-	{
-		fclose(f);
-		return safetensors_open(&m->st, path, err);
-	}
-	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-	if ((f = fopen(path, "rb")) != NULL)
-	{
-		fclose(f);
-		return safetensors_open_index(&m->st, path, err);
-	}
-	return nn_fail(err, NN_ERR_IO,
-				   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
-				   dir);
 }
 
 /* The Unigram tokenizer without specials (TokEncodeFn). */
@@ -502,7 +436,7 @@ load_model(Deberta *m, const char *dir, const char *config_path, NnError *err)
 	m->layer = calloc((size_t) m->L, sizeof(DebertaLayer));
 	if (m->layer == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a DeBERTa model");
-	if ((s = open_weights(m, dir, err)) || (s = bind_weights(m, err)) ||
+	if ((s = hf_open_weights(&m->st, dir, err)) || (s = bind_weights(m, err)) ||
 		(s = build_rel_rows(m, m->cfg.max_position_embeddings - 1, err)) ||
 		(s = open_tokenizer(m, dir, err)))
 		return s;

@@ -33,6 +33,7 @@
 #include "base/arena.h"
 #include "base/sha256.h"
 #include "formats/hf_config.h"
+#include "formats/hf_checkpoint.h"
 #include "formats/safetensors.h"
 #include "models/modernbert/modernbert_attention.h"
 #include "ops/gemm_bf16.h"
@@ -135,34 +136,6 @@ typedef struct MbRun
 /* ---- loading ------------------------------------------------------------------ */
 
 static NnStatus
-bind(const Safetensors *st, const float **dst, const char *prefix, const char *body,
-	 int ndim, int64_t d0, int64_t d1, NnError *err)
-{
-	char		name[512];
-	int64_t		shape[2] = {d0, d1};
-
-	snprintf(name, sizeof(name), "%s%s", prefix, body);
-	return safetensors_get_f32(st, name, ndim, shape, dst, err);
-}
-
-/* "<base>.weight" of shape (out[, in]) and, when has_bias, "<base>.bias"; else bias NULL. */
-static NnStatus
-bind_wb(const Safetensors *st, const float **w, const float **b, const char *prefix,
-		const char *base, int out, int in, bool has_bias, NnError *err)
-{
-	char		name[512];
-
-	snprintf(name, sizeof(name), "%s.weight", base);
-	if (bind(st, w, prefix, name, in > 0 ? 2 : 1, out, in, err) != NN_OK)
-		return NN_ERR_FORMAT;
-	*b = NULL;
-	if (!has_bias)
-		return NN_OK;
-	snprintf(name, sizeof(name), "%s.bias", base);
-	return bind(st, b, prefix, name, 1, out, 0, err);
-}
-
-static NnStatus
 bind_layer(ModernBert *m, MbLayer *Ly, const char *prefix, int l, NnError *err)
 {
 	const Safetensors *st = m->st;
@@ -178,16 +151,16 @@ bind_layer(ModernBert *m, MbLayer *Ly, const char *prefix, int l, NnError *err)
 	snprintf(b[3], sizeof(b[3]), "layers.%d.mlp_norm", l);
 	snprintf(b[4], sizeof(b[4]), "layers.%d.mlp.Wi", l);
 	Ly->attn_norm_w = Ly->attn_norm_b = NULL;
-	if ((l > 0 && (s = bind_wb(st, &Ly->attn_norm_w, &Ly->attn_norm_b, prefix, b[0], H, 0,
+	if ((l > 0 && (s = hf_bind_weight_bias(st, &Ly->attn_norm_w, &Ly->attn_norm_b, prefix, b[0], H, 0,
 							   c->norm_bias, err))) ||
-		(s = bind_wb(st, &Ly->wqkv, &Ly->bqkv, prefix, b[1], 3 * H, H, c->attention_bias, err)) ||
-		(s = bind_wb(st, &Ly->wo, &Ly->bo, prefix, b[2], H, H, c->attention_bias, err)) ||
-		(s = bind_wb(st, &Ly->mlp_norm_w, &Ly->mlp_norm_b, prefix, b[3], H, 0, c->norm_bias,
+		(s = hf_bind_weight_bias(st, &Ly->wqkv, &Ly->bqkv, prefix, b[1], 3 * H, H, c->attention_bias, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->wo, &Ly->bo, prefix, b[2], H, H, c->attention_bias, err)) ||
+		(s = hf_bind_weight_bias(st, &Ly->mlp_norm_w, &Ly->mlp_norm_b, prefix, b[3], H, 0, c->norm_bias,
 					 err)) ||
-		(s = bind_wb(st, &Ly->wi, &Ly->bi, prefix, b[4], 2 * F, H, c->mlp_bias, err)))
+		(s = hf_bind_weight_bias(st, &Ly->wi, &Ly->bi, prefix, b[4], 2 * F, H, c->mlp_bias, err)))
 		return s;
 	snprintf(b[4], sizeof(b[4]), "layers.%d.mlp.Wo", l);
-	if ((s = bind_wb(st, &Ly->wo2, &Ly->bo2, prefix, b[4], H, F, c->mlp_bias, err)))
+	if ((s = hf_bind_weight_bias(st, &Ly->wo2, &Ly->bo2, prefix, b[4], H, F, c->mlp_bias, err)))
 		return s;
 	if (l > 0 && Ly->attn_norm_b == NULL)
 		Ly->attn_norm_b = m->zeros;
@@ -208,11 +181,11 @@ bind_weights(ModernBert *m, NnError *err)
 	/* ModernBertModel names, or ModernBertFor* names under "model." */
 	prefix = safetensors_find(st, "model.embeddings.tok_embeddings.weight") != NULL &&
 		safetensors_find(st, "embeddings.tok_embeddings.weight") == NULL ? "model." : "";
-	if ((s = bind(st, &m->word_emb, prefix, "embeddings.tok_embeddings.weight", 2,
+	if ((s = hf_bind(st, &m->word_emb, prefix, "embeddings.tok_embeddings.weight", 2,
 				  m->cfg.vocab_size, H, err)) ||
-		(s = bind_wb(st, &m->emb_norm_w, &m->emb_norm_b, prefix, "embeddings.norm", H, 0,
+		(s = hf_bind_weight_bias(st, &m->emb_norm_w, &m->emb_norm_b, prefix, "embeddings.norm", H, 0,
 					 m->mc.norm_bias, err)) ||
-		(s = bind_wb(st, &m->final_norm_w, &m->final_norm_b, prefix, "final_norm", H, 0,
+		(s = hf_bind_weight_bias(st, &m->final_norm_w, &m->final_norm_b, prefix, "final_norm", H, 0,
 					 m->mc.norm_bias, err)))
 		return s;
 	if (m->emb_norm_b == NULL)
@@ -257,22 +230,6 @@ build_rope(ModernBert *m, NnError *err)
 	return NN_OK;
 }
 
-static bool
-hash_file(Sha256 *ctx, const char *dir, const char *name)
-{
-	char		path[4096];
-	size_t		len;
-	char	   *text;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if ((text = hf_read_file(path, (size_t) 256 << 20, &len)) == NULL)
-		return false;
-	sha256_update(ctx, name, strlen(name) + 1);
-	sha256_update(ctx, text, len);
-	free(text);
-	return true;
-}
-
 static void
 fingerprint(const ModernBert *m, const char *dir, char hex[65])
 {
@@ -280,8 +237,8 @@ fingerprint(const ModernBert *m, const char *dir, char hex[65])
 
 	sha256_init(&ctx);
 	sha256_update(&ctx, "modernbert", sizeof("modernbert"));
-	hash_file(&ctx, dir, "config.json");
-	hash_file(&ctx, dir, "tokenizer.json");
+	hf_hash_file(&ctx, dir, "config.json");
+	hf_hash_file(&ctx, dir, "tokenizer.json");
 	safetensors_hash_sample(m->st, &ctx, MB_SAMPLE_BYTES);
 	sha256_final_hex(&ctx, hex);
 }
@@ -305,29 +262,6 @@ modernbert_close(Backbone *bb)
 	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
 	modernbert_free(bb->impl);
 	free(bb);
-}
-
-static NnStatus
-open_weights(ModernBert *m, const char *dir, NnError *err)
-{
-	char		path[4096];
-	FILE	   *f;
-
-	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	if ((f = fopen(path, "rb")) != NULL)
-	{
-		fclose(f);
-		return safetensors_open(&m->st, path, err);
-	}
-	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-	if ((f = fopen(path, "rb")) != NULL)
-	{
-		fclose(f);
-		return safetensors_open_index(&m->st, path, err);
-	}
-	return nn_fail(err, NN_ERR_IO,
-				   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
-				   dir);
 }
 
 static int
@@ -386,7 +320,7 @@ load_model(ModernBert *m, const char *dir, const char *config_path, NnError *err
 	m->zeros = calloc((size_t) m->H, sizeof(float));
 	if (m->layer == NULL || m->zeros == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a ModernBERT model");
-	if ((s = open_weights(m, dir, err)) || (s = bind_weights(m, err)) ||
+	if ((s = hf_open_weights(&m->st, dir, err)) || (s = bind_weights(m, err)) ||
 		(s = build_rope(m, err)) || (s = open_tokenizer(m, dir, err)))
 		return s;
 	return NN_OK;
