@@ -529,6 +529,28 @@ linear_product_backward(bool bf16, float *dinp, const float *dout, const float *
 }
 
 void
+embedding_rows(float *x, uint8_t *mask, const float *table, int vocab, int unk_id, int H,
+			   const int32_t *ids, int n)
+{
+	for (int i = 0; i < n; i++)
+	{
+		float	   *row = x + (size_t) i * H;
+		int32_t		id = ids[i];
+
+		if (id < 0)
+		{
+			memset(row, 0, sizeof(float) * H);
+			mask[i] = 0;
+			continue;
+		}
+		if (id >= vocab)
+			id = unk_id;
+		memcpy(row, table + (size_t) id * H, sizeof(float) * H);
+		mask[i] = 1;
+	}
+}
+
+void
 embed_sum_forward(float *out, const float *x, const float *pos, const float *type,
 				  const int *rows, int N, int T, int C)
 {

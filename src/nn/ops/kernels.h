@@ -297,6 +297,14 @@ void		gelu_forward(float *out, const float *inp, size_t N);
 void		gelu_backward(float *dinp, const float *dout, const float *inp, size_t N);
 
 /*
+ * x (n, H) = the rows of table (vocab, H) of ids, mask (n) = 1; a negative
+ * id is padding (a zero row, mask 0), an id past the table reads as
+ * unk_id: every Hugging Face family's embed_tokens.
+ */
+void		embedding_rows(float *x, uint8_t *mask, const float *table, int vocab, int unk_id,
+						   int H, const int32_t *ids, int n);
+
+/*
  * The packed input of a BERT stack: out (N, C) row i = (x[r] + type) +
  * pos[r % T] with r = rows[i], x (batch, T, C) padded word embeddings,
  * pos (>= T, C) the position table and type (C) one token-type row (may be

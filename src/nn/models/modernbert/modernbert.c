@@ -358,24 +358,8 @@ static void
 modernbert_embed_tokens(const Backbone *bb, const int32_t *ids, int n, float *x, uint8_t *mask)
 {
 	const ModernBert *m = bb->impl;
-	int			H = m->H;
 
-	for (int i = 0; i < n; i++)
-	{
-		float	   *row = x + (size_t) i * H;
-		int32_t		id = ids[i];
-
-		if (id < 0)
-		{
-			memset(row, 0, sizeof(float) * H);
-			mask[i] = 0;
-			continue;
-		}
-		if (id >= m->cfg.vocab_size)
-			id = m->unk_id;
-		memcpy(row, m->word_emb + (size_t) id * H, sizeof(float) * H);
-		mask[i] = 1;
-	}
+	embedding_rows(x, mask, m->word_emb, m->cfg.vocab_size, m->unk_id, m->H, ids, n);
 }
 
 /* ---- activation buffers ------------------------------------------------------- */

@@ -1316,25 +1316,9 @@ t5_token_piece(const Backbone *bb, int32_t id)
 static void
 t5_embed_tokens(const Backbone *bb, const int32_t *ids, int n, float *x, uint8_t *mask)
 {
-	const T5   *m = bb->impl;
-	int			d = m->c.d;
+	const T5 *m = bb->impl;
 
-	for (int i = 0; i < n; i++)
-	{
-		float	   *row = x + (size_t) i * d;
-		int32_t		id = ids[i];
-
-		if (id < 0)
-		{
-			memset(row, 0, sizeof(float) * d);
-			mask[i] = 0;
-			continue;
-		}
-		if (id >= m->c.vocab)
-			id = hf_unigram_unk_id(m->tok);
-		memcpy(row, m->shared + (size_t) id * d, sizeof(float) * d);
-		mask[i] = 1;
-	}
+	embedding_rows(x, mask, m->shared, m->c.vocab, hf_unigram_unk_id(m->tok), m->c.d, ids, n);
 }
 
 /* ---- open --------------------------------------------------------------------------- */
