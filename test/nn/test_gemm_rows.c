@@ -3,7 +3,12 @@
  * cblas_sgemm plus the bias, over the shapes use-lite runs at (C in 256,
  * 512, 1536; OC in 512, 768, 1536), every row count up to the cut-over
  * (GEMM_ROWS_MAX_N, so every tail of the 6-row blocks), with and without a
- * bias; and matmul_forward's choice between the two is invisible.
+ * bias; and matmul_forward's choice between the two is invisible.  The
+ * Hugging Face layout's product (gemm_rows_nt, weight (OC, C)) equals the
+ * loops' inp @ W^T + bias the same way, for every row count up to its
+ * cut-over, column counts around its 4-column blocks, rows of out wider
+ * than OC (the columns between are left alone), and through
+ * linear_forward on either side of the cut-over.
  *
  * Tolerance: both sum C products in float, in different orders, so they
  * differ by rounding: |diff| <= 1e-5 * sum_k |x_k w_k| + 1e-6 (measured
@@ -161,6 +166,98 @@ test_threads_identical(void)
 	free(many);
 }
 
+/* Worst error ratio of gemm_rows_nt (rows of out ldo apart) against the loops' inp @ W^T + b. */
+static double
+nt_worst_error(int N, int C, int OC, int ldo, bool with_bias)
+{
+	float	   *x = unit_random_floats(&rng, (size_t) N * C),
+			   *w = unit_random_floats(&rng, (size_t) OC * C),
+			   *bias = with_bias ? unit_random_floats(&rng, OC) : NULL,
+			   *out = unit_random_floats(&rng, (size_t) N * ldo),
+			   *before = malloc(sizeof(float) * N * ldo);
+	double		worst = 0;
+
+	memcpy(before, out, sizeof(float) * N * ldo);
+	gemm_rows_nt(out, ldo, x, w, bias, N, C, OC);
+	for (int i = 0; i < N; i++)
+		for (int j = 0; j < ldo; j++)
+		{
+			double		want = bias && j < OC ? bias[j] : 0,
+						scale = 1e-6;
+
+			if (j >= OC)
+			{
+				CHECK(out[(size_t) i * ldo + j] == before[(size_t) i * ldo + j], "column %d written", j);
+				continue;
+			}
+			for (int k = 0; k < C; k++)
+			{
+				want += (double) x[(size_t) i * C + k] * w[(size_t) j * C + k];
+				scale += fabs((double) x[(size_t) i * C + k] * w[(size_t) j * C + k]);
+			}
+			worst = fmax(worst, fabs(out[(size_t) i * ldo + j] - want) / scale);
+		}
+	free(x);
+	free(w);
+	free(bias);
+	free(out);
+	free(before);
+	return worst;
+}
+
+static void
+test_nt_matches_the_loops(void)
+{
+	static const int shapes[][3] = {{32, 4, 4}, {48, 36, 40}, {768, 768, 768}, {384, 1536, 1536}};
+	double		worst = 0;
+
+	if (!gemm_rows_nt_usable(1, 32, 4))
+	{
+		printf("# skip: this CPU or setting has no AVX-512\n");
+		return;
+	}
+	for (int N = 1; N <= GEMM_ROWS_NT_MAX_N; N++)
+		worst = fmax(worst, nt_worst_error(N, shapes[N % 2][0], shapes[N % 2][1],
+										   shapes[N % 2][2] + 8 * (N % 3), N % 4 != 0));
+	for (int s = 2; s < 4; s++)
+		worst = fmax(worst, nt_worst_error(s == 2 ? 20 : 7, shapes[s][0], shapes[s][1],
+										   3 * shapes[s][2], true));
+	printf("# worst error ratio of gemm_rows_nt: %.3g\n", worst);
+	CHECK(worst <= 1e-5, "gemm_rows_nt against the loops: %g", worst);
+	CHECK(!gemm_rows_nt_usable(1, 40, 4) && !gemm_rows_nt_usable(1, 32, 6),
+		  "C not a multiple of 16 or OC of 4 refused");
+}
+
+/* linear_forward below and above the cut-over gives the same function (within rounding). */
+static void
+test_linear_forward_either_side(void)
+{
+	const int	C = 96,
+				OC = 64,
+				N = GEMM_ROWS_NT_MAX_N + 8;
+	float	   *x = unit_random_floats(&rng, (size_t) N * C),
+			   *w = unit_random_floats(&rng, (size_t) OC * C),
+			   *b = unit_random_floats(&rng, OC),
+			   *all = malloc(sizeof(float) * N * OC),
+			   *part = malloc(sizeof(float) * N * OC);
+	double		worst = 0;
+
+	linear_forward(all, x, w, b, N, C, OC, OC);
+	linear_forward(part, x, w, b, GEMM_ROWS_NT_MAX_N, C, OC, OC);
+	linear_forward(part + (size_t) GEMM_ROWS_NT_MAX_N * OC, x + (size_t) GEMM_ROWS_NT_MAX_N * C, w,
+				   b, N - GEMM_ROWS_NT_MAX_N, C, OC, OC);
+	for (int i = 0; i < N * OC; i++)
+		worst = fmax(worst, fabs(all[i] - part[i]));
+	printf("# linear_forward, %d rows at once against %d + %d: max |diff| %.2e\n", N,
+		   GEMM_ROWS_NT_MAX_N, N - GEMM_ROWS_NT_MAX_N, worst);
+	CHECK(worst <= 1e-4, "max |diff| %g", worst);
+	free(x);
+	free(w);
+	free(b);
+	free(all);
+	free(part);
+}
+
 int
 main(void)
 {
@@ -169,5 +266,7 @@ main(void)
 	RUN_TEST(test_usable_shapes);
 	RUN_TEST(test_matmul_forward_either_side);
 	RUN_TEST(test_threads_identical);
+	RUN_TEST(test_nt_matches_the_loops);
+	RUN_TEST(test_linear_forward_either_side);
 	return unit_finish();
 }

@@ -17,6 +17,8 @@
 #define ROW_BLOCK 6
 #define COL_BLOCK 64
 #define GEMM_ROWS_PREFETCH 8
+#define NT_ROWS 4				/* gemm_rows_nt's register block: 4 rows x 4 columns */
+#define NT_COLS 4
 
 /*
  * One block of R (<= 6) output rows by 64 columns.  always_inline with a
@@ -97,6 +99,100 @@ gemm_rows_avx512(float *out, const float *inp, const float *W, const float *bias
 	}
 }
 
+/*
+ * out[0..R) x [0..J) = inp (R rows, C) . W (J rows, C) + bias: the products
+ * of the Hugging Face (out, in) layout, each a dot product over k in
+ * vectors of 16, summed across lanes at the end.  R x J accumulators,
+ * R + J loads per R x J multiply-adds.
+ */
+__attribute__((target("avx512f"), always_inline))
+static inline void
+block_dots(float *out, int ldo, const float *inp, const float *W, const float *bias, int C,
+		   const int R, const int J)
+{
+	__m512		acc[NT_ROWS][NT_COLS];
+
+	for (int r = 0; r < R; r++)
+		for (int j = 0; j < J; j++)
+			acc[r][j] = _mm512_setzero_ps();
+	for (int k = 0; k < C; k += 16)
+	{
+		__m512		w[NT_COLS];
+
+		for (int j = 0; j < J; j++)
+			w[j] = _mm512_loadu_ps(W + (size_t) j * C + k);
+		for (int r = 0; r < R; r++)
+		{
+			__m512		x = _mm512_loadu_ps(inp + (size_t) r * C + k);
+
+			for (int j = 0; j < J; j++)
+				acc[r][j] = _mm512_fmadd_ps(x, w[j], acc[r][j]);
+		}
+	}
+	for (int r = 0; r < R; r++)
+		for (int j = 0; j < J; j++)
+			out[(size_t) r * ldo + j] = _mm512_reduce_add_ps(acc[r][j]) + (bias ? bias[j] : 0.0f);
+}
+
+/* block_dots for R (1..NT_ROWS) rows and NT_COLS columns, each made with constants. */
+__attribute__((target("avx512f")))
+static void
+dots_rows(float *out, int ldo, const float *inp, const float *W, const float *bias, int C, int R)
+{
+	switch (R)
+	{
+		case 4: block_dots(out, ldo, inp, W, bias, C, 4, NT_COLS); break;
+		case 3: block_dots(out, ldo, inp, W, bias, C, 3, NT_COLS); break;
+		case 2: block_dots(out, ldo, inp, W, bias, C, 2, NT_COLS); break;
+		default: block_dots(out, ldo, inp, W, bias, C, 1, NT_COLS); break;
+	}
+}
+
+/* One call of gemm_rows_nt, shared by its parts. */
+typedef struct NtJob
+{
+	float	   *out;
+	int			ldo;
+	const float *inp,
+			   *W,
+			   *bias;
+	int			N,
+				C;
+} NtJob;
+
+/* Column blocks [begin, end) of NT_COLS columns, every block of rows of each. */
+static void
+nt_column_blocks(void *ctx, int begin, int end)
+{
+	const NtJob *j = ctx;
+
+	for (int jb = begin; jb < end; jb++)
+	{
+		const int	col = jb * NT_COLS;
+
+		for (int n = 0; n < j->N; n += NT_ROWS)
+			dots_rows(j->out + (size_t) n * j->ldo + col, j->ldo, j->inp + (size_t) n * j->C,
+					  j->W + (size_t) col * j->C, j->bias ? j->bias + col : NULL, j->C,
+					  j->N - n < NT_ROWS ? j->N - n : NT_ROWS);
+	}
+}
+
+bool
+gemm_rows_nt_usable(int N, int C, int OC)
+{
+	return gemm_rows_usable(N, C, 64) && C % 16 == 0 && OC % NT_COLS == 0;
+}
+
+void
+gemm_rows_nt(float *out, int ldo, const float *inp, const float *W, const float *bias, int N,
+			 int C, int OC)
+{
+	NtJob		job = {out, ldo, inp, W, bias, N, C};
+
+	nn_parallel_for(nt_column_blocks, &job, OC / NT_COLS,
+					(double) N * C * OC < 1048576.0 ? 1 : nn_parallel_threads());
+}
+
 bool
 gemm_rows_usable(int N, int C, int OC)
 {
@@ -148,6 +244,18 @@ bool
 gemm_rows_usable(int N, int C, int OC)
 {
 	return false;
+}
+
+bool
+gemm_rows_nt_usable(int N, int C, int OC)
+{
+	return false;
+}
+
+void
+gemm_rows_nt(float *out, int ldo, const float *inp, const float *W, const float *bias, int N,
+			 int C, int OC)
+{
 }
 
 void

@@ -485,6 +485,11 @@ linear_forward(float *out, const float *inp, const float *weight, const float *b
 {
 	if (N <= 0)
 		return;
+	if (N <= GEMM_ROWS_NT_MAX_N && gemm_rows_nt_usable(N, C, OC))
+	{
+		gemm_rows_nt(out, ldo, inp, weight, bias, N, C, OC);
+		return;
+	}
 	/* weight is (OC, C) row-major: the transposed operand gives inp @ weight^T */
 	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, C,
 				1.0f, inp, C, weight, C, bias_rows(out, bias, N, OC, ldo), out, ldo);
