@@ -2272,6 +2272,20 @@ from_json(HfUnigram **out, const char *json, size_t len, bool fast, NnError *err
 	return NN_OK;
 }
 
+bool
+hf_unigram_json_is_unigram(const char *json, size_t len)
+{
+	TokJsonSpan root,
+				model,
+				type;
+	bool		found;
+
+	return json != NULL && tok_json_root(json, len, &root) &&
+		tok_json_find(json, root, "model", "{", &model) &&
+		tok_json_member(json, model, "type", &found, &type) && found &&
+		type.end - type.start == 9 && memcmp(json + type.start, "\"Unigram\"", 9) == 0;
+}
+
 NnStatus
 hf_unigram_from_json(HfUnigram **out, const char *json, size_t len, NnError *err)
 {
