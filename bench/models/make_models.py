@@ -22,7 +22,22 @@ depend on the values), and a tokenizer of the real vocabulary size:
     (32,100; the embedding has 32,128 rows as in t5-small/t5-base), pieces
     and scores (log frequency) from the same words and their prefixes and
     suffixes, NFKC + Metaspace, "</s>" appended, as the hub's t5 files are
-    laid out (without their Precompiled normalizer blob).
+    laid out (without their Precompiled normalizer blob);
+  - XLM-RoBERTa (multilingual-e5-small): a Unigram tokenizer.json of
+    250,002 ids as xlm-roberta-base's is numbered (<s> <pad> </s> <unk>,
+    the pieces, <mask> last; the embedding has 250,037 rows as in
+    intfloat/multilingual-e5-small), in the layout of
+    test/fixtures/hf/xlm-roberta-tiny-random (NFKC, Metaspace, the RoBERTa
+    template <s> A </s>).  The pieces are T5's kind (words, prefixes and
+    suffixes of the bench/data words), the 150,000 most frequent as they
+    are; the rest of the 249,997 are taken down the same frequency list
+    and spelled in other scripts, a letter at a time -- Cyrillic and Greek
+    (2 bytes a letter) and CJK ideographs (one for each pair of letters, 3
+    bytes), a third each -- so that the file has the multilingual mix of
+    multi-byte pieces (9.3 MB as written here) and the trie its wider
+    branching; scores are log frequencies, and the transliterated pieces
+    keep their word's.  The corpus gives 316k distinct pieces, so none has
+    to be invented.  Like T5's, without the hub's Precompiled normalizer.
 
 Only numpy is needed (safetensors are written by hand: an 8-byte header
 length, the JSON header, the tensors little-endian, every offset 8-aligned).
@@ -87,13 +102,27 @@ MODELS = {
                        "tie_word_embeddings": True, "transformers_version": "4.36.0", "use_cache": True,
                        "vocab_size": 32128}),
 }
+# intfloat/multilingual-e5-small's widths and vocabulary, as the xlm-roberta family (the hub's
+# config.json says model_type "bert": BertModel, 512 positions, pad 0, type_vocab 2, with
+# XLMRobertaTokenizer; this one is XLM-RoBERTa, positions after the padding id), mean pooling
+MODELS["multilingual-e5-small"] = ("xlm-roberta", dict(
+    BERT_COMMON, architectures=["XLMRobertaModel"], model_type="xlm-roberta", hidden_size=384,
+    num_hidden_layers=12, num_attention_heads=12, intermediate_size=1536, max_position_embeddings=514,
+    type_vocab_size=1, vocab_size=250037, layer_norm_eps=1e-12, pad_token_id=1, bos_token_id=0,
+    eos_token_id=2, tie_word_embeddings=True))
 MODELS["bert-base-bf16"] = MODELS["bert-base"]
+# models added later draw the seeds after the first seven's (which keep theirs)
+LATER = ["multilingual-e5-small"]
+
+
+def seed_of(name):
+    return (sorted(n for n in MODELS if n not in LATER) + LATER).index(name) + 1
 
 
 def smoke_config(family, cfg):
     """The same family at fixture-like widths (bench/run --models --smoke)."""
     c = dict(cfg)
-    if family in ("bert", "roberta"):
+    if family in ("bert", "roberta", "xlm-roberta"):
         c.update(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
     elif family == "distilbert":
         c.update(dim=64, n_layers=2, n_heads=4, hidden_dim=128)
@@ -263,16 +292,8 @@ def bpe_tokenizer(words, size):
 
 
 def unigram_tokenizer(words, pieces_wanted):
-    """Unigram pieces: whole words with the Metaspace mark, their prefixes and suffixes, characters."""
-    counts = Counter()
-    for w, c in words.items():
-        counts["▁" + w] += c
-        for k in range(1, len(w)):
-            counts["▁" + w[:k]] += c // 2 + 1
-            counts[w[k:]] += c // 4 + 1
-        for ch in w:
-            counts[ch] += c
-    counts["▁"] += sum(words.values())
+    """T5's layout: the most frequent of unigram_counts, specials first, <extra_id_N> last."""
+    counts = unigram_counts(words)
     chosen = [p for p, _ in counts.most_common(pieces_wanted - 3)]
     total = sum(counts[p] for p in chosen)
     vocab = [["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0]]
@@ -297,6 +318,71 @@ def unigram_tokenizer(words, pieces_wanted):
     return src
 
 
+def unigram_counts(words):
+    """Unigram candidates: whole words with the Metaspace mark, their prefixes and suffixes, characters."""
+    counts = Counter()
+    for w, c in words.items():
+        counts["▁" + w] += c
+        for k in range(1, len(w)):
+            counts["▁" + w[:k]] += c // 2 + 1
+            counts[w[k:]] += c // 4 + 1
+        for ch in w:
+            counts[ch] += c
+    counts["▁"] += sum(words.values())
+    return counts
+
+
+CYRILLIC = "абцдефгхийклмнопярстужвьызАБЦДЕФГХИЙКЛМНОПЯРСТУЖВЬЫЗ"
+GREEK = "αβψδεφγηιξκλμνοπθρστυωςχυζΑΒΨΔΕΦΓΗΙΞΚΛΜΝΟΠΘΡΣΤΥΩΣΧΥΖ"
+
+
+def transliterate(piece, script):
+    """piece (ASCII letters, digits, marks) in another script: 0 Cyrillic, 1 Greek, 2 CJK."""
+    mark = "▁" if piece.startswith("▁") else ""
+    body = piece[len(mark):]
+    if script < 2:
+        table = CYRILLIC if script == 0 else GREEK
+        return mark + "".join(table[ord(ch) - 97] if "a" <= ch <= "z" else
+                              table[ord(ch) - 39] if "A" <= ch <= "Z" else ch for ch in body)
+    # one ideograph per pair of characters, from U+4E00 (the CJK block's 20,992)
+    return mark + "".join(chr(0x4E00 + (ord(body[i]) * 131 + ord(body[i + 1] if i + 1 < len(body) else " ")) % 20992)
+                          for i in range(0, len(body), 2))
+
+
+def xlmr_tokenizer(words, pieces_wanted=250002, ascii_pieces=150000):
+    """XLM-R's Unigram layout: <s> <pad> </s> <unk>, the pieces, <mask> last (see the docstring)."""
+    counts = unigram_counts(words)
+    ranked = counts.most_common()
+    total = sum(c for _, c in ranked)
+    seen = {"<s>", "<pad>", "</s>", "<unk>", "<mask>"}
+    vocab = [["<s>", 0.0], ["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0]]
+    want = pieces_wanted - 5
+    for p, c in ranked[:ascii_pieces]:
+        seen.add(p)
+        vocab.append([p, math.log(c / total)])
+    k = 0
+    for p, c in ranked[ascii_pieces:]:
+        if len(vocab) - 4 >= want:
+            break
+        t = transliterate(p, k % 3)
+        if t in seen or t == "▁":
+            continue
+        seen.add(t)
+        vocab.append([t, math.log(c / total)])
+        k += 1
+    if len(vocab) - 4 < want:
+        raise SystemExit(f"the corpus gave {len(vocab) - 4} pieces, {want} wanted")
+    vocab.append(["<mask>", 0.0])
+    src = json.load(open(os.path.join(FIX, "xlm-roberta-tiny-random", "tokenizer.json")))
+    ids = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": len(vocab) - 1}
+    src["added_tokens"] = [dict(t, id=ids[t["content"]]) for t in src["added_tokens"]]
+    src["model"]["vocab"] = vocab
+    src["model"]["unk_id"] = 3
+    for name, sp in src["post_processor"]["special_tokens"].items():
+        sp["ids"] = [ids[name]]
+    return src
+
+
 def write_json(path, obj):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, ensure_ascii=False, indent=None if path.endswith("tokenizer.json") else 2)
@@ -309,31 +395,34 @@ def make(out, name, smoke, words_cache):
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
     write_json(os.path.join(d, "config.json"), cfg)
-    seed = sorted(MODELS).index(name) + 1
+    seed = seed_of(name)
     if family == "t5":
         write_safetensors(os.path.join(d, "model.safetensors"), t5_tensors(cfg), seed, emb_std=1.0)
     else:
         write_safetensors(os.path.join(d, "model.safetensors"), bert_tensors(family, cfg),
-                          sorted(MODELS).index(name.replace("-bf16", "")) + 1, bf16=name.endswith("-bf16"))
+                          seed_of(name.replace("-bf16", "")), bf16=name.endswith("-bf16"))
     if family in ("bert", "distilbert"):
         for fn in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
             shutil.copy(os.path.join(FIX, "bert-tiny-random", fn), d)
-        if name == "minilm-l6":
-            os.makedirs(os.path.join(d, "1_Pooling"), exist_ok=True)
-            write_json(os.path.join(d, "1_Pooling", "config.json"),
-                       {"word_embedding_dimension": 384, "pooling_mode_cls_token": False,
-                        "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
-                        "pooling_mode_mean_sqrt_len_tokens": False})
     else:
         if "words" not in words_cache:
             words_cache["words"] = corpus_words()
         if family == "roberta":
             tok = bpe_tokenizer(words_cache["words"], cfg["vocab_size"])
             shutil.copy(os.path.join(FIX, "roberta-tiny-random", "tokenizer_config.json"), d)
+        elif family == "xlm-roberta":
+            tok = xlmr_tokenizer(words_cache["words"])
+            shutil.copy(os.path.join(FIX, "xlm-roberta-tiny-random", "tokenizer_config.json"), d)
         else:
             tok = unigram_tokenizer(words_cache["words"], 32000)
             shutil.copy(os.path.join(FIX, "t5-tiny-random", "tokenizer_config.json"), d)
         write_json(os.path.join(d, "tokenizer.json"), tok)
+    if name in ("minilm-l6", "multilingual-e5-small"):    # sentence-transformers' mean pooling
+        os.makedirs(os.path.join(d, "1_Pooling"), exist_ok=True)
+        write_json(os.path.join(d, "1_Pooling", "config.json"),
+                   {"word_embedding_dimension": 384, "pooling_mode_cls_token": False,
+                    "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False,
+                    "pooling_mode_mean_sqrt_len_tokens": False})
     size = os.path.getsize(os.path.join(d, "model.safetensors"))
     print(json.dumps({"model": name, "dir": d, "family": family, "safetensors_bytes": size}))
 

@@ -13,7 +13,8 @@ import os
 import statistics
 import sys
 
-ORDER = ["minilm-l6", "bert-base", "distilbert-base", "roberta-base", "t5-small", "t5-base", "bert-base-bf16"]
+ORDER = ["minilm-l6", "bert-base", "distilbert-base", "roberta-base", "multilingual-e5-small", "t5-small", "t5-base",
+         "bert-base-bf16"]
 
 
 def load(path):

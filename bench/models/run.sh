@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # bench/run --models [--smoke] [--no-sql] [NAME ...]: ours beside PyTorch at
 # real shapes (issue 16, item 5).  For each model (default: minilm-l6
-# distilbert-base t5-small bert-base roberta-base t5-base) it writes a
+# distilbert-base t5-small bert-base roberta-base t5-base; by name only:
+# multilingual-e5-small, XLM-RoBERTa 12 x 384 with a 250,002-piece Unigram
+# tokenizer, 471 MB, left out of the default run, which already takes most of
+# an hour on a loaded 2-core machine) it writes a
 # Hugging Face directory with the real config, random weights and a
 # tokenizer of the real vocabulary size (bench/models/make_models.py, under
 # build/bench/models/), then measures, ours (dept-bench, the C driver) and

@@ -344,3 +344,29 @@ tok_json_blanked(const char *json, size_t len, const TokJsonSpan *spans, int n)
 	}
 	return copy;
 }
+
+char *
+tok_json_without(const char *json, size_t len, const TokJsonSpan *spans, int n, size_t *out_len)
+{
+	size_t		keep = len,
+				from = 0,
+				o = 0;
+	char	   *out;
+
+	for (int i = 0; i < n; i++)
+		keep -= spans[i].end - spans[i].start - 2;
+	if ((out = malloc(keep + 1)) == NULL)
+		return NULL;
+	for (int i = 0; i < n; i++)
+	{
+		memcpy(out + o, json + from, spans[i].start + 1 - from);
+		o += spans[i].start + 1 - from;
+		out[o++] = json[spans[i].start] == '{' ? '}' : ']';
+		from = spans[i].end;
+	}
+	memcpy(out + o, json + from, len - from);
+	o += len - from;
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}

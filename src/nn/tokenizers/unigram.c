@@ -213,16 +213,22 @@ is_white_space(int32_t c)
 
 /*
  * A byte trie over the pieces: the root's children in a 256-entry table,
- * deeper nodes as first-child / next-sibling lists.  node id = the piece's
- * id (-1 for inner nodes); a duplicated piece keeps its last id, as the
- * token-to-id map of `tokenizers` does.
+ * deeper nodes as first-child / next-sibling lists until they have
+ * TRIE_DENSE_AT children, then in a 256-entry table of their own (a
+ * 250k-piece multilingual vocabulary has nodes of 100 children, a walk of
+ * 50 scattered nodes a lookup as a list).  node id = the piece's id (-1 for
+ * inner nodes); a duplicated piece keeps its last id, as the token-to-id
+ * map of `tokenizers` does.  Built once by trie_build.
  */
+#define TRIE_DENSE_AT 8
+
 typedef struct TrieNode
 {
 	int32_t		id;
-	int32_t		child;
+	int32_t		child;			/* first child, or the table's index when dense */
 	int32_t		sibling;
 	uint8_t		label;
+	bool		dense;
 } TrieNode;
 
 typedef struct Trie
@@ -231,65 +237,181 @@ typedef struct Trie
 	int32_t		n;
 	int32_t		cap;
 	int32_t		root[256];
+	int32_t    *table;			/* n_tables x 256 child ids, -1 for none */
+	int32_t		n_tables;
+	int32_t		cap_tables;
 } Trie;
+
+/* Room for at least want nodes (one allocation when the caller knows the bound). */
+static bool
+trie_reserve(Trie *t, size_t want)
+{
+	TrieNode   *q;
+	size_t		cap;
+
+	if (want <= (size_t) t->cap)
+		return true;
+	if (want > INT32_MAX)
+		return false;
+	cap = t->cap ? 2 * (size_t) t->cap : 1024;
+	if (cap < want)
+		cap = want;
+	if (cap > INT32_MAX)
+		cap = INT32_MAX;
+	if ((q = realloc(t->node, sizeof(TrieNode) * cap)) == NULL)
+		return false;
+	t->node = q;
+	t->cap = (int32_t) cap;
+	return true;
+}
+
+/* Give back what trie_reserve took beyond the nodes made. */
+static void
+trie_shrink(Trie *t)
+{
+	TrieNode   *q;
+
+	if (t->n > 0 && t->n < t->cap && (q = realloc(t->node, sizeof(TrieNode) * (size_t) t->n)))
+	{
+		t->node = q;
+		t->cap = t->n;
+	}
+}
 
 static int32_t
 trie_new_node(Trie *t, uint8_t label)
 {
-	if (t->n == t->cap)
-	{
-		int32_t		cap = t->cap ? 2 * t->cap : 1024;
-		TrieNode   *q = realloc(t->node, sizeof(TrieNode) * (size_t) cap);
-
-		if (q == NULL)
-			return -1;
-		t->node = q;
-		t->cap = cap;
-	}
+	if (t->n == t->cap && !trie_reserve(t, (size_t) t->n + 1))
+		return -1;
 	t->node[t->n] = (TrieNode) {.id = -1, .child = -1, .sibling = -1, .label = label};
 	return t->n++;
 }
 
 /* The child of node (or of the root when node < 0) labelled c, or -1. */
-static int32_t
+static inline int32_t
 trie_step(const Trie *t, int32_t node, uint8_t c)
 {
 	int32_t		k;
 
 	if (node < 0)
 		return t->root[c];
+	if (t->node[node].dense)
+		return t->table[(size_t) t->node[node].child * 256 + c];
 	for (k = t->node[node].child; k >= 0; k = t->node[k].sibling)
 		if (t->node[k].label == c)
 			return k;
 	return -1;
 }
 
+/* Move node's list of children into a table of its own. */
 static bool
-trie_insert(Trie *t, const char *key, size_t len, int32_t id)
+trie_make_dense(Trie *t, int32_t node)
 {
-	int32_t		node = -1;
+	int32_t    *row;
 
-	for (size_t i = 0; i < len; i++)
+	if (t->n_tables == t->cap_tables)
 	{
-		uint8_t		c = (uint8_t) key[i];
-		int32_t		next = trie_step(t, node, c);
+		int32_t		cap = t->cap_tables ? 2 * t->cap_tables : 64;
+		int32_t    *q = realloc(t->table, sizeof(int32_t) * 256 * (size_t) cap);
 
-		if (next < 0)
-		{
-			if ((next = trie_new_node(t, c)) < 0)
-				return false;
-			if (node < 0)
-				t->root[c] = next;
-			else
-			{
-				t->node[next].sibling = t->node[node].child;
-				t->node[node].child = next;
-			}
-		}
-		node = next;
+		if (q == NULL)
+			return false;
+		t->table = q;
+		t->cap_tables = cap;
 	}
-	if (node >= 0)
-		t->node[node].id = id;
+	row = t->table + (size_t) t->n_tables * 256;
+	for (int c = 0; c < 256; c++)
+		row[c] = -1;
+	for (int32_t k = t->node[node].child; k >= 0; k = t->node[k].sibling)
+		row[t->node[k].label] = k;
+	t->node[node].child = t->n_tables++;
+	t->node[node].dense = true;
+	return true;
+}
+
+/* Hang the new node next under node (the root when node < 0) at label c. */
+static bool
+trie_link(Trie *t, int32_t node, int32_t next, uint8_t c)
+{
+	int			n_children = 0;
+
+	if (node < 0)
+	{
+		t->root[c] = next;
+		return true;
+	}
+	if (!t->node[node].dense)
+	{
+		for (int32_t k = t->node[node].child; k >= 0; k = t->node[k].sibling)
+			n_children++;
+		if (n_children + 1 >= TRIE_DENSE_AT && !trie_make_dense(t, node))
+			return false;
+	}
+	if (t->node[node].dense)
+		t->table[(size_t) t->node[node].child * 256 + c] = next;
+	else
+	{
+		t->node[next].sibling = t->node[node].child;
+		t->node[node].child = next;
+	}
+	return true;
+}
+
+/* qsort_r's order of piece indices: by the bytes, then by index. */
+static int
+piece_order(const void *a, const void *b, void *arg)
+{
+	const char *const *piece = arg;
+	int32_t		i = *(const int32_t *) a,
+				j = *(const int32_t *) b;
+	int			c = strcmp(piece[i], piece[j]);
+
+	return c != 0 ? c : (i > j) - (i < j);
+}
+
+/*
+ * The trie of the n pieces (each 1..HFU_MAX_PIECE_BYTES bytes), built in
+ * the pieces' sorted order: a piece shares its path with the one before
+ * it up to their common prefix, so no lookup is needed and the nodes of a
+ * subtree are made together (a 250k vocabulary's pieces come by score,
+ * and looking up each one's path was a cache miss a byte).  Equal pieces
+ * come by index, so the last id is kept, as insertion in id order did.
+ */
+static bool
+trie_build(Trie *t, const char *const *piece, int n)
+{
+	int32_t    *order = malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
+	int32_t		path[HFU_MAX_PIECE_BYTES];
+	const char *prev = "";
+
+	if (order == NULL)
+		return false;
+	for (int i = 0; i < n; i++)
+		order[i] = i;
+	qsort_r(order, (size_t) n, sizeof(int32_t), piece_order, (void *) piece);
+	for (int r = 0; r < n; r++)
+	{
+		const char *key = piece[order[r]];
+		size_t		d = 0;
+
+		while (key[d] != '\0' && key[d] == prev[d])
+			d++;
+		for (; key[d] != '\0'; d++)
+		{
+			int32_t		parent = d > 0 ? path[d - 1] : -1;
+			int32_t		next = trie_new_node(t, (uint8_t) key[d]);
+
+			if (next < 0 || !trie_link(t, parent, next, (uint8_t) key[d]))
+			{
+				free(order);
+				return false;
+			}
+			path[d] = next;
+		}
+		t->node[path[d - 1]].id = order[r];
+		prev = key;
+	}
+	free(order);
 	return true;
 }
 
@@ -668,7 +790,8 @@ typedef struct Special
 struct HfUnigram
 {
 	int32_t		n_vocab;
-	char	  **piece;			/* (n_vocab) */
+	char	  **piece;			/* (n_vocab), into piece_bytes */
+	char	   *piece_bytes;
 	double	   *score;			/* (n_vocab) */
 	Trie		trie;
 	double		min_score;
@@ -1240,12 +1363,11 @@ hf_unigram_free(HfUnigram *u)
 {
 	if (u == NULL)
 		return;
-	if (u->piece != NULL)
-		for (int32_t i = 0; i < u->n_vocab; i++)
-			free(u->piece[i]);
 	free(u->piece);
+	free(u->piece_bytes);
 	free(u->score);
 	free(u->trie.node);
+	free(u->trie.table);
 	for (int k = 0; k < u->n_norm; k++)
 	{
 		free(u->norm[k].pattern);
@@ -1269,16 +1391,51 @@ hf_unigram_free(HfUnigram *u)
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-/* Is s[0..len) valid UTF-8? */
+/*
+ * Is s[0..len) valid UTF-8, i.e. would sanitize() give it back unchanged?
+ * The same lead and continuation byte ranges, without the copy.
+ */
 static bool
 valid_utf8(const char *s, size_t len)
 {
-	size_t		sl;
-	char	   *c = sanitize(s, len, &sl);
-	bool		ok = c != NULL && sl == len && memcmp(c, s, len) == 0;
+	const uint8_t *b = (const uint8_t *) s;
 
-	free(c);
-	return ok;
+	for (size_t i = 0; i < len;)
+	{
+		uint8_t		c = b[i];
+		int			need;
+		uint8_t		lo = 0x80,
+					hi = 0xBF;
+
+		if (c < 0x80)
+		{
+			i++;
+			continue;
+		}
+		if (c >= 0xC2 && c <= 0xDF)
+			need = 1;
+		else if (c >= 0xE0 && c <= 0xEF)
+		{
+			need = 2;
+			lo = c == 0xE0 ? 0xA0 : 0x80;
+			hi = c == 0xED ? 0x9F : 0xBF;
+		}
+		else if (c >= 0xF0 && c <= 0xF4)
+		{
+			need = 3;
+			lo = c == 0xF0 ? 0x90 : 0x80;
+			hi = c == 0xF4 ? 0x8F : 0xBF;
+		}
+		else
+			return false;
+		if ((size_t) need >= len - i)
+			return false;
+		for (int k = 1; k <= need; k++, lo = 0x80, hi = 0xBF)
+			if (b[i + k] < lo || b[i + k] > hi)
+				return false;
+		i += (size_t) need + 1;
+	}
+	return true;
 }
 
 /* A JSON string's bytes (cJSON strings are NUL-terminated: no embedded NUL). */
@@ -1907,13 +2064,23 @@ lists_from_text(UniLists *l, const char *json, size_t len, TokJsonSpan *span)
 	return false;
 }
 
-/* Every entry of l into u's pieces, scores and trie. */
+/*
+ * Every entry of l into u's pieces (one block of NUL-terminated strings),
+ * scores and trie (its nodes allocated once: at most one per piece byte).
+ */
 static NnStatus
 fill_vocab(HfUnigram *u, const UniLists *l, NnError *err)
 {
+	size_t		bytes = 0,
+				at = 0;
+
+	for (int i = 0; i < l->n; i++)
+		bytes += l->piece[i] != NULL ? strlen(l->piece[i]) + 1 : 0;
 	u->piece = calloc((size_t) l->n, sizeof(char *));
 	u->score = malloc(sizeof(double) * (size_t) l->n);
-	if (u->piece == NULL || u->score == NULL)
+	u->piece_bytes = malloc(bytes + 1);
+	if (u->piece == NULL || u->score == NULL || u->piece_bytes == NULL ||
+		!trie_reserve(&u->trie, bytes + 1))
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
 	u->n_vocab = l->n;
 	u->min_score = INFINITY;
@@ -1932,12 +2099,15 @@ fill_vocab(HfUnigram *u, const UniLists *l, NnError *err)
 		if (pl == 0 || pl > HFU_MAX_PIECE_BYTES || !valid_utf8(p, pl))
 			return nn_fail(err, NN_ERR_FORMAT,
 						   "tokenizer.json: vocab entry %d is empty, too long or not UTF-8", i);
-		if ((u->piece[i] = strdup(p)) == NULL || !trie_insert(&u->trie, p, pl, i))
-			return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
+		u->piece[i] = memcpy(u->piece_bytes + at, p, pl + 1);
+		at += pl + 1;
 		u->score[i] = l->score[i];
 		if (l->score[i] < u->min_score)
 			u->min_score = l->score[i];
 	}
+	if (!trie_build(&u->trie, (const char *const *) u->piece, l->n))
+		return nn_fail(err, NN_ERR_NOMEM, "out of memory reading tokenizer.json");
+	trie_shrink(&u->trie);
 	return NN_OK;
 }
 
@@ -2027,22 +2197,23 @@ load_added(HfUnigram *u, const cJSON *list, NnError *err)
 	return NN_OK;
 }
 
-/* cJSON's tree of json, with model.vocab blanked when fast lists were read from the text. */
+/* cJSON's tree of json, with model.vocab emptied when fast lists were read from the text. */
 static cJSON *
 parse_tree(const char *json, size_t len, bool fast, UniLists *lists)
 {
 	TokJsonSpan span;
 	char	   *blank;
+	size_t		blank_len;
 	cJSON	   *root;
 
 	if (!fast || !lists_from_text(lists, json, len, &span))
 		return cJSON_ParseWithLength(json, len);
-	if ((blank = tok_json_blanked(json, len, &span, 1)) == NULL)
+	if ((blank = tok_json_without(json, len, &span, 1, &blank_len)) == NULL)
 	{
 		lists_free(lists);
 		return cJSON_ParseWithLength(json, len);
 	}
-	root = cJSON_ParseWithLength(blank, len);
+	root = cJSON_ParseWithLength(blank, blank_len);
 	free(blank);
 	return root;
 }
@@ -2099,6 +2270,20 @@ from_json(HfUnigram **out, const char *json, size_t len, bool fast, NnError *err
 			u->size = u->suffix[k].id + 1;
 	*out = u;
 	return NN_OK;
+}
+
+bool
+hf_unigram_json_is_unigram(const char *json, size_t len)
+{
+	TokJsonSpan root,
+				model,
+				type;
+	bool		found;
+
+	return json != NULL && tok_json_root(json, len, &root) &&
+		tok_json_find(json, root, "model", "{", &model) &&
+		tok_json_member(json, model, "type", &found, &type) && found &&
+		type.end - type.start == 9 && memcmp(json + type.start, "\"Unigram\"", 9) == 0;
 }
 
 NnStatus

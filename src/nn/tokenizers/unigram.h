@@ -133,6 +133,15 @@ NnStatus	hf_unigram_from_json(HfUnigram **out, const char *json, size_t len,
 NnStatus	hf_unigram_from_json_tree(HfUnigram **out, const char *json, size_t len,
 									  NnError *err);
 
+/*
+ * Whether tokenizer.json's model is {"type": "Unigram", ...}, read by the
+ * recogniser of tok_json.h (false too when the text is not the strict JSON
+ * it takes): for a family whose own tokenizer is another kind but whose
+ * checkpoints may ship this one (multilingual-e5-small: BertModel with
+ * XLM-RoBERTa's tokenizer).
+ */
+bool		hf_unigram_json_is_unigram(const char *json, size_t len);
+
 void		hf_unigram_free(HfUnigram *u);
 
 /*

@@ -908,6 +908,7 @@ open_tokenizer(Bert *m, const char *dir, NnError *err)
 	size_t		len;
 	char	   *json;
 	int			n_ids;
+	BertTokenizerKind kind;
 	NnStatus	s;
 
 	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
@@ -915,7 +916,10 @@ open_tokenizer(Bert *m, const char *dir, NnError *err)
 	if (json == NULL && m->fam->tokenizer != BERT_TOK_WORDPIECE)
 		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\" (a %s model needs its tokenizer.json)",
 					   path, m->fam->model_type);
-	if (m->fam->tokenizer == BERT_TOK_WORDPIECE)
+	/* a BERT checkpoint with XLM-R's tokenizer (multilingual-e5-small) reads it as XLM-R does */
+	kind = m->fam->tokenizer == BERT_TOK_WORDPIECE && hf_unigram_json_is_unigram(json, len)
+		? BERT_TOK_UNIGRAM : m->fam->tokenizer;
+	if (kind == BERT_TOK_WORDPIECE)
 	{
 		s = wordpiece_load(&m->tok, dir, err);
 		if (s == NN_OK && json == NULL)
@@ -924,7 +928,7 @@ open_tokenizer(Bert *m, const char *dir, NnError *err)
 		m->encode_text = encode_wordpiece;
 		m->tokenizer = m->tok;
 	}
-	else if (m->fam->tokenizer == BERT_TOK_BPE)
+	else if (kind == BERT_TOK_BPE)
 	{
 		s = bpe_from_json(&m->bpe, json, len, err);
 		m->encode_text = encode_bpe;
