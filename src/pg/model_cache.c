@@ -440,9 +440,9 @@ DeptCompileModelCacheEntry(const Backbone *bb, const char *entry)
 }
 
 /*
- * Remove what backends that died while writing a sidecar or the compiled
- * file left in entry ("<file>.tmp.<pid>"): a sidecar's can be as large as
- * the model's float32 weights.
+ * Remove what backends that died while writing a sidecar, the compiled
+ * file or the packed weights left in entry ("<file>.tmp.<pid>"): a
+ * sidecar's can be as large as the model's float32 weights.
  */
 static void
 DeptRemoveDeadWriters(const char *entry)
@@ -464,7 +464,9 @@ DeptRemoveDeadWriters(const char *entry)
 		/* only the names the writers use: a copied model file is never removed */
 		if ((stem > suffix && memcmp(tmp - suffix, F32_SIDECAR_SUFFIX, suffix) == 0) ||
 			(stem == strlen(COMPILED_FILE_NAME) &&
-			 memcmp(de->d_name, COMPILED_FILE_NAME, stem) == 0))
+			 memcmp(de->d_name, COMPILED_FILE_NAME, stem) == 0) ||
+			(stem == strlen(DEPT_PACKED_FILE_NAME) &&
+			 memcmp(de->d_name, DEPT_PACKED_FILE_NAME, stem) == 0))
 		{
 			char	   *path = psprintf("%s/%s", entry, de->d_name);
 

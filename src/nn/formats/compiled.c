@@ -4,6 +4,7 @@
  * Layout: CompiledHeader, then the blob at header.blob_offset (8-aligned).
  */
 #include "formats/compiled.h"
+#include "base/atomic_file.h"
 
 #include "base/file_map.h"
 
@@ -139,34 +140,14 @@ compiled_close(CompiledFile *cf)
 	memset(cf, 0, sizeof(*cf));
 }
 
-static bool
-write_fully(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0)
-	{
-		ssize_t		w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		n -= (size_t) w;
-	}
-	return true;
-}
-
 NnStatus
 compiled_write(const char *dir, const char *format, const char *const *sources, int n_sources,
 			   const char *fingerprint, const void *blob, size_t blob_len, NnError *err)
 {
 	CompiledHeader h;
 	char	   *file;
-	char		tmp[4096],
-				path[4096],
-				name[64];
+	char		tmp[4200],
+				path[4096];
 	int			fd;
 	bool		ok;
 
@@ -176,16 +157,14 @@ compiled_write(const char *dir, const char *format, const char *const *sources, 
 	memcpy(h.fingerprint, fingerprint, 65);
 	h.blob_offset = COMPILED_BLOB_OFFSET;
 	h.blob_len = blob_len;
-	snprintf(name, sizeof(name), "%s.tmp.%ld", COMPILED_FILE_NAME, (long) getpid());
-	if (!path_in(tmp, sizeof(tmp), dir, name) || !path_in(path, sizeof(path), dir, COMPILED_FILE_NAME))
+	if (!path_in(path, sizeof(path), dir, COMPILED_FILE_NAME))
 		return nn_fail(err, NN_ERR_ARG, "model directory path is too long");
 	if (blob_len > SIZE_MAX - COMPILED_BLOB_OFFSET ||
 		(file = calloc(1, COMPILED_BLOB_OFFSET + blob_len)) == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory writing a compiled file");
 	memcpy(file, &h, sizeof(h));
 	memcpy(file + COMPILED_BLOB_OFFSET, blob, blob_len);
-	unlink(tmp);				/* a previous process of this pid died writing it */
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+	if ((fd = nn_atomic_open(path, tmp, sizeof(tmp))) < 0)
 	{
 		int			saved = errno;
 
@@ -193,15 +172,9 @@ compiled_write(const char *dir, const char *format, const char *const *sources, 
 		return nn_fail(err, NN_ERR_IO, "could not create \"%s\": %s", tmp, strerror(saved));
 	}
 	/* one write, so that the page cache holds it in 2 MiB folios (base/file_map.h) */
-	ok = write_fully(fd, file, COMPILED_BLOB_OFFSET + blob_len) && fsync(fd) == 0;
+	ok = nn_write_all(fd, file, COMPILED_BLOB_OFFSET + blob_len);
 	free(file);
-	ok = close(fd) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0)
-	{
-		int			saved = errno;
-
-		unlink(tmp);
-		return nn_fail(err, NN_ERR_IO, "could not write \"%s\": %s", path, strerror(saved));
-	}
+	if (!nn_atomic_commit(fd, tmp, path, ok))
+		return nn_fail(err, NN_ERR_IO, "could not write \"%s\": %s", path, strerror(errno));
 	return NN_OK;
 }

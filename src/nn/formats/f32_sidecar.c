@@ -3,6 +3,7 @@
  * validation in f32_sidecar.h).
  */
 #include "formats/f32_sidecar.h"
+#include "base/atomic_file.h"
 
 #include "base/file_map.h"
 #include "base/sha256.h"
@@ -176,25 +177,8 @@ typedef struct ChunkWriter
 static void
 writer_flush(ChunkWriter *w)
 {
-	const uint8_t *p = w->buf;
-	size_t		n = w->used;
-
-	while (n > 0 && !w->failed)
-	{
-		ssize_t		r = write(w->fd, p, n);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-		{
-			if (r == 0)
-				errno = ENOSPC;
-			w->failed = true;
-			break;
-		}
-		p += r;
-		n -= (size_t) r;
-	}
+	if (!w->failed && !nn_write_all(w->fd, w->buf, w->used))
+		w->failed = true;
 	w->used = 0;
 }
 
@@ -329,23 +313,16 @@ f32_sidecar_write(const char *path, const F32SidecarSource *src, const StTensor 
 		return nn_fail(err, NN_ERR_ARG, "sidecar path is too long");
 	if (!sidecar_layout(&h, &entries, src, tensors, n))
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory writing \"%s\"", path);
-	unlink(tmp);				/* a previous process of this pid died writing it */
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0)
+	if ((fd = nn_atomic_open(path, tmp, sizeof(tmp))) < 0)
 	{
 		int			saved = errno;
 
 		free(entries);
 		return nn_fail(err, NN_ERR_IO, "could not create \"%s\": %s", tmp, strerror(saved));
 	}
-	ok = write_sidecar(fd, &h, entries, tensors, data) && fsync(fd) == 0;
+	ok = write_sidecar(fd, &h, entries, tensors, data);
 	free(entries);
-	ok = close(fd) == 0 && ok;
-	if (!ok || rename(tmp, path) != 0)
-	{
-		int			saved = errno;
-
-		unlink(tmp);
-		return nn_fail(err, NN_ERR_IO, "could not write \"%s\": %s", path, strerror(saved));
-	}
+	if (!nn_atomic_commit(fd, tmp, path, ok))
+		return nn_fail(err, NN_ERR_IO, "could not write \"%s\": %s", path, strerror(errno));
 	return NN_OK;
 }

@@ -3,6 +3,7 @@
  * packed_file.h).
  */
 #include "ops/packed_file.h"
+#include "base/atomic_file.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,25 +42,6 @@ typedef struct FileEntry
 _Static_assert(sizeof(FileHeader) == HEADER_BYTES, "header layout");
 _Static_assert(sizeof(FileEntry) == ENTRY_BYTES, "entry layout");
 
-static bool
-write_all(int fd, const void *buf, size_t len)
-{
-	const char *p = buf;
-
-	while (len > 0)
-	{
-		ssize_t		w = write(fd, p, len);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return false;
-		p += w;
-		len -= (size_t) w;
-	}
-	return true;
-}
-
 static size_t
 aligned(size_t n)
 {
@@ -74,14 +56,14 @@ write_contents(int fd, size_t region_len, const PackedEntry *entries, int n)
 	FileHeader	h = {PACKED_MAGIC, PACKED_VERSION, (uint32_t) n, region_len, 0};
 	size_t		at = aligned(HEADER_BYTES + (size_t) n * ENTRY_BYTES);
 
-	if (!write_all(fd, &h, sizeof(h)))
+	if (!nn_write_all(fd, &h, sizeof(h)))
 		return false;
 	for (int i = 0; i < n; i++)
 	{
 		FileEntry	e = {entries[i].source_offset, entries[i].C, entries[i].OC,
 		entries[i].transposed, 0, at};
 
-		if (!write_all(fd, &e, sizeof(e)))
+		if (!nn_write_all(fd, &e, sizeof(e)))
 			return false;
 		at = aligned(at + (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t));
 	}
@@ -90,7 +72,7 @@ write_contents(int fd, size_t region_len, const PackedEntry *entries, int n)
 	{
 		size_t		bytes = (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t);
 
-		if (!write_all(fd, zeros, aligned(at) - at) || !write_all(fd, entries[i].data, bytes))
+		if (!nn_write_all(fd, zeros, aligned(at) - at) || !nn_write_all(fd, entries[i].data, bytes))
 			return false;
 		at = aligned(at) + bytes;
 	}
@@ -100,33 +82,12 @@ write_contents(int fd, size_t region_len, const PackedEntry *entries, int n)
 bool
 packed_file_write(const char *path, size_t region_len, const PackedEntry *entries, int n)
 {
-	char		tmp[4096];
-	int			fd,
-				saved;
-	bool		ok;
+	char		tmp[4200];
+	int			fd = nn_atomic_open(path, tmp, sizeof(tmp));
 
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int) getpid()) >= (int) sizeof(tmp))
-	{
-		errno = ENAMETOOLONG;
+	if (fd < 0)
 		return false;
-	}
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600)) < 0)
-		return false;
-	ok = write_contents(fd, region_len, entries, n) && fsync(fd) == 0;
-	saved = errno;
-	if (close(fd) != 0 && ok)
-	{
-		ok = false;
-		saved = errno;
-	}
-	if (!ok || rename(tmp, path) != 0)
-	{
-		saved = ok ? errno : saved;
-		unlink(tmp);
-		errno = saved;
-		return false;
-	}
-	return true;
+	return nn_atomic_commit(fd, tmp, path, write_contents(fd, region_len, entries, n));
 }
 
 /* Entry i of the mapped file, checked against the file and the region; false when it does not fit. */
