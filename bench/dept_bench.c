@@ -24,7 +24,7 @@
  * the teacher-forced label loss.
  *
  * embed, predict, vectors and train take --precision bfloat16 to run the
- * encoder's products on AMX (gemm_bf16.h; what dept.matmul_precision =
+ * encoder's products on AMX or AVX512-BF16 (gemm_bf16.h; what dept.matmul_precision =
  * bfloat16 does in SQL, and dept_train's "precision" option in training).
  *
  * F is a TSV with the header "label<TAB>text".  embed and predict time
@@ -66,7 +66,7 @@ typedef struct BenchArgs
 	int			threads;
 	int			limit;
 	int			steps;
-	bool		bf16;			/* --precision bfloat16: inference products on AMX */
+	bool		bf16;			/* --precision bfloat16: products on AMX or AVX512-BF16 */
 	int			max_length;		/* tokens kept per text, DePT's s; 0: the model's, <= 128 */
 	int			warmup;			/* batches run before an inference timing */
 } BenchArgs;

@@ -105,7 +105,7 @@ usage(FILE *f)
 			"  --valid-fraction F --eval-every N --patience N --warmup-ratio F --max-grad-norm X\n"
 			"  --init-text TEXT       prompt init text ('' = sampled vocabulary)\n"
 			"  --precision P          float32 (default) or bfloat16: the encoder's products\n"
-			"                         on AMX where the CPU has it (src/nn/ops/gemm_bf16.h)\n"
+			"                         on AMX or AVX512-BF16 (src/nn/ops/gemm_bf16.h)\n"
 			"  --pool P               text (default) or all: the linear head of pt/dept/ept\n"
 			"                         pools the text rows only, or every row, prompt included\n"
 			"  --valid-rows N         the last N rows of --train are the validation set\n"

@@ -59,7 +59,7 @@ matmul_forward_bf16(float *out, const float *inp, const float *weight,
 	if (N > 0 && gemm_bf16_usable(C, OC) && (packed = gemm_bf16_weight(weight, C, OC)) != NULL &&
 		gemm_bf16(out, inp, packed, bias, N, false))
 		return;
-	matmul_forward(out, inp, weight, bias, N, C, OC);	/* no AMX, or out of memory */
+	matmul_forward(out, inp, weight, bias, N, C, OC);	/* no bfloat16 engine, or out of memory */
 }
 
 void

@@ -45,7 +45,7 @@ void		matmul_forward(float *out, const float *inp, const float *weight,
 						   const float *bias, int N, int C, int OC);
 
 /*
- * The same product in bfloat16 on AMX (gemm_bf16.h) when the CPU runs it and
+ * The same product in bfloat16 (gemm_bf16.h: AMX or AVX512-BF16) when the CPU runs it and
  * the shape suits it, else matmul_forward.  For inference only.
  */
 void		matmul_forward_bf16(float *out, const float *inp, const float *weight,
@@ -55,7 +55,7 @@ void		matmul_forward_bf16(float *out, const float *inp, const float *weight,
 void		matmul_backward(float *dinp, const float *dout, const float *weight,
 							int N, int C, int OC);
 
-/* The same in bfloat16 on AMX (gemm_bf16.h) when it runs here, else matmul_backward. */
+/* The same in bfloat16 (gemm_bf16.h) when an engine runs here, else matmul_backward. */
 void		matmul_backward_bf16(float *dinp, const float *dout, const float *weight, int N,
 								 int C, int OC);
 

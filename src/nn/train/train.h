@@ -96,7 +96,7 @@ typedef struct TrainOptions
 	float		warmup_ratio;
 	double		max_grad_norm;	/* 0 = no clipping */
 	const char *init_text;		/* prompt TEXT init; NULL or "" = sampled vocabulary */
-	bool		bf16;			/* encoder products in bfloat16 on AMX where it runs (gemm_bf16.h) */
+	bool		bf16;			/* encoder products in bfloat16 on AMX or AVX512-BF16 (gemm_bf16.h) */
 	/*
 	 * The linear head pools the text rows only, not the prompt rows
 	 * (AdapterConfig.pool_text; default true).  Kept where the backbone can
