@@ -10,27 +10,44 @@
 
 #include "formats/hf_config.h"
 
+/* path = dir/name if that file can be opened for reading */
+static bool
+readable_in(char *path, size_t size, const char *dir, const char *name)
+{
+	FILE	   *f;
+
+	if (snprintf(path, size, "%s/%s", dir, name) >= (int) size || (f = fopen(path, "rb")) == NULL)
+		return false;
+	fclose(f);
+	return true;
+}
+
+HfWeightsFile
+hf_weights_file(const char *dir, char *path, size_t size)
+{
+	if (readable_in(path, size, dir, "model.safetensors"))
+		return HF_WEIGHTS_SINGLE;
+	if (readable_in(path, size, dir, "model.safetensors.index.json"))
+		return HF_WEIGHTS_INDEX;
+	return HF_WEIGHTS_NONE;
+}
+
 NnStatus
 hf_open_weights(Safetensors **st, const char *dir, NnError *err)
 {
 	char		path[4096];
-	FILE	   *f;
 
-	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	if ((f = fopen(path, "rb")) != NULL)
+	switch (hf_weights_file(dir, path, sizeof(path)))
 	{
-		fclose(f);
-		return safetensors_open(st, path, err);
+		case HF_WEIGHTS_SINGLE:
+			return safetensors_open(st, path, err);
+		case HF_WEIGHTS_INDEX:
+			return safetensors_open_index(st, path, err);
+		default:
+			return nn_fail(err, NN_ERR_IO,
+						   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
+						   dir);
 	}
-	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-	if ((f = fopen(path, "rb")) != NULL)
-	{
-		fclose(f);
-		return safetensors_open_index(st, path, err);
-	}
-	return nn_fail(err, NN_ERR_IO,
-				   "no model.safetensors in \"%s\" (convert pytorch_model.bin with the safetensors tools)",
-				   dir);
 }
 
 NnStatus

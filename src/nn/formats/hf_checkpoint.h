@@ -15,7 +15,22 @@
 #include "base/sha256.h"
 #include "formats/safetensors.h"
 
+/* Where a checkpoint directory's weights are (hf_weights_file). */
+typedef enum HfWeightsFile
+{
+	HF_WEIGHTS_NONE,
+	HF_WEIGHTS_SINGLE,			/* dir/model.safetensors */
+	HF_WEIGHTS_INDEX			/* dir/model.safetensors.index.json and its shards */
+} HfWeightsFile;
+
 /* Methods */
+
+/*
+ * The weights of dir, as hf_open_weights finds them: dir/model.safetensors
+ * if it can be opened, else dir/model.safetensors.index.json; its path in
+ * path (size bytes).
+ */
+HfWeightsFile hf_weights_file(const char *dir, char *path, size_t size);
 
 /*
  * Open dir/model.safetensors, else the shards of

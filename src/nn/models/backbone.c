@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "formats/hf_checkpoint.h"
 #include "formats/safetensors.h"
 
 size_t
@@ -73,11 +74,15 @@ backbone_write_converted(const char *dir, NnError *err)
 	if (regular_file_in(path, sizeof(path), dir, "model.json") ||
 		!regular_file_in(path, sizeof(path), dir, "config.json"))
 		return NN_OK;
-	if (regular_file_in(path, sizeof(path), dir, "model.safetensors"))
-		return safetensors_write_f32_sidecar(path, err);
-	if (regular_file_in(path, sizeof(path), dir, "model.safetensors.index.json"))
-		return safetensors_write_f32_sidecars_index(path, err);
-	return NN_OK;
+	switch (hf_weights_file(dir, path, sizeof(path)))
+	{
+		case HF_WEIGHTS_SINGLE:
+			return safetensors_write_f32_sidecar(path, err);
+		case HF_WEIGHTS_INDEX:
+			return safetensors_write_f32_sidecars_index(path, err);
+		default:
+			return NN_OK;
+	}
 }
 
 const char *
