@@ -48,35 +48,36 @@ aligned(size_t n)
 	return (n + DATA_ALIGN - 1) / DATA_ALIGN * DATA_ALIGN;
 }
 
-/* Header, entry table, then each entry's data at its aligned offset. */
+/* Header, entry table, then each entry's data at the aligned offset its table entry names. */
 static bool
 write_contents(int fd, size_t region_len, const PackedEntry *entries, int n)
 {
 	static const char zeros[DATA_ALIGN];
 	FileHeader	h = {PACKED_MAGIC, PACKED_VERSION, (uint32_t) n, region_len, 0};
-	size_t		at = aligned(HEADER_BYTES + (size_t) n * ENTRY_BYTES);
+	FileEntry  *table = malloc(sizeof(FileEntry) * (n > 0 ? n : 1));
+	size_t		at = HEADER_BYTES + (size_t) n * ENTRY_BYTES;
+	bool		ok;
 
-	if (!nn_write_all(fd, &h, sizeof(h)))
+	if (table == NULL)
 		return false;
 	for (int i = 0; i < n; i++)
 	{
-		FileEntry	e = {entries[i].source_offset, entries[i].C, entries[i].OC,
-		entries[i].transposed, 0, at};
-
-		if (!nn_write_all(fd, &e, sizeof(e)))
-			return false;
-		at = aligned(at + (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t));
+		table[i] = (FileEntry) {entries[i].source_offset, entries[i].C, entries[i].OC,
+		entries[i].transposed, 0, aligned(at)};
+		at = table[i].data_offset + (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t);
 	}
+	ok = nn_write_all(fd, &h, sizeof(h)) && nn_write_all(fd, table, sizeof(FileEntry) * n);
 	at = HEADER_BYTES + (size_t) n * ENTRY_BYTES;
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n && ok; i++)
 	{
 		size_t		bytes = (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t);
 
-		if (!nn_write_all(fd, zeros, aligned(at) - at) || !nn_write_all(fd, entries[i].data, bytes))
-			return false;
-		at = aligned(at) + bytes;
+		ok = nn_write_all(fd, zeros, table[i].data_offset - at) &&
+			nn_write_all(fd, entries[i].data, bytes);
+		at = table[i].data_offset + bytes;
 	}
-	return true;
+	free(table);
+	return ok;
 }
 
 bool
