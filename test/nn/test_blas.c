@@ -86,11 +86,8 @@ test_the_users_coretype_wins(void)
 /* Worst |diff| between nn_sgemm and the loops for one layout and transpose pair. */
 static double
 worst_difference(Rng *rng, enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
-				 enum CBLAS_TRANSPOSE tb, float alpha, float beta)
+				 enum CBLAS_TRANSPOSE tb, float alpha, float beta, int M, int N, int K)
 {
-	const int	M = 37,
-				N = 70,
-				K = 129;
 	/* leading dimensions one wider than needed, so a mixed-up stride shows */
 	int			rows_a = ((order == CblasRowMajor) == (ta == CblasNoTrans)) ? M : K,
 				rows_b = ((order == CblasRowMajor) == (tb == CblasNoTrans)) ? K : N,
@@ -142,12 +139,49 @@ test_sgemm_matches_the_loops(void)
 				for (int s = 0; s < 3; s++)
 				{
 					double		d = worst_difference(&rng, orders[o], trans[a], trans[b],
-													 scales[s][0], scales[s][1]);
+													 scales[s][0], scales[s][1], 37, 70, 129);
 
 					/* sums of 129 products of values in [-1, 1], in different orders */
 					CHECK(d < 1e-4, "order %d trans %d/%d alpha %g beta %g: worst diff %g",
 						  o, a, b, scales[s][0], scales[s][1], d);
 				}
+}
+
+/*
+ * Products of at most NN_SGEMM_SMALL (32768) multiply-adds run in nn_sgemm's
+ * own loops, 8 sums in flight, not OpenBLAS: every layout, shapes with and
+ * without a tail of the 8 columns, bit-identical to the plain loops (each
+ * sum over k in the same order).
+ */
+static void
+test_small_products_match_the_loops(void)
+{
+	const enum CBLAS_ORDER orders[] = {CblasRowMajor, CblasColMajor};
+	const enum CBLAS_TRANSPOSE trans[] = {CblasNoTrans, CblasTrans};
+	const float scales[][2] = {{1.0f, 0.0f}, {1.0f, 1.0f}, {0.5f, -2.0f}};
+	const int	shapes[][3] = {{2, 80, 64}, {20, 20, 64}, {1, 17, 9}, {7, 3, 5}, {16, 64, 32}};
+	Rng			rng;
+	double		worst = 0;
+
+	rng_seed(&rng, 11);
+	for (int sh = 0; sh < 5; sh++)
+		for (int o = 0; o < 2; o++)
+			for (int a = 0; a < 2; a++)
+				for (int b = 0; b < 2; b++)
+					for (int s = 0; s < 3; s++)
+					{
+						double		d = worst_difference(&rng, orders[o], trans[a], trans[b],
+														 scales[s][0], scales[s][1],
+														 shapes[sh][0], shapes[sh][1],
+														 shapes[sh][2]);
+
+						if (d > worst)
+							worst = d;
+						CHECK(d == 0, "%dx%dx%d order %d trans %d/%d alpha %g beta %g: "
+							  "worst diff %g", shapes[sh][0], shapes[sh][1], shapes[sh][2],
+							  o, a, b, scales[s][0], scales[s][1], d);
+					}
+	printf("# small products: worst |diff| to the plain loops %.3g\n", worst);
 }
 
 static void
@@ -216,6 +250,7 @@ main(int argc, char **argv)
 	RUN_TEST(test_loads_the_kernels_the_cpu_calls_for);
 	RUN_TEST(test_the_users_coretype_wins);
 	RUN_TEST(test_sgemm_matches_the_loops);
+	RUN_TEST(test_small_products_match_the_loops);
 	RUN_TEST(test_setup_sets_the_thread_count);
 	RUN_TEST(test_no_avx512_switch);
 	return unit_finish();

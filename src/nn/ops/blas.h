@@ -59,13 +59,17 @@ const char *nn_blas_core(void);
 /* OpenBLAS's thread count (1 when it did not load). */
 int			nn_blas_threads(void);
 
-/* cblas_sgemm: through OpenBLAS, loaded now if need be, or in loops when small. */
+/*
+ * cblas_sgemm: through OpenBLAS, loaded now if need be; products of at most
+ * 32768 multiply-adds, and every product when OpenBLAS cannot be loaded, in
+ * loops the compiler vectorises (blas.c).
+ */
 void		nn_sgemm(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
 					 enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
 					 const float *A, int lda, const float *B, int ldb, float beta,
 					 float *C, int ldc);
 
-/* The same product with plain loops: nn_sgemm's fallback, and tests' reference. */
+/* The same product with plain loops, k innermost: the tests' reference. */
 void		nn_sgemm_loops(enum CBLAS_ORDER order, enum CBLAS_TRANSPOSE ta,
 						   enum CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha,
 						   const float *A, int lda, const float *B, int ldb, float beta,

