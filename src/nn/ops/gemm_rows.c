@@ -10,6 +10,7 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "base/parallel.h"
 #include "ops/blas.h"
@@ -19,6 +20,9 @@
 #define GEMM_ROWS_PREFETCH 8
 #define NT_ROWS 4				/* gemm_rows_nt's register block: 4 rows x 4 columns */
 #define NT_COLS 4
+#define NT_DOTS_MAX_N 24		/* above, the broadcast form (measured: dots win at 20 rows, lose at 32) */
+#define BC_WEIGHT_ROWS 8		/* the broadcast form's block: 8 weight rows x 48 input rows */
+#define BC_PANEL 48
 
 /*
  * One block of R (<= 6) output rows by 64 columns.  always_inline with a
@@ -191,10 +195,141 @@ nt_column_blocks(void *ctx, int begin, int end)
 	}
 }
 
+/*
+ * The broadcast form of out = inp @ W^T for 25..96 rows (gemm_rows.h):
+ * W's rows are read where they lie, one value of each of 8 rows broadcast
+ * per k, against 16-row vectors of the input, transposed once per call
+ * into panels of 48 rows (xt[k * width + i] = inp[n0 + i][k]).  8 x 3
+ * accumulators hold out^T for 8 columns by 48 rows; they are written back
+ * through a small tile.  Each output is one sum over k in order.
+ */
+__attribute__((target("avx512f"), always_inline))
+static inline void
+block_broadcast(float *out, int ldo, const float *xt, const float *W, const float *bias, int C,
+				int rows, const int V)
+{
+	__m512		acc[BC_WEIGHT_ROWS][BC_PANEL / 16];
+	float		tile[BC_WEIGHT_ROWS][BC_PANEL] __attribute__((aligned(64)));
+
+	for (int r = 0; r < BC_WEIGHT_ROWS; r++)
+		for (int v = 0; v < V; v++)
+			acc[r][v] = _mm512_setzero_ps();
+	for (int k = 0; k < C; k++)
+	{
+		const float *x = xt + (size_t) k * V * 16;
+		__m512		x0 = _mm512_load_ps(x),
+					x1 = V > 1 ? _mm512_load_ps(x + 16) : x0,
+					x2 = V > 2 ? _mm512_load_ps(x + 32) : x0;
+
+#pragma GCC unroll 8
+		for (int r = 0; r < BC_WEIGHT_ROWS; r++)
+		{
+			__m512		w = _mm512_set1_ps(W[(size_t) r * C + k]);
+
+			acc[r][0] = _mm512_fmadd_ps(w, x0, acc[r][0]);
+			if (V > 1)
+				acc[r][1] = _mm512_fmadd_ps(w, x1, acc[r][1]);
+			if (V > 2)
+				acc[r][2] = _mm512_fmadd_ps(w, x2, acc[r][2]);
+		}
+	}
+	for (int r = 0; r < BC_WEIGHT_ROWS; r++)
+		for (int v = 0; v < V; v++)
+			_mm512_store_ps(&tile[r][16 * v], acc[r][v]);
+	for (int i = 0; i < rows; i++)
+		for (int r = 0; r < BC_WEIGHT_ROWS; r++)
+			out[(size_t) i * ldo + r] = tile[r][i] + (bias ? bias[r] : 0.0f);
+}
+
+/* Rows of the panel starting at row n0 of N, and its width (a multiple of 16). */
+static int
+panel_rows(int N, int n0, int *width)
+{
+	int			rows = N - n0 < BC_PANEL ? N - n0 : BC_PANEL;
+
+	*width = (rows + 15) / 16 * 16;
+	return rows;
+}
+
+/* One call of the broadcast form, shared by its parts. */
+typedef struct BcJob
+{
+	float	   *out;
+	int			ldo;
+	const float *xt,
+			   *W,
+			   *bias;
+	int			N,
+				C;
+} BcJob;
+
+/* Weight row blocks [begin, end) of BC_WEIGHT_ROWS, against every panel. */
+__attribute__((target("avx512f")))
+static void
+broadcast_blocks(void *ctx, int begin, int end)
+{
+	const BcJob *j = ctx;
+
+	for (int b = begin; b < end; b++)
+	{
+		const int	col = b * BC_WEIGHT_ROWS;
+		const float *w = j->W + (size_t) col * j->C;
+		const float *bias = j->bias ? j->bias + col : NULL;
+
+		for (int n0 = 0; n0 < j->N; n0 += BC_PANEL)
+		{
+			int			width,
+						rows = panel_rows(j->N, n0, &width);
+			float	   *o = j->out + (size_t) n0 * j->ldo + col;
+			const float *xt = j->xt + (size_t) n0 * j->C;
+
+			switch (width / 16)
+			{
+				case 3: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 3); break;
+				case 2: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 2); break;
+				default: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 1); break;
+			}
+		}
+	}
+}
+
+/*
+ * inp (N, C) transposed into panels, zero rows padding the last; NULL when
+ * out of memory.  The buffer is kept for the next call: one thread at a
+ * time calls the products (kernels.h), as gemm_bf16's input copy.
+ */
+static float *
+transposed_panels(const float *inp, int N, int C)
+{
+	static float *buffer;
+	static size_t capacity;
+	size_t		need = (size_t) (N + BC_PANEL) * C;
+
+	if (need > capacity)
+	{
+		free(buffer);
+		capacity = 0;
+		if ((buffer = aligned_alloc(64, need * sizeof(float))) == NULL)
+			return NULL;
+		capacity = need;
+	}
+	for (int n0 = 0; n0 < N; n0 += BC_PANEL)
+	{
+		int			width,
+					rows = panel_rows(N, n0, &width);
+		float	   *p = buffer + (size_t) n0 * C;
+
+		for (int i = 0; i < width; i++)
+			for (int k = 0; k < C; k++)
+				p[(size_t) k * width + i] = i < rows ? inp[(size_t) (n0 + i) * C + k] : 0.0f;
+	}
+	return buffer;
+}
+
 bool
 gemm_rows_nt_usable(int N, int C, int OC)
 {
-	return avx512_ready() && N > 0 && N <= GEMM_ROWS_MAX_N && C > 0 && C % 16 == 0 &&
+	return avx512_ready() && N > 0 && N <= GEMM_ROWS_NT_MAX_N && C > 0 && C % 16 == 0 &&
 		OC % NT_COLS == 0;
 }
 
@@ -203,9 +338,18 @@ gemm_rows_nt(float *out, int ldo, const float *inp, const float *W, const float 
 			 int C, int OC)
 {
 	NtJob		job = {out, ldo, inp, W, bias, N, C};
+	int			threads = (double) N * C * OC < 1048576.0 ? 1 : nn_parallel_threads();
+	const float *xt;
 
-	nn_parallel_for(nt_column_blocks, &job, OC / NT_COLS,
-					(double) N * C * OC < 1048576.0 ? 1 : nn_parallel_threads());
+	if (N > NT_DOTS_MAX_N && OC % BC_WEIGHT_ROWS == 0 &&
+		(xt = transposed_panels(inp, N, C)) != NULL)
+	{
+		BcJob		bc = {out, ldo, xt, W, bias, N, C};
+
+		nn_parallel_for(broadcast_blocks, &bc, OC / BC_WEIGHT_ROWS, threads);
+		return;
+	}
+	nn_parallel_for(nt_column_blocks, &job, OC / NT_COLS, threads);
 }
 
 bool
