@@ -54,6 +54,7 @@ typedef enum DeptFirstCallPart
 /* Methods */
 extern const Backbone *DeptGetBackbone(void);
 extern const Backbone *DeptGetBackboneAt(const char *dir);
+extern const char *DeptModelCopyDir(const Backbone *bb);
 extern BackboneRun *DeptGetRunFor(const Backbone *bb, int batch, int seq);
 extern char *DeptModelDirFor(const char *model_name);
 extern BackboneRun *DeptGetRun(int batch, int seq);

@@ -105,7 +105,7 @@ typedef struct DeptMemoryEstimate
 	double		workspace;		/* batch embeddings, inputs, gradients, logits */
 	double		adapter;		/* parameters, gradients, AdamW moments, best copy */
 	double		rows;			/* texts, labels, token ids, split, probe features */
-	double		weights;		/* the model directory's files (twice in bfloat16) */
+	double		weights;		/* the model files and float32 sidecars mapped (plus the float weights again in bfloat16) */
 	double		process;		/* the worker itself: backend, libraries, OpenBLAS buffers */
 	double		total;
 	int			prompt_rows;	/* of the adapter the run trains */

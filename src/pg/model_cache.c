@@ -554,6 +554,13 @@ DeptGetBackboneAt(const char *dir)
 	return bb;
 }
 
+/* The private copy bb was loaded from; NULL when it was loaded from its source directory. */
+const char *
+DeptModelCopyDir(const Backbone *bb)
+{
+	return DeptFindModel(bb)->entry;
+}
+
 /* The default backbone: dept.model_path, or the installed use-lite. */
 const Backbone *
 DeptGetBackbone(void)

@@ -28,6 +28,7 @@
 #include "dept.h"
 #include "dept_train.h"
 
+#include "formats/f32_sidecar.h"
 #include "train/auto.h"
 
 typedef enum OptionKind
@@ -423,26 +424,45 @@ DeptParseTrainOptions(DeptTrainRequest *req, const char *method, Jsonb *options)
 		bad_option("prompt_length", "EPT needs at least one prompt vector.");
 }
 
-/* Bytes of the model files in dir (weights, vocabulary, config: what backbone_open reads). */
-static double
-DeptDirectoryBytes(const char *dir)
+/*
+ * The model's bytes a training process maps into *mapped: the files of dir
+ * that backbone_open reads (weights, vocabulary, config), and the float32
+ * sidecar of each in the private copy bb was loaded from (the float32 view
+ * of a F16/BF16 checkpoint's weights, twice their bytes, mapped instead of
+ * converting: docs/design.md 6, "Converted weights").  The float32 weights
+ * among them into *floats: a file's sidecar where it has one, else the
+ * file itself.
+ */
+static void
+DeptModelMappedBytes(const Backbone *bb, const char *dir, double *mapped, double *floats)
 {
+	const char *copy = DeptModelCopyDir(bb);
 	DIR		   *d = AllocateDir(dir);
 	struct dirent *de;
-	double		total = 0;
 
+	*mapped = *floats = 0;
 	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
 	{
 		char		path[MAXPGPATH];
-		struct stat st;
+		struct stat st,
+					sidecar;
 
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (stat(path, &st) == 0 && S_ISREG(st.st_mode) && backbone_uses_file(dir, de->d_name))
-			total += st.st_size;
+		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode) || !backbone_uses_file(dir, de->d_name))
+			continue;
+		*mapped += st.st_size;
+		snprintf(path, sizeof(path), "%s/%s%s", copy != NULL ? copy : dir, de->d_name,
+				 F32_SIDECAR_SUFFIX);
+		if (stat(path, &sidecar) == 0 && S_ISREG(sidecar.st_mode))
+		{
+			*mapped += sidecar.st_size;
+			*floats += sidecar.st_size;
+		}
+		else
+			*floats += st.st_size;
 	}
 	if (d)
 		FreeDir(d);
-	return total;
 }
 
 /*
@@ -472,7 +492,8 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 				S,
 				params,
 				K = 0,
-				q = 0;
+				q = 0,
+				float_weights;
 	size_t		run;
 	bool		text;
 	int			seqs;
@@ -535,10 +556,10 @@ DeptEstimateTrainingMemory(const Backbone *bb, const char *model_dir, const Trai
 	 */
 	est->rows = text_bytes + n_rows * (64 + 48 + 4 + 8 + 12 + 4 + 4 * s * seqs +
 									   (probe ? 4 * cfg.h_dim : 0));
-	est->weights = DeptDirectoryBytes(model_dir);
+	DeptModelMappedBytes(bb, model_dir, &est->weights, &float_weights);
 	/* bfloat16 training keeps each float weight packed twice (W and W^T) at 2 bytes: 1x again */
 	if (opt->bf16 && bb->ops->run_use_bf16 != NULL)
-		est->weights *= 2;
+		est->weights += float_weights;
 	/* a worker training a 1-row batch of 8 tokens peaks at about 30 MB above its model files */
 	est->process = 32.0 * 1024 * 1024;
 	est->total = est->activations + est->workspace + est->adapter + est->rows + est->weights +

@@ -9,6 +9,9 @@
  * backbone_uses_file must take the index and both shards.  Then damaged
  * indexes: not JSON, no weight_map, a shard path with a directory part, a
  * tensor in the wrong shard, a missing shard, a tensor in two shards.
+ * The T5 fixtures (t5-tiny-random, tied head; t5-v1_1-tiny-random, gated
+ * FFN and its own lm_head) are split the same way: the encoder's sentence
+ * vectors and the decoder's label log-likelihoods must be bit-identical.
  */
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -17,6 +20,7 @@
 
 #include "formats/safetensors.h"
 #include "models/backbone.h"
+#include "models/t5/t5.h"
 #include "unit.h"
 #include "variant_fixture.h"
 
@@ -68,17 +72,19 @@ embed_two(const Backbone *bb, float *out)
 	bb->ops->run_free(run);
 }
 
+/*
+ * vf_tmp_dir: the fixture's weights in two shards with their index, and
+ * links to its config.json and tokenizer.json; the fixture's backbone into
+ * *whole, the sharded one into *sharded (NULL when either fails to open).
+ */
 static void
-test_sharded_equals_whole(void)
+open_whole_and_sharded(Backbone **whole, Backbone **sharded)
 {
 	Safetensors *src = NULL;
-	Backbone   *whole = NULL,
-			   *sharded = NULL;
 	char		path[4200];
-	float		a[64],
-				b[64];
 	NnError		err;
 
+	*whole = *sharded = NULL;
 	snprintf(path, sizeof(path), "%s/model.safetensors", vf_src_dir);
 	CHECK(safetensors_open(&src, path, &err) == NN_OK, "%s", err.msg);
 	if (src == NULL)
@@ -86,18 +92,31 @@ test_sharded_equals_whole(void)
 	write_shard(src, 0, "model-00001-of-00002.safetensors");
 	write_shard(src, 1, "model-00002-of-00002.safetensors");
 	write_index(src, "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors");
+	safetensors_close(src);
 	CHECK(vf_link_file("config.json"), "symlink config.json");
 	CHECK(vf_link_file("tokenizer.json"), "symlink tokenizer.json");
-	CHECK(backbone_open(&whole, vf_src_dir, &err) == NN_OK, "%s", err.msg);
-	CHECK(backbone_open(&sharded, vf_tmp_dir, &err) == NN_OK, "sharded: %s", err.msg);
+	CHECK(backbone_open(whole, vf_src_dir, &err) == NN_OK, "%s", err.msg);
+	CHECK(backbone_open(sharded, vf_tmp_dir, &err) == NN_OK, "sharded: %s", err.msg);
+	if (*whole != NULL && *sharded != NULL)
+		CHECK(strcmp((*whole)->fingerprint, (*sharded)->fingerprint) != 0 &&
+			  strlen((*sharded)->fingerprint) == 64, "fingerprint %s", (*sharded)->fingerprint);
+}
+
+static void
+test_sharded_equals_whole(void)
+{
+	Backbone   *whole,
+			   *sharded;
+	float		a[64],
+				b[64];
+
+	open_whole_and_sharded(&whole, &sharded);
 	if (whole != NULL && sharded != NULL)
 	{
 		embed_two(whole, a);
 		embed_two(sharded, b);
 		CHECK(whole->d_out * 2 <= 64 && memcmp(a, b, sizeof(float) * 2 * (size_t) whole->d_out) == 0,
 			  "sharded outputs differ");
-		CHECK(strcmp(whole->fingerprint, sharded->fingerprint) != 0 &&
-			  strlen(sharded->fingerprint) == 64, "fingerprint %s", sharded->fingerprint);
 	}
 	CHECK(backbone_uses_file(vf_tmp_dir, "model.safetensors.index.json"), "the index");
 	CHECK(backbone_uses_file(vf_tmp_dir, "model-00001-of-00002.safetensors") &&
@@ -105,7 +124,69 @@ test_sharded_equals_whole(void)
 	CHECK(!backbone_uses_file(vf_tmp_dir, "model-00003-of-00002.safetensors"), "not an unlisted file");
 	backbone_close(whole);
 	backbone_close(sharded);
-	safetensors_close(src);
+}
+
+#define T5_CANDS 2
+#define T5_CAND_LEN 4
+
+/* Log-likelihoods of two labels for each of two texts through a T5 bb's decoder. */
+static void
+label_scores_two(const Backbone *bb, float *scores)
+{
+	const char *texts[2] = {"sst2 sentence: a joy !", "sst2 sentence: dull and long"};
+	const char *labels[T5_CANDS] = {"positive", "negative"};
+	int32_t		ids[2 * 16],
+				cands[T5_CANDS * T5_CAND_LEN];
+	float		x[2 * 16 * 64];
+	uint8_t		mask[2 * 16];
+	BackboneRun *run = bb->ops->run_new(bb, 2, 16);
+	NnError		err;
+
+	CHECK(run != NULL && bb->d_embed <= 64, "run_new");
+	if (run == NULL || bb->d_embed > 64)
+		return;
+	for (int i = 0; i < 2 * 16; i++)
+		ids[i] = t5_pad_id(bb);
+	for (int i = 0; i < T5_CANDS * T5_CAND_LEN; i++)
+		cands[i] = t5_pad_id(bb);
+	for (int t = 0; t < 2; t++)
+		bb->ops->tokenize(bb, texts[t], strlen(texts[t]), ids + t * 16, 16);
+	for (int c = 0; c < T5_CANDS; c++)
+		bb->ops->tokenize(bb, labels[c], strlen(labels[c]), cands + c * T5_CAND_LEN, T5_CAND_LEN);
+	bb->ops->embed_tokens(bb, ids, 2 * 16, x, mask);
+	for (int i = 0; i < 2 * 16; i++)
+		mask[i] = ids[i] != t5_pad_id(bb);
+	CHECK(bb->ops->label_loglik(bb, run, x, mask, 2, 16, cands, T5_CANDS, T5_CAND_LEN, scores,
+								&err) == NN_OK, "%s", err.msg);
+	bb->ops->run_free(run);
+}
+
+/* The T5 fixture vf_src_dir split in two shards gives the same encoder and decoder outputs. */
+static void
+test_t5_sharded_equals_whole(void)
+{
+	Backbone   *whole,
+			   *sharded;
+	float		a[64],
+				b[64],
+				la[2 * T5_CANDS],
+				lb[2 * T5_CANDS];
+
+	open_whole_and_sharded(&whole, &sharded);
+	if (whole != NULL && sharded != NULL)
+	{
+		CHECK(t5_is(whole) && t5_is(sharded), "both open as T5");
+		embed_two(whole, a);
+		embed_two(sharded, b);
+		CHECK(whole->d_out * 2 <= 64 && memcmp(a, b, sizeof(float) * 2 * (size_t) whole->d_out) == 0,
+			  "sharded sentence vectors differ");
+		label_scores_two(whole, la);
+		label_scores_two(sharded, lb);
+		printf("# %s: log p(positive | text 0) %.6f whole, %.6f sharded\n", vf_src_dir, la[0], lb[0]);
+		CHECK(memcmp(la, lb, sizeof(la)) == 0, "sharded label log-likelihoods differ");
+	}
+	backbone_close(whole);
+	backbone_close(sharded);
 }
 
 /* Index text that must fail with want. */
@@ -171,5 +252,15 @@ main(void)
 	RUN_TEST(test_sharded_equals_whole);
 	RUN_TEST(test_bad_indexes);
 	vf_remove_tmp(shards);
+	for (int f = 0; f < 2; f++)
+	{
+		if (!vf_setup(f == 0 ? "t5-tiny-random" : "t5-v1_1-tiny-random", "/tmp/dept_shards_XXXXXX"))
+		{
+			printf("not ok - mkdtemp or the T5 fixture\n");
+			return 1;
+		}
+		RUN_TEST(test_t5_sharded_equals_whole);
+		vf_remove_tmp(shards);
+	}
 	return unit_finish();
 }

@@ -9,7 +9,8 @@
 # sidecar can be written) and the sidecar removed, a new backend converts
 # in private memory and still predicts the same; a truncated sidecar is
 # ignored and written again; the temporary files of a writer that died
-# are removed.  The user's model directory gets no file.
+# are removed.  The user's model directory gets no file.  The training
+# memory estimate counts the sidecar with the model's files.
 set -uo pipefail
 . "$(dirname "$0")/tap.bash"
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -74,6 +75,32 @@ ok $([ -n "$bf16_entry" ] && [ -f "$bf16_entry/model.safetensors.dept-f32" ]; ec
 ok $([ -n "$f32_entry" ] && [ ! -e "$f32_entry/model.safetensors.dept-f32" ]; echo $?) \
 	"the F32 model's copy has none"
 is "$(ls "$dir/bf16" | grep -c dept-f32)" "0" "nothing is written into the source directory"
+
+# dept.max_training_memory counts what the worker maps: a model's files, and for the BF16
+# one its float32 sidecar too; bfloat16 training adds the float32 weights once more
+model_files() {   # model_files MODEL PRECISION: "N MB of model files" of a refused run
+	psql -X -qAt -d $db -c "SET dept.max_training_memory = '1MB'" -c "SELECT dept_train('conv_reviews',
+		'label', 'body', adapter => 'conv_refused', method => 'probe',
+		options => '{\"model\": \"$1\", \"precision\": \"$2\"}')" 2>&1 |
+		grep -o '[0-9.]* [kMG]B of model files'
+}
+bytes_of() { stat -c %s "$@" | awk '{s += $1} END {print s}'; }
+as_estimate() {   # bytes as the estimate prints them, then " of model files"
+	python3 -c "import math, sys; b = float(sys.argv[1]);
+print(('%.1f MB' % (b / 1048576) if b >= 1048576 else '%.0f kB' % math.ceil(b / 1024)) + ' of model files')" "$1"
+}
+files=(config.json model.safetensors tokenizer.json vocab.txt)
+f32_files=$(cd "$dir/f32" && bytes_of "${files[@]}")
+bf16_files=$(cd "$dir/bf16" && bytes_of "${files[@]}")
+sidecar=$(bytes_of "$bf16_entry/model.safetensors.dept-f32")
+bf16_rest=$((bf16_files - $(bytes_of "$dir/bf16/model.safetensors")))
+is "$(model_files conv-f32 float32)" "$(as_estimate "$f32_files")" "an F32 model: its files"
+is "$(model_files conv-bf16 float32)" "$(as_estimate $((bf16_files + sidecar)))" \
+	"a BF16 model: its files and the float32 sidecar the worker maps ($sidecar bytes)"
+is "$(model_files conv-f32 bfloat16)" "$(as_estimate $((2 * f32_files)))" \
+	"an F32 model trained in bfloat16: its files twice"
+is "$(model_files conv-bf16 bfloat16)" "$(as_estimate $((bf16_files + 2 * sidecar + bf16_rest)))" \
+	"a BF16 model trained in bfloat16: its files, the sidecar, and the float32 weights again"
 
 for m in bf16 f32; do
 	sql $db "SELECT dept_train('conv_reviews', 'label', 'body', adapter => 'conv_$m', method => 'probe',

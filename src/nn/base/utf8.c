@@ -60,3 +60,13 @@ utf8_decode_next(const uint8_t *s, size_t len, size_t *pos, bool *valid)
 	}
 	return c;
 }
+
+bool
+utf8_valid(const uint8_t *s, size_t len)
+{
+	bool		valid = true;
+
+	for (size_t pos = 0; pos < len && valid;)
+		utf8_decode_next(s, len, &pos, &valid);
+	return valid;
+}

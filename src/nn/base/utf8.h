@@ -16,4 +16,7 @@
  */
 uint32_t	utf8_decode_next(const uint8_t *s, size_t len, size_t *pos, bool *valid);
 
+/* Whether s[0..len) is well-formed UTF-8 (utf8_decode_next finds no bad sequence). */
+bool		utf8_valid(const uint8_t *s, size_t len);
+
 #endif							/* DEPT_NN_UTF8_H */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats/hf_config.h"
+#define HF_HASH_MAX_BYTES (256L << 20)	/* larger files are left out of a fingerprint */
 
 /* path = dir/name if that file can be opened for reading */
 static bool
@@ -80,15 +80,38 @@ hf_bind_weight_bias(const Safetensors *st, const float **w, const float **b, con
 bool
 hf_hash_file(Sha256 *ctx, const char *dir, const char *name)
 {
+	enum
+	{
+		CHUNK = 1 << 18
+	};
 	char		path[4096];
-	size_t		len;
-	char	   *text;
+	FILE	   *f;
+	uint8_t    *buf;
+	long		size;
+	size_t		done = 0,
+				n;
+	Sha256		file = *ctx;
 
+	/* streamed through one small buffer: a 9 MB tokenizer.json costs no 9 MB of fresh pages */
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if ((text = hf_read_file(path, (size_t) 256 << 20, &len)) == NULL)
+	if ((f = fopen(path, "rb")) == NULL)
 		return false;
-	sha256_update(ctx, name, strlen(name) + 1);
-	sha256_update(ctx, text, len);
-	free(text);
+	buf = malloc(CHUNK);
+	if (buf == NULL || fseek(f, 0, SEEK_END) != 0 || (size = ftell(f)) < 0 ||
+		size > HF_HASH_MAX_BYTES || fseek(f, 0, SEEK_SET) != 0)
+		size = -1;
+	if (size >= 0)
+		sha256_update(&file, name, strlen(name) + 1);
+	while (size >= 0 && done < (size_t) size &&
+		   (n = fread(buf, 1, (size_t) size - done < CHUNK ? (size_t) size - done : CHUNK, f)) > 0)
+	{
+		sha256_update(&file, buf, n);
+		done += n;
+	}
+	free(buf);
+	fclose(f);
+	if (size < 0 || done != (size_t) size)
+		return false;
+	*ctx = file;
 	return true;
 }

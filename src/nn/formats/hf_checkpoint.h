@@ -51,7 +51,7 @@ NnStatus	hf_bind_weight_bias(const Safetensors *st, const float **w, const float
 								const char *prefix, const char *base, int out, int in,
 								bool has_bias, NnError *err);
 
-/* Hash name and the bytes of dir/name into ctx if it can be read; false otherwise. */
+/* Hash name and the bytes of dir/name into ctx if it can be read whole (at most 256 MiB); false otherwise. */
 bool		hf_hash_file(Sha256 *ctx, const char *dir, const char *name);
 
 #endif							/* DEPT_NN_HF_CHECKPOINT_H */

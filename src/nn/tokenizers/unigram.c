@@ -20,6 +20,7 @@
 #include <utf8proc.h>
 
 #include "tokenizers/tok_json.h"
+#include "base/utf8.h"
 
 #define HFU_UNK_PENALTY 10.0	/* tokenizers' K_UNK_PENALTY */
 #define HFU_MAX_PIECE_BYTES 4096
@@ -143,59 +144,15 @@ sanitize(const char *text, size_t len, size_t *out_len)
 	buf_reserve(&b, len);
 	while (i < len && !b.oom)
 	{
-		uint8_t		c = s[i];
-		int			need;
-		uint8_t		lo = 0x80,
-					hi = 0xBF;
-		size_t		j;
-		bool		ok = true;
+		size_t		start = i;
+		bool		valid;
 
-		if (c < 0x80)
-		{
-			buf_add(&b, s + i, 1);
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			need = 1;
-		else if (c >= 0xE0 && c <= 0xEF)
-		{
-			need = 2;
-			if (c == 0xE0)
-				lo = 0xA0;
-			if (c == 0xED)
-				hi = 0x9F;
-		}
-		else if (c >= 0xF0 && c <= 0xF4)
-		{
-			need = 3;
-			if (c == 0xF0)
-				lo = 0x90;
-			if (c == 0xF4)
-				hi = 0x8F;
-		}
-		else
-		{
-			buf_add(&b, "\xEF\xBF\xBD", 3);
-			i++;
-			continue;
-		}
-		j = i + 1;
-		for (int k = 0; k < need; k++, j++)
-		{
-			if (j >= len || s[j] < lo || s[j] > hi)
-			{
-				ok = false;
-				break;
-			}
-			lo = 0x80;
-			hi = 0xBF;
-		}
-		if (ok)
-			buf_add(&b, s + i, j - i);
+		/* a bad sequence stops before the byte that broke it, which is decoded afresh */
+		utf8_decode_next(s, len, &i, &valid);
+		if (valid)
+			buf_add(&b, s + start, i - start);
 		else
 			buf_add(&b, "\xEF\xBF\xBD", 3);
-		i = j;					/* an offending byte is decoded afresh */
 	}
 	return buf_take(&b, out_len);
 }
@@ -1391,51 +1348,11 @@ hf_unigram_free(HfUnigram *u)
 
 /* ---- loading ------------------------------------------------------------------------ */
 
-/*
- * Is s[0..len) valid UTF-8, i.e. would sanitize() give it back unchanged?
- * The same lead and continuation byte ranges, without the copy.
- */
+/* Is s[0..len) valid UTF-8, i.e. would sanitize() give it back unchanged? */
 static bool
 valid_utf8(const char *s, size_t len)
 {
-	const uint8_t *b = (const uint8_t *) s;
-
-	for (size_t i = 0; i < len;)
-	{
-		uint8_t		c = b[i];
-		int			need;
-		uint8_t		lo = 0x80,
-					hi = 0xBF;
-
-		if (c < 0x80)
-		{
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			need = 1;
-		else if (c >= 0xE0 && c <= 0xEF)
-		{
-			need = 2;
-			lo = c == 0xE0 ? 0xA0 : 0x80;
-			hi = c == 0xED ? 0x9F : 0xBF;
-		}
-		else if (c >= 0xF0 && c <= 0xF4)
-		{
-			need = 3;
-			lo = c == 0xF0 ? 0x90 : 0x80;
-			hi = c == 0xF4 ? 0x8F : 0xBF;
-		}
-		else
-			return false;
-		if ((size_t) need >= len - i)
-			return false;
-		for (int k = 1; k <= need; k++, lo = 0x80, hi = 0xBF)
-			if (b[i + k] < lo || b[i + k] > hi)
-				return false;
-		i += (size_t) need + 1;
-	}
-	return true;
+	return utf8_valid((const uint8_t *) s, len);
 }
 
 /* A JSON string's bytes (cJSON strings are NUL-terminated: no embedded NUL). */

@@ -3,7 +3,8 @@
  * t5.h).
  *
  * Load: config.json decides every shape (parse_config); each tensor is
- * bound by name with that exact shape from the mapped safetensors file, so
+ * bound by name with that exact shape from the mapped weights
+ * (model.safetensors or the shards of its index, hf_checkpoint.h), so
  * another or damaged checkpoint fails with NN_ERR_FORMAT naming the tensor.
  * Linear weights stay in PyTorch's (out, in) layout for linear_forward.
  *
@@ -47,6 +48,8 @@
 #include "tokenizers/unigram.h"
 #include "ops/gemm_bf16.h"
 #include "ops/kernels.h"
+#include "formats/hf_checkpoint.h"
+#include "formats/hf_config.h"
 #include "formats/safetensors.h"
 #include "base/arena.h"
 #include "base/sha256.h"
@@ -204,31 +207,6 @@ typedef struct T5Run
 
 /* ---- config --------------------------------------------------------------------- */
 
-/* Read a whole small file (NUL-terminated); NULL when unreadable or too big. */
-static char *
-read_file(const char *path, size_t max_bytes, size_t *len)
-{
-	FILE	   *f = fopen(path, "rb");
-	char	   *buf = NULL;
-	long		n;
-
-	if (f == NULL)
-		return NULL;
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || (size_t) n > max_bytes ||
-		fseek(f, 0, SEEK_SET) != 0 || (buf = malloc((size_t) n + 1)) == NULL ||
-		fread(buf, 1, (size_t) n, f) != (size_t) n)
-	{
-		free(buf);
-		fclose(f);
-		return NULL;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*len = (size_t) n;
-	return buf;
-}
-
-/* An integer field in [lo, hi]; absent: dflt (or an error when dflt < lo). */
 static NnStatus
 cfg_int(const cJSON *root, const char *key, int lo, int hi, int dflt, int *out, NnError *err)
 {
@@ -404,15 +382,6 @@ done:
 
 /* ---- weights -------------------------------------------------------------------- */
 
-static NnStatus
-bind(const Safetensors *st, const float **dst, const char *name, int ndim, int64_t d0,
-	 int64_t d1, NnError *err)
-{
-	int64_t		shape[2] = {d0, d1};
-
-	return safetensors_get_f32(st, name, ndim, shape, dst, err);
-}
-
 /* Bind "<prefix>.{q,k,v,o}.weight". */
 static NnStatus
 bind_attn(const T5 *m, T5Attn *a, const char *prefix, NnError *err)
@@ -425,10 +394,10 @@ bind_attn(const T5 *m, T5Attn *a, const char *prefix, NnError *err)
 	snprintf(n[1], sizeof(n[1]), "%s.k.weight", prefix);
 	snprintf(n[2], sizeof(n[2]), "%s.v.weight", prefix);
 	snprintf(n[3], sizeof(n[3]), "%s.o.weight", prefix);
-	if ((s = bind(m->st, &a->q, n[0], 2, c->inner, c->d, err)) ||
-		(s = bind(m->st, &a->k, n[1], 2, c->inner, c->d, err)) ||
-		(s = bind(m->st, &a->v, n[2], 2, c->inner, c->d, err)) ||
-		(s = bind(m->st, &a->o, n[3], 2, c->d, c->inner, err)))
+	if ((s = hf_bind(m->st, &a->q, "", n[0], 2, c->inner, c->d, err)) ||
+		(s = hf_bind(m->st, &a->k, "", n[1], 2, c->inner, c->d, err)) ||
+		(s = hf_bind(m->st, &a->v, "", n[2], 2, c->inner, c->d, err)) ||
+		(s = hf_bind(m->st, &a->o, "", n[3], 2, c->d, c->inner, err)))
 		return s;
 	return NN_OK;
 }
@@ -444,7 +413,7 @@ bind_block(const T5 *m, T5Block *b, const char *stack, int i, bool decoder, NnEr
 	NnStatus	s;
 
 	snprintf(name, sizeof(name), "%s.block.%d.layer.0.layer_norm.weight", stack, i);
-	if ((s = bind(m->st, &b->ln_self, name, 1, c->d, 0, err)))
+	if ((s = hf_bind(m->st, &b->ln_self, "", name, 1, c->d, 0, err)))
 		return s;
 	snprintf(pre, sizeof(pre), "%s.block.%d.layer.0.SelfAttention", stack, i);
 	if ((s = bind_attn(m, &b->self, pre, err)))
@@ -452,33 +421,33 @@ bind_block(const T5 *m, T5Block *b, const char *stack, int i, bool decoder, NnEr
 	if (decoder)
 	{
 		snprintf(name, sizeof(name), "%s.block.%d.layer.1.layer_norm.weight", stack, i);
-		if ((s = bind(m->st, &b->ln_cross, name, 1, c->d, 0, err)))
+		if ((s = hf_bind(m->st, &b->ln_cross, "", name, 1, c->d, 0, err)))
 			return s;
 		snprintf(pre, sizeof(pre), "%s.block.%d.layer.1.EncDecAttention", stack, i);
 		if ((s = bind_attn(m, &b->cross, pre, err)))
 			return s;
 	}
 	snprintf(name, sizeof(name), "%s.block.%d.layer.%d.layer_norm.weight", stack, i, ff);
-	if ((s = bind(m->st, &b->ln_ff, name, 1, c->d, 0, err)))
+	if ((s = hf_bind(m->st, &b->ln_ff, "", name, 1, c->d, 0, err)))
 		return s;
 	snprintf(pre, sizeof(pre), "%s.block.%d.layer.%d.DenseReluDense", stack, i, ff);
 	if (c->gated)
 	{
 		snprintf(name, sizeof(name), "%s.wi_0.weight", pre);
-		if ((s = bind(m->st, &b->wi, name, 2, c->F, c->d, err)))
+		if ((s = hf_bind(m->st, &b->wi, "", name, 2, c->F, c->d, err)))
 			return s;
 		snprintf(name, sizeof(name), "%s.wi_1.weight", pre);
-		if ((s = bind(m->st, &b->wi1, name, 2, c->F, c->d, err)))
+		if ((s = hf_bind(m->st, &b->wi1, "", name, 2, c->F, c->d, err)))
 			return s;
 	}
 	else
 	{
 		snprintf(name, sizeof(name), "%s.wi.weight", pre);
-		if ((s = bind(m->st, &b->wi, name, 2, c->F, c->d, err)))
+		if ((s = hf_bind(m->st, &b->wi, "", name, 2, c->F, c->d, err)))
 			return s;
 	}
 	snprintf(name, sizeof(name), "%s.wo.weight", pre);
-	return bind(m->st, &b->wo, name, 2, c->d, c->F, err);
+	return hf_bind(m->st, &b->wo, "", name, 2, c->d, c->F, err);
 }
 
 static NnStatus
@@ -487,20 +456,20 @@ bind_weights(T5 *m, NnError *err)
 	const T5Config *c = &m->c;
 	NnStatus	s;
 
-	if ((s = bind(m->st, &m->shared, "shared.weight", 2, c->vocab, c->d, err)) ||
-		(s = bind(m->st, &m->enc_bias,
+	if ((s = hf_bind(m->st, &m->shared, "", "shared.weight", 2, c->vocab, c->d, err)) ||
+		(s = hf_bind(m->st, &m->enc_bias, "",
 				  "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 2,
 				  c->num_buckets, c->NH, err)) ||
-		(s = bind(m->st, &m->dec_bias,
+		(s = hf_bind(m->st, &m->dec_bias, "",
 				  "decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", 2,
 				  c->num_buckets, c->NH, err)) ||
-		(s = bind(m->st, &m->enc_ln, "encoder.final_layer_norm.weight", 1, c->d, 0, err)) ||
-		(s = bind(m->st, &m->dec_ln, "decoder.final_layer_norm.weight", 1, c->d, 0, err)))
+		(s = hf_bind(m->st, &m->enc_ln, "", "encoder.final_layer_norm.weight", 1, c->d, 0, err)) ||
+		(s = hf_bind(m->st, &m->dec_ln, "", "decoder.final_layer_norm.weight", 1, c->d, 0, err)))
 		return s;
 	/* an untied head (v1.1, Flan) is its own tensor; a tied one is shared */
 	if (safetensors_find(m->st, "lm_head.weight") != NULL)
 	{
-		if ((s = bind(m->st, &m->head, "lm_head.weight", 2, c->vocab, c->d, err)))
+		if ((s = hf_bind(m->st, &m->head, "", "lm_head.weight", 2, c->vocab, c->d, err)))
 			return s;
 	}
 	else
@@ -1400,7 +1369,7 @@ fingerprint(const T5 *m, const char *cfg, size_t cfg_len, const char *dir, char 
 	sha256_update(&ctx, "t5", 3);
 	sha256_update(&ctx, cfg, cfg_len);
 	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
-	if ((tok = read_file(path, HFU_MAX_JSON_BYTES, &tlen)) != NULL)
+	if ((tok = hf_read_file(path, HFU_MAX_JSON_BYTES, &tlen)) != NULL)
 	{
 		sha256_update(&ctx, tok, tlen);
 		free(tok);
@@ -1431,7 +1400,7 @@ t5_open(Backbone **out, const char *dir, NnError *err)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a T5 model");
 	}
 	snprintf(path, sizeof(path), "%s/config.json", dir);
-	if ((cfg = read_file(path, T5_MAX_CONFIG_BYTES, &cfg_len)) == NULL)
+	if ((cfg = hf_read_file(path, T5_MAX_CONFIG_BYTES, &cfg_len)) == NULL)
 	{
 		s = nn_fail(err, NN_ERR_IO, "cannot read \"%s\"", path);
 		goto fail;
@@ -1445,8 +1414,7 @@ t5_open(Backbone **out, const char *dir, NnError *err)
 		s = nn_fail(err, NN_ERR_NOMEM, "out of memory opening a T5 model");
 		goto fail;
 	}
-	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	if ((s = safetensors_open(&m->st, path, err)) || (s = bind_weights(m, err)))
+	if ((s = hf_open_weights(&m->st, dir, err)) || (s = bind_weights(m, err)))
 		goto fail;
 	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
 	if ((s = hf_unigram_load(&m->tok, path, err)) != NN_OK)
