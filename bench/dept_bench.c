@@ -3,6 +3,9 @@
  * line on stdout, so that bench/report.py can set them beside the peers'.
  *
  *   dept-bench peak    [--threads T]                  the machine's sgemm GFLOP/s (2048^3)
+ *   dept-bench products [--threads T]                 each weight product the backbones run,
+ *                                                    ours (the kernel kernels.c picks) beside
+ *                                                    OpenBLAS's sgemm, GFLOP/s per shape
  *   dept-bench embed   --texts F [--batch B] [--threads T] [--limit N]
  *   dept-bench predict --texts F --method M [--batch B] [--threads T] [--limit N]
  *   dept-bench train   --texts F --method M [--batch B] [--steps N] [--threads T]
@@ -53,6 +56,7 @@
 #include "adapters/adapter.h"
 #include "models/backbone.h"
 #include "train/dataset.h"
+#include "ops/kernels.h"
 #include "ops/optim.h"
 #include "ops/blas.h"
 #include "train/train.h"
@@ -166,6 +170,91 @@ bench_peak(const BenchArgs *a)
 	free(x);
 	free(y);
 	free(z);
+	return 0;
+}
+
+/* Best GFLOP/s of 5 timings of reps calls of one product; hf: linear_forward, else matmul_forward. */
+static double
+product_gflops(bool ours, bool hf, float *out, const float *x, const float *w, const float *b,
+			   int N, int C, int OC, int reps)
+{
+	double		best = 0;
+
+	for (int t = 0; t < 5; t++)
+	{
+		double		t0 = now_seconds(),
+					gf;
+
+		for (int r = 0; r < reps; r++)
+		{
+			if (ours && hf)
+				linear_forward(out, x, w, b, N, C, OC, OC);
+			else if (ours)
+				matmul_forward(out, x, w, b, N, C, OC);
+			else
+			{
+				/* what the kernels did before their own products: the bias, then sgemm */
+				for (int n = 0; n < N; n++)
+					memcpy(out + (size_t) n * OC, b, sizeof(float) * OC);
+				nn_sgemm(CblasRowMajor, CblasNoTrans, hf ? CblasTrans : CblasNoTrans, N, OC, C,
+						 1.0f, x, C, w, hf ? C : OC, 1.0f, out, OC);
+			}
+		}
+		gf = 2.0 * N * C * OC * reps / (now_seconds() - t0) * 1e-9;
+		best = gf > best ? gf : best;
+	}
+	return best;
+}
+
+/*
+ * The weight products of the backbones at the row counts of their calls
+ * (1 to 32 rows: a sentence; 80: DePT's 60 prompt rows and a sentence;
+ * 640: a batch), in both layouts: Hugging Face's (out, in), linear_forward,
+ * and TensorFlow's (in, out) of use-lite, matmul_forward; ours beside
+ * OpenBLAS's sgemm (weights packed by it on every call) on the same data.
+ */
+static int
+bench_products(void)
+{
+	static const int rows[] = {1, 8, 20, 32, 48, 64, 80, 96, 128, 640};
+	static const int hf_shapes[][2] = {{384, 384}, {384, 1536}, {1536, 384}, {768, 768},
+	{768, 2304}, {768, 3072}, {3072, 768}, {512, 2048}, {2048, 512}};
+	static const int tf_shapes[][2] = {{512, 1536}, {512, 512}, {512, 2048}, {2048, 512},
+	{256, 768}, {1536, 512}};
+	const int	max = 3072 * 768;
+	float	   *x = malloc(sizeof(float) * 640 * 3072),
+			   *w = malloc(sizeof(float) * max),
+			   *b = malloc(sizeof(float) * 3072),
+			   *out = malloc(sizeof(float) * 640 * 3072);
+
+	for (int i = 0; i < max; i++)
+		w[i] = (float) (((long) i * 7919) % 2001 - 1000) * 1e-3f;
+	for (int i = 0; i < 640 * 3072; i++)
+		x[i] = (float) (((long) i * 104729) % 2001 - 1000) * 1e-3f;
+	for (int i = 0; i < 3072; i++)
+		b[i] = (float) (i % 13) * 0.01f;
+	for (int layout = 0; layout < 2; layout++)
+		for (int s = 0; s < (layout == 0 ? 9 : 6); s++)
+			for (int r = 0; r < 10; r++)
+			{
+				int			C = layout == 0 ? hf_shapes[s][0] : tf_shapes[s][0],
+							OC = layout == 0 ? hf_shapes[s][1] : tf_shapes[s][1],
+							N = rows[r];
+				int			reps = (int) (4e8 / (2.0 * N * C * OC)) + 1;
+				double		ours = product_gflops(true, layout == 0, out, x, w, b, N, C, OC, reps),
+							blas = product_gflops(false, layout == 0, out, x, w, b, N, C, OC, reps);
+
+				printf("{\"bench\": \"product\", \"layout\": \"%s\", \"rows\": %d, \"c\": %d, "
+					   "\"oc\": %d, \"ours_gflops\": %.1f, \"openblas_gflops\": %.1f, ",
+					   layout == 0 ? "out_in" : "in_out", N, C, OC, ours, blas);
+				print_blas();
+				printf("}\n");
+				fflush(stdout);
+			}
+	free(x);
+	free(w);
+	free(b);
+	free(out);
 	return 0;
 }
 
@@ -689,7 +778,7 @@ main(int argc, char **argv)
 
 	if (argc < 2)
 	{
-		fprintf(stderr, "usage: dept-bench peak|load|embed|predict|train|tokenize|vectors [options]\n");
+		fprintf(stderr, "usage: dept-bench peak|products|load|embed|predict|train|tokenize|vectors [options]\n");
 		return 2;
 	}
 	cmd = argv[1];
@@ -716,6 +805,8 @@ main(int argc, char **argv)
 		return bench_peak(&a);
 	if (strcmp(cmd, "load") == 0)
 		return bench_load(&a);
+	if (strcmp(cmd, "products") == 0)
+		return bench_products();
 	if (a.texts_path == NULL || a.batch < 1)
 	{
 		fprintf(stderr, "dept-bench: --texts FILE and --batch >= 1 are needed\n");

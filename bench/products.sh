@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# bench/products.sh: each weight product the backbones run, ours (the kernel
+# kernels.c picks for the shape: gemm_rows / gemm_rows_nt, else OpenBLAS)
+# beside OpenBLAS's sgemm on the same data, GFLOP/s, 1 thread, at the row
+# counts of the calls (1-32: a sentence; 80: DePT's 60 prompt rows and a
+# sentence; 640: a batch).  Both layouts: Hugging Face's (out, in)
+# (linear_forward) and use-lite's (in, out) (matmul_forward).  Each figure
+# is the best of 5 timings; the load average is printed, since other jobs
+# on the machine lower both columns.  About 10 s.  Writes
+# build/bench/products.jsonl and prints a markdown table.
+#
+#   bench/products.sh [REPEAT]    the best of REPEAT runs per figure (default 1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
+repeat=${1:-1}
+mkdir -p build/bench
+make -s dept-bench >/dev/null
+out=build/bench/products.jsonl
+: >"$out"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+for ((i = 0; i < repeat; i++)); do ./dept-bench products >>"$out"; done
+python3 - "$out" "$load_before" "$(cut -d' ' -f1-3 /proc/loadavg)" "$(git rev-parse --short HEAD)" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+best = {}
+for r in rows:
+    k = (r["layout"], r["c"], r["oc"], r["rows"])
+    o, b = best.get(k, (0, 0))
+    best[k] = (max(o, r["ours_gflops"]), max(b, r["openblas_gflops"]))
+counts = sorted({k[3] for k in best})
+print(f"Commit {sys.argv[4]}, OpenBLAS kernels {rows[0]['blas_core']}, 1 thread; "
+      f"load average {sys.argv[2]} before, {sys.argv[3]} after.\n")
+print("ours / OpenBLAS (ours GFLOP/s) by rows:\n")
+print("| layout | C x OC | " + " | ".join(str(n) for n in counts) + " |")
+print("| --- | --- | " + " | ".join("---:" for _ in counts) + " |")
+for layout in ("out_in", "in_out"):
+    for c, oc in sorted({(k[1], k[2]) for k in best if k[0] == layout}):
+        cells = []
+        for n in counts:
+            o, b = best[(layout, c, oc, n)]
+            cells.append(f"{o / b:.2f}x ({o:.0f})")
+        print(f"| {layout.replace('_', ', ')} | {c} x {oc} | " + " | ".join(cells) + " |")
+PY
