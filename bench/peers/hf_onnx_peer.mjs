@@ -79,6 +79,12 @@ function feedsOf(part) {
   };
 }
 
+// stdout may be a pipe: exit once the whole line is written (console.log then
+// process.exit cuts a pipe's output at 64 KiB)
+function emit(obj) {
+  process.stdout.write(JSON.stringify(obj) + "\n", () => process.exit(0));
+}
+
 function matrix(t, n) {
   const w = t.dims[1];
   const out = [];
@@ -89,41 +95,44 @@ function matrix(t, n) {
 if (cmd === "vectors" || cmd === "outputs-predict") {
   const part = rows.slice(0, batch);
   const out = await session.run(feedsOf(part));
-  console.log(JSON.stringify(cmd === "vectors" ? matrix(out.vectors, part.length)
-    : { probs: matrix(out.probs, part.length), vectors: matrix(out.vectors, part.length) }));
-  process.exit(0);
-}
-if (cmd !== "embed" && cmd !== "predict") {
-  console.error("hf_onnx_peer.mjs: unknown command " + cmd);
-  process.exit(2);
+  emit(cmd === "vectors" ? matrix(out.vectors, part.length)
+    : { probs: matrix(out.probs, part.length), vectors: matrix(out.vectors, part.length) });
+} else {
+  await bench();
 }
 
-const fetches = predictGraph ? ["probs"] : ["vectors"];
-const nWarm = Math.min(warmup, rows.length);
-for (let i = 0; i < nWarm; i += batch) {
-  await session.run(feedsOf(rows.slice(i, Math.min(i + batch, nWarm))), fetches);
+async function bench() {
+  if (cmd !== "embed" && cmd !== "predict") {
+    console.error("hf_onnx_peer.mjs: unknown command " + cmd);
+    process.exit(2);
+  }
+
+  const fetches = predictGraph ? ["probs"] : ["vectors"];
+  const nWarm = Math.min(warmup, rows.length);
+  for (let i = 0; i < nWarm; i += batch) {
+    await session.run(feedsOf(rows.slice(i, Math.min(i + batch, nWarm))), fetches);
+  }
+  const c0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < rows.length; i += batch) {
+    await session.run(feedsOf(rows.slice(i, i + batch)), fetches);
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cu = process.cpuUsage(c0);
+  const tokens = rows.reduce((s, r) => s + r.length, 0) + (predictGraph ? PROMPT_ROWS * rows.length : 0);
+  emit({
+    bench: cmd, method: predictGraph ? "dept" : "none", batch, texts: rows.length, tokens,
+    seconds: Number(seconds.toFixed(4)), cpu_seconds: Number(((cu.user + cu.system) / 1e6).toFixed(4)),
+    warmup_texts: nWarm,
+    texts_per_second: Number((rows.length / seconds).toFixed(2)),
+    tokens_per_second: Math.round(tokens / seconds),
+    open_ms: Number(open_ms.toFixed(1)),
+    peak_rss_kb: Math.round(process.resourceUsage().maxRSS),
+    peer: "onnxruntime", runtime: "onnxruntime-node " + ortVersion + " (CPU EP), node " + process.versions.node,
+    precision: "float32", threads, settings: {
+      intraOpNumThreads: settings.intraOpNumThreads, interOpNumThreads: settings.interOpNumThreads,
+      graphOptimizationLevel: settings.graphOptimizationLevel, executionMode: settings.executionMode,
+      executionProviders: "cpu",
+    },
+  });
 }
-const c0 = process.cpuUsage();
-const t0 = process.hrtime.bigint();
-for (let i = 0; i < rows.length; i += batch) {
-  await session.run(feedsOf(rows.slice(i, i + batch)), fetches);
-}
-const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-const cu = process.cpuUsage(c0);
-const tokens = rows.reduce((s, r) => s + r.length, 0) + (predictGraph ? PROMPT_ROWS * rows.length : 0);
-console.log(JSON.stringify({
-  bench: cmd, method: predictGraph ? "dept" : "none", batch, texts: rows.length, tokens,
-  seconds: Number(seconds.toFixed(4)), cpu_seconds: Number(((cu.user + cu.system) / 1e6).toFixed(4)),
-  warmup_texts: nWarm,
-  texts_per_second: Number((rows.length / seconds).toFixed(2)),
-  tokens_per_second: Math.round(tokens / seconds),
-  open_ms: Number(open_ms.toFixed(1)),
-  peak_rss_kb: Math.round(process.resourceUsage().maxRSS),
-  peer: "onnxruntime", runtime: "onnxruntime-node " + ortVersion + " (CPU EP), node " + process.versions.node,
-  precision: "float32", threads, settings: {
-    intraOpNumThreads: settings.intraOpNumThreads, interOpNumThreads: settings.interOpNumThreads,
-    graphOptimizationLevel: settings.graphOptimizationLevel, executionMode: settings.executionMode,
-    executionProviders: "cpu",
-  },
-}));
-process.exit(0);
