@@ -48,7 +48,9 @@
 # bench/models_onnx_results.jsonl.
 # Knobs: BENCH_THREADS ("1 2"), BENCH_PORT (5498), BENCH_TRAIN_STEPS, BENCH_TRAIN_BATCH,
 # BENCH_REPEAT (1; each embed/predict figure is run this many times, the engines
-# interleaved, and the tables take the best: raise it on a loaded machine).
+# interleaved, and the tables take the best: raise it on a loaded machine),
+# BENCH_APPEND=1 (add to the results file instead of starting it again: one model a run,
+# one report; each run writes its own machine lines with the load average).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 unset OPENBLAS_CORETYPE OPENBLAS_L2_SIZE
@@ -79,7 +81,7 @@ out=build/bench/models
 mkdir -p "$out"
 results=$out/results.jsonl
 [ $onnx_only = 0 ] || results=$out/onnx_results.jsonl
-: >"$results"
+[ "${BENCH_APPEND:-0}" = 1 ] || : >"$results"
 say() { echo "bench --models: $*" >&2; }
 record() { tee -a "$results" >&2; }
 peer=(/usr/bin/python3 bench/peers/hf_torch_peer.py)

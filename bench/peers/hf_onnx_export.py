@@ -9,7 +9,11 @@ python3-onnx and numpy.
   hf_onnx_export.py MODEL_DIR OUT_DIR [N_CLASSES] [--opset N]
 
 writes OUT_DIR/embed.onnx, OUT_DIR/predict.onnx and OUT_DIR/dept_adapter.npz
-(float32; opset 17 by default), both graphs with
+(float32; opset 17 by default; --opset 12 writes layer norms as torch.onnx did
+before 17 and axes as attributes, the form ONNX Runtime's C++ attention
+fusion was written for -- it fused no more of these graphs in onnxruntime-node
+1.30.0 than at 17: BiasGelu and FusedMatMul (the score scale), no Attention,
+no SkipLayerNormalization), both graphs with
 
   inputs   input_ids      (batch, seq) int64  token ids, padded (any id) past the text
            attention_mask (batch, seq) int64  1 at the text's tokens, 0 at padding
@@ -139,10 +143,12 @@ class Weights:
 
 
 class Graph:
-    """A small builder: nodes, initializers (each constant once), fresh names."""
+    """A small builder: nodes, initializers (each constant once), fresh names; the
+    ops whose form changed with the opset (axes as attributes before 13, Shape's
+    start/end from 15, LayerNormalization from 17) written for self.opset."""
 
-    def __init__(self):
-        self.nodes, self.inits, self.n, self.names = [], [], 0, set()
+    def __init__(self, opset):
+        self.nodes, self.inits, self.n, self.names, self.opset = [], [], 0, set(), opset
 
     def const(self, name, arr):
         if name not in self.names:
@@ -162,14 +168,36 @@ class Graph:
     def ints(self, name, v):
         return self.const(name, np.array(v, dtype=np.int64))
 
+    def unsqueeze(self, x, axis):
+        if self.opset < 13:
+            return self.op("Unsqueeze", [x], axes=[axis])
+        return self.op("Unsqueeze", [x, self.ints(f"axes_{axis}", [axis])])
+
+    def reduce_sum(self, x, axis, keepdims):
+        if self.opset < 13:
+            return self.op("ReduceSum", [x], axes=[axis], keepdims=keepdims)
+        return self.op("ReduceSum", [x, self.ints(f"axes_{axis}", [axis])], keepdims=keepdims)
+
+    def dim(self, x, i):
+        """x's dimension i as a 1-element int64 tensor."""
+        if self.opset >= 15:
+            return self.op("Shape", [x], start=i, end=i + 1)
+        return self.op("Slice", [self.op("Shape", [x]), self.ints(f"dim{i}", [i]), self.ints(f"dim{i + 1}", [i + 1])])
+
 
 def dense(g, x, wb, name):
     return g.op("Add", [g.op("MatMul", [x, g.const(name + ".weight", wb[0])]), g.const(name + ".bias", wb[1])])
 
 
 def layer_norm(g, x, sb, eps, name):
-    return g.op("LayerNormalization", [x, g.const(name + ".weight", sb[0]), g.const(name + ".bias", sb[1])],
-                axis=-1, epsilon=eps)
+    w, b = g.const(name + ".weight", sb[0]), g.const(name + ".bias", sb[1])
+    if g.opset >= 17:
+        return g.op("LayerNormalization", [x, w, b], axis=-1, epsilon=eps)
+    # as torch.onnx writes F.layer_norm before opset 17 (ONNX Runtime fuses it back)
+    d = g.op("Sub", [x, g.op("ReduceMean", [x], axes=[-1])])
+    var = g.op("ReduceMean", [g.op("Pow", [d, g.f("two", 2.0)])], axes=[-1])
+    y = g.op("Div", [d, g.op("Sqrt", [g.op("Add", [var, g.f(f"eps_{eps:g}", eps)])])])
+    return g.op("Add", [g.op("Mul", [y, w]), b])
 
 
 def gelu(g, x):
@@ -183,7 +211,7 @@ def encoder(g, w, x, maskf):
     H, heads = w.H, w.heads
     hs = H // heads
     # positions pos_offset .. pos_offset + T - 1, token type 0
-    T = g.op("Shape", [maskf], start=1, end=2)
+    T = g.dim(maskf, 1)
     start = g.ints("pos_start", [w.pos_offset])
     pos = g.op("Slice", [g.const("embeddings.position_embeddings", w.pos), start,
                          g.op("Add", [T, start]), g.ints("axis0", [0])])
@@ -193,7 +221,7 @@ def encoder(g, w, x, maskf):
     h = g.op("Add", [h, pos])
     h = layer_norm(g, h, w.emb_ln, w.eps, "embeddings.LayerNorm")
     # (B, 1, 1, T): (1 - mask) * -10000, BERT's extended attention mask
-    km = g.op("Unsqueeze", [g.op("Unsqueeze", [maskf, g.ints("axes1", [1])]), g.ints("axes2", [2])])
+    km = g.unsqueeze(g.unsqueeze(maskf, 1), 2)
     key_bias = g.op("Mul", [g.op("Sub", [g.f("one", 1.0), km]), g.f("neg10000", -10000.0)])
     split = g.ints("heads_shape", [0, 0, heads, hs])
     merge = g.ints("merge_shape", [0, 0, H])
@@ -215,10 +243,8 @@ def encoder(g, w, x, maskf):
     if w.pooling in ("pooler", "cls"):
         first = g.op("Gather", [h, g.const("row0", np.array(0, dtype=np.int64))], axis=1)    # (B, H)
         return g.op("Tanh", [dense(g, first, w.pooler, "pooler.dense")]) if w.pooler else first
-    axis1 = g.ints("axis1", [1])
-    total = g.op("ReduceSum", [g.op("Mul", [h, g.op("Unsqueeze", [maskf, g.ints("axes_m1", [-1])])]), axis1],
-                 keepdims=0)
-    count = g.op("Max", [g.op("ReduceSum", [maskf, axis1], keepdims=1), g.f("one", 1.0)])
+    total = g.reduce_sum(g.op("Mul", [h, g.unsqueeze(maskf, -1)]), 1, 0)
+    count = g.op("Max", [g.reduce_sum(maskf, 1, 1), g.f("one", 1.0)])
     return g.op("Div", [total, count])
 
 
@@ -263,7 +289,7 @@ def main():
     mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
 
     # embed: the pooled vector of the text
-    g = Graph()
+    g = Graph(opset)
     maskf = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
     e = g.op("Gather", [g.const("embeddings.word_embeddings", w.word), "input_ids"], axis=0)
     g.op("Identity", [encoder(g, w, e, maskf)], out="vectors")
@@ -272,12 +298,12 @@ def main():
 
     # predict: X = [P; E + (scale A B)[0:n]], mask [1; mask], the encoder, head, softmax
     ad = adapter_tensors(w, n_classes)
-    g = Graph()
+    g = Graph(opset)
     maskf = g.op("Cast", ["attention_mask"], to=TensorProto.FLOAT)
     e = g.op("Gather", [g.const("embeddings.word_embeddings", w.word), "input_ids"], axis=0)
-    e = g.op("Mul", [e, g.op("Unsqueeze", [maskf, g.ints("axes_m1", [-1])])])
-    n = g.op("Shape", ["attention_mask"], start=1, end=2)
-    batch = g.op("Shape", ["attention_mask"], start=0, end=1)
+    e = g.op("Mul", [e, g.unsqueeze(maskf, -1)])
+    n = g.dim("attention_mask", 1)
+    batch = g.dim("attention_mask", 0)
     e = g.op("Add", [e, g.op("Slice", [g.const("dept.AB", ad["AB"]), g.ints("zero1", [0]), n,
                                       g.ints("axis0", [0])])])
     prompt = g.op("Expand", [g.const("dept.P", ad["P"][None]),
