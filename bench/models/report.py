@@ -132,8 +132,8 @@ def no_avx(rows):
 def onnx_table(rows):
     """Ours beside ONNX Runtime (and PyTorch) on every embed/predict figure ORT ran, best of the repeats."""
     lines = ["| model | figure (float32), texts/s | threads | ours | ONNX Runtime | PyTorch | ours / ORT | "
-             "same, by CPU time | ours / PyTorch |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "same, by CPU time | ours / PyTorch | CPU ms a text: ours | ORT |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     keys = sorted({(r["model"], r["bench"], r["threads"], r["batch"], r["text_tokens"])
                    for r in find(rows, impl="onnxruntime") if r.get("bench") in ("embed", "predict")},
                   key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[1], k[2], k[3], k[4]))
@@ -145,8 +145,9 @@ def onnx_table(rows):
         v = lambda r: float(r["texts_per_second"]) if r else None
         cr = per_cpu(o) / per_cpu(x) if per_cpu(o) and per_cpu(x) else None
         what = f"{'embed' if bench == 'embed' else 'DePT predict'}, batch {b}, {tok} tokens"
+        ms = lambda r: f"{1e3 / per_cpu(r):.1f}" if per_cpu(r) else "–"
         lines.append(f"| {m} | {what} | {t} | {fmt(v(o))} | {fmt(v(x))} | {fmt(v(p))} | {ratio(v(o), v(x))} | "
-                     f"{'–' if cr is None else f'{cr:.2f}x'} | {ratio(v(o), v(p))} |")
+                     f"{'–' if cr is None else f'{cr:.2f}x'} | {ratio(v(o), v(p))} | {ms(o)} | {ms(x)} |")
     return "\n".join(lines) if len(lines) > 2 else ""
 
 
@@ -155,20 +156,43 @@ def onnx_notes(rows):
     x = find(rows, impl="onnxruntime")
     if x:
         st = x[-1].get("settings", {})
-        out.append(f"ONNX Runtime: {x[-1].get('runtime')}, session settings " +
-                   ", ".join(f"{k} {v}" for k, v in st.items()) + " (intraOpNumThreads = ours' threads).")
-    a = find(rows, bench="onnx_agreement")
+        out.append(f"ONNX Runtime: {x[-1].get('runtime')}, session settings intraOpNumThreads = ours' threads (" +
+                   " or ".join(str(t) for t in sorted({r["threads"] for r in x})) + "), " +
+                   ", ".join(f"{k} {v}" for k, v in st.items() if k != "intraOpNumThreads") + ".")
+    last = lambda rs: list({r["model"]: r for r in rs}.values())    # one a model: its last
+    a = last(find(rows, bench="onnx_agreement"))
     if a:
         out.append("ONNX Runtime's outputs (8 texts of 20 and 64 tokens, one padded batch), max |difference|: " +
                    "; ".join(f"{r['model']}: sentence vectors vs ours {r['embed_vs_ours_max_abs_diff']:.1e}, "
                              f"DePT-predict pooled vectors vs PyTorch peer (same adapter) "
                              f"{r['predict_vectors_vs_pytorch_max_abs_diff']:.1e}, probabilities "
                              f"{r['predict_probs_vs_pytorch_max_abs_diff']:.1e}" for r in a) + ".")
-    g = find(rows, bench="onnx_graph")
+    g = last(find(rows, bench="onnx_graph"))
     if g:
         out.append("ONNX Runtime's optimised embed graph (node counts): " + "; ".join(
             f"{r['model']}: " + ", ".join(f"{k} {v}" for k, v in r["ops"].items()) for r in g) + ".")
     return "\n\n".join(out)
+
+
+def run_list(rows):
+    """Each run of a results file built with BENCH_APPEND=1: its models, date, commit and load averages."""
+    out, cur = [], None
+    for r in rows:
+        if r.get("bench") == "machine":
+            cur = {"m": r, "models": [], "threads": set()}
+            out.append(cur)
+        elif cur is not None and r.get("bench") == "machine_end":
+            cur["end"] = r
+        elif cur is not None and r.get("impl") == "onnxruntime":
+            if r["model"] not in cur["models"]:
+                cur["models"].append(r["model"])
+            cur["threads"].add(r["threads"])
+    if len(out) < 2:
+        return ""
+    return "Runs: " + "; ".join(
+        f"{', '.join(c['models'])} at {' and '.join(str(t) for t in sorted(c['threads']))} thread(s), "
+        f"{c['m']['date']}, commit {c['m']['commit']}, load average {c['m']['loadavg_start']} -> "
+        f"{c.get('end', {}).get('loadavg_end', '?')}" for c in out) + "."
 
 
 def bf16_table(rows):
@@ -256,14 +280,14 @@ def machine(rows):
 
 
 def agreement(rows):
-    a = find(rows, bench="agreement")
+    a = list({r["model"]: r for r in find(rows, bench="agreement")}.values())
     return "Sentence vectors of the PyTorch peer against ours (8 texts, max |difference|): " + \
         ", ".join(f"{r['model']} {r['max_abs_diff']:.1e}" for r in a) + "." if a else ""
 
 
 def full(rows):
     if not find(rows, bench="train") and find(rows, impl="onnxruntime"):    # run.sh --onnx-only
-        return "\n\n".join(p for p in [machine(rows), agreement(rows), onnx_notes(rows),
+        return "\n\n".join(p for p in [machine(rows), run_list(rows), agreement(rows), onnx_notes(rows),
                                          "#### Ours beside ONNX Runtime and PyTorch", onnx_table(rows)] if p)
     parts = [machine(rows), agreement(rows), onnx_notes(rows), "#### Throughput, ours beside PyTorch", throughput(rows),
              "#### bfloat16 products, ours beside PyTorch's (1 thread)", bf16_table(rows),
