@@ -6,7 +6,10 @@ report.py: the markdown tables of bench/run --models from its results.jsonl.
   report.py RESULTS.jsonl --write FILE ...    also replace the text between
                                               <!-- models-table:begin --> and
                                               <!-- models-table:end --> in FILE
-                                              (README.md gets --short tables)
+                                              (README.md gets --short tables); the
+                                              results of run.sh --onnx-only go between
+                                              <!-- models-onnx-table:begin --> and
+                                              <!-- models-onnx-table:end --> instead
 """
 import json
 import os
@@ -286,7 +289,7 @@ def agreement(rows):
 
 
 def full(rows):
-    if not find(rows, bench="train") and find(rows, impl="onnxruntime"):    # run.sh --onnx-only
+    if onnx_only(rows):    # run.sh --onnx-only
         return "\n\n".join(p for p in [machine(rows), run_list(rows), agreement(rows), onnx_notes(rows),
                                          "#### Ours beside ONNX Runtime and PyTorch", onnx_table(rows)] if p)
     parts = [machine(rows), agreement(rows), onnx_notes(rows), "#### Throughput, ours beside PyTorch", throughput(rows),
@@ -308,9 +311,13 @@ def short(rows):
     return "\n\n".join(parts)
 
 
-def write(path, text):
+def onnx_only(rows):
+    return not find(rows, bench="train") and bool(find(rows, impl="onnxruntime"))
+
+
+def write(path, text, tag="models-table"):
     s = open(path).read()
-    b, e = "<!-- models-table:begin -->", "<!-- models-table:end -->"
+    b, e = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
     if b not in s or e not in s:
         raise SystemExit(f"{path}: no {b} ... {e} markers")
     head, rest = s.split(b, 1)
@@ -324,6 +331,9 @@ def main():
     args = sys.argv[2:]
     if args and args[0] == "--write":
         for path in args[1:]:
+            if onnx_only(rows):
+                write(path, full(rows), "models-onnx-table")
+                continue
             top = os.path.basename(path) == "README.md" and \
                 os.path.basename(os.path.dirname(os.path.abspath(path))) != "bench"
             write(path, short(rows) if top else full(rows))
