@@ -6,7 +6,10 @@ report.py: the markdown tables of bench/run --models from its results.jsonl.
   report.py RESULTS.jsonl --write FILE ...    also replace the text between
                                               <!-- models-table:begin --> and
                                               <!-- models-table:end --> in FILE
-                                              (README.md gets --short tables)
+                                              (README.md gets --short tables); the
+                                              results of run.sh --onnx-only go between
+                                              <!-- models-onnx-table:begin --> and
+                                              <!-- models-onnx-table:end --> instead
 """
 import json
 import os
@@ -29,6 +32,11 @@ def find(rows, **kw):
 def one(rows, key, **kw):
     hits = find(rows, **kw)
     return hits[-1][key] if hits else None
+
+
+def best(rows, key):
+    """The best of repeated runs of one figure (bench/models/run.sh BENCH_REPEAT): the largest key."""
+    return max(rows, key=lambda r: float(r[key])) if rows else None
 
 
 def fmt(v, nd=1):
@@ -58,14 +66,23 @@ def throughput(rows, short=False):
     if short:
         metrics = [("embed", 32, 64), ("predict", 1, 20), ("train", None, 20)]
         threads = threads[:1]
+    has_ort = bool(find(rows, impl="onnxruntime"))
     head = "| model | figure (float32) |"
     sep = "| --- | --- |"
     for t in threads:
         head += f" ours, {t} thr | PyTorch, {t} thr | ours / PyTorch | same, by CPU time |"
         sep += " ---: | ---: | ---: | ---: |"
+        if has_ort:
+            head += f" ONNX Runtime, {t} thr | ours / ORT |"
+            sep += " ---: | ---: |"
     lines = [head, sep]
     for m in names:
         for bench, batch, tok in metrics:
+            kw0 = dict(bench=bench, model=m, text_tokens=tok, precision="float32")
+            if batch:
+                kw0["batch"] = batch
+            if not find(rows, impl="ours", **kw0):
+                continue
             if bench == "train":
                 tb = one(rows, "batch", bench="train", model=m, impl="ours")
                 label = f"DePT train step, batch {tb}, {tok}-token texts: tokens/s"
@@ -78,16 +95,20 @@ def throughput(rows, short=False):
                 kw = dict(bench=bench, model=m, threads=t, text_tokens=tok, precision="float32")
                 if batch:
                     kw["batch"] = batch
-                a = [r for r in find(rows, impl="ours", **kw) if not r.get("no_avx512")]
-                b = [r for r in find(rows, impl="pytorch", **kw) if not r.get("no_avx512")]
+                a = best([r for r in find(rows, impl="ours", **kw) if not r.get("no_avx512")], key)
+                b = best([r for r in find(rows, impl="pytorch", **kw) if not r.get("no_avx512")], key)
+                x = best(find(rows, impl="onnxruntime", **kw), key)
                 # the CPU-time ratio: (work / ours' CPU s) / (work / PyTorch's CPU s)
                 per_cpu = lambda r: float(r[key]) * r["seconds"] / r["cpu_seconds"] if r.get("cpu_seconds") else None
                 cr = None
-                if a and b and per_cpu(a[-1]) and per_cpu(b[-1]):
-                    cr = per_cpu(a[-1]) / per_cpu(b[-1])
-                a = float(a[-1][key]) if a else None
-                b = float(b[-1][key]) if b else None
+                if a and b and per_cpu(a) and per_cpu(b):
+                    cr = per_cpu(a) / per_cpu(b)
+                a = float(a[key]) if a else None
+                b = float(b[key]) if b else None
+                x = float(x[key]) if x else None
                 line += f" {fmt(a)} | {fmt(b)} | {ratio(a, b)} | {'–' if cr is None else f'{cr:.2f}x'} |"
+                if has_ort:
+                    line += f" {fmt(x)} | {ratio(a, x)} |"
             lines.append(line)
     return "\n".join(lines)
 
@@ -109,6 +130,72 @@ def no_avx(rows):
                          f"{fmt(pick('pytorch', False))} | {fmt(pick('pytorch', True))} | "
                          f"{fmt(pick('pytorch', False, 'bfloat16'))} |")
     return "\n".join(lines)
+
+
+def onnx_table(rows):
+    """Ours beside ONNX Runtime (and PyTorch) on every embed/predict figure ORT ran, best of the repeats."""
+    lines = ["| model | figure (float32), texts/s | threads | ours | ONNX Runtime | PyTorch | ours / ORT | "
+             "same, by CPU time | ours / PyTorch | CPU ms a text: ours | ORT |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    keys = sorted({(r["model"], r["bench"], r["threads"], r["batch"], r["text_tokens"])
+                   for r in find(rows, impl="onnxruntime") if r.get("bench") in ("embed", "predict")},
+                  key=lambda k: (ORDER.index(k[0]) if k[0] in ORDER else 99, k[1], k[2], k[3], k[4]))
+    per_cpu = lambda r: r["texts"] / r["cpu_seconds"] if r and r.get("cpu_seconds") else None
+    for m, bench, t, b, tok in keys:
+        kw = dict(bench=bench, model=m, threads=t, batch=b, text_tokens=tok, precision="float32")
+        o, x, p = (best([r for r in find(rows, impl=i, **kw) if not r.get("no_avx512")], "texts_per_second")
+                   for i in ("ours", "onnxruntime", "pytorch"))
+        v = lambda r: float(r["texts_per_second"]) if r else None
+        cr = per_cpu(o) / per_cpu(x) if per_cpu(o) and per_cpu(x) else None
+        what = f"{'embed' if bench == 'embed' else 'DePT predict'}, batch {b}, {tok} tokens"
+        ms = lambda r: f"{1e3 / per_cpu(r):.1f}" if per_cpu(r) else "–"
+        lines.append(f"| {m} | {what} | {t} | {fmt(v(o))} | {fmt(v(x))} | {fmt(v(p))} | {ratio(v(o), v(x))} | "
+                     f"{'–' if cr is None else f'{cr:.2f}x'} | {ratio(v(o), v(p))} | {ms(o)} | {ms(x)} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def onnx_notes(rows):
+    out = []
+    x = find(rows, impl="onnxruntime")
+    if x:
+        st = x[-1].get("settings", {})
+        out.append(f"ONNX Runtime: {x[-1].get('runtime')}, session settings intraOpNumThreads = ours' threads (" +
+                   " or ".join(str(t) for t in sorted({r["threads"] for r in x})) + "), " +
+                   ", ".join(f"{k} {v}" for k, v in st.items() if k != "intraOpNumThreads") + ".")
+    last = lambda rs: list({r["model"]: r for r in rs}.values())    # one a model: its last
+    a = last(find(rows, bench="onnx_agreement"))
+    if a:
+        out.append("ONNX Runtime's outputs (8 texts of 20 and 64 tokens, one padded batch), max |difference|: " +
+                   "; ".join(f"{r['model']}: sentence vectors vs ours {r['embed_vs_ours_max_abs_diff']:.1e}, "
+                             f"DePT-predict pooled vectors vs PyTorch peer (same adapter) "
+                             f"{r['predict_vectors_vs_pytorch_max_abs_diff']:.1e}, probabilities "
+                             f"{r['predict_probs_vs_pytorch_max_abs_diff']:.1e}" for r in a) + ".")
+    g = last(find(rows, bench="onnx_graph"))
+    if g:
+        out.append("ONNX Runtime's optimised embed graph (node counts): " + "; ".join(
+            f"{r['model']}: " + ", ".join(f"{k} {v}" for k, v in r["ops"].items()) for r in g) + ".")
+    return "\n\n".join(out)
+
+
+def run_list(rows):
+    """Each run of a results file built with BENCH_APPEND=1: its models, date, commit and load averages."""
+    out, cur = [], None
+    for r in rows:
+        if r.get("bench") == "machine":
+            cur = {"m": r, "models": [], "threads": set()}
+            out.append(cur)
+        elif cur is not None and r.get("bench") == "machine_end":
+            cur["end"] = r
+        elif cur is not None and r.get("impl") == "onnxruntime":
+            if r["model"] not in cur["models"]:
+                cur["models"].append(r["model"])
+            cur["threads"].add(r["threads"])
+    if len(out) < 2:
+        return ""
+    return "Runs: " + "; ".join(
+        f"{', '.join(c['models'])} at {' and '.join(str(t) for t in sorted(c['threads']))} thread(s), "
+        f"{c['m']['date']}, commit {c['m']['commit']}, load average {c['m']['loadavg_start']} -> "
+        f"{c.get('end', {}).get('loadavg_end', '?')}" for c in out) + "."
 
 
 def bf16_table(rows):
@@ -189,19 +276,23 @@ def machine(rows):
     if not m:
         return ""
     m = m[-1]
+    ort = f", onnxruntime-node {m['onnxruntime']}" if m.get("onnxruntime") not in (None, "none") else ""
     return (f"Machine: {m['cpu']}, {m['cores']} cores, OpenBLAS {m['openblas']} ({m['blas_core']} kernels), "
-            f"PyTorch {m['torch']}; {m['date']}, commit {m['commit']}; load average (1/5/15 min) "
+            f"PyTorch {m['torch']}{ort}; {m['date']}, commit {m['commit']}; load average (1/5/15 min) "
             f"{m['loadavg_start']} at the start, {e[-1]['loadavg_end'] if e else '?'} at the end.")
 
 
 def agreement(rows):
-    a = find(rows, bench="agreement")
+    a = list({r["model"]: r for r in find(rows, bench="agreement")}.values())
     return "Sentence vectors of the PyTorch peer against ours (8 texts, max |difference|): " + \
         ", ".join(f"{r['model']} {r['max_abs_diff']:.1e}" for r in a) + "." if a else ""
 
 
 def full(rows):
-    parts = [machine(rows), agreement(rows), "#### Throughput, ours beside PyTorch", throughput(rows),
+    if onnx_only(rows):    # run.sh --onnx-only
+        return "\n\n".join(p for p in [machine(rows), run_list(rows), agreement(rows), onnx_notes(rows),
+                                         "#### Ours beside ONNX Runtime and PyTorch", onnx_table(rows)] if p)
+    parts = [machine(rows), agreement(rows), onnx_notes(rows), "#### Throughput, ours beside PyTorch", throughput(rows),
              "#### bfloat16 products, ours beside PyTorch's (1 thread)", bf16_table(rows),
              "#### Without AVX-512, and PyTorch's bfloat16 (1 thread)", no_avx(rows),
              "#### Load, first call and memory", load_table(rows)]
@@ -220,9 +311,13 @@ def short(rows):
     return "\n\n".join(parts)
 
 
-def write(path, text):
+def onnx_only(rows):
+    return not find(rows, bench="train") and bool(find(rows, impl="onnxruntime"))
+
+
+def write(path, text, tag="models-table"):
     s = open(path).read()
-    b, e = "<!-- models-table:begin -->", "<!-- models-table:end -->"
+    b, e = f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
     if b not in s or e not in s:
         raise SystemExit(f"{path}: no {b} ... {e} markers")
     head, rest = s.split(b, 1)
@@ -236,6 +331,9 @@ def main():
     args = sys.argv[2:]
     if args and args[0] == "--write":
         for path in args[1:]:
+            if onnx_only(rows):
+                write(path, full(rows), "models-onnx-table")
+                continue
             top = os.path.basename(path) == "README.md" and \
                 os.path.basename(os.path.dirname(os.path.abspath(path))) != "bench"
             write(path, short(rows) if top else full(rows))
