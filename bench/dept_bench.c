@@ -173,10 +173,15 @@ bench_peak(const BenchArgs *a)
 	return 0;
 }
 
-/* Best GFLOP/s of 5 timings of reps calls of one product; hf: linear_forward, else matmul_forward. */
+/*
+ * Best GFLOP/s of 5 timings of reps calls of one product, the weight taken
+ * in turn from copies consecutive copies (w, w + C * OC, ...): with 16 copies
+ * of the larger shapes the weights come from memory, not the cache, as a
+ * real model's do.  hf: linear_forward, else matmul_forward.
+ */
 static double
 product_gflops(bool ours, bool hf, float *out, const float *x, const float *w, const float *b,
-			   int N, int C, int OC, int reps)
+			   int N, int C, int OC, int reps, int copies)
 {
 	double		best = 0;
 
@@ -187,17 +192,19 @@ product_gflops(bool ours, bool hf, float *out, const float *x, const float *w, c
 
 		for (int r = 0; r < reps; r++)
 		{
+			const float *wr = w + (size_t) (r % copies) * C * OC;
+
 			if (ours && hf)
-				linear_forward(out, x, w, b, N, C, OC, OC);
+				linear_forward(out, x, wr, b, N, C, OC, OC);
 			else if (ours)
-				matmul_forward(out, x, w, b, N, C, OC);
+				matmul_forward(out, x, wr, b, N, C, OC);
 			else
 			{
 				/* what the kernels did before their own products: the bias, then sgemm */
 				for (int n = 0; n < N; n++)
 					memcpy(out + (size_t) n * OC, b, sizeof(float) * OC);
 				nn_sgemm(CblasRowMajor, CblasNoTrans, hf ? CblasTrans : CblasNoTrans, N, OC, C,
-						 1.0f, x, C, w, hf ? C : OC, 1.0f, out, OC);
+						 1.0f, x, C, wr, hf ? C : OC, 1.0f, out, OC);
 			}
 		}
 		gf = 2.0 * N * C * OC * reps / (now_seconds() - t0) * 1e-9;
@@ -212,45 +219,52 @@ product_gflops(bool ours, bool hf, float *out, const float *x, const float *w, c
  * 640: a batch), in both layouts: Hugging Face's (out, in), linear_forward,
  * and TensorFlow's (in, out) of use-lite, matmul_forward; ours beside
  * OpenBLAS's sgemm (weights packed by it on every call) on the same data.
+ * "warm": one weight, in the cache after the first call; "cold": 16 copies
+ * taken in turn (75 to 150 MB), so each call reads its weight from memory.
  */
 static int
 bench_products(void)
 {
-	static const int rows[] = {1, 8, 20, 32, 48, 64, 80, 96, 128, 640};
+	static const int rows[] = {1, 2, 4, 8, 20, 32, 48, 64, 80, 96, 128, 640};
 	static const int hf_shapes[][2] = {{384, 384}, {384, 1536}, {1536, 384}, {768, 768},
 	{768, 2304}, {768, 3072}, {3072, 768}, {512, 2048}, {2048, 512}};
 	static const int tf_shapes[][2] = {{512, 1536}, {512, 512}, {512, 2048}, {2048, 512},
 	{256, 768}, {1536, 512}};
-	const int	max = 3072 * 768;
+	const size_t max = (size_t) 16 * 3072 * 768;
 	float	   *x = malloc(sizeof(float) * 640 * 3072),
 			   *w = malloc(sizeof(float) * max),
 			   *b = malloc(sizeof(float) * 3072),
 			   *out = malloc(sizeof(float) * 640 * 3072);
 
-	for (int i = 0; i < max; i++)
-		w[i] = (float) (((long) i * 7919) % 2001 - 1000) * 1e-3f;
+	for (size_t i = 0; i < max; i++)
+		w[i] = (float) ((long) (i * 7919 % 2001) - 1000) * 1e-3f;
 	for (int i = 0; i < 640 * 3072; i++)
 		x[i] = (float) (((long) i * 104729) % 2001 - 1000) * 1e-3f;
 	for (int i = 0; i < 3072; i++)
 		b[i] = (float) (i % 13) * 0.01f;
-	for (int layout = 0; layout < 2; layout++)
-		for (int s = 0; s < (layout == 0 ? 9 : 6); s++)
-			for (int r = 0; r < 10; r++)
-			{
-				int			C = layout == 0 ? hf_shapes[s][0] : tf_shapes[s][0],
-							OC = layout == 0 ? hf_shapes[s][1] : tf_shapes[s][1],
-							N = rows[r];
-				int			reps = (int) (4e8 / (2.0 * N * C * OC)) + 1;
-				double		ours = product_gflops(true, layout == 0, out, x, w, b, N, C, OC, reps),
-							blas = product_gflops(false, layout == 0, out, x, w, b, N, C, OC, reps);
+	for (int cold = 0; cold < 2; cold++)
+		for (int layout = 0; layout < 2; layout++)
+			for (int s = 0; s < (layout == 0 ? 9 : 6); s++)
+				for (int r = 0; r < 12; r++)
+				{
+					int			C = layout == 0 ? hf_shapes[s][0] : tf_shapes[s][0],
+								OC = layout == 0 ? hf_shapes[s][1] : tf_shapes[s][1],
+								N = rows[r],
+								copies = cold ? 16 : 1;
+					int			reps = (int) (2e8 / (2.0 * N * C * OC)) + copies;
+					double		ours = product_gflops(true, layout == 0, out, x, w, b, N, C, OC,
+													  reps, copies),
+								blas = product_gflops(false, layout == 0, out, x, w, b, N, C, OC,
+													  reps, copies);
 
-				printf("{\"bench\": \"product\", \"layout\": \"%s\", \"rows\": %d, \"c\": %d, "
-					   "\"oc\": %d, \"ours_gflops\": %.1f, \"openblas_gflops\": %.1f, ",
-					   layout == 0 ? "out_in" : "in_out", N, C, OC, ours, blas);
-				print_blas();
-				printf("}\n");
-				fflush(stdout);
-			}
+					printf("{\"bench\": \"product\", \"weights\": \"%s\", \"layout\": \"%s\", "
+						   "\"rows\": %d, \"c\": %d, \"oc\": %d, \"ours_gflops\": %.1f, "
+						   "\"openblas_gflops\": %.1f, ", cold ? "cold" : "warm",
+						   layout == 0 ? "out_in" : "in_out", N, C, OC, ours, blas);
+					print_blas();
+					printf("}\n");
+					fflush(stdout);
+				}
 	free(x);
 	free(w);
 	free(b);

@@ -4,9 +4,11 @@
 # beside OpenBLAS's sgemm on the same data, GFLOP/s, 1 thread, at the row
 # counts of the calls (1-32: a sentence; 80: DePT's 60 prompt rows and a
 # sentence; 640: a batch).  Both layouts: Hugging Face's (out, in)
-# (linear_forward) and use-lite's (in, out) (matmul_forward).  Each figure
-# is the best of 5 timings; the load average is printed, since other jobs
-# on the machine lower both columns.  About 10 s.  Writes
+# (linear_forward) and use-lite's (in, out) (matmul_forward).  Twice: with
+# "warm" weights (one copy, in the cache after the first call) and "cold"
+# ones (16 copies taken in turn, read from memory as a real model's are).
+# Each figure is the best of 5 timings; the load average is printed, since
+# other jobs on the machine lower both columns.  About 40 s.  Writes
 # build/bench/products.jsonl and prints a markdown table.
 #
 #   bench/products.sh [REPEAT]    the best of REPEAT runs per figure (default 1)
@@ -25,20 +27,21 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
 best = {}
 for r in rows:
-    k = (r["layout"], r["c"], r["oc"], r["rows"])
+    k = (r["weights"], r["layout"], r["c"], r["oc"], r["rows"])
     o, b = best.get(k, (0, 0))
     best[k] = (max(o, r["ours_gflops"]), max(b, r["openblas_gflops"]))
-counts = sorted({k[3] for k in best})
+counts = sorted({k[4] for k in best})
 print(f"Commit {sys.argv[4]}, OpenBLAS kernels {rows[0]['blas_core']}, 1 thread; "
       f"load average {sys.argv[2]} before, {sys.argv[3]} after.\n")
 print("ours / OpenBLAS (ours GFLOP/s) by rows:\n")
-print("| layout | C x OC | " + " | ".join(str(n) for n in counts) + " |")
-print("| --- | --- | " + " | ".join("---:" for _ in counts) + " |")
-for layout in ("out_in", "in_out"):
-    for c, oc in sorted({(k[1], k[2]) for k in best if k[0] == layout}):
-        cells = []
-        for n in counts:
-            o, b = best[(layout, c, oc, n)]
-            cells.append(f"{o / b:.2f}x ({o:.0f})")
-        print(f"| {layout.replace('_', ', ')} | {c} x {oc} | " + " | ".join(cells) + " |")
+print("| weights | layout | C x OC | " + " | ".join(str(n) for n in counts) + " |")
+print("| --- | --- | --- | " + " | ".join("---:" for _ in counts) + " |")
+for weights in ("cold", "warm"):
+    for layout in ("out_in", "in_out"):
+        for c, oc in sorted({(k[2], k[3]) for k in best if k[:2] == (weights, layout)}):
+            cells = []
+            for n in counts:
+                o, b = best[(weights, layout, c, oc, n)]
+                cells.append(f"{o / b:.2f}x ({o:.0f})")
+            print(f"| {weights} | {layout.replace('_', ', ')} | {c} x {oc} | " + " | ".join(cells) + " |")
 PY

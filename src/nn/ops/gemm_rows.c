@@ -20,7 +20,7 @@
 #define GEMM_ROWS_PREFETCH 8
 #define NT_ROWS 4				/* gemm_rows_nt's register block: 4 rows x 4 columns */
 #define NT_COLS 4
-#define NT_DOTS_MAX_N 24		/* above, the broadcast form (measured: dots win at 20 rows, lose at 32) */
+#define NT_DOTS_MAX_N 2		/* above, the broadcast form (gemm_rows.h) */
 #define BC_WEIGHT_ROWS 8		/* the broadcast form's block: 8 weight rows x 48 input rows */
 #define BC_PANEL 48
 
@@ -196,7 +196,7 @@ nt_column_blocks(void *ctx, int begin, int end)
 }
 
 /*
- * The broadcast form of out = inp @ W^T for 25..96 rows (gemm_rows.h):
+ * The broadcast form of out = inp @ W^T for 3..96 rows (gemm_rows.h):
  * W's rows are read where they lie, one value of each of 8 rows broadcast
  * per k, against 16-row vectors of the input, transposed once per call
  * into panels of 48 rows (xt[k * width + i] = inp[n0 + i][k]).  8 x 3

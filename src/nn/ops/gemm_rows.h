@@ -46,18 +46,19 @@ void		gemm_rows(float *out, const float *inp, const float *W, const float *bias,
 /*
  * The same for a weight in the Hugging Face (out, in) layout, W (OC, C):
  * out (N, OC; rows ldo apart) = inp (N, C) @ W^T + bias, with no copy of
- * the weight.  Up to 24 rows each output is a dot product of two
+ * the weight.  For 1 or 2 rows each output is a dot product of two
  * contiguous rows, computed in 16-lane vectors over k for a block of 4
- * rows by 4 columns and summed across lanes at the end.  From 25 rows (and
+ * rows by 4 columns and summed across lanes at the end.  From 3 rows (and
  * OC a multiple of 8) the input is transposed once per call into panels of
- * 48 rows, and 8 rows of W are read where they lie, one value of each
- * broadcast per k against 16-row vectors: 24 accumulators of out^T, 3 + 8
- * loads per 24 multiply-adds, each output one sum over k in order.
- * OpenBLAS instead packs the whole weight on every call.  Measured on one
- * thread (bench: load 3.4-3.8), GFLOP/s, ours against OpenBLAS's:
- * 32 x 768 x 3072 173 vs 104, 80 x 768 x 768 186 vs 152, 80 x 3072 x 768
- * 121 vs 103, 128 rows about even (0.94-1.18x); dots at 20 rows 126 vs
- * 104 for the broadcast form.
+ * 48 rows (16 and 32 for the last), and 8 rows of W are read where they
+ * lie, one value of each broadcast per k against 16-row vectors: 24
+ * accumulators of out^T, 3 + 8 loads per 24 multiply-adds, each output one
+ * sum over k in order.  OpenBLAS instead packs the whole weight on every
+ * call.  bench/products.sh, 1 thread, weights read from memory as a model's
+ * are ("cold"), the nine BERT/T5 shapes, ours / OpenBLAS (load 2.2): 1 row
+ * 0.91-3.4x, 4 to 8 rows 1.16-1.78x, 20 rows 1.12-1.46x (93-115 GFLOP/s;
+ * the dot products gave 60-73 there), 32 rows 1.47-1.72x, 80 rows
+ * 1.20-1.42x, 96 rows 1.05-1.25x, 128 rows even.
  */
 #define GEMM_ROWS_NT_MAX_N 96
 
