@@ -55,39 +55,15 @@ graph optimisations fuse what they can, as they would for a user's export.
 """
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from safetensors_np import read_safetensors
+
 M_PROMPT, BUDGET, S_MAX, ALPHA = 60, 100, 128, 8.0
-
-
-def read_safetensors(path):
-    """name -> float32 numpy array (F32, BF16 or F16 tensors)."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
-    base = 8 + n
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        raw = mm[base + a:base + b]
-        if t["dtype"] == "F32":
-            arr = raw.view("<f4")
-        elif t["dtype"] == "BF16":
-            arr = (raw.view("<u2").astype(np.uint32) << 16).view(np.float32)
-        elif t["dtype"] == "F16":
-            arr = raw.view("<f2").astype(np.float32)
-        else:
-            raise SystemExit(f"{name}: dtype {t['dtype']}")
-        out[name] = np.asarray(arr, dtype=np.float32).reshape(t["shape"])
-    return out
 
 
 class Weights:

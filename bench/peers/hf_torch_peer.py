@@ -43,7 +43,6 @@ import json
 import math
 import os
 import resource
-import struct
 import sys
 import time
 
@@ -57,6 +56,8 @@ if "OPENBLAS_NUM_THREADS" not in os.environ:
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from safetensors_np import read_safetensors as read_safetensors_np
 
 M_PROMPT, BUDGET, S_MAX, ALPHA = 60, 100, 128, 8.0
 
@@ -72,31 +73,13 @@ def rss_kb():
 
 
 def read_safetensors(path):
-    """name -> float32 tensor; F32 tensors are views of a read-only memory map (no copy)."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-    mm = np.memmap(path, dtype=np.uint8, mode="r")
-    base = 8 + n
+    """name -> float32 tensor over safetensors_np's arrays (F32 ones without a copy)."""
+    import warnings
     out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        raw = mm[base + a:base + b]
-        if t["dtype"] == "F32":
-            arr = raw.view("<f4").reshape(t["shape"])
-        elif t["dtype"] in ("BF16", "F16"):
-            u16 = raw.view("<u2").reshape(t["shape"])
-            arr = (u16.astype(np.uint32) << 16).view(np.float32) if t["dtype"] == "BF16" else \
-                u16.view(np.float16).astype(np.float32)
-        else:
-            raise SystemExit(f"{name}: dtype {t['dtype']}")
-        with np.errstate(all="ignore"):
-            import warnings
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                out[name] = torch.from_numpy(arr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")    # torch warns that the memory map is read-only
+        for name, arr in read_safetensors_np(path).items():
+            out[name] = torch.from_numpy(arr)
     return out
 
 
