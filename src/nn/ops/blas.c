@@ -150,6 +150,15 @@ nn_blas_setup(int threads)
 	nn_parallel_set_threads(threads);
 }
 
+void
+nn_blas_single_threaded(bool single)
+{
+	int			want = single ? 1 : atomic_load(&openblas.threads);
+
+	if (atomic_load(&openblas.loaded) && want > 0 && openblas.get_num_threads() != want)
+		openblas.set_num_threads(want);
+}
+
 const char *
 nn_blas_core(void)
 {

@@ -15,8 +15,23 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "ops/gemm_bf16.h"
 #include "ops/gemm_rows.h"
+
+/*
+ * Row-wise kernels split their rows over the helper pool (parallel.h) when
+ * dept.threads > 1 and a call has at least this many floats; below, a
+ * hand-off costs more than it saves.  Every row is computed by one thread
+ * with the same arithmetic, so results do not depend on the thread count.
+ */
+#define PARALLEL_MIN_FLOATS 65536
+
+static int
+parts_for(double floats)
+{
+	return floats < PARALLEL_MIN_FLOATS ? 1 : nn_parallel_threads();
+}
 
 /*
  * Set N rows of out (ld apart) to bias and return 1, the beta under which
@@ -101,34 +116,98 @@ residual_backward(float *da, float *db, const float *dout, size_t N)
 	}
 }
 
-void
-layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
-				  const float *weight, const float *bias, int N, int C, float eps)
+/* One layer norm call, shared by its parts (parallel.h). */
+typedef struct LayernormJob
 {
-	for (int i = 0; i < N; i++)
+	float	   *out,
+			   *dinp,
+			   *mean,
+			   *rstd;
+	const float *inp,
+			   *dout,
+			   *weight,
+			   *bias,
+			   *mean_in,
+			   *rstd_in;
+	int			C;
+	float		eps;
+} LayernormJob;
+
+static void
+layernorm_forward_rows(void *ctx, int begin, int end)
+{
+	const LayernormJob *j = ctx;
+	int			C = j->C;
+
+	for (int i = begin; i < end; i++)
 	{
-		const float *x = inp + (size_t) i * C;
-		float	   *o = out + (size_t) i * C;
+		const float *x = j->inp + (size_t) i * C;
+		float	   *o = j->out + (size_t) i * C;
 		float		m = 0.0f,
 					v = 0.0f,
 					s;
 
-		for (int j = 0; j < C; j++)
-			m += x[j];
+		for (int k = 0; k < C; k++)
+			m += x[k];
 		m /= (float) C;
-		for (int j = 0; j < C; j++)
+		for (int k = 0; k < C; k++)
 		{
-			float		d = x[j] - m;
+			float		d = x[k] - m;
 
 			v += d * d;
 		}
 		v /= (float) C;
-		s = 1.0f / sqrtf(v + eps);
+		s = 1.0f / sqrtf(v + j->eps);
 		/* TF: (weight * rstd) * (x - mean) + bias */
-		for (int j = 0; j < C; j++)
-			o[j] = (weight[j] * s) * (x[j] - m) + bias[j];
-		mean[i] = m;
-		rstd[i] = s;
+		for (int k = 0; k < C; k++)
+			o[k] = (j->weight[k] * s) * (x[k] - m) + j->bias[k];
+		j->mean[i] = m;
+		j->rstd[i] = s;
+	}
+}
+
+void
+layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
+				  const float *weight, const float *bias, int N, int C, float eps)
+{
+	LayernormJob job = {.out = out, .mean = mean, .rstd = rstd, .inp = inp, .weight = weight,
+	.bias = bias, .C = C, .eps = eps};
+
+	nn_parallel_for(layernorm_forward_rows, &job, N, parts_for((double) N * C));
+}
+
+static void
+layernorm_backward_rows(void *ctx, int begin, int end)
+{
+	const LayernormJob *j = ctx;
+	int			C = j->C;
+
+	for (int i = begin; i < end; i++)
+	{
+		const float *x = j->inp + (size_t) i * C;
+		const float *dy = j->dout + (size_t) i * C;
+		float	   *dx = j->dinp + (size_t) i * C;
+		float		m = j->mean_in[i],
+					s = j->rstd_in[i],
+					g_mean = 0.0f,
+					gx_mean = 0.0f;
+
+		/* the two row means of the standard formula (llm.c layernorm_backward) */
+		for (int k = 0; k < C; k++)
+		{
+			float		g = j->weight[k] * dy[k];
+
+			g_mean += g;
+			gx_mean += g * ((x[k] - m) * s);
+		}
+		g_mean /= (float) C;
+		gx_mean /= (float) C;
+		for (int k = 0; k < C; k++)
+		{
+			float		xhat = (x[k] - m) * s;
+
+			dx[k] += s * (j->weight[k] * dy[k] - g_mean - xhat * gx_mean);
+		}
 	}
 }
 
@@ -136,33 +215,10 @@ void
 layernorm_backward(float *dinp, const float *dout, const float *inp,
 				   const float *weight, const float *mean, const float *rstd, int N, int C)
 {
-	for (int i = 0; i < N; i++)
-	{
-		const float *x = inp + (size_t) i * C;
-		const float *dy = dout + (size_t) i * C;
-		float	   *dx = dinp + (size_t) i * C;
-		float		m = mean[i],
-					s = rstd[i],
-					g_mean = 0.0f,
-					gx_mean = 0.0f;
+	LayernormJob job = {.dinp = dinp, .inp = inp, .dout = dout, .weight = weight,
+	.mean_in = mean, .rstd_in = rstd, .C = C};
 
-		/* the two row means of the standard formula (llm.c layernorm_backward) */
-		for (int j = 0; j < C; j++)
-		{
-			float		g = weight[j] * dy[j];
-
-			g_mean += g;
-			gx_mean += g * ((x[j] - m) * s);
-		}
-		g_mean /= (float) C;
-		gx_mean /= (float) C;
-		for (int j = 0; j < C; j++)
-		{
-			float		xhat = (x[j] - m) * s;
-
-			dx[j] += s * (weight[j] * dy[j] - g_mean - xhat * gx_mean);
-		}
-	}
+	nn_parallel_for(layernorm_backward_rows, &job, N, parts_for((double) N * C));
 }
 
 size_t
@@ -186,45 +242,95 @@ attention_forward(float *out, float *att, const float *qkv,
 	attention_tail_forward(out, att, qkv, offsets, B, C, NH, scale, 0);
 }
 
+/* One attention call, shared by its parts: unit b * NH + h is head h of sequence b. */
+typedef struct AttentionJob
+{
+	float	   *out,
+			   *att;
+	const float *qkv;
+	const int  *offsets;
+	int			C,
+				NH,
+				skip;
+	float		scale;
+} AttentionJob;
+
+/* Query rows of sequence b (its last n_b - skip), 0 when none. */
+static int
+query_rows(const AttentionJob *j, int b)
+{
+	int			n = j->offsets[b + 1] - j->offsets[b];
+
+	return n > 0 && n - j->skip > 0 ? n - j->skip : 0;
+}
+
+/* One head of one sequence: p (nq x n) = softmax(scale q k^T), its rows of out = p v. */
+static void
+attention_unit(const AttentionJob *j, int b, int h, size_t att_start, size_t out_row, float *kt)
+{
+	int			C = j->C,
+				C3 = 3 * C,
+				hs = C / j->NH;
+	int			o = j->offsets[b],
+				n = j->offsets[b + 1] - o,
+				nq = query_rows(j, b);
+	const float *k = j->qkv + (size_t) o * C3 + C + (size_t) h * hs;
+	const float *v = k + C;
+	const float *q = k - C + (size_t) (n - nq) * C3;
+	float	   *p = j->att + att_start + (size_t) h * nq * n;
+	float	   *dst = j->out + out_row * C + (size_t) h * hs;
+
+	if (nq == n && attention_head_forward(dst, C, p, q, k, v, C3, n, hs, j->scale, kt))
+		return;
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hs,
+			 j->scale, q, C3, k, C3, 0.0f, p, n);
+	softmax_rows(p, nq, n);
+	nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, n,
+			 1.0f, p, n, v, C3, 0.0f, dst, C);
+}
+
+/* The units [begin, end), finding where each sequence's probabilities and rows start. */
+static void
+attention_units(void *ctx, int begin, int end)
+{
+	const AttentionJob *j = ctx;
+	float		kt[ATTENTION_HEAD_MAX_HS * ATTENTION_HEAD_MAX_N];	/* 32 kB */
+	size_t		att_start = 0,
+				out_row = 0;
+	int			b = 0;
+
+	for (int u = begin; u < end; u++)
+	{
+		for (; b < u / j->NH; b++)
+		{
+			int			nq = query_rows(j, b);
+
+			att_start += (size_t) j->NH * nq * (j->offsets[b + 1] - j->offsets[b]);
+			out_row += (size_t) nq;
+		}
+		if (query_rows(j, b) > 0)
+			attention_unit(j, b, u % j->NH, att_start, out_row, kt);
+	}
+}
+
+/*
+ * The (sequence, head) units split over the helper pool when dept.threads >
+ * 1, OpenBLAS then running each small product on its caller's thread; each
+ * unit is computed as on one thread, so the results are the same.
+ */
 void
 attention_tail_forward(float *out, float *att, const float *qkv,
 					   const int *offsets, int B, int C, int NH, float scale, int skip)
 {
-	int			hs = C / NH;
-	int			C3 = 3 * C;
-	float	   *a = att;
-	size_t		first_out = 0;	/* sequence b's first row of out */
-	float		kt[ATTENTION_HEAD_MAX_HS * ATTENTION_HEAD_MAX_N];	/* 32 kB */
+	AttentionJob job = {out, att, qkv, offsets, C, NH, skip, scale};
+	double		work = (double) attention_cache_size(offsets, B, NH) * (C / NH);
+	int			parts = B * NH > 1 ? parts_for(work / 16) : 1;
 
-	for (int b = 0; b < B; b++)
-	{
-		int			o = offsets[b];
-		int			n = offsets[b + 1] - o;
-		int			nq = n - skip;	/* the query rows: the sequence's last nq */
-
-		if (n <= 0 || nq <= 0)
-			continue;
-		for (int h = 0; h < NH; h++)
-		{
-			const float *k = qkv + (size_t) o * C3 + C + (size_t) h * hs;
-			const float *v = k + C;
-			const float *q = k - C + (size_t) (n - nq) * C3;
-			float	   *p = a + (size_t) h * nq * n;
-			float	   *dst = out + first_out * C + (size_t) h * hs;
-
-			if (nq == n && attention_head_forward(dst, C, p, q, k, v, C3, n, hs, scale, kt))
-				continue;
-			/* p (nq x n) = scale * q k^T, then softmax over keys */
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, nq, n, hs,
-					 scale, q, C3, k, C3, 0.0f, p, n);
-			softmax_rows(p, nq, n);
-			/* out rows of this head (nq x hs, stride C) = p v */
-			nn_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, nq, hs, n,
-					 1.0f, p, n, v, C3, 0.0f, dst, C);
-		}
-		a += (size_t) NH * nq * n;
-		first_out += (size_t) nq;
-	}
+	if (parts > 1)
+		nn_blas_single_threaded(true);
+	nn_parallel_for(attention_units, &job, B * NH, parts);
+	if (parts > 1)
+		nn_blas_single_threaded(false);
 }
 
 void

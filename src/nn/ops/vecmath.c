@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/parallel.h"
 #include "ops/blas.h"
 
 #define VEC_INLINE static inline __attribute__((always_inline))
@@ -289,8 +290,8 @@ vec_isa(void)
 	return (VecIsa) isa;
 }
 
-void
-gelu_forward(float *out, const float *inp, size_t N)
+static void
+gelu_forward_isa(float *out, const float *inp, size_t N)
 {
 	switch (vec_isa())
 	{
@@ -305,8 +306,8 @@ gelu_forward(float *out, const float *inp, size_t N)
 	}
 }
 
-void
-gelu_backward(float *dinp, const float *dout, const float *inp, size_t N)
+static void
+gelu_backward_isa(float *dinp, const float *dout, const float *inp, size_t N)
 {
 	switch (vec_isa())
 	{
@@ -319,6 +320,60 @@ gelu_backward(float *dinp, const float *dout, const float *inp, size_t N)
 		default:
 			gelu_backward_base(dinp, dout, inp, N);
 	}
+}
+
+/*
+ * GELU over chunks of this many values split over the helper pool when
+ * dept.threads > 1 and there are at least 4 chunks; each value is computed
+ * alone, so the thread count changes nothing in the results.
+ */
+#define GELU_CHUNK 16384
+
+typedef struct GeluJob
+{
+	float	   *out;
+	const float *dout,
+			   *inp;
+	size_t		N;
+} GeluJob;
+
+static void
+gelu_chunks(void *ctx, int begin, int end)
+{
+	const GeluJob *j = ctx;
+	size_t		first = (size_t) begin * GELU_CHUNK,
+				last = (size_t) end * GELU_CHUNK < j->N ? (size_t) end * GELU_CHUNK : j->N;
+
+	if (j->dout)
+		gelu_backward_isa(j->out + first, j->dout + first, j->inp + first, last - first);
+	else
+		gelu_forward_isa(j->out + first, j->inp + first, last - first);
+}
+
+static void
+gelu_split(float *out, const float *dout, const float *inp, size_t N)
+{
+	GeluJob		job = {out, dout, inp, N};
+	size_t		chunks = (N + GELU_CHUNK - 1) / GELU_CHUNK;
+
+	if (chunks < 4 || chunks > (size_t) 1 << 30)
+	{
+		gelu_chunks(&job, 0, (int) ((N + GELU_CHUNK - 1) / GELU_CHUNK));
+		return;
+	}
+	nn_parallel_for(gelu_chunks, &job, (int) chunks, nn_parallel_threads());
+}
+
+void
+gelu_forward(float *out, const float *inp, size_t N)
+{
+	gelu_split(out, NULL, inp, N);
+}
+
+void
+gelu_backward(float *dinp, const float *dout, const float *inp, size_t N)
+{
+	gelu_split(dinp, dout, inp, N);
 }
 
 void
