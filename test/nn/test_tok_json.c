@@ -90,6 +90,37 @@ test_members_and_strings(void)
 	CHECK(tok_json_next(&it, &k, &v) == 0, "end");
 }
 
+/* tok_json_vocab reads {"token": id} of plain strings and ids, and nothing else. */
+static void
+test_vocab_lists(void)
+{
+	static const char *const refused[] = {
+		"{\"\\u0041\": 1}", "{\"a\": 5.0}", "{\"a\": -1}", "{\"a\": 01}", "{\"a\": 1000}",
+		"{\"a\": \"1\"}", "[\"a\", 1]"};
+	const char *json = "{\"a\": 0, \"b\\n\\\"c\": 999, \"\": 7}";
+	TokJsonVocab v;
+	TokJsonSpan span;
+	char		arena[64],
+			   *at = arena;
+
+	CHECK(tok_json_root(json, strlen(json), &span) &&
+		  tok_json_vocab(json, span, 999, &v, &at), "vocab refused");
+	CHECK(v.n == 3 && strcmp(v.strs[0], "a") == 0 && v.lens[0] == 1 && v.ids[0] == 0 &&
+		  strcmp(v.strs[1], "b\n\"c") == 0 && v.lens[1] == 4 && v.ids[1] == 999 &&
+		  strcmp(v.strs[2], "") == 0 && v.lens[2] == 0 && v.ids[2] == 7,
+		  "vocab read as %d entries", v.n);
+	CHECK(at <= arena + (span.end - span.start), "arena past the span's length");
+	tok_json_vocab_free(&v);
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+	{
+		at = arena;
+		span.start = 0;
+		span.end = strlen(refused[i]);
+		CHECK(!tok_json_vocab(refused[i], span, 999, &v, &at) && v.n == 0 && v.strs == NULL,
+			  "took %s", refused[i]);
+	}
+}
+
 static char *
 read_fixture(const char *name, size_t *len)
 {
@@ -410,6 +441,7 @@ main(void)
 {
 	RUN_TEST(test_recogniser);
 	RUN_TEST(test_members_and_strings);
+	RUN_TEST(test_vocab_lists);
 	RUN_TEST(test_bpe_paths_agree);
 	RUN_TEST(test_unigram_paths_agree);
 	RUN_TEST(test_wordpiece_paths_agree);

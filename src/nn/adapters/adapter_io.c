@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/utf8.h"
+
 _Static_assert(sizeof(float) == sizeof(uint32_t), "float must be IEEE-754 binary32");
 
 /* Header field offsets (the table in adapter_io.h). */
@@ -119,49 +121,22 @@ adapter_io_crc32(const uint8_t *buf, size_t len)
 /* ---- strings ------------------------------------------------------------- */
 
 /*
- * Strict UTF-8 (Unicode Table 3-7): no overlong forms, no surrogates,
- * nothing past U+10FFFF, and no NUL (names become C strings).  Returns
- * the offset of the first bad byte, or n when s is valid.
+ * Strict UTF-8 (utf8.h: no overlong forms, no surrogates, nothing past
+ * U+10FFFF) and no NUL (names become C strings).  Returns the offset of the
+ * first byte of the first bad sequence, or n when s is valid.
  */
 static size_t
 utf8_invalid_at(const uint8_t *s, size_t n)
 {
-	size_t		i = 0;
+	size_t		pos = 0,
+				start;
+	bool		valid = true;
 
-	while (i < n)
+	while (pos < n)
 	{
-		uint8_t		c = s[i];
-		int			extra;
-		uint8_t		lo = 0x80,
-					hi = 0xBF;
-
-		if (c >= 0x01 && c <= 0x7F)
-		{
-			i++;
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-			extra = 1;
-		else if (c >= 0xE0 && c <= 0xEF)
-		{
-			extra = 2;
-			lo = c == 0xE0 ? 0xA0 : 0x80;
-			hi = c == 0xED ? 0x9F : 0xBF;
-		}
-		else if (c >= 0xF0 && c <= 0xF4)
-		{
-			extra = 3;
-			lo = c == 0xF0 ? 0x90 : 0x80;
-			hi = c == 0xF4 ? 0x8F : 0xBF;
-		}
-		else
-			return i;
-		if ((size_t) extra > n - i - 1 || s[i + 1] < lo || s[i + 1] > hi)
-			return i;
-		for (int k = 2; k <= extra; k++)
-			if (s[i + k] < 0x80 || s[i + k] > 0xBF)
-				return i;
-		i += 1 + extra;
+		start = pos;
+		if (utf8_decode_next(s, n, &pos, &valid) == 0 || !valid)
+			return start;
 	}
 	return n;
 }

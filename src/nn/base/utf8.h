@@ -1,5 +1,6 @@
 /*
- * utf8.h: WHATWG UTF-8 decoding shared by the tokenizers.
+ * utf8.h: WHATWG UTF-8 decoding, shared by the tokenizers and the adapter
+ * format's check of its class names.
  */
 #ifndef DEPT_NN_UTF8_H
 #define DEPT_NN_UTF8_H

@@ -101,7 +101,7 @@ hf_hash_file(Sha256 *ctx, const char *dir, const char *name)
 		size > HF_HASH_MAX_BYTES || fseek(f, 0, SEEK_SET) != 0)
 		size = -1;
 	if (size >= 0)
-		sha256_update(&file, name, strlen(name) + 1);
+		hf_hash_bytes(&file, name, NULL, 0);
 	while (size >= 0 && done < (size_t) size &&
 		   (n = fread(buf, 1, (size_t) size - done < CHUNK ? (size_t) size - done : CHUNK, f)) > 0)
 	{
@@ -114,4 +114,12 @@ hf_hash_file(Sha256 *ctx, const char *dir, const char *name)
 		return false;
 	*ctx = file;
 	return true;
+}
+
+void
+hf_hash_bytes(Sha256 *ctx, const char *name, const void *bytes, size_t len)
+{
+	sha256_update(ctx, name, strlen(name) + 1);
+	if (len > 0)
+		sha256_update(ctx, bytes, len);
 }

@@ -54,4 +54,10 @@ NnStatus	hf_bind_weight_bias(const Safetensors *st, const float **w, const float
 /* Hash name and the bytes of dir/name into ctx if it can be read whole (at most 256 MiB); false otherwise. */
 bool		hf_hash_file(Sha256 *ctx, const char *dir, const char *name);
 
+/*
+ * Hash name and bytes into ctx exactly as hf_hash_file hashes a file of that
+ * name and content, for a file the caller has already read.
+ */
+void		hf_hash_bytes(Sha256 *ctx, const char *name, const void *bytes, size_t len);
+
 #endif							/* DEPT_NN_HF_CHECKPOINT_H */

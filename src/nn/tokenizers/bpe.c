@@ -168,10 +168,8 @@ typedef struct BpeMergeText
 
 typedef struct BpeLists
 {
-	int			n_vocab,
-				n_merges;
-	const char **vocab;
-	int32_t    *ids;
+	TokJsonVocab vocab;
+	int			n_merges;
 	BpeMergeText *merges;
 	bool		merges_array;	/* merges was an array */
 	char	   *arena;			/* the fast path's decoded strings */
@@ -180,8 +178,7 @@ typedef struct BpeLists
 static void
 lists_free(BpeLists *l)
 {
-	free(l->vocab);
-	free(l->ids);
+	tok_json_vocab_free(&l->vocab);
 	free(l->merges);
 	free(l->arena);
 }
@@ -192,12 +189,14 @@ vocab_from_tree(BpeLists *l, const cJSON *vocab, NnError *err)
 {
 	const cJSON *v;
 	int			n = cJSON_GetArraySize(vocab);
+	TokJsonVocab *tv = &l->vocab;
 
 	if (!cJSON_IsObject(vocab))
 		return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: BPE vocab is not an object");
-	l->vocab = malloc(sizeof(char *) * (size_t) (n > 0 ? n : 1));
-	l->ids = malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
-	if (l->vocab == NULL || l->ids == NULL)
+	tv->strs = malloc(sizeof(char *) * (size_t) (n > 0 ? n : 1));
+	tv->lens = malloc(sizeof(size_t) * (size_t) (n > 0 ? n : 1));
+	tv->ids = malloc(sizeof(int32_t) * (size_t) (n > 0 ? n : 1));
+	if (tv->strs == NULL || tv->lens == NULL || tv->ids == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
 	cJSON_ArrayForEach(v, vocab)
 	{
@@ -205,8 +204,9 @@ vocab_from_tree(BpeLists *l, const cJSON *vocab, NnError *err)
 			v->valuedouble != (double) (int32_t) v->valuedouble || v->string == NULL)
 			return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: a BPE vocab id is not in 0..%d",
 						   BPE_MAX_ID);
-		l->vocab[l->n_vocab] = v->string;
-		l->ids[l->n_vocab++] = v->valueint;
+		tv->strs[tv->n] = v->string;
+		tv->lens[tv->n] = strlen(v->string);
+		tv->ids[tv->n++] = v->valueint;
 	}
 	return NN_OK;
 }
@@ -245,11 +245,11 @@ parse_vocab(Bpe *bpe, const BpeLists *l, const cJSON *added, NnError *err)
 {
 	const cJSON *v;
 	int			max_id = -1,
-				n = l->n_vocab;
+				n = l->vocab.n;
 	NnStatus	s;
 
-	for (int i = 0; i < l->n_vocab; i++)
-		max_id = l->ids[i] > max_id ? l->ids[i] : max_id;
+	for (int i = 0; i < l->vocab.n; i++)
+		max_id = l->vocab.ids[i] > max_id ? l->vocab.ids[i] : max_id;
 	cJSON_ArrayForEach(v, added)
 	{
 		const cJSON *id = item(v, "id");
@@ -269,8 +269,8 @@ parse_vocab(Bpe *bpe, const BpeLists *l, const cJSON *added, NnError *err)
 	if (bpe->token == NULL || bpe->slots == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
 	memset(bpe->slots, 0xff, sizeof(int32_t) * (bpe->smask + 1));
-	for (int i = 0; i < l->n_vocab; i++)
-		if ((s = add_token(bpe, l->vocab[i], l->ids[i], err)) != NN_OK)
+	for (int i = 0; i < l->vocab.n; i++)
+		if ((s = add_token(bpe, l->vocab.strs[i], l->vocab.ids[i], err)) != NN_OK)
 			return s;
 	return NN_OK;
 }
@@ -472,40 +472,6 @@ grow(void **arr, int n, int *cap, size_t size)
 	return true;
 }
 
-/* The fast path's vocab: {"token": id, ...} with plain strings and ids. */
-static bool
-vocab_from_text(BpeLists *l, const char *json, TokJsonSpan vocab, char **arena)
-{
-	TokJsonIter it;
-	TokJsonSpan k,
-				v;
-	int			r,
-				cap = 0;
-
-	tok_json_iter(&it, json, vocab);
-	while ((r = tok_json_next(&it, &k, &v)) == 1)
-	{
-		long		n;
-		/* an id written as digits only, 0..BPE_MAX_ID (anything else: cJSON decides) */
-		int32_t		id = tok_json_plain_int(json, v, BPE_MAX_ID);
-
-		if (id < 0 || (n = tok_json_string(json, k, *arena)) < 0)
-			return false;
-		if (l->n_vocab == cap)
-		{
-			int			cap_ids = cap;
-
-			if (!grow((void **) &l->vocab, l->n_vocab, &cap, sizeof(char *)) ||
-				!grow((void **) &l->ids, l->n_vocab, &cap_ids, sizeof(int32_t)))
-				return false;
-		}
-		l->vocab[l->n_vocab] = *arena;
-		l->ids[l->n_vocab++] = id;
-		*arena += n + 1;
-	}
-	return r == 0;
-}
-
 /* The fast path's merges: "a b" or ["a", "b"] of plain strings each. */
 static bool
 merges_from_text(BpeLists *l, const char *json, TokJsonSpan merges, char **arena)
@@ -567,7 +533,7 @@ lists_from_text(BpeLists *l, const char *json, size_t len, TokJsonSpan spans[2])
 	l->arena = malloc(spans[0].end - spans[0].start + spans[1].end - spans[1].start);
 	arena = l->arena;
 	l->merges_array = true;
-	if (l->arena != NULL && vocab_from_text(l, json, spans[0], &arena) &&
+	if (l->arena != NULL && tok_json_vocab(json, spans[0], BPE_MAX_ID, &l->vocab, &arena) &&
 		merges_from_text(l, json, spans[1], &arena))
 		return true;
 	lists_free(l);

@@ -327,6 +327,67 @@ tok_json_string(const char *json, TokJsonSpan span, char *out)
 	return n;
 }
 
+/* Room in v for one more entry; false when out of memory. */
+static bool
+vocab_grow(TokJsonVocab *v, int *cap)
+{
+	size_t		c = *cap ? 2 * (size_t) *cap : 4096;
+	void	   *p;
+
+	if (v->n < *cap)
+		return true;
+	if ((p = realloc(v->strs, sizeof(char *) * c)) == NULL)
+		return false;
+	v->strs = p;
+	if ((p = realloc(v->lens, sizeof(size_t) * c)) == NULL)
+		return false;
+	v->lens = p;
+	if ((p = realloc(v->ids, sizeof(int32_t) * c)) == NULL)
+		return false;
+	v->ids = p;
+	*cap = (int) c;
+	return true;
+}
+
+bool
+tok_json_vocab(const char *json, TokJsonSpan span, int max_id, TokJsonVocab *v, char **arena)
+{
+	TokJsonIter it;
+	TokJsonSpan k,
+				val;
+	int			cap = 0,
+				r;
+
+	memset(v, 0, sizeof(*v));
+	if (!tok_json_iter(&it, json, span) || !it.object)
+		return false;
+	while ((r = tok_json_next(&it, &k, &val)) == 1)
+	{
+		long		n;
+
+		/* an id written as digits only (anything else: cJSON decides) */
+		if (!vocab_grow(v, &cap) || (v->ids[v->n] = tok_json_plain_int(json, val, max_id)) < 0 ||
+			(n = tok_json_string(json, k, *arena)) < 0)
+			break;
+		v->strs[v->n] = *arena;
+		v->lens[v->n++] = (size_t) n;
+		*arena += n + 1;
+	}
+	if (r == 0)
+		return true;
+	tok_json_vocab_free(v);
+	return false;
+}
+
+void
+tok_json_vocab_free(TokJsonVocab *v)
+{
+	free(v->strs);
+	free(v->lens);
+	free(v->ids);
+	memset(v, 0, sizeof(*v));
+}
+
 char *
 tok_json_blanked(const char *json, size_t len, const TokJsonSpan *spans, int n)
 {

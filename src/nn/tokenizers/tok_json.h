@@ -19,6 +19,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define TOK_JSON_MAX_DEPTH 64
 
@@ -38,6 +39,18 @@ typedef struct TokJsonIter
 	bool		object,
 				first;
 } TokJsonIter;
+
+/*
+ * A vocabulary {"token": id, ...} as lists: read from the text by
+ * tok_json_vocab, or filled by a reader from cJSON's tree.
+ */
+typedef struct TokJsonVocab
+{
+	int			n;
+	const char **strs;			/* NUL-terminated */
+	size_t	   *lens;
+	int32_t    *ids;
+} TokJsonVocab;
 
 /* Methods */
 
@@ -85,6 +98,18 @@ int			tok_json_next(TokJsonIter *it, TokJsonSpan *key, TokJsonSpan *value);
  * a \u escape (or a span that is not a string).
  */
 long		tok_json_string(const char *json, TokJsonSpan span, char *out);
+
+/*
+ * The members of the object of span into v (empty, its arrays allocated
+ * here), each a string tok_json_string decodes (into *arena, which it
+ * advances; span's length in bytes is enough for all) and an id that
+ * tok_json_plain_int reads as 0..max_id.  False when a member is not so, or
+ * out of memory: the reader's fast path then leaves the file to cJSON.
+ */
+bool		tok_json_vocab(const char *json, TokJsonSpan span, int max_id, TokJsonVocab *v,
+						   char **arena);
+
+void		tok_json_vocab_free(TokJsonVocab *v);
 
 /*
  * A copy of json[0..len) (malloc'ed, len bytes) in which each of the n

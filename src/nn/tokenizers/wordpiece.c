@@ -463,19 +463,14 @@ parse_post_processor(WordPiece *wp, const cJSON *pp, NnError *err)
 /* model.vocab as (string, length, id) lists: from cJSON's tree, or on the fast path from the text. */
 typedef struct WpLists
 {
-	int			n;
-	const char **strs;
-	size_t	   *lens;
-	int32_t    *ids;
+	TokJsonVocab vocab;
 	char	   *arena;			/* the fast path's decoded strings */
 } WpLists;
 
 static void
 lists_free(WpLists *l)
 {
-	free(l->strs);
-	free(l->lens);
-	free(l->ids);
+	tok_json_vocab_free(&l->vocab);
 	free(l->arena);
 	memset(l, 0, sizeof(*l));
 }
@@ -489,13 +484,8 @@ static bool
 lists_from_text(WpLists *l, const char *json, size_t len, TokJsonSpan *span)
 {
 	TokJsonSpan root,
-				model,
-				k,
-				v;
-	TokJsonIter it;
+				model;
 	char	   *arena;
-	int			cap = 0,
-				r;
 
 	memset(l, 0, sizeof(*l));
 	if (!tok_json_root(json, len, &root) || !tok_json_find(json, root, "model", "{", &model) ||
@@ -503,34 +493,7 @@ lists_from_text(WpLists *l, const char *json, size_t len, TokJsonSpan *span)
 		(l->arena = malloc(span->end - span->start)) == NULL)
 		return false;
 	arena = l->arena;
-	tok_json_iter(&it, json, *span);
-	while ((r = tok_json_next(&it, &k, &v)) == 1)
-	{
-		long		n;
-
-		if (l->n == cap)
-		{
-			size_t		c = cap ? 2 * (size_t) cap : 4096;
-			void	   *p = realloc(l->strs, sizeof(char *) * c);
-
-			l->strs = p ? p : l->strs;
-			p = p ? realloc(l->lens, sizeof(size_t) * c) : NULL;
-			l->lens = p ? p : l->lens;
-			p = p ? realloc(l->ids, sizeof(int32_t) * c) : NULL;
-			l->ids = p ? p : l->ids;
-			if (p == NULL)
-				break;
-			cap = (int) c;
-		}
-		/* an id written as digits only, 0..WP_MAX_ID (anything else: cJSON decides) */
-		if ((l->ids[l->n] = tok_json_plain_int(json, v, WP_MAX_ID)) < 0 ||
-			(n = tok_json_string(json, k, arena)) < 0)
-			break;
-		l->strs[l->n] = arena;
-		l->lens[l->n++] = (size_t) n;
-		arena += n + 1;
-	}
-	if (r == 0)
+	if (tok_json_vocab(json, *span, WP_MAX_ID, &l->vocab, &arena))
 		return true;
 	lists_free(l);
 	return false;
@@ -542,21 +505,22 @@ lists_from_tree(WpLists *l, const cJSON *vocab, NnError *err)
 {
 	const cJSON *e;
 	int			n = cJSON_GetArraySize(vocab);
+	TokJsonVocab *v = &l->vocab;
 
-	l->strs = malloc(sizeof(char *) * (size_t) (n + 1));
-	l->lens = malloc(sizeof(size_t) * (size_t) (n + 1));
-	l->ids = malloc(sizeof(int32_t) * (size_t) (n + 1));
-	if (l->strs == NULL || l->lens == NULL || l->ids == NULL)
+	v->strs = malloc(sizeof(char *) * (size_t) (n + 1));
+	v->lens = malloc(sizeof(size_t) * (size_t) (n + 1));
+	v->ids = malloc(sizeof(int32_t) * (size_t) (n + 1));
+	if (v->strs == NULL || v->lens == NULL || v->ids == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "tokenizer: out of memory");
 	cJSON_ArrayForEach(e, vocab)
 	{
 		if (e->string == NULL || !cJSON_IsNumber(e) || e->valuedouble < 0 ||
 			e->valuedouble > WP_MAX_ID || e->valuedouble != (double) (int32_t) e->valuedouble)
 			return nn_fail(err, NN_ERR_FORMAT, "tokenizer.json: vocab entry %d is not token: id",
-						   l->n);
-		l->strs[l->n] = e->string;
-		l->lens[l->n] = strlen(e->string);
-		l->ids[l->n++] = (int32_t) e->valuedouble;
+						   v->n);
+		v->strs[v->n] = e->string;
+		v->lens[v->n] = strlen(e->string);
+		v->ids[v->n++] = (int32_t) e->valuedouble;
 	}
 	return NN_OK;
 }
@@ -570,6 +534,7 @@ parse_model(WordPiece *wp, const cJSON *model, const WpLists *fast, NnError *err
 	const cJSON *pre = item(model, "continuing_subword_prefix");
 	const cJSON *mc = item(model, "max_input_chars_per_word");
 	WpLists		tree = {0};
+	const TokJsonVocab *v = fast ? &fast->vocab : &tree.vocab;
 	NnStatus	s = NN_OK;
 
 	if (!cJSON_IsString(type) || strcmp(type->valuestring, "WordPiece") != 0)
@@ -594,8 +559,7 @@ parse_model(WordPiece *wp, const cJSON *model, const WpLists *fast, NnError *err
 	if (fast == NULL)
 		s = lists_from_tree(&tree, vocab, err);
 	if (s == NN_OK)
-		s = vocab_build(wp, fast ? fast->strs : tree.strs, fast ? fast->lens : tree.lens,
-						fast ? fast->ids : tree.ids, fast ? fast->n : tree.n, err);
+		s = vocab_build(wp, v->strs, v->lens, v->ids, v->n, err);
 	lists_free(&tree);
 	if (s == NN_OK)
 		s = special_id(wp, cJSON_IsString(unk) ? unk->valuestring : "[UNK]", &wp->unk_id, err);

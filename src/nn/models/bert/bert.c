@@ -320,8 +320,10 @@ default_pooling(const Bert *m, const char *dir)
 	return p;
 }
 
+/* tokenizer_json: the bytes of dir/tokenizer.json as open_tokenizer read them, or NULL */
 static void
-fingerprint(const Bert *m, const char *dir, char hex[65])
+fingerprint(const Bert *m, const char *dir, const char *tokenizer_json, size_t tokenizer_len,
+			char hex[65])
 {
 	Sha256		ctx;
 
@@ -329,7 +331,9 @@ fingerprint(const Bert *m, const char *dir, char hex[65])
 	/* "bert" as before the other families, so BERT fingerprints stay the same */
 	sha256_update(&ctx, m->fam->model_type, strlen(m->fam->model_type) + 1);
 	hf_hash_file(&ctx, dir, "config.json");
-	if (!hf_hash_file(&ctx, dir, "tokenizer.json"))
+	if (tokenizer_json != NULL)
+		hf_hash_bytes(&ctx, "tokenizer.json", tokenizer_json, tokenizer_len);
+	else
 	{
 		hf_hash_file(&ctx, dir, "vocab.txt");
 		hf_hash_file(&ctx, dir, "tokenizer_config.json");
@@ -898,30 +902,29 @@ encode_unigram(const void *tok, const char *text, size_t len, int32_t *ids, int 
 }
 
 /*
- * The family's tokenizer and its template: tokenizer.json's post-processor,
- * or for a WordPiece vocab.txt alone BERT's [CLS] A [SEP] B [SEP].
+ * The family's tokenizer and its template from json, the text of
+ * dir/tokenizer.json (NULL when it could not be read): tokenizer.json's
+ * post-processor, or for a WordPiece vocab.txt alone BERT's [CLS] A [SEP] B
+ * [SEP].
  */
 static NnStatus
-open_tokenizer(Bert *m, const char *dir, NnError *err)
+open_tokenizer(Bert *m, const char *dir, const char *json, size_t len, NnError *err)
 {
-	char		path[4096];
-	size_t		len;
-	char	   *json;
 	int			n_ids;
 	BertTokenizerKind kind;
 	NnStatus	s;
 
-	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
-	json = hf_read_file(path, BERT_MAX_TOKENIZER_BYTES, &len);
 	if (json == NULL && m->fam->tokenizer != BERT_TOK_WORDPIECE)
-		return nn_fail(err, NN_ERR_IO, "cannot read \"%s\" (a %s model needs its tokenizer.json)",
-					   path, m->fam->model_type);
+		return nn_fail(err, NN_ERR_IO,
+					   "cannot read \"%s/tokenizer.json\" (a %s model needs its tokenizer.json)",
+					   dir, m->fam->model_type);
 	/* a BERT checkpoint with XLM-R's tokenizer (multilingual-e5-small) reads it as XLM-R does */
 	kind = m->fam->tokenizer == BERT_TOK_WORDPIECE && hf_unigram_json_is_unigram(json, len)
 		? BERT_TOK_UNIGRAM : m->fam->tokenizer;
 	if (kind == BERT_TOK_WORDPIECE)
 	{
-		s = wordpiece_load(&m->tok, dir, err);
+		s = json != NULL ? wordpiece_from_json(&m->tok, json, len, err) :
+			wordpiece_load(&m->tok, dir, err);
 		if (s == NN_OK && json == NULL)
 			tok_template_bert(&m->template, wordpiece_token_id(m->tok, "[CLS]"),
 							  wordpiece_token_id(m->tok, "[SEP]"));
@@ -942,7 +945,6 @@ open_tokenizer(Bert *m, const char *dir, NnError *err)
 	}
 	if (s == NN_OK && json != NULL)
 		s = tok_template_from_json(&m->template, json, len, err);
-	free(json);
 	if (s != NN_OK)
 		return s;
 	n_ids = m->tok ? wordpiece_vocab_size(m->tok) : m->bpe ? bpe_vocab_size(m->bpe) :
@@ -965,10 +967,17 @@ bert_is_family(const char *model_type)
 	return false;
 }
 
-/* Config, family, shapes, weights and tokenizer into m. */
+/*
+ * Config, family, shapes, weights and tokenizer into m, its fingerprint into
+ * hex.  tokenizer.json (9.3 MB for multilingual-e5-small) is read once, for
+ * the tokenizer and the fingerprint.
+ */
 static NnStatus
-load_model(Bert *m, const char *dir, const char *config_path, NnError *err)
+load_model(Bert *m, const char *dir, const char *config_path, char hex[65], NnError *err)
 {
+	char		path[4096];
+	char	   *json;
+	size_t		len = 0;
 	NnStatus	s;
 
 	if ((s = hf_config_load(&m->cfg, config_path, err)) != NN_OK)
@@ -991,8 +1000,14 @@ load_model(Bert *m, const char *dir, const char *config_path, NnError *err)
 	m->layer = calloc((size_t) m->L, sizeof(BertLayer));
 	if (m->layer == NULL)
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
-	if ((s = hf_open_weights(&m->st, dir, err)) || (s = bind_weights(m, err)) ||
-		(s = open_tokenizer(m, dir, err)))
+	if ((s = hf_open_weights(&m->st, dir, err)) || (s = bind_weights(m, err)))
+		return s;
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	json = hf_read_file(path, BERT_MAX_TOKENIZER_BYTES, &len);
+	if ((s = open_tokenizer(m, dir, json, len, err)) == NN_OK)
+		fingerprint(m, dir, json, len, hex);
+	free(json);
+	if (s != NN_OK)
 		return s;
 	m->pooling = default_pooling(m, dir);
 	return NN_OK;
@@ -1017,7 +1032,7 @@ bert_open(Backbone **out, const char *dir, NnError *err)
 		free(bb);
 		return nn_fail(err, NN_ERR_NOMEM, "out of memory opening a BERT model");
 	}
-	if ((s = load_model(m, dir, path, err)) != NN_OK)
+	if ((s = load_model(m, dir, path, bb->fingerprint, err)) != NN_OK)
 	{
 		bert_free(m);
 		free(bb);
@@ -1031,7 +1046,6 @@ bert_open(Backbone **out, const char *dir, NnError *err)
 	bb->d_out = m->H;
 	bb->max_tokens = m->cfg.max_position_embeddings - m->pos_offset;
 	bb->max_positions = m->cfg.max_position_embeddings - m->pos_offset;
-	fingerprint(m, dir, bb->fingerprint);
 	bb->impl = m;
 	*out = bb;
 	return NN_OK;
