@@ -327,7 +327,13 @@ attention_tail_forward(float *out, float *att, const float *qkv,
 	int			parts = B * NH > 1 ? parts_for(work / 16) : 1;
 
 	if (parts > 1)
+	{
+		NnError		ignored;
+
+		/* loaded here, not by a unit on a helper thread while another runs a product */
+		(void) nn_blas_load(&ignored);
 		nn_blas_single_threaded(true);
+	}
 	nn_parallel_for(attention_units, &job, B * NH, parts);
 	if (parts > 1)
 		nn_blas_single_threaded(false);
