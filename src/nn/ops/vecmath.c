@@ -27,6 +27,7 @@
  */
 #include "ops/kernels.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -356,9 +357,12 @@ gelu_split(float *out, const float *dout, const float *inp, size_t N)
 	GeluJob		job = {out, dout, inp, N};
 	size_t		chunks = (N + GELU_CHUNK - 1) / GELU_CHUNK;
 
-	if (chunks < 4 || chunks > (size_t) 1 << 30)
+	if (chunks < 4 || chunks > INT_MAX)
 	{
-		gelu_chunks(&job, 0, (int) ((N + GELU_CHUNK - 1) / GELU_CHUNK));
+		if (dout)
+			gelu_backward_isa(out, dout, inp, N);
+		else
+			gelu_forward_isa(out, inp, N);
 		return;
 	}
 	nn_parallel_for(gelu_chunks, &job, (int) chunks, nn_parallel_threads());
