@@ -63,8 +63,7 @@ int			nn_blas_threads(void);
  * While true, OpenBLAS runs each call on its calling thread only: for
  * kernels that split their own work over the helper pool (parallel.h) and
  * call nn_sgemm from several threads at once.  False restores the count
- * nn_blas_setup asked for.  OpenBLAS splits a product by rows and columns,
- * never by k, so each result is the same either way.
+ * nn_blas_setup asked for.
  */
 void		nn_blas_single_threaded(bool single);
 

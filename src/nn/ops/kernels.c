@@ -315,16 +315,18 @@ attention_units(void *ctx, int begin, int end)
 
 /*
  * The (sequence, head) units split over the helper pool when dept.threads >
- * 1, OpenBLAS then running each small product on its caller's thread; each
- * unit is computed as on one thread, so the results are the same.
+ * 1 and the call has at least a million multiply-adds (gemm_rows' hand-off
+ * threshold), OpenBLAS then running each small product on its caller's
+ * thread.  Each unit is computed by one thread with the same kernels
+ * (test_threads.c checks 2 and 3 threads against 1).
  */
 void
 attention_tail_forward(float *out, float *att, const float *qkv,
 					   const int *offsets, int B, int C, int NH, float scale, int skip)
 {
 	AttentionJob job = {out, att, qkv, offsets, C, NH, skip, scale};
-	double		work = (double) attention_cache_size(offsets, B, NH) * (C / NH);
-	int			parts = B * NH > 1 ? parts_for(work / 16) : 1;
+	double		multiply_adds = (double) attention_cache_size(offsets, B, NH) * (C / NH);
+	int			parts = B * NH > 1 && multiply_adds >= 1048576.0 ? nn_parallel_threads() : 1;
 
 	if (parts > 1)
 	{
