@@ -229,14 +229,14 @@ test_nt_matches_the_loops(void)
 }
 
 /*
- * The broadcast form (3..96 rows, gemm_rows.h): each panel width (16, 32,
- * 48 rows), rows of out wider than OC, with and without bias, against the
+ * The broadcast form (3..96 rows, gemm_rows.h): each panel width (8 to 48
+ * rows in steps of 8: 16-row vectors and a half), rows of out wider than OC, with and without bias, against the
  * loops in double; split over 2 and 3 threads, bit-identical to one.
  */
 static void
 test_nt_broadcast_form(void)
 {
-	static const int rows[] = {3, 17, 33, 48, 49, 80, 95, 96};
+	static const int rows[] = {3, 12, 17, 20, 33, 48, 49, 80, 95, 96};
 	double		worst = 0;
 	int			C = 768,
 				OC = 2304,
@@ -252,7 +252,7 @@ test_nt_broadcast_form(void)
 		printf("# skip: this CPU or setting has no AVX-512\n");
 		return;
 	}
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < (int) (sizeof(rows) / sizeof(rows[0])); i++)
 		worst = fmax(worst, nt_worst_error(rows[i], i % 2 ? 384 : 96, 8 * (i + 1),
 										   8 * (i + 1) + 3 * (i % 3), i % 2 == 0));
 	printf("# worst error ratio of the broadcast form: %.3g\n", worst);

@@ -198,56 +198,76 @@ nt_column_blocks(void *ctx, int begin, int end)
 /*
  * The broadcast form of out = inp @ W^T for 3..96 rows (gemm_rows.h):
  * W's rows are read where they lie, one value of each of 8 rows broadcast
- * per k, against 16-row vectors of the input, transposed once per call
- * into panels of 48 rows (xt[k * width + i] = inp[n0 + i][k]).  8 x 3
- * accumulators hold out^T for 8 columns by 48 rows; they are written back
- * through a small tile.  Each output is one sum over k in order.
+ * per k, against the input, transposed once per call into panels of up to
+ * 48 rows (xt[k * width + i] = inp[n0 + i][k]).  A panel is V vectors of 16
+ * rows and, when H, one of 8 (a 256-bit half: on CPUs that split 512-bit
+ * operations in two, such as AMD's Zen 4, a half costs half a full
+ * multiply-add, so 20 rows cost 24 lanes, not 32).  8 x (V + H)
+ * accumulators hold out^T for 8 columns; they are written back through a
+ * small tile.  Each output is one sum over k in order.
  */
-__attribute__((target("avx512f"), always_inline))
+__attribute__((target("avx512f,fma"), always_inline))
 static inline void
 block_broadcast(float *out, int ldo, const float *xt, const float *W, const float *bias, int C,
-				int rows, const int V)
+				int rows, const int V, const int H)
 {
+	const int	width = 16 * V + 8 * H;
 	__m512		acc[BC_WEIGHT_ROWS][BC_PANEL / 16];
+	__m256		half[BC_WEIGHT_ROWS];
 	float		tile[BC_WEIGHT_ROWS][BC_PANEL] __attribute__((aligned(64)));
 
 	for (int r = 0; r < BC_WEIGHT_ROWS; r++)
+	{
 		for (int v = 0; v < V; v++)
 			acc[r][v] = _mm512_setzero_ps();
+		half[r] = _mm256_setzero_ps();
+	}
 	for (int k = 0; k < C; k++)
 	{
-		const float *x = xt + (size_t) k * V * 16;
-		__m512		x0 = _mm512_load_ps(x),
-					x1 = V > 1 ? _mm512_load_ps(x + 16) : x0,
-					x2 = V > 2 ? _mm512_load_ps(x + 32) : x0;
+		const float *x = xt + (size_t) k * width;
+		__m512		x0 = V > 0 ? _mm512_loadu_ps(x) : _mm512_setzero_ps(),
+					x1 = V > 1 ? _mm512_loadu_ps(x + 16) : x0,
+					x2 = V > 2 ? _mm512_loadu_ps(x + 32) : x0;
+		__m256		xh = H ? _mm256_loadu_ps(x + 16 * V) : _mm256_setzero_ps();
 
 #pragma GCC unroll 8
 		for (int r = 0; r < BC_WEIGHT_ROWS; r++)
 		{
 			__m512		w = _mm512_set1_ps(W[(size_t) r * C + k]);
 
-			acc[r][0] = _mm512_fmadd_ps(w, x0, acc[r][0]);
+			if (V > 0)
+				acc[r][0] = _mm512_fmadd_ps(w, x0, acc[r][0]);
 			if (V > 1)
 				acc[r][1] = _mm512_fmadd_ps(w, x1, acc[r][1]);
 			if (V > 2)
 				acc[r][2] = _mm512_fmadd_ps(w, x2, acc[r][2]);
+			if (H)
+				half[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(w), xh, half[r]);
 		}
 	}
 	for (int r = 0; r < BC_WEIGHT_ROWS; r++)
+	{
 		for (int v = 0; v < V; v++)
 			_mm512_store_ps(&tile[r][16 * v], acc[r][v]);
+		if (H)
+			_mm256_store_ps(&tile[r][16 * V], half[r]);
+	}
 	for (int i = 0; i < rows; i++)
 		for (int r = 0; r < BC_WEIGHT_ROWS; r++)
 			out[(size_t) i * ldo + r] = tile[r][i] + (bias ? bias[r] : 0.0f);
 }
 
-/* Rows of the panel starting at row n0 of N, and its width (a multiple of 16). */
+/*
+ * Rows of the panel starting at row n0 of N, and its width: a multiple of
+ * 8, at least 16 (bench/products.sh: at 4 and 8 rows one 16-row vector ran
+ * 1.05-1.2x a half alone).
+ */
 static int
 panel_rows(int N, int n0, int *width)
 {
 	int			rows = N - n0 < BC_PANEL ? N - n0 : BC_PANEL;
 
-	*width = (rows + 15) / 16 * 16;
+	*width = rows <= 16 ? 16 : (rows + 7) / 8 * 8;
 	return rows;
 }
 
@@ -264,7 +284,7 @@ typedef struct BcJob
 } BcJob;
 
 /* Weight row blocks [begin, end) of BC_WEIGHT_ROWS, against every panel. */
-__attribute__((target("avx512f")))
+__attribute__((target("avx512f,fma")))
 static void
 broadcast_blocks(void *ctx, int begin, int end)
 {
@@ -283,11 +303,13 @@ broadcast_blocks(void *ctx, int begin, int end)
 			float	   *o = j->out + (size_t) n0 * j->ldo + col;
 			const float *xt = j->xt + (size_t) n0 * j->C;
 
-			switch (width / 16)
+			switch (width / 8)
 			{
-				case 3: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 3); break;
-				case 2: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 2); break;
-				default: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 1); break;
+				case 6: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 3, 0); break;
+				case 5: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 2, 1); break;
+				case 4: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 2, 0); break;
+				case 3: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 1, 1); break;
+				default: block_broadcast(o, j->ldo, xt, w, bias, j->C, rows, 1, 0); break;
 			}
 		}
 	}
@@ -319,9 +341,12 @@ transposed_panels(const float *inp, int N, int C)
 					rows = panel_rows(N, n0, &width);
 		float	   *p = buffer + (size_t) n0 * C;
 
-		for (int i = 0; i < width; i++)
+		for (int i = 0; i < rows; i++)
 			for (int k = 0; k < C; k++)
-				p[(size_t) k * width + i] = i < rows ? inp[(size_t) (n0 + i) * C + k] : 0.0f;
+				p[(size_t) k * width + i] = inp[(size_t) (n0 + i) * C + k];
+		for (int i = rows; i < width; i++)
+			for (int k = 0; k < C; k++)
+				p[(size_t) k * width + i] = 0.0f;
 	}
 	return buffer;
 }

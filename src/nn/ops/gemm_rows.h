@@ -50,15 +50,19 @@ void		gemm_rows(float *out, const float *inp, const float *W, const float *bias,
  * contiguous rows, computed in 16-lane vectors over k for a block of 4
  * rows by 4 columns and summed across lanes at the end.  From 3 rows (and
  * OC a multiple of 8) the input is transposed once per call into panels of
- * 48 rows (16 and 32 for the last), and 8 rows of W are read where they
- * lie, one value of each broadcast per k against 16-row vectors: 24
+ * 48 rows (the last 16 to 48 rows wide, in steps of 8), and 8 rows of W are
+ * read where they lie, one value of each broadcast per k against 16-row
+ * vectors (and an 8-row half: where 512-bit operations are split in two, as
+ * on AMD's Zen 4, 20 rows then cost 24 lanes, not 32): up to 24
  * accumulators of out^T, 3 + 8 loads per 24 multiply-adds, each output one
  * sum over k in order.  OpenBLAS instead packs the whole weight on every
  * call.  bench/products.sh, 1 thread, weights read from memory as a model's
  * are ("cold"), the nine BERT/T5 shapes, ours / OpenBLAS (load 2.2): 1 row
  * 0.91-3.4x, 4 to 8 rows 1.16-1.78x, 20 rows 1.12-1.46x (93-115 GFLOP/s;
  * the dot products gave 60-73 there), 32 rows 1.47-1.72x, 80 rows
- * 1.20-1.42x, 96 rows 1.05-1.25x, 128 rows even.
+ * 1.20-1.42x, 96 rows 1.05-1.25x, 128 rows even.  On a Zen 4 (AMD EPYC, 1
+ * thread, cold weights) the 8-row half took 20 rows from 53-66 to 62-77
+ * GFLOP/s (OpenBLAS 39-66).
  */
 #define GEMM_ROWS_NT_MAX_N 96
 
