@@ -57,6 +57,7 @@
 #include "models/backbone.h"
 #include "train/dataset.h"
 #include "ops/kernels.h"
+#include "ops/gemm_packed.h"
 #include "ops/optim.h"
 #include "ops/blas.h"
 #include "train/train.h"
@@ -179,9 +180,16 @@ bench_peak(const BenchArgs *a)
  * of the larger shapes the weights come from memory, not the cache, as a
  * real model's do.  hf: linear_forward, else matmul_forward.
  */
+typedef enum ProductImpl
+{
+	PRODUCT_OURS,				/* linear_forward / matmul_forward: no copy of the weight */
+	PRODUCT_OPENBLAS,			/* the bias, then OpenBLAS's sgemm */
+	PRODUCT_PACKED				/* linear_product with packing on (gemm_packed.h) */
+} ProductImpl;
+
 static double
-product_gflops(bool ours, bool hf, float *out, const float *x, const float *w, const float *b,
-			   int N, int C, int OC, int reps, int copies)
+product_gflops(ProductImpl impl, bool hf, float *out, const float *x, const float *w,
+			   const float *b, int N, int C, int OC, int reps, int copies)
 {
 	double		best = 0;
 
@@ -194,9 +202,11 @@ product_gflops(bool ours, bool hf, float *out, const float *x, const float *w, c
 		{
 			const float *wr = w + (size_t) (r % copies) * C * OC;
 
-			if (ours && hf)
+			if (impl == PRODUCT_PACKED)
+				linear_product(false, out, x, wr, b, N, C, OC, OC);
+			else if (impl == PRODUCT_OURS && hf)
 				linear_forward(out, x, wr, b, N, C, OC, OC);
-			else if (ours)
+			else if (impl == PRODUCT_OURS)
 				matmul_forward(out, x, wr, b, N, C, OC);
 			else
 			{
@@ -252,15 +262,25 @@ bench_products(void)
 								N = rows[r],
 								copies = cold ? 16 : 1;
 					int			reps = (int) (2e8 / (2.0 * N * C * OC)) + copies;
-					double		ours = product_gflops(true, layout == 0, out, x, w, b, N, C, OC,
-													  reps, copies),
-								blas = product_gflops(false, layout == 0, out, x, w, b, N, C, OC,
-													  reps, copies);
+					double		ours = product_gflops(PRODUCT_OURS, layout == 0, out, x, w, b, N,
+													  C, OC, reps, copies),
+								blas = product_gflops(PRODUCT_OPENBLAS, layout == 0, out, x, w, b,
+													  N, C, OC, reps, copies);
 
 					printf("{\"bench\": \"product\", \"weights\": \"%s\", \"layout\": \"%s\", "
 						   "\"rows\": %d, \"c\": %d, \"oc\": %d, \"ours_gflops\": %.1f, "
 						   "\"openblas_gflops\": %.1f, ", cold ? "cold" : "warm",
 						   layout == 0 ? "out_in" : "in_out", N, C, OC, ours, blas);
+					gemm_packed_enable(true, NULL, 0);
+					if (layout == 0 && gemm_packed_usable(N, C, OC))
+					{
+						/* packed once per copy in the first of the timings, which best-of-5 drops */
+						printf("\"packed_gflops\": %.1f, ",
+							   product_gflops(PRODUCT_PACKED, true, out, x, w, b, N, C, OC,
+											  reps, copies));
+						gemm_packed_forget_weights();
+					}
+					gemm_packed_enable(false, NULL, 0);
 					print_blas();
 					printf("}\n");
 					fflush(stdout);
@@ -815,6 +835,8 @@ main(int argc, char **argv)
 		}
 	}
 	nn_blas_setup(a.threads);
+	/* inference packs the frozen float32 weights once (gemm_packed.h), as dept_predict does */
+	gemm_packed_enable(getenv("DEPT_NO_PACKED") == NULL && strcmp(cmd, "train") != 0, NULL, 0);
 	if (strcmp(cmd, "peak") == 0)
 		return bench_peak(&a);
 	if (strcmp(cmd, "load") == 0)

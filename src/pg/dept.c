@@ -17,6 +17,7 @@ PG_MODULE_MAGIC;
 
 char	   *dept_model_path = NULL;
 int			dept_threads = 1;
+bool		dept_packed_weights = true;
 int			dept_max_training_memory = 2 * 1024 * 1024;	/* kB: 2 GB */
 int			dept_matmul_precision = DEPT_PRECISION_FLOAT32;
 int			dept_on_drop_extension = DEPT_ON_DROP_WARNING;
@@ -61,6 +62,17 @@ _PG_init(void)
 							 DEPT_PRECISION_FLOAT32,
 							 precision_options,
 							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("dept.packed_weights",
+							 "Packs a model's float32 weights once for dept_embed and dept_predict.",
+							 "The packed copy (4 bytes a weight of the linear layers) is written once "
+							 "beside the model's copy in the data directory and mapped by every backend; "
+							 "off reads the weights where they lie.",
+							 &dept_packed_weights,
+							 true,
+							 PGC_SUSET,
 							 0,
 							 NULL, NULL, NULL);
 

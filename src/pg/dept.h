@@ -18,6 +18,7 @@
 /* GUCs */
 extern char *dept_model_path;
 extern int	dept_threads;
+extern bool dept_packed_weights;	/* float32 inference on packed panels (gemm_packed.h) */
 extern int	dept_max_training_memory;	/* kB; -1 = no limit */
 extern int	dept_matmul_precision;	/* DeptPrecision */
 extern int	dept_on_drop_extension; /* DeptOnDrop */

@@ -9,6 +9,7 @@
 
 #include "ops/blas.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
@@ -103,8 +104,9 @@ dept_model_info(PG_FUNCTION_ARGS)
 					 bb->max_positions, DeptModelLoadMillis(), dept_threads);
 	escape_json(&buf, nn_blas_core());
 	appendStringInfo(&buf, ", \"matmul_precision\": \"%s\", \"bfloat16_engine\": \"%s\""
-					 ", \"first_call\": ",
-					 DeptRunsInBf16(bb) ? "bfloat16" : "float32", gemm_bf16_engine());
+					 ", \"float32_panels\": %s, \"first_call\": ",
+					 DeptRunsInBf16(bb) ? "bfloat16" : "float32", gemm_bf16_engine(),
+					 dept_packed_weights && gemm_packed_available() ? "true" : "false");
 	DeptFirstCallJson(&buf);
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));

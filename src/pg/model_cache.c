@@ -42,6 +42,7 @@
 
 #include "ops/blas.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
@@ -58,6 +59,7 @@
 
 #define DEPT_MODEL_CACHE_DIR PG_TEMP_FILE_PREFIX "_dept_models"
 #define DEPT_PACKED_FILE_NAME "dept-packed-bf16.bin"
+#define DEPT_PANELS_FILE_NAME "dept-packed-f32.bin"
 
 /* One loaded model directory with its activation buffers. */
 typedef struct LoadedModel
@@ -71,6 +73,8 @@ typedef struct LoadedModel
 	char	   *entry;			/* its private copy entry, or NULL */
 	bool		packed_mapped;	/* the shared packed bfloat16 weights were looked for */
 	bool		packed_written; /* this backend wrote them */
+	bool		panels_mapped;	/* the same for the float32 panels (gemm_packed.h) */
+	bool		panels_written;
 	struct LoadedModel *next;
 } LoadedModel;
 
@@ -466,7 +470,9 @@ DeptRemoveDeadWriters(const char *entry)
 			(stem == strlen(COMPILED_FILE_NAME) &&
 			 memcmp(de->d_name, COMPILED_FILE_NAME, stem) == 0) ||
 			(stem == strlen(DEPT_PACKED_FILE_NAME) &&
-			 memcmp(de->d_name, DEPT_PACKED_FILE_NAME, stem) == 0))
+			 memcmp(de->d_name, DEPT_PACKED_FILE_NAME, stem) == 0) ||
+			(stem == strlen(DEPT_PANELS_FILE_NAME) &&
+			 memcmp(de->d_name, DEPT_PANELS_FILE_NAME, stem) == 0))
 		{
 			char	   *path = psprintf("%s/%s", entry, de->d_name);
 
@@ -616,15 +622,62 @@ DeptSharePackedWeights(LoadedModel *m)
 	pfree(path);
 }
 
-/* Set run to the precision dept.matmul_precision asks for; true when that is bfloat16. */
+/*
+ * The float32 panels of m's weights (ops/gemm_packed.h), shared through a
+ * file in its private copy entry as the bfloat16 ones are (above): mapped
+ * if another backend wrote it, else packed here and written on a later
+ * call.  Only an optimisation: a failure is logged at DEBUG1.
+ */
+static void
+DeptSharePanels(LoadedModel *m)
+{
+	const Backbone *bb = m->bb;
+	char	   *path;
+
+	if (m->entry == NULL || bb->weights == NULL || m->panels_written)
+		return;
+	path = psprintf("%s/%s", m->entry, DEPT_PANELS_FILE_NAME);
+	if (!m->panels_mapped)
+	{
+		m->panels_mapped = true;
+		gemm_packed_map_shared(path, bb->weights, bb->weights_len);
+	}
+	else if (gemm_packed_private_count(bb->weights, bb->weights_len) > 0)
+	{
+		m->panels_written = true;
+		if (!gemm_packed_write_shared(path, bb->weights, bb->weights_len))
+			ereport(DEBUG1,
+					(errmsg("could not write the float32 panels of model copy \"%s\": %m",
+							m->entry)));
+		else
+		{
+			gemm_packed_forget_weights();
+			gemm_packed_map_shared(path, bb->weights, bb->weights_len);
+		}
+	}
+	pfree(path);
+}
+
+/*
+ * Set run to the precision dept.matmul_precision asks for; true when that
+ * is bfloat16.  In float32, a backend's inference packs the frozen weights
+ * into panels when dept.packed_weights is on and the model has a private
+ * copy to keep the shared file in (never in the training worker, whose
+ * memory dept.max_training_memory bounds).
+ */
 static bool
 use_precision(LoadedModel *m, BackboneRun *run)
 {
 	bool		bf16 = backbone_run_use_bf16(m->bb, run,
 											 dept_matmul_precision == DEPT_PRECISION_BFLOAT16);
+	bool		panels = !bf16 && dept_packed_weights && MyBackendType == B_BACKEND &&
+		m->entry != NULL && m->bb->weights != NULL;
 
+	gemm_packed_enable(panels, m->bb->weights, m->bb->weights_len);
 	if (bf16)
 		DeptSharePackedWeights(m);
+	else if (panels)
+		DeptSharePanels(m);
 	return bf16;
 }
 

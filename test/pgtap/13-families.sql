@@ -28,7 +28,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
 DELETE FROM dept.models WHERE name LIKE 'fam-%';
 
-SELECT plan(40);
+SELECT plan(42);
 
 CREATE TEMP TABLE fam_models (model text, dir text, family text);
 INSERT INTO fam_models VALUES
@@ -160,6 +160,22 @@ SELECT is(dept_train('fam_reviews', 'label', 'body', adapter => 'fam_roberta_bf1
 		  'fam_roberta_bf16', 'DePT trains on RoBERTa with bfloat16 products');
 SELECT is((SELECT hyperparameters ->> 'precision' FROM dept.adapters WHERE name = 'fam_roberta_bf16' AND active),
 		  'bfloat16', 'the precision is recorded');
+
+-- float32 panels (dept.packed_weights, ops/gemm_packed.h): the fam_f32
+-- probabilities above ran on them; reading the weights where they lie gives
+-- the same probabilities (the same sums over k, in order), and the backend
+-- left each model's panels for the next backends to map
+SET dept.packed_weights = off;
+SELECT cmp_ok((SELECT max(abs(p.value::float8 - f.prob))
+			   FROM fam_f32 f, jsonb_each_text(dept_predict_proba(f.name, f.body)) p
+			   WHERE p.key = f.key), '<=', 1e-6::float8,
+			  'float32 probabilities with and without packed panels agree within 1e-6');
+RESET dept.packed_weights;
+SELECT cmp_ok((SELECT count(*) FROM pg_ls_dir('pgsql_tmp_dept_models') e,
+					  LATERAL pg_stat_file('pgsql_tmp_dept_models/' || e || '/dept-packed-f32.bin', true) f
+			   WHERE f.size > 0),
+			  '>=', CASE WHEN (dept_model_info()->>'float32_panels')::bool THEN 5 ELSE 0 END::bigint,
+			  'each family''s float32 panels are written once for the next backends');
 
 SELECT * FROM finish();
 DROP TABLE fam_reviews, fam_pairs, fam_pairs_test;

@@ -267,7 +267,7 @@ bool
 gemm_bf16_map_shared(const char *path, const void *base, size_t len)
 {
 	if (n_shared_files == MAX_SHARED_FILES ||
-		!packed_file_map(&shared_files[n_shared_files].file, path, len))
+		!packed_file_map(&shared_files[n_shared_files].file, path, PACKED_BF16, len))
 		return false;
 	shared_files[n_shared_files].base = base;
 	shared_files[n_shared_files].len = len;
@@ -310,7 +310,7 @@ gemm_bf16_write_shared(const char *path, const void *base, size_t len)
 					registry.packed[i]->C, registry.packed[i]->OC,
 					registry.packed[i]->transposed, registry.packed[i]->data
 			};
-	ok = n > 0 && packed_file_write(path, len, entries, n);
+	ok = n > 0 && packed_file_write(path, PACKED_BF16, len, entries, n);
 	free(entries);
 	return ok;
 }

@@ -17,6 +17,7 @@
 
 #include "base/parallel.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 #include "ops/gemm_rows.h"
 
 /*
@@ -643,9 +644,15 @@ linear_product(bool bf16, float *out, const float *inp, const float *weight, con
 	const Bf16Weight *packed;
 
 	/* weight (OC, C) is the W^T of a (C, OC) operand: packed transposed */
+	const PackedWeight *panels;
+
 	if (bf16 && N > 0 && gemm_bf16_usable(C, OC) &&
 		(packed = gemm_bf16_weight_transposed(weight, OC, C)) != NULL &&
 		gemm_bf16_strided(out, ldo, inp, C, packed, bias, N, false))
+		return;
+	/* a frozen weight, packed into panels once when the process asked for it */
+	if (gemm_packed_usable(N, C, OC) && (panels = gemm_packed_weight(weight, OC, C)) != NULL &&
+		gemm_packed(out, ldo, inp, panels, bias, N))
 		return;
 	linear_forward(out, inp, weight, bias, N, C, OC, ldo);
 }

@@ -1,5 +1,5 @@
 /*
- * packed_file.c: the shared file of packed bfloat16 weights (layout in
+ * packed_file.c: the shared file of packed weights (layout in
  * packed_file.h).
  */
 #include "ops/packed_file.h"
@@ -14,7 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define PACKED_MAGIC "DEPTBF16"
+#define BF16_MAGIC "DEPTBF16"
+#define F32_MAGIC "DEPTF32P"
 #define PACKED_VERSION 1
 #define HEADER_BYTES 32
 #define ENTRY_BYTES 32
@@ -42,6 +43,27 @@ typedef struct FileEntry
 _Static_assert(sizeof(FileHeader) == HEADER_BYTES, "header layout");
 _Static_assert(sizeof(FileEntry) == ENTRY_BYTES, "entry layout");
 
+static const char *
+kind_magic(PackedKind kind)
+{
+	return kind == PACKED_F32 ? F32_MAGIC : BF16_MAGIC;
+}
+
+static size_t
+value_bytes(PackedKind kind)
+{
+	return kind == PACKED_F32 ? sizeof(float) : sizeof(uint16_t);
+}
+
+/* The packed shapes each kind's products take (gemm_bf16.h, gemm_packed.h). */
+static bool
+shape_fits(PackedKind kind, int C, int OC)
+{
+	if (C <= 0 || OC <= 0)
+		return false;
+	return kind == PACKED_F32 ? OC % 16 == 0 : C % 32 == 0 && OC % 32 == 0;
+}
+
 static size_t
 aligned(size_t n)
 {
@@ -50,27 +72,28 @@ aligned(size_t n)
 
 /* Header, entry table, then each entry's data at the aligned offset its table entry names. */
 static bool
-write_contents(int fd, size_t region_len, const PackedEntry *entries, int n)
+write_contents(int fd, PackedKind kind, size_t region_len, const PackedEntry *entries, int n)
 {
 	static const char zeros[DATA_ALIGN];
-	FileHeader	h = {PACKED_MAGIC, PACKED_VERSION, (uint32_t) n, region_len, 0};
+	FileHeader	h = {{0}, PACKED_VERSION, (uint32_t) n, region_len, 0};
 	FileEntry  *table = malloc(sizeof(FileEntry) * (n > 0 ? n : 1));
 	size_t		at = HEADER_BYTES + (size_t) n * ENTRY_BYTES;
 	bool		ok;
 
 	if (table == NULL)
 		return false;
+	memcpy(h.magic, kind_magic(kind), sizeof(h.magic));
 	for (int i = 0; i < n; i++)
 	{
 		table[i] = (FileEntry) {entries[i].source_offset, entries[i].C, entries[i].OC,
 		entries[i].transposed, 0, aligned(at)};
-		at = table[i].data_offset + (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t);
+		at = table[i].data_offset + (size_t) entries[i].C * entries[i].OC * value_bytes(kind);
 	}
 	ok = nn_write_all(fd, &h, sizeof(h)) && nn_write_all(fd, table, sizeof(FileEntry) * n);
 	at = HEADER_BYTES + (size_t) n * ENTRY_BYTES;
 	for (int i = 0; i < n && ok; i++)
 	{
-		size_t		bytes = (size_t) entries[i].C * entries[i].OC * sizeof(uint16_t);
+		size_t		bytes = (size_t) entries[i].C * entries[i].OC * value_bytes(kind);
 
 		ok = nn_write_all(fd, zeros, table[i].data_offset - at) &&
 			nn_write_all(fd, entries[i].data, bytes);
@@ -81,38 +104,39 @@ write_contents(int fd, size_t region_len, const PackedEntry *entries, int n)
 }
 
 bool
-packed_file_write(const char *path, size_t region_len, const PackedEntry *entries, int n)
+packed_file_write(const char *path, PackedKind kind, size_t region_len,
+				  const PackedEntry *entries, int n)
 {
 	char		tmp[4200];
 	int			fd = nn_atomic_open(path, tmp, sizeof(tmp));
 
 	if (fd < 0)
 		return false;
-	return nn_atomic_commit(fd, tmp, path, write_contents(fd, region_len, entries, n));
+	return nn_atomic_commit(fd, tmp, path, write_contents(fd, kind, region_len, entries, n));
 }
 
 /* Entry i of the mapped file, checked against the file and the region; false when it does not fit. */
 static bool
-read_entry(PackedEntry *out, const FileEntry *e, size_t map_len, size_t region_len,
-		   const char *base)
+read_entry(PackedEntry *out, const FileEntry *e, PackedKind kind, size_t map_len,
+		   size_t region_len, const char *base)
 {
 	size_t		values;
 
-	if (e->C <= 0 || e->OC <= 0 || e->C % 32 != 0 || e->OC % 32 != 0 || e->transposed > 1 ||
-		e->data_offset % DATA_ALIGN != 0)
+	if (!shape_fits(kind, e->C, e->OC) || e->transposed > 1 || e->data_offset % DATA_ALIGN != 0)
 		return false;
 	values = (size_t) e->C * (size_t) e->OC;
 	/* the float source lies inside the region, the packed data inside the file */
 	if (e->source_offset > region_len || values * sizeof(float) > region_len - e->source_offset ||
-		e->data_offset > map_len || values * sizeof(uint16_t) > map_len - e->data_offset)
+		e->data_offset > map_len || values * value_bytes(kind) > map_len - e->data_offset)
 		return false;
 	*out = (PackedEntry) {e->source_offset, e->C, e->OC, e->transposed == 1,
-	(const uint16_t *) (base + e->data_offset)};
+	base + e->data_offset};
 	return true;
 }
 
 bool
-packed_file_parse(PackedFile *pf, const void *buf, size_t len, size_t region_len)
+packed_file_parse(PackedFile *pf, const void *buf, size_t len, PackedKind kind,
+				  size_t region_len)
 {
 	const char *base = buf;
 	FileHeader	h;
@@ -121,7 +145,7 @@ packed_file_parse(PackedFile *pf, const void *buf, size_t len, size_t region_len
 	if (len < HEADER_BYTES)
 		return false;
 	memcpy(&h, base, sizeof(h));
-	if (memcmp(h.magic, PACKED_MAGIC, 8) != 0 || h.version != PACKED_VERSION ||
+	if (memcmp(h.magic, kind_magic(kind), 8) != 0 || h.version != PACKED_VERSION ||
 		h.region_len != region_len || h.entries == 0 || h.entries > 1u << 20 ||
 		(size_t) h.entries * ENTRY_BYTES > len - HEADER_BYTES)
 		return false;
@@ -132,7 +156,7 @@ packed_file_parse(PackedFile *pf, const void *buf, size_t len, size_t region_len
 		FileEntry	e;
 
 		memcpy(&e, base + HEADER_BYTES + (size_t) i * ENTRY_BYTES, sizeof(e));
-		if (!read_entry(&pf->entries[i], &e, len, region_len, base))
+		if (!read_entry(&pf->entries[i], &e, kind, len, region_len, base))
 		{
 			packed_file_close(pf);
 			return false;
@@ -143,7 +167,7 @@ packed_file_parse(PackedFile *pf, const void *buf, size_t len, size_t region_len
 }
 
 bool
-packed_file_map(PackedFile *pf, const char *path, size_t region_len)
+packed_file_map(PackedFile *pf, const char *path, PackedKind kind, size_t region_len)
 {
 	struct stat st;
 	PackedFile	parsed;
@@ -164,7 +188,7 @@ packed_file_map(PackedFile *pf, const char *path, size_t region_len)
 		pf->map = NULL;
 		return false;
 	}
-	if (!packed_file_parse(&parsed, pf->map, (size_t) st.st_size, region_len))
+	if (!packed_file_parse(&parsed, pf->map, (size_t) st.st_size, kind, region_len))
 	{
 		munmap(pf->map, (size_t) st.st_size);
 		pf->map = NULL;

@@ -40,6 +40,7 @@
 
 #include "formats/hf_config.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 #include "ops/kernels.h"
 #include "formats/hf_checkpoint.h"
 #include "formats/safetensors.h"
@@ -359,6 +360,7 @@ static void
 bert_close(Backbone *bb)
 {
 	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
+	gemm_packed_forget_weights();
 	bert_free(bb->impl);
 	free(bb);
 }

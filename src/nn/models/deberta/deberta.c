@@ -37,6 +37,7 @@
 #include "formats/safetensors.h"
 #include "models/deberta/deberta_attention.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 #include "ops/kernels.h"
 #include "tokenizers/template.h"
 #include "tokenizers/unigram.h"
@@ -374,6 +375,7 @@ static void
 deberta_close(Backbone *bb)
 {
 	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
+	gemm_packed_forget_weights();
 	deberta_free(bb->impl);
 	free(bb);
 }

@@ -37,6 +37,7 @@
 #include "formats/safetensors.h"
 #include "models/modernbert/modernbert_attention.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 #include "ops/kernels.h"
 #include "tokenizers/bpe.h"
 #include "tokenizers/template.h"
@@ -260,6 +261,7 @@ static void
 modernbert_close(Backbone *bb)
 {
 	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
+	gemm_packed_forget_weights();
 	modernbert_free(bb->impl);
 	free(bb);
 }

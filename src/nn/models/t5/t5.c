@@ -47,6 +47,7 @@
 
 #include "tokenizers/unigram.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 #include "ops/kernels.h"
 #include "formats/hf_checkpoint.h"
 #include "formats/hf_config.h"
@@ -1318,6 +1319,7 @@ static void
 t5_close(Backbone *bb)
 {
 	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
+	gemm_packed_forget_weights();
 	t5_free(bb->impl);
 	free(bb);
 }

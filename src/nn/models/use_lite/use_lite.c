@@ -41,6 +41,7 @@
 #include <string.h>
 
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_packed.h"
 #include "ops/kernels.h"
 #include "base/arena.h"
 #include "base/sha256.h"
@@ -341,6 +342,7 @@ static void
 use_lite_close(Backbone *bb)
 {
 	gemm_bf16_forget_weights();	/* packed copies of weights about to be unmapped */
+	gemm_packed_forget_weights();
 	use_lite_free(bb->impl);
 	free(bb);
 }

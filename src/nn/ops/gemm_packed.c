@@ -1,0 +1,409 @@
+/*
+ * gemm_packed.c: the float32 product over weights packed into 16-column
+ * panels (design in gemm_packed.h).  The AVX-512 code sits in functions
+ * with a target attribute and runs only where the CPU has it.
+ */
+#include "ops/gemm_packed.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/parallel.h"
+#include "ops/blas.h"
+#include "ops/packed_file.h"
+
+#define PANEL 16				/* output columns of a panel: one 512-bit vector */
+#define MAX_BLOCK_ROWS 24		/* accumulators of a block; 32 registers in all */
+#define PREFETCH_FLOATS 512		/* 32 rows of a panel ahead (2 kB) */
+
+struct PackedWeight
+{
+	int			C,
+				OC;
+	bool		shared;			/* data lies in a mapped packed file (not ours to free) */
+	float	   *data;			/* [OC / 16][C][16]: data[(p C + k) 16 + j] = W[16 p + j][k] */
+};
+
+/* Packed copies, looked up by the weight they were made from. */
+static struct
+{
+	const float **source;
+	PackedWeight **packed;
+	int			n,
+				cap;
+	size_t		bytes;
+}			registry;
+
+/* Mapped packed files (packed_file.h), each for the weight region it was made for. */
+#define MAX_SHARED_FILES 8
+static struct
+{
+	const char *base;
+	size_t		len;
+	PackedFile	file;
+}			shared_files[MAX_SHARED_FILES];
+static int	n_shared_files;
+
+static bool packing_on;
+static const char *packing_region;	/* NULL: any weight */
+static size_t packing_region_len;
+
+void
+gemm_packed_enable(bool on, const void *region, size_t len)
+{
+	packing_on = on;
+	packing_region = region;
+	packing_region_len = len;
+}
+
+size_t
+gemm_packed_bytes(void)
+{
+	return registry.bytes;
+}
+
+void
+gemm_packed_forget_weights(void)
+{
+	for (int i = 0; i < registry.n; i++)
+	{
+		if (!registry.packed[i]->shared)
+			free(registry.packed[i]->data);
+		free(registry.packed[i]);
+	}
+	registry.n = 0;
+	registry.bytes = 0;
+	for (int f = 0; f < n_shared_files; f++)
+		packed_file_close(&shared_files[f].file);
+	n_shared_files = 0;
+}
+
+/* W's panels from a mapped packed file, or NULL when no file holds them. */
+static PackedWeight *
+from_shared_file(const float *W, int OC, int C)
+{
+	const char *w = (const char *) W;
+
+	for (int f = 0; f < n_shared_files; f++)
+	{
+		const PackedFile *pf = &shared_files[f].file;
+
+		if (w < shared_files[f].base || w >= shared_files[f].base + shared_files[f].len)
+			continue;
+		for (int i = 0; i < pf->n; i++)
+		{
+			const PackedEntry *e = &pf->entries[i];
+			PackedWeight *p;
+
+			if (e->source_offset != (uint64_t) (w - shared_files[f].base) || e->C != C ||
+				e->OC != OC || (p = malloc(sizeof(*p))) == NULL)
+				continue;
+			*p = (PackedWeight) {C, OC, true, (float *) e->data};
+			return p;
+		}
+	}
+	return NULL;
+}
+
+bool
+gemm_packed_map_shared(const char *path, const void *base, size_t len)
+{
+	if (n_shared_files == MAX_SHARED_FILES ||
+		!packed_file_map(&shared_files[n_shared_files].file, path, PACKED_F32, len))
+		return false;
+	shared_files[n_shared_files].base = base;
+	shared_files[n_shared_files].len = len;
+	n_shared_files++;
+	return true;
+}
+
+/* Whether registry entry i was packed from a weight inside [base, base + len). */
+static bool
+in_region(int i, const void *base, size_t len)
+{
+	const char *w = (const char *) registry.source[i];
+
+	return w >= (const char *) base && w < (const char *) base + len;
+}
+
+int
+gemm_packed_private_count(const void *base, size_t len)
+{
+	int			n = 0;
+
+	for (int i = 0; i < registry.n; i++)
+		n += in_region(i, base, len) && !registry.packed[i]->shared;
+	return n;
+}
+
+bool
+gemm_packed_write_shared(const char *path, const void *base, size_t len)
+{
+	PackedEntry *entries = malloc(sizeof(PackedEntry) * (registry.n > 0 ? registry.n : 1));
+	int			n = 0;
+	bool		ok;
+
+	if (entries == NULL)
+		return false;
+	for (int i = 0; i < registry.n; i++)
+		if (in_region(i, base, len))
+			entries[n++] = (PackedEntry) {
+				(uint64_t) ((const char *) registry.source[i] - (const char *) base),
+					registry.packed[i]->C, registry.packed[i]->OC, true, registry.packed[i]->data
+			};
+	ok = n > 0 && packed_file_write(path, PACKED_F32, len, entries, n);
+	free(entries);
+	return ok;
+}
+
+/* W (OC, C) copied into panels; NULL when out of memory. */
+static PackedWeight *
+pack_weight(const float *W, int OC, int C)
+{
+	PackedWeight *p = malloc(sizeof(*p));
+	size_t		n = (size_t) OC * C;
+
+	if (p == NULL)
+		return NULL;
+	if ((p->data = aligned_alloc(64, n * sizeof(float))) == NULL)
+	{
+		free(p);
+		return NULL;
+	}
+	p->C = C;
+	p->OC = OC;
+	p->shared = false;
+	for (int o = 0; o < OC; o++)
+	{
+		const float *row = W + (size_t) o * C;
+		float	   *dst = p->data + (size_t) (o / PANEL) * C * PANEL + o % PANEL;
+
+		for (int k = 0; k < C; k++)
+			dst[(size_t) k * PANEL] = row[k];
+	}
+	return p;
+}
+
+const PackedWeight *
+gemm_packed_weight(const float *W, int OC, int C)
+{
+	PackedWeight *p;
+
+	for (int i = 0; i < registry.n; i++)
+		if (registry.source[i] == W && registry.packed[i]->C == C && registry.packed[i]->OC == OC)
+			return registry.packed[i];
+	if (packing_region != NULL && ((const char *) W < packing_region ||
+								   (const char *) W >= packing_region + packing_region_len))
+		return NULL;
+	if (registry.n == registry.cap)
+	{
+		int			cap = registry.cap ? 2 * registry.cap : 64;
+		const float **s = realloc(registry.source, sizeof(*s) * cap);
+		PackedWeight **q;
+
+		if (s == NULL)
+			return NULL;
+		registry.source = s;
+		if ((q = realloc(registry.packed, sizeof(*q) * cap)) == NULL)
+			return NULL;
+		registry.packed = q;
+		registry.cap = cap;
+	}
+	if ((p = from_shared_file(W, OC, C)) == NULL)
+	{
+		if ((p = pack_weight(W, OC, C)) == NULL)
+			return NULL;
+		registry.bytes += (size_t) OC * C * sizeof(float);
+	}
+	registry.source[registry.n] = W;
+	registry.packed[registry.n++] = p;
+	return p;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+
+/* This CPU runs AVX-512 and the setting allows it (read once). */
+static bool
+avx512_ready(void)
+{
+	static int	has_avx512 = -1;
+
+	if (has_avx512 < 0)
+	{
+		__builtin_cpu_init();
+		has_avx512 = __builtin_cpu_supports("avx512f") && nn_cpu_avx512_allowed() ? 1 : 0;
+	}
+	return has_avx512 == 1;
+}
+
+/*
+ * One panel against one block of R rows: xt holds the block transposed
+ * (xt[k R + i] = x[i][k]), so the R broadcasts of a k are R consecutive
+ * floats.  always_inline with a constant R keeps the accumulators in
+ * registers.
+ */
+__attribute__((target("avx512f"), always_inline))
+static inline void
+panel_block(float *out, int ldo, const float *xt, const float *panel, const float *bias, int C,
+			const int R)
+{
+	__m512		acc[MAX_BLOCK_ROWS];
+	__m512		b = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+
+	for (int i = 0; i < R; i++)
+		acc[i] = _mm512_setzero_ps();
+	for (int k = 0; k < C; k++)
+	{
+		const float *x = xt + (size_t) k * R;
+		__m512		w = _mm512_load_ps(panel + (size_t) k * PANEL);
+
+		_mm_prefetch((const char *) (panel + (size_t) k * PANEL + PREFETCH_FLOATS), _MM_HINT_T0);
+#pragma GCC unroll 24
+		for (int i = 0; i < R; i++)
+			acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(x[i]), w, acc[i]);
+	}
+	for (int i = 0; i < R; i++)
+		_mm512_storeu_ps(out + (size_t) i * ldo, _mm512_add_ps(acc[i], b));
+}
+
+#define PANEL_CASE(r) case r: panel_block(out, ldo, xt, panel, bias, C, r); break
+
+/* panel_block with R made a constant (1..MAX_BLOCK_ROWS). */
+__attribute__((target("avx512f")))
+static void
+panel_rows(float *out, int ldo, const float *xt, const float *panel, const float *bias, int C,
+		   int R)
+{
+	switch (R)
+	{
+			PANEL_CASE(24); PANEL_CASE(23); PANEL_CASE(22); PANEL_CASE(21);
+			PANEL_CASE(20); PANEL_CASE(19); PANEL_CASE(18); PANEL_CASE(17);
+			PANEL_CASE(16); PANEL_CASE(15); PANEL_CASE(14); PANEL_CASE(13);
+			PANEL_CASE(12); PANEL_CASE(11); PANEL_CASE(10); PANEL_CASE(9);
+			PANEL_CASE(8); PANEL_CASE(7); PANEL_CASE(6); PANEL_CASE(5);
+			PANEL_CASE(4); PANEL_CASE(3); PANEL_CASE(2);
+		default:
+			panel_block(out, ldo, xt, panel, bias, C, 1);
+			break;
+	}
+}
+
+/* One call, shared by its parts: row blocks b start at row b * rows_each. */
+typedef struct PackedJob
+{
+	float	   *out;
+	int			ldo;
+	const float *xt,			/* block b at xt + b * rows_each * C */
+			   *bias;
+	const PackedWeight *W;
+	int			N,
+				rows_each;
+} PackedJob;
+
+/* Panels [begin, end), every row block of each. */
+static void
+panel_range(void *ctx, int begin, int end)
+{
+	const PackedJob *j = ctx;
+	const int	C = j->W->C;
+
+	for (int p = begin; p < end; p++)
+	{
+		const float *panel = j->W->data + (size_t) p * C * PANEL;
+		const float *bias = j->bias ? j->bias + p * PANEL : NULL;
+
+		for (int n0 = 0; n0 < j->N; n0 += j->rows_each)
+		{
+			int			R = j->N - n0 < j->rows_each ? j->N - n0 : j->rows_each;
+
+			panel_rows(j->out + (size_t) n0 * j->ldo + p * PANEL, j->ldo,
+					   j->xt + (size_t) n0 * C, panel, bias, C, R);
+		}
+	}
+}
+
+/*
+ * inp (N, C) as row blocks of rows_each (the last may be shorter), each
+ * transposed; NULL when out of memory.  The buffer is kept for the next
+ * call: one thread at a time calls the products (kernels.h).
+ */
+static float *
+transposed_blocks(const float *inp, int N, int C, int rows_each)
+{
+	static float *buffer;
+	static size_t capacity;
+	size_t		need = (size_t) N * C;
+
+	if (need > capacity)
+	{
+		free(buffer);
+		capacity = 0;
+		if ((buffer = malloc(need * sizeof(float))) == NULL)
+			return NULL;
+		capacity = need;
+	}
+	for (int n0 = 0; n0 < N; n0 += rows_each)
+	{
+		int			R = N - n0 < rows_each ? N - n0 : rows_each;
+		float	   *block = buffer + (size_t) n0 * C;
+
+		for (int i = 0; i < R; i++)
+			for (int k = 0; k < C; k++)
+				block[(size_t) k * R + i] = inp[(size_t) (n0 + i) * C + k];
+	}
+	return buffer;
+}
+
+bool
+gemm_packed_available(void)
+{
+	return avx512_ready();
+}
+
+bool
+gemm_packed_usable(int N, int C, int OC)
+{
+	return packing_on && avx512_ready() && N >= 3 && N <= GEMM_PACKED_MAX_N && C > 0 &&
+		OC > 0 && OC % PANEL == 0;
+}
+
+bool
+gemm_packed(float *out, int ldo, const float *inp, const PackedWeight *W, const float *bias,
+			int N)
+{
+	int			blocks = (N + MAX_BLOCK_ROWS - 1) / MAX_BLOCK_ROWS,
+				rows_each = (N + blocks - 1) / blocks,
+				threads = (double) N * W->C * W->OC < 1048576.0 ? 1 : nn_parallel_threads();
+	const float *xt = transposed_blocks(inp, N, W->C, rows_each);
+	PackedJob	job = {out, ldo, xt, bias, W, N, rows_each};
+
+	if (xt == NULL)
+		return false;
+	nn_parallel_for(panel_range, &job, W->OC / PANEL, threads);
+	return true;
+}
+
+#else							/* no AVX-512 code on this compiler or CPU */
+
+bool
+gemm_packed_available(void)
+{
+	return false;
+}
+
+bool
+gemm_packed_usable(int N, int C, int OC)
+{
+	return false;
+}
+
+bool
+gemm_packed(float *out, int ldo, const float *inp, const PackedWeight *W, const float *bias,
+			int N)
+{
+	return false;
+}
+
+#endif

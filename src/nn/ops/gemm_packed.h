@@ -1,0 +1,87 @@
+/*
+ * gemm_packed.h: float32 products of a few rows against a frozen weight
+ * packed once per process into column panels (docs/design.md 6, "float32
+ * products of a few rows").
+ *
+ * Why: the broadcast form of gemm_rows_nt reads 8 rows of the (out, in)
+ * weight at once, 8 streams from memory, and pads its rows to vectors; at
+ * a sentence's 20 rows it ran 62-79 GFLOP/s with the weight read from
+ * memory against 79-83 from the cache.  Packed, each
+ * 16 output columns lie together for every k (panel[k][0..16) =
+ * W[o0..o0+16)[k]), so the product reads one sequential stream, fetched
+ * ahead in software, and the rows ride on the broadcast side:
+ *
+ *   for each panel of 16 columns, for each block of R <= 24 rows (blocks
+ *   of equal size):  acc[i] = 0 (i < R);
+ *     for k < C: w = panel[k]; acc[i] += x[i][k] * w   (R accumulators)
+ *
+ * R multiply-adds per 1 + R loads, no lane wasted on padding rows, each
+ * output one sum over k in order.  bench/products.sh measures it beside
+ * the broadcast form and OpenBLAS.  The packed copy costs the weight's
+ * size again (4 bytes a weight), so packing is off until a caller turns it
+ * on (gemm_packed_enable) for inference.
+ */
+#ifndef DEPT_NN_GEMM_PACKED_H
+#define DEPT_NN_GEMM_PACKED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/*
+ * Rows up to which linear_product takes the packed product.  Measured by
+ * bench/products.sh (Zen 4, 1 thread, the nine BERT/T5 shapes, weights
+ * read from memory), packed / the better of the broadcast form and
+ * OpenBLAS: 4 rows 1.87-4.03x, 8 rows 1.59-2.53x, 20 rows 1.39-1.79x
+ * (105-111 GFLOP/s; the core's multiply-add peak is 117), 32 to 96 rows
+ * 1.02-1.31x, 128 rows 1.10-1.27x, 640 rows 1.00-1.09x.  Above, not
+ * measured (OpenBLAS).  1 and 2 rows keep gemm_rows_nt's dot products.
+ */
+#define GEMM_PACKED_MAX_N 640
+
+typedef struct PackedWeight PackedWeight;
+
+/* Methods */
+
+/*
+ * Turn packing on or off for this process (off at start; off forgets
+ * nothing).  With a region, only weights inside [region, region + len)
+ * are packed (those a shared file can hold); NULL packs any.
+ */
+void		gemm_packed_enable(bool on, const void *region, size_t len);
+
+/* The product runs here: AVX-512, and the setting allows it (ops/blas.h). */
+bool		gemm_packed_available(void);
+
+/* On, AVX-512 allowed here, and the shape suits (N in 3..GEMM_PACKED_MAX_N, OC % 16 == 0). */
+bool		gemm_packed_usable(int N, int C, int OC);
+
+/* W (OC, C) in the Hugging Face layout, packed on first use; NULL when out of memory. */
+const PackedWeight *gemm_packed_weight(const float *W, int OC, int C);
+
+/*
+ * out (N, OC; rows ldo apart) = inp (N, C) @ W^T + bias (OC, or NULL);
+ * split over nn_parallel_threads() by panels, results independent of the
+ * split.  False (out untouched) when out of memory.
+ */
+bool		gemm_packed(float *out, int ldo, const float *inp, const PackedWeight *W,
+						const float *bias, int N);
+
+/* Bytes of packed copies this process made itself (not those mapped from a file). */
+size_t		gemm_packed_bytes(void);
+
+/*
+ * Packed weights shared between processes, as gemm_bf16's (gemm_bf16.h,
+ * packed_file.h): a file written for a model's weight region [base, base +
+ * len) by one process is mapped by the next, whose lookups of weights in
+ * the region then take the panels from the file.  map: false when the
+ * file is absent or not valid for the region.  private_count: weights of
+ * the region this process packed itself.  write: those into path.
+ */
+bool		gemm_packed_map_shared(const char *path, const void *base, size_t len);
+int			gemm_packed_private_count(const void *base, size_t len);
+bool		gemm_packed_write_shared(const char *path, const void *base, size_t len);
+
+/* Free every packed copy (before the weights they came from are unmapped). */
+void		gemm_packed_forget_weights(void);
+
+#endif							/* DEPT_NN_GEMM_PACKED_H */
