@@ -349,8 +349,9 @@ transposed_blocks(const float *inp, int N, int C, int rows_each)
 		int			R = N - n0 < rows_each ? N - n0 : rows_each;
 		float	   *block = buffer + (size_t) n0 * C;
 
-		for (int i = 0; i < R; i++)
-			for (int k = 0; k < C; k++)
+		/* k outer: each k's R values are written together, each input line read for 16 k */
+		for (int k = 0; k < C; k++)
+			for (int i = 0; i < R; i++)
 				block[(size_t) k * R + i] = inp[(size_t) (n0 + i) * C + k];
 	}
 	return buffer;

@@ -341,12 +341,14 @@ transposed_panels(const float *inp, int N, int C)
 					rows = panel_rows(N, n0, &width);
 		float	   *p = buffer + (size_t) n0 * C;
 
-		for (int i = 0; i < rows; i++)
-			for (int k = 0; k < C; k++)
+		/* k outer: each k's values are written together, each input line read for 16 k */
+		for (int k = 0; k < C; k++)
+		{
+			for (int i = 0; i < rows; i++)
 				p[(size_t) k * width + i] = inp[(size_t) (n0 + i) * C + k];
-		for (int i = rows; i < width; i++)
-			for (int k = 0; k < C; k++)
+			for (int i = rows; i < width; i++)
 				p[(size_t) k * width + i] = 0.0f;
+		}
 	}
 	return buffer;
 }
