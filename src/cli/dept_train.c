@@ -37,6 +37,7 @@
 #include "models/backbone.h"
 #include "train/auto.h"
 #include "ops/blas.h"
+#include "ops/gemm_packed.h"
 #include "train/dataset.h"
 #include "train/explain.h"
 #include "train/train.h"
@@ -946,6 +947,8 @@ main(int argc, char **argv)
 	if (parse_args(argc, argv, &a) != 0)
 		return 2;
 	nn_blas_setup(a.threads);
+	/* a run that only reads the model packs its frozen weights once (ops/gemm_packed.h) */
+	gemm_packed_enable(a.embed_path != NULL || a.load_path != NULL || a.explain, NULL, 0);
 	if (!a.quiet)
 		a.opt.progress = progress_bar;
 
