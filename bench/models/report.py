@@ -64,7 +64,7 @@ def throughput(rows, short=False):
                ("predict", 1, 20), ("predict", 32, 20), ("predict", 1, 64), ("predict", 32, 64),
                ("train", None, 20)]
     if short:
-        metrics = [("embed", 32, 64), ("predict", 1, 20), ("train", None, 20)]
+        metrics = [("embed", 1, 20), ("embed", 32, 64), ("predict", 1, 20), ("train", None, 20)]
         threads = threads[:1]
     has_ort = bool(find(rows, impl="onnxruntime"))
     head = "| model | figure (float32) |"
