@@ -4,7 +4,7 @@
  */
 #include "ops/gemm_bf16.h"
 #include "ops/blas.h"
-#include "ops/packed_file.h"
+#include "ops/packed_registry.h"
 #include "base/parallel.h"
 
 #include <stdint.h>
@@ -25,33 +25,8 @@
 #define TILE_K 32				/* bfloat16 values of k per A row (64 bytes) */
 #define TILE_COLS 16			/* float32 columns of a C tile */
 
-struct Bf16Weight
-{
-	int			C,				/* the product's inner dimension k */
-				OC;				/* its columns */
-	bool		transposed;		/* packed from W^T: the source is (OC, C) */
-	bool		shared;			/* data lies in a mapped packed file (not ours to free) */
-	uint16_t   *data;			/* [OC/16][C/32][16 k pairs][16 columns][2] */
-};
-
-/* Packed copies, looked up by the float weight they were made from. */
-static struct
-{
-	const float **source;
-	Bf16Weight **packed;
-	int			n,
-				cap;
-}			registry;
-
-/* Mapped packed files (packed_file.h), each for the weight region it was made for. */
-#define MAX_SHARED_FILES 8
-static struct
-{
-	const char *base;
-	size_t		len;
-	PackedFile	file;
-}			shared_files[MAX_SHARED_FILES];
-static int	n_shared_files;
+/* The packed weights of this process, looked up by the float weight they were made from. */
+static PackedRegistry registry = {.kind = PACKED_BF16};
 
 /* The input rows in bfloat16, kept between calls (one thread calls, see gemm_bf16.h). */
 static struct
@@ -162,29 +137,26 @@ pack_source_row(uint16_t *data, const float *row, int j, int C)
  * The packed (C, OC) operand: W itself, or, transposed, the W^T of a
  * source W (OC, C) -- what the input-backward dinp = dout W^T multiplies by.
  */
-static Bf16Weight *
+static PackedCopy *
 pack_weight(const float *W, int C, int OC, bool transposed)
 {
-	Bf16Weight  *p = malloc(sizeof(Bf16Weight));
-	uint16_t   *dst;
+	PackedCopy *p = malloc(sizeof(PackedCopy));
+	uint16_t   *data,
+			   *dst;
 
 	if (p == NULL)
 		return NULL;
-	p->C = C;
-	p->OC = OC;
-	p->transposed = transposed;
-	p->shared = false;
-	p->data = aligned_alloc(64, (size_t) C * OC * sizeof(uint16_t));
-	if (p->data == NULL)
+	if ((data = aligned_alloc(64, (size_t) C * OC * sizeof(uint16_t))) == NULL)
 	{
 		free(p);
 		return NULL;
 	}
+	*p = (PackedCopy) {C, OC, transposed, false, data};
 	/* [OC/16][C/32][16 k pairs][16 columns][2]: per column block, k pairs in order */
-	dst = p->data;
+	dst = data;
 	if (transposed)
 		for (int j = 0; j < OC; j++)
-			pack_source_row(p->data, W + (size_t) j * C, j, C);
+			pack_source_row(data, W + (size_t) j * C, j, C);
 	else
 		for (int jb = 0; jb < OC / TILE_COLS; jb++)
 			for (int k = 0; k < C; k += 2, dst += 2 * TILE_COLS)
@@ -193,141 +165,40 @@ pack_weight(const float *W, int C, int OC, bool transposed)
 	return p;
 }
 
-/* W's packed copy from a mapped file whose region holds W, or NULL. */
-static Bf16Weight *
-from_shared_file(const float *W, int C, int OC, bool transposed)
-{
-	const char *w = (const char *) W;
-
-	for (int f = 0; f < n_shared_files; f++)
-	{
-		const PackedFile *pf = &shared_files[f].file;
-
-		if (w < shared_files[f].base || w >= shared_files[f].base + shared_files[f].len)
-			continue;
-		for (int i = 0; i < pf->n; i++)
-		{
-			const PackedEntry *e = &pf->entries[i];
-			Bf16Weight *p;
-
-			if (e->source_offset != (uint64_t) (w - shared_files[f].base) || e->C != C ||
-				e->OC != OC || e->transposed != transposed || (p = malloc(sizeof(*p))) == NULL)
-				continue;
-			*p = (Bf16Weight) {C, OC, transposed, true, (uint16_t *) e->data};
-			return p;
-		}
-	}
-	return NULL;
-}
-
-static const Bf16Weight *
-find_or_pack(const float *W, int C, int OC, bool transposed)
-{
-	Bf16Weight  *p;
-
-	for (int i = 0; i < registry.n; i++)
-		if (registry.source[i] == W && registry.packed[i]->C == C &&
-			registry.packed[i]->OC == OC && registry.packed[i]->transposed == transposed)
-			return registry.packed[i];
-	if (registry.n == registry.cap)
-	{
-		int			cap = registry.cap ? 2 * registry.cap : 16;
-		const float **s = realloc(registry.source, sizeof(*s) * cap);
-		Bf16Weight **q;
-
-		if (s == NULL)
-			return NULL;
-		registry.source = s;
-		if ((q = realloc(registry.packed, sizeof(*q) * cap)) == NULL)
-			return NULL;
-		registry.packed = q;
-		registry.cap = cap;
-	}
-	if ((p = from_shared_file(W, C, OC, transposed)) == NULL &&
-		(p = pack_weight(W, C, OC, transposed)) == NULL)
-		return NULL;
-	registry.source[registry.n] = W;
-	registry.packed[registry.n++] = p;
-	return p;
-}
-
 const Bf16Weight *
 gemm_bf16_weight(const float *W, int C, int OC)
 {
-	return find_or_pack(W, C, OC, false);
+	return packed_registry_get(&registry, W, C, OC, false, pack_weight);
 }
 
 const Bf16Weight *
 gemm_bf16_weight_transposed(const float *W, int C, int OC)
 {
-	return find_or_pack(W, OC, C, true);
+	return packed_registry_get(&registry, W, OC, C, true, pack_weight);
 }
 
 bool
 gemm_bf16_map_shared(const char *path, const void *base, size_t len)
 {
-	if (n_shared_files == MAX_SHARED_FILES ||
-		!packed_file_map(&shared_files[n_shared_files].file, path, PACKED_BF16, len))
-		return false;
-	shared_files[n_shared_files].base = base;
-	shared_files[n_shared_files].len = len;
-	n_shared_files++;
-	return true;
-}
-
-/* Whether registry entry i was packed from a weight inside [base, base + len). */
-static bool
-in_region(int i, const void *base, size_t len)
-{
-	const char *w = (const char *) registry.source[i];
-
-	return w >= (const char *) base && w < (const char *) base + len;
+	return packed_registry_map(&registry, path, base, len);
 }
 
 int
 gemm_bf16_private_count(const void *base, size_t len)
 {
-	int			n = 0;
-
-	for (int i = 0; i < registry.n; i++)
-		n += in_region(i, base, len) && !registry.packed[i]->shared;
-	return n;
+	return packed_registry_private_count(&registry, base, len);
 }
 
 bool
 gemm_bf16_write_shared(const char *path, const void *base, size_t len)
 {
-	PackedEntry *entries = malloc(sizeof(PackedEntry) * (registry.n > 0 ? registry.n : 1));
-	int			n = 0;
-	bool		ok;
-
-	if (entries == NULL)
-		return false;
-	for (int i = 0; i < registry.n; i++)
-		if (in_region(i, base, len))
-			entries[n++] = (PackedEntry) {
-				(uint64_t) ((const char *) registry.source[i] - (const char *) base),
-					registry.packed[i]->C, registry.packed[i]->OC,
-					registry.packed[i]->transposed, registry.packed[i]->data
-			};
-	ok = n > 0 && packed_file_write(path, PACKED_BF16, len, entries, n);
-	free(entries);
-	return ok;
+	return packed_registry_write(&registry, path, base, len);
 }
 
 void
 gemm_bf16_forget_weights(void)
 {
-	for (int i = 0; i < registry.n; i++)
-	{
-		if (!registry.packed[i]->shared)
-			free(registry.packed[i]->data);
-		free(registry.packed[i]);
-	}
-	registry.n = 0;
-	for (int f = 0; f < n_shared_files; f++)
-		packed_file_close(&shared_files[f].file);
-	n_shared_files = 0;
+	packed_registry_forget(&registry);
 	free(scratch.rows);
 	scratch.rows = NULL;
 	scratch.cap = 0;
@@ -492,7 +363,7 @@ column_pairs(void *ctx, int begin, int end)
 	configure_tiles();
 	for (int jb = 2 * begin; jb < 2 * end; jb += 2)
 	{
-		const uint16_t *b0 = j->W->data + (size_t) jb * C * TILE_COLS;
+		const uint16_t *b0 = (const uint16_t *) j->W->data + (size_t) jb * C * TILE_COLS;
 
 		for (int n0 = 0; n0 < j->padded; n0 += 2 * TILE_ROWS)
 		{
@@ -607,7 +478,7 @@ column_groups(void *ctx, int begin, int end)
 	{
 		const int	col = g * DOT_BLOCKS * TILE_COLS,
 					blocks = OC - col >= DOT_BLOCKS * TILE_COLS ? DOT_BLOCKS : 2;
-		const uint16_t *b = j->W->data + (size_t) col * C;
+		const uint16_t *b = (const uint16_t *) j->W->data + (size_t) col * C;
 
 		/* rows in blocks of equal height (20 rows: 5 5 5 5, not 6 6 6 2) */
 		const int	row_blocks = (j->N + DOT_ROWS - 1) / DOT_ROWS;

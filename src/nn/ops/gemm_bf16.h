@@ -50,7 +50,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef struct Bf16Weight Bf16Weight;
+typedef struct PackedCopy Bf16Weight;	/* ops/packed_registry.h */
 
 /* Methods */
 

@@ -11,39 +11,14 @@
 
 #include "base/parallel.h"
 #include "ops/blas.h"
-#include "ops/packed_file.h"
+#include "ops/packed_registry.h"
 
 #define PANEL 16				/* output columns of a panel: one 512-bit vector */
 #define MAX_BLOCK_ROWS 24		/* accumulators of a block; 32 registers in all */
 #define PREFETCH_FLOATS 512		/* 32 rows of a panel ahead (2 kB) */
 
-struct PackedWeight
-{
-	int			C,
-				OC;
-	bool		shared;			/* data lies in a mapped packed file (not ours to free) */
-	float	   *data;			/* [OC / 16][C][16]: data[(p C + k) 16 + j] = W[16 p + j][k] */
-};
-
-/* Packed copies, looked up by the weight they were made from. */
-static struct
-{
-	const float **source;
-	PackedWeight **packed;
-	int			n,
-				cap;
-	size_t		bytes;
-}			registry;
-
-/* Mapped packed files (packed_file.h), each for the weight region it was made for. */
-#define MAX_SHARED_FILES 8
-static struct
-{
-	const char *base;
-	size_t		len;
-	PackedFile	file;
-}			shared_files[MAX_SHARED_FILES];
-static int	n_shared_files;
+/* The panels of this process, looked up by the weight they were made from. */
+static PackedRegistry registry = {.kind = PACKED_F32};
 
 static bool packing_on;
 static const char *packing_region;	/* NULL: any weight */
@@ -60,124 +35,55 @@ gemm_packed_enable(bool on, const void *region, size_t len)
 size_t
 gemm_packed_bytes(void)
 {
-	return registry.bytes;
+	return registry.private_bytes;
 }
 
 void
 gemm_packed_forget_weights(void)
 {
-	for (int i = 0; i < registry.n; i++)
-	{
-		if (!registry.packed[i]->shared)
-			free(registry.packed[i]->data);
-		free(registry.packed[i]);
-	}
-	registry.n = 0;
-	registry.bytes = 0;
-	for (int f = 0; f < n_shared_files; f++)
-		packed_file_close(&shared_files[f].file);
-	n_shared_files = 0;
-}
-
-/* W's panels from a mapped packed file, or NULL when no file holds them. */
-static PackedWeight *
-from_shared_file(const float *W, int OC, int C)
-{
-	const char *w = (const char *) W;
-
-	for (int f = 0; f < n_shared_files; f++)
-	{
-		const PackedFile *pf = &shared_files[f].file;
-
-		if (w < shared_files[f].base || w >= shared_files[f].base + shared_files[f].len)
-			continue;
-		for (int i = 0; i < pf->n; i++)
-		{
-			const PackedEntry *e = &pf->entries[i];
-			PackedWeight *p;
-
-			if (e->source_offset != (uint64_t) (w - shared_files[f].base) || e->C != C ||
-				e->OC != OC || (p = malloc(sizeof(*p))) == NULL)
-				continue;
-			*p = (PackedWeight) {C, OC, true, (float *) e->data};
-			return p;
-		}
-	}
-	return NULL;
+	packed_registry_forget(&registry);
 }
 
 bool
 gemm_packed_map_shared(const char *path, const void *base, size_t len)
 {
-	if (n_shared_files == MAX_SHARED_FILES ||
-		!packed_file_map(&shared_files[n_shared_files].file, path, PACKED_F32, len))
-		return false;
-	shared_files[n_shared_files].base = base;
-	shared_files[n_shared_files].len = len;
-	n_shared_files++;
-	return true;
-}
-
-/* Whether registry entry i was packed from a weight inside [base, base + len). */
-static bool
-in_region(int i, const void *base, size_t len)
-{
-	const char *w = (const char *) registry.source[i];
-
-	return w >= (const char *) base && w < (const char *) base + len;
+	return packed_registry_map(&registry, path, base, len);
 }
 
 int
 gemm_packed_private_count(const void *base, size_t len)
 {
-	int			n = 0;
-
-	for (int i = 0; i < registry.n; i++)
-		n += in_region(i, base, len) && !registry.packed[i]->shared;
-	return n;
+	return packed_registry_private_count(&registry, base, len);
 }
 
 bool
 gemm_packed_write_shared(const char *path, const void *base, size_t len)
 {
-	PackedEntry *entries = malloc(sizeof(PackedEntry) * (registry.n > 0 ? registry.n : 1));
-	int			n = 0;
-	bool		ok;
-
-	if (entries == NULL)
-		return false;
-	for (int i = 0; i < registry.n; i++)
-		if (in_region(i, base, len))
-			entries[n++] = (PackedEntry) {
-				(uint64_t) ((const char *) registry.source[i] - (const char *) base),
-					registry.packed[i]->C, registry.packed[i]->OC, true, registry.packed[i]->data
-			};
-	ok = n > 0 && packed_file_write(path, PACKED_F32, len, entries, n);
-	free(entries);
-	return ok;
+	return packed_registry_write(&registry, path, base, len);
 }
 
-/* W (OC, C) copied into panels; NULL when out of memory. */
-static PackedWeight *
-pack_weight(const float *W, int OC, int C)
+/*
+ * The panels of a source W (OC, C) (transposed: the operand is W^T, C x
+ * OC): data[(p C + k) 16 + j] = W[16 p + j][k].  NULL when out of memory.
+ */
+static PackedCopy *
+pack_weight(const float *W, int C, int OC, bool transposed)
 {
-	PackedWeight *p = malloc(sizeof(*p));
-	size_t		n = (size_t) OC * C;
+	PackedCopy *p = malloc(sizeof(*p));
+	float	   *data;
 
 	if (p == NULL)
 		return NULL;
-	if ((p->data = aligned_alloc(64, n * sizeof(float))) == NULL)
+	if ((data = aligned_alloc(64, (size_t) OC * C * sizeof(float))) == NULL)
 	{
 		free(p);
 		return NULL;
 	}
-	p->C = C;
-	p->OC = OC;
-	p->shared = false;
+	*p = (PackedCopy) {C, OC, transposed, false, data};
 	for (int o = 0; o < OC; o++)
 	{
 		const float *row = W + (size_t) o * C;
-		float	   *dst = p->data + (size_t) (o / PANEL) * C * PANEL + o % PANEL;
+		float	   *dst = data + (size_t) (o / PANEL) * C * PANEL + o % PANEL;
 
 		for (int k = 0; k < C; k++)
 			dst[(size_t) k * PANEL] = row[k];
@@ -188,37 +94,10 @@ pack_weight(const float *W, int OC, int C)
 const PackedWeight *
 gemm_packed_weight(const float *W, int OC, int C)
 {
-	PackedWeight *p;
-
-	for (int i = 0; i < registry.n; i++)
-		if (registry.source[i] == W && registry.packed[i]->C == C && registry.packed[i]->OC == OC)
-			return registry.packed[i];
 	if (packing_region != NULL && ((const char *) W < packing_region ||
 								   (const char *) W >= packing_region + packing_region_len))
-		return NULL;
-	if (registry.n == registry.cap)
-	{
-		int			cap = registry.cap ? 2 * registry.cap : 64;
-		const float **s = realloc(registry.source, sizeof(*s) * cap);
-		PackedWeight **q;
-
-		if (s == NULL)
-			return NULL;
-		registry.source = s;
-		if ((q = realloc(registry.packed, sizeof(*q) * cap)) == NULL)
-			return NULL;
-		registry.packed = q;
-		registry.cap = cap;
-	}
-	if ((p = from_shared_file(W, OC, C)) == NULL)
-	{
-		if ((p = pack_weight(W, OC, C)) == NULL)
-			return NULL;
-		registry.bytes += (size_t) OC * C * sizeof(float);
-	}
-	registry.source[registry.n] = W;
-	registry.packed[registry.n++] = p;
-	return p;
+		return NULL;			/* panels no shared file could hold */
+	return packed_registry_get(&registry, W, C, OC, true, pack_weight);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -311,7 +190,7 @@ panel_range(void *ctx, int begin, int end)
 
 	for (int p = begin; p < end; p++)
 	{
-		const float *panel = j->W->data + (size_t) p * C * PANEL;
+		const float *panel = (const float *) j->W->data + (size_t) p * C * PANEL;
 		const float *bias = j->bias ? j->bias + p * PANEL : NULL;
 
 		for (int n0 = 0; n0 < j->N; n0 += j->rows_each)

@@ -38,7 +38,7 @@
  */
 #define GEMM_PACKED_MAX_N 640
 
-typedef struct PackedWeight PackedWeight;
+typedef struct PackedCopy PackedWeight;	/* ops/packed_registry.h */
 
 /* Methods */
 
