@@ -29,12 +29,16 @@
 
 /*
  * Rows up to which linear_product takes the packed product.  Measured by
- * bench/products.sh (Zen 4, 1 thread, the nine BERT/T5 shapes, weights
- * read from memory), packed / the better of the broadcast form and
- * OpenBLAS: 4 rows 1.87-4.03x, 8 rows 1.59-2.53x, 20 rows 1.39-1.79x
- * (105-111 GFLOP/s; the core's multiply-add peak is 117), 32 to 96 rows
- * 1.02-1.31x, 128 rows 1.10-1.27x, 640 rows 1.00-1.09x.  Above, not
- * measured (OpenBLAS).  1 and 2 rows keep gemm_rows_nt's dot products.
+ * bench/products.sh (Zen 4, the nine BERT/T5 shapes, weights read from
+ * memory), packed / the better of the broadcast form and OpenBLAS, 1
+ * thread: 4 rows 1.76-4.06x, 8 rows 1.44-2.47x, 20 rows 1.35-1.95x
+ * (100-109 GFLOP/s; the core's multiply-add peak is 117), 32 to 128 rows
+ * 1.05-1.29x, 640 rows 0.99-1.11x.  2 threads alike up to 128 rows, but at
+ * 640 rows 0.85-0.97x on the tall shapes (C 1536-3072 into 384-768: every
+ * panel reads all 640 input rows again).  Handing those to OpenBLAS did not
+ * change MiniLM-L6's embedding at batch 32 (640 rows) on 1 or 2 threads
+ * beyond noise, so one limit holds for every shape.  1 and 2 rows keep
+ * gemm_rows_nt's dot products.
  */
 #define GEMM_PACKED_MAX_N 640
 
