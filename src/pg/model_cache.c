@@ -581,78 +581,63 @@ DeptModelLoadMillis(void)
 	return DeptFindModel(DeptGetBackbone())->load_ms;
 }
 
+/* One kind of packed weights a backend shares through a file (ops/packed_registry.h). */
+typedef struct PackedSharing
+{
+	const char *file_name;
+	const char *what;			/* for the log */
+	bool		(*map) (const char *path, const void *base, size_t len);
+	int			(*private_count) (const void *base, size_t len);
+	bool		(*write) (const char *path, const void *base, size_t len);
+	void		(*forget) (void);
+} PackedSharing;
+
+static const PackedSharing bf16_sharing = {
+	DEPT_PACKED_FILE_NAME, "packed bfloat16 weights", gemm_bf16_map_shared,
+	gemm_bf16_private_count, gemm_bf16_write_shared, gemm_bf16_forget_weights
+};
+static const PackedSharing panel_sharing = {
+	DEPT_PANELS_FILE_NAME, "float32 panels", gemm_packed_map_shared,
+	gemm_packed_private_count, gemm_packed_write_shared, gemm_packed_forget_weights
+};
+
 /*
- * The packed bfloat16 weights of m, shared through a file in its private
- * copy entry (ops/packed_file.h; docs/design.md 6): the first bfloat16
- * call of a backend maps the file if another backend wrote it; a later
- * call writes one if this backend had to pack weights itself, so the next
- * backend maps them instead of packing 2 bytes a weight privately, and
- * maps it in place of its own copies (forgetting every packed weight of
- * the process: another model's are packed or mapped again on next use).  Only
- * an optimisation: a failure (a full disk) is logged at DEBUG1.
+ * m's packed weights of one kind (the bfloat16 tiles, the float32 panels),
+ * shared through a file in its private copy entry (ops/packed_file.h;
+ * docs/design.md 6): the first call of a backend maps the file if another
+ * backend wrote it; a later call writes one if this backend had to pack
+ * weights itself, so the next backend maps them instead of packing them
+ * privately, and maps it in place of its own copies (forgetting every
+ * packed weight of that kind in the process: another model's are packed
+ * again on next use).  *mapped and *written are m's flags for the kind.
+ * Only an optimisation: a failure (a full disk) is logged at DEBUG1.
  */
 static void
-DeptSharePackedWeights(LoadedModel *m)
+DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *written)
 {
 	const Backbone *bb = m->bb;
 	char	   *path;
 
-	if (m->entry == NULL || bb->weights == NULL || m->packed_written)
+	if (m->entry == NULL || bb->weights == NULL || *written)
 		return;
-	path = psprintf("%s/%s", m->entry, DEPT_PACKED_FILE_NAME);
-	if (!m->packed_mapped)
+	path = psprintf("%s/%s", m->entry, kind->file_name);
+	if (!*mapped)
 	{
-		m->packed_mapped = true;
-		gemm_bf16_map_shared(path, bb->weights, bb->weights_len);
+		*mapped = true;
+		kind->map(path, bb->weights, bb->weights_len);
 	}
-	else if (gemm_bf16_private_count(bb->weights, bb->weights_len) > 0)
+	else if (kind->private_count(bb->weights, bb->weights_len) > 0)
 	{
-		m->packed_written = true;
-		if (!gemm_bf16_write_shared(path, bb->weights, bb->weights_len))
+		*written = true;
+		if (!kind->write(path, bb->weights, bb->weights_len))
 			ereport(DEBUG1,
-					(errmsg("could not write the packed weights of model copy \"%s\": %m",
-							m->entry)));
+					(errmsg("could not write the %s of model copy \"%s\": %m",
+							kind->what, m->entry)));
 		else
 		{
 			/* this backend too drops its private copies for the file's shared pages */
-			gemm_bf16_forget_weights();
-			gemm_bf16_map_shared(path, bb->weights, bb->weights_len);
-		}
-	}
-	pfree(path);
-}
-
-/*
- * The float32 panels of m's weights (ops/gemm_packed.h), shared through a
- * file in its private copy entry as the bfloat16 ones are (above): mapped
- * if another backend wrote it, else packed here and written on a later
- * call.  Only an optimisation: a failure is logged at DEBUG1.
- */
-static void
-DeptSharePanels(LoadedModel *m)
-{
-	const Backbone *bb = m->bb;
-	char	   *path;
-
-	if (m->entry == NULL || bb->weights == NULL || m->panels_written)
-		return;
-	path = psprintf("%s/%s", m->entry, DEPT_PANELS_FILE_NAME);
-	if (!m->panels_mapped)
-	{
-		m->panels_mapped = true;
-		gemm_packed_map_shared(path, bb->weights, bb->weights_len);
-	}
-	else if (gemm_packed_private_count(bb->weights, bb->weights_len) > 0)
-	{
-		m->panels_written = true;
-		if (!gemm_packed_write_shared(path, bb->weights, bb->weights_len))
-			ereport(DEBUG1,
-					(errmsg("could not write the float32 panels of model copy \"%s\": %m",
-							m->entry)));
-		else
-		{
-			gemm_packed_forget_weights();
-			gemm_packed_map_shared(path, bb->weights, bb->weights_len);
+			kind->forget();
+			kind->map(path, bb->weights, bb->weights_len);
 		}
 	}
 	pfree(path);
@@ -675,9 +660,9 @@ use_precision(LoadedModel *m, BackboneRun *run)
 
 	gemm_packed_enable(panels, m->bb->weights, m->bb->weights_len);
 	if (bf16)
-		DeptSharePackedWeights(m);
+		DeptShareCopies(m, &bf16_sharing, &m->packed_mapped, &m->packed_written);
 	else if (panels)
-		DeptSharePanels(m);
+		DeptShareCopies(m, &panel_sharing, &m->panels_mapped, &m->panels_written);
 	return bf16;
 }
 

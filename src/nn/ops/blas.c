@@ -57,6 +57,23 @@ nn_cpu_avx512_allowed(void)
 	return avx512_allowed;
 }
 
+bool
+nn_cpu_avx512(void)
+{
+	static int	has_avx512 = -1;
+
+	if (has_avx512 < 0)
+	{
+#if defined(__x86_64__) && defined(__GNUC__)
+		__builtin_cpu_init();
+		has_avx512 = __builtin_cpu_supports("avx512f") && nn_cpu_avx512_allowed() ? 1 : 0;
+#else
+		has_avx512 = 0;
+#endif
+	}
+	return has_avx512 == 1;
+}
+
 /* The best kernel set for this CPU's features, or NULL for none better than SSE. */
 static const char *
 core_for_features(void)

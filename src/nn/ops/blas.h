@@ -44,6 +44,9 @@
  */
 bool		nn_cpu_avx512_allowed(void);
 
+/* This CPU has AVX-512F and nn_cpu_avx512_allowed() (read once): the few-row products run. */
+bool		nn_cpu_avx512(void);
+
 /* Load OpenBLAS if it is not loaded yet (thread-safe, once per process). */
 NnStatus	nn_blas_load(NnError *err);
 

@@ -103,20 +103,6 @@ gemm_packed_weight(const float *W, int OC, int C)
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 
-/* This CPU runs AVX-512 and the setting allows it (read once). */
-static bool
-avx512_ready(void)
-{
-	static int	has_avx512 = -1;
-
-	if (has_avx512 < 0)
-	{
-		__builtin_cpu_init();
-		has_avx512 = __builtin_cpu_supports("avx512f") && nn_cpu_avx512_allowed() ? 1 : 0;
-	}
-	return has_avx512 == 1;
-}
-
 /*
  * One panel against one block of R rows: xt holds the block transposed
  * (xt[k R + i] = x[i][k]), so the R broadcasts of a k are R consecutive
@@ -239,13 +225,13 @@ transposed_blocks(const float *inp, int N, int C, int rows_each)
 bool
 gemm_packed_available(void)
 {
-	return avx512_ready();
+	return nn_cpu_avx512();
 }
 
 bool
 gemm_packed_usable(int N, int C, int OC)
 {
-	return packing_on && avx512_ready() && N >= 3 && N <= GEMM_PACKED_MAX_N && C > 0 &&
+	return packing_on && nn_cpu_avx512() && N >= 3 && N <= GEMM_PACKED_MAX_N && C > 0 &&
 		OC > 0 && OC % PANEL == 0;
 }
 

@@ -103,20 +103,6 @@ gemm_rows_avx512(float *out, const float *inp, const float *W, const float *bias
 	}
 }
 
-/* This CPU runs AVX-512 and the setting allows it (read once). */
-static bool
-avx512_ready(void)
-{
-	static int	has_avx512 = -1;
-
-	if (has_avx512 < 0)
-	{
-		__builtin_cpu_init();
-		has_avx512 = __builtin_cpu_supports("avx512f") && nn_cpu_avx512_allowed() ? 1 : 0;
-	}
-	return has_avx512 == 1;
-}
-
 /*
  * out[0..R) x [0..J) = inp (R rows, C) . W (J rows, C) + bias: the products
  * of the Hugging Face (out, in) layout, each a dot product over k in
@@ -356,7 +342,7 @@ transposed_panels(const float *inp, int N, int C)
 bool
 gemm_rows_nt_usable(int N, int C, int OC)
 {
-	return avx512_ready() && N > 0 && N <= GEMM_ROWS_NT_MAX_N && C > 0 && C % 16 == 0 &&
+	return nn_cpu_avx512() && N > 0 && N <= GEMM_ROWS_NT_MAX_N && C > 0 && C % 16 == 0 &&
 		OC % NT_COLS == 0;
 }
 
@@ -382,7 +368,7 @@ gemm_rows_nt(float *out, int ldo, const float *inp, const float *W, const float 
 bool
 gemm_rows_usable(int N, int C, int OC)
 {
-	return avx512_ready() && N > 0 && N <= GEMM_ROWS_MAX_N && C > 0 && OC % COL_BLOCK == 0;
+	return nn_cpu_avx512() && N > 0 && N <= GEMM_ROWS_MAX_N && C > 0 && OC % COL_BLOCK == 0;
 }
 
 /* One call's operands, shared by the parts of a split product (parallel.h). */
