@@ -5,8 +5,8 @@
  *
  * Why: the broadcast form of gemm_rows_nt reads 8 rows of the (out, in)
  * weight at once, 8 streams from memory, and pads its rows to vectors; at
- * a sentence's 20 rows it ran 62-79 GFLOP/s with the weight read from
- * memory against 79-83 from the cache.  Packed, each
+ * a sentence's 20 rows it ran 54-76 GFLOP/s with the weight read from
+ * memory against 78-83 from the cache (bench/products.sh, 58df8d7).  Packed, each
  * 16 output columns lie together for every k (panel[k][0..16) =
  * W[o0..o0+16)[k]), so the product reads one sequential stream, fetched
  * ahead in software, and the rows ride on the broadcast side:
