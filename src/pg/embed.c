@@ -104,9 +104,11 @@ dept_model_info(PG_FUNCTION_ARGS)
 					 bb->max_positions, DeptModelLoadMillis(), dept_threads);
 	escape_json(&buf, nn_blas_core());
 	appendStringInfo(&buf, ", \"matmul_precision\": \"%s\", \"bfloat16_engine\": \"%s\""
-					 ", \"float32_panels\": %s, \"first_call\": ",
+					 ", \"float32_panels\": %s, \"float32_panels_private_bytes\": %zu"
+					 ", \"first_call\": ",
 					 DeptRunsInBf16(bb) ? "bfloat16" : "float32", gemm_bf16_engine(),
-					 dept_packed_weights && gemm_packed_available() ? "true" : "false");
+					 dept_packed_weights && gemm_packed_available() ? "true" : "false",
+					 gemm_packed_bytes());
 	DeptFirstCallJson(&buf);
 	appendStringInfoChar(&buf, '}');
 	PG_RETURN_DATUM(DirectFunctionCall1(jsonb_in, CStringGetDatum(buf.data)));

@@ -72,9 +72,9 @@ typedef struct LoadedModel
 	int			run_seq;
 	char	   *entry;			/* its private copy entry, or NULL */
 	bool		packed_mapped;	/* the shared packed bfloat16 weights were looked for */
-	bool		packed_written; /* this backend wrote them */
+	bool		packed_write_failed;	/* writing them failed once: not tried again */
 	bool		panels_mapped;	/* the same for the float32 panels (gemm_packed.h) */
-	bool		panels_written;
+	bool		panels_write_failed;
 	struct LoadedModel *next;
 } LoadedModel;
 
@@ -589,36 +589,37 @@ typedef struct PackedSharing
 	bool		(*map) (const char *path, const void *base, size_t len);
 	int			(*private_count) (const void *base, size_t len);
 	bool		(*write) (const char *path, const void *base, size_t len);
-	void		(*forget) (void);
+	void		(*forget) (const void *base, size_t len);
 } PackedSharing;
 
 static const PackedSharing bf16_sharing = {
 	DEPT_PACKED_FILE_NAME, "packed bfloat16 weights", gemm_bf16_map_shared,
-	gemm_bf16_private_count, gemm_bf16_write_shared, gemm_bf16_forget_weights
+	gemm_bf16_private_count, gemm_bf16_write_shared, gemm_bf16_forget_region
 };
 static const PackedSharing panel_sharing = {
 	DEPT_PANELS_FILE_NAME, "float32 panels", gemm_packed_map_shared,
-	gemm_packed_private_count, gemm_packed_write_shared, gemm_packed_forget_weights
+	gemm_packed_private_count, gemm_packed_write_shared, gemm_packed_forget_region
 };
 
 /*
  * m's packed weights of one kind (the bfloat16 tiles, the float32 panels),
  * shared through a file in its private copy entry (ops/packed_file.h;
  * docs/design.md 6): the first call of a backend maps the file if another
- * backend wrote it; a later call writes one if this backend had to pack
- * weights itself, so the next backend maps them instead of packing them
- * privately, and maps it in place of its own copies (forgetting every
- * packed weight of that kind in the process: another model's are packed
- * again on next use).  *mapped and *written are m's flags for the kind.
- * Only an optimisation: a failure (a full disk) is logged at DEBUG1.
+ * backend wrote it; a later call writes one whenever this backend had to
+ * pack weights of m itself (none in the file yet, or a product the file's
+ * writer never ran), so the next backend maps them instead of packing them
+ * privately, and maps it in place of its own copies of m's weights (other
+ * models' copies and files stay).  *mapped and *write_failed are m's flags
+ * for the kind.  Only an optimisation: a failure (a full disk) is logged at
+ * DEBUG1 and not retried in this backend.
  */
 static void
-DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *written)
+DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *write_failed)
 {
 	const Backbone *bb = m->bb;
 	char	   *path;
 
-	if (m->entry == NULL || bb->weights == NULL || *written)
+	if (m->entry == NULL || bb->weights == NULL || *write_failed)
 		return;
 	path = psprintf("%s/%s", m->entry, kind->file_name);
 	if (!*mapped)
@@ -628,15 +629,17 @@ DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *w
 	}
 	else if (kind->private_count(bb->weights, bb->weights_len) > 0)
 	{
-		*written = true;
 		if (!kind->write(path, bb->weights, bb->weights_len))
+		{
+			*write_failed = true;
 			ereport(DEBUG1,
 					(errmsg("could not write the %s of model copy \"%s\": %m",
 							kind->what, m->entry)));
+		}
 		else
 		{
 			/* this backend too drops its private copies for the file's shared pages */
-			kind->forget();
+			kind->forget(bb->weights, bb->weights_len);
 			kind->map(path, bb->weights, bb->weights_len);
 		}
 	}
@@ -660,9 +663,9 @@ use_precision(LoadedModel *m, BackboneRun *run)
 
 	gemm_packed_enable(panels, m->bb->weights, m->bb->weights_len);
 	if (bf16)
-		DeptShareCopies(m, &bf16_sharing, &m->packed_mapped, &m->packed_written);
+		DeptShareCopies(m, &bf16_sharing, &m->packed_mapped, &m->packed_write_failed);
 	else if (panels)
-		DeptShareCopies(m, &panel_sharing, &m->panels_mapped, &m->panels_written);
+		DeptShareCopies(m, &panel_sharing, &m->panels_mapped, &m->panels_write_failed);
 	return bf16;
 }
 

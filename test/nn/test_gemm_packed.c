@@ -7,7 +7,8 @@
  * of gemm_rows_nt (both sum over k in order, then add the bias), for any
  * thread count; linear_product takes it only when packing is on, and a
  * weight is packed once; panels written to a shared file come back from
- * it, and a region limit leaves other weights alone.
+ * it, a region limit leaves other weights alone, and forgetting one region
+ * keeps another's copies.
  *
  * Tolerance against the loops in double: |diff| <= 1e-5 * sum_k |x_k w_k|
  * + 1e-6.  On a CPU without AVX-512 the product is not usable and the
@@ -187,6 +188,13 @@ test_shared_file_round_trip(void)
 	CHECK(gemm_packed_private_count(region, len) == 0 && gemm_packed_bytes() == 0,
 		  "the panels came from the file");
 	CHECK(memcmp(before, after, sizeof(float) * N * OC) == 0, "the file's panels give the same floats");
+	/* forgetting one region leaves another's copies */
+	gemm_packed_enable(true, NULL, 0);
+	CHECK(gemm_packed_weight(outside, OC, C) != NULL, "a weight of another region packed");
+	gemm_packed_forget_region(region, len);
+	CHECK(gemm_packed_bytes() == sizeof(float) * OC * C, "its copy stays when the first region goes");
+	CHECK(gemm_packed_weight(w, OC, C) != NULL && gemm_packed_private_count(region, len) == 1,
+		  "the first region's weight packs again once its file is gone");
 	gemm_packed_forget_weights();
 	CHECK(!gemm_packed_map_shared(path, region, len + 64), "a file made for another region is refused");
 	gemm_packed_forget_weights();

@@ -28,7 +28,7 @@ DELETE FROM dept.adapters WHERE name LIKE 'fam\_%';
 DELETE FROM dept.jobs WHERE adapter LIKE 'fam\_%';
 DELETE FROM dept.models WHERE name LIKE 'fam-%';
 
-SELECT plan(42);
+SELECT plan(43);
 
 CREATE TEMP TABLE fam_models (model text, dir text, family text);
 INSERT INTO fam_models VALUES
@@ -176,6 +176,8 @@ SELECT cmp_ok((SELECT count(*) FROM pg_ls_dir('pgsql_tmp_dept_models') e,
 			   WHERE f.size > 0),
 			  '>=', CASE WHEN (dept_model_info()->>'float32_panels')::bool THEN 5 ELSE 0 END::bigint,
 			  'each family''s float32 panels are written once for the next backends');
+SELECT is((dept_model_info()->>'float32_panels_private_bytes')::bigint, 0::bigint,
+		  'after six models in turn this backend holds no private panels: each model''s file replaced only its own copies');
 
 SELECT * FROM finish();
 DROP TABLE fam_reviews, fam_pairs, fam_pairs_test;

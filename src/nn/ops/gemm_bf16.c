@@ -183,6 +183,12 @@ gemm_bf16_map_shared(const char *path, const void *base, size_t len)
 	return packed_registry_map(&registry, path, base, len);
 }
 
+void
+gemm_bf16_forget_region(const void *base, size_t len)
+{
+	packed_registry_forget_region(&registry, base, len);
+}
+
 int
 gemm_bf16_private_count(const void *base, size_t len)
 {
@@ -618,6 +624,11 @@ gemm_bf16_write_shared(const char *path, const void *base, size_t len)
 
 void
 gemm_bf16_forget_weights(void)
+{
+}
+
+void
+gemm_bf16_forget_region(const void *base, size_t len)
 {
 }
 

@@ -101,4 +101,7 @@ bool		gemm_bf16_write_shared(const char *path, const void *base, size_t len);
 /* Free every packed weight and unmap the packed files (a backbone is closing: its addresses may be reused). */
 void		gemm_bf16_forget_weights(void);
 
+/* Free the packed copies of one weight region and unmap its files; other regions' stay. */
+void		gemm_bf16_forget_region(const void *base, size_t len);
+
 #endif							/* DEPT_NN_GEMM_BF16_H */

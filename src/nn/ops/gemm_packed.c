@@ -44,6 +44,12 @@ gemm_packed_forget_weights(void)
 	packed_registry_forget(&registry);
 }
 
+void
+gemm_packed_forget_region(const void *base, size_t len)
+{
+	packed_registry_forget_region(&registry, base, len);
+}
+
 bool
 gemm_packed_map_shared(const char *path, const void *base, size_t len)
 {

@@ -88,4 +88,7 @@ bool		gemm_packed_write_shared(const char *path, const void *base, size_t len);
 /* Free every packed copy (before the weights they came from are unmapped). */
 void		gemm_packed_forget_weights(void);
 
+/* Free the copies of one weight region and unmap its files; other regions' stay. */
+void		gemm_packed_forget_region(const void *base, size_t len);
+
 #endif							/* DEPT_NN_GEMM_PACKED_H */

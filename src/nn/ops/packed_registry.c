@@ -142,3 +142,35 @@ packed_registry_forget(PackedRegistry *r)
 		packed_file_close(&r->files[f].file);
 	r->n_files = 0;
 }
+
+void
+packed_registry_forget_region(PackedRegistry *r, const void *base, size_t len)
+{
+	int			kept = 0,
+				kept_files = 0;
+
+	for (int i = 0; i < r->n; i++)
+	{
+		if (!in_region(r, i, base, len))
+		{
+			r->source[kept] = r->source[i];
+			r->copies[kept++] = r->copies[i];
+			continue;
+		}
+		if (!r->copies[i]->shared)
+		{
+			free(r->copies[i]->data);
+			r->private_bytes -= (size_t) r->copies[i]->C * r->copies[i]->OC * value_bytes(r->kind);
+		}
+		free(r->copies[i]);
+	}
+	r->n = kept;
+	for (int f = 0; f < r->n_files; f++)
+	{
+		if (r->files[f].base == (const char *) base)
+			packed_file_close(&r->files[f].file);
+		else
+			r->files[kept_files++] = r->files[f];
+	}
+	r->n_files = kept_files;
+}

@@ -69,4 +69,10 @@ bool		packed_registry_write(const PackedRegistry *r, const char *path, const voi
 /* Free every copy and unmap every file. */
 void		packed_registry_forget(PackedRegistry *r);
 
+/*
+ * The same for one weight region only: its copies, and the files mapped
+ * for it; other models' copies and files stay.
+ */
+void		packed_registry_forget_region(PackedRegistry *r, const void *base, size_t len);
+
 #endif							/* DEPT_NN_PACKED_REGISTRY_H */
