@@ -590,15 +590,16 @@ typedef struct PackedSharing
 	int			(*private_count) (const void *base, size_t len);
 	bool		(*write) (const char *path, const void *base, size_t len);
 	void		(*forget) (const void *base, size_t len);
+	bool		drop_unshared;	/* a failed write frees the private copies (products run without) */
 } PackedSharing;
 
 static const PackedSharing bf16_sharing = {
 	DEPT_PACKED_FILE_NAME, "packed bfloat16 weights", gemm_bf16_map_shared,
-	gemm_bf16_private_count, gemm_bf16_write_shared, gemm_bf16_forget_region
+	gemm_bf16_private_count, gemm_bf16_write_shared, gemm_bf16_forget_region, false
 };
 static const PackedSharing panel_sharing = {
 	DEPT_PANELS_FILE_NAME, "float32 panels", gemm_packed_map_shared,
-	gemm_packed_private_count, gemm_packed_write_shared, gemm_packed_forget_region
+	gemm_packed_private_count, gemm_packed_write_shared, gemm_packed_forget_region, true
 };
 
 /*
@@ -610,8 +611,10 @@ static const PackedSharing panel_sharing = {
  * writer never ran), so the next backend maps them instead of packing them
  * privately, and maps it in place of its own copies of m's weights (other
  * models' copies and files stay).  *mapped and *write_failed are m's flags
- * for the kind.  Only an optimisation: a failure (a full disk) is logged at
- * DEBUG1 and not retried in this backend.
+ * for the kind.  Only an optimisation: a failure (a full disk, a read-only
+ * directory) is logged at DEBUG1 and not retried in this backend; the
+ * float32 panels are then dropped and not made again for m (its products
+ * read the weights in place), the bfloat16 copies kept (bfloat16 needs them).
  */
 static void
 DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *write_failed)
@@ -635,6 +638,9 @@ DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *w
 			ereport(DEBUG1,
 					(errmsg("could not write the %s of model copy \"%s\": %m",
 							kind->what, m->entry)));
+			/* float32 panels are only a speed-up: not one private copy per backend */
+			if (kind->drop_unshared)
+				kind->forget(bb->weights, bb->weights_len);
 		}
 		else
 		{
@@ -650,8 +656,8 @@ DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *w
  * Set run to the precision dept.matmul_precision asks for; true when that
  * is bfloat16.  In float32, a backend's inference packs the frozen weights
  * into panels when dept.packed_weights is on and the model has a private
- * copy to keep the shared file in (never in the training worker, whose
- * memory dept.max_training_memory bounds).
+ * copy to keep the shared file in and the file could be written (never in
+ * the training worker, whose memory dept.max_training_memory bounds).
  */
 static bool
 use_precision(LoadedModel *m, BackboneRun *run)
@@ -659,13 +665,14 @@ use_precision(LoadedModel *m, BackboneRun *run)
 	bool		bf16 = backbone_run_use_bf16(m->bb, run,
 											 dept_matmul_precision == DEPT_PRECISION_BFLOAT16);
 	bool		panels = !bf16 && dept_packed_weights && MyBackendType == B_BACKEND &&
-		m->entry != NULL && m->bb->weights != NULL;
+		m->entry != NULL && m->bb->weights != NULL && !m->panels_write_failed;
 
-	gemm_packed_enable(panels, m->bb->weights, m->bb->weights_len);
 	if (bf16)
 		DeptShareCopies(m, &bf16_sharing, &m->packed_mapped, &m->packed_write_failed);
 	else if (panels)
 		DeptShareCopies(m, &panel_sharing, &m->panels_mapped, &m->panels_write_failed);
+	/* after the sharing: a write that failed just now turns the panels off for this call too */
+	gemm_packed_enable(panels && !m->panels_write_failed, m->bb->weights, m->bb->weights_len);
 	return bf16;
 }
 
