@@ -622,7 +622,9 @@ DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *w
 	const Backbone *bb = m->bb;
 	char	   *path;
 
-	if (m->entry == NULL || bb->weights == NULL || *write_failed)
+	/* the usual call: mapped before, nothing packed here since */
+	if (m->entry == NULL || bb->weights == NULL || *write_failed ||
+		(*mapped && kind->private_count(bb->weights, bb->weights_len) == 0))
 		return;
 	path = psprintf("%s/%s", m->entry, kind->file_name);
 	if (!*mapped)
@@ -630,24 +632,21 @@ DeptShareCopies(LoadedModel *m, const PackedSharing *kind, bool *mapped, bool *w
 		*mapped = true;
 		kind->map(path, bb->weights, bb->weights_len);
 	}
-	else if (kind->private_count(bb->weights, bb->weights_len) > 0)
+	else if (!kind->write(path, bb->weights, bb->weights_len))
 	{
-		if (!kind->write(path, bb->weights, bb->weights_len))
-		{
-			*write_failed = true;
-			ereport(DEBUG1,
-					(errmsg("could not write the %s of model copy \"%s\": %m",
-							kind->what, m->entry)));
-			/* float32 panels are only a speed-up: not one private copy per backend */
-			if (kind->drop_unshared)
-				kind->forget(bb->weights, bb->weights_len);
-		}
-		else
-		{
-			/* this backend too drops its private copies for the file's shared pages */
+		*write_failed = true;
+		ereport(DEBUG1,
+				(errmsg("could not write the %s of model copy \"%s\": %m",
+						kind->what, m->entry)));
+		/* float32 panels are only a speed-up: not one private copy per backend */
+		if (kind->drop_unshared)
 			kind->forget(bb->weights, bb->weights_len);
-			kind->map(path, bb->weights, bb->weights_len);
-		}
+	}
+	else
+	{
+		/* this backend too drops its private copies for the file's shared pages */
+		kind->forget(bb->weights, bb->weights_len);
+		kind->map(path, bb->weights, bb->weights_len);
 	}
 	pfree(path);
 }

@@ -642,10 +642,9 @@ linear_product(bool bf16, float *out, const float *inp, const float *weight, con
 			   int N, int C, int OC, int ldo)
 {
 	const Bf16Weight *packed;
-
-	/* weight (OC, C) is the W^T of a (C, OC) operand: packed transposed */
 	const PackedWeight *panels;
 
+	/* weight (OC, C) is the W^T of a (C, OC) operand: packed transposed */
 	if (bf16 && N > 0 && gemm_bf16_usable(C, OC) &&
 		(packed = gemm_bf16_weight_transposed(weight, OC, C)) != NULL &&
 		gemm_bf16_strided(out, ldo, inp, C, packed, bias, N, false))

@@ -49,8 +49,8 @@ kind_magic(PackedKind kind)
 	return kind == PACKED_F32 ? F32_MAGIC : BF16_MAGIC;
 }
 
-static size_t
-value_bytes(PackedKind kind)
+size_t
+packed_value_bytes(PackedKind kind)
 {
 	return kind == PACKED_F32 ? sizeof(float) : sizeof(uint16_t);
 }
@@ -87,13 +87,13 @@ write_contents(int fd, PackedKind kind, size_t region_len, const PackedEntry *en
 	{
 		table[i] = (FileEntry) {entries[i].source_offset, entries[i].C, entries[i].OC,
 		entries[i].transposed, 0, aligned(at)};
-		at = table[i].data_offset + (size_t) entries[i].C * entries[i].OC * value_bytes(kind);
+		at = table[i].data_offset + (size_t) entries[i].C * entries[i].OC * packed_value_bytes(kind);
 	}
 	ok = nn_write_all(fd, &h, sizeof(h)) && nn_write_all(fd, table, sizeof(FileEntry) * n);
 	at = HEADER_BYTES + (size_t) n * ENTRY_BYTES;
 	for (int i = 0; i < n && ok; i++)
 	{
-		size_t		bytes = (size_t) entries[i].C * entries[i].OC * value_bytes(kind);
+		size_t		bytes = (size_t) entries[i].C * entries[i].OC * packed_value_bytes(kind);
 
 		ok = nn_write_all(fd, zeros, table[i].data_offset - at) &&
 			nn_write_all(fd, entries[i].data, bytes);
@@ -127,7 +127,7 @@ read_entry(PackedEntry *out, const FileEntry *e, PackedKind kind, size_t map_len
 	values = (size_t) e->C * (size_t) e->OC;
 	/* the float source lies inside the region, the packed data inside the file */
 	if (e->source_offset > region_len || values * sizeof(float) > region_len - e->source_offset ||
-		e->data_offset > map_len || values * value_bytes(kind) > map_len - e->data_offset)
+		e->data_offset > map_len || values * packed_value_bytes(kind) > map_len - e->data_offset)
 		return false;
 	*out = (PackedEntry) {e->source_offset, e->C, e->OC, e->transposed == 1,
 	base + e->data_offset};

@@ -59,6 +59,9 @@ typedef struct PackedFile
 
 /* Methods */
 
+/* Bytes of one packed value of kind: 2 (bfloat16) or 4 (float32). */
+size_t		packed_value_bytes(PackedKind kind);
+
 /*
  * Write the n entries for a region of region_len bytes to path: a
  * temporary file beside it, fsync'ed and renamed into place, so a reader

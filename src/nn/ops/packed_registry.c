@@ -7,12 +7,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-static size_t
-value_bytes(PackedKind kind)
-{
-	return kind == PACKED_F32 ? sizeof(float) : sizeof(uint16_t);
-}
-
 /* W's copy from a mapped file whose region holds W, or NULL. */
 static PackedCopy *
 from_file(const PackedRegistry *r, const float *W, int C, int OC, bool transposed)
@@ -68,7 +62,7 @@ packed_registry_get(PackedRegistry *r, const float *W, int C, int OC, bool trans
 	{
 		if ((p = pack(W, C, OC, transposed)) == NULL)
 			return NULL;
-		r->private_bytes += (size_t) C * OC * value_bytes(r->kind);
+		r->private_bytes += (size_t) C * OC * packed_value_bytes(r->kind);
 	}
 	r->source[r->n] = W;
 	r->copies[r->n++] = p;
@@ -160,7 +154,7 @@ packed_registry_forget_region(PackedRegistry *r, const void *base, size_t len)
 		if (!r->copies[i]->shared)
 		{
 			free(r->copies[i]->data);
-			r->private_bytes -= (size_t) r->copies[i]->C * r->copies[i]->OC * value_bytes(r->kind);
+			r->private_bytes -= (size_t) r->copies[i]->C * r->copies[i]->OC * packed_value_bytes(r->kind);
 		}
 		free(r->copies[i]);
 	}
